@@ -1,0 +1,79 @@
+"""The hot path: packing, decoding, SLCAN parsing and broadcasting.
+
+Each module here is plain Python with a ``.pxd`` beside it; setup.py compiles it with Cython when
+it can, and the compiled extension then wins on import. ``CANCORDER_PURE=1`` forces the
+pure-Python twins. Always import them as ``from cancorder._fast import wire`` (an attribute of
+this package), so the choice made here holds everywhere.
+"""
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+
+MODULES = ("wire", "broadcast", "slcan")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def is_compiled(module):
+    return (getattr(module, "__file__", None) or "").endswith(
+        tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def _load_pure(name):
+    """Load ``name``.py itself, under its own module name, even where a compiled one exists."""
+    qualified = f"{__name__}._pure_{name}"
+    module = sys.modules.get(qualified)
+    if module is not None:
+        return module
+    path = os.path.join(_HERE, name + ".py")
+    if not os.path.exists(path):
+        raise ImportError(f"the pure-Python twin of {name} is not part of this build")
+    loader = importlib.machinery.SourceFileLoader(qualified, path)
+    spec = importlib.util.spec_from_loader(qualified, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    loader.exec_module(module)
+    return module
+
+
+def _load_compiled(name):
+    package = sys.modules[__name__]
+    chosen = package.__dict__.get(name)
+    module = importlib.import_module(f"{__name__}.{name}")
+    if chosen is not None:
+        setattr(package, name, chosen)  # importing a submodule rebinds the attribute: undo
+    if not is_compiled(module):
+        raise ImportError(f"{__name__}.{name} is not compiled (run: make dev)")
+    return module
+
+
+def variant(kind):
+    """The modules of one variant, "compiled" or "pure", as a namespace (the tests use both)."""
+    load = _load_compiled if kind == "compiled" else _load_pure
+    return types.SimpleNamespace(kind=kind, **{name: load(name) for name in _present()})
+
+
+def _present():
+    """The hot modules this install has (source checkouts have every .py; executables not)."""
+    names = []
+    for name in MODULES:
+        if os.path.exists(os.path.join(_HERE, name + ".py")) or \
+                importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            names.append(name)
+    return names
+
+
+PURE_REQUESTED = os.environ.get("CANCORDER_PURE", "") not in ("", "0")
+
+for _name in _present():
+    if PURE_REQUESTED:
+        # Also under the real name, so `import cancorder._fast.wire` anywhere gets the twin.
+        globals()[_name] = sys.modules[f"{__name__}.{_name}"] = _load_pure(_name)
+    else:
+        globals()[_name] = importlib.import_module(f"{__name__}.{_name}")
+del _name
+
+IMPLEMENTATION = "compiled" if all(
+    is_compiled(globals()[name]) for name in _present()) else "pure"

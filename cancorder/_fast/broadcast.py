@@ -1,0 +1,363 @@
+"""The broadcaster: one select loop that owns the listening sockets and every client socket.
+
+Source threads hand over bytes of records with ``submit``; the loop sends them to every client
+with one non-blocking ``send`` per client per flush. Flushes are coalesced by select timeouts:
+a flush happens at most once per ``coalesce`` seconds, so at 30,000 frames/s the loop wakes about
+a thousand times a second instead of 30,000, while a lone frame on a quiet bus goes out at once.
+
+A client that cannot keep up accumulates a backlog; when it passes ``client_buffer`` bytes the
+client is dropped with a log line naming it and how far behind it was. Nobody else waits for it.
+Bytes a client sends are read and discarded; a closed client is noticed at once.
+
+Plain Python; broadcast.pxd types it and setup.py compiles it when it can.
+"""
+import collections
+import selectors
+import socket
+import threading
+import time
+
+import cython
+
+_READ = selectors.EVENT_READ
+_READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
+_WAKE = "wake"
+_LISTENER = "listener"
+
+
+class Client:
+    """One connected client and what it has not been sent yet."""
+
+    def __init__(self, sock, name):
+        self.sock = sock
+        self.name = name
+        self.backlog = collections.deque()
+        self.backlog_bytes = 0
+        self.behind_since = 0.0
+        self.sent = 0
+        self.closed = False
+
+
+class Broadcaster:
+    """Sends every submitted byte to every client, in order, without letting one hold others up.
+
+    ``log(level, text)`` receives connection events ("info") and drops ("warning").
+    """
+
+    def __init__(self, listeners, client_buffer=4 << 20, max_clients=64, coalesce=0.001,
+                 log=None):
+        self.client_buffer = client_buffer
+        self.max_clients = max_clients
+        self.coalesce = coalesce
+        self._log = log if log is not None else _no_log
+        self._selector = selectors.DefaultSelector()
+        self._listeners = list(listeners)
+        for listener in self._listeners:
+            listener.setblocking(False)
+            self._selector.register(listener, _READ, _LISTENER)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _READ, _WAKE)
+        self._pending = collections.deque()
+        self._wake_armed = False
+        self._flush_due = -1.0
+        self._last_flush = 0.0
+        self._clients = {}
+        self._changed = threading.Condition()
+        self._stop_requested = False
+        self._drain_deadline = 0.0
+        self._finished = False
+        self.bytes_in = 0
+        self.bytes_sent = 0
+        self.clients_accepted = 0
+        self.clients_refused = 0
+        self.clients_dropped_lag = 0
+
+    # ---- called from any thread ----
+
+    def submit(self, records):
+        """Queue bytes of records for every client (thread-safe, cheap: no syscall mostly)."""
+        if not records:
+            return
+        self._pending.append(records)
+        if not self._wake_armed:
+            # Armed until the next flush: later submits in the same window write nothing.
+            self._wake_armed = True
+            self._wake()
+
+    def stop(self, drain_timeout=2.0):
+        """Ask the loop to send what is queued (for at most drain_timeout s), then close all."""
+        self._drain_deadline = time.monotonic() + drain_timeout
+        self._stop_requested = True
+        self._wake()
+
+    @property
+    def client_count(self):
+        return len(self._clients)
+
+    def client_names(self):
+        return [client.name for client in list(self._clients.values())]
+
+    def wait_for_clients(self, count=1, timeout=None):
+        """Block until at least ``count`` clients are connected; False on timeout or stop."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: len(self._clients) >= count or self._finished, timeout) \
+                and not self._finished
+
+    def wait_drained(self, timeout=None):
+        """Block until everything submitted so far has been handed to every client's socket."""
+        with self._changed:
+            return self._changed.wait_for(self._is_drained, timeout)
+
+    # ---- the loop (one thread) ----
+
+    def run(self):
+        """The select loop; returns after stop() once the clients got what was queued."""
+        selector = self._selector
+        try:
+            while True:
+                timeout = None
+                if self._flush_due >= 0.0:
+                    timeout = max(0.0, self._flush_due - time.monotonic())
+                if self._stop_requested:
+                    timeout = 0.01 if timeout is None else min(timeout, 0.01)
+                for key, mask in selector.select(timeout):
+                    tag = key.data
+                    if tag is _WAKE:
+                        self._on_wake()
+                    elif tag is _LISTENER:
+                        self._accept(key.fileobj)
+                    else:
+                        if mask & selectors.EVENT_READ:
+                            self._read(tag)
+                        if mask & selectors.EVENT_WRITE and not tag.closed:
+                            self._write_backlog(tag)
+                if self._flush_due >= 0.0 and time.monotonic() >= self._flush_due:
+                    self._flush()
+                if self._stop_requested and self._stopping_done():
+                    break
+        finally:
+            self._close_all()
+
+    def _on_wake(self):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        if self._stop_requested:
+            self._close_listeners()
+        if self._pending and self._flush_due < 0.0:
+            due = self._last_flush + self.coalesce
+            if time.monotonic() >= due:
+                self._flush()
+            else:
+                self._flush_due = due
+
+    def _flush(self):
+        self._flush_due = -1.0
+        self._wake_armed = False
+        pending = self._pending
+        count = len(pending)
+        if count == 1:
+            data = pending.popleft()
+        else:
+            chunks = []
+            while count:
+                chunks.append(pending.popleft())
+                count -= 1
+            data = b"".join(chunks)
+        self._last_flush = time.monotonic()
+        self.bytes_in += len(data)
+        if data:
+            for client in list(self._clients.values()):
+                self._send(client, data)
+        if self._pending and not self._wake_armed:
+            # Something arrived while we were sending: make sure the loop looks again.
+            self._wake_armed = True
+            self._wake()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _send(self, client, data):
+        if client.backlog:
+            client.backlog.append(data)
+            client.backlog_bytes += len(data)
+            if client.backlog_bytes > self.client_buffer:
+                self._drop_laggard(client)
+            return
+        try:
+            sent = client.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._close(client, f"send failed: {exc.strerror or exc}")
+            return
+        client.sent += sent
+        self.bytes_sent += sent
+        if sent < len(data):
+            rest = memoryview(data)[sent:]
+            client.backlog.append(rest)
+            client.backlog_bytes = len(rest)
+            client.behind_since = time.monotonic()
+            if client.backlog_bytes > self.client_buffer:
+                self._drop_laggard(client)
+                return
+            self._selector.modify(client.sock, _READ_WRITE, client)
+
+    def _write_backlog(self, client):
+        backlog = client.backlog
+        if not backlog:
+            return
+        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+        try:
+            sent = client.sock.send(data)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(client, f"send failed: {exc.strerror or exc}")
+            return
+        client.sent += sent
+        self.bytes_sent += sent
+        backlog.clear()
+        if sent < len(data):
+            backlog.append(memoryview(data)[sent:])
+            client.backlog_bytes = len(data) - sent
+        else:
+            client.backlog_bytes = 0
+            self._selector.modify(client.sock, _READ, client)
+            with self._changed:
+                self._changed.notify_all()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: say so, keep serving the others
+                self._log("warning", f"cannot accept a client: {exc.strerror or exc}")
+                return
+            name = _peer_name(address)
+            if self.max_clients and len(self._clients) >= self.max_clients:
+                self.clients_refused += 1
+                self._log("warning", f"client {name} refused: already {len(self._clients)} "
+                                     f"clients (--max-clients {self.max_clients})")
+                sock.close()
+                continue
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            client = Client(sock, name)
+            self._clients[sock.fileno()] = client
+            self._selector.register(sock, _READ, client)
+            self.clients_accepted += 1
+            self._log("info", f"client {name} connected ({len(self._clients)} connected)")
+            with self._changed:
+                self._changed.notify_all()
+
+    def _read(self, client):
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(client, f"disconnected ({exc.strerror or exc})")
+            return
+        if not data:
+            self._close(client, "disconnected")
+
+    def _drop_laggard(self, client):
+        self.clients_dropped_lag += 1
+        behind = time.monotonic() - client.behind_since
+        self._close(client, f"dropped: {client.backlog_bytes} bytes ({behind:.1f} s) behind, "
+                            f"over its --client-buffer of {self.client_buffer} bytes",
+                    "warning")
+
+    def _close(self, client, why, level="info"):
+        if client.closed:
+            return
+        client.closed = True
+        self._clients.pop(client.sock.fileno(), None)
+        try:
+            self._selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+        client.backlog.clear()
+        self._log(level, f"client {client.name} {why} ({len(self._clients)} connected)")
+        with self._changed:
+            self._changed.notify_all()
+
+    # ---- shutdown ----
+
+    def _wake(self):
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the loop is awake anyway, or gone
+
+    def _is_drained(self):
+        if self._pending or self._finished:
+            return not self._pending
+        for client in list(self._clients.values()):
+            if client.backlog:
+                return False
+        return True
+
+    def _stopping_done(self):
+        if self._pending:
+            self._flush()
+        if time.monotonic() >= self._drain_deadline:
+            return True
+        for client in list(self._clients.values()):
+            if client.backlog:
+                return False
+        return True
+
+    def _close_listeners(self):
+        for listener in self._listeners:
+            try:
+                self._selector.unregister(listener)
+            except (KeyError, ValueError):
+                pass
+            listener.close()
+        self._listeners = []
+
+    def _close_all(self):
+        self._close_listeners()
+        for client in list(self._clients.values()):
+            unsent = client.backlog_bytes
+            try:
+                # Read what the client still sent so close() ends with FIN, not RST
+                # (an RST could discard data the client has not read yet).
+                client.sock.shutdown(socket.SHUT_WR)
+                while client.sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            self._close(client, "closed at shutdown" + (
+                f" with {unsent} bytes unsent" if unsent else ""))
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+
+def _peer_name(address):
+    host, port = address[0], address[1]
+    if ":" in host:
+        if host.startswith("::ffff:"):
+            return f"{host[7:]}:{port}"
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _no_log(level, text):
+    pass

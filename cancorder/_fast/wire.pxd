@@ -1,0 +1,35 @@
+import cython
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memcpy
+
+
+cpdef bint valid_length(Py_ssize_t n, bint is_fd)
+
+
+cdef class Packer:
+    cdef public double ts_offset
+    cdef public Py_ssize_t packed
+    cdef public Py_ssize_t remote
+    cdef public Py_ssize_t error
+    cdef public Py_ssize_t invalid
+    cdef bytearray _buffer
+
+    @cython.locals(count=Py_ssize_t, i=Py_ssize_t, pos=Py_ssize_t, n=Py_ssize_t,
+                   can_id=cython.longlong, flags=cython.uchar, stamp=cython.double,
+                   offset=cython.double, micros=cython.ulonglong, p=cython.p_uchar,
+                   src=cython.p_uchar, buf=bytearray)
+    cpdef bytes pack(self, list messages)
+
+
+cdef class StreamDecoder:
+    cdef bytearray _buf
+    cdef public unsigned long long offset
+    cdef public unsigned long long frames
+    cdef object _error
+
+    @cython.locals(size=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, n=cython.uint,
+                   flags=cython.uint, can_id=cython.uint, micros=cython.ulonglong,
+                   p=cython.p_uchar, out=list, buf=bytearray)
+    cpdef list feed(self, chunk)
+
+    cdef _fail(self, str reason, Py_ssize_t pos)

@@ -1,0 +1,126 @@
+"""Arguments every serving subcommand (serve, touCAN, mock-uds) shares, and their parsing."""
+import argparse
+import re
+
+from ..errors import UsageError
+
+
+def add_server_arguments(parser, verbose_help="log one line per frame (never slows the proxy: "
+                                              "lines are skipped when the terminal lags)"):
+    net = parser.add_argument_group("network")
+    net.add_argument("-p", "--port", type=port_number, default=None,
+                     help="TCP port (default: the first free port from 42420)")
+    net.add_argument("--bind", metavar="ADDR", default=None,
+                     help="listen on this address only (default: every IPv4 and IPv6 address)")
+    net.add_argument("--service-name", default=None,
+                     help="Zeroconf instance name (default: 'ECUconnect-Logger <host>:<port>')")
+    net.add_argument("--no-zeroconf", action="store_true",
+                     help="do not advertise the service over Zeroconf/mDNS")
+    net.add_argument("--max-clients", type=positive_int, default=64,
+                     help="refuse clients beyond this many (default: 64)")
+    net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
+                     help="drop a client that falls this far behind (bytes, or 512K, 4M; "
+                          "default: 4M)")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    parser.add_argument("--stats", action="store_true",
+                        help="a status line (frames/s, clients, drops) every 2 seconds")
+
+
+def server_options(args, process):
+    from ..server import ServerOptions
+
+    return ServerOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
+                         client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
+                         service_name=args.service_name, process=process,
+                         verbose=args.verbose, stats=args.stats)
+
+
+def make_reporter(args):
+    from ..report import Reporter
+
+    return Reporter(verbose=getattr(args, "verbose", False), debug=getattr(args, "debug", False))
+
+
+# ---- value parsers (argparse turns their ArgumentTypeError into a usage line, exit 2) ----
+
+def port_number(text):
+    value = _int(text, "a port number")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: a port is 1..65535")
+    return value
+
+
+def positive_int(text):
+    value = _int(text, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def bitrate(text):
+    value = _int(text, "a bit rate in bit/s such as 500000")
+    if not 1000 <= value <= 20_000_000:
+        raise argparse.ArgumentTypeError(f"{text}: a CAN bit rate is in bit/s, e.g. 500000")
+    return value
+
+
+def byte_size(text):
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected a size such as 4194304, 512K or 4M")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2).lower()]
+    value = int(match.group(1)) * scale
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1K")
+    return value
+
+
+def can_filter(text):
+    """``ID:MASK`` in hex -> a python-can filter dict (an id above 0x7FF is 29-bit)."""
+    match = re.fullmatch(r"\s*(?:0x)?([0-9a-fA-F]{1,8})\s*:\s*(?:0x)?([0-9a-fA-F]{1,8})\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{text}: expected ID:MASK in hex, e.g. 7E8:7FF (ids matching under the mask pass)")
+    can_id, mask = int(match.group(1), 16), int(match.group(2), 16)
+    if can_id > 0x1FFFFFFF or mask > 0x1FFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text}: ids and masks are at most 1FFFFFFF")
+    entry = {"can_id": can_id, "can_mask": mask}
+    if can_id > 0x7FF:
+        entry["extended"] = True
+    return entry
+
+
+def backend_option(text):
+    """``key=value`` for the python-can backend; numbers and true/false are converted."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+        raise argparse.ArgumentTypeError(f"{text}: expected key=value, e.g. --opt poll_interval=0.01")
+    return key.strip(), _literal(value.strip())
+
+
+def _literal(value):
+    lowered = value.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(value, 0) if convert is int else convert(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _int(text, what):
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected {what}") from None
+
+
+def check(condition, message):
+    if not condition:
+        raise UsageError(message)

@@ -1,0 +1,51 @@
+"""``cancorder serve``: any python-can adapter, served to every client."""
+from . import _server_args as sa
+
+
+def add_subparser(subparsers, common):
+    parser = subparsers.add_parser(
+        "serve", parents=[common], help="serve frames from a python-can adapter",
+        description="Read CAN frames from any python-can interface and stream them to TCP "
+                    "clients in the ECUconnect Logger format.")
+    bus = parser.add_argument_group("adapter")
+    bus.add_argument("-i", "--interface", default=None,
+                     help="python-can interface: socketcan, gs_usb, slcan, pcan, kvaser, "
+                          "vector... (default: socketcan on Linux, gs_usb elsewhere)")
+    bus.add_argument("-c", "--channel", default=None,
+                     help="channel: can0, a device index, /dev/ttyACM0, COM8, a pyserial URL "
+                          "(socket://host:port)")
+    bus.add_argument("-b", "--bitrate", type=sa.bitrate, default=500000,
+                     help="bit rate in bit/s (default: 500000)")
+    bus.add_argument("--auto", action="store_true",
+                     help="use the first adapter that opens among those cancorder detect finds")
+    bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
+    bus.add_argument("--data-bitrate", type=sa.bitrate, default=None,
+                     help="CAN FD data-phase bit rate in bit/s (with --fd)")
+    bus.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
+                     default=[], metavar="ID:MASK",
+                     help="pass only frames whose id matches ID under MASK (hex; repeatable)")
+    bus.add_argument("--listen-only", action="store_true",
+                     help="never acknowledge or send on the bus (where the backend can)")
+    bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",
+                     help="adapter: the frame's own receive time (device clocks mapped to "
+                          "Unix time); host: stamped on arrival (default: adapter)")
+    bus.add_argument("--opt", dest="options", action="append", type=sa.backend_option,
+                     default=[], metavar="KEY=VALUE",
+                     help="pass an option to the python-can backend (repeatable)")
+    sa.add_server_arguments(parser)
+    parser.set_defaults(func=_do_serve)
+
+
+def _do_serve(args):
+    from ..server import Server
+    from ..sources.pycan import PythonCanSource, default_interface
+
+    sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
+    reporter = sa.make_reporter(args)
+    interface = args.interface or default_interface()
+    source = PythonCanSource(
+        interface, args.channel, bitrate=args.bitrate, fd=args.fd,
+        data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
+        timestamps=args.timestamps, options=dict(args.options))
+    server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
+    return server.run()

@@ -1,0 +1,186 @@
+"""Frames from any python-can interface (socketcan, gs_usb, slcan, pcan, kvaser, vector...)."""
+import errno
+import sys
+import time
+
+from ..errors import SourceInitError, SourceLostError, UsageError
+from .base import Source
+
+#: how to ask each backend for listen-only (python-can has no common flag for it)
+LISTEN_ONLY_OPTIONS = {
+    "slcan": {"listen_only": True},
+    "vector": {"listen_only": True},
+    "nixnet": {"listen_only": True},
+    "kvaser": {"driver_mode": False},  # python-can's kvaser: False is DRIVER_MODE_SILENT
+}
+DEFAULT_CHANNELS = {"socketcan": "can0", "gs_usb": 0, "virtual": "vcan0"}
+#: more frames than this waiting in the driver are handed over in the next batch
+MAX_BATCH = 1024
+#: a frame stamped within this many seconds of the wall clock is taken as Unix time
+UNIX_TIME_TOLERANCE = 86400.0
+
+
+def default_interface():
+    return "socketcan" if sys.platform.startswith("linux") else "gs_usb"
+
+
+def channel_value(channel):
+    """python-can wants device indexes (gs_usb, kvaser, vector) as int, names as str."""
+    if isinstance(channel, str) and channel.isdigit():
+        return int(channel)
+    return channel
+
+
+class PythonCanSource(Source):
+    """Reads a python-can Bus; batches what the driver already holds; maps timestamps."""
+
+    def __init__(self, interface, channel=None, bitrate=500000, fd=False, data_bitrate=None,
+                 filters=None, listen_only=False, timestamps="adapter", options=None):
+        super().__init__()
+        self.interface = interface
+        self.channel = channel_value(channel) if channel is not None \
+            else DEFAULT_CHANNELS.get(interface)
+        self.bitrate = bitrate
+        self.timestamps = timestamps
+        self.bus = None
+        self._clock_checked = False
+        kwargs = dict(options or {})
+        if bitrate:
+            kwargs.setdefault("bitrate", bitrate)
+        if fd:
+            kwargs.setdefault("fd", True)
+        if data_bitrate:
+            kwargs.setdefault("data_bitrate", data_bitrate)
+        if filters:
+            kwargs.setdefault("can_filters", filters)
+        if listen_only:
+            if interface not in LISTEN_ONLY_OPTIONS:
+                hint = (" (for socketcan set it on the interface: ip link set can0 type can "
+                        "bitrate 500000 listen-only on)") if interface == "socketcan" else ""
+                raise UsageError(f"--listen-only: python-can's {interface} interface cannot "
+                                 f"be put in listen-only mode{hint}")
+            for key, value in LISTEN_ONLY_OPTIONS[interface].items():
+                kwargs.setdefault(key, value)
+        if interface == "slcan":
+            if self.channel is None:
+                raise UsageError("the slcan interface needs -c/--channel: a serial port "
+                                 "(/dev/ttyACM0, COM8, /dev/ttyUSB0@115200) or a pyserial URL")
+            if "://" in str(self.channel):
+                # python-can sleeps 2 s after opening so USB adapters can reset; a network
+                # URL has nothing to reset.
+                kwargs.setdefault("sleep_after_open", 0)
+        self.kwargs = kwargs
+
+    @property
+    def description(self):
+        return f"{self.interface} channel {self.channel}"
+
+    def txt(self):
+        return {"interface": self.interface, "channel": str(self.channel),
+                "bitrate": str(self.bitrate or "")}
+
+    def open(self):
+        import can
+
+        self._clock_checked = False
+        try:
+            self.bus = can.Bus(interface=self.interface, channel=self.channel, **self.kwargs)
+        except Exception as exc:  # every backend raises its own: explain them all
+            raise explain_open_error(exc, self.interface, self.channel, self.bitrate) from exc
+
+    def read(self, timeout):
+        bus = self.bus
+        try:
+            msg = bus.recv(timeout)
+            if msg is None:
+                return b""
+            batch = [msg]
+            while len(batch) < MAX_BATCH:
+                more = bus.recv(0)
+                if more is None:
+                    break
+                batch.append(more)
+        except Exception as exc:  # CanOperationError, OSError, SerialException, USBError...
+            raise SourceLostError(f"{self.description} failed: {_root_message(exc)}") from exc
+        if self.timestamps == "host":
+            now = time.time()
+            for msg in batch:
+                msg.timestamp = now
+        elif not self._clock_checked:
+            self._check_clock(batch[0].timestamp)
+        return self.packer.pack(batch)
+
+    def _check_clock(self, stamp):
+        """Device-relative clocks (gs_usb) are mapped to Unix time at the first frame."""
+        self._clock_checked = True
+        now = time.time()
+        self.packer.ts_offset = 0.0 if abs(now - stamp) < UNIX_TIME_TOLERANCE else now - stamp
+
+    def close(self):
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            try:
+                bus.shutdown()
+            except Exception:
+                pass
+
+
+def _chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return seen
+
+
+def _root_message(exc):
+    return str(exc) or type(exc).__name__
+
+
+def explain_open_error(exc, interface, channel, bitrate):
+    """Turn whatever a python-can backend raised while opening into one clear error."""
+    import can
+
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    text = " / ".join(dict.fromkeys(str(e) for e in chain if str(e)))
+    errnos = {getattr(e, "errno", None) for e in chain} - {None}
+    where = f"{interface} channel {channel}"
+
+    if isinstance(exc, can.CanInterfaceNotImplementedError) and "Unknown interface" in text:
+        known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
+        return UsageError(f"unknown interface '{interface}': use one of {known} "
+                          "(cancorder detect lists the adapters it finds)")
+    if "NoBackendError" in names:
+        return SourceInitError(
+            f"{interface} needs libusb, which this machine does not have: install it "
+            "(Debian/Ubuntu: apt install libusb-1.0-0; macOS: brew install libusb; "
+            "Windows: libusb-1.0.dll beside the program)")
+    if errno.EACCES in errnos or errno.EPERM in errnos or "PermissionError" in names:
+        fix = ("add a udev rule for the device or run as root" if interface == "gs_usb" else
+               "add your user to the dialout group (sudo usermod -aG dialout $USER, then log "
+               "in again) or run as root")
+        return SourceInitError(f"permission denied opening {where}: {fix}")
+    if isinstance(exc, ValueError) and "bitrate" in text.lower():
+        return UsageError(f"--bitrate {bitrate} is not possible on {interface}: {text}")
+    if interface == "socketcan":
+        if errno.EAFNOSUPPORT in errnos:
+            return SourceInitError("this kernel has no SocketCAN (address family not "
+                                   "supported): load the can module, or use another interface")
+        if errno.ENODEV in errnos or errno.ENXIO in errnos:
+            return SourceInitError(
+                f"no SocketCAN interface '{channel}': check `ip link` (a virtual one: "
+                f"sudo ip link add dev {channel} type vcan; sudo ip link set {channel} up)")
+        if errno.ENETDOWN in errnos:
+            return SourceInitError(f"SocketCAN interface '{channel}' is down: sudo ip link set "
+                                   f"{channel} up type can bitrate {bitrate or 500000}")
+    if isinstance(exc, can.CanInterfaceNotImplementedError) or isinstance(exc, ImportError):
+        return SourceInitError(f"the {interface} interface is not usable here: {text}")
+    if errno.ENOENT in errnos or "could not open port" in text:
+        return SourceInitError(f"cannot open {where}: {text} (is the adapter plugged in? "
+                               "cancorder detect lists what it finds)")
+    if isinstance(exc, can.CanInitializationError) and (
+            "find" in text.lower() or "found" in text.lower()):
+        return SourceInitError(f"no {interface} device found ({text}): plug one in, or see "
+                               "cancorder detect")
+    return SourceInitError(f"cannot open {where}: {text or type(exc).__name__}")

@@ -1,0 +1,75 @@
+import glob
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# python-can merges these into every can.Bus(): keep the developer's settings out of the tests.
+for _var in ("CAN_INTERFACE", "CAN_CHANNEL", "CAN_BITRATE", "CAN_CONFIG"):
+    os.environ.pop(_var, None)
+os.environ.pop("CANCORDER_PURE", None)
+
+
+def _stale_compiled_modules():
+    stale = []
+    for so in glob.glob(os.path.join(ROOT, "cancorder", "_fast", "*.so")) + \
+            glob.glob(os.path.join(ROOT, "cancorder", "_fast", "*.pyd")):
+        base = os.path.basename(so).split(".")[0]
+        for source in (base + ".py", base + ".pxd"):
+            path = os.path.join(os.path.dirname(so), source)
+            if os.path.exists(path) and os.path.getmtime(path) > os.path.getmtime(so):
+                stale.append(f"{os.path.basename(so)} is older than {source}")
+    return stale
+
+
+def pytest_configure(config):
+    stale = _stale_compiled_modules()
+    if stale:
+        pytest.exit("stale compiled core (" + "; ".join(stale) + "): run `make dev`", 2)
+    if os.environ.get("CANCORDER_REQUIRE_CYTHON", "") not in ("", "0"):
+        import cancorder._fast as fast
+
+        if fast.IMPLEMENTATION != "compiled":
+            pytest.exit("CANCORDER_REQUIRE_CYTHON=1 but the compiled core is not built "
+                        "(run `make dev`)", 2)
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def fast(request):
+    """The _fast modules of one variant: every test that takes it runs on both."""
+    import cancorder._fast as fast_package
+
+    try:
+        return fast_package.variant(request.param)
+    except ImportError as exc:
+        if os.environ.get("CANCORDER_REQUIRE_CYTHON", "") not in ("", "0"):
+            raise
+        pytest.skip(f"{request.param} variant unavailable: {exc}")
+
+
+@pytest.fixture
+def slcan_emulator():
+    from tests.emulators.slcan_adapter import SlcanEmulator
+
+    emu = SlcanEmulator()
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def cancorder_process():
+    """Start ``cancorder`` subprocesses; every one is terminated (by its pid) at teardown."""
+    from tests.helpers import CancorderProcess
+
+    started = []
+
+    def start(*args, **kwargs):
+        proc = CancorderProcess(list(args), **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,137 @@
+"""An SLCAN (LAWICEL) adapter emulated on a TCP port of 127.0.0.1.
+
+pyserial opens ``socket://127.0.0.1:PORT`` like a serial port, so python-can's slcan backend and
+cancorder's own SLCAN source talk to this as to a CANable. It answers every command with ``\\r``
+(``\\a`` for one it does not know), records the commands, and once the channel is opened (``O``
+or ``L``) writes the frame lines it is given. ``drop()`` closes the connection and refuses new
+ones for a while: that is what an unplugged adapter looks like.
+"""
+import socket
+import threading
+import time
+
+CAN_FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
+KNOWN_COMMANDS = set("CSOLVNsFZMmXY")
+
+
+def slcan_line(msg, timestamp_ms=None):
+    """The SLCAN line for a python-can Message (``t``/``T``/``r``/``R``/``d``/``D``/``b``/``B``)."""
+    data = bytes(msg.data or b"")
+    if msg.is_fd:
+        dlc = CAN_FD_LENGTHS.index(len(data))
+        kind = "b" if msg.bitrate_switch else "d"
+    else:
+        dlc = len(data) if not msg.is_remote_frame else msg.dlc
+        kind = "r" if msg.is_remote_frame else "t"
+    if msg.is_extended_id:
+        kind = kind.upper()
+        ident = f"{msg.arbitration_id:08X}"
+    else:
+        ident = f"{msg.arbitration_id:03X}"
+    body = "" if msg.is_remote_frame else data.hex().upper()
+    stamp = "" if timestamp_ms is None else f"{timestamp_ms % 60000:04X}"
+    return f"{kind}{ident}{dlc:X}{body}{stamp}\r".encode()
+
+
+class SlcanEmulator:
+    def __init__(self, host="127.0.0.1", port=0):
+        self._listener = socket.create_server((host, port))
+        self.host = host
+        self.port = self._listener.getsockname()[1]
+        self.url = f"socket://{host}:{self.port}"
+        self.commands = []
+        self.connections = 0
+        self.opened = threading.Event()
+        self._conn = None
+        self._lock = threading.Lock()
+        self._refuse_until = 0.0
+        self._closing = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    # ---- test API ----
+
+    def wait_open(self, timeout=10.0):
+        if not self.opened.wait(timeout):
+            raise TimeoutError("nobody opened the emulated SLCAN channel")
+
+    def send_lines(self, data, timeout=10.0):
+        """Write raw SLCAN bytes once the channel is open (blocks until written)."""
+        self.wait_open(timeout)
+        with self._lock:
+            conn = self._conn
+        if conn is None:
+            raise ConnectionError("no connection")
+        conn.sendall(data)
+
+    def send_messages(self, messages):
+        self.send_lines(b"".join(slcan_line(m) for m in messages))
+
+    def drop(self, refuse_for=1.0):
+        """Close the connection (the adapter was unplugged) and refuse new ones for a while."""
+        self._refuse_until = time.monotonic() + refuse_for
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self.opened.clear()
+        if conn is not None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        self._closing = True
+        self.drop(0)
+        self._listener.close()
+        self._thread.join(2)
+
+    # ---- the adapter ----
+
+    def _accept_loop(self):
+        while not self._closing:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            if time.monotonic() < self._refuse_until:
+                conn.close()  # unplugged: the port "does not exist" yet
+                continue
+            with self._lock:
+                old, self._conn = self._conn, conn
+                self.connections += 1
+            if old is not None:
+                old.close()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        pending = b""
+        while True:
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            pending += chunk
+            while b"\r" in pending:
+                line, pending = pending.split(b"\r", 1)
+                self._command(conn, line.decode("ascii", "replace"))
+
+    def _command(self, conn, command):
+        self.commands.append(command)
+        reply = b"\r"
+        if command and command[0] not in KNOWN_COMMANDS:
+            reply = b"\a"
+        elif command == "V":
+            reply = b"V1013\r"
+        elif command == "N":
+            reply = b"NA123\r"
+        try:
+            conn.sendall(reply)
+        except OSError:
+            return
+        if command in ("O", "L"):
+            self.opened.set()
+        elif command == "C":
+            self.opened.clear()
