@@ -1,0 +1,21 @@
+"""Zeroconf advertisement, inside a private network namespace only."""
+import socket
+
+from tests.netns import run_in_netns
+
+
+def test_serve_is_advertised_with_every_txt_key_and_gone_after_exit():
+    result = run_in_netns("tests/netns_zeroconf_serve.py")
+    assert result["names"] == ["ECUconnect-Logger bench-42._ecuconnect-log._tcp.local."], result["log"]
+    assert result["info_port"] == result["port"]
+    txt = result["txt"]
+    assert set(txt) == {"system", "process", "interface", "channel", "bitrate", "port"}
+    assert txt["system"] == socket.gethostname().split(".")[0]
+    assert txt["process"] == "cancorder serve"
+    assert txt["interface"] == "slcan"
+    assert txt["channel"].startswith("socket://127.0.0.1:")
+    assert txt["bitrate"] == "250000"
+    assert txt["port"] == str(result["port"])
+    assert "127.0.0.1" in result["addresses"]
+    assert result["exit_code"] == 0
+    assert result["removed"] == result["names"], result["log"]
