@@ -43,9 +43,20 @@ def _do_serve(args):
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
     reporter = sa.make_reporter(args)
     interface = args.interface or default_interface()
-    source = PythonCanSource(
-        interface, args.channel, bitrate=args.bitrate, fd=args.fd,
-        data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
-        timestamps=args.timestamps, options=dict(args.options))
+    options = dict(args.options)
+    if interface == "slcan" and options.get("slcan_backend", "cancorder") != "python-can":
+        from ..sources.slcan import SlcanSource
+
+        sa.check(options.get("slcan_backend", "cancorder") == "cancorder",
+                 "--opt slcan_backend: use cancorder (the default) or python-can")
+        source = SlcanSource(args.channel, bitrate=args.bitrate,
+                             data_bitrate=args.data_bitrate, listen_only=args.listen_only,
+                             filters=args.filters, timestamps=args.timestamps, options=options)
+    else:
+        options.pop("slcan_backend", None)
+        source = PythonCanSource(
+            interface, args.channel, bitrate=args.bitrate, fd=args.fd,
+            data_bitrate=args.data_bitrate, filters=args.filters,
+            listen_only=args.listen_only, timestamps=args.timestamps, options=options)
     server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
     return server.run()

@@ -45,7 +45,7 @@ class PythonCanSource(Source):
         self.bus = None
         self._clock_checked = False
         kwargs = dict(options or {})
-        if bitrate:
+        if bitrate and not {"btr", "timing"} & set(kwargs):  # python-can: mutually exclusive
             kwargs.setdefault("bitrate", bitrate)
         if fd:
             kwargs.setdefault("fd", True)
@@ -161,7 +161,7 @@ def explain_open_error(exc, interface, channel, bitrate):
                "add your user to the dialout group (sudo usermod -aG dialout $USER, then log "
                "in again) or run as root")
         return SourceInitError(f"permission denied opening {where}: {fix}")
-    if isinstance(exc, ValueError) and "bitrate" in text.lower():
+    if "ValueError" in names and "bitrate" in text.lower():
         return UsageError(f"--bitrate {bitrate} is not possible on {interface}: {text}")
     if interface == "socketcan":
         if errno.EAFNOSUPPORT in errnos:

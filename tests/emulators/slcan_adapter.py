@@ -4,11 +4,11 @@ pyserial opens ``socket://127.0.0.1:PORT`` like a serial port, so python-can's s
 cancorder's own SLCAN source talk to this as to a CANable. It answers every command with ``\\r``
 (``\\a`` for one it does not know), records the commands, and once the channel is opened (``O``
 or ``L``) writes the frame lines it is given. ``drop()`` closes the connection and refuses new
-ones for a while: that is what an unplugged adapter looks like.
+ones (the port is closed: connecting is refused) for a while, then listens again on the same
+port: that is what an unplugged and replugged adapter looks like.
 """
 import socket
 import threading
-import time
 
 CAN_FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 KNOWN_COMMANDS = set("CSOLVNsFZMmXY")
@@ -36,6 +36,7 @@ def slcan_line(msg, timestamp_ms=None):
 class SlcanEmulator:
     def __init__(self, host="127.0.0.1", port=0):
         self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.1)  # so close() need not wait for a blocked accept
         self.host = host
         self.port = self._listener.getsockname()[1]
         self.url = f"socket://{host}:{self.port}"
@@ -44,7 +45,7 @@ class SlcanEmulator:
         self.opened = threading.Event()
         self._conn = None
         self._lock = threading.Lock()
-        self._refuse_until = 0.0
+        self._unplugged = False
         self._closing = False
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
@@ -69,7 +70,10 @@ class SlcanEmulator:
 
     def drop(self, refuse_for=1.0):
         """Close the connection (the adapter was unplugged) and refuse new ones for a while."""
-        self._refuse_until = time.monotonic() + refuse_for
+        if refuse_for > 0 and not self._closing:
+            self._unplugged = True
+            self._listener.close()  # connecting is refused now
+            threading.Timer(refuse_for, self._replug).start()
         with self._lock:
             conn, self._conn = self._conn, None
             self.opened.clear()
@@ -79,6 +83,16 @@ class SlcanEmulator:
             except OSError:
                 pass
             conn.close()
+
+    def _replug(self):
+        if self._closing:
+            return
+        self._listener = socket.create_server((self.host, self.port))
+        self._listener.settimeout(0.1)
+        self._unplugged = False
+        self._thread.join(2)
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
 
     def close(self):
         self._closing = True
@@ -92,11 +106,11 @@ class SlcanEmulator:
         while not self._closing:
             try:
                 conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
-            if time.monotonic() < self._refuse_until:
-                conn.close()  # unplugged: the port "does not exist" yet
-                continue
+            conn.settimeout(None)
             with self._lock:
                 old, self._conn = self._conn, conn
                 self.connections += 1

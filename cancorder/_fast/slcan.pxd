@@ -1,0 +1,34 @@
+import cython
+
+
+cdef class SlcanParser:
+    cdef public bint adapter_time
+    cdef public unsigned long long frames
+    cdef public unsigned long long remote
+    cdef public unsigned long long bell
+    cdef public unsigned long long garbage
+    cdef public unsigned long long filtered
+    cdef public bytes last_garbage
+    cdef bytearray _pending
+    cdef bytearray _out
+    cdef long long _base_us
+    cdef long long _last_ms
+    cdef list _filters
+
+    @cython.locals(size=Py_ssize_t, i=Py_ssize_t, start=Py_ssize_t, o=Py_ssize_t,
+                   c=cython.uchar, p=cython.p_uchar, out=cython.p_uchar, hexval=cython.p_uchar,
+                   fdlen=cython.p_uchar, data=bytearray, pending=bytearray, out_buf=bytearray)
+    cpdef bytes feed(self, chunk, long long now_us)
+
+    @cython.locals(kind=cython.uchar, idlen=Py_ssize_t, flags=cython.uchar, remote=bint,
+                   length=Py_ssize_t, can_id=cython.ulonglong, j=Py_ssize_t, v=cython.uchar,
+                   dlc=cython.uchar, n=Py_ssize_t, rest=Py_ssize_t, k=Py_ssize_t,
+                   hi=cython.uchar, lo=cython.uchar, micros=cython.longlong,
+                   stamp=cython.longlong)
+    cdef Py_ssize_t _line(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e, unsigned char *out,
+                          Py_ssize_t o, unsigned char *hexval, unsigned char *fdlen,
+                          long long now_us)
+
+    cdef long long _adapter_time(self, long long stamp_ms, long long now_us)
+    cdef bint _passes(self, unsigned long long can_id, bint extended)
+    cdef _garbage(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e)

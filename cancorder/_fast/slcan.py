@@ -1,0 +1,212 @@
+"""SLCAN (LAWICEL) lines straight to wire records, without a python-can Message per frame.
+
+Lines end in ``\\r``; ``\\a`` (BEL) is the adapter's error reply. Frame lines:
+    tIIILDD..   11-bit      TIIIIIIIILDD..   29-bit      (L: DLC 0..8)
+    rIIIL       11-bit remote                RIIIIIIIIL  29-bit remote
+    dIIILDD..   FD          DIIIIIIIILDD..   FD 29-bit   (L: hex DLC code 0..F -> 0..64 bytes)
+    bIIILDD..   FD + BRS    BIIIIIIIILDD..   FD + BRS 29-bit
+each optionally followed by 4 hex digits: the adapter's millisecond clock (0..59999, wraps).
+
+The parser keeps a partial line across reads. Anything else is counted as garbage and skipped
+(the source warns, rate-limited); it never raises on input.
+
+The same code runs compiled and pure: ``p``/``out`` are C pointers when compiled and the
+bytearrays themselves in pure Python, and indexing means the same for both.
+"""
+import cython
+
+_MAX_LINE = 160  # "B" + 8 id + 1 dlc + 128 data + 4 stamp = 142 bytes, plus slack
+_MINUTE_US = 60000000
+# ascii -> hex digit value, 255 for anything that is not a hex digit
+_HEX = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255 for c in range(256))
+_FD_LENGTHS = bytes((0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64))
+# first letters of the replies an adapter may send besides frames (z/Z: transmit done,
+# F: status flags, V/v: version, N: serial number)
+_REPLIES = b"zZFVvN"
+
+
+class SlcanParser:
+    """Feed bytes read from the adapter; get bytes of wire records back.
+
+    ``now_us`` is the host time (us) of the read: the timestamp of frames without an adapter
+    clock, and the anchor that maps the adapter's minute-wrapping millisecond clock to Unix time.
+    ``filters``: python-can style dicts (can_id, can_mask, optional extended); none passes all.
+    """
+
+    def __init__(self, adapter_time=True, filters=None):
+        self.adapter_time = adapter_time
+        self.frames = 0
+        self.remote = 0
+        self.bell = 0
+        self.garbage = 0
+        self.filtered = 0
+        self.last_garbage = b""
+        self._pending = bytearray()
+        self._out = bytearray(4096)
+        self._base_us = -1
+        self._last_ms = 0
+        self._filters = [(f["can_id"], f["can_mask"], f.get("extended")) for f in filters or ()]
+
+    def feed(self, chunk, now_us):
+        pending = self._pending
+        if pending:
+            pending += chunk
+            data = pending
+        else:
+            data = bytearray(chunk)
+        size = len(data)
+        # The densest input is "t0000\r": 6 bytes -> a 14-byte record.
+        if len(self._out) < (size // 6 + 1) * 14 + 78:
+            self._out = bytearray((size // 6 + 1) * 14 + 78)
+        out_buf = self._out
+        if cython.compiled:
+            p = cython.cast(cython.p_uchar, data)
+            out = cython.cast(cython.p_uchar, out_buf)
+            hexval = cython.cast(cython.p_uchar, cython.cast(bytes, _HEX))
+            fdlen = cython.cast(cython.p_uchar, cython.cast(bytes, _FD_LENGTHS))
+        else:
+            p = data
+            out = out_buf
+            hexval = _HEX
+            fdlen = _FD_LENGTHS
+        o = 0
+        start = 0
+        i = 0
+        while i < size:
+            c = p[i]
+            if c != 13 and c != 7:
+                i += 1
+                continue
+            # a whole line: p[start:i]
+            if c == 7:
+                self.bell += 1
+            if i > start:
+                o = self._line(p, start, i, out, o, hexval, fdlen, now_us)
+            i += 1
+            start = i
+        if start < size:
+            if size - start > _MAX_LINE:  # no terminator in sight: not SLCAN
+                self._garbage(data, start, size)
+                start = size
+        if start == 0 and data is pending:
+            pass  # everything is still one partial line
+        elif start < size:
+            self._pending = bytearray(data[start:size])
+        else:
+            self._pending = bytearray()
+        if o == 0:
+            return b""
+        return bytes(out_buf[:o])
+
+    @property
+    def pending(self):
+        return len(self._pending)
+
+    def _line(self, p, s, e, out, o, hexval, fdlen, now_us):
+        """Parse the line p[s:e]; write its record at out[o:]; return the new end of out."""
+        kind = p[s]
+        if kind == 116 or kind == 114 or kind == 100 or kind == 98:  # t r d b
+            idlen = 3
+            flags = 0
+        elif kind == 84 or kind == 82 or kind == 68 or kind == 66:  # T R D B
+            idlen = 8
+            flags = 1
+        else:
+            if _REPLIES.find(bytes((kind,))) < 0:
+                self._garbage(p, s, e)
+            return o
+        remote = kind == 114 or kind == 82
+        if kind == 100 or kind == 68:
+            flags |= 2
+        elif kind == 98 or kind == 66:
+            flags |= 6
+        length = e - s
+        if length < idlen + 2:
+            self._garbage(p, s, e)
+            return o
+        can_id = 0
+        j = s + 1
+        while j < s + 1 + idlen:
+            v = hexval[p[j]]
+            if v > 15:
+                self._garbage(p, s, e)
+                return o
+            can_id = (can_id << 4) | v
+            j += 1
+        dlc = hexval[p[j]]
+        if dlc > 15 or (dlc > 8 and not flags & 2):
+            self._garbage(p, s, e)
+            return o
+        n = fdlen[dlc]
+        j += 1
+        rest = e - j - (0 if remote else 2 * n)
+        if (rest != 0 and rest != 4) or can_id > (0x1FFFFFFF if flags & 1 else 0x7FF):
+            self._garbage(p, s, e)
+            return o
+        if remote:
+            self.remote += 1
+            return o
+        if self._filters and not self._passes(can_id, flags & 1):
+            self.filtered += 1
+            return o
+        # payload first (it may still turn out to be garbage), then the header
+        k = 0
+        while k < n:
+            hi = hexval[p[j]]
+            lo = hexval[p[j + 1]]
+            if hi > 15 or lo > 15:
+                self._garbage(p, s, e)
+                return o
+            out[o + 14 + k] = (hi << 4) | lo
+            j += 2
+            k += 1
+        micros = now_us
+        if rest == 4 and self.adapter_time:
+            stamp = 0
+            while j < e:
+                v = hexval[p[j]]
+                if v > 15:
+                    self._garbage(p, s, e)
+                    return o
+                stamp = (stamp << 4) | v
+                j += 1
+            micros = self._adapter_time(stamp, now_us)
+        out[o] = (micros >> 56) & 0xFF
+        out[o + 1] = (micros >> 48) & 0xFF
+        out[o + 2] = (micros >> 40) & 0xFF
+        out[o + 3] = (micros >> 32) & 0xFF
+        out[o + 4] = (micros >> 24) & 0xFF
+        out[o + 5] = (micros >> 16) & 0xFF
+        out[o + 6] = (micros >> 8) & 0xFF
+        out[o + 7] = micros & 0xFF
+        out[o + 8] = (can_id >> 24) & 0xFF
+        out[o + 9] = (can_id >> 16) & 0xFF
+        out[o + 10] = (can_id >> 8) & 0xFF
+        out[o + 11] = can_id & 0xFF
+        out[o + 12] = flags
+        out[o + 13] = n
+        self.frames += 1
+        return o + 14 + n
+
+    def _adapter_time(self, stamp_ms, now_us):
+        """Map the adapter's 0..59999 ms clock to Unix time, anchored to the host clock."""
+        if stamp_ms < self._last_ms:
+            self._base_us += _MINUTE_US  # the adapter's minute wrapped
+        self._last_ms = stamp_ms
+        micros = self._base_us + stamp_ms * 1000
+        # First frame, or a silence of more than a minute (a missed wrap), or drift:
+        # re-anchor so the frame is stamped at the read time.
+        if self._base_us < 0 or micros > now_us + 100000 or micros < now_us - 2000000:
+            self._base_us = now_us - stamp_ms * 1000
+            micros = now_us
+        return micros
+
+    def _passes(self, can_id, extended):
+        for f_id, f_mask, f_ext in self._filters:
+            if (can_id & f_mask) == (f_id & f_mask) and (f_ext is None or f_ext == extended):
+                return True
+        return False
+
+    def _garbage(self, p, s, e):
+        self.garbage += 1
+        self.last_garbage = bytes([p[k] for k in range(s, min(e, s + 40))])

@@ -1,0 +1,242 @@
+"""cancorder's SLCAN source: the parser on both variants, and the source against the emulator."""
+import time
+
+import can
+import pytest
+
+from tests.emulators.slcan_adapter import SlcanEmulator, slcan_line
+from tests.helpers import StreamClient
+
+NOW = 1_700_000_000_000_000
+
+
+def parse_all(fast, data, now=NOW, **kwargs):
+    parser = fast.slcan.SlcanParser(**kwargs)
+    return parser, fast.wire.StreamDecoder().feed(parser.feed(data, now))
+
+
+def test_every_line_type(fast):
+    data = (b"t1232AABB\r"                      # 11-bit
+            b"T18DAF1103010203\r"               # 29-bit
+            b"r1230\r" b"R1234567F4\r"          # remote: counted, not packed
+            b"d7E89000102030405060708090A0B\r"  # FD, DLC 9 = 12 bytes
+            b"D1ABCDEF0F" + b"EE" * 64 + b"\r"  # FD 29-bit, 64 bytes
+            b"b1000\r"                          # FD+BRS, 0 bytes
+            b"B00000001D" + b"01" * 32 + b"\r"  # FD+BRS 29-bit, DLC D = 32 bytes
+            b"t0000\r")
+    parser, frames = parse_all(fast, data)
+    assert frames == [
+        (NOW, 0x123, 0, b"\xaa\xbb"),
+        (NOW, 0x18DAF110, 1, b"\x01\x02\x03"),
+        (NOW, 0x7E8, 2, bytes(range(12))),
+        (NOW, 0x1ABCDEF0, 3, b"\xee" * 64),
+        (NOW, 0x100, 6, b""),
+        (NOW, 0x1, 7, b"\x01" * 32),
+        (NOW, 0x000, 0, b""),
+    ]
+    assert (parser.frames, parser.remote, parser.garbage, parser.bell) == (7, 2, 0, 0)
+
+
+def test_same_frames_as_python_can_lines(fast):
+    import random
+
+    rng = random.Random(3)
+    msgs = []
+    for _ in range(500):
+        ext, fd = rng.random() < 0.5, rng.random() < 0.4
+        size = rng.choice((0, 3, 8, 12, 20, 48, 64)) if fd else rng.randrange(9)
+        msgs.append(can.Message(arbitration_id=rng.getrandbits(29 if ext else 11),
+                                is_extended_id=ext, is_fd=fd, bitrate_switch=fd and rng.random() < .5,
+                                data=rng.randbytes(size)))
+    _, frames = parse_all(fast, b"".join(slcan_line(m) for m in msgs))
+    assert [(f[1], f[2], f[3]) for f in frames] == [
+        (m.arbitration_id, int(m.is_extended_id) | 2 * m.is_fd | 4 * m.bitrate_switch,
+         bytes(m.data)) for m in msgs]
+
+
+def test_chunk_boundaries_everywhere(fast):
+    data = b"t1232AABB\rT18DAF1103010203\r\ab1000\rzZ\rd7E89000102030405060708090A0B\r"
+    _, whole = parse_all(fast, data)
+    assert len(whole) == 4
+    for cut1 in range(len(data)):
+        for cut2 in range(cut1, len(data) + 1, 7):
+            parser = fast.slcan.SlcanParser()
+            out = b"".join(parser.feed(part, NOW) for part in
+                           (data[:cut1], data[cut1:cut2], data[cut2:]))
+            assert fast.wire.StreamDecoder().feed(out) == whole
+            assert parser.bell == 1 and parser.garbage == 0 and parser.pending == 0
+
+
+def test_adapter_millisecond_timestamps(fast):
+    parser = fast.slcan.SlcanParser()
+    decode = fast.wire.StreamDecoder().feed
+
+    def read(line, at):
+        return decode(parser.feed(line, NOW + at))[0][0] - NOW
+
+    # the first frame anchors the adapter clock (1000 ms) at the read time...
+    assert read(b"t1001AA03E8\r", 0) == 0
+    # ...later ones keep the adapter's own spacing, not the read time
+    assert read(b"t1001BBEA56\r", 58_995_000) == 58_990_000  # 59990 ms
+    # across the minute wrap: 59990 ms -> 10 ms is 20 ms later
+    assert read(b"t1001CC000A\r", 59_015_000) == 59_010_000
+    assert read(b"t1001DD00C8\r", 59_230_000) == 59_200_000
+    # after more than a minute of silence the wrap count is unknown: re-anchored
+    assert read(b"t1001EE012C\r", 200_000_000) == 200_000_000
+    # --timestamps host: the adapter clock is ignored
+    host = fast.slcan.SlcanParser(adapter_time=False)
+    assert decode(host.feed(b"t10011103E8\r", NOW + 5))[0][0] == NOW + 5
+
+
+@pytest.mark.parametrize("line", [
+    b"x1232AABB", b"t12", b"t1239", b"t12G1AA", b"t1232AAB", b"t1232AABBC", b"t8001AA",
+    b"T200000001AA", b"t1231ZZ", b"d123FAA", b"t1231AA12G4", b"\x00\xff\xfe", b"r12",
+])
+def test_garbage_is_counted_and_skipped(fast, line):
+    parser, frames = parse_all(fast, b"t1111AA\r" + line + b"\rt2221BB\r")
+    assert [f[1] for f in frames] == [0x111, 0x222]
+    assert parser.garbage == 1
+    assert parser.last_garbage == line[:40]
+
+
+def test_endless_line_is_dropped_not_buffered(fast):
+    parser = fast.slcan.SlcanParser()
+    assert parser.feed(b"x" * 1000, NOW) == b""
+    assert parser.garbage == 1 and parser.pending == 0
+    out = parser.feed(b"\rt1231AA\r", NOW)
+    assert fast.wire.StreamDecoder().feed(out)[0][1] == 0x123
+
+
+def test_filters(fast):
+    filters = [{"can_id": 0x123, "can_mask": 0x7FF}, {"can_id": 0x18DA0000, "can_mask": 0x1FFF0000,
+                                                       "extended": True}]
+    parser, frames = parse_all(fast, b"t1231AA\rt1241AA\rT18DAF1100\rT18DB33F10\r",
+                               filters=filters)
+    assert [f[1] for f in frames] == [0x123, 0x18DAF110]
+    assert parser.filtered == 2
+
+
+def test_compiled_and_pure_identical_on_random_input():
+    import random
+
+    import cancorder._fast as fast_package
+
+    try:
+        variants = [fast_package.variant("compiled"), fast_package.variant("pure")]
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    rng = random.Random(11)
+    alphabet = b"tTrRdDbB0123456789ABCDEFabcdefxz\r\r\r\a"
+    data = bytes(rng.choice(alphabet) for _ in range(50000))
+    results = []
+    for v in variants:
+        parser = v.slcan.SlcanParser()
+        out = b"".join(parser.feed(data[i:i + 777], NOW + i) for i in range(0, len(data), 777))
+        results.append((out, parser.frames, parser.remote, parser.garbage, parser.bell))
+    assert results[0] == results[1]
+
+
+# ---- the source against the emulator ----
+
+@pytest.mark.parametrize("bitrate", [10000, 20000, 50000, 100000, 125000, 250000, 500000,
+                                     750000, 1000000, 83300])
+def test_setup_commands_match_python_can(bitrate):
+    from cancorder.sources.slcan import SlcanSource
+
+    def normalise(commands):  # python-can sends an empty command and "O" twice
+        out = []
+        for c in commands:
+            if c and (not out or out[-1] != c):
+                out.append(c)
+        return out
+
+    ours, theirs = SlcanEmulator(), SlcanEmulator()
+    try:
+        bus = can.Bus(interface="slcan", channel=theirs.url, bitrate=bitrate, sleep_after_open=0)
+        theirs.wait_open()
+        bus.shutdown()
+        source = SlcanSource(ours.url, bitrate=bitrate)
+        source.open()
+        ours.wait_open()
+        source.close()
+        deadline = time.monotonic() + 5
+        while ours.commands[-1:] != ["C"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while theirs.commands[-1:] != ["C"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert normalise(ours.commands) == normalise(theirs.commands)
+        assert ours.commands[1] == SlcanSource.__init__.__globals__["BITRATE_COMMANDS"][bitrate]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_listen_only_and_register_timing():
+    from cancorder.sources.slcan import SlcanSource
+
+    assert SlcanSource("COM8", listen_only=True).setup == ["C", "S6", "L"]
+    assert SlcanSource("COM8", options={"btr": "031c"}).setup == ["C", "s031C", "O"]
+    source = SlcanSource("/dev/ttyUSB0@230400")
+    assert (source.port_name, source.baudrate) == ("/dev/ttyUSB0", 230400)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bitrate": 800000}, "--bitrate 800000 is not possible on slcan"),
+    ({"data_bitrate": 4000000}, "--data-bitrate 4000000 is not possible"),
+    ({"options": {"btr": "31C"}}, "expected 4 hex digits"),
+    ({"options": {"poll_interval": 1}}, "slcan_backend=python-can"),
+])
+def test_bad_settings(kwargs, message):
+    from cancorder.errors import UsageError
+    from cancorder.sources.slcan import SlcanSource
+
+    with pytest.raises(UsageError, match=message):
+        SlcanSource("socket://127.0.0.1:1", **kwargs)
+
+
+def test_serve_30000_frames_per_second_every_frame_intact(cancorder_process, slcan_emulator):
+    """A paced stream at 30,000 frames/s for 3 s through serve: nothing lost or altered."""
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "-b", "1000000")
+    client = StreamClient(proc.port())
+    proc.wait_for("connected")
+    count, rate = 90000, 30000
+    lines = [f"T{i % 0x20000000:08X}8{i:016X}\r".encode() for i in range(count)]
+    slcan_emulator.wait_open()
+    start = time.monotonic()
+    for k in range(0, count, 300):  # 100 writes a second
+        slcan_emulator.send_lines(b"".join(lines[k:k + 300]))
+        delay = start + (k + 300) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    frames = client.wait_frames(count, timeout=30)
+    assert len(frames) == count
+    assert all(f[1] == i % 0x20000000 and f[2] == 1 and f[3] == i.to_bytes(8, "big")
+               for i, f in enumerate(frames))
+    assert proc.terminate() == 0
+    assert f"frames in {count:,}, out {count:,}" in proc.log
+
+
+def test_garbage_on_the_wire_warns_and_keeps_serving(cancorder_process, slcan_emulator):
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf")
+    client = StreamClient(proc.port())
+    proc.wait_for("connected")
+    slcan_emulator.send_lines(b"t1231AA\r" + b"#$%!\r" * 5 + b"\a" + b"t1241BB\r")
+    frames = client.wait_frames(2)
+    assert [f[1] for f in frames] == [0x123, 0x124]
+    proc.wait_for(r"5 unreadable lines skipped \(last: b'#\$%!'\); 1 error replies")
+    assert proc.terminate() == 0
+    assert "garbage 5" in proc.log
+
+
+def test_python_can_backend_still_available(cancorder_process, slcan_emulator):
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--opt", "slcan_backend=python-can")
+    client = StreamClient(proc.port())
+    proc.wait_for("connected")
+    slcan_emulator.send_messages([can.Message(arbitration_id=0x321, is_extended_id=False,
+                                              data=b"\x01")])
+    assert client.wait_frames(1)[0][1] == 0x321
+    assert "" in slcan_emulator.commands  # python-can's empty command: its backend ran
+    assert proc.terminate() == 0
