@@ -26,6 +26,7 @@ cdef class Broadcaster:
     cdef double _last_flush
     cdef dict _clients
     cdef object _changed
+    cdef int _watchers
     cdef bint _stop_requested
     cdef double _drain_deadline
     cdef bint _finished
@@ -37,6 +38,7 @@ cdef class Broadcaster:
 
     cpdef submit(self, records)
     cdef _on_wake(self)
+    cdef _go_idle(self)
     cdef _flush(self)
     @cython.locals(sent=Py_ssize_t)
     cdef _send(self, Client client, data)

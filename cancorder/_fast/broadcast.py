@@ -4,6 +4,8 @@ Source threads hand over bytes of records with ``submit``; the loop sends them t
 with one non-blocking ``send`` per client per flush. Flushes are coalesced by select timeouts:
 a flush happens at most once per ``coalesce`` seconds, so at 30,000 frames/s the loop wakes about
 a thousand times a second instead of 30,000, while a lone frame on a quiet bus goes out at once.
+While frames keep coming the loop stays "armed": it looks again one window after each flush, so
+sources write nothing to the wake-up socket; only an idle loop needs waking.
 
 A client that cannot keep up accumulates a backlog; when it passes ``client_buffer`` bytes the
 client is dropped with a log line naming it and how far behind it was. Nobody else waits for it.
@@ -65,6 +67,7 @@ class Broadcaster:
         self._last_flush = 0.0
         self._clients = {}
         self._changed = threading.Condition()
+        self._watchers = 0  # threads in wait_for_clients / wait_drained
         self._stop_requested = False
         self._drain_deadline = 0.0
         self._finished = False
@@ -102,14 +105,22 @@ class Broadcaster:
     def wait_for_clients(self, count=1, timeout=None):
         """Block until at least ``count`` clients are connected; False on timeout or stop."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: len(self._clients) >= count or self._finished, timeout) \
-                and not self._finished
+            self._watchers += 1
+            try:
+                return self._changed.wait_for(
+                    lambda: len(self._clients) >= count or self._finished, timeout) \
+                    and not self._finished
+            finally:
+                self._watchers -= 1
 
     def wait_drained(self, timeout=None):
         """Block until everything submitted so far has been handed to every client's socket."""
         with self._changed:
-            return self._changed.wait_for(self._is_drained, timeout)
+            self._watchers += 1
+            try:
+                return self._changed.wait_for(self._is_drained, timeout)
+            finally:
+                self._watchers -= 1
 
     # ---- the loop (one thread) ----
 
@@ -135,7 +146,10 @@ class Broadcaster:
                         if mask & selectors.EVENT_WRITE and not tag.closed:
                             self._write_backlog(tag)
                 if self._flush_due >= 0.0 and time.monotonic() >= self._flush_due:
-                    self._flush()
+                    if self._pending:
+                        self._flush()
+                    else:
+                        self._go_idle()
                 if self._stop_requested and self._stopping_done():
                     break
         finally:
@@ -143,8 +157,7 @@ class Broadcaster:
 
     def _on_wake(self):
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(4096)  # one byte per idle period: 4096 drains it
         except BlockingIOError:
             pass
         if self._stop_requested:
@@ -156,9 +169,17 @@ class Broadcaster:
             else:
                 self._flush_due = due
 
-    def _flush(self):
+    def _go_idle(self):
+        """A window passed with nothing to send: from now on a submit must wake the loop."""
         self._flush_due = -1.0
         self._wake_armed = False
+        if self._pending:  # came in while still armed: nobody will wake us for it
+            self._flush()
+
+    def _flush(self):
+        # Stay armed: look again one window from now.
+        now = time.monotonic()
+        self._flush_due = now + self.coalesce
         pending = self._pending
         count = len(pending)
         if count == 1:
@@ -169,17 +190,14 @@ class Broadcaster:
                 chunks.append(pending.popleft())
                 count -= 1
             data = b"".join(chunks)
-        self._last_flush = time.monotonic()
+        self._last_flush = now
         self.bytes_in += len(data)
         if data:
             for client in list(self._clients.values()):
                 self._send(client, data)
-        if self._pending and not self._wake_armed:
-            # Something arrived while we were sending: make sure the loop looks again.
-            self._wake_armed = True
-            self._wake()
-        with self._changed:
-            self._changed.notify_all()
+        if self._watchers:
+            with self._changed:
+                self._changed.notify_all()
 
     def _send(self, client, data):
         if client.backlog:
@@ -228,8 +246,9 @@ class Broadcaster:
         else:
             client.backlog_bytes = 0
             self._selector.modify(client.sock, _READ, client)
-            with self._changed:
-                self._changed.notify_all()
+            if self._watchers:
+                with self._changed:
+                    self._changed.notify_all()
 
     def _accept(self, listener):
         while True:
