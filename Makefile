@@ -28,6 +28,7 @@ test: dev
 
 bench: dev
 	$(BIN)/python -m bench.core
+	$(BIN)/python -m bench.slcan
 
 clean:
 	rm -rf build/lib* build/temp* build/bdist* dist *.egg-info cancorder/_fast/*.c cancorder/_fast/*.so

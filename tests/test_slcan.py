@@ -4,7 +4,7 @@ import time
 import can
 import pytest
 
-from tests.emulators.slcan_adapter import SlcanEmulator, slcan_line
+from tests.emulators.slcan_adapter import SlcanEmulator, build_lines, slcan_line
 from tests.helpers import StreamClient
 
 NOW = 1_700_000_000_000_000
@@ -202,7 +202,7 @@ def test_serve_30000_frames_per_second_every_frame_intact(cancorder_process, slc
     client = StreamClient(proc.port())
     proc.wait_for("connected")
     count, rate = 90000, 30000
-    lines = [f"T{i % 0x20000000:08X}8{i:016X}\r".encode() for i in range(count)]
+    lines = build_lines(count)
     slcan_emulator.wait_open()
     start = time.monotonic()
     for k in range(0, count, 300):  # 100 writes a second
