@@ -1,4 +1,4 @@
-# make run   - set everything up, then serve (ARGS="serve -i slcan -c /dev/ttyACM0" to choose)
+# make run   - set everything up, then serve the UDS simulator (ARGS="serve -i slcan -c /dev/ttyACM0" for a real bus)
 # make test  - set everything up, then run the tests (compiled core demanded)
 # make dev   - rebuild the compiled core in place after editing cancorder/_fast/*.py|pxd
 # make bench - the benchmarks whose figures are in the README
@@ -6,7 +6,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-ARGS ?= serve
+ARGS ?= mock-uds
 export CANCORDER_REQUIRE_CYTHON ?= 1
 
 .PHONY: run test dev bench clean

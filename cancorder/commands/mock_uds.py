@@ -1,0 +1,188 @@
+"""``cancorder mock-uds``: a seeded UDS-on-CAN simulator, served like a real bus (or written to
+a log file with --output)."""
+import argparse
+
+from . import _server_args as sa
+
+DEFAULT_IDS = (0x7E0, 0x7E8)
+DEFAULT_EXTENDED_IDS = (0x18DA10F1, 0x18DAF110)  # normal-fixed: target 0x10 (engine), tester F1
+
+
+def add_subparser(subparsers, common):
+    parser = subparsers.add_parser(
+        "mock-uds", parents=[common], help="serve simulated UDS diagnostic traffic (no hardware)",
+        description="Simulate a workshop tester reprogramming an ECU over UDS on CAN (ISO 14229 "
+                    "over ISO-TP), with OBD-II polling between sessions, and serve the frames "
+                    "like a real bus, or write them to a log file.")
+    sim = parser.add_argument_group("simulation")
+    sim.add_argument("--tester-id", type=can_id, default=None, metavar="ID",
+                     help="the tester's request id, hex (default: 7E0; 18DA10F1 with "
+                          "--extended-ids)")
+    sim.add_argument("--ecu-id", type=can_id, default=None, metavar="ID",
+                     help="the ECU's response id, hex (default: 7E8; 18DAF110 with "
+                          "--extended-ids)")
+    sim.add_argument("--extended-ids", action="store_true",
+                     help="29-bit normal-fixed addressing (18DA<ecu><tester>, functional "
+                          "18DB33F1) instead of 11-bit ids")
+    sim.add_argument("--fd", action="store_true",
+                     help="ISO-TP over CAN FD: frames of up to 64 bytes, bit-rate switch")
+    sim.add_argument("-s", "--speed", type=speed_factor, default=1.0, metavar="FACTOR",
+                     help="run this many times faster than real time (default: 1); the STmin "
+                          "the flow-control frames declare is still honoured")
+    sim.add_argument("--seed", type=seed_number, default=None, metavar="N",
+                     help="random seed: the same seed gives the same frames and relative "
+                          "timing (default: a new one, shown in the log)")
+    sim.add_argument("--blocks", type=sa.positive_int, default=300, metavar="N",
+                     help="TransferData blocks per session (default: 300, enough for the block "
+                          "counter to wrap from FF to 00)")
+    sim.add_argument("--block-size", type=block_size, default=128, metavar="N",
+                     help="data bytes per TransferData block, 1..65533 (default: 128; the ECU "
+                          "announces N+2 as its maxNumberOfBlockLength)")
+    sim.add_argument("--error-rate", type=probability, default=0.05, metavar="P",
+                     help="probability that a request meets a fault: 21 busyRepeatRequest, 35 "
+                          "invalidKey, 71/72 on a block, 73 after a wrong counter, extra 78 "
+                          "responsePending (default: 0.05; 0 disables them)")
+    sim.add_argument("--padding", type=padding_byte, default=0xCC, metavar="BYTE",
+                     help="ISO-TP padding byte, hex (default: CC)")
+    sim.add_argument("--no-loop", action="store_true",
+                     help="one cycle (OBD polling + session), then exit once the clients got "
+                          "everything")
+    sim.add_argument("--async", dest="free_running", action="store_true",
+                     help="run free from the start (default: a session starts when a client "
+                          "is connected)")
+    sim.add_argument("--duration", type=seconds, default=None, metavar="SECONDS",
+                     help="stop after this much traffic time (the last exchange completes)")
+    sim.add_argument("--output", default=None, metavar="FILE",
+                     help="write the traffic to FILE instead of serving, as fast as it is "
+                          "generated: .log (candump), .asc, .blf, .csv or .trc; one cycle "
+                          "unless --duration says how long")
+    sa.add_server_arguments(parser, verbose_help="narrate the phases of the simulation "
+                                                 "(sessions, security access, erase, download)")
+    parser.set_defaults(func=_do_mock_uds)
+
+
+def _do_mock_uds(args):
+    import random
+    import time
+
+    from ..uds.ecu import FLASH_SIZE
+    from ..uds.simulation import SimulationConfig, check_log_path, write_log
+
+    defaults = DEFAULT_EXTENDED_IDS if args.extended_ids else DEFAULT_IDS
+    tester_id = defaults[0] if args.tester_id is None else args.tester_id
+    ecu_id = defaults[1] if args.ecu_id is None else args.ecu_id
+    if not args.extended_ids:
+        for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
+            sa.check(value <= 0x7FF, f"{flag} {value:X} is a 29-bit id: add --extended-ids, or "
+                                     "give an 11-bit id (at most 7FF)")
+    sa.check(tester_id != ecu_id, f"--tester-id and --ecu-id are both {tester_id:X}: the "
+                                  "tester and the ECU need different ids")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    config = SimulationConfig(
+        seed=seed, tester_id=tester_id, ecu_id=ecu_id, extended=args.extended_ids, fd=args.fd,
+        padding=args.padding, speed=args.speed, blocks=args.blocks, block_size=args.block_size,
+        error_rate=args.error_rate, loop=not args.no_loop, duration=args.duration)
+    functional = config.functional_id
+    for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
+        sa.check(value != functional, f"{flag} {value:X} is the functional (OBD broadcast) id: "
+                                      "choose another")
+    sa.check(args.blocks * args.block_size <= FLASH_SIZE,
+             f"--blocks {args.blocks} x --block-size {args.block_size} is more than the "
+             f"simulated ECU's {FLASH_SIZE >> 20} MiB of flash: use fewer or smaller blocks")
+    reporter = sa.make_reporter(args)
+    narrate = reporter.info if args.verbose else None
+
+    if args.output:
+        check_log_path(args.output, args.fd)
+        if args.duration is None:
+            config.loop = False  # a file gets one cycle unless --duration says how long
+        started = time.perf_counter()
+        frames, traffic = write_log(config, args.output, narrate=narrate)
+        reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
+                      f"{args.output} in {time.perf_counter() - started:.2f} s")
+        return 0
+
+    from ..server import Server
+    from ..sources.uds import UdsSimulatorSource
+
+    source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate)
+    options = sa.server_options(args, "cancorder mock-uds")
+    options.verbose = False  # -v narrates the scenario here instead of printing every frame
+    if not args.free_running:
+        reporter.info("the simulation starts when a client connects (--async: at once)")
+    return Server(source, options, reporter).run()
+
+
+# ---- value parsers ----
+
+def can_id(text):
+    """A CAN id in hex (7E0, 0x7E0, 18DA10F1)."""
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a CAN id in hex, e.g. 7E0") from None
+    if not 0 <= value <= 0x1FFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text}: a CAN id is at most 1FFFFFFF")
+    return value
+
+
+def padding_byte(text):
+    try:
+        value = int(text, 16)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFF:
+        raise argparse.ArgumentTypeError(f"{text}: expected one byte in hex, e.g. CC or 0x55")
+    return value
+
+
+def speed_factor(text):
+    value = _float(text, "a factor such as 10 or 0.5")
+    if not 0.001 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"{text}: the speed factor is 0.001..10000")
+    return value
+
+
+def seconds(text):
+    value = _float(text, "a number of seconds")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 seconds")
+    return value
+
+
+def probability(text):
+    value = _float(text, "a probability such as 0.05")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: a probability is 0..1")
+    return value
+
+
+def block_size(text):
+    value = sa.positive_int(text)
+    if value > 65533:
+        raise argparse.ArgumentTypeError(f"{text}: at most 65533 (the ECU announces the block "
+                                         "length plus 2 in two bytes)")
+    return value
+
+
+def seed_number(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        try:
+            value = int(text, 0)  # 0x2A
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: expected a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: the seed is 0 or more")
+    return value
+
+
+def _float(text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected {what}") from None
+    if value != value:  # NaN
+        raise argparse.ArgumentTypeError(f"{text}: expected {what}")
+    return value

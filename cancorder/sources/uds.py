@@ -1,0 +1,112 @@
+"""Frames from the UDS simulator (``cancorder mock-uds``), released on the wall clock.
+
+The simulator computes its traffic on a virtual timeline (cancorder.uds); this source hands each
+frame over when its instant is due and stamps it with that instant, so the records carry exactly
+the simulated timing however the operating system schedules the threads.
+"""
+import time
+
+from ..errors import SourceFinished
+from ..uds import CYCLE, FRAME
+from ..uds.clock import WallPacer
+from ..uds.simulation import timeline
+from .base import Source
+
+#: frames handed over in one read at most (a fast run releases many at once)
+MAX_BATCH = 1024
+#: how long the end of a --no-loop run waits for the clients to receive everything
+DRAIN_WAIT = 30.0
+
+
+class UdsSimulatorSource(Source):
+    """Serves the simulator's timeline.
+
+    ``wait_for_client``: a cycle (OBD polling + session) starts only while a client is
+    connected, and the timeline is re-anchored to the moment one connects (the default of
+    mock-uds); otherwise it runs free (--async). ``narrate(text)`` receives the scenario's notes
+    when they are due (-v).
+    """
+
+    def __init__(self, config, wait_for_client=True, narrate=None):
+        super().__init__()
+        self.config = config
+        self.wait_for_client = wait_for_client
+        self.narrate = narrate
+        self._timeline = None
+        self._next = None
+        self._pacer = WallPacer()
+        self.cycles = 0
+
+    @property
+    def description(self):
+        cfg = self.config
+        return (f"the UDS simulator (tester 0x{cfg.tester_id:X}, ECU 0x{cfg.ecu_id:X}, "
+                f"{'CAN FD' if cfg.fd else 'classic CAN'}, seed {cfg.seed})")
+
+    def txt(self):
+        cfg = self.config
+        width = 8 if cfg.extended else 3
+        txt = {"interface": "virtual", "channel": "mock-uds", "bitrate": str(cfg.bitrate),
+               "tester_id": f"0x{cfg.tester_id:0{width}X}", "ecu_id": f"0x{cfg.ecu_id:0{width}X}"}
+        if cfg.fd:
+            txt["data_bitrate"] = str(cfg.data_bitrate)
+        return txt
+
+    def open(self):
+        if self._timeline is None:  # a simulator is never lost: open once, keep going
+            self._timeline = timeline(self.config)
+            self._next = next(self._timeline, None)
+
+    def read(self, timeout):
+        deadline = time.monotonic() + timeout
+        pacer = self._pacer
+        batch = []
+        while len(batch) < MAX_BATCH:
+            entry = self._next
+            if entry is None:
+                if batch:
+                    break
+                self._finish()
+            t_us, kind, value = entry
+            if kind == CYCLE:
+                if not self._start_cycle(t_us, deadline):
+                    break
+                self.cycles = value
+            elif pacer.remaining(t_us) > 0:
+                left = deadline - time.monotonic()
+                if batch or left <= 0:
+                    break
+                pacer.sleep_until(t_us, left)
+                continue
+            elif kind == FRAME:
+                value.timestamp = pacer.unix_time(t_us)
+                batch.append(value)
+            elif self.narrate is not None:
+                self.narrate(value)
+            self._next = next(self._timeline, None)
+        return self.packer.pack(batch) if batch else b""
+
+    def _start_cycle(self, t_us, deadline):
+        """False while a cycle has to wait for its first client."""
+        broadcaster = self.server.broadcaster if self.server is not None else None
+        if self.wait_for_client and broadcaster is not None and broadcaster.client_count == 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not broadcaster.wait_for_clients(1, left):
+                return False
+            self._pacer.anchor(t_us)  # the session starts now, not when it was due
+        elif not self._pacer.anchored:
+            self._pacer.anchor(t_us)
+        return True
+
+    def _finish(self):
+        """The last frame is out (--no-loop, --duration): end once the clients have it all."""
+        server = self.server
+        if server is not None and server.broadcaster is not None:
+            give_up = time.monotonic() + DRAIN_WAIT
+            while not server.stopping and time.monotonic() < give_up:
+                if server.broadcaster.wait_drained(0.1):
+                    break
+        raise SourceFinished("the simulation is complete")
+
+    def close(self):
+        pass  # nothing to release; the timeline continues if the server opens it again

@@ -1,0 +1,94 @@
+"""The simulator assembled: configuration, the timeline, and writing it to a log file."""
+import dataclasses
+import os
+import random
+import time
+
+from ..errors import CancorderError, UsageError
+from . import FRAME, NOTE
+from .clock import VirtualClock
+from .isotp import IsoTpLink
+from .scenario import Scenario
+
+OBD_FUNCTIONAL_ID = 0x7DF
+#: python-can writers chosen by extension (can.Logger), and which of them can store CAN FD
+LOG_FORMATS = {".log": "candump", ".asc": "Vector ASC", ".blf": "Vector BLF", ".csv": "CSV",
+               ".trc": "PCAN-View TRC"}
+FD_LOG_FORMATS = (".log", ".asc", ".blf")
+
+
+@dataclasses.dataclass
+class SimulationConfig:
+    seed: int = 0
+    tester_id: int = 0x7E0
+    ecu_id: int = 0x7E8
+    extended: bool = False  # 29-bit normal-fixed addressing
+    fd: bool = False  # ISO-TP over CAN FD (64-byte frames, bit-rate switch)
+    padding: int = 0xCC
+    speed: float = 1.0
+    blocks: int = 300
+    block_size: int = 128  # data bytes in one TransferData block
+    error_rate: float = 0.05
+    loop: bool = True
+    duration: float = None  # seconds of traffic, None: no limit
+    bitrate: int = 500_000
+    data_bitrate: int = 2_000_000
+
+    @property
+    def functional_id(self):
+        """0x7DF, or with 29-bit ids 0x18DB33<tester address> (normal-fixed, functional)."""
+        if not self.extended:
+            return OBD_FUNCTIONAL_ID
+        source = self.tester_id & 0xFF if self.tester_id >> 16 == 0x18DA else 0xF1
+        return 0x18DB3300 | source
+
+
+def timeline(config):
+    """Every entry of the simulated traffic: (t_us, FRAME|NOTE|CYCLE, value), in time order."""
+    rng = random.Random(config.seed)
+    clock = VirtualClock(config.speed)
+    link = IsoTpLink(clock, rng, extended=config.extended, fd=config.fd, padding=config.padding,
+                     bitrate=config.bitrate, data_bitrate=config.data_bitrate)
+    return Scenario(config, clock, link, rng).run()
+
+
+def check_log_path(path, fd):
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in LOG_FORMATS:
+        known = ", ".join(f"{ext} ({name})" for ext, name in LOG_FORMATS.items())
+        raise UsageError(f"--output {path}: unknown log format '{extension or 'no extension'}': "
+                         f"the extension chooses it, one of {known}")
+    if fd and extension not in FD_LOG_FORMATS:
+        raise UsageError(f"--output {path}: python-can's {LOG_FORMATS[extension]} writer cannot "
+                         f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
+
+
+def write_log(config, path, start_us=None, narrate=None):
+    """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
+    is generated; timestamps start at ``start_us`` (default: now). Returns (frames, seconds of
+    traffic). The file is closed on every way out, so what was written stays readable."""
+    import can
+
+    check_log_path(path, config.fd)
+    base_us = int(time.time() * 1e6) if start_us is None else start_us
+    try:
+        writer = can.Logger(path)
+    except OSError as exc:
+        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    frames = 0
+    last_us = 0
+    try:
+        write = writer.on_message_received
+        for t_us, kind, value in timeline(config):
+            if kind == FRAME:
+                value.timestamp = (base_us + t_us) / 1e6
+                write(value)
+                frames += 1
+                last_us = t_us
+            elif kind == NOTE and narrate is not None:
+                narrate(value)
+    except OSError as exc:
+        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        writer.stop()
+    return frames, last_us / 1e6
