@@ -235,8 +235,9 @@ class Scenario:
             wrong = 0
             while True:
                 self._think(0.001, 0.005)
+                # after a 73 the tester knows the right counter: no second miscount
                 response = yield from self.request(
-                    request, tester_fault=_skip_counter if wrong < MAX_FAULTS_PER_REQUEST else None)
+                    request, tester_fault=None if wrong else _skip_counter)
                 if response[0] == 0x76:
                     break
                 if response[2] != WRONG_BLOCK_SEQUENCE_COUNTER:
@@ -283,6 +284,7 @@ class Scenario:
                                  "the tester sends the same request again")
                 self.stats[f"nrc {fault:02X}"] += 1
                 self._think(0.01, 0.1)
+                tester_fault = None  # the repeat is the identical request
                 continue
             answer = self.ecu.handle(sent)
             busy = answer.busy
