@@ -19,3 +19,16 @@ def test_serve_is_advertised_with_every_txt_key_and_gone_after_exit():
     assert "127.0.0.1" in result["addresses"]
     assert result["exit_code"] == 0
     assert result["removed"] == result["names"], result["log"]
+
+
+def test_mock_uds_is_advertised_with_its_tester_and_ecu_ids():
+    result = run_in_netns("tests/netns_zeroconf_mock_uds.py")
+    assert result["names"] == ["ECUconnect-Logger uds-bench._ecuconnect-log._tcp.local."], result["log"]
+    assert result["info_port"] == result["port"]
+    txt = result["txt"]
+    assert txt == {"system": socket.gethostname().split(".")[0], "process": "cancorder mock-uds",
+                   "interface": "virtual", "channel": "mock-uds", "bitrate": "500000",
+                   "data_bitrate": "2000000", "tester_id": "0x18DA10F1",
+                   "ecu_id": "0x18DAF110", "port": str(result["port"])}
+    assert result["exit_code"] == 0
+    assert result["removed"] == result["names"], result["log"]
