@@ -64,6 +64,24 @@ def bitrate(text):
     return value
 
 
+def ranged(convert, what, low, high, complaint):
+    """An argparse type: ``convert(text)`` (int, float, ...) that must lie in low..high.
+
+    A text convert rejects says ``expected <what>``; a value outside the range (NaN too) says
+    ``complaint``; both after the text, e.g. ``2: a probability is 0..1``.
+    """
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: expected {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text}: {complaint}")
+        return value
+
+    return parse
+
+
 def byte_size(text):
     match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
     if not match:

@@ -1,7 +1,5 @@
 """``cancorder mock-uds``: a seeded UDS-on-CAN simulator, served like a real bus (or written to
 a log file with --output)."""
-import argparse
-
 from . import _server_args as sa
 
 DEFAULT_IDS = (0x7E0, 0x7E8)
@@ -115,74 +113,25 @@ def _do_mock_uds(args):
 
 # ---- value parsers ----
 
-def can_id(text):
-    """A CAN id in hex (7E0, 0x7E0, 18DA10F1)."""
+def _hex(text):
+    return int(text, 16)
+
+
+def _whole(text):
     try:
-        value = int(text, 16)
+        return int(text, 10)  # 007 too
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected a CAN id in hex, e.g. 7E0") from None
-    if not 0 <= value <= 0x1FFFFFFF:
-        raise argparse.ArgumentTypeError(f"{text}: a CAN id is at most 1FFFFFFF")
-    return value
+        return int(text, 0)  # 0x2A
 
 
-def padding_byte(text):
-    try:
-        value = int(text, 16)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 0xFF:
-        raise argparse.ArgumentTypeError(f"{text}: expected one byte in hex, e.g. CC or 0x55")
-    return value
-
-
-def speed_factor(text):
-    value = _float(text, "a factor such as 10 or 0.5")
-    if not 0.001 <= value <= 10000:
-        raise argparse.ArgumentTypeError(f"{text}: the speed factor is 0.001..10000")
-    return value
-
-
-def seconds(text):
-    value = _float(text, "a number of seconds")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 seconds")
-    return value
-
-
-def probability(text):
-    value = _float(text, "a probability such as 0.05")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: a probability is 0..1")
-    return value
-
-
-def block_size(text):
-    value = sa.positive_int(text)
-    if value > 65533:
-        raise argparse.ArgumentTypeError(f"{text}: at most 65533 (the ECU announces the block "
-                                         "length plus 2 in two bytes)")
-    return value
-
-
-def seed_number(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        try:
-            value = int(text, 0)  # 0x2A
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text}: expected a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: the seed is 0 or more")
-    return value
-
-
-def _float(text, what):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected {what}") from None
-    if value != value:  # NaN
-        raise argparse.ArgumentTypeError(f"{text}: expected {what}")
-    return value
+can_id = sa.ranged(_hex, "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
+                   "a CAN id is at most 1FFFFFFF")
+padding_byte = sa.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
+                         "expected one byte in hex, e.g. CC or 0x55")
+speed_factor = sa.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,
+                         "the speed factor is 0.001..10000")
+seconds = sa.ranged(float, "a number of seconds", 0.001, 1e9, "must be more than 0 seconds")
+probability = sa.ranged(float, "a probability such as 0.05", 0.0, 1.0, "a probability is 0..1")
+block_size = sa.ranged(_whole, "a whole number", 1, 65533,
+                       "1..65533 (the ECU announces the block length plus 2 in two bytes)")
+seed_number = sa.ranged(_whole, "a whole number", 0, float("inf"), "the seed is 0 or more")
