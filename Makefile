@@ -29,6 +29,7 @@ test: dev
 bench: dev
 	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.slcan
+	$(BIN)/python -m bench.mock_uds
 
 clean:
 	rm -rf build/lib* build/temp* build/bdist* dist *.egg-info cancorder/_fast/*.c cancorder/_fast/*.so
