@@ -46,6 +46,11 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_frame_is_valid_isotp_and_every_message_valid_uds(name):
     config, frames = generate(**CASES[name])
+    ids = {f.can_id for f in frames}
+    if config.extended:  # normal-fixed: 18DA<target><source>, functional 18DB33<tester>
+        assert ids == {0x18DA10F1, 0x18DAF110, 0x18DB33F1}
+    else:
+        assert ids == {0x7E0, 0x7E8, 0x7DF}
     seen = check_traffic(frames, Expect.of(config))
     assert seen["sessions"] == 1
     assert seen["unlocked"] == 1 and seen["vin"] == 1 and seen["zero dtcs after clear"] == 1
@@ -277,6 +282,7 @@ def test_output_with_duration_loops_until_the_duration(tmp_path):
     (["--ecu-id", "7DF"], "functional"),
     (["--output", "x.txt"], "unknown log format '.txt'"),
     (["--output", "x.csv", "--fd"], "cannot store CAN FD frames"),
+    (["--output", "x.log", "--async", "--port", "4000"], "--async, -p/--port cannot apply"),
     (["--blocks", "100000", "--block-size", "65533"], "more than the simulated ECU's"),
     (["--block-size", "70000"], "1..65533"),
     (["--seed", "-3"], "the seed is 0 or more"),

@@ -91,6 +91,11 @@ def _do_mock_uds(args):
     narrate = reporter.info if args.verbose else None
 
     if args.output:
+        serving_only = [flag for flag, given in (
+            ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
+            ("--service-name", args.service_name), ("--stats", args.stats)) if given]
+        sa.check(not serving_only, f"--output writes a file instead of serving: "
+                                   f"{', '.join(serving_only)} cannot apply (leave it out)")
         check_log_path(args.output, args.fd)
         if args.duration is None:
             config.loop = False  # a file gets one cycle unless --duration says how long

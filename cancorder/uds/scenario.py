@@ -83,7 +83,8 @@ class Scenario:
                     self.ecu.new_drive_cycle()
                 yield from self.obd_polling(cycle, self.rng.uniform(4.0, 8.0))
                 yield from self.reprogramming(cycle)
-                self.stats["sessions"] += 1
+                yield self._note(self._summary(cycle))
+                self.stats.clear()
                 if not self.config.loop:
                     return
         except _TimeUp:
@@ -320,6 +321,14 @@ class Scenario:
         yield from self.link.send(response, self.ecu_node, self.tester)
 
     # ---- helpers ----
+
+    def _summary(self, cycle):
+        stats = self.stats
+        nrcs = sorted(key for key in stats if key.startswith("nrc "))
+        faults = ", ".join(f"{key[4:]} x{stats[key]}" for key in nrcs) or "none"
+        return (f"cycle {cycle} complete: {stats['obd requests']} OBD and {stats['requests']} "
+                f"UDS requests, {stats['blocks']} blocks ({stats['bytes']:,} bytes); negative "
+                f"responses: {faults}")
 
     def _fault(self):
         return self.error_rate > 0 and self.rng.random() < self.error_rate
