@@ -13,9 +13,13 @@ class VirtualClock:
     """Simulated time in microseconds since the traffic started; advanced, never waited for.
 
     ``wait(seconds)`` takes a real-world duration (a tester's think time, an ECU's response
-    delay) and divides it by ``speed``: ``--speed 10`` makes every such delay ten times shorter.
-    ``wait_us`` advances by a duration already on the emitted timeline (an STmin that a
-    flow-control frame declared must be honoured as declared, whatever the speed).
+    delay, a frame's time on the bus) and divides it by ``speed``: ``--speed 10`` makes every
+    such delay ten times shorter. ``at_least`` moves to an instant of the emitted timeline (an
+    STmin that a flow-control frame declared is honoured as declared, whatever the speed).
+
+    ``scenario_seconds`` adds up the real-world durations only: what the scenario decides by
+    time (how long to poll, when to send TesterPresent, how far the car has driven) depends on
+    it, so a run at another speed says exactly the same things, only faster.
     """
 
     def __init__(self, speed=1.0):
@@ -23,30 +27,20 @@ class VirtualClock:
             raise ValueError("speed must be positive")
         self.speed = float(speed)
         self.now_us = 0
+        self.scenario_seconds = 0.0
 
     def scaled_us(self, seconds):
         """A real-world duration as microseconds of the (sped-up) timeline, at least 1."""
         return max(1, int(round(seconds * 1e6 / self.speed)))
 
     def wait(self, seconds):
+        self.scenario_seconds += seconds
         self.now_us += self.scaled_us(seconds)
-
-    def wait_us(self, micros):
-        self.now_us += int(micros)
 
     def at_least(self, instant_us):
         """Move forward to ``instant_us`` if that is later than now."""
         if instant_us > self.now_us:
             self.now_us = instant_us
-
-    @property
-    def seconds(self):
-        return self.now_us / 1e6
-
-    @property
-    def real_seconds(self):
-        """How much real-world time the scenario has lived through (the timeline times speed)."""
-        return self.now_us * self.speed / 1e6
 
 
 class WallPacer:

@@ -60,8 +60,8 @@ class IsoTpLink:
     """Segments messages for one bus (11- or 29-bit ids, classic or FD, a padding byte).
 
     ``send`` is a generator of timeline entries ``(t_us, FRAME, can.Message)``; it advances the
-    shared clock as the frames go by. Every frame also occupies the bus for its transmission
-    time, so timestamps strictly increase and no two frames overlap.
+    shared clock as the frames go by. Every frame occupies the bus for its transmission time,
+    so no two frames overlap and timestamps strictly increase.
     """
 
     def __init__(self, clock, rng, extended=False, fd=False, padding=0xCC,
@@ -77,7 +77,6 @@ class IsoTpLink:
         # The longest single frame: 7 bytes after a 1-byte PCI on classic CAN, 62 after the
         # 2-byte escape PCI on CAN FD.
         self.sf_max = 62 if fd else 7
-        self._bus_free_us = 0
         self.frames = 0
 
     # ---- messages ----
@@ -123,6 +122,7 @@ class IsoTpLink:
             count = 0
             while sent < n and (block_size == 0 or count < block_size):
                 if last_cf is not None:
+                    # STmin runs from the end of the previous CF to the start of this one
                     clock.at_least(last_cf + separation)
                     clock.wait(rng.uniform(0.00002, 0.0002))
                 chunk = payload[sent:sent + cf_room]
@@ -136,13 +136,16 @@ class IsoTpLink:
     # ---- frames ----
 
     def _frame(self, can_id, data):
+        """One frame, put on the bus now. Its timestamp is the end of its transmission (when a
+        logger receives it), and the clock moves there: whatever the sender or the receiver
+        does next (a response delay, STmin before the next CF) counts from the end of the
+        frame, as ISO 15765-2 and ISO 14229-2 measure it. Only one node talks at a time in this
+        conversation, so no frame waits for the bus."""
         length = padded_length(len(data), self.fd)
         if length > len(data):
             data += bytes((self.padding,)) * (length - len(data))
-        clock = self.clock
-        clock.at_least(self._bus_free_us)
-        t_us = clock.now_us
-        self._bus_free_us = t_us + clock.scaled_us(self.transmit_seconds(length))
+        self.clock.wait(self.transmit_seconds(length))  # the bus is ours from now on
+        t_us = self.clock.now_us
         self.frames += 1
         msg = can.Message(arbitration_id=can_id, is_extended_id=self.extended, data=data,
                           is_fd=self.fd, bitrate_switch=self.fd, check=False)

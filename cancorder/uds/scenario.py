@@ -66,7 +66,7 @@ class Scenario:
         self.error_rate = config.error_rate
         # --duration counts time on the emitted timeline (wall-clock time when serving)
         self._end_us = None if config.duration is None else int(round(config.duration * 1e6))
-        self._vehicle_us = 0
+        self._vehicle_seconds = 0.0
         self.stats = collections.Counter()
 
     # ---- the whole run ----
@@ -96,9 +96,9 @@ class Scenario:
         clock = self.clock
         yield self._note(f"cycle {cycle}: OBD-II polling on 0x{self.functional_id:X} "
                          f"(service 01 live data, 03 and 07 DTCs)")
-        end = clock.now_us + clock.scaled_us(seconds)
+        end = clock.scenario_seconds + seconds
         first = True
-        while clock.now_us < end:
+        while clock.scenario_seconds < end:
             self._check_time()
             pids = (BITMAP_PIDS if first else ()) + LIVE_PIDS
             for pid in pids:
@@ -121,9 +121,9 @@ class Scenario:
             yield from self.link.send(response, self.ecu_node, self.tester)
 
     def _advance_vehicle(self):
-        now = self.clock.now_us
-        self.vehicle.advance((now - self._vehicle_us) * self.clock.speed / 1e6)
-        self._vehicle_us = now
+        now = self.clock.scenario_seconds
+        self.vehicle.advance(now - self._vehicle_seconds)
+        self._vehicle_seconds = now
 
     # ---- the reprogramming session ----
 
@@ -194,14 +194,14 @@ class Scenario:
     def idle(self, seconds):
         """Time passes with nothing to ask: TesterPresent keeps the session open (S3)."""
         clock = self.clock
-        end = clock.now_us + clock.scaled_us(seconds)
+        end = clock.scenario_seconds + seconds
         while True:
-            period = clock.scaled_us(self.rng.uniform(*TESTER_PRESENT_PERIOD))
-            if clock.now_us + period > end:
+            period = self.rng.uniform(*TESTER_PRESENT_PERIOD)
+            if clock.scenario_seconds + period > end:
                 break
-            clock.wait_us(period)
+            clock.wait(period)
             yield from self.request(TESTER_PRESENT, functional=True)
-        clock.at_least(end)
+        clock.wait(max(0.0, end - clock.scenario_seconds))
 
     def security_access(self):
         yield self._note(f"security access (27 {SECURITY_LEVEL:02X} / 27 {SECURITY_LEVEL + 1:02X})")
