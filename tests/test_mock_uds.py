@@ -79,6 +79,20 @@ def test_every_frame_is_valid_isotp_and_every_message_valid_uds(name):
             assert seen[f"reaction {code}"] == seen[nrc], (nrc, seen)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(blocks=1, block_size=1), dict(blocks=3, block_size=5), dict(blocks=3, block_size=6),
+    dict(blocks=2, block_size=60, fd=True), dict(blocks=2, block_size=61, fd=True),
+    dict(blocks=2, block_size=65533), dict(blocks=2, block_size=65533, fd=True, speed=1000),
+], ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
+def test_block_sizes_at_the_edges(settings):
+    # 36 + counter + 5 bytes is the longest classic single frame, 6 bytes the shortest FF;
+    # 60/61 the FD single frame edge; 65533 the largest block (FF escape, 9,000+ CFs).
+    config, frames = generate(seed=77, error_rate=0.3, **settings)
+    seen = check_traffic(frames, Expect.of(config))
+    assert seen["sessions"] == 1 and seen["blocks"] == config.blocks
+    assert bool(seen["ff escape"]) == (config.block_size > 4093)
+
+
 def test_every_fault_and_reaction_appears_over_a_few_seeds():
     seen = {}
     wanted = {"reaction 21", "reaction 35", "reaction 71", "reaction 72", "reaction 73",
