@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cancorder.uds import FRAME  # noqa: E402
-from cancorder.uds.simulation import LOG_FORMATS, SimulationConfig, timeline, write_log  # noqa: E402
+from cancorder.uds.simulation import (LOG_FORMATS, SimulationConfig, timeline,  # noqa: E402
+                                      write_log)
 from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
 
 SEED = 1000

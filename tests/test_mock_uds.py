@@ -251,9 +251,13 @@ OUTPUT_CASES = [
 ]
 
 
+def _output_case_id(case):
+    extension, flags = case
+    return extension[1:] + "".join(flags[:1]) + ("-ids" if "--tester-id" in flags else "")
+
+
 @pytest.mark.parametrize("extension,flags", OUTPUT_CASES,
-                         ids=[ext[1:] + "".join(flags[:1]) + ("-ids" if "--tester-id" in flags
-                                                              else "") for ext, flags in OUTPUT_CASES])
+                         ids=[_output_case_id(case) for case in OUTPUT_CASES])
 def test_output_writes_a_file_python_can_reads_back_frame_for_frame(tmp_path, extension, flags):
     path = tmp_path / f"traffic{extension}"
     done = run_cancorder("mock-uds", "--seed", "31", "--blocks", "20", "--output", str(path),
@@ -369,3 +373,36 @@ def test_the_checks_catch_traffic_a_real_tester_would_reject(mutation):
         broken = _mutated(frames, 0, data=frames[0].data[:7])
     with pytest.raises(AssertionError, match=CAUGHT_BY[mutation]):
         check_traffic(broken, expect)
+
+
+@pytest.mark.parametrize("extension", [".blf", ".log"])
+def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension):
+    import signal
+    import time
+
+    path = tmp_path / f"long{extension}"
+    proc = subprocess.Popen([sys.executable, "-m", "cancorder", "mock-uds", "--seed", "34",
+                             "--duration", "1000000", "--output", str(path)],
+                            env=cancorder_env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (not path.exists() or path.stat().st_size < 200_000) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read()
+    with can.LogReader(str(path)) as reader:  # a BLF is only readable once closed properly
+        read = frames_from_messages(list(reader))
+    config = SimulationConfig(seed=34, duration=1000000)
+    expected = []
+    for t_us, kind, msg in timeline(config):
+        if kind == FRAME:
+            expected.append((msg.arbitration_id, bytes(msg.data)))
+            if len(expected) == len(read):
+                break
+    assert len(read) > 1000
+    assert [(f.can_id, f.data) for f in read] == expected

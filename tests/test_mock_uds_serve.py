@@ -16,8 +16,8 @@ def free_port():
 
 
 def receive_until_closed(client, timeout=60.0):
-    assert client.closed.wait(timeout), f"the server did not end the stream ({len(client.frames)} " \
-                                        "frames so far)"
+    assert client.closed.wait(timeout), \
+        f"the server did not end the stream ({len(client.frames)} frames so far)"
     assert client.error is None, client.error
     client.decoder.finish()  # the stream ends on a record boundary
     return frames_from_records(client.frames)

@@ -150,8 +150,9 @@ class Ecu:
             0xF195: f"X{rng.randint(0, 9999):04d}.{rng.randint(0, 99):02d}",
         }
         self.dtcs = {}  # 3-byte DTC -> status byte
+        active = TEST_FAILED | 0x02 | PENDING  # failing now, this operation cycle
         for _ in range(rng.randint(1, 4)):
-            self._add_dtc(CONFIRMED | FAILED_SINCE_CLEAR | rng.choice((0, TEST_FAILED | 0x02 | PENDING)))
+            self._add_dtc(CONFIRMED | FAILED_SINCE_CLEAR | rng.choice((0, active)))
         for _ in range(rng.randint(0, 2)):
             self._add_dtc(PENDING | TEST_FAILED | FAILED_SINCE_CLEAR)
         self.power_on()
@@ -242,14 +243,12 @@ class Ecu:
             self.seed = None
         self.session = session
         if session == DEFAULT_SESSION:
-            self.power_on_session_defaults()
+            # back in the default session, what 28 and 85 switched off is on again
+            self.communication_enabled = True
+            self.dtc_setting_on = True
         timing = int(P2_SERVER_MAX * 1000).to_bytes(2, "big") + \
             int(P2_STAR_SERVER_MAX * 100).to_bytes(2, "big")  # P2* in units of 10 ms
         return Answer(bytes((0x50, session)) + timing, busy)
-
-    def power_on_session_defaults(self):
-        self.communication_enabled = True
-        self.dtc_setting_on = True
 
     def _ecu_reset(self, request):
         if len(request) != 2:
@@ -434,7 +433,9 @@ def _memory_range(data):
     if not data:
         return None
     size_len, address_len = data[0] >> 4, data[0] & 0x0F
-    if not (1 <= address_len <= 4 and 1 <= size_len <= 4) or len(data) != 1 + address_len + size_len:
+    if not (1 <= address_len <= 4 and 1 <= size_len <= 4):
+        return None
+    if len(data) != 1 + address_len + size_len:
         return None
     address = int.from_bytes(data[1:1 + address_len], "big")
     size = int.from_bytes(data[1 + address_len:], "big")
