@@ -119,14 +119,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def end_to_end(library, frames, burst=20000):
-    folder = tempfile.mkdtemp(prefix="toucan-bench-")
-    control = fake_toucan.FakeToucanControl(folder)
+def serve_with_a_client(library):
+    """`cancorder touCAN` on the fake, its control, and a connected client."""
+    control = fake_toucan.FakeToucanControl(tempfile.mkdtemp(prefix="toucan-bench-"))
     server = CancorderProcess(["touCAN", "--library", library, "--no-zeroconf"],
                               env=cancorder_env(**control.env()))
+    client = StreamClient(server.port())
+    server.wait_for("connected")
+    return server, control, client
+
+
+def end_to_end(library, frames, burst=20000):
+    server, control, client = serve_with_a_client(library)
     try:
-        client = StreamClient(server.port())
-        server.wait_for("connected")
         cpu_before = cpu_seconds(server.proc.pid)
         started = time.perf_counter()
         sent = 0
@@ -151,13 +156,8 @@ def end_to_end(library, frames, burst=20000):
 def sigterm_latency(library, runs):
     results = []
     for _ in range(runs):
-        folder = tempfile.mkdtemp(prefix="toucan-bench-")
-        control = fake_toucan.FakeToucanControl(folder)
-        server = CancorderProcess(["touCAN", "--library", library, "--no-zeroconf"],
-                                  env=cancorder_env(**control.env()))
+        server, control, client = serve_with_a_client(library)
         try:
-            client = StreamClient(server.port())
-            server.wait_for("connected")
             started = time.perf_counter()
             server.proc.send_signal(signal.SIGTERM)
             server.proc.wait(10)

@@ -29,10 +29,8 @@ class Listener(ServiceListener):
         pass
 
 
-def main():
-    emu = SlcanEmulator()
-    server = CancorderProcess(["serve", "-i", "slcan", "-c", emu.url, "-b", "250000",
-                               "--service-name", "bench-42"])
+def browse_while_serving(server):
+    """Browse for ``server`` (a CancorderProcess), stop it, see it go. Returns the findings."""
     result = {}
     try:
         port = server.port()
@@ -58,8 +56,17 @@ def main():
         zc.close()
     finally:
         server.stop()
-        emu.close()
         result["log"] = server.log
+    return result
+
+
+def main():
+    emu = SlcanEmulator()
+    try:
+        result = browse_while_serving(CancorderProcess(
+            ["serve", "-i", "slcan", "-c", emu.url, "-b", "250000", "--service-name", "bench-42"]))
+    finally:
+        emu.close()
     print(json.dumps(result))
 
 

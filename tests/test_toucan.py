@@ -77,6 +77,13 @@ class RecordingReporter:
         return "\n".join(f"{level}: {text}" for level, text in self.lines)
 
 
+def connect(server):
+    """A client of ``server``, once the server has logged it connected."""
+    client = StreamClient(server.port())
+    server.wait_for("connected")
+    return client
+
+
 def unix_offset():
     """Unix time minus CLOCK_MONOTONIC, in seconds (the same in every process)."""
     return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
@@ -321,9 +328,8 @@ def test_an_adapter_in_use_is_reported(fake_lib):
 
 def test_frames_reach_a_tcp_client(toucan_server, control):
     server = toucan_server("-b", "250000")
-    client = StreamClient(server.port())
+    client = connect(server)
     try:
-        server.wait_for("connected")
         stamp = time.clock_gettime(time.CLOCK_MONOTONIC) - 1.0
         control.send(control.frame_line(0x123, bytes.fromhex("01ff23456789abcd"), stamp=stamp),
                      control.frame_line(0x18DAF110, b"\x02\x10\x03", flags=XTD,
@@ -356,9 +362,8 @@ def test_the_lowercase_alias_and_listen_only(toucan_server, control):
 
 def test_error_frames_log_bus_states_and_never_reach_clients(toucan_server, control):
     server = toucan_server("--error-frames", "-c", "1", env={"FAKE_TOUCAN_CHANNELS": "2"})
-    client = StreamClient(server.port())
+    client = connect(server)
     try:
-        server.wait_for("connected")
         control.push_status(fake_toucan.STATUS_BUSLIGHT, fake_toucan.STATUS_BUSHEAVY,
                             fake_toucan.STATUS_BUSOFF, fake_toucan.STATUS_OK,
                             fake_toucan.STATUS_OVERRUN)
@@ -380,9 +385,8 @@ def test_error_frames_log_bus_states_and_never_reach_clients(toucan_server, cont
 def test_a_fatal_read_error_reopens_and_the_same_client_gets_frames_again(toucan_server,
                                                                            control):
     server = toucan_server()
-    client = StreamClient(server.port())
+    client = connect(server)
     try:
-        server.wait_for("connected")
         control.push_frame(0x100, b"\x01")
         client.wait_frames(1)
         control.push_failure(-99)
@@ -402,9 +406,8 @@ def test_a_fatal_read_error_reopens_and_the_same_client_gets_frames_again(toucan
 
 def test_sigterm_stops_promptly_and_exits_the_library_once(toucan_server, control):
     server = toucan_server()
-    client = StreamClient(server.port())
+    client = connect(server)
     try:
-        server.wait_for("connected")
         control.push_frame(0x1, b"\x01")
         client.wait_frames(1)
         started = time.monotonic()
@@ -436,9 +439,8 @@ def test_port_verbose_and_stats(toucan_server, control):
     probe.close()
     server = toucan_server("-p", str(port), "-v", "--stats", stdout=subprocess.PIPE)
     assert server.port() == port
-    client = StreamClient(port)
+    client = connect(server)
     try:
-        server.wait_for("connected")
         control.push_frame(0x7E8, bytes.fromhex("0641"), stamp=None)
         client.wait_frames(1)
         server.wait_for(r"frames/s, 1 in all", timeout=10)
@@ -523,5 +525,6 @@ def test_touCAN_is_advertised_with_its_process_and_channel(fake_library_path):
     assert txt["channel"] == "1"
     assert txt["bitrate"] == "125000"
     assert txt["port"] == str(result["port"])
+    assert result["info_port"] == result["port"] and "127.0.0.1" in result["addresses"]
     assert result["exit_code"] == 0
     assert result["removed"] == result["names"], result["log"]

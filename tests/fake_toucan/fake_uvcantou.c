@@ -27,7 +27,6 @@
  *     FAKE_TOUCAN_LOG names a file that gets one line per call (init, start, reset, exit, kill,
  *     injected read failures); FAKE_TOUCAN_CHANNELS is the number of adapters present (1).
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -233,9 +232,11 @@ static void ensure_control_socket(void) {
     if (strlen(path) >= sizeof(addr.sun_path))
         return;
     strcpy(addr.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (fd < 0)
         return;
+    fcntl(fd, F_SETFL, O_NONBLOCK); /* not SOCK_NONBLOCK: macOS lacks it */
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
     unlink(path);
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         close(fd);
