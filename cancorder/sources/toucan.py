@@ -531,7 +531,7 @@ class ToucanSource(Source):
         if call in ("can_test", "can_init") and rc in (-95, -92):
             return (" (TouCAN indexes count the adapters plugged in, from 0: check the cable, "
                     "or choose another with -c)")
-        if rc in (-93,) and call in ("can_test", "can_init"):
+        if rc == -93 and call in ("can_test", "can_init"):
             return f" (mode 0x{self.mode:02x}: try without --listen-only / --error-frames)"
         if call == "can_start" and rc == -91:
             return f" (--bitrate {self.bitrate})"
