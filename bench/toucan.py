@@ -1,6 +1,6 @@
 """How fast `cancorder touCAN` reads, against the fake CAN API V3 library (tests/fake_toucan).
 
-    .venv/bin/python bench/toucan.py [--frames 200000]
+    .venv/bin/python -m bench.toucan [--frames 200000] [--runs 5]
 
 1. In-process: frames/s through ToucanSource.read for the packing it uses (one struct unpack of
    the can_message_t + wire.pack_frame) and for the alternatives: reading the fields through the

@@ -4,8 +4,9 @@
 ``ToucanSource`` opens one TouCAN channel, reads frames in batches and packs them into records.
 
 Frames are packed straight from the ``can_message_t`` the library fills (one ``struct`` unpack
-and one ``wire.pack_frame`` per frame): reading the ctypes bit-field attributes, or building a
-python-can Message per frame for ``wire.Packer``, is 1.4 to 1.7 times slower (bench/toucan.py).
+and one ``wire.pack_frame`` per frame): reading the ctypes bit-field attributes is about 1.4
+times slower, building a python-can Message per frame for ``wire.Packer`` 1.4 to 2.7 times
+(bench/toucan.py).
 """
 import ctypes
 import ctypes.util
