@@ -4,8 +4,8 @@
 ``ToucanSource`` opens one TouCAN channel, reads frames in batches and packs them into records.
 
 Frames are packed straight from the ``can_message_t`` the library fills (one ``struct`` unpack
-and one ``wire.pack_frame`` per frame): reading the ctypes bit-field attributes is about 1.4
-times slower, building a python-can Message per frame for ``wire.Packer`` 1.4 to 2.7 times
+and one ``wire.pack_frame`` per frame): reading the ctypes bit-field attributes is 1.3 to 1.4
+times slower, building a python-can Message per frame for ``wire.Packer`` 1.4 to 2.8 times
 (bench/toucan.py).
 """
 import ctypes
