@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "mock_uds"]
+COMMANDS = ["serve", "toucan", "mock_uds"]
 
 
 def version_text():

@@ -178,8 +178,9 @@ class Server:
         loop.start()
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
                           for h in bound[:1])
-        rep.info(f"serving {self.source.description} on TCP {where}")
+        # before the "serving" line: whoever reads it may send SIGTERM at once
         previous = self._install_signals()
+        rep.info(f"serving {self.source.description} on TCP {where}")
         pump = None
         try:
             if opts.zeroconf:

@@ -29,45 +29,44 @@ class Listener(ServiceListener):
         pass
 
 
-def browse_then_stop(server):
-    """Find the advertisement of a started ``server`` (a CancorderProcess), read its TXT keys,
-    stop it, and see the advertisement go. Returns what was found."""
+def browse_while_serving(server):
+    """Browse for ``server`` (a CancorderProcess), stop it, see it go. Returns the findings."""
     result = {}
-    port = server.port()
-    server.wait_for("advertised as")
-    zc = Zeroconf(interfaces=["127.0.0.1"])
-    listener = Listener()
-    ServiceBrowser(zc, SERVICE, listener)
-    deadline = time.monotonic() + 10
-    while not listener.added and time.monotonic() < deadline:
-        time.sleep(0.1)
-    result["port"] = port
-    result["names"] = list(listener.added)
-    if listener.added:
-        info = zc.get_service_info(SERVICE, listener.added[0], timeout=5000)
-        result["info_port"] = info.port
-        result["addresses"] = info.parsed_addresses()
-        result["txt"] = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-    result["exit_code"] = server.terminate()
-    deadline = time.monotonic() + 10
-    while not listener.removed and time.monotonic() < deadline:
-        time.sleep(0.1)
-    result["removed"] = list(listener.removed)
-    zc.close()
+    try:
+        port = server.port()
+        server.wait_for("advertised as")
+        zc = Zeroconf(interfaces=["127.0.0.1"])
+        listener = Listener()
+        ServiceBrowser(zc, SERVICE, listener)
+        deadline = time.monotonic() + 10
+        while not listener.added and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result["port"] = port
+        result["names"] = list(listener.added)
+        if listener.added:
+            info = zc.get_service_info(SERVICE, listener.added[0], timeout=5000)
+            result["info_port"] = info.port
+            result["addresses"] = info.parsed_addresses()
+            result["txt"] = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+        result["exit_code"] = server.terminate()
+        deadline = time.monotonic() + 10
+        while not listener.removed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result["removed"] = list(listener.removed)
+        zc.close()
+    finally:
+        server.stop()
+        result["log"] = server.log
     return result
 
 
 def main():
     emu = SlcanEmulator()
-    server = CancorderProcess(["serve", "-i", "slcan", "-c", emu.url, "-b", "250000",
-                               "--service-name", "bench-42"])
-    result = {}
     try:
-        result = browse_then_stop(server)
+        result = browse_while_serving(CancorderProcess(
+            ["serve", "-i", "slcan", "-c", emu.url, "-b", "250000", "--service-name", "bench-42"]))
     finally:
-        server.stop()
         emu.close()
-        result["log"] = server.log
     print(json.dumps(result))
 
 

@@ -57,6 +57,13 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    value = _int(text, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
 def bitrate(text):
     value = _int(text, "a bit rate in bit/s such as 500000")
     if not 1000 <= value <= 20_000_000:

@@ -1,0 +1,42 @@
+"""``cancorder touCAN`` (alias ``toucan``): a Rusoku TouCAN through its CAN API V3 library."""
+from . import _server_args as sa
+
+BITRATES = "1000000, 500000, 250000, 125000, 100000, 50000, 20000, 10000"
+
+
+def add_subparser(subparsers, common):
+    parser = subparsers.add_parser(
+        "touCAN", aliases=["toucan"], parents=[common],
+        help="serve frames from a Rusoku TouCAN through its CAN API V3 library (macOS)",
+        description="Read CAN frames from a Rusoku TouCAN adapter through the MacCAN-TouCAN "
+                    "library (libUVCANTOU) and stream them to TCP clients in the ECUconnect "
+                    "Logger format. On Linux, TouCAN is a SocketCAN interface: use "
+                    "`cancorder serve -i socketcan`.")
+    adapter = parser.add_argument_group("adapter")
+    adapter.add_argument("-c", "--channel", type=sa.non_negative_int, default=0, metavar="N",
+                         help="TouCAN index: 0 is the first adapter plugged in (default: 0)")
+    adapter.add_argument("-b", "--bitrate", type=sa.bitrate, default=500000,
+                         help=f"bit rate in bit/s, one of {BITRATES} (default: 500000)")
+    adapter.add_argument("-l", "--library", metavar="PATH", default=None,
+                         help="the CAN API V3 library (default: $CANCORDER_TOUCAN_LIBRARY, else "
+                              "/usr/local/lib/libUVCANTOU.dylib, else the loader's search)")
+    adapter.add_argument("--listen-only", action="store_true",
+                         help="monitor mode: never acknowledge or send on the bus")
+    adapter.add_argument("--error-frames", action="store_true",
+                         help="ask for status frames and log bus state changes (error warning, "
+                              "error passive, bus off) and overruns; they are never sent to "
+                              "clients")
+    sa.add_server_arguments(parser)
+    parser.set_defaults(func=_do_toucan)
+
+
+def _do_toucan(args):
+    from ..server import Server
+    from ..sources.toucan import ToucanSource
+
+    reporter = sa.make_reporter(args)
+    source = ToucanSource(channel=args.channel, bitrate=args.bitrate, library=args.library,
+                          listen_only=args.listen_only, error_frames=args.error_frames,
+                          reporter=reporter)
+    server = Server(source, sa.server_options(args, "cancorder touCAN"), reporter)
+    return server.run()
