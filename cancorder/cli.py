@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve"]
+COMMANDS = ["serve", "dump", "detect"]
 
 
 def version_text():

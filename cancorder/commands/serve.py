@@ -41,11 +41,21 @@ def _do_serve(args):
     from ..sources.pycan import PythonCanSource, default_interface
 
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
+    sa.check(not (args.auto and (args.interface or args.channel)),
+             "--auto chooses the interface and channel itself: leave out -i/-c")
     reporter = sa.make_reporter(args)
-    interface = args.interface or default_interface()
-    source = PythonCanSource(
-        interface, args.channel, bitrate=args.bitrate, fd=args.fd,
-        data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
-        timestamps=args.timestamps, options=dict(args.options))
+
+    def make_source(interface, channel):
+        return PythonCanSource(
+            interface, channel, bitrate=args.bitrate, fd=args.fd,
+            data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
+            timestamps=args.timestamps, options=dict(args.options))
+
+    if args.auto:
+        from ..detection import open_first_usable
+
+        source = open_first_usable(make_source, reporter)
+    else:
+        source = make_source(args.interface or default_interface(), args.channel)
     server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
     return server.run()

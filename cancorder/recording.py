@@ -1,0 +1,93 @@
+"""Recording frames into files with python-can's log writers, chosen by the file's extension.
+
+`.log` (can-utils), `.asc` (Vector), `.blf` (Vector binary), `.csv`, `.trc` (PEAK), `.txt`
+(python-can's printer), `.db` (SQLite), `.mf4` (ASAM MDF, needs asammdf), each optionally
+`.gz`-compressed where python-can allows it. Whoever opens a Recording must close it on every
+way out: only ``close`` (python-can's ``stop``) writes what a format keeps for the end (BLF's
+last container and header, MF4's whole file).
+"""
+import os
+
+from .errors import CancorderError, UsageError
+from .formats import frame_to_message
+
+
+def writer_suffixes():
+    from can.io.logger import MESSAGE_WRITERS
+
+    return sorted(MESSAGE_WRITERS)
+
+
+def check_output_path(path):
+    """Fail early, with the fix, for a file python-can cannot write (before connecting)."""
+    name = os.path.basename(path).lower()
+    suffix = os.path.splitext(name[:-3] if name.endswith(".gz") else name)[1]
+    known = writer_suffixes()
+    if suffix not in known:
+        raise UsageError(f"-o {path}: cannot tell the format from the extension "
+                         f"'{suffix or '(none)'}': use one of {', '.join(known)}")
+    if suffix == ".mf4":
+        try:
+            import asammdf  # noqa: F401
+        except ImportError:
+            raise UsageError(f"-o {path}: writing MF4 needs asammdf (pip install asammdf), "
+                             "or record to .blf/.asc/.log instead") from None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"-o {path}: the folder {directory} does not exist")
+
+
+class Recording:
+    """Every ``-o FILE``: each frame goes to every writer; ``close`` finishes every file."""
+
+    def __init__(self, paths, channel="can0"):
+        self.paths = list(paths)
+        self.channel = channel
+        self.frames = 0
+        self._writers = []
+
+    def __bool__(self):
+        return bool(self.paths)
+
+    def open(self):
+        import can
+
+        for path in self.paths:
+            check_output_path(path)
+            try:
+                writer = can.Logger(path)
+            except OSError as exc:
+                self.close()
+                raise UsageError(f"-o {path}: cannot create the file: "
+                                 f"{exc.strerror or exc}") from exc
+            except (ValueError, NotImplementedError) as exc:
+                self.close()
+                raise UsageError(f"-o {path}: {exc}") from exc
+            self._writers.append((path, writer))
+
+    def write(self, frames):
+        if not self._writers:
+            return
+        channel = self.channel
+        receivers = [writer.on_message_received for _, writer in self._writers]
+        try:
+            for frame in frames:
+                message = frame_to_message(frame, channel)
+                for receive in receivers:
+                    receive(message)
+        except OSError as exc:
+            raise CancorderError(f"writing the recording failed: {exc.strerror or exc} "
+                                 "(disk full?)") from exc
+        self.frames += len(frames)
+
+    def close(self):
+        """Flush and close every file (safe to call twice); raises if one could not be finished."""
+        writers, self._writers = self._writers, []
+        failed = []
+        for path, writer in writers:
+            try:
+                writer.stop()
+            except Exception as exc:  # go on: the other files must be closed too
+                failed.append(f"{path}: {exc}")
+        if failed:
+            raise CancorderError("could not finish the recording: " + "; ".join(failed))
