@@ -361,6 +361,8 @@ class Dump:
             else:
                 rep.info(f"recorded {self.recording.frames:,} frames to "
                          f"{', '.join(self.recording.paths)}")
+            for note in self.recording.notes():
+                rep.warning(note)
         filtered = f" ({self.received:,} received)" if self.received != self.shown else ""
         if failed:
             if self.shown:

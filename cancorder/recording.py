@@ -9,7 +9,13 @@ last container and header, MF4's whole file).
 import os
 
 from .errors import CancorderError, UsageError
-from .formats import frame_to_message
+from .formats import FLAG_FD, frame_to_message
+
+#: formats whose python-can writer cannot store CAN FD frames (TRCWriter logs a warning per
+#: frame and drops it): FD frames are not passed to them, and counted
+NO_FD = {".trc": "python-can's TRC writer has no CAN FD support"}
+#: formats that store FD frames without their FD/BRS/ESI flags (python-can's CSV columns)
+FD_FLAGS_LOST = {".csv": "python-can's CSV format has no FD, BRS or ESI columns"}
 
 
 def writer_suffixes():
@@ -20,8 +26,7 @@ def writer_suffixes():
 
 def check_output_path(path):
     """Fail early, with the fix, for a file python-can cannot write (before connecting)."""
-    name = os.path.basename(path).lower()
-    suffix = os.path.splitext(name[:-3] if name.endswith(".gz") else name)[1]
+    suffix = _suffix(os.path.basename(path))
     known = writer_suffixes()
     if suffix not in known:
         raise UsageError(f"-o {path}: cannot tell the format from the extension "
@@ -45,6 +50,7 @@ class Recording:
         self.channel = channel
         self.frames = 0
         self._writers = []
+        self._fd = {}  # path -> FD frames dropped or stored without their flags
 
     def __bool__(self):
         return bool(self.paths)
@@ -69,16 +75,39 @@ class Recording:
         if not self._writers:
             return
         channel = self.channel
-        receivers = [writer.on_message_received for _, writer in self._writers]
+        every = [writer.on_message_received for _, writer in self._writers]
+        fd_capable = [writer.on_message_received for path, writer in self._writers
+                      if _suffix(path) not in NO_FD]
+        fd_paths = [path for path, _ in self._writers if _suffix(path) in NO_FD or
+                    _suffix(path) in FD_FLAGS_LOST]
         try:
             for frame in frames:
                 message = frame_to_message(frame, channel)
-                for receive in receivers:
-                    receive(message)
+                if frame[2] & FLAG_FD:
+                    for path in fd_paths:
+                        self._fd[path] = self._fd.get(path, 0) + 1
+                    for receive in fd_capable:
+                        receive(message)
+                else:
+                    for receive in every:
+                        receive(message)
         except OSError as exc:
             raise CancorderError(f"writing the recording failed: {exc.strerror or exc} "
                                  "(disk full?)") from exc
         self.frames += len(frames)
+
+    def notes(self):
+        """What a format could not keep, one line per file (for the end-of-run summary)."""
+        notes = []
+        for path, count in self._fd.items():
+            suffix = _suffix(path)
+            if suffix in NO_FD:
+                notes.append(f"{path}: {count:,} CAN FD frames not recorded ({NO_FD[suffix]}; "
+                             "use .blf, .asc or .log)")
+            else:
+                notes.append(f"{path}: {count:,} CAN FD frames recorded without their FD/BRS/"
+                             f"ESI flags ({FD_FLAGS_LOST[suffix]}; use .blf, .asc or .log)")
+        return notes
 
     def close(self):
         """Flush and close every file (safe to call twice); raises if one could not be finished."""
@@ -91,3 +120,8 @@ class Recording:
                 failed.append(f"{path}: {exc}")
         if failed:
             raise CancorderError("could not finish the recording: " + "; ".join(failed))
+
+
+def _suffix(path):
+    name = path.lower()
+    return os.path.splitext(name[:-3] if name.endswith(".gz") else name)[1]
