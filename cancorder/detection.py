@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -132,8 +133,11 @@ def socketcan_interfaces():
         data = info.get("info_data", {}) or {}
         bitrate = (data.get("bittiming") or {}).get("bitrate")
         data_bitrate = (data.get("data_bittiming") or {}).get("bitrate")
-        flags = link.get("flags") or []
-        up = operstate == "up" or (operstate == "unknown" and "UP" in flags)
+        # operstate is "unknown" for interfaces without carrier (vcan): then IFF_UP decides
+        sys_flags = _read(os.path.join(root, name, "flags")) or "0"
+        admin_up = "UP" in (link.get("flags") or []) or (
+            int(sys_flags, 16) & 1 if re.fullmatch(r"0x[0-9a-fA-F]+", sys_flags) else False)
+        up = operstate == "up" or (operstate == "unknown" and bool(admin_up))
         parts = [kind, "up" if up else "down"]
         if data.get("state"):
             parts.append(data["state"])  # ERROR-ACTIVE, ERROR-PASSIVE, BUS-OFF, STOPPED
@@ -237,13 +241,14 @@ def gs_usb_devices():
         parts = []
         vid, pid = getattr(usb_device, "idVendor", None), getattr(usb_device, "idProduct", None)
         fix = ""
-        try:
-            product = usb_device.product
-            serial = usb_device.serial_number
-        except (usb.core.USBError, ValueError, AttributeError) as exc:
-            product = serial = None
-            if isinstance(exc, usb.core.USBError) and _is_permission_error(exc):
-                fix = f"no permission to open it: {USB_PERMISSION_FIX}"
+        strings = {}
+        for field in ("product", "serial_number"):  # reading these opens the device
+            try:
+                strings[field] = getattr(usb_device, field)
+            except (usb.core.USBError, ValueError, AttributeError) as exc:
+                if isinstance(exc, usb.core.USBError) and _is_permission_error(exc):
+                    fix = f"no permission to open it: {USB_PERMISSION_FIX}"
+        product, serial = strings.get("product"), strings.get("serial_number")
         if product:
             parts.append(str(product))
         if vid is not None and pid is not None:

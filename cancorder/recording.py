@@ -56,6 +56,8 @@ class Recording:
         return bool(self.paths)
 
     def open(self):
+        if not self.paths:
+            return
         import can
 
         for path in self.paths:
