@@ -215,6 +215,12 @@ class Dump:
                     return
                 delay = min(delay * 2, REOPEN_MAX)
                 continue
+            if self.recording and not connected_before:
+                try:  # only now: a logger that cannot be reached leaves no empty files
+                    self.recording.open()
+                except BaseException:
+                    sock.close()
+                    raise
             delay = REOPEN_FIRST
             for key in self._connect_messages:  # say it again if it happens again
                 rep.forget(key)
@@ -353,7 +359,7 @@ class Dump:
                 pass
         if self.stats is not None:
             self.stats.stop()
-        if self.recording:
+        if self.recording and self.recording.opened:
             try:
                 self.recording.close()
             except CancorderError as exc:

@@ -51,6 +51,7 @@ class Recording:
         self.frames = 0
         self._writers = []
         self._fd = {}  # path -> FD frames dropped or stored without their flags
+        self.opened = False  # every file was created
 
     def __bool__(self):
         return bool(self.paths)
@@ -72,6 +73,7 @@ class Recording:
                 self.close()
                 raise UsageError(f"-o {path}: {exc}") from exc
             self._writers.append((path, writer))
+        self.opened = True
 
     def write(self, frames):
         if not self._writers:

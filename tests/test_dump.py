@@ -659,3 +659,12 @@ def test_browse_and_connect_without_a_target():
     assert loggers[0]["command"] == f"cancorder dump 127.0.0.1:{port}"
     assert result["empty_browse_code"] == 1
     assert "no logger answered on _ecuconnect-log._tcp.local. within 1 s" in result["empty_log"]
+
+
+def test_no_file_is_left_when_the_logger_cannot_be_reached(dump, tmp_path):
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    run = dump(f"127.0.0.1:{port}", "-o", str(tmp_path / "never.blf"))
+    assert run.wait() == 1
+    assert not (tmp_path / "never.blf").exists()

@@ -61,7 +61,7 @@ def _do_dump(args):
 
     from rich.console import Console
 
-    from ..client import Dump, Target, parse_target
+    from ..client import Dump, parse_target
     from ..formats import StatsTable, make_formatter
     from ..recording import Recording, check_output_path
 
@@ -76,10 +76,9 @@ def _do_dump(args):
                                                                        reporter)
     screen = Console(highlight=False)
     stats = StatsTable(screen) if args.stats else None
-    formatter = make_formatter(args.format, args.channel,
-                               screen.color_system if screen.is_terminal else None)
-    recording = Recording(args.output, args.channel)
-    recording.open()
+    colour = screen.color_system if screen.is_terminal and not screen.no_color else None
+    formatter = make_formatter(args.format, args.channel, colour)
+    recording = Recording(args.output, args.channel)  # opened once connected
     dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
