@@ -248,6 +248,10 @@ class Dump:
             seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
         select.select([self._wake_r], [], [], seconds)
         self._drain_wake()
+        return self._over()
+
+    def _over(self):
+        """True once a signal came or --duration has passed (``reason`` says which)."""
         if self._signal is not None:
             self.reason = self._signal
             return True
@@ -274,11 +278,7 @@ class Dump:
             readable = select.select(watched, [], [], timeout)[0]
             if wake in readable:
                 self._drain_wake()
-            if self._signal is not None:
-                self.reason = self._signal
-                return None
-            if self._deadline is not None and time.monotonic() >= self._deadline:
-                self.reason = f"--duration {self.duration:g} s"
+            if self._over():
                 return None
             if sock not in readable:
                 continue

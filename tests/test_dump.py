@@ -19,6 +19,7 @@ import pytest
 
 from cancorder._fast import wire
 from tests.helpers import StreamClient, cancorder_env
+from tests.test_formats import CANDUMP, FRAMES, PRETTY
 from tests.netns import netns_available, run_in_netns, SETUP
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -210,26 +211,8 @@ def records(frames):
     return b"".join(wire.pack_frame(*frame) for frame in frames)
 
 
-# Frames with exact, known bytes for the fake logger (1700000000 s = 22:13:20 UTC).
-KNOWN = [
-    (1700000000123456, 0x123, 0, bytes.fromhex("01FF23456789ABCD")),
-    (1700000000223456, 0x18DAF110, wire.FLAG_EXT, b"\x02\x10\x03"),
-    (1700000001000000, 0x456, wire.FLAG_FD | wire.FLAG_BRS | wire.FLAG_ESI, bytes(range(12))),
-    (1700000001500000, 0x7FF, 0, b""),
-]
-KNOWN_CANDUMP = [
-    "(1700000000.123456) can0 123#01FF23456789ABCD",
-    "(1700000000.223456) can0 18DAF110#021003",
-    "(1700000001.000000) can0 456##3000102030405060708090A0B",
-    "(1700000001.500000) can0 7FF#",
-]
-KNOWN_PRETTY = [
-    "22:13:20.123456  123                    8  01 FF 23 45 67 89 AB CD  |..#Eg...|",
-    "22:13:20.223456  18DAF110               3  02 10 03                 |...|",
-    "22:13:21.000000  456       FD BRS ESI  12  00 01 02 03 04 05 06 07 08 09 0A 0B  "
-    "|............|",
-    "22:13:21.500000  7FF                    0                           ||",
-]
+# Frames with exact, known bytes for the fake logger, and how each format shows them.
+KNOWN, KNOWN_CANDUMP, KNOWN_PRETTY = FRAMES, CANDUMP, PRETTY
 
 
 # ---- every format against a real `cancorder serve` ----
@@ -324,7 +307,7 @@ def test_pretty_on_a_terminal_is_coloured(cancorder_process, fake_loggers):
     assert [ANSI.sub("", line) for line in lines] == KNOWN_PRETTY + KNOWN_PRETTY[:1]
     id_colour = [re.search(r"\.\d{6}  (\x1b\[[0-9;]*m)", line).group(1) for line in lines]
     assert id_colour[0] == id_colour[-1]  # the same id, the same colour
-    assert len(set(id_colour[:4])) == 4
+    assert len(set(id_colour[:5])) == 5
 
 
 @pytest.mark.parametrize("fmt,expected", [
@@ -336,7 +319,7 @@ def test_exact_bytes_from_a_known_stream(dump, fake_loggers, fmt, expected):
     run = dump(fake.target, "--format", fmt)
     assert run.wait() == 0, run.log
     assert run.lines == expected
-    assert "4 frames; stopped: the logger closed the connection" in run.log
+    assert "5 frames; stopped: the logger closed the connection" in run.log
 
 
 # ---- recording with python-can's writers ----
