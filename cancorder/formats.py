@@ -118,8 +118,7 @@ class XxdFormatter:
         offset = self.offset
         for pos in range(0, end, 16):
             row = data[pos:pos + 16]
-            hex_text = row.hex()
-            groups = " ".join([hex_text[i:i + 4] for i in range(0, len(hex_text), 4)])
+            groups = row.hex(" ", -2)  # pairs of bytes, counted from the left like xxd
             out.append(f"{offset + pos:08x}: {groups:<39}  {row.translate(_PRINTABLE).decode()}\n")
         self.offset = offset + end
         return "".join(out)

@@ -64,6 +64,17 @@ def bitrate(text):
     return value
 
 
+def seconds(text):
+    """A duration in seconds, more than 0 (``--duration``, ``--timeout``, ``--browse-time``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 seconds")
+    return value
+
+
 def byte_size(text):
     match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
     if not match:

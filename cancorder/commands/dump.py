@@ -1,6 +1,4 @@
 """``cancorder dump``: show (and record) the stream of any ECUconnect Logger."""
-import argparse
-
 from . import _server_args as sa
 
 
@@ -15,7 +13,7 @@ def add_subparser(subparsers, common):
                         help="the logger (default port 42420); leave out to browse Zeroconf")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
-    parser.add_argument("--browse-time", type=_seconds, default=3.0, metavar="S",
+    parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
                         help="how long to listen for loggers (default: 3 s)")
     parser.add_argument("-f", "--format", choices=("pretty", "candump", "raw", "json"),
                         default="pretty",
@@ -30,7 +28,7 @@ def add_subparser(subparsers, common):
                              "(default: can0)")
     parser.add_argument("-n", "--count", type=sa.positive_int, default=None, metavar="N",
                         help="stop after N frames (after --filter)")
-    parser.add_argument("--duration", type=_seconds, default=None, metavar="S",
+    parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
                         help="stop S seconds after connecting")
     parser.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
                         default=[], metavar="ID:MASK",
@@ -41,19 +39,9 @@ def add_subparser(subparsers, common):
     parser.add_argument("--reconnect", action="store_true",
                         help="when the logger goes away (or is not up yet), keep retrying "
                              "with backoff")
-    parser.add_argument("--timeout", type=_seconds, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default: 5)")
     parser.set_defaults(func=_do_dump)
-
-
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 seconds")
-    return value
 
 
 def _do_dump(args):
