@@ -167,7 +167,8 @@ class Dump:
     # ---- the whole run ----
 
     def run(self):
-        """Returns the exit status (0); a malformed stream or a lost logger raises."""
+        """Returns the exit status (0); a malformed stream, an unreachable logger or a broken
+        connection raises (the recording is closed first)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -230,12 +231,14 @@ class Dump:
             if self._deadline is None and self.duration:
                 self._deadline = time.monotonic() + self.duration
             try:
-                lost = self._receive(sock)
+                lost, clean = self._receive(sock)
             finally:
                 sock.close()
             if lost is None:
                 return
             if not self.reconnect:
+                if not clean:  # a crash or a network failure, not an end: exit non-zero
+                    raise ConnectError(f"{lost} (--reconnect keeps trying)")
                 self.reason = lost
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
@@ -261,7 +264,8 @@ class Dump:
         return False
 
     def _receive(self, sock):
-        """Until the stream ends (returns why, a string) or the run is over (returns None)."""
+        """Until the stream ends, returning (why, whether it ended cleanly), or the run is
+        over, returning (None, True)."""
         decoder = wire.StreamDecoder()
         tail = b""  # the bytes of the record not yet complete: evidence if the stream breaks
         wake = self._wake_r
@@ -279,15 +283,16 @@ class Dump:
             if wake in readable:
                 self._drain_wake()
             if self._over():
-                return None
+                return None, True
             if sock not in readable:
                 continue
             try:
                 chunk = sock.recv(RECV_SIZE)
             except OSError as exc:  # reset by the peer: the stream ends here
-                chunk, why = b"", f"the connection broke ({exc.strerror or exc})"
+                chunk, clean = b"", False
+                why = f"the connection to {self.target} broke ({exc.strerror or exc})"
             else:
-                why = "the logger closed the connection"
+                why, clean = "the logger closed the connection", True
             if not chunk:
                 try:
                     decoder.finish()
@@ -295,7 +300,7 @@ class Dump:
                     if not self.reconnect:
                         raise
                     self.reporter.warning(f"{exc}; that incomplete record is dropped")
-                return why
+                return why, clean
             start = decoder.offset
             try:
                 frames = decoder.feed(chunk)
@@ -313,7 +318,7 @@ class Dump:
                 tail += chunk
             if frames and self._deliver(frames):
                 self.reason = f"--count {self.count}"
-                return None
+                return None, True
 
     def _deliver(self, frames):
         """Filter, count, record, show; True when --count is reached."""

@@ -272,13 +272,15 @@ class StatsTable:
         self._live = None
 
     def render(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         elapsed = time.monotonic() - self._started if self._started else 0.0
         average = self.total / elapsed if elapsed > 0 else 0.0
-        table = Table(title=f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
-                            f"{average:,.0f} frames/s on average over {elapsed:,.1f} s",
-                      title_justify="left")
+        summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
+                       f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
+        table = Table()
         for column in ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data"):
             table.add_column(column, justify="right" if column in (
                 "Len", "Count", "Frames/s", "Avg/s") else "left", no_wrap=True)
@@ -288,7 +290,7 @@ class StatsTable:
             table.add_row(ident, flag_names(flags), str(len(data)), f"{count:,}",
                           f"{rate:,.1f}", f"{count / elapsed if elapsed > 0 else 0.0:,.1f}",
                           data.hex(" ").upper())
-        return table
+        return Group(summary, table)
 
 
 def _id_colour(key):

@@ -541,12 +541,15 @@ BAD_CASES = {
 }
 
 
+@pytest.mark.parametrize("core", ["compiled", "pure"])
 @pytest.mark.parametrize("case", list(BAD_CASES))
-def test_malformed_stream_stops_with_the_offset_and_bytes(dump, fake_loggers, tmp_path, case):
+def test_malformed_stream_stops_with_the_offset_and_bytes(dump, fake_loggers, tmp_path, case,
+                                                          core):
     data, reason, shown = BAD_CASES[case]
     fake = fake_loggers(data)
     path = str(tmp_path / "before.blf")
-    run = dump(fake.target, "-f", "candump", "-o", path)
+    env = cancorder_env(TZ="UTC", CANCORDER_PURE="1" if core == "pure" else "0")
+    run = dump(fake.target, "-f", "candump", "-o", path, env=env)
     assert run.wait() == 3, run.log
     assert run.lines == KNOWN_CANDUMP[:2]  # what came before is shown, nothing after
     errors = [line for line in run.log.splitlines() if line.startswith("error:")]
@@ -651,3 +654,28 @@ def test_no_file_is_left_when_the_logger_cannot_be_reached(dump, tmp_path):
     run = dump(f"127.0.0.1:{port}", "-o", str(tmp_path / "never.blf"))
     assert run.wait() == 1
     assert not (tmp_path / "never.blf").exists()
+
+
+def test_a_reset_connection_is_an_error_after_the_frames(dump, cancorder_process):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def reset_after_two_frames():
+        conn, _ = listener.accept()
+        conn.sendall(records(KNOWN[:2]))
+        time.sleep(0.5)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()  # linger 0: a reset, like a logger that crashed
+
+    thread = threading.Thread(target=reset_after_two_frames, daemon=True)
+    thread.start()
+    run = dump(f"127.0.0.1:{port}", "-f", "candump")
+    try:
+        assert run.wait() == 1, run.log
+    finally:
+        thread.join(5)
+        listener.close()
+    assert run.lines == KNOWN_CANDUMP[:2]
+    assert run.log.splitlines()[-1] == (
+        f"error: the connection to 127.0.0.1:{port} broke (Connection reset by peer) "
+        "(--reconnect keeps trying)")
