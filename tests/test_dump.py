@@ -631,7 +631,7 @@ def test_browse_and_connect_without_a_target():
     assert result["browse_code"] == 0, result
     listed = result["browse"].splitlines()
     assert len(listed) == 1, result
-    assert listed[0].startswith(f"ECUconnect-Logger dump-browse  127.0.0.1")
+    assert listed[0].startswith("ECUconnect-Logger dump-browse  127.0.0.1")
     assert f"port {port}" in listed[0]
     for key in (f"port={port}", "process=cancorder serve", "interface=slcan", "bitrate=500000"):
         assert key in listed[0]
@@ -679,3 +679,15 @@ def test_a_reset_connection_is_an_error_after_the_frames(dump, cancorder_process
     assert run.log.splitlines()[-1] == (
         f"error: the connection to 127.0.0.1:{port} broke (Connection reset by peer) "
         "(--reconnect keeps trying)")
+
+
+def test_ctrl_c_closes_the_recording_like_sigterm(dump, fake_loggers, tmp_path):
+    fake = fake_loggers(records(KNOWN), close=False)
+    paths = [str(tmp_path / "int.blf"), str(tmp_path / "int.log")]
+    run = dump(fake.target, "-f", "candump", "-o", paths[0], "-o", paths[1])
+    run.wait_lines(len(KNOWN))
+    run.process.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 0, run.log
+    assert "stopped: SIGINT" in run.log and "Traceback" not in run.log
+    for path in paths:
+        check_recording(path, KNOWN)

@@ -19,7 +19,8 @@ def add_subparser(subparsers, common):
                         default="pretty",
                         help="pretty: time, id, flags, length, hex and ASCII (colour on a "
                              "terminal); candump: can-utils log lines; raw: xxd-style hex "
-                             "dump of the bytes received; json: one object per line")
+                             "dump of the records received (those --filter passes); json: "
+                             "one object per line")
     parser.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
                         help="also record to FILE, format by extension: .log .asc .blf .csv "
                              ".trc .txt .db (.mf4 with asammdf); repeatable")
