@@ -1,7 +1,9 @@
 """Zeroconf (mDNS/DNS-SD): advertise a logger, and find the ones on the network."""
+import dataclasses
 import ipaddress
 import os
 import socket
+import threading
 
 SERVICE_TYPE = "_ecuconnect-log._tcp.local."
 NAME_PREFIX = "ECUconnect-Logger"
@@ -88,3 +90,73 @@ class Advertiser:
             zc.unregister_service(self._info)
         finally:
             zc.close()
+
+
+@dataclasses.dataclass
+class FoundLogger:
+    """One logger that answered a browse: where to connect and what its TXT keys say."""
+
+    name: str  # the instance name, without the service type
+    addresses: list  # IPv4 first, then IPv6 (link-local last: it needs a scope to connect)
+    port: int
+    txt: dict
+    server: str = ""
+
+    @property
+    def endpoint(self):
+        """``HOST:PORT`` for `cancorder dump` (brackets around an IPv6 address)."""
+        host = self.addresses[0] if self.addresses else self.server.rstrip(".")
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def browse(timeout=3.0, resolve_timeout=2.0):
+    """Listen for ``_ecuconnect-log._tcp`` loggers for ``timeout`` seconds; a list of FoundLogger.
+
+    Waits the whole time (whoever answers late must still be listed: `dump` connects only when
+    exactly one answered), then asks each for its address, port and TXT keys.
+    """
+    from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
+
+    names = []
+    lock = threading.Lock()
+
+    def on_change(zeroconf, service_type, name, state_change):
+        with lock:
+            if state_change is ServiceStateChange.Added and name not in names:
+                names.append(name)
+            elif state_change is ServiceStateChange.Removed and name in names:
+                names.remove(name)
+
+    zc = Zeroconf(interfaces=zeroconf_interfaces())
+    try:
+        browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[on_change])
+        try:
+            threading.Event().wait(timeout)
+        finally:
+            browser.cancel()
+        with lock:
+            answered = sorted(names)
+        found = []
+        for name in answered:
+            info = zc.get_service_info(SERVICE_TYPE, name, timeout=int(resolve_timeout * 1000))
+            if info is None or not info.port:
+                continue  # it left, or never said where it listens
+            txt = {key.decode("utf-8", "replace"): (value or b"").decode("utf-8", "replace")
+                   for key, value in info.properties.items()}
+            instance = name[:-len(SERVICE_TYPE) - 1] if name.endswith("." + SERVICE_TYPE) else name
+            found.append(FoundLogger(instance, _connect_order(info.parsed_addresses()),
+                                     info.port, txt, info.server or ""))
+        return found
+    finally:
+        zc.close()
+
+
+def _connect_order(addresses):
+    def rank(address):
+        ip = ipaddress.ip_address(address.split("%")[0])
+        return (ip.version == 6, ip.is_link_local)
+
+    return sorted(dict.fromkeys(addresses), key=rank)

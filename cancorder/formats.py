@@ -1,10 +1,18 @@
 """Text forms of decoded frames, shared by `serve -v` and `dump`.
 
-A frame is the decoder's tuple ``(timestamp_us, can_id, flags, data)``.
+A frame is the decoder's tuple ``(timestamp_us, can_id, flags, data)``. The formatters turn a
+whole batch of frames into one string (``format(frames)``), so a caller writes once per batch
+instead of once per frame: that is what lets `dump` keep up with a saturated bus on a pipe.
 """
+import time
+
 from ._fast import wire
 
 FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI = wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_BRS, wire.FLAG_ESI
+FORMATS = ("pretty", "candump", "raw", "json")
+
+#: printable ASCII as itself, everything else as "." (the right-hand column of hex dumps)
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
 
 def candump_line(frame, channel="can0"):
@@ -32,3 +40,291 @@ def frame_to_message(frame, channel=None):
                        bitrate_switch=bool(flags & FLAG_BRS),
                        error_state_indicator=bool(flags & FLAG_ESI), data=data,
                        channel=channel, check=False)
+
+
+def flag_names(flags):
+    """``"FD BRS ESI"``: the flags a reader cares about (EXT shows in the id's width)."""
+    return " ".join(name for bit, name in ((FLAG_FD, "FD"), (FLAG_BRS, "BRS"), (FLAG_ESI, "ESI"))
+                    if flags & bit)
+
+
+class CandumpFormatter:
+    """``--format candump``: can-utils log lines."""
+
+    def __init__(self, channel="can0"):
+        self.channel = channel
+
+    def format(self, frames):
+        channel = self.channel
+        return "".join([candump_line(frame, channel) + "\n" for frame in frames])
+
+    def finish(self):
+        return ""
+
+
+class JsonFormatter:
+    """``--format json``: one object per line.
+
+    ``timestamp`` is seconds with exactly six decimals (written as text, so no float rounding
+    creeps in), ``timestamp_us`` the same instant as an integer; ``data`` is hex.
+    """
+
+    _FLAGS = tuple(
+        '"extended": %s, "fd": %s, "brs": %s, "esi": %s' % tuple(
+            "true" if flags & bit else "false" for bit in (FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI))
+        for flags in range(16))
+
+    def __init__(self, channel="can0"):
+        self.channel = channel
+
+    def format(self, frames):
+        flag_text = self._FLAGS
+        channel = self.channel
+        return "".join([
+            f'{{"timestamp": {micros // 1000000}.{micros % 1000000:06d}, "timestamp_us": {micros}, '
+            f'"channel": "{channel}", "id": {can_id}, {flag_text[flags & 15]}, '
+            f'"length": {len(data)}, "data": "{data.hex()}"}}\n'
+            for micros, can_id, flags, data in frames])
+
+    def finish(self):
+        return ""
+
+
+class XxdFormatter:
+    """``--format raw``: the records' bytes as ``xxd`` shows them (``nc HOST PORT | xxd``).
+
+    Like xxd reading a pipe, a line is printed once it has its 16 bytes; ``finish`` prints the
+    last partial line. The records are rebuilt from the decoded frames, which gives the bytes
+    as received (a record has exactly one encoding) for the frames that passed --filter.
+    """
+
+    def __init__(self):
+        self.offset = 0
+        self._pending = b""
+
+    def format(self, frames):
+        pack = wire.pack_frame
+        data = self._pending + b"".join([pack(*frame) for frame in frames])
+        whole = len(data) - len(data) % 16
+        self._pending = data[whole:]
+        return self._lines(data, whole)
+
+    def finish(self):
+        data, self._pending = self._pending, b""
+        return self._lines(data, len(data))
+
+    def _lines(self, data, end):
+        out = []
+        offset = self.offset
+        for pos in range(0, end, 16):
+            row = data[pos:pos + 16]
+            groups = row.hex(" ", -2)  # pairs of bytes, counted from the left like xxd
+            out.append(f"{offset + pos:08x}: {groups:<39}  {row.translate(_PRINTABLE).decode()}\n")
+        self.offset = offset + end
+        return "".join(out)
+
+
+class PrettyFormatter:
+    """``--format pretty``: local time, id, flags, length, payload in hex and ASCII.
+
+    ``12:34:56.123456  123        8  01 FF 23 45 67 89 AB CD  |..#Eg...|``
+
+    With a ``color_system`` (rich's name for what the terminal can show: "standard", "256",
+    "truecolor") every id gets its own stable colour and every byte a shade by value; the
+    escape sequences are rendered once per id and once per byte value through rich, then
+    joined like plain text, so colour costs no more per frame than plain output.
+    """
+
+    ID_WIDTH = 8
+    FLAGS_WIDTH = 10  # "FD BRS ESI"
+
+    def __init__(self, color_system=None):
+        self._second = -1
+        self._second_text = ""
+        self._ids = {}
+        self._flags = tuple(f"{flag_names(flags):<{self.FLAGS_WIDTH}}" for flags in range(16))
+        self._style = None
+        if color_system:
+            from rich.color import ColorSystem
+
+            self._style = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                           "truecolor": ColorSystem.TRUECOLOR,
+                           "windows": ColorSystem.WINDOWS}[color_system]
+            self._bytes = tuple(self._paint(f"{value:02X}", _byte_colour(value))
+                                for value in range(256))
+            self._flags = tuple(self._paint(text, "yellow") if text.strip() else text
+                                for text in self._flags)
+
+    def _paint(self, text, colour, bold=False, dim=False):
+        from rich.style import Style
+
+        return Style(color=colour, bold=bold, dim=dim).render(text, color_system=self._style)
+
+    def _id_text(self, can_id, flags):
+        key = can_id | (0x80000000 if flags & FLAG_EXT else 0)
+        text = self._ids.get(key)
+        if text is None:
+            if len(self._ids) > 65536:  # a flood of distinct 29-bit ids: keep memory bounded
+                self._ids.clear()
+            ident = f"{can_id:08X}" if flags & FLAG_EXT else f"{can_id:03X}"
+            text = f"{ident:<{self.ID_WIDTH}}"
+            if self._style is not None:
+                text = self._paint(text, _id_colour(key), bold=True)
+            self._ids[key] = text
+        return text
+
+    def _time_text(self, micros):
+        second = micros // 1000000
+        if second != self._second:  # one localtime() per second, not per frame
+            self._second = second
+            self._second_text = time.strftime("%H:%M:%S", time.localtime(second))
+            if self._style is not None:
+                self._second_text = self._paint(self._second_text, None, dim=True)
+        return f"{self._second_text}.{micros % 1000000:06d}"
+
+    def format(self, frames):
+        return "".join([self.line(frame) + "\n" for frame in frames])
+
+    def line(self, frame):
+        micros, can_id, flags, data = frame
+        n = len(data)
+        ascii_text = data.translate(_PRINTABLE).decode()
+        if self._style is None:
+            hex_text = data.hex(" ").upper()
+        else:
+            shades = self._bytes
+            hex_text = " ".join([shades[b] for b in data])
+            ascii_text = self._paint(ascii_text, None, dim=True) if n else ""
+        pad = " " * (3 * (8 - n)) if n < 8 else ""
+        if n == 0:
+            pad = pad[:-1]
+        return (f"{self._time_text(micros)}  {self._id_text(can_id, flags)}  "
+                f"{self._flags[flags & 15]}  {n:2d}  {hex_text}{pad}  |{ascii_text}|")
+
+    def finish(self):
+        return ""
+
+
+class StatsTable:
+    """``--stats``: frames/s per id and in total, a live table in the spirit of
+    ``python -m can.viewer`` (redrawn every ``interval`` seconds by whoever owns the loop).
+
+    On a terminal the table updates in place; piped, only the final table is printed.
+    """
+
+    def __init__(self, console=None, interval=0.5):
+        self.console = console
+        self.interval = interval
+        self.total = 0
+        self._rows = {}  # id key -> [count, count at the last redraw, frames/s, last frame]
+        self._total_before = 0
+        self._total_rate = 0.0
+        self._started = None
+        self._last = None
+        self._live = None
+
+    def start(self):
+        from rich.console import Console
+        from rich.live import Live
+
+        if self.console is None:
+            self.console = Console(highlight=False)
+        self._started = self._last = time.monotonic()
+        self._live = Live(self.render(), console=self.console, auto_refresh=False,
+                          vertical_overflow="visible" if not self.console.is_terminal
+                          else "ellipsis")
+        self._live.start()
+
+    def add(self, frames):
+        rows = self._rows
+        for frame in frames:
+            key = frame[1] | (0x80000000 if frame[2] & FLAG_EXT else 0)
+            row = rows.get(key)
+            if row is None:
+                rows[key] = [1, 0, 0.0, frame]
+            else:
+                row[0] += 1
+                row[3] = frame
+        self.total += len(frames)
+
+    def refresh_if_due(self, now=None):
+        now = time.monotonic() if now is None else now
+        if self._live is None or now - self._last < self.interval:
+            return
+        self._update_rates(now)
+        self._live.update(self.render(), refresh=True)
+
+    def _update_rates(self, now):
+        elapsed = max(now - self._last, 1e-9)
+        for row in self._rows.values():
+            row[2] = (row[0] - row[1]) / elapsed
+            row[1] = row[0]
+        self._total_rate = (self.total - self._total_before) / elapsed
+        self._total_before = self.total
+        self._last = now
+
+    def stop(self):
+        if self._live is None:
+            return
+        self._update_rates(time.monotonic())
+        self._live.update(self.render(), refresh=True)
+        self._live.stop()
+        self._live = None
+
+    def render(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self._started if self._started else 0.0
+        average = self.total / elapsed if elapsed > 0 else 0.0
+        summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
+                       f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
+        table = Table()
+        for column in ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data"):
+            table.add_column(column, justify="right" if column in (
+                "Len", "Count", "Frames/s", "Avg/s") else "left", no_wrap=True)
+        for key in sorted(self._rows):
+            count, _, rate, (micros, can_id, flags, data) = self._rows[key]
+            ident = f"{can_id:08X}" if flags & FLAG_EXT else f"{can_id:03X}"
+            table.add_row(ident, flag_names(flags), str(len(data)), f"{count:,}",
+                          f"{rate:,.1f}", f"{count / elapsed if elapsed > 0 else 0.0:,.1f}",
+                          data.hex(" ").upper())
+        return Group(summary, table)
+
+
+def _id_colour(key):
+    """A stable colour per id: hues spread by the golden ratio, so neighbouring ids differ."""
+    import colorsys
+
+    from rich.color import Color
+
+    hue = (key * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hls_to_rgb(hue, 0.62, 0.85)
+    return Color.from_rgb(r * 255, g * 255, b * 255)
+
+
+def _byte_colour(value):
+    """0x00 grey; then blue (low) through green to red (high): a changing byte stands out."""
+    import colorsys
+
+    from rich.color import Color
+
+    if value == 0:
+        return Color.from_rgb(120, 120, 120)
+    hue = (1.0 - value / 255.0) * (2.0 / 3.0)
+    r, g, b = colorsys.hls_to_rgb(hue, 0.6, 0.75)
+    return Color.from_rgb(r * 255, g * 255, b * 255)
+
+
+def make_formatter(name, channel="can0", color_system=None):
+    """The formatter for ``--format NAME``; ``color_system`` only matters for pretty."""
+    if name == "pretty":
+        return PrettyFormatter(color_system)
+    if name == "candump":
+        return CandumpFormatter(channel)
+    if name == "json":
+        return JsonFormatter(channel)
+    if name == "raw":
+        return XxdFormatter()
+    raise ValueError(f"unknown format {name!r}")

@@ -89,6 +89,10 @@ def ranged(convert, what, low, high, complaint):
     return parse
 
 
+#: a duration in seconds, more than 0 (``--duration``, ``--timeout``, ``--browse-time``)
+seconds = ranged(float, "a number of seconds", 1e-9, float("inf"), "must be more than 0 seconds")
+
+
 def byte_size(text):
     match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
     if not match:

@@ -48,7 +48,7 @@ def add_subparser(subparsers, common):
     sim.add_argument("--async", dest="free_running", action="store_true",
                      help="run free from the start (default: a session starts when a client "
                           "is connected)")
-    sim.add_argument("--duration", type=seconds, default=None, metavar="SECONDS",
+    sim.add_argument("--duration", type=sa.seconds, default=None, metavar="SECONDS",
                      help="stop after this much traffic time (the last exchange completes)")
     sim.add_argument("--output", default=None, metavar="FILE",
                      help="write the traffic to FILE instead of serving, as fast as it is "
@@ -135,7 +135,6 @@ padding_byte = sa.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
                          "expected one byte in hex, e.g. CC or 0x55")
 speed_factor = sa.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,
                          "the speed factor is 0.001..10000")
-seconds = sa.ranged(float, "a number of seconds", 0.001, 1e9, "must be more than 0 seconds")
 probability = sa.ranged(float, "a probability such as 0.05", 0.0, 1.0, "a probability is 0..1")
 block_size = sa.ranged(_whole, "a whole number", 1, 65533,
                        "1..65533 (the ECU announces the block length plus 2 in two bytes)")

@@ -41,22 +41,31 @@ def _do_serve(args):
     from ..sources.pycan import PythonCanSource, default_interface
 
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
+    sa.check(not (args.auto and (args.interface or args.channel)),
+             "--auto chooses the interface and channel itself: leave out -i/-c")
     reporter = sa.make_reporter(args)
-    interface = args.interface or default_interface()
-    options = dict(args.options)
-    if interface == "slcan" and options.get("slcan_backend", "cancorder") != "python-can":
-        from ..sources.slcan import SlcanSource
 
-        sa.check(options.get("slcan_backend", "cancorder") == "cancorder",
+    def make_source(interface, channel):
+        options = dict(args.options)
+        backend = options.pop("slcan_backend", "cancorder")
+        sa.check(backend in ("cancorder", "python-can"),
                  "--opt slcan_backend: use cancorder (the default) or python-can")
-        source = SlcanSource(args.channel, bitrate=args.bitrate,
-                             data_bitrate=args.data_bitrate, listen_only=args.listen_only,
-                             filters=args.filters, timestamps=args.timestamps, options=options)
+        if interface == "slcan" and backend == "cancorder":
+            from ..sources.slcan import SlcanSource
+
+            return SlcanSource(channel, bitrate=args.bitrate, data_bitrate=args.data_bitrate,
+                               listen_only=args.listen_only, filters=args.filters,
+                               timestamps=args.timestamps, options=options)
+        return PythonCanSource(
+            interface, channel, bitrate=args.bitrate, fd=args.fd,
+            data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
+            timestamps=args.timestamps, options=options)
+
+    if args.auto:
+        from ..detection import open_first_usable
+
+        source = open_first_usable(make_source, reporter)
     else:
-        options.pop("slcan_backend", None)
-        source = PythonCanSource(
-            interface, args.channel, bitrate=args.bitrate, fd=args.fd,
-            data_bitrate=args.data_bitrate, filters=args.filters,
-            listen_only=args.listen_only, timestamps=args.timestamps, options=options)
+        source = make_source(args.interface or default_interface(), args.channel)
     server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
     return server.run()

@@ -21,7 +21,7 @@ BITRATE_COMMANDS = {10000: "S0", 20000: "S1", 50000: "S2", 100000: "S3", 125000:
                     250000: "S5", 500000: "S6", 750000: "S7", 1000000: "S8", 83300: "S9"}
 DATA_BITRATE_COMMANDS = {2000000: "Y2", 5000000: "Y5"}
 #: --opt keys this source understands (the rest belong to python-can's backend)
-OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr", "slcan_backend"}
+OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
 READ_SIZE = 1 << 16
 GARBAGE_WARNING_INTERVAL = 5.0
 

@@ -1,0 +1,418 @@
+"""A client of an ECUconnect Logger: connect, receive, decode, hand every frame on.
+
+    socket --recv (up to 1 MB)--> StreamDecoder (compiled) --frames--> filter, --count
+        --> Recording (python-can writers, every -o FILE)
+        --> the screen: one formatter call and one write per received chunk, or the --stats table
+
+Everything runs in the main thread around one ``select`` on the socket and a wake-up socket
+that SIGINT and SIGTERM write to, so a signal, ``--duration`` or the server closing all leave
+through the same ``finally``: the recording is flushed and closed, nothing received is lost.
+"""
+import ipaddress
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+
+from ._fast import wire
+from .errors import CancorderError, UsageError, WireFormatError
+from .server import DEFAULT_PORT, REOPEN_FIRST, REOPEN_MAX
+
+CONNECT_TIMEOUT = 5.0
+RECV_SIZE = 1 << 20
+STATS_INTERVAL = 0.5
+
+
+class ConnectError(CancorderError):
+    """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
+
+
+class Target:
+    """Where to connect: ``host`` (a name or an address) or the addresses a browse found."""
+
+    def __init__(self, host, port=DEFAULT_PORT, addresses=None, label=None):
+        self.host = host
+        self.port = port
+        self.addresses = list(addresses or [])
+        self.label = label or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+    def __str__(self):
+        return self.label
+
+
+def parse_target(text):
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> Target."""
+    text = text.strip()
+    host, port = text, DEFAULT_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise UsageError(f"{text}: an IPv6 address with a port is written [ADDRESS]:PORT")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"{text}: expected [ADDRESS]:PORT")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    elif text.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(text.split("%")[0])
+        except ValueError:
+            raise UsageError(f"{text}: expected HOST[:PORT] (an IPv6 address with a port is "
+                             "written [ADDRESS]:PORT)") from None
+    if not host:
+        raise UsageError(f"{text}: the host is missing (expected HOST[:PORT])")
+    return Target(host, port)
+
+
+def _port(text, whole):
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise UsageError(f"{whole}: the port must be a number from 1 to 65535")
+    return int(text)
+
+
+def connect(target, timeout=CONNECT_TIMEOUT):
+    """A connected socket, or one clear error: unknown host (UsageError), refused, timed out."""
+    if target.addresses:
+        candidates = [(address, target.port) for address in target.addresses]
+    else:
+        try:
+            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise UsageError(f"unknown host '{target.host}': {exc.strerror} (check the name, "
+                             "or give the logger's IP address)") from None
+        candidates = [info[4] for info in infos]
+    problems = []
+    for address in dict.fromkeys(candidates):
+        try:
+            sock = socket.create_connection(address[:2], timeout=timeout)
+        except ConnectionRefusedError:
+            problems.append("refused")
+        except (socket.timeout, TimeoutError):
+            problems.append("timeout")
+        except OSError as exc:
+            problems.append(exc.strerror or str(exc))
+        else:
+            sock.settimeout(None)
+            return sock
+    if "refused" in problems:
+        raise ConnectError(f"connection refused by {target}: no logger listens there (is it "
+                           "running? `cancorder dump` without a target looks for loggers on "
+                           "the network)")
+    if "timeout" in problems:
+        raise ConnectError(f"no answer from {target} within {timeout:g} s (the host is off or "
+                           "a firewall drops the connection; --timeout waits longer)")
+    raise ConnectError(f"cannot connect to {target}: {problems[0] if problems else 'no address'}")
+
+
+def frame_filter(filters):
+    """python-can's filter rule on frames: id & mask == can_id & mask (and EXT, when given)."""
+    if not filters:
+        return None
+    rules = tuple((f["can_id"] & f["can_mask"], f["can_mask"], f.get("extended"))
+                  for f in filters)
+
+    def passes(frames):
+        kept = []
+        for frame in frames:
+            can_id = frame[1]
+            for wanted, mask, extended in rules:
+                if can_id & mask == wanted and (
+                        extended is None or extended == bool(frame[2] & wire.FLAG_EXT)):
+                    kept.append(frame)
+                    break
+        return kept
+
+    return passes
+
+
+class _Stop(Exception):
+    """Internal: leave the receive loop (the screen's reader went away)."""
+
+
+class Dump:
+    """Receives from one logger until --count, --duration, a signal or the end of the stream.
+
+    ``formatter`` (formats.*Formatter) writes to ``out`` unless ``stats`` (formats.StatsTable)
+    shows the live table instead; ``recording`` (recording.Recording) gets every frame shown.
+    """
+
+    def __init__(self, target, reporter, formatter=None, out=None, recording=None, stats=None,
+                 filters=None, count=None, duration=None, reconnect=False,
+                 timeout=CONNECT_TIMEOUT):
+        self.target = target
+        self.reporter = reporter
+        self.formatter = formatter
+        self.out = out if out is not None else sys.stdout
+        self.recording = recording
+        self.stats = stats
+        self.passes = frame_filter(filters)
+        self.count = count
+        self.duration = duration
+        self.reconnect = reconnect
+        self.timeout = timeout
+        self.received = 0  # frames decoded (before --filter)
+        self.shown = 0  # frames that passed --filter and --count
+        self.reason = None  # why it stopped, for the summary line
+        self._deadline = None
+        self._signal = None
+        self._wake_r = self._wake_w = None
+        self._connect_messages = set()
+
+    # ---- the whole run ----
+
+    def run(self):
+        """Returns the exit status (0); a malformed stream, an unreachable logger or a broken
+        connection raises (the recording is closed first)."""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        restore = self._install_signals()
+        failed = True
+        try:
+            if self.stats is not None:
+                self.stats.start()
+            self._connect_and_receive()
+            failed = False
+        except _Stop:
+            failed = False
+        finally:
+            try:
+                self._finish(failed)
+            finally:
+                restore()
+                self._wake_r.close()
+                self._wake_w.close()
+        return 0
+
+    def stop(self, reason="stopped"):
+        """Thread-safe: end the run at the next chance (tests and signal handlers call it)."""
+        if self._signal is None:
+            self._signal = reason
+        try:
+            self._wake_w.send(b"\0")
+        except (OSError, AttributeError):
+            pass
+
+    def _connect_and_receive(self):
+        rep = self.reporter
+        delay = REOPEN_FIRST
+        connected_before = False
+        while True:
+            try:
+                sock = connect(self.target, self.timeout)
+            except ConnectError as exc:
+                if not self.reconnect:
+                    raise
+                key = ("connect", str(exc))
+                self._connect_messages.add(key)
+                rep.once(key, "warning", f"{exc}; retrying with backoff (--reconnect)")
+                if self._wait(delay):
+                    return
+                delay = min(delay * 2, REOPEN_MAX)
+                continue
+            if self.recording and not connected_before:
+                try:  # only now: a logger that cannot be reached leaves no empty files
+                    self.recording.open()
+                except BaseException:
+                    sock.close()
+                    raise
+            delay = REOPEN_FIRST
+            for key in self._connect_messages:  # say it again if it happens again
+                rep.forget(key)
+            self._connect_messages.clear()
+            rep.info(f"{'reconnected' if connected_before else 'connected'} to {self.target}")
+            connected_before = True
+            if self._deadline is None and self.duration:
+                self._deadline = time.monotonic() + self.duration
+            try:
+                lost, clean = self._receive(sock)
+            finally:
+                sock.close()
+            if lost is None:
+                return
+            if not self.reconnect:
+                if not clean:  # a crash or a network failure, not an end: exit non-zero
+                    raise ConnectError(f"{lost} (--reconnect keeps trying)")
+                self.reason = lost
+                return
+            rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
+            if self._wait(delay):
+                return
+
+    def _wait(self, seconds):
+        """Sleep, but wake for a signal or the --duration deadline; True means stop now."""
+        if self._deadline is not None:
+            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+        select.select([self._wake_r], [], [], seconds)
+        self._drain_wake()
+        return self._over()
+
+    def _over(self):
+        """True once a signal came or --duration has passed (``reason`` says which)."""
+        if self._signal is not None:
+            self.reason = self._signal
+            return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.reason = f"--duration {self.duration:g} s"
+            return True
+        return False
+
+    def _receive(self, sock):
+        """Until the stream ends, returning (why, whether it ended cleanly), or the run is
+        over, returning (None, True)."""
+        decoder = wire.StreamDecoder()
+        tail = b""  # the bytes of the record not yet complete: evidence if the stream breaks
+        wake = self._wake_r
+        watched = [sock, wake]
+        stats = self.stats
+        while True:
+            timeout = None
+            now = time.monotonic()
+            if self._deadline is not None:
+                timeout = max(0.0, self._deadline - now)
+            if stats is not None:
+                stats.refresh_if_due(now)
+                timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
+            readable = select.select(watched, [], [], timeout)[0]
+            if wake in readable:
+                self._drain_wake()
+            if self._over():
+                return None, True
+            if sock not in readable:
+                continue
+            try:
+                chunk = sock.recv(RECV_SIZE)
+            except OSError as exc:  # reset by the peer: the stream ends here
+                chunk, clean = b"", False
+                why = f"the connection to {self.target} broke ({exc.strerror or exc})"
+            else:
+                why, clean = "the logger closed the connection", True
+            if not chunk:
+                try:
+                    decoder.finish()
+                except WireFormatError as exc:
+                    if not self.reconnect:
+                        raise
+                    self.reporter.warning(f"{exc}; that incomplete record is dropped")
+                return why, clean
+            start = decoder.offset
+            try:
+                frames = decoder.feed(chunk)
+            except WireFormatError as exc:
+                # The records before the bad one are good: show and record them, then stop.
+                good = (tail + chunk)[:exc.offset - start]
+                self._deliver(wire.StreamDecoder().feed(good))
+                raise
+            pending = decoder.pending
+            if not pending:
+                tail = b""
+            elif pending <= len(chunk):
+                tail = chunk[len(chunk) - pending:]
+            else:
+                tail += chunk
+            if frames and self._deliver(frames):
+                self.reason = f"--count {self.count}"
+                return None, True
+
+    def _deliver(self, frames):
+        """Filter, count, record, show; True when --count is reached."""
+        self.received += len(frames)
+        if self.passes is not None:
+            frames = self.passes(frames)
+        done = False
+        if self.count is not None and len(frames) >= self.count - self.shown:
+            frames = frames[:self.count - self.shown]
+            done = True
+        if not frames:
+            return done
+        self.shown += len(frames)
+        if self.recording:
+            self.recording.write(frames)
+        if self.stats is not None:
+            self.stats.add(frames)
+        elif self.formatter is not None:
+            self._write(self.formatter.format(frames))
+        return done
+
+    def _write(self, text):
+        if not text:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            # `dump | head`: the reader has enough. Silence the stream so the interpreter's
+            # final flush cannot complain, and stop as if asked.
+            _silence(self.out)
+            self.reason = "the output was closed"
+            self.formatter = None
+            raise _Stop() from None
+
+    def _finish(self, failed):
+        rep = self.reporter
+        problems = []
+        if self.formatter is not None and self.stats is None:
+            try:
+                self._write(self.formatter.finish())
+            except _Stop:
+                pass
+        if self.stats is not None:
+            self.stats.stop()
+        if self.recording and self.recording.opened:
+            try:
+                self.recording.close()
+            except CancorderError as exc:
+                problems.append(exc)
+            else:
+                rep.info(f"recorded {self.recording.frames:,} frames to "
+                         f"{', '.join(self.recording.paths)}")
+            for note in self.recording.notes():
+                rep.warning(note)
+        filtered = f" ({self.received:,} received)" if self.received != self.shown else ""
+        if failed:
+            if self.shown:
+                rep.info(f"{self.shown:,} frames{filtered} before the error")
+        else:
+            rep.info(f"{self.shown:,} frames{filtered}; stopped: {self.reason or 'done'}")
+        if problems and not failed:
+            raise problems[0]
+
+    # ---- signals ----
+
+    def _install_signals(self):
+        """SIGINT and SIGTERM end the run cleanly (Ctrl-C, `kill`, a service manager)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):
+            self.stop(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore():
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    def _drain_wake(self):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def _silence(stream):
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

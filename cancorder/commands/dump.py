@@ -1,0 +1,128 @@
+"""``cancorder dump``: show (and record) the stream of any ECUconnect Logger."""
+from . import _server_args as sa
+
+
+def add_subparser(subparsers, common):
+    parser = subparsers.add_parser(
+        "dump", parents=[common], help="show and record the frames a logger streams",
+        description="Connect to an ECUconnect Logger (cancorder's own servers, the original "
+                    "proxies, ECUconnect hardware) and print one line per frame. Without a "
+                    "target, look for loggers on the network over Zeroconf and connect when "
+                    "exactly one answers.")
+    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]",
+                        help="the logger (default port 42420); leave out to browse Zeroconf")
+    parser.add_argument("--browse", action="store_true",
+                        help="only list the loggers that answer on the network, then exit")
+    parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
+                        help="how long to listen for loggers (default: 3 s)")
+    parser.add_argument("-f", "--format", choices=("pretty", "candump", "raw", "json"),
+                        default="pretty",
+                        help="pretty: time, id, flags, length, hex and ASCII (colour on a "
+                             "terminal); candump: can-utils log lines; raw: xxd-style hex "
+                             "dump of the records received (those --filter passes); json: "
+                             "one object per line")
+    parser.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
+                        help="also record to FILE, format by extension: .log .asc .blf .csv "
+                             ".trc .txt .db (.mf4 with asammdf); repeatable")
+    parser.add_argument("--channel", default="can0",
+                        help="channel name written in candump/json lines and log files "
+                             "(default: can0)")
+    parser.add_argument("-n", "--count", type=sa.positive_int, default=None, metavar="N",
+                        help="stop after N frames (after --filter)")
+    parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
+                        help="stop S seconds after connecting")
+    parser.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
+                        default=[], metavar="ID:MASK",
+                        help="show only frames whose id matches ID under MASK (hex; repeatable)")
+    parser.add_argument("--stats", action="store_true",
+                        help="instead of one line per frame, a live table of frames/s per id "
+                             "and in total (files given with -o are still written)")
+    parser.add_argument("--reconnect", action="store_true",
+                        help="when the logger goes away (or is not up yet), keep retrying "
+                             "with backoff")
+    parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
+                        help="give up connecting after S seconds (default: 5)")
+    parser.set_defaults(func=_do_dump)
+
+
+def _do_dump(args):
+    import sys
+
+    from rich.console import Console
+
+    from ..client import Dump, parse_target
+    from ..formats import StatsTable, make_formatter
+    from ..recording import Recording, check_output_path
+
+    sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
+                                                "leave out the target")
+    for path in args.output:
+        check_output_path(path)  # before browsing or connecting
+    reporter = sa.make_reporter(args)
+    if args.browse:
+        return _print_browse(args.browse_time, sys.stdout)
+    target = parse_target(args.target) if args.target else _browse_one(args.browse_time,
+                                                                       reporter)
+    screen = Console(highlight=False)
+    stats = StatsTable(screen) if args.stats else None
+    colour = screen.color_system if screen.is_terminal and not screen.no_color else None
+    formatter = make_formatter(args.format, args.channel, colour)
+    recording = Recording(args.output, args.channel)  # opened once connected
+    dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
+                stats=stats, filters=args.filters, count=args.count, duration=args.duration,
+                reconnect=args.reconnect, timeout=args.timeout)
+    return dump.run()
+
+
+def _browse(seconds):
+    from ..discovery import browse
+    from ..errors import CancorderError
+
+    try:
+        return browse(seconds)
+    except OSError as exc:
+        raise CancorderError(f"Zeroconf browsing failed: {exc.strerror or exc} (give the "
+                             "logger as HOST[:PORT] instead)") from exc
+
+
+def _describe(logger):
+    txt = " ".join(f"{key}={value}" for key, value in sorted(logger.txt.items()))
+    addresses = ", ".join(logger.addresses) or logger.server
+    return f"{logger.name}  {addresses} port {logger.port}  {txt}".rstrip()
+
+
+def _print_browse(seconds, out):
+    from ..discovery import SERVICE_TYPE
+
+    found = _browse(seconds)
+    for logger in found:
+        out.write(_describe(logger) + "\n")
+    out.flush()
+    if not found:
+        import sys
+
+        print(f"no logger answered on {SERVICE_TYPE} within {seconds:g} s", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _browse_one(seconds, reporter):
+    from ..client import Target
+    from ..discovery import SERVICE_TYPE
+    from ..errors import CancorderError
+
+    reporter.info(f"looking for loggers ({SERVICE_TYPE}) for {seconds:g} s...")
+    found = _browse(seconds)
+    for logger in found:
+        reporter.info(f"found {_describe(logger)}")
+    if not found:
+        raise CancorderError(f"no logger answered on {SERVICE_TYPE} within {seconds:g} s: give "
+                             "its address (cancorder dump HOST[:PORT]) or browse longer "
+                             "(--browse-time 10)")
+    if len(found) > 1:
+        raise CancorderError(f"{len(found)} loggers answered: choose one, e.g. cancorder dump "
+                             + " or cancorder dump ".join(logger.endpoint for logger in found))
+    logger = found[0]
+    return Target(logger.addresses[0] if logger.addresses else logger.server.rstrip("."),
+                  logger.port, addresses=logger.addresses,
+                  label=f"'{logger.name}' ({logger.endpoint})")
