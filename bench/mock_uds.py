@@ -64,7 +64,7 @@ def bench_output(folder):
     config = SimulationConfig(seed=SEED, loop=False)
     for extension in LOG_FORMATS:
         path = os.path.join(folder, "cycle" + extension)
-        seconds, (frames, _) = _median_time(lambda: write_log(config, path), 3)
+        seconds, (frames, _, _) = _median_time(lambda: write_log(config, path), 3)
         results[extension] = {"seconds": seconds, "frames": frames,
                               "bytes": os.path.getsize(path)}
     path = os.path.join(folder, "command.log")

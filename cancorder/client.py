@@ -11,7 +11,6 @@ through the same ``finally``: the recording is flushed and closed, nothing recei
 import ipaddress
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -20,6 +19,7 @@ import time
 from ._fast import wire
 from .errors import CancorderError, UsageError, WireFormatError
 from .server import DEFAULT_PORT, REOPEN_FIRST, REOPEN_MAX
+from .signals import stop_on_signals
 
 CONNECT_TIMEOUT = 5.0
 RECV_SIZE = 1 << 20
@@ -172,22 +172,21 @@ class Dump:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        restore = self._install_signals()
         failed = True
         try:
-            if self.stats is not None:
-                self.stats.start()
-            self._connect_and_receive()
-            failed = False
-        except _Stop:
-            failed = False
+            with stop_on_signals(self.stop):
+                try:
+                    if self.stats is not None:
+                        self.stats.start()
+                    self._connect_and_receive()
+                    failed = False
+                except _Stop:
+                    failed = False
+                finally:
+                    self._finish(failed)
         finally:
-            try:
-                self._finish(failed)
-            finally:
-                restore()
-                self._wake_r.close()
-                self._wake_w.close()
+            self._wake_r.close()
+            self._wake_w.close()
         return 0
 
     def stop(self, reason="stopped"):
@@ -382,24 +381,6 @@ class Dump:
             rep.info(f"{self.shown:,} frames{filtered}; stopped: {self.reason or 'done'}")
         if problems and not failed:
             raise problems[0]
-
-    # ---- signals ----
-
-    def _install_signals(self):
-        """SIGINT and SIGTERM end the run cleanly (Ctrl-C, `kill`, a service manager)."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum, frame):
-            self.stop(signal.Signals(signum).name)
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore():
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
 
     def _drain_wake(self):
         try:

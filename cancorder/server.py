@@ -10,13 +10,13 @@ the server does not know which source it runs.
 import collections
 import dataclasses
 import errno
-import signal
 import socket
 import threading
 import time
 
 from ._fast import broadcast, wire
 from .errors import CancorderError, SourceError, SourceFinished, SourceLostError, UsageError
+from .signals import stop_on_signals
 
 DEFAULT_PORT = 42420
 PORT_SEARCH = 100  # ports tried from 42420 when --port is not given
@@ -179,37 +179,41 @@ class Server:
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
                           for h in bound[:1])
         # before the "serving" line: whoever reads it may send SIGTERM at once
-        previous = self._install_signals()
-        rep.info(f"serving {self.source.description} on TCP {where}")
-        pump = None
-        try:
-            if opts.zeroconf:
-                self._advertise(bound)
-            if opts.verbose:
-                import sys
+        with stop_on_signals(self.stop):
+            rep.info(f"serving {self.source.description} on TCP {where}")
+            pump = None
+            try:
+                if opts.zeroconf:
+                    self._advertise(bound)
+                if opts.verbose:
+                    import sys
 
-                self._printer = FramePrinter(sys.stdout)
-                self._printer.start()
-            pump = threading.Thread(target=self._pump, name="source", daemon=True)
-            pump.start()
-            self._wait_and_report()
-        finally:
-            self._stop.set()
-            if pump is not None:
-                pump.join(5.0)
-            self.broadcaster.stop(opts.drain_timeout)
-            loop.join(opts.drain_timeout + 2.0)
-            if self.advertiser is not None:
-                try:
-                    self.advertiser.close()
-                except Exception as exc:
-                    rep.warning(f"Zeroconf unregister failed: {exc}")
-            self.source.close()
-            if self._printer is not None:
-                self._printer.stop()
-            self._restore_signals(previous)
+                    self._printer = FramePrinter(sys.stdout)
+                    self._printer.start()
+                pump = threading.Thread(target=self._pump, name="source", daemon=True)
+                pump.start()
+                self._wait_and_report()
+            finally:
+                self._shutdown(pump, loop)
         self._print_totals()
         return 0
+
+    def _shutdown(self, pump, loop):
+        """Stop reading, send what is queued, unregister, close the adapter."""
+        opts = self.options
+        self._stop.set()
+        if pump is not None:
+            pump.join(5.0)
+        self.broadcaster.stop(opts.drain_timeout)
+        loop.join(opts.drain_timeout + 2.0)
+        if self.advertiser is not None:
+            try:
+                self.advertiser.close()
+            except Exception as exc:
+                self.reporter.warning(f"Zeroconf unregister failed: {exc}")
+        self.source.close()
+        if self._printer is not None:
+            self._printer.stop()
 
     def stop(self, reason="stopped"):
         """Ask the server to shut down (thread-safe; signal handlers call it)."""
@@ -313,20 +317,3 @@ class Server:
             f"{c['remote']:,}, error {c['error']:,}, invalid {c['invalid']:,}{extra}; "
             f"clients served {b.clients_accepted}, dropped for lag {b.clients_dropped_lag}, "
             f"bytes sent {b.bytes_sent:,}")
-
-    def _install_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum, frame):
-            self.stop(signal.Signals(signum).name)
-
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-        return previous
-
-    def _restore_signals(self, previous):
-        if previous:
-            for sig, old in previous.items():
-                signal.signal(sig, old)

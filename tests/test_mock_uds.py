@@ -375,8 +375,9 @@ def test_the_checks_catch_traffic_a_real_tester_would_reject(mutation):
         check_traffic(broken, expect)
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("extension", [".blf", ".log"])
-def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension):
+def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension, signame):
     import signal
     import time
 
@@ -388,13 +389,15 @@ def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension)
         deadline = time.monotonic() + 30
         while (not path.exists() or path.stat().st_size < 200_000) and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 130
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "Traceback" not in proc.stderr.read()
+    stderr = proc.stderr.read()
+    assert "Traceback" not in stderr
+    assert f"stopped by {signame}, the file is complete" in stderr
     with can.LogReader(str(path)) as reader:  # a BLF is only readable once closed properly
         read = frames_from_messages(list(reader))
     config = SimulationConfig(seed=34, duration=1000000)

@@ -100,9 +100,10 @@ def _do_mock_uds(args):
         if args.duration is None:
             config.loop = False  # a file gets one cycle unless --duration says how long
         started = time.perf_counter()
-        frames, traffic = write_log(config, args.output, narrate=narrate)
+        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate)
         reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
-                      f"{args.output} in {time.perf_counter() - started:.2f} s")
+                      f"{args.output} in {time.perf_counter() - started:.2f} s"
+                      + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 
     from ..server import Server

@@ -66,8 +66,11 @@ def check_log_path(path, fd):
 def write_log(config, path, start_us=None, narrate=None):
     """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
     is generated; timestamps start at ``start_us`` (default: now). Returns (frames, seconds of
-    traffic). The file is closed on every way out, so what was written stays readable."""
+    traffic, the signal that stopped it or None). SIGINT/SIGTERM stop it between two frames,
+    never inside the writer, and the file is closed on every way out: it stays readable."""
     import can
+
+    from ..signals import stop_on_signals
 
     check_log_path(path, config.fd)
     base_us = int(time.time() * 1e6) if start_us is None else start_us
@@ -77,18 +80,22 @@ def write_log(config, path, start_us=None, narrate=None):
         raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
     frames = 0
     last_us = 0
+    stopped = []
     try:
-        write = writer.on_message_received
-        for t_us, kind, value in timeline(config):
-            if kind == FRAME:
-                value.timestamp = (base_us + t_us) / 1e6
-                write(value)
-                frames += 1
-                last_us = t_us
-            elif kind == NOTE and narrate is not None:
-                narrate(value)
+        with stop_on_signals(stopped.append):
+            write = writer.on_message_received
+            for t_us, kind, value in timeline(config):
+                if stopped:
+                    break
+                if kind == FRAME:
+                    value.timestamp = (base_us + t_us) / 1e6
+                    write(value)
+                    frames += 1
+                    last_us = t_us
+                elif kind == NOTE and narrate is not None:
+                    narrate(value)
     except OSError as exc:
         raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         writer.stop()
-    return frames, last_us / 1e6
+    return frames, last_us / 1e6, (stopped[0] if stopped else None)
