@@ -2,6 +2,8 @@
 # make test  - set everything up, then run the tests (compiled core demanded)
 # make dev   - rebuild the compiled core in place after editing cancorder/_fast/*.py|pxd
 # make bench - the benchmarks whose figures are in the README
+# make exe   - the standalone executable dist/cancorder (PyInstaller, its own venv .venv-exe)
+# make test-exe - build the executable and test it end to end (pytest -m exe)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?= mock-uds
 export CANCORDER_REQUIRE_CYTHON ?= 1
 
-.PHONY: run test dev bench clean
+.PHONY: run test dev bench clean exe test-exe
+
+EXE_VENV ?= .venv-exe
+EXE_BIN := $(EXE_VENV)/bin
+EXE_STAMP := $(EXE_VENV)/.tools-stamp
 
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
@@ -31,5 +37,25 @@ bench: dev
 	$(BIN)/python -m bench.slcan
 	$(BIN)/python -m bench.mock_uds
 
+# The executable is frozen from a normal (non-editable) install in a venv of its own: an
+# editable install of this flat layout gives an executable that cannot import cancorder.
+$(EXE_STAMP):
+	$(PY) -m venv $(EXE_VENV)
+	$(EXE_BIN)/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel \
+		"Cython>=3.0" "pyinstaller>=6"
+	touch $@
+
+exe: $(EXE_STAMP)
+	rm -rf build/lib.* build/bdist.*  # no stale module of an earlier build may enter the wheel
+	CANCORDER_REQUIRE_CYTHON=1 $(EXE_BIN)/pip install -q --disable-pip-version-check \
+		--no-build-isolation .
+	PYTHONHASHSEED=0 $(EXE_BIN)/pyinstaller --noconfirm --clean --log-level WARN \
+		--distpath dist --workpath build/pyinstaller build/cancorder.spec
+	dist/cancorder --version
+
+test-exe: dev
+	$(BIN)/python -m pytest -q -m exe $(PYTEST_ARGS)
+
 clean:
-	rm -rf build/lib* build/temp* build/bdist* dist *.egg-info cancorder/_fast/*.c cancorder/_fast/*.so
+	rm -rf build/lib* build/temp* build/bdist* build/pyinstaller dist *.egg-info \
+		cancorder/_fast/*.c cancorder/_fast/*.so

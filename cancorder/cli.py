@@ -27,7 +27,15 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(version_text())
+        from .errors import CancorderError
+
+        try:
+            text = version_text()
+        except CancorderError as exc:  # e.g. CANCORDER_PURE=1 in a build without the twin
+            if getattr(namespace, "debug", False):
+                raise
+            parser.exit(exc.exit_code, f"error: {exc}\n")
+        print(text)
         parser.exit()
 
 

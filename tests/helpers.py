@@ -26,9 +26,9 @@ def cancorder_env(**extra):
 class CancorderProcess:
     """``python -m cancorder ARGS`` with stderr collected line by line."""
 
-    def __init__(self, args, env=None, command=None, stdout=subprocess.DEVNULL):
+    def __init__(self, args, env=None, command=None, stdout=subprocess.DEVNULL, cwd=ROOT):
         cmd = command or [sys.executable, "-m", "cancorder"]
-        self.proc = subprocess.Popen(cmd + args, env=env or cancorder_env(), cwd=ROOT,
+        self.proc = subprocess.Popen(cmd + args, env=env or cancorder_env(), cwd=cwd,
                                      stdout=stdout, stderr=subprocess.PIPE, text=True)
         self.lines = []
         self._changed = threading.Condition()

@@ -69,8 +69,17 @@ PURE_REQUESTED = os.environ.get("CANCORDER_PURE", "") not in ("", "0")
 
 for _name in _present():
     if PURE_REQUESTED:
+        try:
+            _pure = _load_pure(_name)
+        except ImportError:
+            # the standalone executable carries the compiled modules only
+            from ..errors import UsageError
+
+            raise UsageError("CANCORDER_PURE=1 asks for the pure-Python core, but this build "
+                             "has only the compiled one: unset CANCORDER_PURE (the pure core "
+                             "comes with a Python install of cancorder)") from None
         # Also under the real name, so `import cancorder._fast.wire` anywhere gets the twin.
-        globals()[_name] = sys.modules[f"{__name__}.{_name}"] = _load_pure(_name)
+        globals()[_name] = sys.modules[f"{__name__}.{_name}"] = _pure
     else:
         globals()[_name] = importlib.import_module(f"{__name__}.{_name}")
 del _name

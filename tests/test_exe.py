@@ -1,0 +1,273 @@
+"""The standalone executable: `make exe` builds dist/cancorder, which is then run end to end.
+
+Run alone with ``make test-exe`` (``pytest -m exe``); the default test run leaves these out.
+The executable runs from a scratch folder with PYTHONPATH unset, so nothing of the source
+checkout can help it. A one-file executable is a bootloader with Python as its child: every
+process is stopped with SIGTERM (passed on to the child), never SIGKILL, which would orphan the
+child with its port (`_stop` falls back to killing the child first, then the bootloader).
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import can
+import pytest
+
+from tests.helpers import ROOT, CancorderProcess, StreamClient, cancorder_env
+from tests.netns import run_in_netns
+from tests.test_mock_uds_serve import expected_frames, free_port
+
+pytestmark = pytest.mark.exe
+
+EXE = os.path.join(ROOT, "dist", "cancorder")
+#: the backends the executable must carry (python-can imports them by name at run time)
+NAMED_BACKENDS = ["socketcan", "slcan", "gs_usb", "serial", "virtual", "pcan", "kvaser",
+                  "vector", "ixxat"]
+
+
+@pytest.fixture(scope="module")
+def exe():
+    """Build dist/cancorder with `make exe` (a clean build of the spec, in .venv-exe)."""
+    done = subprocess.run(["make", "exe"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, f"make exe failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert os.access(EXE, os.X_OK)
+    return EXE
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """Where the executable runs: an empty folder, and no PYTHONPATH."""
+    return str(tmp_path)
+
+
+def exe_env(**extra):
+    env = cancorder_env(**extra)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _stop(proc, timeout=15):
+    """SIGTERM and the exit code; if that fails, kill the child first, then the bootloader."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        for child in _children(proc.pid):
+            os.kill(child, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{proc.args} did not stop on SIGTERM within {timeout} s")
+
+
+def run(command, cwd, env, timeout=60):
+    """Run to the end: (exit code, stdout, stderr); stopped with SIGTERM past ``timeout``."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f"{command} still ran after {timeout} s:\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def run_exe(scratch, *args, timeout=60, **env):
+    return run([EXE, *args], scratch, exe_env(**env), timeout)
+
+
+def run_python(*args, timeout=60):
+    return run([sys.executable, "-m", "cancorder", *args], ROOT, cancorder_env(), timeout)
+
+
+@pytest.fixture
+def exe_process(exe, scratch):
+    """Start dist/cancorder subprocesses (stderr watched); each is stopped at teardown."""
+    started = []
+
+    def start(*args, stdout=subprocess.DEVNULL):
+        proc = CancorderProcess(list(args), command=[exe], env=exe_env(), cwd=scratch,
+                                stdout=stdout)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        _stop(proc.proc)
+        proc._reader.join(5)
+
+
+def test_version_reports_the_compiled_core(exe, scratch):
+    code, out, err = run_exe(scratch, "--version")
+    assert code == 0, err
+    assert re.fullmatch(r"cancorder \S+ \(core: compiled, Python 3\.\d+\.\d+\)\n", out), out
+
+
+def test_help_lists_every_subcommand(exe, scratch):
+    code, out, err = run_exe(scratch, "--help")
+    assert code == 0, err
+    from cancorder.cli import COMMANDS
+
+    for name in COMMANDS:
+        assert name.replace("_", "-") in out, f"{name} missing from --help:\n{out}"
+
+
+def test_pure_core_asked_for_is_one_clear_line(exe, scratch):
+    """The executable carries the compiled core only: CANCORDER_PURE=1 says so, no traceback."""
+    for args in (["--version"], ["dump", "127.0.0.1:9", "--count", "1"]):
+        code, out, err = run_exe(scratch, *args, CANCORDER_PURE="1")
+        assert code == 2, err
+        assert err.startswith("error: CANCORDER_PURE=1 asks for the pure-Python core, but this "
+                              "build has only the compiled one: unset CANCORDER_PURE"), err
+        assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_mock_uds_session_printed_by_dump(exe_process, exe, scratch, tmp_path):
+    port, count = free_port(), 2000
+    server = exe_process("mock-uds", "--no-zeroconf", "--port", str(port), "--no-loop",
+                         "--speed", "50", "--seed", "31")
+    assert server.port() == port
+    code, out, err = run_exe(scratch, "dump", f"127.0.0.1:{port}", "--count", str(count),
+                             "--format", "candump", TZ="UTC")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == count
+    path = tmp_path / "session.log"
+    path.write_text(out)
+    read_back = list(can.CanutilsLogReader(str(path)))
+    _, expected = expected_frames(seed=31, speed=50)
+    assert [(m.arbitration_id, m.is_extended_id, m.is_fd, bytes(m.data)) for m in read_back] == \
+        [(f.can_id, f.extended, f.fd, f.data) for f in expected[:count]]
+    stamps = [m.timestamp for m in read_back]
+    assert stamps == sorted(stamps)
+    assert f"{count:,} frames" in err and f"stopped: --count {count}" in err, err
+    assert _stop(server.proc) == 0, server.log  # mock-uds ends the session (or has ended)
+
+
+@pytest.mark.parametrize("backend", ["cancorder", "python-can"])
+def test_serve_slcan_emulator(exe_process, slcan_emulator, backend):
+    """cancorder's own SLCAN source, and python-can's slcan backend through pyserial's
+    socket:// URL handler (both loaded by name at run time)."""
+    server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                         "--bind", "127.0.0.1", "--opt", f"slcan_backend={backend}")
+    client = StreamClient(server.port())
+    server.wait_for("connected")
+    messages = [can.Message(arbitration_id=0x100 + i, is_extended_id=bool(i % 2),
+                            data=bytes([i] * (i % 9))) for i in range(50)]
+    slcan_emulator.send_messages(messages)
+    frames = client.wait_frames(len(messages))
+    assert [(f[1], f[2] & 1, f[3]) for f in frames] == \
+        [(m.arbitration_id, int(m.is_extended_id), bytes(m.data)) for m in messages]
+    client.close()
+    assert _stop(server.proc) == 0
+    server._reader.join(5)
+    assert "totals: frames in 50, out 50" in server.log, server.log
+
+
+def test_serve_virtual(exe_process):
+    server = exe_process("serve", "-i", "virtual", "-c", "exe-test", "--no-zeroconf",
+                         "--bind", "127.0.0.1")
+    StreamClient(server.port()).close()
+    server.wait_for("serving virtual channel exe-test")
+    assert _stop(server.proc) == 0
+
+
+def _error_line(stderr):
+    """The one `error:` line, with file paths (a temporary folder, a venv) taken out."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return re.sub(r"\(/[^)]*\)", "(PATH)", errors[0])
+
+
+def test_unknown_interface_fails_as_in_the_python_install(exe, scratch):
+    exe_code, _, exe_err = run_exe(scratch, "serve", "-i", "nosuch")
+    py_code, _, py_err = run_python("serve", "-i", "nosuch")
+    assert exe_code == py_code == 2
+    assert exe_err == py_err
+    assert exe_err.startswith("error: unknown interface 'nosuch': use one of")
+    assert "Traceback" not in exe_err
+
+
+@pytest.mark.parametrize("backend", [b for b in NAMED_BACKENDS if b != "virtual"])
+def test_each_named_backend_fails_as_in_the_python_install(exe, scratch, backend):
+    """Without the hardware (or on the wrong OS), each backend fails; the executable's message
+    is the Python install's: the backend module is there and imports the same way (a missing
+    one would say "No module named can.interfaces...")."""
+    args = ["serve", "-i", backend, "-c", "/nonexistent/cancorder-test", "--no-zeroconf",
+            "--bind", "127.0.0.1"]
+    exe_code, _, exe_err = run_exe(scratch, *args)
+    py_code, _, py_err = run_python(*args)
+    assert exe_code == py_code != 0, (exe_err, py_err)
+    assert _error_line(exe_err) == _error_line(py_err)
+    assert "No module named" not in exe_err and "Traceback" not in exe_err
+
+
+def test_detect_json_says_libusb_is_missing(exe, scratch):
+    """libusb is not bundled: detect says how to install it (where the machine lacks it)."""
+    code, out, err = run_exe(scratch, "detect", "--json", "--interfaces", "virtual")
+    py_code, py_out, _ = run_python("detect", "--json", "--interfaces", "virtual")
+    assert "Traceback" not in err
+    rows = json.loads(out)
+    assert code == py_code == 0  # python-can's virtual backend always answers
+    assert any(r["kind"] == "python-can" and r["interface"] == "virtual" for r in rows)
+    kinds = lambda found: sorted((r["kind"], r["name"]) for r in found  # noqa: E731
+                                 if r["kind"] != "python-can")
+    assert kinds(rows) == kinds(json.loads(py_out))
+    gs_usb = [r for r in rows if r["name"] == "gs_usb"]
+    if _have_libusb():
+        assert not gs_usb or gs_usb[0]["kind"] != "problem" or "libusb" not in gs_usb[0]["details"]
+    else:
+        assert gs_usb and gs_usb[0]["kind"] == "problem", rows
+        assert "libusb is missing" in gs_usb[0]["details"]
+        assert gs_usb[0]["fix"].startswith("install libusb")
+
+
+def _have_libusb():
+    import ctypes.util
+
+    return ctypes.util.find_library("usb-1.0") is not None
+
+
+@pytest.mark.netns
+def test_zeroconf_advertise_browse_and_connect(exe):
+    """zeroconf's compiled modules in the executable, in a private network namespace."""
+    result = run_in_netns("tests/netns_exe_zeroconf.py", exe)
+    assert result["port"] > 0
+    loggers = [r for r in result["detect"] if r["kind"] == "logger"]
+    assert [r["name"] for r in loggers] == ["ECUconnect-Logger exe-bench"], result["detect_log"]
+    assert f"port {result['port']}; " in loggers[0]["details"]
+    assert "process=cancorder mock-uds" in loggers[0]["details"]
+    assert result["dump_code"] == 0, result["dump_log"]
+    assert len(result["dump_lines"]) == 5
+    assert all(re.fullmatch(r"\(\d+\.\d{6}\) \S+ [0-9A-F]{3,8}#\S*", line)
+               for line in result["dump_lines"]), result["dump_lines"]
+    assert result["exit_code"] == 0, result["server_log"]
+
+
+def test_build_output_is_ignored_by_git(exe):
+    if not os.path.isdir(os.path.join(ROOT, ".git")) and \
+            not os.path.isfile(os.path.join(ROOT, ".git")):
+        pytest.skip("not a git checkout")
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    built = [line for line in done.stdout.splitlines()
+             if re.match(r"\?\? (dist/|build/|\.venv-exe/|[^/]*\.egg-info/)", line)
+             and line != "?? build/cancorder.spec"]  # the spec is source, not output
+    assert built == [], built
+    ignored = subprocess.run(["git", "check-ignore", "dist/cancorder", "build/pyinstaller",
+                              ".venv-exe"], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["dist/cancorder", "build/pyinstaller", ".venv-exe"]
