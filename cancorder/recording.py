@@ -7,6 +7,7 @@ way out: only ``close`` (python-can's ``stop``) writes what a format keeps for t
 last container and header, MF4's whole file).
 """
 import os
+import sys
 
 from .errors import CancorderError, UsageError
 from .formats import FLAG_FD, frame_to_message
@@ -35,7 +36,10 @@ def check_output_path(path):
         try:
             import asammdf  # noqa: F401
         except ImportError:
-            raise UsageError(f"-o {path}: writing MF4 needs asammdf (pip install asammdf), "
+            # the standalone executable leaves asammdf out: pip cannot add it there
+            where = ("which the standalone executable leaves out: use a Python install"
+                     if getattr(sys, "frozen", False) else "pip install asammdf")
+            raise UsageError(f"-o {path}: writing MF4 needs asammdf ({where}), "
                              "or record to .blf/.asc/.log instead") from None
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):

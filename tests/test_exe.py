@@ -141,8 +141,10 @@ def test_mock_uds_session_printed_by_dump(exe_process, exe, scratch, tmp_path):
     server = exe_process("mock-uds", "--no-zeroconf", "--port", str(port), "--no-loop",
                          "--speed", "50", "--seed", "31")
     assert server.port() == port
+    # also recorded by python-can's SQLite and gzip writers, inside the executable
     code, out, err = run_exe(scratch, "dump", f"127.0.0.1:{port}", "--count", str(count),
-                             "--format", "candump", TZ="UTC")
+                             "--format", "candump", "-o", "session.db", "-o", "session.log.gz",
+                             TZ="UTC")
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == count
@@ -150,12 +152,40 @@ def test_mock_uds_session_printed_by_dump(exe_process, exe, scratch, tmp_path):
     path.write_text(out)
     read_back = list(can.CanutilsLogReader(str(path)))
     _, expected = expected_frames(seed=31, speed=50)
-    assert [(m.arbitration_id, m.is_extended_id, m.is_fd, bytes(m.data)) for m in read_back] == \
-        [(f.can_id, f.extended, f.fd, f.data) for f in expected[:count]]
+    want = [(f.can_id, f.extended, f.fd, f.data) for f in expected[:count]]
+    assert [(m.arbitration_id, m.is_extended_id, m.is_fd, bytes(m.data))
+            for m in read_back] == want
     stamps = [m.timestamp for m in read_back]
     assert stamps == sorted(stamps)
+    for name in ("session.db", "session.log.gz"):
+        with can.LogReader(os.path.join(scratch, name)) as reader:
+            recorded = list(reader)
+        assert [(m.arbitration_id, m.is_extended_id, m.is_fd, bytes(m.data))
+                for m in recorded] == want, name
     assert f"{count:,} frames" in err and f"stopped: --count {count}" in err, err
     assert _stop(server.proc) == 0, server.log  # mock-uds ends the session (or has ended)
+
+
+@pytest.mark.parametrize("extension", [".blf", ".asc", ".trc"])
+def test_mock_uds_output_is_read_back_by_python_can(exe, scratch, extension):
+    """python-can's writers inside the executable (more with dump -o above)."""
+    path = os.path.join(scratch, "session" + extension)
+    code, _, err = run_exe(scratch, "mock-uds", "--seed", "33", "--blocks", "20",
+                           "--output", path)
+    assert code == 0, err
+    _, expected = expected_frames(seed=33, blocks=20)
+    with can.LogReader(path) as reader:
+        read = list(reader)
+    assert [(m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in read] == \
+        [(f.can_id, f.extended, f.data) for f in expected]
+
+
+def test_mf4_without_asammdf_is_one_clear_line(exe, scratch):
+    code, _, err = run_exe(scratch, "dump", "127.0.0.1:9", "-o", "x.mf4")
+    assert code == 2
+    assert err == ("error: -o x.mf4: writing MF4 needs asammdf (which the standalone "
+                   "executable leaves out: use a Python install), or record to .blf/.asc/.log "
+                   "instead\n")
 
 
 @pytest.mark.parametrize("backend", ["cancorder", "python-can"])
