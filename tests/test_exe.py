@@ -45,10 +45,15 @@ def scratch(tmp_path):
     return str(tmp_path)
 
 
-def exe_env(**extra):
-    env = cancorder_env(**extra)
+def exe_env(scratch, **extra):
+    """No PYTHONPATH; the loader unpacks into ``scratch`` (TMPDIR), so what it leaves shows."""
+    env = cancorder_env(TMPDIR=scratch, **extra)
     env.pop("PYTHONPATH", None)
     return env
+
+
+def unpacked_left(scratch):
+    return [name for name in os.listdir(scratch) if name.startswith("_MEI")]
 
 
 def _children(pid):
@@ -87,7 +92,7 @@ def run(command, cwd, env, timeout=60):
 
 
 def run_exe(scratch, *args, timeout=60, **env):
-    return run([EXE, *args], scratch, exe_env(**env), timeout)
+    return run([EXE, *args], scratch, exe_env(scratch, **env), timeout)
 
 
 def run_python(*args, timeout=60):
@@ -100,7 +105,7 @@ def exe_process(exe, scratch):
     started = []
 
     def start(*args, stdout=subprocess.DEVNULL):
-        proc = CancorderProcess(list(args), command=[exe], env=exe_env(), cwd=scratch,
+        proc = CancorderProcess(list(args), command=[exe], env=exe_env(scratch), cwd=scratch,
                                 stdout=stdout)
         started.append(proc)
         return proc
@@ -189,7 +194,7 @@ def test_mf4_without_asammdf_is_one_clear_line(exe, scratch):
 
 
 @pytest.mark.parametrize("backend", ["cancorder", "python-can"])
-def test_serve_slcan_emulator(exe_process, slcan_emulator, backend):
+def test_serve_slcan_emulator(exe_process, scratch, slcan_emulator, backend):
     """cancorder's own SLCAN source, and python-can's slcan backend through pyserial's
     socket:// URL handler (both loaded by name at run time)."""
     server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
@@ -203,9 +208,11 @@ def test_serve_slcan_emulator(exe_process, slcan_emulator, backend):
     assert [(f[1], f[2] & 1, f[3]) for f in frames] == \
         [(m.arbitration_id, int(m.is_extended_id), bytes(m.data)) for m in messages]
     client.close()
+    assert unpacked_left(scratch)  # the running child's files
     assert _stop(server.proc) == 0
     server._reader.join(5)
     assert "totals: frames in 50, out 50" in server.log, server.log
+    assert unpacked_left(scratch) == []  # SIGTERM: the child ended, then the loader cleaned up
 
 
 def test_serve_virtual(exe_process):
