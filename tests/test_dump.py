@@ -536,7 +536,7 @@ BAD_CASES = {
         "00 00 00 00 00 00 00 01 00 00"),
     "truncated payload then close": (
         GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:17],
-        "stream ended inside a record (17 of at least 14 bytes)",
+        "stream ended inside a record (17 of 22 bytes)",
         "00 00 00 00 00 00 00 01 00 00 01 23 00 08"),
 }
 
