@@ -13,7 +13,6 @@ import os
 import select
 import socket
 import sys
-import threading
 import time
 
 from ._fast import wire

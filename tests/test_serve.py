@@ -156,8 +156,8 @@ def test_filter_listen_only_and_backend_options(cancorder_process, slcan_emulato
     client = StreamClient(port)
     proc.wait_for("connected")
     slcan_emulator.send_messages(MIXED)
-    frames = client.wait_frames(2)
-    time.sleep(0.3)
+    client.wait_frames(2)
+    time.sleep(0.3)  # and nothing else comes
     assert [f[1] for f in client.frames] == [0x123, 0x18DAF110]
     assert "L" in slcan_emulator.commands and "O" not in slcan_emulator.commands
     assert "s031C" in slcan_emulator.commands  # --opt reached python-can's slcan backend
