@@ -15,9 +15,6 @@ MAX_BATCH = 1024
 
 
 class Source(abc.ABC):
-    #: what the Zeroconf TXT key ``process`` says
-    process = "cancorder"
-
     def __init__(self):
         self.packer = wire.Packer()
         self.server = None
