@@ -30,6 +30,8 @@ bench: dev
 	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.slcan
 	$(BIN)/python -m bench.mock_uds
+	$(BIN)/python -m bench.toucan
+	$(BIN)/python -m bench.dump_rate
 
 clean:
 	rm -rf build/lib* build/temp* build/bdist* dist *.egg-info cancorder/_fast/*.c cancorder/_fast/*.so
