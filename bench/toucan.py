@@ -14,10 +14,8 @@ The fake library answers can_read from memory, so these figures are cancorder's 
 TouCAN delivers at most about 20,000 frames/s (1 Mbit/s, classic CAN).
 """
 import argparse
-import ctypes
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile

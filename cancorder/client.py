@@ -13,7 +13,6 @@ import os
 import select
 import socket
 import sys
-import threading
 import time
 
 from ._fast import wire
@@ -266,7 +265,6 @@ class Dump:
         """Until the stream ends, returning (why, whether it ended cleanly), or the run is
         over, returning (None, True)."""
         decoder = wire.StreamDecoder()
-        tail = b""  # the bytes of the record not yet complete: evidence if the stream breaks
         wake = self._wake_r
         watched = [sock, wake]
         stats = self.stats
@@ -300,21 +298,12 @@ class Dump:
                         raise
                     self.reporter.warning(f"{exc}; that incomplete record is dropped")
                 return why, clean
-            start = decoder.offset
             try:
                 frames = decoder.feed(chunk)
             except WireFormatError as exc:
                 # The records before the bad one are good: show and record them, then stop.
-                good = (tail + chunk)[:exc.offset - start]
-                self._deliver(wire.StreamDecoder().feed(good))
+                self._deliver(exc.frames)
                 raise
-            pending = decoder.pending
-            if not pending:
-                tail = b""
-            elif pending <= len(chunk):
-                tail = chunk[len(chunk) - pending:]
-            else:
-                tail += chunk
             if frames and self._deliver(frames):
                 self.reason = f"--count {self.count}"
                 return None, True

@@ -37,15 +37,17 @@ class WireFormatError(CancorderError):
     """A byte stream is not valid ECUconnect Logger records.
 
     ``offset`` is the stream offset of the first byte of the bad record, ``data`` the bytes
-    shown as evidence (the header, or what there was of it).
+    shown as evidence (the header, or what there was of it), ``frames`` the good frames decoded
+    from the same chunk before the bad record (a reader still shows and records them).
     """
 
     exit_code = 3
 
-    def __init__(self, reason, offset, data=b""):
+    def __init__(self, reason, offset, data=b"", frames=()):
         self.reason = reason
         self.offset = offset
         self.data = bytes(data)
+        self.frames = list(frames)
         shown = " ".join(f"{b:02x}" for b in self.data[:32])
         super().__init__(f"malformed stream at byte {offset}: {reason}"
                          + (f" (bytes: {shown})" if shown else ""))

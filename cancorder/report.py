@@ -10,10 +10,9 @@ _STYLES = {"info": "", "warning": "yellow", "error": "bold red", "debug": "dim"}
 
 
 class Reporter:
-    def __init__(self, verbose=False, debug=False, console=None):
+    def __init__(self, debug=False, console=None):
         from rich.console import Console
 
-        self.verbose = verbose
         self.debug_enabled = debug
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self._once = set()

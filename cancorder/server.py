@@ -34,8 +34,8 @@ class ServerOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
-    verbose: bool = False
-    stats: bool = False
+    print_frames: bool = False  # -v of serve/touCAN: a candump line per frame on stdout
+    stats: bool = False  # a status line every stats_interval (also shown with print_frames)
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
@@ -185,7 +185,7 @@ class Server:
             try:
                 if opts.zeroconf:
                     self._advertise(bound)
-                if opts.verbose:
+                if opts.print_frames:
                     import sys
 
                     self._printer = FramePrinter(sys.stdout)
@@ -290,7 +290,7 @@ class Server:
 
     def _wait_and_report(self):
         opts = self.options
-        show = opts.verbose or opts.stats
+        show = opts.print_frames or opts.stats
         last_time = time.monotonic()
         last_frames = 0
         while not self._stop.wait(opts.stats_interval if show else 0.5):

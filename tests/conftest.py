@@ -1,6 +1,5 @@
 import glob
 import os
-import sys
 
 import pytest
 

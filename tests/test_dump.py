@@ -536,7 +536,7 @@ BAD_CASES = {
         "00 00 00 00 00 00 00 01 00 00"),
     "truncated payload then close": (
         GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:17],
-        "stream ended inside a record (17 of at least 14 bytes)",
+        "stream ended inside a record (17 of 22 bytes)",
         "00 00 00 00 00 00 00 01 00 00 01 23 00 08"),
 }
 
@@ -691,3 +691,32 @@ def test_ctrl_c_closes_the_recording_like_sigterm(dump, fake_loggers, tmp_path):
     assert "stopped: SIGINT" in run.log and "Traceback" not in run.log
     for path in paths:
         check_recording(path, KNOWN)
+
+
+# ---- against mock-uds ----
+
+def test_dump_records_a_whole_mock_uds_session(cancorder_process, dump, tmp_path):
+    """mock-uds serves one seeded session; dump prints it as candump lines and records it to
+    .blf and .asc; everything read back equals the simulator's own timeline for that seed."""
+    from cancorder.uds.simulation import SimulationConfig, timeline
+    from tests.uds_check import frames_from_timeline
+
+    server = cancorder_process("mock-uds", "--no-zeroconf", "--speed", "50", "--no-loop",
+                               "--seed", "77", "--blocks", "40")
+    port = server.port()
+    paths = [str(tmp_path / "uds.blf"), str(tmp_path / "uds.asc")]
+    run = dump(f"127.0.0.1:{port}", "--format", "candump", "-o", paths[0], "-o", paths[1])
+    assert run.wait(120) == 0, run.log  # the session ends, the logger closes, dump ends
+    assert server.proc.wait(30) == 0, server.log
+    expected = frames_from_timeline(timeline(SimulationConfig(seed=77, speed=50, blocks=40,
+                                                              loop=False)))
+    lines = tmp_path / "lines.log"
+    lines.write_text("\n".join(run.lines) + "\n")
+    for source in [str(lines)] + paths:
+        back = list(can.LogReader(source))
+        assert [(m.arbitration_id, bytes(m.data)) for m in back] == \
+            [(f.can_id, f.data) for f in expected], source
+        relative = [round((m.timestamp - back[0].timestamp) * 1e6) for m in back]
+        assert relative == [f.t_us - expected[0].t_us for f in expected], source
+    assert "the logger closed the connection" in run.log, run.log
+    assert f"{len(expected):,} frames" in run.log, run.log

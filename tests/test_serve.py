@@ -156,8 +156,8 @@ def test_filter_listen_only_and_backend_options(cancorder_process, slcan_emulato
     client = StreamClient(port)
     proc.wait_for("connected")
     slcan_emulator.send_messages(MIXED)
-    frames = client.wait_frames(2)
-    time.sleep(0.3)
+    client.wait_frames(2)
+    time.sleep(0.3)  # and nothing else comes
     assert [f[1] for f in client.frames] == [0x123, 0x18DAF110]
     assert "L" in slcan_emulator.commands and "O" not in slcan_emulator.commands
     assert "s031C" in slcan_emulator.commands  # --opt reached python-can's slcan backend
@@ -315,3 +315,55 @@ def test_version_names_the_core():
     assert f"core: {fast.IMPLEMENTATION}" in done.stdout
     pure = _run("--version", env=cancorder_env(CANCORDER_PURE="1"))
     assert "core: pure" in pure.stdout
+
+
+def test_verbose_never_stalls_the_proxy_when_stdout_is_not_read(cancorder_process,
+                                                               slcan_emulator):
+    """-v to a pipe nobody reads: the printer blocks, lines are skipped, frames still flow."""
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "-v", stdout=subprocess.PIPE)  # never read: fills after 64 kB
+    client = StreamClient(proc.port())
+    proc.wait_for("connected")
+    from tests.emulators.slcan_adapter import build_lines
+
+    lines = build_lines(60000)
+    for k in range(0, len(lines), 2000):
+        slcan_emulator.send_lines(b"".join(lines[k:k + 2000]))
+    frames = client.wait_frames(60000, timeout=60)
+    assert [f[1] for f in frames[:3]] == [0, 1, 2] and len(frames) == 60000
+    assert proc.terminate() == 0
+    assert "frames in 60,000, out 60,000" in proc.log
+
+
+def test_max_clients_end_to_end(cancorder_process, slcan_emulator):
+    proc, port = serve(cancorder_process, slcan_emulator, "--max-clients", "1")
+    first = StreamClient(port)
+    proc.wait_for("1 connected")
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert extra.recv(10) == b""  # closed at once
+    proc.wait_for(r"refused: already 1 clients \(--max-clients 1\)")
+    slcan_emulator.send_messages(MIXED[:1])
+    assert first.wait_frames(1)[0][1] == 0x123
+    extra.close()
+    assert proc.terminate() == 0
+
+
+@pytest.mark.parametrize("mode", ["adapter", "host"])
+def test_timestamps_flag_with_adapter_clock(cancorder_process, slcan_emulator, mode):
+    """Two SLCAN frames that the adapter stamped 200 ms apart (1000 and 1200 ms) arrive 400 ms
+    apart: adapter time keeps the adapter's spacing, host time the arrival spacing."""
+    proc, port = serve(cancorder_process, slcan_emulator, "--timestamps", mode)
+    client = StreamClient(port)
+    proc.wait_for("connected")
+    slcan_emulator.send_lines(b"t1001AA03E8\r")
+    client.wait_frames(1)
+    time.sleep(0.4)
+    slcan_emulator.send_lines(b"t1001BB04B0\r")
+    first, second = client.wait_frames(2)
+    spacing = (second[0] - first[0]) / 1e6
+    if mode == "adapter":
+        assert spacing == pytest.approx(0.2, abs=1e-6)
+    else:
+        assert 0.39 < spacing < 0.6
+    assert abs(second[0] / 1e6 - time.time()) < 5
+    assert proc.terminate() == 0

@@ -20,7 +20,7 @@ import pytest
 from cancorder._fast import wire
 from cancorder.errors import SourceInitError, SourceLostError, UsageError
 from tests import fake_toucan
-from tests.fake_toucan import (BRS, ESI, FDF, RTR, STS, XTD, FakeToucanControl,
+from tests.fake_toucan import (BRS, ESI, FDF, RTR, XTD, FakeToucanControl,
                                FakeToucanLibrary)
 from cancorder.sources import toucan
 from tests.helpers import ROOT, StreamClient, cancorder_env

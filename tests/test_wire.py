@@ -132,7 +132,11 @@ def test_decoder_truncated_stream(fast):
     with pytest.raises(WireFormatError) as info:
         decoder.finish()
     assert info.value.offset == len(stream) - 15
-    assert "ended inside a record" in str(info.value)
+    assert "ended inside a record (14 of 15 bytes)" in str(info.value)
+    decoder = fast.wire.StreamDecoder()
+    decoder.feed(stream[:-5])
+    with pytest.raises(WireFormatError, match=r"\(10 of at least 14 bytes\)"):
+        decoder.finish()
 
 
 @pytest.mark.parametrize("header, reason", [
@@ -156,5 +160,15 @@ def test_decoder_malformed_names_offset(fast, header, reason):
     assert reason in str(info.value)
     assert f"at byte {len(good)}" in str(info.value)
     assert info.value.data == bad[:14]
+    assert info.value.frames == []  # the good ones came back from the first feed
     with pytest.raises(WireFormatError):  # stays failed
         decoder.feed(DOC_EXAMPLE)
+    # in one chunk: the good frames before the bad record travel with the error
+    decoder = fast.wire.StreamDecoder()
+    with pytest.raises(WireFormatError) as info:
+        decoder.feed(good + bad)
+    assert [f[1] for f in info.value.frames] == [0x123, 0x123]
+    assert info.value.offset == len(good)
+    with pytest.raises(WireFormatError) as again:
+        decoder.finish()
+    assert again.value.frames == []

@@ -19,8 +19,6 @@ import socket
 import threading
 import time
 
-import cython
-
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"

@@ -32,4 +32,4 @@ cdef class StreamDecoder:
                    p=cython.p_uchar, out=list, buf=bytearray)
     cpdef list feed(self, chunk)
 
-    cdef _fail(self, str reason, Py_ssize_t pos)
+    cdef _fail(self, str reason, Py_ssize_t pos, list frames)

@@ -135,7 +135,8 @@ class StreamDecoder:
     """Incremental decoder: feed bytes in any chunking, get whole frames back.
 
     A frame is a tuple ``(timestamp_us, can_id, flags, data)``. Every header is validated;
-    a malformed stream raises WireFormatError naming the stream offset of the bad record.
+    a malformed stream raises WireFormatError naming the stream offset of the bad record, with
+    the good frames of the same chunk (those before the bad record) in its ``frames``.
     After an error the decoder stays failed: a reader that lost its place cannot find it again.
     """
 
@@ -152,6 +153,7 @@ class StreamDecoder:
 
     def feed(self, chunk):
         if self._error is not None:
+            self._error.frames = []  # handed over with the first raise
             raise self._error
         buf = self._buf
         buf += chunk
@@ -178,9 +180,9 @@ class StreamDecoder:
             if flags > 0x0F or n > 8:
                 reason = _header_problem(can_id, flags, n)
                 if reason is not None:
-                    self._fail(reason, pos)
+                    self._fail(reason, pos, out)
             if can_id > (0x1FFFFFFF if flags & 1 else 0x7FF) or ((flags & 0x0C) and not flags & 2):
-                self._fail(_header_problem(can_id, flags, n), pos)
+                self._fail(_header_problem(can_id, flags, n), pos, out)
             end = pos + 14 + n
             if end > size:
                 break
@@ -199,14 +201,18 @@ class StreamDecoder:
     def finish(self):
         """Call at the end of the stream: raises if it ended inside a record."""
         if self._error is not None:
+            self._error.frames = []
             raise self._error
-        if self._buf:
-            raise WireFormatError(
-                f"stream ended inside a record ({len(self._buf)} of at least 14 bytes)",
-                self.offset, self._buf[:14])
+        size = len(self._buf)
+        if size:
+            need = f"{14 + self._buf[13]}" if size >= 14 else "at least 14"
+            raise WireFormatError(f"stream ended inside a record ({size} of {need} bytes)",
+                                  self.offset, self._buf[:14])
 
-    def _fail(self, reason, pos):
-        self._error = WireFormatError(reason, self.offset + pos, self._buf[pos:pos + 14])
+    def _fail(self, reason, pos, frames):
+        self.frames += len(frames)
+        self._error = WireFormatError(reason, self.offset + pos, self._buf[pos:pos + 14],
+                                      frames)
         raise self._error
 
 

@@ -32,13 +32,13 @@ def server_options(args, process):
     return ServerOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
                          client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
                          service_name=args.service_name, process=process,
-                         verbose=args.verbose, stats=args.stats)
+                         print_frames=args.verbose, stats=args.stats)
 
 
 def make_reporter(args):
     from ..report import Reporter
 
-    return Reporter(verbose=getattr(args, "verbose", False), debug=getattr(args, "debug", False))
+    return Reporter(debug=getattr(args, "debug", False))
 
 
 # ---- value parsers (argparse turns their ArgumentTypeError into a usage line, exit 2) ----

@@ -111,7 +111,7 @@ def _do_mock_uds(args):
 
     source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate)
     options = sa.server_options(args, "cancorder mock-uds")
-    options.verbose = False  # -v narrates the scenario here instead of printing every frame
+    options.print_frames = False  # -v narrates the scenario here instead
     if not args.free_running:
         reporter.info("the simulation starts when a client connects (--async: at once)")
     return Server(source, options, reporter).run()

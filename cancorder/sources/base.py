@@ -10,11 +10,11 @@ import abc
 
 from .._fast import wire
 
+#: frames a source hands over in one batch at most (more waiting are left for the next read)
+MAX_BATCH = 1024
+
 
 class Source(abc.ABC):
-    #: what the Zeroconf TXT key ``process`` says
-    process = "cancorder"
-
     def __init__(self):
         self.packer = wire.Packer()
         self.server = None

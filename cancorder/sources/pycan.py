@@ -4,7 +4,7 @@ import sys
 import time
 
 from ..errors import SourceInitError, SourceLostError, UsageError
-from .base import Source
+from .base import MAX_BATCH, Source
 
 #: how to ask each backend for listen-only (python-can has no common flag for it)
 LISTEN_ONLY_OPTIONS = {
@@ -14,8 +14,6 @@ LISTEN_ONLY_OPTIONS = {
     "kvaser": {"driver_mode": False},  # python-can's kvaser: False is DRIVER_MODE_SILENT
 }
 DEFAULT_CHANNELS = {"socketcan": "can0", "gs_usb": 0, "virtual": "vcan0"}
-#: more frames than this waiting in the driver are handed over in the next batch
-MAX_BATCH = 1024
 #: a frame stamped within this many seconds of the wall clock is taken as Unix time
 UNIX_TIME_TOLERANCE = 86400.0
 

@@ -18,8 +18,7 @@ import time
 
 from .._fast import wire
 from ..errors import SourceInitError, SourceLostError, UsageError
-from .base import Source
-from .pycan import MAX_BATCH
+from .base import MAX_BATCH, Source
 
 LIBRARY_ENV = "CANCORDER_TOUCAN_LIBRARY"
 DEFAULT_LIBRARY = "/usr/local/lib/libUVCANTOU.dylib"

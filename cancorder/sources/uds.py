@@ -10,10 +10,7 @@ from ..errors import SourceFinished
 from ..uds import CYCLE, FRAME
 from ..uds.clock import WallPacer
 from ..uds.simulation import timeline
-from .base import Source
-
-#: frames handed over in one read at most (a fast run releases many at once)
-MAX_BATCH = 1024
+from .base import MAX_BATCH, Source
 #: how long the end of a --no-loop run waits for the clients to receive everything
 DRAIN_WAIT = 30.0
 
