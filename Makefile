@@ -38,6 +38,8 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(MAKE) exe
+	$(BIN)/python -m bench.exe_startup
 
 # The executable is frozen from a normal (non-editable) install in a venv of its own: an
 # editable install of this flat layout gives an executable that cannot import cancorder.
