@@ -55,10 +55,25 @@ def build_parser():
     return parser
 
 
+def _quiet_library_logs(debug):
+    """python-can logs warnings of its own at import and on a failed open ("Kvaser canlib is
+    unavailable", "GsUsbBus was not properly shut down"): they would follow our one clear
+    error line, so they are shown only with --debug."""
+    import logging
+
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        for noisy in ("asyncio",):
+            logging.getLogger(noisy).setLevel(logging.INFO)
+    else:
+        logging.getLogger("can").setLevel(logging.ERROR)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
+    _quiet_library_logs(debug)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2

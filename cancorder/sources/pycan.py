@@ -14,6 +14,17 @@ LISTEN_ONLY_OPTIONS = {
     "kvaser": {"driver_mode": False},  # python-can's kvaser: False is DRIVER_MODE_SILENT
 }
 DEFAULT_CHANNELS = {"socketcan": "can0", "gs_usb": 0, "virtual": "vcan0"}
+#: the vendor library each backend loads, for the message when it is missing
+VENDOR_LIBRARIES = {
+    "pcan": "PEAK's PCAN-Basic (libpcanbasic, PCANBasic.dll) from peak-system.com",
+    "kvaser": "Kvaser CANlib (the Kvaser drivers; linuxcan on Linux)",
+    "ixxat": "the IXXAT VCI driver",
+    "vector": "Vector's XL Driver Library (Windows)",
+    "neovi": "Intrepid's python-ics and its driver",
+    "systec": "SYS TEC's USB-CANmodul driver (Windows)",
+    "nican": "NI-CAN (Windows)",
+    "nixnet": "NI-XNET",
+}
 #: a frame stamped within this many seconds of the wall clock is taken as Unix time
 UNIX_TIME_TOLERANCE = 86400.0
 
@@ -145,6 +156,14 @@ def explain_open_error(exc, interface, channel, bitrate):
     errnos = {getattr(e, "errno", None) for e in chain} - {None}
     where = f"{interface} channel {channel}"
 
+    if isinstance(exc, TypeError) and "channel" in text and channel is None:
+        return UsageError(f"the {interface} interface needs -c/--channel "
+                          "(cancorder detect lists what it finds)")
+    if interface in VENDOR_LIBRARIES and (
+            "NameError" in names or "library not found" in text.lower()
+            or "not available" in text.lower() or "could not load" in text.lower()):
+        return SourceInitError(f"the {interface} interface needs {VENDOR_LIBRARIES[interface]}, "
+                               f"which is not installed or could not be loaded ({text})")
     if isinstance(exc, can.CanInterfaceNotImplementedError) and "Unknown interface" in text:
         known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
         return UsageError(f"unknown interface '{interface}': use one of {known} "
