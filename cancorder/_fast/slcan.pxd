@@ -21,7 +21,7 @@ cdef class SlcanParser:
     cpdef bytes feed(self, chunk, long long now_us)
 
     @cython.locals(kind=cython.uchar, idlen=Py_ssize_t, flags=cython.uchar, remote=bint,
-                   length=Py_ssize_t, can_id=cython.ulonglong, j=Py_ssize_t, v=cython.uchar,
+                   length=Py_ssize_t, can_id=cython.longlong, j=Py_ssize_t, v=cython.uchar,
                    dlc=cython.uchar, n=Py_ssize_t, rest=Py_ssize_t, k=Py_ssize_t,
                    hi=cython.uchar, lo=cython.uchar, micros=cython.longlong,
                    stamp=cython.longlong)
@@ -32,3 +32,8 @@ cdef class SlcanParser:
     cdef long long _adapter_time(self, long long stamp_ms, long long now_us)
     cdef bint _passes(self, unsigned long long can_id, bint extended)
     cdef _garbage(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e)
+
+
+@cython.locals(value=cython.longlong, v=cython.uchar)
+cdef long long _hex_number(unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                           unsigned char *hexval)

@@ -124,15 +124,11 @@ class SlcanParser:
         if length < idlen + 2:
             self._garbage(p, s, e)
             return o
-        can_id = 0
-        j = s + 1
-        while j < s + 1 + idlen:
-            v = hexval[p[j]]
-            if v > 15:
-                self._garbage(p, s, e)
-                return o
-            can_id = (can_id << 4) | v
-            j += 1
+        j = s + 1 + idlen
+        can_id = _hex_number(p, s + 1, j, hexval)
+        if can_id < 0:
+            self._garbage(p, s, e)
+            return o
         dlc = hexval[p[j]]
         if dlc > 15 or (dlc > 8 and not flags & 2):
             self._garbage(p, s, e)
@@ -162,14 +158,10 @@ class SlcanParser:
             k += 1
         micros = now_us
         if rest == 4 and self.adapter_time:
-            stamp = 0
-            while j < e:
-                v = hexval[p[j]]
-                if v > 15:
-                    self._garbage(p, s, e)
-                    return o
-                stamp = (stamp << 4) | v
-                j += 1
+            stamp = _hex_number(p, j, e, hexval)
+            if stamp < 0:
+                self._garbage(p, s, e)
+                return o
             micros = self._adapter_time(stamp, now_us)
         out[o] = (micros >> 56) & 0xFF
         out[o + 1] = (micros >> 48) & 0xFF
@@ -210,3 +202,15 @@ class SlcanParser:
     def _garbage(self, p, s, e):
         self.garbage += 1
         self.last_garbage = bytes([p[k] for k in range(s, min(e, s + 40))])
+
+
+def _hex_number(p, start, end, hexval):
+    """The hex digits p[start:end] as a number, or -1 if one is not a hex digit."""
+    value = 0
+    while start < end:
+        v = hexval[p[start]]
+        if v > 15:
+            return -1
+        value = (value << 4) | v
+        start += 1
+    return value
