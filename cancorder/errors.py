@@ -29,6 +29,10 @@ class SourceLostError(SourceError):
     """The source failed while running (an unplugged adapter): the server reopens it."""
 
 
+class TransmitError(SourceError):
+    """A frame could not be put on the bus (the source cannot transmit, or the adapter refused)."""
+
+
 class SourceFinished(SourceError):
     """The source has no more frames (a simulator run with --no-loop): a normal end."""
 

@@ -39,6 +39,11 @@ class ServerOptions:
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
+    allow: list = dataclasses.field(default_factory=list)  # client networks; empty: everyone
+    socketcand: tuple = None  # (host or None, port): serve socketcand's raw mode too
+    beacon: bool = True  # socketcand's UDP discovery beacon
+    allow_transmit: bool = False  # socketcand clients may send frames to the bus
+    listen_only: bool = False  # the bus is opened listen-only: nothing is ever transmitted
 
 
 def open_listeners(bind=None, port=None):
@@ -157,6 +162,8 @@ class Server:
         self._stop_reason = None
         self._printer = None
         self.frames_in = 0
+        self.sinks = []  # consumers of every record batch besides the broadcaster
+        self.socketcand = None
 
     # ---- lifecycle ----
 
@@ -172,8 +179,16 @@ class Server:
             self.source.close()
             raise
         self.broadcaster = broadcast.Broadcaster(
-            listeners, client_buffer=opts.client_buffer, max_clients=opts.max_clients,
+            listeners, client_buffer=opts.client_buffer, max_clients=0,
             coalesce=opts.coalesce, log=rep.log)
+        self.broadcaster.admit = self._admit_ecuconnect
+        try:
+            self._start_sinks()
+        except BaseException:
+            for listener in listeners:
+                listener.close()
+            self.source.close()
+            raise
         loop = threading.Thread(target=self.broadcaster.run, name="broadcaster", daemon=True)
         loop.start()
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
@@ -205,6 +220,8 @@ class Server:
         if pump is not None:
             pump.join(5.0)
         self.broadcaster.stop(opts.drain_timeout)
+        for sink in self.sinks:
+            sink.close(opts.drain_timeout)
         loop.join(opts.drain_timeout + 2.0)
         if self.advertiser is not None:
             try:
@@ -227,6 +244,48 @@ class Server:
 
     # ---- pieces ----
 
+    def _start_sinks(self):
+        opts = self.options
+        if opts.socketcand is None:
+            return
+        from .socketcand import SocketcandServer
+
+        if opts.allow_transmit and not opts.listen_only and not self.source.can_transmit:
+            raise UsageError(f"--allow-transmit: {self.source.description} cannot transmit "
+                             "(only adapters can: serve, touCAN)")
+        host, port = opts.socketcand
+        self.socketcand = SocketcandServer(
+            self.source.txt().get("channel") or "can0", bind=host or opts.bind, port=port,
+            source=self.source, allow_transmit=opts.allow_transmit, allow=opts.allow,
+            listen_only=opts.listen_only, beacon=opts.beacon,
+            client_buffer=opts.client_buffer, coalesce=opts.coalesce,
+            admit=self._admit_socketcand, log=self.reporter.log,
+            description=f"{opts.process}: {self.source.description}")
+        self.socketcand.start()
+        self.sinks.append(self.socketcand)
+
+    def _client_count(self):
+        return self.broadcaster.client_count + sum(
+            getattr(sink, "client_count", 0) for sink in self.sinks)
+
+    def _full(self):
+        limit = self.options.max_clients
+        count = self._client_count()
+        if limit and count >= limit:
+            return f"already {count} clients (--max-clients {limit}, both protocols)"
+        return None
+
+    def _admit_ecuconnect(self, address):
+        """None to accept an ECUconnect client, else why not (--allow, --max-clients)."""
+        from .socketcand import peer_allowed
+
+        if not peer_allowed(address, self.options.allow):
+            return "outside --allow " + ", ".join(str(n) for n in self.options.allow)
+        return self._full()
+
+    def _admit_socketcand(self, address):
+        return self._full()
+
     def _advertise(self, bound):
         from .discovery import Advertiser, instance_name, listening_addresses, short_hostname
 
@@ -248,6 +307,7 @@ class Server:
         """The source thread: read, pack, submit; reopen with backoff when the adapter fails."""
         source = self.source
         submit = self.broadcaster.submit
+        sinks = self.sinks
         printer = self._printer
         rep = self.reporter
         try:
@@ -263,6 +323,8 @@ class Server:
                     continue
                 if records:
                     submit(records)
+                    for sink in sinks:
+                        sink.put(records)
                     if printer is not None:
                         printer.put(records)
         except SourceFinished:
@@ -303,8 +365,12 @@ class Server:
             b = self.broadcaster
             skipped = f", {self._printer.skipped} batches not printed" \
                 if self._printer is not None and self._printer.skipped else ""
+            scd = self.socketcand
+            extra = f", socketcand {scd.client_count} clients, {scd.transmitted:,} " \
+                    f"transmitted" if scd is not None else ""
             self.reporter.info(f"{rate:,.0f} frames/s, {frames:,} in all, {b.client_count} "
-                               f"clients, {b.clients_dropped_lag} dropped for lag{skipped}")
+                               f"clients, {b.clients_dropped_lag} dropped for lag{skipped}"
+                               f"{extra}")
 
     def _print_totals(self):
         c = self.source.counters()
@@ -317,3 +383,5 @@ class Server:
             f"{c['remote']:,}, error {c['error']:,}, invalid {c['invalid']:,}{extra}; "
             f"clients served {b.clients_accepted}, dropped for lag {b.clients_dropped_lag}, "
             f"bytes sent {b.bytes_sent:,}")
+        for sink in self.sinks:
+            self.reporter.info(sink.summary())

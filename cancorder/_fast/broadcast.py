@@ -74,6 +74,9 @@ class Broadcaster:
         self.clients_accepted = 0
         self.clients_refused = 0
         self.clients_dropped_lag = 0
+        # admit(address) -> None to accept a client, or the reason it is refused (--allow and
+        # a --max-clients shared with other protocols); checked before any byte is sent
+        self.admit = None
 
     # ---- called from any thread ----
 
@@ -264,6 +267,13 @@ class Broadcaster:
                                      f"clients (--max-clients {self.max_clients})")
                 sock.close()
                 continue
+            if self.admit is not None:
+                refusal = self.admit(address)
+                if refusal:
+                    self.clients_refused += 1
+                    self._log("warning", f"client {name} refused: {refusal}")
+                    sock.close()
+                    continue
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

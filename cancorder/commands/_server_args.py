@@ -21,6 +21,20 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
                      help="drop a client that falls this far behind (bytes, or 512K, 4M; "
                           "default: 4M)")
+    net.add_argument("--allow", metavar="CIDR", action="append", default=[],
+                     help="accept clients (ECUconnect and socketcand) only from this network, "
+                          "e.g. 192.168.1.0/24 (repeatable; default: everyone)")
+    scd = parser.add_argument_group("socketcand (SavvyCAN, Kayak, python-can's socketcand)")
+    scd.add_argument("--socketcand", metavar="[ADDR:]PORT", nargs="?", const="29536",
+                     default=None,
+                     help="also serve socketcand's raw mode on this port (default port 29536); "
+                          "clients open the bus by its channel name")
+    scd.add_argument("--no-beacon", action="store_true",
+                     help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+    scd.add_argument("--allow-transmit", action="store_true",
+                     help="let socketcand clients put frames on the bus (< send >): only "
+                          "peers inside --allow, or this machine when --allow is not given; "
+                          "--listen-only always wins")
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
@@ -28,11 +42,19 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
 
 def server_options(args, process):
     from ..server import ServerOptions
+    from ..socketcand import parse_address, parse_networks
 
+    check(args.socketcand is not None or not (args.no_beacon or args.allow_transmit),
+          "--no-beacon and --allow-transmit are socketcand options: add --socketcand [PORT]")
     return ServerOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
                          client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
                          service_name=args.service_name, process=process,
-                         print_frames=args.verbose, stats=args.stats)
+                         print_frames=args.verbose, stats=args.stats,
+                         allow=parse_networks(args.allow),
+                         socketcand=None if args.socketcand is None
+                         else parse_address(args.socketcand),
+                         beacon=not args.no_beacon, allow_transmit=args.allow_transmit,
+                         listen_only=getattr(args, "listen_only", False))
 
 
 def make_reporter(args):

@@ -10,10 +10,11 @@ then ``S0``..``S9`` (or ``sXXYY`` register timing), ``Y2``/``Y5`` for a CAN FD d
 second ``O``; they do nothing useful, so this source leaves them out.
 """
 import select
+import threading
 import time
 
-from .._fast import slcan
-from ..errors import SourceInitError, SourceLostError, UsageError
+from .._fast import slcan, wire
+from ..errors import SourceInitError, SourceLostError, TransmitError, UsageError
 from .base import Source
 
 #: python-can's table (S9 = 83.3 kbit/s, as in the CANable firmware)
@@ -34,7 +35,23 @@ def split_channel(channel):
     return str(channel), None
 
 
+def frame_line(can_id, flags, data):
+    """The SLCAN command that transmits a frame: t/T (classic), d/D (FD), b/B (FD + BRS)."""
+    n = len(data)
+    if flags & wire.FLAG_FD:
+        kind = "b" if flags & wire.FLAG_BRS else "d"
+        dlc = wire.FD_LENGTHS.index(n)
+    else:
+        kind = "t"
+        dlc = n
+    if flags & wire.FLAG_EXT:
+        return f"{kind.upper()}{can_id:08X}{dlc:X}{data.hex().upper()}\r".encode("ascii")
+    return f"{kind}{can_id:03X}{dlc:X}{data.hex().upper()}\r".encode("ascii")
+
+
 class SlcanSource(Source):
+    can_transmit = True
+
     def __init__(self, channel, bitrate=500000, data_bitrate=None, listen_only=False,
                  filters=None, timestamps="adapter", options=None):
         super().__init__()
@@ -77,6 +94,7 @@ class SlcanSource(Source):
         self.parser = slcan.SlcanParser(adapter_time=timestamps == "adapter", filters=filters)
         self.port = None
         self._fileno = None
+        self._write_lock = threading.Lock()  # transmit lines never interleave
         self._warned_garbage = 0
         self._warned_bell = 0
         self._next_warning = 0.0
@@ -159,6 +177,18 @@ class SlcanSource(Source):
         self._warned_garbage, self._warned_bell = parser.garbage, parser.bell
         if self.server is not None:
             self.server.reporter.log("warning", f"{self.description}: " + "; ".join(parts))
+
+    def send(self, can_id, flags, data):
+        port = self.port
+        if port is None:
+            raise TransmitError(f"{self.description} is not open")
+        line = frame_line(can_id, flags, bytes(data))
+        try:
+            with self._write_lock:
+                port.write(line)
+                port.flush()
+        except Exception as exc:  # SerialException, OSError, a write timeout
+            raise TransmitError(f"{self.description}: {exc}") from exc
 
     def close(self):
         port, self.port = self.port, None

@@ -17,7 +17,7 @@ import threading
 import time
 
 from .._fast import wire
-from ..errors import SourceInitError, SourceLostError, UsageError
+from ..errors import SourceInitError, SourceLostError, TransmitError, UsageError
 from .base import MAX_BATCH, Source
 
 LIBRARY_ENV = "CANCORDER_TOUCAN_LIBRARY"
@@ -335,6 +335,9 @@ MAX_ID = (0x7FF, 0x1FFFFFFF)  # by the xtd bit
 class ToucanSource(Source):
     """Frames from one TouCAN channel through the CAN API V3 library."""
 
+    can_transmit = True
+    TRANSMIT_TIMEOUT_MS = 100
+
     def __init__(self, channel=0, bitrate=500000, library=None, listen_only=False,
                  error_frames=False, reporter=None):
         super().__init__()
@@ -413,6 +416,24 @@ class ToucanSource(Source):
             self._handle = None
             self.lib.can_reset(handle)
             self.lib.can_exit(handle)
+
+    def send(self, can_id, flags, data):
+        """can_write, outside the read lock: the library serves a reader and a writer at once."""
+        handle = self._handle
+        if handle is None:
+            raise TransmitError(f"{self.description} is not open")
+        message = CanMessage()
+        message.id = can_id
+        message.xtd = 1 if flags & wire.FLAG_EXT else 0
+        message.fdf = 1 if flags & wire.FLAG_FD else 0
+        message.brs = 1 if flags & wire.FLAG_BRS else 0
+        n = len(data)
+        message.dlc = FD_LENGTHS.index(n) if flags & wire.FLAG_FD else n
+        ctypes.memmove(message.data, bytes(data), n)
+        rc = self.lib.can_write(handle, ctypes.byref(message), self.TRANSMIT_TIMEOUT_MS)
+        if rc != 0:
+            raise TransmitError(f"{self.description}: can_write returned "
+                                f"{return_code_text(rc)}")
 
     # ---- reading ----
 
