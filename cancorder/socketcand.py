@@ -462,7 +462,7 @@ class SocketcandServer:
         kind = item[0]
         if kind == protocol.SEND:
             if client.state == "nobus":
-                self._bad(client, "open a bus first: < open BUS >")
+                self._bad(client, "open a bus first (open BUS)")
             else:
                 self._transmit(client, item[1], item[2], item[3])
         elif kind == protocol.OPEN:
@@ -479,14 +479,14 @@ class SocketcandServer:
                 self._send(client, OK)
         elif kind == protocol.RAWMODE:
             if client.state == "nobus":
-                self._bad(client, "open a bus first: < open BUS >")
+                self._bad(client, "open a bus first (open BUS)")
             else:
                 self._start_raw(client, item[1])
         elif kind == protocol.ECHO:
             self._send(client, ECHO)
         elif kind == protocol.BCMMODE:
             if client.state == "nobus":
-                self._bad(client, "open a bus first: < open BUS >")
+                self._bad(client, "open a bus first (open BUS)")
             else:
                 client.state = "bcm"
                 client.held = None

@@ -221,7 +221,7 @@ class CommandReader:
                     self._skipped += 1
                     if self._skipped > limit:
                         self._skipped = 0
-                        self._error(items, f"no '>' in {limit} bytes")
+                        self._error(items, f"command not closed within {limit} bytes")
                 i += 1
                 continue
             if not self._inside:
@@ -229,7 +229,7 @@ class CommandReader:
                     self._inside = True
                     del buf[:]
                 elif not (c == 32 or c == 9 or c == 10 or c == 13):
-                    self._error(items, "expected '<' to start a command")
+                    self._error(items, "expected the start of a command")
                     self._skipping = True
                     self._skipped = 1
                 i += 1
@@ -242,19 +242,20 @@ class CommandReader:
                     break
                 j += 1
             if len(buf) + (j - i) > limit:
+                # skip from the first byte past the limit on, counting as the skipping does
+                i += limit - len(buf)
                 self._inside = False
                 self._skipping = True
                 self._skipped = 0
                 del buf[:]
                 self._error(items, f"command longer than {limit} bytes")
-                i = j
                 continue
             buf += data[i:j]
             if j == size:
                 break
             if p[j] == 60:
                 del buf[:]
-                self._error(items, "missing '>' before the next '<'")
+                self._error(items, "command not closed before the next one")
                 i = j + 1  # a fresh element starts here
                 continue
             self._inside = False
@@ -307,7 +308,7 @@ class CommandReader:
 
 def _parse_open(tokens):
     if len(tokens) != 2:
-        return (ERROR, "open takes one bus name: < open can0 >")
+        return (ERROR, "open takes one bus name, e.g. open can0")
     name = tokens[1]
     if len(name) > MAX_BUS_NAME:
         return (ERROR, f"bus name longer than {MAX_BUS_NAME} characters")
@@ -329,7 +330,7 @@ def _parse_send(tokens, fd_command):
     count = len(tokens)
     what = "sendfd" if fd_command else "send"
     if count < 3:
-        return (ERROR, f"{what} needs an id and a length: < {what} 123 2 11 22 >")
+        return (ERROR, f"{what} needs an id and a length, e.g. {what} 123 2 11 22")
     id_token = tokens[1]
     digits = len(id_token)
     if digits > 8:
