@@ -124,6 +124,7 @@ class Client:
         self.behind_since = 0.0
         self.close_after_send = False
         self.closed = False
+        self.errors = 0  # bad commands answered so far
         self.transmitted = 0
 
 
@@ -492,9 +493,7 @@ class SocketcandServer:
                 client.held = None
                 self._send(client, OK)
         else:
-            # the reader counted it in client.reader.errors
-            self._send(client, error_reply(item[1]))
-            self._check_errors(client)
+            self._bad(client, item[1])
 
     def _start_raw(self, client, wants_fd):
         """Frames start RAWMODE_GRACE after the ``< ok >``: python-can's client reads the
@@ -506,15 +505,15 @@ class SocketcandServer:
         self._send(client, OK)
 
     def _bad(self, client, message):
-        client.reader.errors += 1
+        client.errors += 1
         self._send(client, error_reply(message))
         self._check_errors(client)
 
     def _check_errors(self, client):
-        if client.reader.errors >= MAX_ERRORS and not client.close_after_send:
+        if client.errors >= MAX_ERRORS and not client.close_after_send:
             self.clients_closed_errors += 1
             self._log("warning", f"socketcand client {client.name} closed: "
-                                 f"{client.reader.errors} bad commands")
+                                 f"{client.errors} bad commands")
             client.close_after_send = True
             self._close_when_sent(client)
 
