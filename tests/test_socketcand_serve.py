@@ -1,0 +1,225 @@
+"""`--socketcand` end to end: python-can's own socketcand client against `cancorder serve` on
+the SLCAN emulator (receive, transmit, refusals), --allow and --max-clients across both
+protocols, hostile clients against a real process (memory bounded)."""
+import re
+import socket
+import time
+
+import can
+import pytest
+
+from tests.helpers import StreamClient
+from tests.netns import run_in_netns
+from tests.test_socketcand import Peer
+
+FRAMES = [
+    can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes.fromhex("01FF23456789ABCD")),
+    can.Message(arbitration_id=0x18DAF110, is_extended_id=True, data=b"\x02\x10\x03"),
+    can.Message(arbitration_id=0x000, is_extended_id=False, data=b""),
+    can.Message(arbitration_id=0x00000001, is_extended_id=True, data=b"\xff"),
+    can.Message(arbitration_id=0x7FF, is_extended_id=False, data=bytes(range(8))),
+]
+
+
+def serve(cancorder_process, emu, *extra):
+    proc = cancorder_process("serve", "-i", "slcan", "-c", emu.url, "--no-zeroconf",
+                             "--socketcand", "127.0.0.1:0", "--no-beacon", *extra)
+    port = proc.port()
+    scd = int(proc.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1))
+    return proc, port, scd
+
+
+def python_can_bus(port, channel):
+    return can.Bus(interface="socketcand", host="127.0.0.1", port=port, channel=channel)
+
+
+def test_python_can_receives_every_frame_like_an_ecuconnect_client(cancorder_process,
+                                                                   slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator)
+    reference = StreamClient(port)
+    bus = python_can_bus(scd, slcan_emulator.url)
+    try:
+        proc.wait_for("socketcand client .* connected")
+        time.sleep(0.3)  # past the rawmode grace
+        slcan_emulator.send_messages(FRAMES * 40)
+        want = reference.wait_frames(len(FRAMES) * 40)
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < len(want) and time.monotonic() < deadline:
+            msg = bus.recv(1.0)
+            if msg is not None:
+                got.append(msg)
+    finally:
+        bus.shutdown()
+        reference.close()
+    assert len(got) == len(want)
+    for msg, (micros, can_id, flags, data) in zip(got, want):
+        assert msg.arbitration_id == can_id
+        assert msg.is_extended_id == bool(flags & 1)
+        assert bytes(msg.data) == data
+        assert round(msg.timestamp * 1e6) == micros  # the same stamp, to the microsecond
+    assert [m.arbitration_id for m in got] == [m.arbitration_id for m in FRAMES * 40]
+    assert proc.terminate() == 0
+    assert "socketcand: clients served 1" in proc.log
+
+
+def test_python_can_transmits_the_exact_slcan_line(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit")
+    bus = python_can_bus(scd, slcan_emulator.url)
+    try:
+        bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False,
+                             data=b"\x02\x10\x03"))
+        bus.send(can.Message(arbitration_id=0x18DA10F1, is_extended_id=True,
+                             data=bytes.fromhex("0102030405060708")))
+        bus.send(can.Message(arbitration_id=0x123, is_extended_id=False, data=b""))
+        deadline = time.monotonic() + 10
+        while len([c for c in slcan_emulator.commands if c[:1] in "tT"]) < 3:
+            assert time.monotonic() < deadline, slcan_emulator.commands
+            time.sleep(0.05)
+    finally:
+        bus.shutdown()
+    assert [c for c in slcan_emulator.commands if c[:1] in "tT"] == [
+        "t7E03021003", "T18DA10F180102030405060708", "t1230"]
+    proc.wait_for(r"socketcand: transmitted 1 frame\(s\) to the bus \(last 7E0#021003")
+    assert proc.terminate() == 0
+    assert "frames transmitted 3 (refused 0, failed 0)" in proc.log
+
+
+def test_transmit_refused_without_allow_transmit(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator)
+    bus = python_can_bus(scd, slcan_emulator.url)
+    peer = Peer(scd).open_raw(slcan_emulator.url)
+    try:
+        bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x01"))
+        peer.send(b"< send 7e0 1 1 >")
+        assert peer.element() == b"< error transmit disabled >"
+    finally:
+        bus.shutdown()
+        peer.close()
+    time.sleep(0.3)
+    assert not [c for c in slcan_emulator.commands if c[:1] in "tTdDbB"]
+    assert proc.terminate() == 0
+    assert "frames transmitted 0 (refused 2, failed 0)" in proc.log
+
+
+def test_peer_outside_allow_is_refused_on_both_protocols(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit",
+                            "--allow", "10.0.0.0/8", "--allow", "fd00::/8")
+    with pytest.raises(can.CanError):
+        python_can_bus(scd, slcan_emulator.url)  # closed before "< hi >"
+    proc.wait_for(r"socketcand client 127\.0\.0\.1:\d+ refused: outside --allow 10\.0\.0\.0/8")
+    ecu = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert ecu.recv(100) == b""  # closed before any byte
+    ecu.close()
+    proc.wait_for(r"client 127\.0\.0\.1:\d+ refused: outside --allow")
+    assert not [c for c in slcan_emulator.commands if c[:1] in "tTdDbB"]
+    assert proc.terminate() == 0
+
+
+def test_allow_inside_lets_clients_in(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow", "127.0.0.0/8")
+    client = StreamClient(port)
+    peer = Peer(scd).open_raw(slcan_emulator.url)
+    time.sleep(0.3)
+    slcan_emulator.send_messages(FRAMES)
+    assert len(client.wait_frames(len(FRAMES))) == len(FRAMES)
+    assert len(peer.elements(len(FRAMES))) == len(FRAMES)
+    client.close()
+    peer.close()
+    assert proc.terminate() == 0
+
+
+def test_max_clients_counts_both_protocols(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--max-clients", "2")
+    ecu = StreamClient(port)
+    peer = Peer(scd)
+    assert peer.element() == b"< hi >"
+    proc.wait_for("socketcand client .* connected")
+    third = socket.create_connection(("127.0.0.1", scd), timeout=10)
+    assert third.recv(100) == b""
+    fourth = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert fourth.recv(100) == b""
+    proc.wait_for(r"refused: already 2 clients \(--max-clients 2, both protocols\)")
+    ecu.close()
+    peer.close()
+    assert proc.terminate() == 0
+
+
+def test_allow_transmit_refused_for_a_source_that_cannot(cancorder_process):
+    proc = cancorder_process("mock-uds", "--no-zeroconf", "--socketcand", "127.0.0.1:0",
+                             "--no-beacon", "--allow-transmit")
+    assert proc.proc.wait(30) == 2
+    assert "error: --allow-transmit: " in proc.log and "cannot transmit" in proc.log
+
+
+def test_socketcand_options_need_socketcand(cancorder_process, slcan_emulator):
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                             "--no-zeroconf", "--allow-transmit")
+    assert proc.proc.wait(30) == 2
+    assert "add --socketcand" in proc.log
+
+
+def _rss_kb(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_hostile_clients_against_a_real_process(cancorder_process, slcan_emulator):
+    """Garbage, an endless command, thousands of opens (each closed after a few errors), and
+    1 GB of input from a client the server must keep (whitespace between echo commands): the
+    server's memory stays bounded and a python-can client gets every frame meanwhile."""
+    proc, port, scd = serve(cancorder_process, slcan_emulator)
+    bus = python_can_bus(scd, slcan_emulator.url)
+    time.sleep(0.3)
+    rss_before = _rss_kb(proc.proc.pid)
+    closed = 0
+    for chunk in (b"\x00garbage" * 8192, b"< send " + b"1" * 65536, b"< open x >" * 6500):
+        sock = socket.create_connection(("127.0.0.1", scd), timeout=10)
+        try:
+            for _ in range(1024):  # up to 64 MB each; the server closes it long before
+                sock.sendall(chunk)
+        except OSError:
+            closed += 1
+        sock.close()
+    assert closed == 3
+    for _ in range(1000):  # thousands of opens of the right bus on fresh connections
+        sock = socket.create_connection(("127.0.0.1", scd), timeout=10)
+        sock.sendall(f"< open {slcan_emulator.url} >".encode())
+        sock.close()
+    flood = socket.create_connection(("127.0.0.1", scd), timeout=30)
+    assert flood.recv(6) == b"< hi >"
+    block = b" " * ((1 << 20) - 8) + b"< echo >"
+    for _ in range(1024):  # 1 GB
+        flood.sendall(block)
+    echoes = b""
+    while echoes.count(b"< echo >") < 1024:
+        data = flood.recv(1 << 16)
+        assert data, "the flooding client was closed"
+        echoes += data
+    flood.close()
+    slcan_emulator.send_messages(FRAMES * 20)
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < len(FRAMES) * 20 and time.monotonic() < deadline:
+        msg = bus.recv(1.0)
+        if msg is not None:
+            got.append(msg)
+    bus.shutdown()
+    assert len(got) == len(FRAMES) * 20
+    rss_after = _rss_kb(proc.proc.pid)
+    assert rss_after - rss_before < 50_000, (rss_before, rss_after)
+    assert proc.terminate() == 0
+    # garbage and the endless command: closed for bad commands; a wrong bus: closed at once
+    assert "closed for bad commands 2" in proc.log
+    assert "asked for bus 'x'" in proc.log
+
+
+def test_beacon_found_by_python_can_inside_a_namespace():
+    result = run_in_netns("tests/netns_socketcand_beacon.py")
+    assert result["configs"] == [{"interface": "socketcand", "host": "127.0.0.1",
+                                  "port": result["port"], "channel": result["channel"]}]
+    assert result["received"] == [0x123, 0x1ABCDEF0]
+    assert result["no_beacon_configs"] == []
