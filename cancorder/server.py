@@ -57,10 +57,10 @@ def open_listeners(bind=None, port=None):
     last = None
     for candidate in ports:
         try:
-            return _bind(bind, candidate)
+            return bind_listener(bind, candidate)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
-                raise _bind_error(bind, candidate, exc) from exc
+                raise bind_error(bind, candidate, exc) from exc
             last = exc
     if port:
         raise UsageError(f"port {port} is already in use (another logger?): choose another "
@@ -70,7 +70,8 @@ def open_listeners(bind=None, port=None):
                      "choose one with --port") from last
 
 
-def _bind(bind, port):
+def bind_listener(bind, port):
+    """One listening socket on ``bind`` (None: every IPv4 and IPv6 address), ``port``."""
     if bind is None:
         if socket.has_dualstack_ipv6():
             sock = socket.create_server(("::", port), family=socket.AF_INET6,
@@ -86,7 +87,7 @@ def _bind(bind, port):
     return [sock], port, [address[0]]
 
 
-def _bind_error(bind, port, exc):
+def bind_error(bind, port, exc):
     if exc.errno == errno.EADDRNOTAVAIL:
         return UsageError(f"--bind {bind}: this machine has no such address")
     if exc.errno == errno.EACCES:

@@ -20,6 +20,7 @@ A UDP beacon (``<CANBeacon ...>`` to port 42000 every BEACON_INTERVAL s, as sock
 it) names the bus so that ``can.detect_available_configs("socketcand")`` and SavvyCAN find it.
 """
 import collections
+import errno
 import ipaddress
 import queue
 import selectors
@@ -29,6 +30,7 @@ import time
 from xml.sax.saxutils import quoteattr
 
 from ._fast import socketcand as protocol
+from ._fast.broadcast import peer_name
 from .errors import UsageError
 
 DEFAULT_PORT = 29536
@@ -97,13 +99,6 @@ def peer_allowed(address, networks):
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in net for net in networks if net.version == ip.version)
-
-
-def peer_name(address):
-    host, port = address[0], address[1]
-    if host.startswith("::ffff:"):
-        host = host[7:]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Client:
@@ -259,29 +254,19 @@ class SocketcandServer:
     # ---- set-up ----
 
     def _listen(self):
+        from .server import bind_listener, bind_error
+
         host = self.bind
         try:
-            if host is None:
-                if socket.has_dualstack_ipv6():
-                    sock = socket.create_server(("::", self.port), family=socket.AF_INET6,
-                                                dualstack_ipv6=True, backlog=64)
-                    self.bound_host = "0.0.0.0"
-                else:
-                    sock = socket.create_server(("0.0.0.0", self.port), backlog=64)
-                    self.bound_host = "0.0.0.0"
-            else:
-                infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM,
-                                           flags=socket.AI_PASSIVE)
-                family, _, _, _, address = infos[0]
-                sock = socket.create_server(address, family=family, backlog=64)
-                self.bound_host = address[0]
-        except socket.gaierror as exc:
-            raise UsageError(f"--socketcand {host}: not an address of this machine "
-                             f"({exc.strerror})") from None
+            socks, _, bound = bind_listener(host, self.port)
         except OSError as exc:
-            raise UsageError(f"--socketcand: cannot listen on {host or '*'}:{self.port}: "
-                             f"{exc.strerror or exc} (another socketcand? choose another "
-                             "port with --socketcand ADDR:PORT)") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"--socketcand: port {self.port} is already in use (another "
+                                 "socketcand?): choose another with --socketcand ADDR:PORT") \
+                    from None
+            raise bind_error(host, self.port, exc) from None
+        sock = socks[0]
+        self.bound_host = bound[-1]  # "0.0.0.0" when bound to every address
         if self.port == 0:
             self.port = sock.getsockname()[1]
         sock.setblocking(False)

@@ -260,7 +260,7 @@ class Broadcaster:
             except OSError as exc:  # EMFILE and friends: say so, keep serving the others
                 self._log("warning", f"cannot accept a client: {exc.strerror or exc}")
                 return
-            name = _peer_name(address)
+            name = peer_name(address)
             if self.max_clients and len(self._clients) >= self.max_clients:
                 self.clients_refused += 1
                 self._log("warning", f"client {name} refused: already {len(self._clients)} "
@@ -377,7 +377,8 @@ class Broadcaster:
             self._changed.notify_all()
 
 
-def _peer_name(address):
+def peer_name(address):
+    """host:port of a peer for log lines ([v6]:port; an IPv4-mapped address as IPv4)."""
     host, port = address[0], address[1]
     if ":" in host:
         if host.startswith("::ffff:"):
