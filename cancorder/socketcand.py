@@ -22,6 +22,7 @@ it) names the bus so that ``can.detect_available_configs("socketcand")`` and Sav
 import collections
 import errno
 import ipaddress
+import logging
 import queue
 import selectors
 import socket
@@ -32,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 from ._fast import socketcand as protocol
 from ._fast.broadcast import peer_name
 from .errors import UsageError
+from .sinks import RecordSink
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -39,7 +41,7 @@ BEACON_INTERVAL = 3.0
 MAX_ERRORS = 5  # bad commands a client may send before it is closed
 RAWMODE_GRACE = 0.1  # s between "< ok >" to rawmode and the first frame (see _start_raw)
 TRANSMIT_QUEUE = 256
-TRANSMIT_LOG_INTERVAL = 5.0
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 _READ = selectors.EVENT_READ
@@ -123,13 +125,22 @@ class Client:
         self.transmitted = 0
 
 
-class SocketcandServer:
+class SocketcandServer(RecordSink):
     """A RecordSink: serves one bus's records over socketcand's protocol (see the module text).
 
-    ``log(level, text)`` receives connection events; ``admit(address)`` (optional) returns None
-    to accept a peer or the reason to refuse it (the server's shared --max-clients count and
-    --allow networks); ``source`` is used for transmit.
+    ``start(bus)`` takes from the BusInfo: its logger, ``admit(address)`` (None to accept a
+    peer, or why not: the bus's --allow and its --max-clients over every protocol) and the
+    source (transmit). Built from the bus's options by ``from_options``.
     """
+
+    @classmethod
+    def from_options(cls, bus_options, server_options, bus):
+        host, port = bus_options.socketcand
+        return cls(bus.channel or bus.name, bind=host or bus_options.bind, port=port,
+                   allow_transmit=bus_options.allow_transmit, allow=bus_options.allow,
+                   listen_only=bus_options.listen_only, beacon=bus_options.beacon,
+                   client_buffer=bus_options.client_buffer, coalesce=server_options.coalesce,
+                   description=f"{bus_options.process}: {bus.source.description}")
 
     def __init__(self, bus_name, bind=None, port=DEFAULT_PORT, source=None,
                  allow_transmit=False, allow=(), listen_only=False, beacon=True,
@@ -158,7 +169,8 @@ class SocketcandServer:
         self.coalesce = coalesce
         self.description = description
         self._admit = admit
-        self._log = log or (lambda level, text: None)
+        self._logger = logging.getLogger("cancorder.socketcand")
+        self._log_to = log  # tests: a log(level, text) callable instead of the logger
         self._encoder = protocol.FrameEncoder()
         self._selector = None
         self._listener = None
@@ -174,8 +186,6 @@ class SocketcandServer:
         self._drain_deadline = 0.0
         self._threads = []
         self._beacon_stop = threading.Event()
-        self._transmit_log_due = 0.0
-        self._transmit_logged = 0
         self.bound_host = None
         # counters (stats)
         self.clients_accepted = 0
@@ -191,6 +201,10 @@ class SocketcandServer:
     # ---- RecordSink ----
 
     def start(self, bus=None):
+        if bus is not None:
+            self._logger = bus.log
+            self._admit = self._admit or bus.admit
+            self.source = self.source or bus.source
         self._listener = self._listen()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, _READ, _LISTENER)
@@ -246,10 +260,18 @@ class SocketcandServer:
                 "socketcand_transmit_failed": self.transmit_failed}
 
     def summary(self):
-        return (f"socketcand: clients served {self.clients_accepted}, dropped for lag "
-                f"{self.clients_dropped_lag}, closed for bad commands "
-                f"{self.clients_closed_errors}, frames transmitted {self.transmitted:,} "
-                f"(refused {self.transmit_refused:,}, failed {self.transmit_failed:,})")
+        return (f"socketcand: {len(self._clients)} connected, clients served "
+                f"{self.clients_accepted}, dropped for lag {self.clients_dropped_lag}, closed "
+                f"for bad commands {self.clients_closed_errors}, frames transmitted "
+                f"{self.transmitted:,} (refused {self.transmit_refused:,}, failed "
+                f"{self.transmit_failed:,})")
+
+    def _log(self, level, text, rate_key=None):
+        if self._log_to is not None:
+            self._log_to(level, text)
+            return
+        extra = {"rate_key": rate_key} if rate_key else None
+        self._logger.log(_LEVELS[level], "%s", text, extra=extra)
 
     # ---- set-up ----
 
@@ -402,13 +424,15 @@ class SocketcandServer:
                                      f"{exc.strerror or exc}")
                 return
             name = peer_name(address)
-            refusal = None
-            if not peer_allowed(address, self.allow):
-                refusal = "outside --allow " + ", ".join(str(n) for n in self.allow)
-            elif self._admit is not None:
+            if self._admit is not None:  # the bus's --allow and --max-clients
                 refusal = self._admit(address)
+            elif not peer_allowed(address, self.allow):
+                refusal = "outside --allow " + ", ".join(str(n) for n in self.allow)
+            else:
+                refusal = None
             if refusal:
-                self._log("warning", f"socketcand client {name} refused: {refusal}")
+                self._log("warning", f"socketcand client {name} refused: {refusal}",
+                          "socketcand-refused")
                 sock.close()
                 continue
             sock.setblocking(False)
@@ -616,21 +640,15 @@ class SocketcandServer:
         self._wake()
 
     def _log_transmit(self, client, can_id, flags, data, exc):
-        """One line per TRANSMIT_LOG_INTERVAL at most, with the count since the last."""
-        now = time.monotonic()
-        self._transmit_logged += 1
-        if now < self._transmit_log_due and exc is None:
-            return
-        self._transmit_log_due = now + TRANSMIT_LOG_INTERVAL
+        """Rate-limited by the shared filter: a line per interval, saying how many it held."""
         frame = (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
             ("##" if flags & 2 else "#") + data.hex().upper()
-        count, self._transmit_logged = self._transmit_logged, 0
         if exc is not None:
             self._log("warning", f"socketcand client {client.name}: transmit of {frame} "
-                                 f"failed: {exc}")
+                                 f"failed: {exc}", "socketcand-transmit-failed")
         else:
-            self._log("info", f"socketcand: transmitted {count} frame(s) to the bus (last "
-                              f"{frame} from {client.name}; {self.transmitted:,} in all)")
+            self._log("info", f"socketcand: transmitted {frame} from {client.name} to the bus "
+                              f"({self.transmitted:,} in all)", "socketcand-transmit")
 
     # ---- beacon (its own thread) ----
 

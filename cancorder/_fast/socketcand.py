@@ -18,7 +18,12 @@ server answers with ``< error ... >`` (and closes the client after a few).
 Plain Python; socketcand.pxd types it and setup.py compiles it. One body for both builds:
 ``p``/``out`` are C pointers when compiled and the bytearrays themselves in pure Python.
 """
-import cython
+try:
+    import cython
+except ImportError:  # Cython is a build dependency only; the pure twin runs without it
+    from . import _nocython as cython
+
+from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, MAX_EXTENDED_ID, MAX_STANDARD_ID
 
 MAX_COMMAND = 512  # bytes between '<' and '>': "< sendfd 1FFFFFFF 64 ff ff ... >" is 210
 MAX_BUS_NAME = 64
@@ -35,7 +40,6 @@ _UPPER_HEX = b"0123456789ABCDEF"
 # ascii -> hex digit value, 255 for anything that is not a hex digit
 _HEXVAL = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255
                 for c in range(256))
-_FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 # socketcand commands of its other modes (BCM, control, ISO-TP): known, not served here
 _OTHER_MODES = (b"add", b"update", b"delete", b"filter", b"muxfilter", b"subscribe",
                 b"unsubscribe", b"controlmode", b"statistics", b"isotpmode", b"isotpconf",
@@ -93,7 +97,7 @@ class FrameEncoder:
             out[o] = 60  # '<'
             out[o + 1] = 32
             o += 2
-            if flags & 2:
+            if flags & FLAG_FD:
                 out[o] = 102  # 'f'
                 out[o + 1] = 100  # 'd'
                 o += 2
@@ -104,7 +108,7 @@ class FrameEncoder:
             out[o + 4] = 101
             out[o + 5] = 32
             o += 6
-            digits = 8 if flags & 1 else 3
+            digits = 8 if flags & FLAG_EXT else 3
             k = digits - 1
             while k >= 0:
                 out[o + k] = hexd[can_id & 0xF]
@@ -126,7 +130,7 @@ class FrameEncoder:
             out[o] = 32
             out[o + 1] = 62  # '>'
             o += 2
-            if flags & 2:
+            if flags & FLAG_FD:
                 self.fd_frames += 1
                 if fd_spans is None:
                     fd_spans = []
@@ -339,13 +343,13 @@ def _parse_send(tokens, fd_command):
     if can_id < 0:
         return (ERROR, f"bad hex in id '{_shown(id_token)}'")
     flags = 0
-    if can_id & 0x80000000:
+    if can_id & 0x80000000:  # socketcand's CAN_EFF_FLAG
         can_id &= 0x7FFFFFFF
-        flags = 1
-    if can_id > 0x1FFFFFFF:
+        flags = FLAG_EXT
+    if can_id > MAX_EXTENDED_ID:
         return (ERROR, f"id {can_id:X} out of range (remote and error frames cannot be sent)")
-    if digits == 8 or can_id > 0x7FF:
-        flags = 1
+    if digits == 8 or can_id > MAX_STANDARD_ID:
+        flags = FLAG_EXT
     length_token = tokens[2]
     if len(length_token) > 2:
         return (ERROR, f"bad length '{_shown(length_token)}'")
@@ -370,10 +374,10 @@ def _parse_send(tokens, fd_command):
         data[k] = value
         k += 1
     if fd_command or n > 8:
-        if n not in _FD_LENGTHS:
+        if n not in FD_LENGTHS:
             return (ERROR, f"{n} data bytes is not a CAN FD length (0-8, 12, 16, 20, 24, 32, "
                            "48, 64)")
-        flags |= 2
+        flags |= FLAG_FD
     return (SEND, can_id, flags, bytes(data))
 
 
