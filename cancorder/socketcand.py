@@ -33,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 from ._fast import socketcand as protocol
 from ._fast.broadcast import peer_name
 from .errors import UsageError
+from .listeners import bind_error, bind_listener
 from .sinks import RecordSink
 
 DEFAULT_PORT = 29536
@@ -276,8 +277,6 @@ class SocketcandServer(RecordSink):
     # ---- set-up ----
 
     def _listen(self):
-        from .server import bind_listener, bind_error
-
         host = self.bind
         try:
             socks, _, bound = bind_listener(host, self.port)

@@ -26,7 +26,7 @@ class FakeSource(Source):
     def open(self):
         pass
 
-    def read(self, timeout):
+    def _read(self, timeout):
         return b""
 
     def close(self):
