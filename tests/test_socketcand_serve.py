@@ -8,9 +8,10 @@ import time
 import can
 import pytest
 
-from tests.helpers import StreamClient
+from tests.helpers import StreamClient, cancorder_env
 from tests.netns import run_in_netns
 from tests.test_socketcand import Peer
+from tests.test_toucan import control, fake_library_path  # noqa: F401 (fixtures)
 
 FRAMES = [
     can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes.fromhex("01FF23456789ABCD")),
@@ -223,3 +224,76 @@ def test_beacon_found_by_python_can_inside_a_namespace():
                                   "port": result["port"], "channel": result["channel"]}]
     assert result["received"] == [0x123, 0x1ABCDEF0]
     assert result["no_beacon_configs"] == []
+
+
+def test_touCAN_transmits_through_can_write(cancorder_process, fake_library_path, control):
+    """A socketcand client's frames reach the TouCAN library's can_write, flags and all."""
+    proc = cancorder_process("touCAN", "--library", fake_library_path, "--no-zeroconf",
+                             "--socketcand", "127.0.0.1:0", "--no-beacon", "--allow-transmit",
+                             env=cancorder_env(**control.env()))
+    proc.port()
+    scd = int(proc.wait_for(r"socketcand serves bus '(\S+)' at \S+:(\d+)").group(2))
+    peer = Peer(scd).open_raw("0")
+    peer.send(b"< send 18DAF110 3 2 10 3 >< sendfd 7e0 12 " + b"aa " * 12 + b">< send 123 0 >")
+    deadline = time.monotonic() + 10
+    while len(control.calls_named("write")) < 3:
+        assert time.monotonic() < deadline, control.calls()
+        time.sleep(0.05)
+    peer.close()
+    assert control.calls_named("write") == [
+        "write handle=0 id=18DAF110 xtd=1 fdf=0 brs=0 dlc=3 data=021003 rc=0",
+        "write handle=0 id=7E0 xtd=0 fdf=1 brs=0 dlc=9 data=" + "AA" * 12 + " rc=0",
+        "write handle=0 id=123 xtd=0 fdf=0 brs=0 dlc=0 data=- rc=0"]
+    assert proc.terminate() == 0
+    assert "frames transmitted 3 (refused 0, failed 0)" in proc.log
+
+
+def test_python_can_backend_transmits_and_listen_only_wins(cancorder_process, slcan_emulator):
+    """python-can's own slcan backend as the source: bus.send writes the line; with
+    --listen-only nothing is sent whatever --allow-transmit says."""
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit",
+                            "--opt", "slcan_backend=python-can")
+    peer = Peer(scd).open_raw(slcan_emulator.url)
+    peer.send(b"< send 7e0 2 3e 0 >")
+    deadline = time.monotonic() + 10
+    while "t7E023E00" not in slcan_emulator.commands:
+        assert time.monotonic() < deadline, slcan_emulator.commands
+        time.sleep(0.05)
+    peer.close()
+    assert proc.terminate() == 0
+    quiet = slcan_emulator.__class__()
+    try:
+        proc, port, scd = serve(cancorder_process, quiet, "--allow-transmit", "--listen-only")
+        assert "transmit off (--listen-only wins)" in proc.log
+        peer = Peer(scd).open_raw(quiet.url)
+        peer.send(b"< send 7e0 2 3e 0 >")
+        assert peer.element() == b"< error transmit disabled >"
+        peer.close()
+        assert proc.terminate() == 0
+        assert "L" in quiet.commands and not [c for c in quiet.commands if c[:1] in "tT"]
+    finally:
+        quiet.close()
+
+
+def test_fd_frames_and_fd_transmit_over_slcan(cancorder_process, slcan_emulator):
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit")
+    fd_peer = Peer(scd).open_raw(slcan_emulator.url, mode=b"< rawmode fd >")
+    classic = Peer(scd).open_raw(slcan_emulator.url)
+    time.sleep(0.3)
+    slcan_emulator.send_messages([
+        can.Message(arbitration_id=0x7E8, is_extended_id=False, is_fd=True,
+                    bitrate_switch=True, data=bytes(range(12))),
+        can.Message(arbitration_id=0x123, is_extended_id=False, data=b"\x01")])
+    fd_lines = fd_peer.elements(2)
+    assert fd_lines[0].startswith(b"< fdframe 7E8 ")
+    assert fd_lines[0].endswith(b" 000102030405060708090A0B >")
+    assert fd_lines[1].startswith(b"< frame 123 ") and fd_lines[1].endswith(b" 01 >")
+    assert classic.element().startswith(b"< frame 123 ")
+    fd_peer.send(b"< sendfd 1abcdef0 16 " + b"5 " * 16 + b">")
+    deadline = time.monotonic() + 10
+    while "D1ABCDEF0A" + "05" * 16 not in slcan_emulator.commands:
+        assert time.monotonic() < deadline, slcan_emulator.commands
+        time.sleep(0.05)
+    fd_peer.close()
+    classic.close()
+    assert proc.terminate() == 0
