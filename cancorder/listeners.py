@@ -30,7 +30,7 @@ def open_listeners(bind=None, port=None):
                      "choose one with --port") from last
 
 
-def bind_listener(bind, port):
+def bind_listener(bind, port, flag="--bind"):
     """One listening socket on ``bind`` (None: every IPv4 and IPv6 address), ``port``."""
     if bind is None:
         if socket.has_dualstack_ipv6():
@@ -41,15 +41,15 @@ def bind_listener(bind, port):
     try:
         infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UsageError(f"--bind {bind}: not an address of this machine ({exc.strerror})")
+        raise UsageError(f"{flag} {bind}: not an address of this machine ({exc.strerror})")
     family, _, _, _, address = infos[0]
     sock = socket.create_server(address, family=family, backlog=64)
     return [sock], port, [address[0]]
 
 
-def bind_error(bind, port, exc):
+def bind_error(bind, port, exc, flag="--bind"):
     if exc.errno == errno.EADDRNOTAVAIL:
-        return UsageError(f"--bind {bind}: this machine has no such address")
+        return UsageError(f"{flag} {bind}: this machine has no such address")
     if exc.errno == errno.EACCES:
         return UsageError(f"port {port}: permission denied (ports below 1024 need root)")
     return UsageError(f"cannot listen on {bind or '*'}:{port}: {exc.strerror or exc}")

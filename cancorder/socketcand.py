@@ -279,13 +279,13 @@ class SocketcandServer(RecordSink):
     def _listen(self):
         host = self.bind
         try:
-            socks, _, bound = bind_listener(host, self.port)
+            socks, _, bound = bind_listener(host, self.port, "--socketcand")
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise UsageError(f"--socketcand: port {self.port} is already in use (another "
                                  "socketcand?): choose another with --socketcand ADDR:PORT") \
                     from None
-            raise bind_error(host, self.port, exc) from None
+            raise bind_error(host, self.port, exc, "--socketcand") from None
         sock = socks[0]
         self.bound_host = bound[-1]  # "0.0.0.0" when bound to every address
         if self.port == 0:
