@@ -272,7 +272,7 @@ class Bus:
         limit = self.options.max_clients
         count = self._client_count()
         if limit and count >= limit:
-            return f"already {count} clients (--max-clients {limit}, every protocol)"
+            return f"already {count} clients (--max-clients {limit})"  # of every protocol
         return None
 
     def _wait_for_client(self, timeout):

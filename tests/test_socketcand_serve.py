@@ -140,7 +140,8 @@ def test_max_clients_counts_both_protocols(cancorder_process, slcan_emulator):
     assert third.recv(100) == b""
     fourth = socket.create_connection(("127.0.0.1", port), timeout=10)
     assert fourth.recv(100) == b""
-    proc.wait_for(r"refused: already 2 clients \(--max-clients 2, every protocol\)")
+    proc.wait_for(r"socketcand client \S+ refused: already 2 clients \(--max-clients 2\)")
+    proc.wait_for(r"warning: client \S+ refused: already 2 clients \(--max-clients 2\)")
     ecu.close()
     peer.close()
     assert proc.terminate() == 0
