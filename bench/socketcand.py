@@ -3,8 +3,9 @@
     python -m bench.socketcand [--seconds 10] [--rate 30000]
 
 An SLCAN emulator in its own process writes 29-bit 8-byte frames at RATE frames/s for SECONDS;
-`cancorder serve -i slcan --socketcand` reads them. Three runs in one go: four ECUconnect
-clients, four socketcand clients (raw mode, as python-can opens it), and both at once. The
+`cancorder serve -i slcan --socketcand` reads them. Four runs in one go: no client (the
+reference: what reading and parsing SLCAN costs), four ECUconnect clients, four socketcand
+clients (raw mode, as python-can opens it), and both at once. The
 clients live in one helper process (one select loop); each counts frames and, for the first
 whole frame of every read, its delay (read time minus the frame's timestamp, which the SLCAN
 source takes from the host clock at the read): the oldest frame of each read, so the figures
@@ -107,17 +108,23 @@ def run(kinds, rate, seconds):
     try:
         ecu_port = server.port()
         scd_port = int(server.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1))
-        clients = subprocess.Popen(
-            [sys.executable, "-m", "bench.socketcand", "--clients", ",".join(kinds),
-             str(ecu_port), str(scd_port), url, str(count)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, env=cancorder_env())
-        assert clients.stdout.readline().strip() == "ready"
+        if kinds:
+            clients = subprocess.Popen(
+                [sys.executable, "-m", "bench.socketcand", "--clients", ",".join(kinds),
+                 str(ecu_port), str(scd_port), url, str(count)],
+                cwd=ROOT, stdout=subprocess.PIPE, text=True, env=cancorder_env())
+            assert clients.stdout.readline().strip() == "ready"
         time.sleep(0.5)  # past the rawmode grace
         cpu0 = process_cpu(server.proc.pid)
         start = time.monotonic()
         emulator.stdin.write("go\n")
         emulator.stdin.flush()
-        result = json.loads(clients.stdout.readline())
+        if kinds:
+            result = json.loads(clients.stdout.readline())
+        else:  # the reference: the source alone (reading and parsing SLCAN), no client
+            time.sleep(seconds + 0.05)
+            result = {"frames": {}, "p50_ms": float("nan"), "p99_ms": float("nan"),
+                      "max_ms": float("nan")}
         elapsed = time.monotonic() - start
         cpu = process_cpu(server.proc.pid) - cpu0
         result.update(kinds=kinds, sent=count, elapsed_s=elapsed,
@@ -144,7 +151,7 @@ def main():
         kinds, ecu_port, scd_port, bus, expected = args.clients
         clients_main(kinds.split(","), int(ecu_port), int(scd_port), bus, int(expected))
         return
-    runs = [["ecu"] * 4, ["scd"] * 4, ["ecu"] * 4 + ["scd"] * 4]
+    runs = [[], ["ecu"] * 4, ["scd"] * 4, ["ecu"] * 4 + ["scd"] * 4]
     results = [run(kinds, args.rate, args.seconds) for kinds in runs]
     names = {"ecu": "ECUconnect", "scd": "socketcand"}
     print(f"{args.rate:,} frames/s for {args.seconds} s through cancorder serve -i slcan")
@@ -152,7 +159,7 @@ def main():
           f"{'max ms':>7s}")
     for r in results:
         label = " + ".join(f"{r['kinds'].count(k)} {names[k]}" for k in ("ecu", "scd")
-                           if k in r["kinds"])
+                           if k in r["kinds"]) or "none (the source alone)"
         print(f"{label:28s} {r['serve_cpu_per_s'] * 100:9.1f}% {r['lost']:>5d} "
               f"{r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['max_ms']:7.2f}")
     print(json.dumps(results))
