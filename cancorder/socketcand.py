@@ -11,7 +11,7 @@ CAN FD frames as ``< fdframe ... >``) and then receives every frame. ``< echo >`
 
 The loop keeps the ECUconnect broadcaster's discipline: one non-blocking send per client per
 flush, flushes coalesced, a client whose backlog passes ``client_buffer`` bytes is dropped with a
-line. A client that sends more than MAX_ERRORS bad commands is closed; its input never costs
+line. A client is closed at its MAX_ERRORS-th bad command; its input never costs
 more than the reader's bound. Transmit (``< send >``/``< sendfd >``) is off unless the bus
 allows it, and then only for peers inside the allowed networks; frames go to the source's
 ``send`` from a thread of their own, so a slow adapter never stalls the loop.

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import can
 import pytest
@@ -220,6 +221,31 @@ def test_serve_virtual(exe_process):
                          "--bind", "127.0.0.1")
     StreamClient(server.port()).close()
     server.wait_for("serving virtual channel exe-test")
+    assert _stop(server.proc) == 0
+
+
+def test_socketcand_in_the_executable(exe_process, slcan_emulator):
+    """The compiled socketcand encoder and reader are in the executable: python-can's own
+    socketcand client receives from it and transmits through it."""
+    server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                         "--bind", "127.0.0.1", "--socketcand", "127.0.0.1:0", "--no-beacon",
+                         "--allow-transmit")
+    server.port()
+    port = int(server.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1))
+    bus = can.Bus(interface="socketcand", host="127.0.0.1", port=port,
+                  channel=slcan_emulator.url)
+    try:
+        time.sleep(0.3)
+        slcan_emulator.send_messages([can.Message(arbitration_id=0x1ABCDEF0, data=b"\x01")])
+        msg = bus.recv(10)
+        assert msg is not None and msg.arbitration_id == 0x1ABCDEF0 and msg.is_extended_id
+        bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x02\x10"))
+        deadline = time.monotonic() + 10
+        while "t7E020210" not in slcan_emulator.commands:
+            assert time.monotonic() < deadline, slcan_emulator.commands
+            time.sleep(0.05)
+    finally:
+        bus.shutdown()
     assert _stop(server.proc) == 0
 
 
