@@ -5,11 +5,13 @@ cdef class FrameEncoder:
     cdef public unsigned long long frames
     cdef public unsigned long long fd_frames
     cdef bytearray _out
+    cdef unsigned char _ext, _fd
 
     @cython.locals(size=Py_ssize_t, need=Py_ssize_t, o=Py_ssize_t, pos=Py_ssize_t,
                    start=Py_ssize_t, k=Py_ssize_t, end=Py_ssize_t, n=Py_ssize_t,
                    digits=Py_ssize_t, micros=cython.ulonglong, can_id=cython.uint,
-                   flags=cython.uchar, p=cython.p_uchar, out=cython.p_uchar,
+                   flags=cython.uchar, ext=cython.uchar, fd=cython.uchar,
+                   p=cython.p_uchar, out=cython.p_uchar,
                    hexd=cython.p_uchar, out_buf=bytearray, fd_spans=list, with_fd=bytes)
     cpdef tuple encode(self, bytes records)
 

@@ -60,6 +60,9 @@ class FrameEncoder:
         self.frames = 0
         self.fd_frames = 0
         self._out = bytearray(8192)
+        # the CAN facts of wire as typed attributes (compiled, a module constant is a Python
+        # object looked up by name at every use)
+        self._ext, self._fd = FLAG_EXT, FLAG_FD
 
     def encode(self, records):
         size = len(records)
@@ -76,6 +79,8 @@ class FrameEncoder:
             p = records
             out = out_buf
             hexd = _UPPER_HEX
+        ext = self._ext
+        fd = self._fd
         fd_spans = None
         o = 0
         pos = 0
@@ -97,7 +102,7 @@ class FrameEncoder:
             out[o] = 60  # '<'
             out[o + 1] = 32
             o += 2
-            if flags & FLAG_FD:
+            if flags & fd:
                 out[o] = 102  # 'f'
                 out[o + 1] = 100  # 'd'
                 o += 2
@@ -108,7 +113,7 @@ class FrameEncoder:
             out[o + 4] = 101
             out[o + 5] = 32
             o += 6
-            digits = 8 if flags & FLAG_EXT else 3
+            digits = 8 if flags & ext else 3
             k = digits - 1
             while k >= 0:
                 out[o + k] = hexd[can_id & 0xF]
@@ -130,7 +135,7 @@ class FrameEncoder:
             out[o] = 32
             out[o + 1] = 62  # '>'
             o += 2
-            if flags & FLAG_FD:
+            if flags & fd:
                 self.fd_frames += 1
                 if fd_spans is None:
                     fd_spans = []
