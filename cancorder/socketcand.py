@@ -445,8 +445,10 @@ class SocketcandServer(RecordSink):
             self._clients[sock.fileno()] = client
             self._selector.register(sock, _READ, client)
             self.clients_accepted += 1
+            # a connection storm from one host logs a line per interval, with a count
             self._log("info", f"socketcand client {name} connected "
-                              f"({len(self._clients)} connected)")
+                              f"({len(self._clients)} connected)",
+                      f"socketcand-connect {address[0]}")
             self._send(client, HI)
 
     def _read(self, client):
@@ -479,7 +481,8 @@ class SocketcandServer(RecordSink):
                 self._bad(client, "the bus is already open")
             elif item[1] != self.bus_name:
                 self._log("info", f"socketcand client {client.name} asked for bus "
-                                  f"'{item[1]}'; this server has '{self.bus_name}'")
+                                  f"'{item[1]}'; this server has '{self.bus_name}'",
+                          f"socketcand-wrong-bus {client.address[0]}")
                 self._send(client, b"< error could not open bus >")
                 client.close_after_send = True
                 self._close_when_sent(client)
@@ -521,7 +524,8 @@ class SocketcandServer(RecordSink):
         if client.errors >= MAX_ERRORS and not client.close_after_send:
             self.clients_closed_errors += 1
             self._log("warning", f"socketcand client {client.name} closed: "
-                                 f"{client.errors} bad commands")
+                                 f"{client.errors} bad commands",
+                      f"socketcand-bad {client.address[0]}")
             client.close_after_send = True
             self._close_when_sent(client)
 
@@ -613,7 +617,8 @@ class SocketcandServer(RecordSink):
         client.backlog.clear()
         client.held = None
         self._log(level, f"socketcand client {client.name} {why} "
-                         f"({len(self._clients)} connected)")
+                         f"({len(self._clients)} connected)",
+                  f"socketcand-close {client.address[0]}" if level == "info" else None)
 
     # ---- transmit (its own thread) ----
 

@@ -136,6 +136,7 @@ def test_max_clients_counts_both_protocols(cancorder_process, slcan_emulator):
     peer = Peer(scd)
     assert peer.element() == b"< hi >"
     proc.wait_for("socketcand client .* connected")
+    proc.wait_for(r"\d\d:\d\d:\d\d client \S+ connected")  # the ECUconnect one, counted
     third = socket.create_connection(("127.0.0.1", scd), timeout=10)
     assert third.recv(100) == b""
     fourth = socket.create_connection(("127.0.0.1", port), timeout=10)
