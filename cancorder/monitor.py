@@ -1,0 +1,701 @@
+"""``dump --monitor``: a full-screen live table, one row per id (and per channel when frames
+come from several), in the spirit of can.viewer and cansniffer.
+
+    any thread --add(frames)--> per-id rows (counts, period sums, changed-byte masks), under a lock
+    UI thread: keys (stdin in cbreak mode) and, 5 times a second, a snapshot of the rows
+               -> filter, sort -> only the rows that fit the screen are decoded and rendered
+
+``add`` is the whole per-frame cost: a dict lookup and a few integer operations per frame, in
+batches as they arrive (the decoder's batches from a socket, or a log file's). Everything that
+costs more (sorting, hex text, highlighting, DBC decoding, rich) runs once per refresh and only
+for the visible rows, so the screen keeps up with a saturated bus of thousands of ids.
+
+Frames are the wire decoder's tuples ``(timestamp_us, can_id, flags, data)``; ``add_labelled``
+takes ``(timestamp_us, can_id, flags, data, channel)`` from sources with several channels
+(a log file with channels, several loggers); ``feed`` takes any iterator of either.
+"""
+import math
+import os
+import select
+import sys
+import threading
+import time
+
+from ._fast import wire
+from .errors import UsageError
+
+FLAG_EXT = wire.FLAG_EXT
+REFRESH_INTERVAL = 0.2  # 5 screens a second: the issue asks for at least 4 under load
+RATE_WINDOW = 1.0  # frames/s per row is measured over about this long
+CHANGED_FOR = 1.0  # a byte that changed within this many seconds is highlighted
+STALE_AFTER = 2.0  # a row not seen for this long (and 3 of its periods) is dimmed
+SORTS = ("id", "rate", "last change")
+_EXT_BIT = 1 << 32  # in a row key: 29-bit ids sort after 11-bit ones
+_NEVER = float("-inf")
+
+KEYS_HELP = "q quit  p pause  s sort  c clear  / filter  ↑↓ PgUp PgDn Home End scroll"
+
+
+def require_terminal(stdin=None, stdout=None):
+    """UsageError unless both ends are a terminal (keys come from stdin, the screen is stdout)."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    for name, stream in (("output", stdout), ("input", stdin)):
+        try:
+            tty = stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if not tty:
+            raise UsageError(f"--monitor is a full-screen view and needs a terminal, but the "
+                             f"{name} is not one: use --stats (a table that also works in a "
+                             "pipe) or --format json")
+
+
+class Row:
+    """One id on one channel. ``diff`` collects the bits that changed since the last refresh
+    (byte i is bits 8i..8i+7); at a refresh they become per-byte change times."""
+
+    __slots__ = ("channel", "can_id", "flags", "data", "count", "last_us", "sum_period",
+                 "sum_period2", "seen", "changed", "diff", "changed_at", "counted", "rate")
+
+    def __init__(self, channel, can_id, flags, data, micros, now):
+        self.channel = channel
+        self.can_id = can_id
+        self.flags = flags
+        self.data = data
+        self.count = 1
+        self.last_us = micros
+        self.sum_period = 0  # microseconds between frames, summed (mean period)
+        self.sum_period2 = 0  # their squares (jitter: the standard deviation)
+        self.seen = now  # monotonic time of the last frame
+        self.changed = now  # ... of the last change of the data
+        self.diff = 0
+        self.changed_at = [_NEVER] * len(data)  # per byte: when it last changed
+        self.counted = 0  # count at the last rate update
+        self.rate = 0.0
+
+
+class View:
+    """A copy of what one row shows, taken under the lock (the screen then renders unlocked)."""
+
+    __slots__ = ("key", "channel", "can_id", "flags", "data", "count", "rate", "period",
+                 "jitter", "seen", "changed", "changed_at", "name")
+
+    def __init__(self, key, row, name):
+        self.key = key
+        self.channel = row.channel
+        self.can_id = row.can_id
+        self.flags = row.flags
+        self.data = row.data
+        self.count = row.count
+        self.rate = row.rate
+        intervals = row.count - 1
+        if intervals > 0:
+            mean = row.sum_period / intervals
+            self.period = mean / 1000.0  # ms
+            variance = max(0.0, row.sum_period2 / intervals - mean * mean)
+            self.jitter = math.sqrt(variance) / 1000.0
+        else:
+            self.period = self.jitter = None
+        self.seen = row.seen
+        self.changed = row.changed
+        self.changed_at = list(row.changed_at)
+        self.name = name
+
+    def ident(self):
+        return f"{self.can_id:08X}" if self.flags & FLAG_EXT else f"{self.can_id:03X}"
+
+
+class Monitor:
+    """The live table. ``start()`` takes over the screen and the keyboard; ``add`` from any
+    thread; ``stop()`` gives the terminal back as it was. ``on_quit`` is called (from the UI
+    thread) when the user presses q; ``quit_requested`` is set then too.
+
+    Without a real terminal (tests, the benchmark, the screenshot script) pass ``keys=None``
+    and a rich Console of your own; ``render()`` returns the current screen as a renderable.
+    """
+
+    def __init__(self, console=None, signals=None, title="", on_quit=None,
+                 keys=sys.stdin, refresh_interval=REFRESH_INTERVAL, clock=time.monotonic):
+        self.console = console
+        self.signals = signals  # dbc.SignalDecoder or None
+        self.title = title
+        self.on_quit = on_quit
+        self.keys = keys
+        self.refresh_interval = refresh_interval
+        self.clock = clock
+        self.quit_requested = threading.Event()
+        self.after_stop = None  # called once the terminal is back (ScreenReporter.flush)
+        self.total = 0
+        self.status = ""  # the last log line or state worth saying (shown in the title bar)
+        self.sort = SORTS[0]
+        self.filter_text = ""
+        self.editing_filter = False
+        self.paused = False
+        self.offset = 0  # the first visible row, in the sorted and filtered list
+        self.refreshes = 0  # screens drawn (the benchmark reads it)
+        self._rows = {}  # (channel, id key) -> Row
+        self._channels = set()
+        self._lock = threading.Lock()
+        self._frozen = None  # the views shown while paused
+        self._rate_time = clock()
+        self._total_counted = 0
+        self.total_rate = 0.0
+        self._refresh_times = []
+        self._live = None
+        self._thread = None
+        self._stopping = threading.Event()
+        self._saved_tty = None
+        self._wake_r, self._wake_w = os.pipe()
+
+    # ---- frames in (any thread) ----
+
+    def add(self, frames, channel=None):
+        """Count a batch of ``(timestamp_us, can_id, flags, data)`` frames from ``channel``."""
+        if not frames:
+            return
+        now = self.clock()
+        rows = self._rows
+        with self._lock:
+            if channel not in self._channels:
+                self._channels.add(channel)
+            for micros, can_id, flags, data in frames:
+                key = (channel, can_id | _EXT_BIT if flags & FLAG_EXT else can_id)
+                row = rows.get(key)
+                if row is None:
+                    rows[key] = Row(channel, can_id, flags, data, micros, now)
+                    continue
+                period = micros - row.last_us
+                row.sum_period += period
+                row.sum_period2 += period * period
+                row.last_us = micros
+                row.count += 1
+                row.seen = now
+                if data != row.data:
+                    old = row.data
+                    if len(old) == len(data):
+                        row.diff |= (int.from_bytes(data, "little")
+                                     ^ int.from_bytes(old, "little"))
+                    else:  # a new length: every byte counts as changed
+                        row.diff = -1
+                    row.data = data
+                    row.changed = now
+                row.flags = flags
+            self.total += len(frames)
+
+    def add_labelled(self, frames):
+        """Count ``(timestamp_us, can_id, flags, data, channel)`` frames (any mix of channels)."""
+        groups = {}
+        for frame in frames:
+            groups.setdefault(frame[4], []).append(frame[:4])
+        for channel, group in groups.items():
+            self.add(group, channel)
+
+    def feed(self, frames, batch=1000, stop=None):
+        """Consume an iterator of 4- or 5-tuples into the table, ``batch`` at a time, until it
+        ends, q is pressed or ``stop`` (an Event) is set."""
+        pending = []
+        for frame in frames:
+            pending.append(frame)
+            if len(pending) >= batch:
+                self._add_any(pending)
+                pending = []
+                if self.quit_requested.is_set() or (stop is not None and stop.is_set()):
+                    return
+        self._add_any(pending)
+
+    def _add_any(self, frames):
+        if frames and len(frames[0]) > 4:
+            self.add_labelled(frames)
+        else:
+            self.add(frames)
+
+    # ---- the screen ----
+
+    def start(self):
+        """Take over the screen (the alternate screen, cursor hidden) and the keyboard."""
+        from rich.console import Console
+        from rich.live import Live
+
+        if self.console is None:
+            self.console = Console(highlight=False)
+        if self.keys is not None:
+            self._cbreak()
+        self._live = Live(self.render(), console=self.console, screen=True, auto_refresh=False,
+                          redirect_stdout=False, redirect_stderr=False)
+        try:
+            self._live.start()
+        except BaseException:
+            self._restore_tty()
+            raise
+        self._thread = threading.Thread(target=self._ui, name="monitor", daemon=True)
+        self._thread.start()
+
+    @property
+    def on_screen(self):
+        return self._live is not None
+
+    def stop(self):
+        """Give the terminal back (main screen, cursor, echo), whatever happened."""
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        try:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+        finally:
+            self._restore_tty()
+            if self.after_stop is not None:
+                self.after_stop()
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._wake_r = self._wake_w = -1
+
+    # the Dump client drives every display through these two (the --stats table has them too)
+    def refresh_if_due(self, now=None):
+        """Nothing to do: the UI thread refreshes on its own clock."""
+
+    def hold(self, reason, over):
+        """The stream ended (``reason``): keep the table on screen until q, or ``over()``."""
+        self.status = f"{reason}: press q to quit"
+        self._wake()
+        while not self.quit_requested.wait(0.2):
+            if over() or self._thread is None or not self._thread.is_alive():
+                return
+
+    def note(self, text):
+        """A log line while the screen is ours: shown in the title bar."""
+        self.status = text
+        self._wake()
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass
+
+    def _ui(self):
+        fd = self.keys.fileno() if self.keys is not None else None
+        watched = [self._wake_r] + ([fd] if fd is not None else [])
+        next_refresh = self.clock()
+        while not self._stopping.is_set():
+            timeout = max(0.0, next_refresh - self.clock())
+            try:
+                readable = select.select(watched, [], [], timeout)[0]
+            except (OSError, ValueError):
+                return
+            redraw = False
+            if self._wake_r in readable:
+                try:
+                    os.read(self._wake_r, 4096)
+                except OSError:
+                    pass
+                redraw = True
+            if fd is not None and fd in readable:
+                try:
+                    typed = os.read(fd, 1024)
+                except OSError:
+                    typed = b""
+                if not typed:  # the terminal went away
+                    watched.remove(fd)
+                    fd = None
+                else:
+                    self.handle_keys(typed)
+                    redraw = True
+            if self._stopping.is_set():
+                return
+            now = self.clock()
+            if now >= next_refresh:
+                next_refresh = max(next_refresh + self.refresh_interval, now)
+                self.tick(now)
+                redraw = True
+            if redraw:
+                self.redraw(now)
+
+    def tick(self, now=None):
+        """Once per refresh: rates, and the bytes that changed since the last one."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            elapsed = now - self._rate_time
+            if elapsed < RATE_WINDOW / 4:
+                self._stamp_changes(now)
+                return
+            weight = min(1.0, elapsed / RATE_WINDOW)
+            for row in self._rows.values():
+                fresh = (row.count - row.counted) / elapsed
+                row.rate += (fresh - row.rate) * weight
+                row.counted = row.count
+                if row.diff:
+                    self._stamp_row(row, now)
+            fresh = (self.total - self._total_counted) / elapsed
+            self.total_rate += (fresh - self.total_rate) * weight
+            self._total_counted = self.total
+            self._rate_time = now
+
+    def _stamp_changes(self, now):
+        for row in self._rows.values():
+            if row.diff:
+                self._stamp_row(row, now)
+
+    @staticmethod
+    def _stamp_row(row, now):
+        diff, row.diff = row.diff, 0
+        changed_at = row.changed_at
+        if len(changed_at) != len(row.data):
+            row.changed_at = [now] * len(row.data)
+            return
+        if diff < 0:
+            row.changed_at = [now] * len(row.data)
+            return
+        index = 0
+        while diff:
+            if diff & 0xFF:
+                changed_at[index] = now
+            diff >>= 8
+            index += 1
+
+    def redraw(self, now=None):
+        if self._live is None:
+            return
+        try:
+            self._live.update(self.render(now), refresh=True)
+        except Exception as exc:  # the screen must never take the capture down with it
+            self.status = f"screen: {exc}"
+            return
+        stamp = self.clock()
+        self.refreshes += 1
+        self._refresh_times.append(stamp)
+        while self._refresh_times and self._refresh_times[0] < stamp - 2.0:
+            self._refresh_times.pop(0)
+
+    @property
+    def refresh_rate(self):
+        """Screens drawn per second over the last two seconds."""
+        times = self._refresh_times
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+    # ---- keys ----
+
+    def handle_keys(self, typed):
+        """Act on bytes read from the terminal (several keys, escape sequences included)."""
+        text = typed.decode("utf-8", "replace")
+        index = 0
+        while index < len(text):
+            char = text[index]
+            if char == "\x1b":
+                sequence = _escape_sequence(text, index)
+                index += len(sequence)
+                self._special(_SEQUENCES.get(sequence, "escape" if sequence == "\x1b" else None))
+                continue
+            index += 1
+            if self.editing_filter:
+                self._edit_filter(char)
+            else:
+                self._command(char)
+
+    def _command(self, char):
+        if char in "qQ":
+            self.quit_requested.set()
+            if self.on_quit is not None:
+                self.on_quit()
+        elif char in "pP ":
+            self.paused = not self.paused
+            self._frozen = self.snapshot() if self.paused else None
+        elif char in "sS":
+            self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+            self.offset = 0
+        elif char in "cC":
+            with self._lock:
+                self._rows.clear()
+                self._channels.clear()
+                self.total = self._total_counted = 0
+                self.total_rate = 0.0
+            if self.paused:
+                self._frozen = []
+            self.offset = 0
+        elif char == "/":
+            self.editing_filter = True
+
+    def _edit_filter(self, char):
+        if char in "\r\n":
+            self.editing_filter = False
+        elif char in "\x7f\b":
+            self.filter_text = self.filter_text[:-1]
+        elif char.isprintable():
+            self.filter_text += char
+        self.offset = 0
+
+    def _special(self, key):
+        if key is None:
+            return
+        if self.editing_filter:
+            if key == "escape":  # Esc while typing: no filter at all
+                self.filter_text = ""
+                self.editing_filter = False
+            return
+        if key == "escape":
+            self.filter_text = ""
+            return
+        page = max(1, self._page_rows())
+        step = {"up": -1, "down": 1, "page up": -page, "page down": page,
+                "home": -sys.maxsize, "end": sys.maxsize}.get(key)
+        if step is not None:
+            self.offset = max(0, self.offset + step)  # the upper bound is applied when drawn
+
+    # ---- what is shown ----
+
+    def snapshot(self):
+        """Views of every row, taken under the lock."""
+        name_for = self.signals.name_for if self.signals is not None else None
+        with self._lock:
+            return [View(key, row, name_for(row.can_id, row.flags) if name_for else None)
+                    for key, row in self._rows.items()]
+
+    def visible(self, views):
+        """Filter and sort ``views`` as the keys asked."""
+        wanted = self.filter_text.strip().lower()
+        if wanted:
+            views = [view for view in views
+                     if wanted in view.ident().lower()
+                     or (view.name is not None and wanted in view.name.lower())
+                     or (view.channel is not None and wanted == str(view.channel).lower())]
+        if self.sort == "rate":
+            views.sort(key=lambda view: (-view.rate, view.key))
+        elif self.sort == "last change":
+            views.sort(key=lambda view: (-view.changed, view.key))
+        else:
+            views.sort(key=lambda view: (str(view.channel) if view.channel is not None else "",
+                                         view.key[1]))
+        return views
+
+    def _page_rows(self):
+        height = self.console.size.height if self.console is not None else 40
+        return height - 4  # title, header, footer, and one line of margin
+
+    def render(self, now=None):
+        """The whole screen: title bar, the visible part of the table, the key help."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        now = self.clock() if now is None else now
+        views = self._frozen if self.paused and self._frozen is not None else self.snapshot()
+        views = self.visible(list(views))
+        lines_free = max(1, self._page_rows())
+        self.offset = max(0, min(self.offset, len(views) - 1))
+        several_channels = len(self._channels) > 1
+
+        table = Table(box=None, padding=(0, 1), pad_edge=False, expand=False,
+                      header_style="bold reverse")
+        if several_channels:
+            table.add_column("Chan", no_wrap=True)
+        table.add_column("ID", no_wrap=True)
+        table.add_column("Flags", no_wrap=True)
+        table.add_column("Count", justify="right", no_wrap=True)
+        table.add_column("Rate/s", justify="right", no_wrap=True)
+        table.add_column("Period ms", justify="right", no_wrap=True)
+        table.add_column("Jitter ms", justify="right", no_wrap=True)
+        table.add_column("Len", justify="right", no_wrap=True)
+        table.add_column("Data", no_wrap=True, overflow="ellipsis")
+        if self.signals is not None:
+            table.add_column("Message / signals", no_wrap=True, overflow="ellipsis")
+
+        shown = rows_shown = 0
+        for view in views[self.offset:]:
+            decoded = (self.signals.decode(view.can_id, view.flags, view.data)
+                       if self.signals is not None and view.name is not None else None)
+            signal_lines = _signal_lines(decoded)
+            if shown and shown + 1 + len(signal_lines) > lines_free:
+                break
+            stale = now - view.seen > max(STALE_AFTER, 3 * (view.period or 0) / 1000.0)
+            cells = ([str(view.channel) if view.channel is not None else ""]
+                     if several_channels else [])
+            cells += [Text(view.ident(), style="bold"), _flags_text(view.flags),
+                      f"{view.count:,}", f"{view.rate:,.1f}",
+                      _ms(view.period), _ms(view.jitter), str(len(view.data)),
+                      _data_text(view, now)]
+            if self.signals is not None:
+                cells.append(_name_text(view, decoded))
+            table.add_row(*cells, style="dim" if stale else None)
+            shown += 1
+            rows_shown += 1
+            for line in signal_lines:
+                table.add_row(*([""] * (len(cells) - 1)), line, style="dim" if stale else None)
+                shown += 1
+            if shown >= lines_free:
+                break
+
+        title = Text()
+        title.append(" cancorder monitor ", style="bold reverse")
+        title.append(f" {self.title}  " if self.title else "  ")
+        title.append(f"{self.total:,} frames  {self.total_rate:,.0f}/s  {len(views):,} ids  "
+                     f"sort: {self.sort}  refresh {self.refresh_rate:.1f}/s")
+        if self.paused:
+            title.append("  PAUSED", style="bold yellow reverse")
+        if self.filter_text or self.editing_filter:
+            title.append(f"  filter: {self.filter_text}", style="bold cyan")
+            if self.editing_filter:
+                title.append("▏ (Enter keeps it, Esc clears)", style="cyan")
+        if self.status:
+            title.append(f"  {self.status}", style="yellow")
+        first = self.offset + 1 if views else 0
+        footer = Text(f" {KEYS_HELP}    rows {first:,}-{self.offset + rows_shown:,} of "
+                      f"{len(views):,}", style="dim")
+        title.truncate(self.console.size.width if self.console else 200, overflow="ellipsis")
+        return Group(title, table, footer)
+
+    # ---- the terminal ----
+
+    def _cbreak(self):
+        """Keys one at a time, no echo; Ctrl-C still signals (the client stops cleanly)."""
+        import termios
+
+        fd = self.keys.fileno()
+        self._saved_tty = (fd, termios.tcgetattr(fd))
+        mode = termios.tcgetattr(fd)
+        mode[3] &= ~(termios.ICANON | termios.ECHO)
+        mode[6][termios.VMIN] = 1
+        mode[6][termios.VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, mode)
+
+    def _restore_tty(self):
+        if self._saved_tty is None:
+            return
+        import termios
+
+        fd, saved = self._saved_tty
+        self._saved_tty = None
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except (termios.error, OSError):
+            pass
+
+
+_SEQUENCES = {
+    "\x1b[A": "up", "\x1b[B": "down", "\x1bOA": "up", "\x1bOB": "down",
+    "\x1b[5~": "page up", "\x1b[6~": "page down",
+    "\x1b[H": "home", "\x1b[F": "end", "\x1bOH": "home", "\x1bOF": "end",
+    "\x1b[1~": "home", "\x1b[4~": "end", "\x1b[7~": "home", "\x1b[8~": "end",
+}
+
+
+def _escape_sequence(text, index):
+    """The escape sequence starting at ``index`` (CSI or SS3), or a lone Esc."""
+    if index + 1 >= len(text) or text[index + 1] not in "[O":
+        return "\x1b"
+    end = index + 2
+    while end < len(text) and not ("@" <= text[end] <= "~"):
+        end += 1
+    return text[index:end + 1]
+
+
+_FLAG_TEXTS = {}
+
+
+def _flags_text(flags):
+    text = _FLAG_TEXTS.get(flags)
+    if text is None:
+        names = [name for bit, name in ((wire.FLAG_EXT, "EXT"), (wire.FLAG_FD, "FD"),
+                                        (wire.FLAG_BRS, "BRS"), (wire.FLAG_ESI, "ESI"))
+                 if flags & bit]
+        text = _FLAG_TEXTS[flags] = " ".join(names)
+    return text
+
+
+def _ms(value):
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _data_text(view, now):
+    """The payload in hex, the bytes that changed within CHANGED_FOR seconds highlighted."""
+    from rich.text import Text
+
+    text = Text()
+    changed_at = view.changed_at
+    recent = now - CHANGED_FOR
+    for index, byte in enumerate(view.data):
+        if index:
+            text.append(" ")
+        hot = index < len(changed_at) and changed_at[index] >= recent
+        text.append(f"{byte:02X}", style="bold black on yellow" if hot else None)
+    return text
+
+
+def _name_text(view, decoded):
+    from rich.text import Text
+
+    if view.name is None:
+        return ""
+    if decoded is not None and decoded.error:
+        return Text(f"{view.name} !{decoded.error}", style="red")
+    return Text(view.name, style="bold cyan")
+
+
+def _signal_lines(decoded):
+    if decoded is None or decoded.error:
+        return []
+    from .dbc import signal_texts
+
+    return ["  " + text for text in signal_texts(decoded)]
+
+
+class ScreenReporter:
+    """The dump client's reporter while the monitor owns the screen: each line goes to the
+    title bar (a line printed under a full-screen view would tear it), and every line is printed
+    for real once the screen is given back, so nothing said is lost."""
+
+    def __init__(self, reporter, monitor):
+        self.reporter = reporter
+        self.monitor = monitor
+        self.debug_enabled = reporter.debug_enabled
+        self.held = []
+        self._once = set()
+        self._lock = threading.Lock()
+
+    def log(self, level, text):
+        if level == "debug" and not self.debug_enabled:
+            return
+        if self.monitor.on_screen:
+            self.monitor.note(text if level == "info" else f"{level}: {text}")
+            with self._lock:
+                self.held.append((level, text))
+        else:
+            self.flush()
+            self.reporter.log(level, text)
+
+    def info(self, text):
+        self.log("info", text)
+
+    def warning(self, text):
+        self.log("warning", text)
+
+    def debug(self, text):
+        self.log("debug", text)
+
+    def once(self, key, level, text):
+        with self._lock:
+            if key in self._once:
+                return
+            self._once.add(key)
+        self.log(level, text)
+
+    def forget(self, key):
+        with self._lock:
+            self._once.discard(key)
+
+    def flush(self):
+        """Print what was said while the screen was the monitor's."""
+        with self._lock:
+            held, self.held = self.held, []
+        for level, text in held:
+            self.reporter.log(level, text)
