@@ -3,7 +3,8 @@ cantools.
 
 One ``SignalDecoder`` serves every output (pretty, json, --stats, the monitor). It finds the
 message for a frame once per id and caches the answer, so a frame of an unknown id costs one
-dict lookup. J1939 messages (cantools marks them ``protocol == "j1939"``) match on the
+dict lookup. J1939 messages (``VFrameFormat`` J1939PG, or a DBC whose ``ProtocolType`` is
+J1939) match on the
 parameter group number, so the same PGN from any source address, at any priority, decodes.
 A frame that does not fit its message (wrong length, bad multiplexer value) decodes to a
 ``Decoded`` whose ``error`` says why: the frame is still shown raw, never an exception.
@@ -99,6 +100,17 @@ def _load(path):
     return database
 
 
+def _protocol_type(database):
+    """A DBC's ``BA_ "ProtocolType" "J1939";`` (cantools reads J1939 per message only from
+    ``VFrameFormat``, but many J1939 databases say it once for the whole file)."""
+    try:
+        attribute = database.dbc.attributes.get("ProtocolType")
+    except AttributeError:  # not a DBC, or no attributes
+        return None
+    value = getattr(attribute, "value", None)
+    return str(value).lower() if value else None
+
+
 def _one_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -111,8 +123,10 @@ class SignalDecoder:
         self._by_id = {}  # (extended, frame id) -> message
         self._by_pgn = {}  # J1939 PGN -> message
         for _, database in databases:
+            whole_j1939 = _protocol_type(database) == "j1939"
             for message in database.messages:
-                if message.is_extended_frame and getattr(message, "protocol", None) == "j1939":
+                j1939 = whole_j1939 or getattr(message, "protocol", None) == "j1939"
+                if message.is_extended_frame and j1939:
                     self._by_pgn.setdefault(pgn_of(message.frame_id), message)
                 else:
                     self._by_id.setdefault((message.is_extended_frame, message.frame_id),

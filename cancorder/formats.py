@@ -322,22 +322,34 @@ class StatsTable:
         summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
                        f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
         table = Table()
-        columns = ["ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data"]
-        if self.signals is not None:
-            columns.append("Message and signals (last frame)")
+        columns = ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data")
         for column in columns:
             table.add_column(column, justify="right" if column in (
-                "Len", "Count", "Frames/s", "Avg/s") else "left", no_wrap=column != columns[-1])
+                "Len", "Count", "Frames/s", "Avg/s") else "left",
+                no_wrap=column != "Last data", overflow="fold")
         for key in sorted(self._rows):
             count, _, rate, (micros, can_id, flags, data) = self._rows[key]
             ident = f"{can_id:08X}" if flags & FLAG_EXT else f"{can_id:03X}"
-            cells = [ident, flag_names(flags), str(len(data)), f"{count:,}", f"{rate:,.1f}",
-                     f"{count / elapsed if elapsed > 0 else 0.0:,.1f}", data.hex(" ").upper()]
-            if self.signals is not None:
-                decoded = self.signals.decode(can_id, flags, data)
-                cells.append(Text(decoded.text()) if decoded is not None else "")
-            table.add_row(*cells)
+            table.add_row(ident, flag_names(flags), str(len(data)), f"{count:,}",
+                          f"{rate:,.1f}", f"{count / elapsed if elapsed > 0 else 0.0:,.1f}",
+                          data.hex(" ").upper())
+            if self.signals is not None:  # the last frame decoded, beneath its bytes
+                for line in self._decoded_lines(can_id, flags, data):
+                    table.add_row("", "", "", "", "", "", line)
         return Group(summary, table)
+
+
+    def _decoded_lines(self, can_id, flags, data):
+        from rich.text import Text
+
+        from .dbc import signal_texts
+
+        decoded = self.signals.decode(can_id, flags, data)
+        if decoded is None:
+            return []
+        if decoded.error:
+            return [Text(f"{decoded.name} !{decoded.error}", style="red")]
+        return [Text(decoded.name, style="bold")] + [f"  {text}" for text in signal_texts(decoded)]
 
 
 def _id_colour(key):
