@@ -478,7 +478,7 @@ class Monitor:
 
     def _page_rows(self):
         height = self.console.size.height if self.console is not None else 40
-        return height - 4  # title, header, footer, and one line of margin
+        return height - 5  # title, status, header, footer, and one line of margin
 
     def render(self, now=None):
         """The whole screen: title bar, the visible part of the table, the key help."""
@@ -490,7 +490,7 @@ class Monitor:
         views = self._frozen if self.paused and self._frozen is not None else self.snapshot()
         views = self.visible(list(views))
         lines_free = max(1, self._page_rows())
-        self.offset = max(0, min(self.offset, len(views) - 1))
+        self.offset = max(0, min(self.offset, len(views) - lines_free))  # no empty last page
         several_channels = len(self._channels) > 1
 
         table = Table(box=None, padding=(0, 1), pad_edge=False, expand=False,
@@ -544,13 +544,14 @@ class Monitor:
             title.append(f"  filter: {self.filter_text}", style="bold cyan")
             if self.editing_filter:
                 title.append("▏ (Enter keeps it, Esc clears)", style="cyan")
-        if self.status:
-            title.append(f"  {self.status}", style="yellow")
         first = self.offset + 1 if views else 0
         footer = Text(f" {KEYS_HELP}    rows {first:,}-{self.offset + rows_shown:,} of "
                       f"{len(views):,}", style="dim")
-        title.truncate(self.console.size.width if self.console else 200, overflow="ellipsis")
-        return Group(title, table, footer)
+        width = self.console.size.width if self.console else 200
+        title.truncate(width, overflow="ellipsis")
+        status = Text(f" {self.status}", style="yellow", no_wrap=True, overflow="ellipsis")
+        status.truncate(width, overflow="ellipsis")
+        return Group(title, status, table, footer)
 
     # ---- the terminal ----
 
