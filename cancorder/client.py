@@ -158,6 +158,7 @@ class Dump:
         self.received = 0  # frames decoded (before --filter)
         self.shown = 0  # frames that passed --filter and --count
         self.reason = None  # why it stopped, for the summary line
+        self.ended = False  # the stream ended by itself (not --count, --duration, a signal)
         self._deadline = None
         self._signal = None
         self._wake_r = self._wake_w = None
@@ -182,7 +183,7 @@ class Dump:
                     else:
                         self._connect_and_receive()
                     hold = getattr(self.stats, "hold", None)
-                    if hold is not None and self._signal is None:
+                    if hold is not None and self.ended and self._signal is None:
                         # the monitor: the stream ended, but the table stays until q
                         hold(self.reason or "the stream ended", lambda: self._signal is not None)
                     failed = False
@@ -245,6 +246,7 @@ class Dump:
                 if not clean:  # a crash or a network failure, not an end: exit non-zero
                     raise ConnectError(f"{lost} (--reconnect keeps trying)")
                 self.reason = lost
+                self.ended = True
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
             if self._wait(delay):
@@ -266,6 +268,7 @@ class Dump:
 
         if not log.play(deliver, self._wait):
             self.reason = f"end of {log}"
+            self.ended = True
         if log.skipped:
             self.reporter.info(f"{log.skipped:,} remote or error frames in {log} skipped (the "
                                "ECUconnect format carries neither)")

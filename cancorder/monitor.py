@@ -496,15 +496,12 @@ class Monitor:
         table = Table(box=None, padding=(0, 1), pad_edge=False, expand=False,
                       header_style="bold reverse")
         if several_channels:
-            table.add_column("Chan", no_wrap=True)
-        table.add_column("ID", no_wrap=True)
-        table.add_column("Flags", no_wrap=True)
-        table.add_column("Count", justify="right", no_wrap=True)
-        table.add_column("Rate/s", justify="right", no_wrap=True)
-        table.add_column("Period ms", justify="right", no_wrap=True)
-        table.add_column("Jitter ms", justify="right", no_wrap=True)
-        table.add_column("Len", justify="right", no_wrap=True)
-        table.add_column("Data", no_wrap=True, overflow="ellipsis")
+            table.add_column("Chan", no_wrap=True, min_width=4)
+        for header, width in (("ID", 8), ("Flags", 5), ("Count", 7), ("Rate/s", 7),
+                              ("Period ms", 9), ("Jitter ms", 9), ("Len", 3)):
+            table.add_column(header, justify="left" if header in ("ID", "Flags") else "right",
+                             no_wrap=True, min_width=width)
+        table.add_column("Data", no_wrap=True, overflow="ellipsis", min_width=23)
         if self.signals is not None:
             table.add_column("Message / signals", no_wrap=True, overflow="ellipsis")
 
