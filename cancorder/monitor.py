@@ -14,6 +14,7 @@ Frames are the wire decoder's tuples ``(timestamp_us, can_id, flags, data)``; ``
 takes ``(timestamp_us, can_id, flags, data, channel)`` from sources with several channels
 (a log file with channels, several loggers); ``feed`` takes any iterator of either.
 """
+import logging
 import math
 import os
 import select
@@ -117,7 +118,8 @@ class Monitor:
     """
 
     def __init__(self, console=None, signals=None, title="", on_quit=None,
-                 keys=sys.stdin, refresh_interval=REFRESH_INTERVAL, clock=time.monotonic):
+                 keys=sys.stdin, refresh_interval=REFRESH_INTERVAL, clock=time.monotonic,
+                 capture_log=True):
         self.console = console
         self.signals = signals  # dbc.SignalDecoder or None
         self.title = title
@@ -126,7 +128,8 @@ class Monitor:
         self.refresh_interval = refresh_interval
         self.clock = clock
         self.quit_requested = threading.Event()
-        self.after_stop = None  # called once the terminal is back (ScreenReporter.flush)
+        self.capture_log = capture_log  # the cancorder log to the status line while shown
+        self._log = None
         self.total = 0
         self.status = ""  # the last log line or state worth saying (shown in the title bar)
         self.sort = SORTS[0]
@@ -228,19 +231,24 @@ class Monitor:
             self.console = Console(highlight=False)
         if self.keys is not None:
             self._cbreak()
+        if self.capture_log:
+            self._log = ScreenLog(self)
+            self._log.install()
         self._live = Live(self.render(), console=self.console, screen=True, auto_refresh=False,
                           redirect_stdout=False, redirect_stderr=False)
         try:
             self._live.start()
         except BaseException:
             self._restore_tty()
+            self._release_log()
             raise
         self._thread = threading.Thread(target=self._ui, name="monitor", daemon=True)
         self._thread.start()
 
-    @property
-    def on_screen(self):
-        return self._live is not None
+    def _release_log(self):
+        if self._log is not None:
+            log, self._log = self._log, None
+            log.uninstall()
 
     def stop(self):
         """Give the terminal back (main screen, cursor, echo), whatever happened."""
@@ -255,8 +263,7 @@ class Monitor:
                 self._live = None
         finally:
             self._restore_tty()
-            if self.after_stop is not None:
-                self.after_stop()
+            self._release_log()
             for fd in (self._wake_r, self._wake_w):
                 try:
                     os.close(fd)
@@ -669,53 +676,42 @@ def _signal_lines(decoded):
     return ["  " + text for text in signal_texts(decoded)]
 
 
-class ScreenReporter:
-    """The dump client's reporter while the monitor owns the screen: each line goes to the
-    title bar (a line printed under a full-screen view would tear it), and every line is printed
-    for real once the screen is given back, so nothing said is lost."""
+class ScreenLog(logging.Handler):
+    """While the monitor owns the screen, the ``cancorder`` log lines go to its status line (a
+    line printed under a full-screen view would tear it) and are kept; once the screen is given
+    back, the handlers the CLI installed are put back and print every kept line, with the time
+    it was logged. The replaced handlers' filters (the shared rate limit) apply meanwhile."""
 
-    def __init__(self, reporter, monitor):
-        self.reporter = reporter
+    def __init__(self, monitor, logger_name="cancorder"):
+        super().__init__()
         self.monitor = monitor
-        self.debug_enabled = reporter.debug_enabled
+        self.logger = logging.getLogger(logger_name)
         self.held = []
-        self._once = set()
-        self._lock = threading.Lock()
+        self._replaced = []
 
-    def log(self, level, text):
-        if level == "debug" and not self.debug_enabled:
-            return
-        if self.monitor.on_screen:
-            self.monitor.note(text if level == "info" else f"{level}: {text}")
-            with self._lock:
-                self.held.append((level, text))
-        else:
-            self.flush()
-            self.reporter.log(level, text)
+    def install(self):
+        self._replaced = list(self.logger.handlers)
+        for handler in self._replaced:
+            for log_filter in handler.filters:
+                self.addFilter(log_filter)
+            self.logger.removeHandler(handler)
+        self.logger.addHandler(self)
 
-    def info(self, text):
-        self.log("info", text)
+    def emit(self, record):
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        self.monitor.note(text)
+        self.held.append(record)
 
-    def warning(self, text):
-        self.log("warning", text)
-
-    def debug(self, text):
-        self.log("debug", text)
-
-    def once(self, key, level, text):
-        with self._lock:
-            if key in self._once:
-                return
-            self._once.add(key)
-        self.log(level, text)
-
-    def forget(self, key):
-        with self._lock:
-            self._once.discard(key)
-
-    def flush(self):
-        """Print what was said while the screen was the monitor's."""
-        with self._lock:
-            held, self.held = self.held, []
-        for level, text in held:
-            self.reporter.log(level, text)
+    def uninstall(self):
+        """Put the real handlers back and print what was held (their filters already ran)."""
+        self.logger.removeHandler(self)
+        for handler in self._replaced:
+            self.logger.addHandler(handler)
+        held, self.held = self.held, []
+        for record in held:
+            for handler in self._replaced:
+                if record.levelno >= handler.level:
+                    handler.emit(record)
+        self._replaced = []
