@@ -36,6 +36,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.dump_rate import paced  # noqa: E402
 from cancorder._fast import wire  # noqa: E402
 
 BATCH_EVERY = 0.01
@@ -122,10 +123,7 @@ def run_case(args, view, batches, total):
         cpu_start = None
         refreshes, shown_rates = [], []
         next_sample = start + 2.0
-        for index, records in enumerate(batches):
-            delay = start + index * BATCH_EVERY - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+        for records in paced(batches, BATCH_EVERY):
             conn.sendall(records)
             now = time.perf_counter()
             if now >= next_sample:
