@@ -131,7 +131,7 @@ class Monitor:
         self.capture_log = capture_log  # the cancorder log to the status line while shown
         self._log = None
         self.total = 0
-        self.status = ""  # the last log line or state worth saying (shown in the title bar)
+        self.status = ""  # the last log line or state worth saying (the line under the title)
         self.sort = SORTS[0]
         self.filter_text = ""
         self.editing_filter = False
@@ -149,7 +149,8 @@ class Monitor:
         self._thread = None
         self._stopping = threading.Event()
         self._saved_tty = None
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r = self._wake_w = -1  # a pipe while started: wakes the UI thread
+        self.error = None  # what broke the UI thread, if anything did (the caller reports it)
 
     # ---- frames in (any thread) ----
 
@@ -229,6 +230,7 @@ class Monitor:
 
         if self.console is None:
             self.console = Console(highlight=False)
+        self._wake_r, self._wake_w = os.pipe()
         if self.keys is not None:
             self._cbreak()
         if self.capture_log:
@@ -242,7 +244,7 @@ class Monitor:
             self._restore_tty()
             self._release_log()
             raise
-        self._thread = threading.Thread(target=self._ui, name="monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run_ui, name="monitor", daemon=True)
         self._thread.start()
 
     def _release_log(self):
@@ -284,7 +286,7 @@ class Monitor:
                 return
 
     def note(self, text):
-        """A log line while the screen is ours: shown in the title bar."""
+        """A log line while the screen is ours: shown under the title."""
         self.status = text
         self._wake()
 
@@ -293,6 +295,15 @@ class Monitor:
             os.write(self._wake_w, b"\0")
         except OSError:
             pass
+
+    def _run_ui(self):
+        try:
+            self._ui()
+        except Exception as exc:  # a bug here must end the run visibly, not freeze the screen
+            self.error = exc
+            self.quit_requested.set()
+            if self.on_quit is not None:
+                self.on_quit()
 
     def _ui(self):
         fd = self.keys.fileno() if self.keys is not None else None

@@ -96,9 +96,15 @@ def _do_dump(args):
     dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
-    if args.monitor:
-        stats.on_quit = lambda: dump.stop("q pressed")
-    return dump.run()
+    if not args.monitor:
+        return dump.run()
+    stats.on_quit = lambda: dump.stop("q pressed")
+    code = dump.run()
+    if stats.error is not None:
+        from ..errors import CancorderError
+
+        raise CancorderError(f"the monitor failed: {stats.error!r}") from stats.error
+    return code
 
 
 def _target(args, reporter):
