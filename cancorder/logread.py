@@ -67,10 +67,10 @@ class LogFile:
 
         try:
             reader = can.LogReader(self.path)
-        except (ValueError, ImportError) as exc:
-            raise UsageError(f"{self.path}: cannot read it: {exc}") from None
         except OSError as exc:
             raise UsageError(f"{self.path}: {exc.strerror or exc}") from None
+        except Exception as exc:  # python-can's readers raise their own kinds (BLFParseError...)
+            raise UsageError(f"{self.path}: cannot read it: {_reason(exc)}") from None
         try:
             for message in reader:
                 frame = message_to_frame(message)
@@ -78,9 +78,9 @@ class LogFile:
                     self.skipped += 1
                     continue
                 yield frame
-        except (ValueError, IndexError, KeyError, TypeError, EOFError) as exc:
+        except Exception as exc:  # a damaged file: what came before it was handed on
             raise CancorderError(f"{self.path}: unreadable after the frames shown: "
-                                 f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+                                 f"{_reason(exc)}") from None
         finally:
             stop = getattr(reader, "stop", None)
             if stop is not None:
@@ -121,3 +121,8 @@ class LogFile:
             if deliver(frames, channel):
                 return True
         return False
+
+
+def _reason(exc):
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -385,3 +385,19 @@ def test_channels_get_their_own_rows():
     text = screen_text(monitor)
     assert "Chan" in text and len(monitor.snapshot()) == 3
     assert "00000100" in text and "EXT" in text
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("missing.blf", None, r"missing\.blf: no such log file"),
+    ("notes.xyz", "hello", r"notes\.xyz: python-can cannot read this kind of log"),
+    ("broken.blf", "not a BLF file at all" * 10, r"broken\.blf: cannot read it: \w+"),
+])
+def test_a_log_file_target_that_cannot_be_read_is_one_line(tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    run = subprocess.run([sys.executable, "-m", "cancorder", "dump", str(path)], cwd=ROOT,
+                         env=cancorder_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(expected, lines[0]), lines
