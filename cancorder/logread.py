@@ -48,6 +48,7 @@ class LogFile:
         self.realtime = realtime
         self.skipped = 0  # remote and error frames
         self.label = path
+        self._reader = None  # opened by check()
 
     def __str__(self):
         return self.path
@@ -60,17 +61,21 @@ class LogFile:
         if not _log_name(self.path).endswith(SUFFIXES):
             raise UsageError(f"{self.path}: python-can cannot read this kind of log (it reads "
                              f"{' '.join(SUFFIXES)}, also gzipped)")
+        self._reader = self._open()  # a file that is no log fails here, before any screen
 
-    def frames(self):
-        """Every data frame in the file, in file order."""
+    def _open(self):
         import can
 
         try:
-            reader = can.LogReader(self.path)
+            return can.LogReader(self.path)
         except OSError as exc:
             raise UsageError(f"{self.path}: {exc.strerror or exc}") from None
         except Exception as exc:  # python-can's readers raise their own kinds (BLFParseError...)
             raise UsageError(f"{self.path}: cannot read it: {_reason(exc)}") from None
+
+    def frames(self):
+        """Every data frame in the file, in file order."""
+        reader, self._reader = self._reader or self._open(), None
         try:
             for message in reader:
                 frame = message_to_frame(message)
