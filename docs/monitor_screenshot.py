@@ -28,12 +28,11 @@ SECONDS = 6.0
 def frames():
     """(timestamp_us, can_id, flags, data), in time order, for SECONDS."""
     out = []
-    for t_us, kind, message in timeline(SimulationConfig(seed=7, blocks=40)):
+    for t_us, kind, value in timeline(SimulationConfig(seed=7, blocks=40)):
         if t_us > SECONDS * 1e6:
             break
-        if kind == FRAME:
-            flags = wire.FLAG_EXT if message.is_extended_id else 0
-            out.append((t_us, message.arbitration_id, flags, bytes(message.data)))
+        if kind == FRAME:  # (can_id, flags, data)
+            out.append((t_us, value[0], value[1], bytes(value[2])))
     for tick in range(int(SECONDS * 100)):  # EEC1 at 100 Hz from 00, at 20 Hz from 17
         rpm = int((900 + 600 * (tick % 300) / 300) / 0.125)
         data = bytes((0xF0, 0x7D, 125 + tick % 40, rpm & 0xFF, rpm >> 8, 0xFF, 0xFF, 0xFF))
