@@ -221,6 +221,41 @@ def test_monitor_decodes_with_a_dbc(fake_loggers, tmux_session, tmp_path):  # no
     assert wait_status(tmp_path) == 0
 
 
+DIM = re.compile(r"\x1b\[(?:[0-9]+;)*2(?:;[0-9]+)*m")  # an SGR sequence that turns on dim
+
+
+def test_changed_bytes_light_up_and_silent_rows_dim(fake_loggers, tmux_session, tmp_path):  # noqa: F811
+    """On the real screen (tmux keeps the colours with capture-pane -e): the byte that keeps
+    changing is drawn black on yellow, the others plain; a row that went silent is dim."""
+    fake = fake_loggers(records([(0x200, 0, b"\x55\x66")]), close=False)
+    session = tmux_session(monitor_command(tmp_path, fake.target))
+    session.wait_for(lambda s: "200" in rows(s), what="row 200")
+    deadline = time.monotonic() + 30
+    counter = 0
+    coloured = ""
+    while time.monotonic() < deadline:
+        counter += 1
+        fake.send(wire.pack_frame(counter * 100_000, 0x100, 0, bytes((0x11, counter & 0xFF,
+                                                                       0x33))))
+        time.sleep(0.1)
+        if counter < 30:  # 3 s: the 200 row is past the 2 s that make a row stale
+            continue
+        coloured = session.tmux("capture-pane", "-p", "-e", "-t", session.name).stdout
+        line_100 = next((line for line in coloured.splitlines() if "100" in line[:20]), "")
+        line_200 = next((line for line in coloured.splitlines() if "200" in line[:20]), "")
+        hot = re.search(r"\x1b\[[0-9;]*43m([0-9A-F]{2})", line_100)  # yellow background
+        if hot and DIM.search(line_200):
+            break
+    else:
+        raise AssertionError("no highlighted byte or no dim row; the screen:\n" + coloured)
+    plain_100 = re.sub(r"\x1b\[[0-9;]*m", "", line_100)
+    assert plain_100.rstrip().endswith(f"11 {hot.group(1)} 33"), plain_100  # byte 1 is lit
+    assert len(re.findall(r"43m", line_100)) == 1  # and only it
+    assert not DIM.search(line_100)  # the live row is not dim
+    session.keys("q")
+    assert wait_status(tmp_path) == 0
+
+
 def test_monitor_replays_a_log_file_with_channels(tmux_session, tmp_path):
     path = tmp_path / "two.asc"
     with can.ASCWriter(str(path)) as writer:
