@@ -125,7 +125,8 @@ def _read(path):
 def test_monitor_against_mock_uds(cancorder_process, tmux_session, tmp_path):
     server = cancorder_process("mock-uds", "--no-zeroconf", "--bind", "127.0.0.1", "--async")
     port = server.port()
-    session = tmux_session(monitor_command(tmp_path, f"127.0.0.1:{port}"))
+    recording = tmp_path / "session.blf"
+    session = tmux_session(monitor_command(tmp_path, f"127.0.0.1:{port}", "-o", recording))
     first = session.wait_for(lambda s: (lambda r: r if {"7DF", "7E0", "7E8"} <= set(r)
                                         else None)(rows(s)), what="rows 7DF, 7E0, 7E8")
     screen = session.screen()
@@ -154,6 +155,12 @@ def test_monitor_against_mock_uds(cancorder_process, tmux_session, tmp_path):
     stderr = _read(tmp_path / "stderr")
     assert "stopped: q pressed" in stderr and "connected to" in stderr, stderr
     assert "Traceback" not in stderr
+    # -o recorded every frame counted, and the file is whole
+    counted = int(re.search(r"([\d,]+) frames; stopped", stderr).group(1).replace(",", ""))
+    with can.LogReader(str(recording)) as reader:
+        recorded = list(reader)
+    assert len(recorded) == counted > 0
+    assert {m.arbitration_id for m in recorded} >= {0x7DF, 0x7E0, 0x7E8}
 
 
 def test_monitor_keys_sort_filter_clear(cancorder_process, tmux_session, tmp_path):
