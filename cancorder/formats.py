@@ -253,7 +253,7 @@ class StatsTable:
 
     def __init__(self, console=None, interval=0.5, signals=None):
         self.console = console
-        self.signals = signals  # dbc.SignalDecoder: a Message column and the last signals
+        self.signals = signals  # dbc.SignalDecoder: the last frame's signals beneath each id
         self.interval = interval
         self.total = 0
         self._rows = {}  # id key -> [count, count at the last redraw, frames/s, last frame]
@@ -276,6 +276,7 @@ class StatsTable:
         self._live.start()
 
     def add(self, frames, channel=None):
+        """Count a batch (one row per id: channels are not told apart here)."""
         rows = self._rows
         for frame in frames:
             key = frame[1] | (0x80000000 if frame[2] & FLAG_EXT else 0)
@@ -337,7 +338,6 @@ class StatsTable:
                     table.add_row("", "", "", "", "", "", line)
         return Group(summary, table)
 
-
     def _decoded_lines(self, can_id, flags, data):
         from rich.text import Text
 
@@ -348,7 +348,8 @@ class StatsTable:
             return []
         if decoded.error:
             return [Text(f"{decoded.name} !{decoded.error}", style="red")]
-        return [Text(decoded.name, style="bold")] + [f"  {text}" for text in signal_texts(decoded)]
+        return [Text(decoded.name, style="bold")] + [f"  {text}"
+                                                     for text in signal_texts(decoded)]
 
 
 def _id_colour(key):
