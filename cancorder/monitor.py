@@ -26,7 +26,7 @@ from ._fast import wire
 from .errors import UsageError
 
 FLAG_EXT = wire.FLAG_EXT
-REFRESH_INTERVAL = 0.2  # 5 screens a second: the issue asks for at least 4 under load
+REFRESH_INTERVAL = 0.2  # 5 screens a second, so that a loaded machine still gets 4
 RATE_WINDOW = 1.0  # frames/s per row is measured over about this long
 CHANGED_FOR = 1.0  # a byte that changed within this many seconds is highlighted
 ADD_CHUNK = 4096  # frames counted per hold of the lock
@@ -376,10 +376,7 @@ class Monitor:
     def _stamp_row(row, now):
         diff, row.diff = row.diff, 0
         changed_at = row.changed_at
-        if len(changed_at) != len(row.data):
-            row.changed_at = [now] * len(row.data)
-            return
-        if diff < 0:
+        if diff < 0 or len(changed_at) != len(row.data):  # a new length: all bytes are new
             row.changed_at = [now] * len(row.data)
             return
         index = 0
