@@ -57,10 +57,11 @@ class Row:
     """One id on one channel. ``diff`` collects the bits that changed since the last refresh
     (byte i is bits 8i..8i+7); at a refresh they become per-byte change times."""
 
-    __slots__ = ("channel", "can_id", "flags", "data", "count", "last_us", "sum_period",
+    __slots__ = ("key", "channel", "can_id", "flags", "data", "count", "last_us", "sum_period",
                  "sum_period2", "seen", "changed", "diff", "changed_at", "counted", "rate")
 
-    def __init__(self, channel, can_id, flags, data, micros, now):
+    def __init__(self, key, channel, can_id, flags, data, micros, now):
+        self.key = (_channel_order(channel), key)  # the id order: channel, then 11/29-bit id
         self.channel = channel
         self.can_id = can_id
         self.flags = flags
@@ -83,8 +84,8 @@ class View:
     __slots__ = ("key", "channel", "can_id", "flags", "data", "count", "rate", "period",
                  "jitter", "seen", "changed", "changed_at", "name")
 
-    def __init__(self, key, row, name):
-        self.key = key
+    def __init__(self, row, name):
+        self.key = row.key
         self.channel = row.channel
         self.can_id = row.can_id
         self.flags = row.flags
@@ -105,7 +106,12 @@ class View:
         self.name = name
 
     def ident(self):
-        return f"{self.can_id:08X}" if self.flags & FLAG_EXT else f"{self.can_id:03X}"
+        return _ident(self)
+
+
+def _ident(row):
+    """The id as written: 3 hex digits for 11-bit, 8 for 29-bit (a Row or a View)."""
+    return f"{row.can_id:08X}" if row.flags & FLAG_EXT else f"{row.can_id:03X}"
 
 
 class Monitor:
@@ -174,7 +180,7 @@ class Monitor:
                 key = can_id | _EXT_BIT if flags & FLAG_EXT else can_id
                 row = rows.get(key)
                 if row is None:
-                    rows[key] = Row(channel, can_id, flags, data, micros, now)
+                    rows[key] = Row(key, channel, can_id, flags, data, micros, now)
                     continue
                 period = micros - row.last_us
                 row.sum_period += period
@@ -478,28 +484,46 @@ class Monitor:
     # ---- what is shown ----
 
     def snapshot(self):
-        """Views of every row, taken under the lock."""
-        name_for = self.signals.name_for if self.signals is not None else None
+        """Views of every row, taken under the lock (what a pause freezes)."""
         with self._lock:
-            return [View((_channel_order(channel), key), row,
-                         name_for(row.can_id, row.flags) if name_for else None)
-                    for channel, rows in self._tables.items() for key, row in rows.items()]
+            return [self._view(row) for row in self._all_rows()]
 
-    def visible(self, views):
-        """Filter and sort ``views`` as the keys asked."""
+    def _view(self, row):
+        return View(row, self._name(row))
+
+    def _name(self, row):
+        return self.signals.name_for(row.can_id, row.flags) if self.signals is not None else None
+
+    def visible(self, rows):
+        """Filter and sort ``rows`` (Rows or Views) as the keys asked; a new list."""
         wanted = self.filter_text.strip().lower()
         if wanted:
-            views = [view for view in views
-                     if wanted in view.ident().lower()
-                     or (view.name is not None and wanted in view.name.lower())
-                     or (view.channel is not None and wanted == str(view.channel).lower())]
-        if self.sort == "rate":
-            views.sort(key=lambda view: (-view.rate, view.key))
-        elif self.sort == "last change":
-            views.sort(key=lambda view: (-view.changed, view.key))
+            rows = [row for row in rows
+                    if wanted in _ident(row).lower()
+                    or wanted in (self._name(row) or "").lower()
+                    or (row.channel is not None and wanted == str(row.channel).lower())]
         else:
-            views.sort(key=lambda view: view.key)
-        return views
+            rows = list(rows)
+        if self.sort == "rate":
+            rows.sort(key=lambda row: (-row.rate, row.key))
+        elif self.sort == "last change":
+            rows.sort(key=lambda row: (-row.changed, row.key))
+        else:
+            rows.sort(key=lambda row: row.key)
+        return rows
+
+    def _page(self, lines_free):
+        """(Views of the rows from ``offset`` that can fit, how many rows pass the filter).
+        Live, the rows are sorted under the lock and only that page is copied into Views."""
+        if self.paused and self._frozen is not None:
+            ordered = self.visible(self._frozen)
+            self.offset = max(0, min(self.offset, len(ordered) - lines_free))
+            return ordered[self.offset:self.offset + lines_free], len(ordered)
+        with self._lock:
+            ordered = self.visible(self._all_rows())
+            self.offset = max(0, min(self.offset, len(ordered) - lines_free))
+            return ([self._view(row) for row in ordered[self.offset:self.offset + lines_free]],
+                    len(ordered))
 
     def _page_rows(self):
         height = self.console.size.height if self.console is not None else 40
@@ -514,13 +538,10 @@ class Monitor:
         from rich.text import Text
 
         now = self.clock() if now is None else now
-        views = self._frozen if self.paused and self._frozen is not None else self.snapshot()
-        views = self.visible(list(views))
         lines_free = max(1, self._page_rows())
-        self.offset = max(0, min(self.offset, len(views) - lines_free))  # no empty last page
+        candidates, matching = self._page(lines_free)  # no empty last page: offset clamped
         with self._lock:
             several_channels = len(self._tables) > 1
-        candidates = views[self.offset:self.offset + lines_free]
         data_width = max([3 * len(view.data) - 1 for view in candidates] + [len("Data")])
         columns = _COLUMNS if not several_channels else (("Chan", 6, "<"),) + _COLUMNS
         header = "".join(f"{name:{align}{width}} " for name, width, align in columns)
@@ -564,7 +585,7 @@ class Monitor:
         title = Text(no_wrap=True, overflow="ellipsis")
         title.append(" cancorder monitor ", style="bold reverse")
         title.append(f" {self.title}  " if self.title else "  ")
-        title.append(f"{self.total:,} frames  {self.total_rate:,.0f}/s  {len(views):,} ids  "
+        title.append(f"{self.total:,} frames  {self.total_rate:,.0f}/s  {matching:,} ids  "
                      f"sort: {self.sort}  refresh {self.refresh_rate:.1f}/s")
         if self.paused:
             title.append("  PAUSED", style="bold yellow reverse")
@@ -573,9 +594,9 @@ class Monitor:
             if self.editing_filter:
                 title.append("▏ (Enter keeps it, Esc clears)", style="cyan")
         status = Text(f" {self.status}", style="yellow", no_wrap=True, overflow="ellipsis")
-        first = self.offset + 1 if views else 0
+        first = self.offset + 1 if matching else 0
         footer = Text(f" {KEYS_HELP}    rows {first:,}-{self.offset + rows_shown:,} of "
-                      f"{len(views):,}", style="dim", no_wrap=True, overflow="ellipsis")
+                      f"{matching:,}", style="dim", no_wrap=True, overflow="ellipsis")
         return Group(title, status, *lines, footer)
 
     # ---- the terminal ----
