@@ -51,3 +51,15 @@ class WireFormatError(CancorderError):
         shown = " ".join(f"{b:02x}" for b in self.data[:32])
         super().__init__(f"malformed stream at byte {offset}: {reason}"
                          + (f" (bytes: {shown})" if shown else ""))
+
+
+class PayloadError(CancorderError):
+    """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
+
+
+class MqttError(CancorderError):
+    """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
+
+
+class SpoolError(CancorderError):
+    """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
