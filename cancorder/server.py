@@ -39,6 +39,7 @@ class ServerOptions:
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
+    mqtt: object = None  # mqtt.publisher.MqttOptions: publish every batch (--mqtt)
 
 
 def open_listeners(bind=None, port=None):
@@ -156,6 +157,7 @@ class Server:
         self._stop = threading.Event()
         self._stop_reason = None
         self._printer = None
+        self.sinks = []
         self.frames_in = 0
 
     # ---- lifecycle ----
@@ -190,6 +192,7 @@ class Server:
 
                     self._printer = FramePrinter(sys.stdout)
                     self._printer.start()
+                self._start_sinks(bound)
                 pump = threading.Thread(target=self._pump, name="source", daemon=True)
                 pump.start()
                 self._wait_and_report()
@@ -214,6 +217,8 @@ class Server:
         self.source.close()
         if self._printer is not None:
             self._printer.stop()
+        for sink in self.sinks:
+            sink.close(opts.drain_timeout)
 
     def stop(self, reason="stopped"):
         """Ask the server to shut down (thread-safe; signal handlers call it)."""
@@ -244,11 +249,34 @@ class Server:
                                  "(run with --no-zeroconf to serve without it)") from exc
         self.reporter.info(f"advertised as '{self.advertiser.name}' ({', '.join(self.advertiser.addresses)})")
 
+    def _start_sinks(self, bound):
+        """The consumers of records besides the clients (the MQTT publisher)."""
+        import types
+
+        from .discovery import short_hostname
+
+        if self.options.mqtt is None:
+            return
+        from .mqtt.publisher import MqttPublisher
+
+        txt = {"system": short_hostname(), "process": self.options.process}
+        txt.update(self.source.txt())
+        txt.update(self.extra_txt)
+        txt["port"] = str(self.port)
+        bus = types.SimpleNamespace(name=txt.get("channel"), channel=txt.get("channel"),
+                                    interface=txt.get("interface"), bitrate=txt.get("bitrate"),
+                                    port=self.port, txt=txt, source=self.source,
+                                    log=_ReporterLog(self.reporter))
+        publisher = MqttPublisher.from_options(self.options.mqtt)
+        publisher.start(bus)
+        self.sinks.append(publisher)
+
     def _pump(self):
         """The source thread: read, pack, submit; reopen with backoff when the adapter fails."""
         source = self.source
         submit = self.broadcaster.submit
         printer = self._printer
+        sinks = [sink.put for sink in self.sinks]
         rep = self.reporter
         try:
             while not self._stop.is_set():
@@ -265,6 +293,8 @@ class Server:
                     submit(records)
                     if printer is not None:
                         printer.put(records)
+                    for put in sinks:
+                        put(records)
         except SourceFinished:
             self.stop("source finished")
         except Exception as exc:  # a bug or an unexpected library error: stop cleanly
@@ -303,8 +333,9 @@ class Server:
             b = self.broadcaster
             skipped = f", {self._printer.skipped} batches not printed" \
                 if self._printer is not None and self._printer.skipped else ""
+            sinks = "".join(f"; {sink.summary()}" for sink in self.sinks)
             self.reporter.info(f"{rate:,.0f} frames/s, {frames:,} in all, {b.client_count} "
-                               f"clients, {b.clients_dropped_lag} dropped for lag{skipped}")
+                               f"clients, {b.clients_dropped_lag} dropped for lag{skipped}{sinks}")
 
     def _print_totals(self):
         c = self.source.counters()
@@ -317,3 +348,21 @@ class Server:
             f"{c['remote']:,}, error {c['error']:,}, invalid {c['invalid']:,}{extra}; "
             f"clients served {b.clients_accepted}, dropped for lag {b.clients_dropped_lag}, "
             f"bytes sent {b.bytes_sent:,}")
+        for sink in self.sinks:
+            self.reporter.info(sink.summary())
+
+
+class _ReporterLog:
+    """The logging calls a sink makes, on the Reporter (until logging is the standard module)."""
+
+    def __init__(self, reporter):
+        self._reporter = reporter
+
+    def info(self, text):
+        self._reporter.info(text)
+
+    def warning(self, text):
+        self._reporter.warning(text)
+
+    def error(self, text):
+        self._reporter.log("error", text)

@@ -10,7 +10,9 @@ def add_subparser(subparsers, common):
                     "target, look for loggers on the network over Zeroconf and connect when "
                     "exactly one answers.")
     parser.add_argument("target", nargs="?", metavar="HOST[:PORT]",
-                        help="the logger (default port 42420); leave out to browse Zeroconf")
+                        help="the logger (default port 42420); leave out to browse Zeroconf; "
+                             "or mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe to loggers "
+                             "publishing to a broker (MQTT wildcards allowed: cancorder/+/+)")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
     parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
@@ -42,6 +44,7 @@ def add_subparser(subparsers, common):
                              "with backoff")
     parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default: 5)")
+    sa.add_mqtt_login_arguments(parser.add_argument_group("MQTT (with an mqtt:// target)"))
     parser.set_defaults(func=_do_dump)
 
 
@@ -58,20 +61,27 @@ def _do_dump(args):
                                                 "leave out the target")
     for path in args.output:
         check_output_path(path)  # before browsing or connecting
+    mqtt = args.target and args.target.startswith(("mqtt://", "mqtts://"))
+    settings = sa.mqtt_settings(args, args.target, subscribe=True) if mqtt else None
     reporter = sa.make_reporter(args)
     if args.browse:
         return _print_browse(args.browse_time, sys.stdout)
-    target = parse_target(args.target) if args.target else _browse_one(args.browse_time,
-                                                                       reporter)
+    if not mqtt:
+        target = parse_target(args.target) if args.target else _browse_one(args.browse_time,
+                                                                           reporter)
     screen = Console(highlight=False)
     stats = StatsTable(screen) if args.stats else None
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour)
     recording = Recording(args.output, args.channel)  # opened once connected
-    dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
-                stats=stats, filters=args.filters, count=args.count, duration=args.duration,
-                reconnect=args.reconnect, timeout=args.timeout)
-    return dump.run()
+    options = dict(formatter=formatter, out=sys.stdout, recording=recording, stats=stats,
+                   filters=args.filters, count=args.count, duration=args.duration,
+                   reconnect=args.reconnect, timeout=args.timeout)
+    if mqtt:
+        from ..mqtt.dump import MqttDump
+
+        return MqttDump(settings, reporter, **options).run()
+    return Dump(target, reporter, **options).run()
 
 
 def _browse(seconds):

@@ -12,6 +12,7 @@ for any of this: ``put`` only appends to a queue (bounded: beyond it, frames are
 dropped, and said once).
 """
 import collections
+import dataclasses
 import json
 import os
 import select
@@ -34,7 +35,20 @@ DROP_LOG_INTERVAL = 5.0
 DEFAULT_SPOOL_SIZE = 1 << 30
 
 
+@dataclasses.dataclass
+class MqttOptions:
+    """``--mqtt URL`` and its spool (one bus's publishing)."""
+
+    settings: object  # connection.MqttSettings
+    spool_dir: str = None
+    spool_size: int = DEFAULT_SPOOL_SIZE
+
+
 class MqttPublisher:
+    @classmethod
+    def from_options(cls, options):
+        return cls(options.settings, spool_dir=options.spool_dir, spool_size=options.spool_size)
+
     def __init__(self, settings, spool_dir=None, spool_size=DEFAULT_SPOOL_SIZE, session=None,
                  batch_interval=BATCH_INTERVAL, batch_bytes=BATCH_BYTES):
         self.settings = settings
@@ -291,10 +305,12 @@ class MqttPublisher:
         self._backoff = BACKOFF_FIRST
         client.publish(self.status_topic, self._status(True), qos=1, retain=True)
         waiting = self._outbox.batches
-        again = "reconnected to" if self._last_problem else "publishing to"
+        if self._last_problem is None and self.published_batches == 0:
+            self._log.info(f"MQTT: publishing to {self.settings.where}/{self.topic}")
+        else:
+            self._log.info(f"MQTT: reconnected to {self.settings.where}/{self.topic}; "
+                           f"{waiting:,} waiting batches go first")
         self._last_problem = None
-        self._log.info(f"MQTT: {again} {self.settings.where}/{self.topic}"
-                       + (f"; {waiting:,} waiting batches go first" if waiting else ""))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         entry = self._by_mid.pop(mid, None)
