@@ -132,21 +132,21 @@ def parse_url(text, ca=None, cert=None, key=None, password_file=None, subscribe=
     $CANCORDER_MQTT_PASSWORD. Files are checked now: a typo fails before anything starts.
     """
     environ = os.environ if environ is None else environ
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme not in ("mqtt", "mqtts"):
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("mqtt", "mqtts"):
         raise UsageError(f"{_safe(text)}: expected an mqtt:// or mqtts:// URL, e.g. "
                          "mqtt://broker.example.com/cancorder/{system}/{channel}")
+    # everything after the host is the topic, # and ? included (MQTT URLs have no fragment)
+    netloc, _, topic = rest.partition("/")
+    parsed = urllib.parse.urlsplit("//" + netloc)
     try:
         host, port = parsed.hostname, parsed.port
     except ValueError:
         raise UsageError(f"{_safe(text)}: the port must be a number from 1 to 65535") from None
     if not host:
         raise UsageError(f"{_safe(text)}: the broker's host is missing")
-    tls = parsed.scheme == "mqtts"
-    topic = urllib.parse.unquote(parsed.path.lstrip("/"))
-    if parsed.query or parsed.fragment:
-        raise UsageError(f"{_safe(text)}: a topic cannot contain '?' or '#' as written; "
-                         "percent-encode it (%23 for the # wildcard)")
+    tls = scheme == "mqtts"
+    topic = urllib.parse.unquote(topic)
     if subscribe:
         if not topic:
             raise UsageError(f"{_safe(text)}: give the topic to subscribe to, e.g. "

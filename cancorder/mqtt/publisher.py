@@ -33,6 +33,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 DROP_LOG_INTERVAL = 5.0
 DEFAULT_SPOOL_SIZE = 1 << 30
+LOST = "lost the MQTT broker"
 
 
 @dataclasses.dataclass
@@ -84,7 +85,9 @@ class MqttPublisher:
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST
         self._problem = None
-        self._last_problem = None
+        self._last_problem = None  # said once; said again only after things worked again
+        self._refused = False  # the last problem was the broker refusing our topic
+        self._said = set()  # problems said since publishing last worked
         self._inflight = collections.deque()  # [mid, token, frames, acked]
         self._by_mid = {}
         self._drops_logged = (0, 0.0)
@@ -236,7 +239,7 @@ class MqttPublisher:
             token, data, frames = item
             info = client.publish(self.topic, data, qos=1)
             if info.rc != MQTT_ERR_SUCCESS:
-                self._fail(f"MQTT broker {self.settings.where}: publishing failed ({info.rc})")
+                self._fail(f"{LOST} {self.settings.where} (publishing failed: {info.rc})")
                 return
             entry = [info.mid, token, frames, False]
             self._inflight.append(entry)
@@ -275,7 +278,7 @@ class MqttPublisher:
         if rc == MQTT_ERR_SUCCESS:
             rc = client.loop_misc()
         if rc != MQTT_ERR_SUCCESS and self._problem is None:
-            self._problem = f"lost the MQTT broker {self.settings.where} (connection closed)"
+            self._problem = f"{LOST} {self.settings.where} (connection closed)"
         if self._problem is not None:
             self._fail(self._problem)
 
@@ -302,27 +305,35 @@ class MqttPublisher:
             self._problem = self.settings.refusal(reason_code)
             return
         self._connected = True
-        self._backoff = BACKOFF_FIRST
         client.publish(self.status_topic, self._status(True), qos=1, retain=True)
-        waiting = self._outbox.batches
         if self._last_problem is None and self.published_batches == 0:
             self._log.info(f"MQTT: publishing to {self.settings.where}/{self.topic}")
-        else:
-            self._log.info(f"MQTT: reconnected to {self.settings.where}/{self.topic}; "
-                           f"{waiting:,} waiting batches go first")
+        elif self._last_problem is not None and not self._refused:
+            self._recovered()
+        # after a refused publish, only an acknowledged batch shows that it works again
+
+    def _recovered(self):
+        self._log.info(f"MQTT: reconnected to {self.settings.where}/{self.topic}; "
+                       f"{self._outbox.batches:,} waiting batches go first")
         self._last_problem = None
+        self._said.clear()
+        self._refused = False
+        self._backoff = BACKOFF_FIRST
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         entry = self._by_mid.pop(mid, None)
         if entry is None:
             return  # the status message
         if reason_code is not None and reason_code.is_failure:
+            self._refused = True
             if self._problem is None:
                 self._problem = (f"MQTT broker {self.settings.where} refused to publish on "
                                  f"'{self.topic}': {reason_code} (check the broker's ACL for "
                                  "this user)")
             return
         entry[3] = True
+        if self._last_problem is not None:
+            self._recovered()
         inflight = self._inflight
         while inflight and inflight[0][3]:
             _, token, frames, _ = inflight.popleft()
@@ -332,17 +343,21 @@ class MqttPublisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self._problem is None:
-            self._problem = (f"lost the MQTT broker {self.settings.where} ({reason_code})"
+            self._problem = (f"{LOST} {self.settings.where} ({reason_code})"
                              if self._connected else self.settings.refusal(reason_code))
 
     def _fail(self, message):
         """Drop the connection; everything unacknowledged goes out again after a backoff."""
         self._drop_client()
         self._outbox.rewind()
-        if message != self._last_problem:
+        # each problem is said once until publishing works again; a dropped connection is
+        # only news when nothing else was wrong (it follows every refusal)
+        lost = message.startswith(LOST)
+        if message not in self._said and not (lost and self._said):
             self._log.warning(f"{message}; TCP serving goes on, batches wait in "
                               f"{self._outbox.where}, retrying with backoff")
-            self._last_problem = message
+            self._said.add(message)
+        self._last_problem = message
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 

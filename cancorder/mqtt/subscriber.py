@@ -63,8 +63,6 @@ class Subscriber:
 
     def connect(self, timeout=CONNECT_TIMEOUT + 1.0):
         """Connect and subscribe, or raise MqttError with one clear line."""
-        from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
-
         settings = self.settings
         client = settings.client(f"cancorder-{self.role}-{os.urandom(4).hex()}")
         client.on_connect = self._on_connect
@@ -75,8 +73,10 @@ class Subscriber:
         self._ready.clear()
         self._failure = None
         try:
-            settings.connect(client, clean_start=MQTT_CLEAN_START_FIRST_ONLY,
-                             session_expiry=SESSION_EXPIRY)
+            # a new random client id has no session to resume: clean_start=False only keeps
+            # Mosquitto 2.0 from forgetting the session over its own restart (it does with
+            # clean_start=True on the first connect, session expiry or not)
+            settings.connect(client, clean_start=False, session_expiry=SESSION_EXPIRY)
         except Exception as exc:
             raise MqttError(settings.connect_failure(exc)) from None
         self._client = client
@@ -91,8 +91,13 @@ class Subscriber:
         client, self._client = self._client, None
         if client is None:
             return
-        try:
-            client.disconnect()
+        try:  # we are done: the broker may forget the session now
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
+            client.disconnect(properties=properties)
         except Exception:
             pass
         client.loop_stop()
