@@ -17,11 +17,7 @@ def add_subparser(subparsers, common):
 
 
 def _do_relay(args):
-    from ..server import Server
     from ..sources.relay import MqttRelaySource
 
-    settings = sa.mqtt_settings(args, args.url, subscribe=True)
-    reporter = sa.make_reporter(args)
-    source = MqttRelaySource(settings)
-    server = Server(source, sa.server_options(args, "cancorder relay"), reporter)
-    return server.run()
+    source = MqttRelaySource(sa.mqtt_settings(args, args.url, subscribe=True))
+    return sa.serve(source, args, "cancorder relay")

@@ -10,7 +10,7 @@ import time
 
 from ..client import STATS_INTERVAL, Dump
 from ..errors import MqttError
-from ..server import REOPEN_FIRST, REOPEN_MAX
+from ..protocol import RETRY_FIRST, RETRY_MAX
 from .subscriber import Subscriber
 
 
@@ -43,7 +43,7 @@ class MqttDump(Dump):
 
     def _connect_and_receive(self):
         rep = self.reporter
-        delay = REOPEN_FIRST
+        delay = RETRY_FIRST
         while True:
             subscriber = Subscriber(self.settings, self._on_batch, on_gap=self._on_gap,
                                     on_problem=rep.warning, role="dump")
@@ -53,11 +53,11 @@ class MqttDump(Dump):
             except MqttError as exc:
                 if not self.reconnect:
                     raise
-                rep.once(("mqtt", str(exc)), "warning", f"{exc}; retrying with backoff "
-                                                         "(--reconnect)")
+                rep.logger.warning(f"{exc}; retrying with backoff (--reconnect)",
+                                   extra={"rate_key": ("mqtt", str(exc)), "rate_interval": 60.0})
                 if self._wait(delay):
                     return
-                delay = min(delay * 2, REOPEN_MAX)
+                delay = min(delay * 2, RETRY_MAX)
         self._subscriber = subscriber
         try:
             if self.recording:

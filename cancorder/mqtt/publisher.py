@@ -21,6 +21,7 @@ import time
 
 from .._fast import wire
 from ..errors import CancorderError
+from ..sinks import RecordSink
 from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
 from .spool import DiskSpool, MemoryOutbox
@@ -45,7 +46,7 @@ class MqttOptions:
     spool_size: int = DEFAULT_SPOOL_SIZE
 
 
-class MqttPublisher:
+class MqttPublisher(RecordSink):
     @classmethod
     def from_options(cls, options):
         return cls(options.settings, spool_dir=options.spool_dir, spool_size=options.spool_size)

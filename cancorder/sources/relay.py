@@ -12,7 +12,7 @@ import threading
 
 from ..errors import MqttError, SourceInitError, UsageError
 from ..mqtt.subscriber import Subscriber
-from .base import Source
+from .base import Source, SourceCounters
 
 log = logging.getLogger("cancorder.source")
 STATUS_WAIT = 1.0  # s to wait for the remote logger's retained status before serving
@@ -62,7 +62,7 @@ class MqttRelaySource(Source):
         self._subscriber = subscriber
         self._status_seen.wait(STATUS_WAIT)
 
-    def read(self, timeout):
+    def _read(self, timeout):
         with self._ready:
             if not self._chunks:
                 self._ready.wait(timeout)
@@ -77,11 +77,8 @@ class MqttRelaySource(Source):
             subscriber.close()
 
     def counters(self):
-        subscriber = self._subscriber
-        tracker = subscriber.tracker if subscriber is not None else None
-        return {"frames": self.frames, "remote": 0, "error": 0, "invalid": 0,
-                "duplicate batches": tracker.duplicates if tracker else 0,
-                "missing": tracker.missing if tracker else 0, "dropped": self.dropped}
+        # duplicates removed and frames missing are logged as they happen
+        return SourceCounters(frames=self.frames)
 
     # ---- the subscriber's thread ----
 
