@@ -2,6 +2,7 @@
 SLCAN emulator -> cancorder serve --mqtt -> broker -> cancorder dump mqtt:// / relay."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -17,9 +18,6 @@ from tests.netns import run_in_netns
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOPIC = "cancorder/truck42/can0"
 SERVE_TOPIC = "cancorder/truck42/{channel}"
-
-pytestmark = pytest.mark.skipif(False, reason="")
-
 
 @pytest.fixture
 def broker(tmp_path):
@@ -172,7 +170,7 @@ def test_broker_down_ten_seconds_every_frame_exactly_once(broker, slcan_emulator
     client.close()
     assert serve.terminate() == 0
     assert dump.terminate() == 0
-    assert "frames missing" not in dump.log
+    assert re.search(r": [\d,]+ frames missing", dump.log) is None
 
 
 def test_cancorder_restarted_while_the_broker_is_down(broker, slcan_emulator,
