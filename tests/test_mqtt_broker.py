@@ -434,3 +434,14 @@ def _env(**extra):
     from tests.helpers import cancorder_env
 
     return cancorder_env(**extra)
+
+
+def test_relay_is_advertised_with_the_remote_bus_txt():
+    result = run_in_netns(os.path.join(HERE, "netns_zeroconf_relay.py"))
+    assert result["names"] == ["ECUconnect-Logger relay-42._ecuconnect-log._tcp.local."], \
+        result["log"]
+    txt = result["txt"]
+    assert txt["process"] == "cancorder relay" and txt["interface"] == "mqtt"
+    assert txt["channel"].startswith("socket://127.0.0.1:") and txt["bitrate"] == "250000"
+    assert txt["relay"].startswith("mqtt://127.0.0.1:") and txt["relay"].endswith("/fleet/truck42")
+    assert txt["port"] == str(result["port"]) and result["exit_code"] == 0
