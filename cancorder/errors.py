@@ -64,7 +64,7 @@ class MqttError(CancorderError):
     """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
 
 
-class SpoolError(CancorderError):
+class SpoolError(UsageError):
     """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
 
 

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import time
 
+from tests.helpers import stop_process
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
@@ -97,13 +99,8 @@ class Mosquitto:
 
     def stop(self):
         """SIGTERM (it saves its persistence file), by pid."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def restart(self):

@@ -218,3 +218,14 @@ def test_spool_flags_are_checked_before_serving(cancorder_process):
                              "--mqtt", "mqtt://h/{nope}")
     assert proc.proc.wait(30) == 2
     assert "unknown topic field {nope}" in proc.log
+
+
+def test_a_spool_folder_serves_one_cancorder(cancorder_process, tmp_path):
+    args = ["serve", "-i", "virtual", "-c", "x", "--no-zeroconf",
+            "--mqtt", "mqtt://127.0.0.1:1/t", "--mqtt-spool", str(tmp_path / "spool")]
+    first = cancorder_process(*args)
+    first.wait_for(r"refused the connection: is the broker running and listening on port 1\?")
+    second = cancorder_process(*args)
+    assert second.proc.wait(30) == 2
+    assert "is in use by another cancorder: give each logger its own spool folder" in second.log
+    assert first.terminate() == 0

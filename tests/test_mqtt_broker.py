@@ -415,7 +415,10 @@ def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_proc
         client.loop_stop()
         return got[0]
 
+    deadline = time.monotonic() + 10
     flag, status = retained()
+    while not flag and time.monotonic() < deadline:  # it came live, before being stored
+        flag, status = retained()
     assert flag and status["online"] is True
     assert status["interface"] == "slcan" and status["channel"] == slcan_emulator.url
     assert status["bitrate"] == "500000" and status["port"] == str(serve.port())

@@ -8,7 +8,7 @@ import select
 import threading
 import time
 
-from ..client import STATS_INTERVAL, Dump
+from ..client import Dump
 from ..errors import MqttError
 from ..protocol import RETRY_FIRST, RETRY_MAX
 from .subscriber import Subscriber
@@ -76,14 +76,7 @@ class MqttDump(Dump):
     def _receive_batches(self):
         wake = self._wake_r
         while True:
-            timeout = None
-            now = time.monotonic()
-            if self._deadline is not None:
-                timeout = max(0.0, self._deadline - now)
-            if self.stats is not None:
-                self.stats.refresh_if_due(now)
-                timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
-            select.select([wake], [], [], timeout)
+            select.select([wake], [], [], self._next_timeout())
             self._drain_wake()
             with self._lock:
                 batches = list(self._batches)
