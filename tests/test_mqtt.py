@@ -229,3 +229,15 @@ def test_a_spool_folder_serves_one_cancorder(cancorder_process, tmp_path):
     assert second.proc.wait(30) == 2
     assert "is in use by another cancorder: give each logger its own spool folder" in second.log
     assert first.terminate() == 0
+
+
+def test_take_records_cuts_at_record_boundaries(fast):
+    take = fast.wire.take_records
+    stream = b"".join(fast.wire.pack_frame(i, 0x10, 0, bytes(i % 9)) for i in range(100))
+    sizes = [14 + i % 9 for i in range(100)]
+    assert take(stream, 0, 10**6) == (len(stream), 100)
+    assert take(stream, 0, sizes[0] + sizes[1]) == (sizes[0] + sizes[1], 2)
+    assert take(stream, 0, sizes[0] + sizes[1] - 1) == (sizes[0], 1)
+    assert take(stream, 0, 1) == (sizes[0], 1)  # one whole record at least
+    assert take(bytearray(stream[:sizes[0] - 1]), 0, 1000) == (0, 0)  # not a whole record
+    assert take(stream, sizes[0], sizes[1]) == (sizes[0] + sizes[1], 1)
