@@ -241,3 +241,29 @@ def test_take_records_cuts_at_record_boundaries(fast):
     assert take(stream, 0, 1) == (sizes[0], 1)  # one whole record at least
     assert take(bytearray(stream[:sizes[0] - 1]), 0, 1000) == (0, 0)  # not a whole record
     assert take(stream, sizes[0], sizes[1]) == (sizes[0] + sizes[1], 1)
+
+
+def test_mangled_payloads_raise_payload_error_only():
+    """Anything from the network: truncated, bit-flipped or random bytes give PayloadError
+    (one line in dump, skipped) and never another exception."""
+    import random
+
+    rng = random.Random(14)
+    good = batch(3, 30, 20)
+    samples = [bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200)))
+               for _ in range(300)]
+    samples += [good[:cut] for cut in range(len(good))]
+    for _ in range(2000):
+        mangled = bytearray(good)
+        for _ in range(rng.randrange(1, 4)):
+            mangled[rng.randrange(len(mangled))] = rng.getrandbits(8)
+        samples.append(bytes(mangled))
+    decoded = 0
+    for data in samples:
+        try:
+            result = payload.decode(data)
+        except PayloadError:
+            continue
+        decoded += 1  # a flip inside a payload byte or the timestamps is still a valid batch
+        assert result.count == len(result.records)
+    assert 0 < decoded < len(samples)

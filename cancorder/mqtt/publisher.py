@@ -20,7 +20,7 @@ import threading
 import time
 
 from .._fast import wire
-from ..errors import CancorderError
+from ..errors import CancorderError, SpoolError
 from ..sinks import RecordSink
 from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
@@ -69,6 +69,7 @@ class MqttPublisher(RecordSink):
         self._queued = 0
         self._queue_dropped = 0
         self._said_behind = False
+        self._unwritable = 0  # frames of batches the spool could not write (disk full)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -203,7 +204,13 @@ class MqttPublisher(RecordSink):
             data = mqtt_payload.encode(self.session, self._sequence, self._frame_number, count,
                                        bytes(pending[start:end]))
             self._frame_number += count
-            dropped = self._outbox.append(data, count)
+            try:
+                dropped = self._outbox.append(data, count)
+            except SpoolError as exc:  # disk full: this batch is lost, the next may fit
+                self._unwritable += count
+                self._log.warning(f"{exc}; {self._unwritable:,} frames lost so far",
+                                  extra={"rate_key": ("mqtt-spool", self.topic)})
+                dropped = (0, 0)
             if dropped[0]:
                 self._say_dropped()
             start = end
@@ -419,7 +426,7 @@ class MqttPublisher(RecordSink):
             "mqtt_spool_bytes": outbox.bytes,
             "mqtt_dropped_batches": outbox.dropped_batches,
             "mqtt_dropped_frames": outbox.dropped_frames,
-            "mqtt_queue_dropped_frames": self._queue_dropped,
+            "mqtt_queue_dropped_frames": self._queue_dropped + self._unwritable,
         }
 
     def _wake(self):
