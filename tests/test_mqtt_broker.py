@@ -448,3 +448,35 @@ def test_relay_is_advertised_with_the_remote_bus_txt():
     assert txt["channel"].startswith("socket://127.0.0.1:") and txt["bitrate"] == "250000"
     assert txt["relay"].startswith("mqtt://127.0.0.1:") and txt["relay"].endswith("/fleet/truck42")
     assert txt["port"] == str(result["port"]) and result["exit_code"] == 0
+
+
+def test_a_frozen_broker_never_slows_the_tcp_clients(broker, slcan_emulator, cancorder_process,
+                                                    tmp_path):
+    """The broker stops reading (SIGSTOP: the TCP connection stays open, nothing is acked):
+    the TCP client still gets every frame at the bus's pace; after SIGCONT the subscriber
+    gets every frame too, once each, in order."""
+    import signal
+
+    mosquitto = broker()
+    dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
+    serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC),
+                        "--mqtt-spool", str(tmp_path / "spool"))
+    serve.wait_for("MQTT: publishing to")
+    client = StreamClient(serve.port())
+    slcan_emulator.wait_open()
+    total = 80000
+    stream = Stream(slcan_emulator, total, 20000)
+    stream.send_until(total)
+    stream.wait_sent(10000)
+    mosquitto.proc.send_signal(signal.SIGSTOP)
+    try:
+        stream.wait_sent(total)
+        sent_at = time.monotonic()
+        assert len(client.wait_frames(total, timeout=30)) == total
+        assert time.monotonic() - sent_at < 5.0  # no waiting on the broker
+    finally:
+        mosquitto.proc.send_signal(signal.SIGCONT)
+    assert wait_lines(out, total, timeout=120) == list(range(total))
+    client.close()
+    assert serve.terminate() == 0
+    assert dump.terminate() == 0

@@ -107,6 +107,8 @@ class Subscriber:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             self._failure = self.settings.refusal(reason_code)
+            if self._ready.is_set() and self.on_problem:  # refused on a reconnect
+                self.on_problem(f"{self._failure}; no more retries")
             self._ready.set()
             client.disconnect()  # no automatic retries with a refused login
             return
