@@ -267,3 +267,37 @@ def test_mangled_payloads_raise_payload_error_only():
         decoded += 1  # a flip inside a payload byte or the timestamps is still a valid batch
         assert result.count == len(result.records)
     assert 0 < decoded < len(samples)
+
+
+def test_publisher_counts_what_a_full_spool_dropped_in_its_stats(tmp_path, caplog):
+    """In process, no broker (port 1 refuses): 3 MB of frames into a 1 MB spool."""
+    import logging
+    import time
+    import types
+
+    from cancorder.mqtt.publisher import MqttPublisher
+
+    log = logging.getLogger("cancorder.test-mqtt")
+    publisher = MqttPublisher(parse_url("mqtt://127.0.0.1:1/t/{channel}", environ={}),
+                              spool_dir=str(tmp_path / "spool"), spool_size=1 << 20)
+    publisher.start(types.SimpleNamespace(log=log, txt={"system": "s"}, channel="can0",
+                                          interface="virtual"))
+    assert publisher.topic == "t/can0" and publisher.status_topic == "t/can0/status"
+    sent = 0
+    with caplog.at_level(logging.INFO, logger="cancorder.test-mqtt"):
+        for _ in range(100):
+            publisher.put(records(sent, 1000))
+            sent += 1000
+            time.sleep(0.005)
+        publisher.close(1.0)
+    stats = publisher.stats()
+    assert stats["mqtt_connected"] == 0 and stats["mqtt_published_frames"] == 0
+    assert stats["mqtt_dropped_frames"] > sent // 2
+    assert stats["mqtt_spool_bytes"] <= 1 << 20
+    waiting = DiskSpool(str(tmp_path / "spool"), 1 << 20)
+    assert waiting.pending_frames + stats["mqtt_dropped_frames"] == sent  # nothing else lost
+    waiting.close()
+    text = caplog.text
+    assert text.count("refused the connection") == 1
+    assert "MQTT outbox full" in text and "dropped the oldest batches" in text
+    assert f"{stats['mqtt_dropped_frames']:,} frames dropped" in publisher.summary()
