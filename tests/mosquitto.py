@@ -21,8 +21,8 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def make_certificates(folder):
-    """ca.crt, server.crt/key (for 127.0.0.1 and localhost), client.crt/key; returns paths."""
+def make_certificates(folder, server_names="IP:127.0.0.1,DNS:localhost"):
+    """ca.crt, server.crt/key (for ``server_names``), client.crt/key; returns paths."""
     os.makedirs(folder, exist_ok=True)
 
     def run(*args):
@@ -31,7 +31,7 @@ def make_certificates(folder):
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
         "-subj", "/CN=cancorder test CA")
-    for name, extra in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+    for name, extra in (("server", f"subjectAltName={server_names}"),
                         ("client", "extendedKeyUsage=clientAuth")):
         run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
         with open(os.path.join(folder, f"{name}.ext"), "w") as handle:
@@ -43,12 +43,14 @@ def make_certificates(folder):
 
 
 class Mosquitto:
-    def __init__(self, folder, users=None, acl=None, tls=False, require_certificate=False):
+    def __init__(self, folder, users=None, acl=None, tls=False, require_certificate=False,
+                 server_names="IP:127.0.0.1,DNS:localhost"):
         self.folder = str(folder)
         os.makedirs(os.path.join(self.folder, "data"), exist_ok=True)
         self.port = free_port()
         self.tls_port = free_port() if tls else None
-        self.certs = make_certificates(os.path.join(self.folder, "certs")) if tls else None
+        self.certs = make_certificates(os.path.join(self.folder, "certs"), server_names) \
+            if tls else None
         self.log_path = os.path.join(self.folder, "mosquitto.log")
         self.proc = None
         lines = ["user root", "per_listener_settings false", "persistence true",

@@ -480,3 +480,12 @@ def test_a_frozen_broker_never_slows_the_tcp_clients(broker, slcan_emulator, can
     client.close()
     assert serve.terminate() == 0
     assert dump.terminate() == 0
+
+
+def test_tls_certificate_for_another_name(broker, cancorder_process):
+    mosquitto = broker(tls=True, server_names="IP:127.0.0.1")
+    wrong = cancorder_process("dump", mosquitto.url("cancorder/#", tls=True, host="localhost"),
+                              "--mqtt-ca", mosquitto.certs["ca.crt"])
+    assert wrong.proc.wait(30) == 1
+    assert "its TLS certificate is not for 'localhost'" in wrong.log
+    assert "Traceback" not in wrong.log

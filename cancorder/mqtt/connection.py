@@ -18,6 +18,7 @@ CONNECT_TIMEOUT = 5.0
 KEEPALIVE = 15
 #: CONNACK reason codes that mean "who you are is wrong" (MQTT 5: 134, 135; 3.1.1: 4, 5)
 LOGIN_REFUSED = {134, 135, 4, 5}
+HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 
 
 @dataclasses.dataclass
@@ -92,11 +93,12 @@ class MqttSettings:
             return (f"MQTT broker {self.where} refused the connection: is the broker running "
                     f"and listening on port {self.port}?")
         if isinstance(exc, ssl.SSLCertVerificationError):
+            if exc.verify_code == HOSTNAME_MISMATCH:
+                return (f"MQTT broker {self.where}: its TLS certificate is not for "
+                        f"'{self.host}' ({exc.verify_message}); connect with a name the "
+                        "certificate names")
             return (f"MQTT broker {self.where}: its TLS certificate is not trusted "
                     f"({exc.verify_message}); give the CA that signed it with --mqtt-ca")
-        if isinstance(exc, ssl.CertificateError) or "match" in str(exc) and "hostname" in str(exc):
-            return (f"MQTT broker {self.where}: its TLS certificate is not for '{self.host}' "
-                    f"({exc}); connect with the name the certificate names")
         if isinstance(exc, ssl.SSLError):
             return (f"MQTT broker {self.where}: TLS handshake failed ({exc.reason or exc}); "
                     "is that port a TLS listener, and does the broker accept --mqtt-cert?")
