@@ -3,7 +3,6 @@ SLCAN emulator -> cancorder serve --mqtt -> broker -> cancorder dump mqtt:// / r
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -12,29 +11,11 @@ import pytest
 
 from tests.emulators.slcan_adapter import build_lines
 from tests.helpers import CancorderProcess, StreamClient
-from tests.mosquitto import MOSQUITTO, Mosquitto
 from tests.netns import run_in_netns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOPIC = "cancorder/truck42/can0"
 SERVE_TOPIC = "cancorder/truck42/{channel}"
-
-@pytest.fixture
-def broker(tmp_path):
-    """Start Mosquitto brokers (each its own folder and ports); stopped at teardown by pid."""
-    if not os.path.exists(MOSQUITTO) or not shutil.which("mosquitto_passwd"):
-        pytest.fail("these tests need Debian's mosquitto package (.ci/run installs it)")
-    started = []
-
-    def make(**kwargs):
-        instance = Mosquitto(tmp_path / f"broker{len(started)}", **kwargs)
-        started.append(instance)
-        return instance.start()
-
-    yield make
-    for instance in started:
-        instance.stop()
-
 
 class Stream:
     """Feeds the emulator frame lines (frame i carries i) at ``rate`` frames/s from a thread."""
