@@ -5,7 +5,6 @@ import dataclasses
 import os
 import re
 import socket
-import ssl
 import string
 import urllib.parse
 
@@ -77,7 +76,7 @@ class MqttSettings:
                        properties=properties)
 
     def tls_context(self):
-        context = ssl.create_default_context(cafile=self.ca)
+        context = _ssl().create_default_context(cafile=self.ca)
         if self.cert:
             context.load_cert_chain(self.cert, self.key)
         return context
@@ -92,14 +91,15 @@ class MqttSettings:
         if isinstance(exc, ConnectionRefusedError):
             return (f"MQTT broker {self.where} refused the connection: is the broker running "
                     f"and listening on port {self.port}?")
-        if isinstance(exc, ssl.SSLCertVerificationError):
+        ssl = _ssl(required=False)
+        if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
             if exc.verify_code == HOSTNAME_MISMATCH:
                 return (f"MQTT broker {self.where}: its TLS certificate is not for "
                         f"'{self.host}' ({exc.verify_message}); connect with a name the "
                         "certificate names")
             return (f"MQTT broker {self.where}: its TLS certificate is not trusted "
                     f"({exc.verify_message}); give the CA that signed it with --mqtt-ca")
-        if isinstance(exc, ssl.SSLError):
+        if ssl is not None and isinstance(exc, ssl.SSLError):
             return (f"MQTT broker {self.where}: TLS handshake failed ({exc.reason or exc}); "
                     "is that port a TLS listener, and does the broker accept --mqtt-cert?")
         if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -183,10 +183,22 @@ def parse_url(text, ca=None, cert=None, key=None, password_file=None, subscribe=
     if tls:
         try:
             settings.tls_context()
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError is one
             raise UsageError(f"TLS files for {settings.where}: {exc} (--mqtt-ca must be PEM "
                              "certificates, --mqtt-cert/--mqtt-key a matching PEM pair)") from None
     return settings
+
+
+def _ssl(required=True):
+    """Python's ssl module, imported only for mqtts:// (a build may leave TLS out)."""
+    try:
+        import ssl
+    except ImportError:
+        if not required:
+            return None
+        raise UsageError("mqtts:// needs Python's ssl module, which this build of cancorder "
+                         "does not have: use mqtt:// or a Python install") from None
+    return ssl
 
 
 def _check_template(topic, text):
