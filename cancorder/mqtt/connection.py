@@ -32,6 +32,10 @@ class MqttSettings:
     cert: str = None
     key: str = None
 
+    def __str__(self):
+        """``mqtt://host:port/topic``: what is shown (the monitor's title), never the password."""
+        return f"{self.where}/{self.topic}"
+
     @property
     def where(self):
         """``mqtt://host:port`` (never the password): for log lines."""

@@ -31,11 +31,11 @@ class _Labelled:
 
 class MqttDump(Dump):
     def __init__(self, settings, reporter, formatter=None, **kwargs):
-        if formatter is not None and not hasattr(formatter, "channel") \
-                and type(formatter).__name__ == "PrettyFormatter":
+        from ..formats import PrettyFormatter
+
+        if isinstance(formatter, PrettyFormatter):
             formatter = _Labelled(formatter)
-        super().__init__(settings.where + "/" + settings.topic, reporter, formatter=formatter,
-                         **kwargs)
+        super().__init__(str(settings), reporter, formatter=formatter, **kwargs)
         self.settings = settings
         self._batches = collections.deque()
         self._lock = threading.Lock()
@@ -83,7 +83,7 @@ class MqttDump(Dump):
                 self._batches.clear()
             for label, frames in batches:
                 self._set_label(label)
-                if self._deliver(frames):
+                if self._deliver(frames, label):
                     self.reason = f"--count {self.count}"
                     return
             if self._over():
