@@ -3,15 +3,13 @@ SLCAN emulator -> cancorder serve --mqtt -> broker -> cancorder dump mqtt:// / r
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 
-import pytest
-
 from tests.emulators.slcan_adapter import build_lines
-from tests.helpers import CancorderProcess, StreamClient
+from tests.helpers import StreamClient
 from tests.netns import run_in_netns
+from tests.test_monitor import tmux_session  # noqa: F401 (a fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOPIC = "cancorder/truck42/can0"
@@ -224,7 +222,7 @@ def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, canc
     serve.wait_for("MQTT: publishing to")
     channel = "socket:__127.0.0.1:%d" % slcan_emulator.port
     relay = cancorder_process("relay", mosquitto.url(f"cancorder/truck42/{channel}"),
-                              "--no-zeroconf", "--port", "0" if False else "42500")
+                              "--no-zeroconf")
     port = relay.port()
     client = StreamClient(port)
     slcan_emulator.wait_open()
@@ -470,3 +468,21 @@ def test_tls_certificate_for_another_name(broker, cancorder_process):
     assert wrong.proc.wait(30) == 1
     assert "its TLS certificate is not for 'localhost'" in wrong.log
     assert "Traceback" not in wrong.log
+
+
+def test_monitor_of_a_broker(broker, cancorder_process, tmux_session, tmp_path):
+    """dump --monitor mqtt://: the full-screen table fed by a subscription (mock-uds publishes)."""
+    from tests.test_monitor import monitor_command, rows, wait_status
+
+    mosquitto = broker(users={"viewer": "secret", "uds": "pw"})
+    server = cancorder_process("mock-uds", "--no-zeroconf", "--bind", "127.0.0.1", "--async",
+                               "--mqtt", mosquitto.url("cancorder/sim/{channel}", user="uds:pw"))
+    server.wait_for("MQTT: publishing to")
+    session = tmux_session(monitor_command(tmp_path, mosquitto.url("cancorder/+/+",
+                                                                   user="viewer:secret")))
+    session.wait_for(lambda s: {"7DF", "7E0", "7E8"} <= set(rows(s)), what="rows 7DF, 7E0, 7E8")
+    screen = session.screen()
+    assert "mqtt://127.0.0.1" in screen and "secret" not in screen
+    session.keys("q")
+    assert wait_status(tmp_path) == 0, (tmp_path / "stderr").read_text()
+    assert "stopped: q pressed" in (tmp_path / "stderr").read_text()
