@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect"]
+COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service"]
 
 
 def version_text():
@@ -43,6 +43,10 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
+    common.add_argument("--log-format", choices=("human", "json"), default=argparse.SUPPRESS,
+                        help="human: timestamped lines (the default); json: one JSON object "
+                             "per line (time, level, bus, event, message, fields) for journald, "
+                             "Loki or any collector")
     parser = argparse.ArgumentParser(
         prog="cancorder", parents=[common],
         description="CAN bus logger proxy: streams CAN frames over TCP in the ECUconnect "

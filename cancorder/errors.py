@@ -51,3 +51,7 @@ class WireFormatError(CancorderError):
         shown = " ".join(f"{b:02x}" for b in self.data[:32])
         super().__init__(f"malformed stream at byte {offset}: {reason}"
                          + (f" (bytes: {shown})" if shown else ""))
+
+
+class ConfigError(UsageError):
+    """A ``--config`` file is wrong: the message names the file, the bus and the key."""

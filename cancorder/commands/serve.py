@@ -33,6 +33,12 @@ def add_subparser(subparsers, common):
                      default=[], metavar="KEY=VALUE",
                      help="pass an option to the python-can backend (repeatable)")
     sa.add_server_arguments(parser)
+    several = parser.add_argument_group("several buses")
+    several.add_argument("--config", metavar="FILE.toml", default=None,
+                         help="serve every [[bus]] of this TOML file in one process (the keys "
+                              "are these flags' long names; see README, Production)")
+    several.add_argument("--check", action="store_true",
+                         help="with --config: validate the file, print the resolved buses, exit")
     parser.set_defaults(func=_do_serve)
 
 
