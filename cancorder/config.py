@@ -51,9 +51,11 @@ class BusConfig:
     written: dict = dataclasses.field(default_factory=dict)  # key -> the value as written
     flags: dict = dataclasses.field(repr=False, default_factory=dict)  # key -> (action, inverted)
 
+    named: bool = True  # False: the name is the default bus<index>
+
     @property
     def label(self):
-        return f'bus "{self.name}"'
+        return f'bus "{self.name}"' if self.named else f"bus {self.index}"
 
 
 @dataclasses.dataclass
@@ -164,7 +166,7 @@ def _resolve_bus(index, raw, defaults, where, parsers):
         raise ConfigError(f"{here}: name {_shown(name)}: letters, digits, '.', '_', ':' or "
                           "'-', at most 64 (it is the metrics label and the log field)")
     return BusConfig(index=index, name=name, source=source, command=command, args=args,
-                     keys=keys, written=values, flags=table)
+                     keys=keys, written=values, flags=table, named=given_name is not None)
 
 
 def _check_distinct(buses, where):
@@ -205,14 +207,15 @@ def _metrics(value, where, parser):
         if "listen" not in value:
             raise ConfigError(f'{where}, [metrics]: listen is missing, e.g. listen = '
                               '"127.0.0.1:9100"')
-        return _process_value(parser, "metrics", value["listen"], f"{where}, [metrics] listen")
+        return _process_value(parser, "metrics", value["listen"], f"{where}, [metrics]",
+                              shown_key="listen")
     return _process_value(parser, "metrics", value, where)
 
 
-def _process_value(parser, key, value, where):
+def _process_value(parser, key, value, where, shown_key=None):
     table = _flag_table(parser, process=True)
     action, inverted = table[key]
-    return _convert(action, inverted, key, value, where)
+    return _convert(action, inverted, shown_key or key, value, where)
 
 
 # ---- flags as keys ----
@@ -297,7 +300,7 @@ def _one(action, key, value, here):
     converted = text
     if action.type is not None:
         try:
-            converted = action.type(text)
+            converted = _typed(action.type, value, text)
         except argparse.ArgumentTypeError as exc:
             reason = str(exc)
             if reason.startswith(f"{text}: "):
@@ -311,6 +314,19 @@ def _one(action, key, value, here):
         raise ConfigError(f"{here}: {key} {_shown(value)}: choose one of "
                           + ", ".join(map(str, action.choices)))
     return converted
+
+
+def _typed(convert, value, text):
+    """A TOML integer is a number, however the flag spells numbers: the hex-typed flags
+    (padding, CAN ids) read "204" as 0x204, so it is offered in the one spelling every integer
+    parser reads right (0x...) first, and as decimal text to the parsers that refuse that
+    (floats, sizes)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return convert(hex(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            pass
+    return convert(text)
 
 
 _A = {"int": "a whole number", "float": "a number"}
