@@ -31,11 +31,13 @@ ADAPTER_COMMANDS = ("serve", "touCAN")
 
 #: flags of the serving commands that belong to the process, not to one bus
 PROCESS_FLAGS = frozenset({"help", "debug", "config", "check", "metrics", "log_format",
-                           "output", "version"})
+                           "output", "version", "verbose", "stats"})
+#: process flags a config file may set at its top level (verbose and stats reach every bus)
+TOP_PROCESS_KEYS = ("log_format", "verbose", "stats")
 #: keys of a bus table that are no flag
 BUS_KEYS = ("name", "source")
 #: keys of the top level that are no bus default
-TOP_KEYS = ("bus", "metrics", "log_format")
+TOP_KEYS = ("bus", "metrics", "log_format", "verbose", "stats")
 METRICS_KEYS = ("listen",)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
@@ -64,6 +66,8 @@ class ProcessConfig:
     buses: list
     metrics: tuple = None  # (host, port) or None
     log_format: str = None
+    verbose: bool = False
+    stats: bool = False
 
 
 def load(path, parsers=None):
@@ -118,9 +122,11 @@ def resolve(document, path, parsers=None):
     _check_distinct(buses, where)
     config = ProcessConfig(path=path, buses=buses)
     config.metrics = _metrics(document.get("metrics"), where, parsers["serve"])
-    if "log_format" in document:
-        config.log_format = _process_value(parsers["serve"], "log_format",
-                                           document["log_format"], where)
+    for key in TOP_PROCESS_KEYS:
+        if key in document:
+            setattr(config, key, _process_value(parsers["serve"], key, document[key], where))
+    for bus in buses:  # what the command line gives every command
+        bus.args.verbose, bus.args.stats = config.verbose, config.stats
     if config.metrics:
         for bus in buses:
             if bus.keys.get("port") == config.metrics[1]:
@@ -357,7 +363,7 @@ def flags_given_beside(parser, args):
     given = []
     defaults = _defaults(parser)
     for key, (action, inverted) in _flag_table(parser).items():
-        if inverted or key in ("verbose", "stats"):
+        if inverted:
             continue
         if getattr(args, action.dest, None) != getattr(defaults, action.dest, None):
             given.append(min((s for s in action.option_strings), key=len) or key)
@@ -375,6 +381,7 @@ def describe(config):
         lines.append(f"metrics = {_toml(f'{host}:{port}' if host else str(port))}")
     if config.log_format:
         lines.append(f"log_format = {_toml(config.log_format)}")
+    lines += [f"verbose = {_toml(config.verbose)}", f"stats = {_toml(config.stats)}"]
     for bus in config.buses:
         lines += ["", "[[bus]]", f"name = {_toml(bus.name)}", f"source = {_toml(bus.source)}"]
         for key, (action, inverted) in bus.flags.items():
