@@ -162,7 +162,7 @@ def _resolve_bus(index, raw, defaults, where, parsers):
             raise ConfigError(f"{here}: {key} {reason}")
     for key, value in values.items():
         action, inverted = table[key]
-        setattr(args, action.dest, _convert(action, inverted, key, value, here))
+        _apply(parser, args, action, inverted, key, value, here)
         keys[key] = getattr(args, action.dest)
     for action in parser._actions:
         if action.required and getattr(args, action.dest, None) in (None, []):
@@ -221,7 +221,9 @@ def _metrics(value, where, parser):
 def _process_value(parser, key, value, where, shown_key=None):
     table = _flag_table(parser, process=True)
     action, inverted = table[key]
-    return _convert(action, inverted, shown_key or key, value, where)
+    args = _defaults(parser)
+    _apply(parser, args, action, inverted, shown_key or key, value, where)
+    return getattr(args, action.dest)
 
 
 # ---- flags as keys ----
@@ -280,23 +282,30 @@ def _defaults(parser):
     return args
 
 
-def _convert(action, inverted, key, value, here):
-    """One TOML value through the flag's own action semantics, type and choices."""
-    if isinstance(action, argparse._StoreConstAction) and action.nargs == 0:
+def _apply(parser, args, action, inverted, key, value, here):
+    """One TOML value as the flag would be given: each item through the flag's type and
+    choices, then the flag's own argparse action (store, append, a custom one such as
+    --filter's) called on ``args`` as argparse calls it. A list for a repeatable flag is the
+    flag given once per item; for a flag of several values (nargs +), its values."""
+    option = action.option_strings[-1] if action.option_strings else key
+    if action.nargs == 0:  # store_true / store_false / store_const
         if not isinstance(value, bool):
             raise ConfigError(f"{here}: {key} {_shown(value)}: expected true or false")
-        return action.const if value != inverted else action.default
-    if isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*"):
-        items = value if isinstance(value, list) else [value]
+        if value != inverted:
+            action(parser, args, [], option)
+        return
+    items = value if isinstance(value, list) else [value]
+    if action.nargs in ("+", "*"):
         if action.nargs == "+" and not items:
             raise ConfigError(f"{here}: {key} is empty: give at least one value")
-        converted = [_one(action, key, item, here) for item in items]
-        if isinstance(action, argparse._AppendAction):
-            return list(action.default or []) + converted
-        return converted
+        action(parser, args, [_one(action, key, item, here) for item in items], option)
+        return
     if action.nargs not in (None, "?"):
         raise ConfigError(f"{here}: {key} cannot be set in a config file")
-    return _one(action, key, value, here)
+    if isinstance(value, list) and not isinstance(action, argparse._AppendAction):
+        raise ConfigError(f"{here}: {key} {_shown(value)}: expected one value")
+    for item in items:
+        action(parser, args, _one(action, key, item, here), option)
 
 
 def _one(action, key, value, here):
@@ -370,9 +379,58 @@ def flags_given_beside(parser, args):
     return given
 
 
+def apply_command_line(config, args):
+    """The process flags given beside --config win over the file."""
+    if args.metrics:
+        config.metrics = args.metrics
+    config.verbose = config.verbose or args.verbose
+    config.stats = config.stats or args.stats
+    for bus in config.buses:
+        bus.args.verbose, bus.args.stats = config.verbose, config.stats
+    log_format = getattr(args, "log_format", None)
+    if log_format:
+        config.log_format = log_format
+    elif config.log_format:
+        from . import logs
+
+        logs.setup(getattr(args, "debug", False), log_format=config.log_format)
+
+
+# ---- from buses to Bus objects ----
+
+def build_buses(config, check=False):
+    """A server.Bus per [[bus]], each source made by its own command's ``source_from_args``
+    (the command's own checks run too; their errors name the bus). With ``check``, a bus whose
+    command would open hardware to build its source (``auto``) gets None."""
+    import sys
+
+    from .commands import _server_args as sa
+    from .server import Bus
+
+    buses = []
+    for bus in config.buses:
+        module = sys.modules[bus.args.func.__module__]
+        if not hasattr(module, "source_from_args"):
+            raise ConfigError(f"config {config.path}, {bus.label}: the {bus.source} source "
+                              "cannot be a bus of a config file yet")
+        if check and getattr(bus.args, "auto", False):
+            buses.append(None)
+            continue
+        try:
+            source = module.source_from_args(bus.args)
+        except ConfigError:
+            raise
+        except UsageError as exc:
+            raise ConfigError(f"config {config.path}, {bus.label}: {exc}") from None
+        options = sa.bus_options(bus.args, module.PROCESS)
+        options.name = bus.name
+        buses.append(Bus(source, options))
+    return buses
+
+
 # ---- --check ----
 
-def describe(config):
+def describe(config, buses=None):
     """The resolved configuration as TOML (every key, defaults included)."""
     lines = [f"# {config.path}: {len(config.buses)} bus"
              + ("es" if len(config.buses) != 1 else "")]
@@ -382,8 +440,12 @@ def describe(config):
     if config.log_format:
         lines.append(f"log_format = {_toml(config.log_format)}")
     lines += [f"verbose = {_toml(config.verbose)}", f"stats = {_toml(config.stats)}"]
-    for bus in config.buses:
-        lines += ["", "[[bus]]", f"name = {_toml(bus.name)}", f"source = {_toml(bus.source)}"]
+    for i, bus in enumerate(config.buses):
+        lines += [""]
+        if buses is not None:
+            lines.append("# " + (buses[i].source.description if buses[i] is not None
+                                 else "the first adapter that opens (auto)"))
+        lines += ["[[bus]]", f"name = {_toml(bus.name)}", f"source = {_toml(bus.source)}"]
         for key, (action, inverted) in bus.flags.items():
             if inverted or (key.startswith("no_") and key[3:] in bus.flags):
                 continue  # shown in its positive spelling

@@ -97,7 +97,7 @@ def test_a_new_flag_is_a_config_key_without_new_code(tmp_path, parsers):
     ("port = 70000", 'bus "powertrain": port 70000: a port is 1..65535'),
     ('fd = "yes"', 'bus "powertrain": fd "yes": expected true or false'),
     ('timestamps = "gps"', 'bus "powertrain": timestamps "gps": choose one of adapter, host'),
-    ('filter = ["7E8:7FF", "x"]', 'bus "powertrain": filter "x": expected ID:MASK in hex'),
+    ('filter = ["7E8:7FF", "x"]', 'bus "powertrain": filter "x": expected ID:MASK or ID~MASK in hex'),
     ('client_buffer = "12"', 'bus "powertrain": client_buffer "12": at least 1K'),
     ('bitrat = 500000', 'bus "powertrain": bitrat is not a flag of the python-can source '
                         '(did you mean bitrate?)'),

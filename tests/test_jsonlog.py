@@ -2,7 +2,7 @@
 import json
 import logging
 
-from cancorder.jsonlog import JsonFormatter
+from cancorder.logs import JsonFormatter
 
 
 def record(message, *args, level=logging.WARNING, name="cancorder.source", **extra):

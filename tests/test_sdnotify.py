@@ -58,3 +58,31 @@ def test_watchdog_interval_is_half_of_watchdog_usec(notify_socket):
 def test_a_vanished_socket_never_raises(tmp_path):
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     assert notifier.ready() is False and notifier.failures == 1
+
+
+def test_status_every_few_seconds_with_frames_per_second(notify_socket):
+    """ServiceMonitor.tick (the server's main loop) sends STATUS= with the rate of frames."""
+    import types
+
+    from cancorder import supervision
+    from cancorder.sources.base import SourceCounters
+
+    name, sock = notify_socket
+    counters = SourceCounters(frames=0)
+    bus = types.SimpleNamespace(
+        name="a", up=True, finished=False, crash=None, heartbeat=None, reopens=0,
+        last_frame=None, sinks=[], source=types.SimpleNamespace(counters=lambda: counters),
+        broadcaster=types.SimpleNamespace(client_count=3, bytes_sent=0, clients_dropped_lag=0))
+    monitor = supervision.ServiceMonitor([bus], notifier=Notifier({"NOTIFY_SOCKET": name}))
+    monitor.ready()
+    assert sock.recv(4096).decode().startswith("READY=1\nSTATUS=1/1 buses up, 0 frames/s")
+    start = monitor._last_status
+    counters.frames = 50000
+    monitor.tick(now=start + 1.0)  # too early: nothing
+    monitor.tick(now=start + supervision.STATUS_INTERVAL)
+    assert sock.recv(4096).decode() == "STATUS=1/1 buses up, 10,000 frames/s, 3 clients"
+    bus.up = False
+    bus.down_reason, bus.down_since = "connection lost", start
+    monitor.tick(now=start + 2 * supervision.STATUS_INTERVAL)
+    assert sock.recv(4096).decode().startswith(
+        'STATUS=0/1 buses up, 0 frames/s, 3 clients; bus "a" down: connection lost, for ')

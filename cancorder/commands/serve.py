@@ -21,9 +21,6 @@ def add_subparser(subparsers, common):
     bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
     bus.add_argument("--data-bitrate", type=sa.bitrate, default=None,
                      help="CAN FD data-phase bit rate in bit/s (with --fd)")
-    bus.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
-                     default=[], metavar="ID:MASK",
-                     help="pass only frames whose id matches ID under MASK (hex; repeatable)")
     bus.add_argument("--listen-only", action="store_true",
                      help="never acknowledge or send on the bus (where the backend can)")
     bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",
@@ -42,17 +39,26 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_serve)
 
 
-def _do_serve(args):
-    from ..server import Server
-    from ..sources.pycan import PythonCanSource, default_interface
+#: the process TXT key of its Zeroconf record
+PROCESS = "cancorder serve"
 
+
+def _do_serve(args):
     if args.config:
         return _serve_config(args)
     sa.check(not args.check, "--check checks a config file: give it with --config FILE.toml")
+    return sa.serve(source_from_args(args), args, PROCESS)
+
+
+def source_from_args(args):
+    """The source one set of serve flags describes (a command line or a [[bus]] table)."""
+    from ..sources.pycan import PythonCanSource, default_interface
+
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
     sa.check(not (args.auto and (args.interface or args.channel)),
              "--auto chooses the interface and channel itself: leave out -i/-c")
     reporter = sa.make_reporter(args)
+    record_filter = sa.record_filter(args)
 
     def make_source(interface, channel):
         options = dict(args.options)
@@ -63,11 +69,12 @@ def _do_serve(args):
             from ..sources.slcan import SlcanSource
 
             return SlcanSource(channel, bitrate=args.bitrate, data_bitrate=args.data_bitrate,
-                               listen_only=args.listen_only, filters=args.filters,
+                               listen_only=args.listen_only, record_filter=record_filter,
                                timestamps=args.timestamps, options=options)
         return PythonCanSource(
             interface, channel, bitrate=args.bitrate, fd=args.fd,
-            data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
+            data_bitrate=args.data_bitrate, record_filter=record_filter,
+            listen_only=args.listen_only,
             timestamps=args.timestamps, options=options)
 
     if args.auto:
@@ -76,8 +83,7 @@ def _do_serve(args):
         source = open_first_usable(make_source, reporter)
     else:
         source = make_source(args.interface or default_interface(), args.channel)
-    server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
-    return server.run()
+    return source
 
 
 def _serve_config(args):
@@ -88,9 +94,9 @@ def _serve_config(args):
     sa.check(not beside, f"--config {args.config} holds the bus settings: "
                          f"{', '.join(beside)} cannot be given beside it (put it in the file)")
     resolved = config.load(args.config, parsers)
-    if args.metrics:
-        resolved.metrics = args.metrics  # the command line wins
+    config.apply_command_line(resolved, args)
+    buses = config.build_buses(resolved, check=args.check)
     if args.check:
-        print(config.describe(resolved))
+        print(config.describe(resolved, buses))
         return 0
-    raise NotImplementedError("several buses: wired once the renovated server lands")
+    return sa.serve_buses(buses, resolved)
