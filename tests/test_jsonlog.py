@@ -34,3 +34,19 @@ def test_defaults_and_odd_values():
     assert data["bus"] is None and data["event"] == "cancorder.source"
     assert data["level"] == "error" and "ValueError: boom" in data["fields"]["traceback"]
     assert data["fields"]["path"].startswith("<object object")
+
+
+def test_the_final_error_line_is_json_too(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--log-format", "json",
+                           "--config", str(tmp_path / "nope.toml")], cwd=ROOT,
+                          env=cancorder_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    line = json.loads(done.stderr)
+    assert line["level"] == "error" and line["event"] == "exit"
+    assert line["message"].startswith(f"config {tmp_path / 'nope.toml'}: cannot read it")
+    assert line["fields"] == {"exit_code": 2}

@@ -316,3 +316,106 @@ def test_notify_ready_status_watchdog_stopping_and_the_watchdog_stops_on_a_hang(
     rest = received(sock, 0.5)
     assert any(m.startswith("STOPPING=1") for _, m in rest), rest
     assert code == 0
+
+
+# ---- the service as a process ----
+
+def free_port():
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
+
+def test_serve_config_as_a_service_process(cancorder_process, emulators, tmp_path):
+    """serve --config: two buses, metrics, JSON logs, notify; SIGTERM ends it with 0."""
+    from tests.helpers import StreamClient, cancorder_env
+
+    a, b = emulators(), emulators()
+    port_a, port_b, metrics_port = free_port(), free_port(), free_port()
+    path = tmp_path / "car.toml"
+    path.write_text(f"""
+log_format = "json"
+zeroconf = false
+bind = "127.0.0.1"
+metrics = "127.0.0.1:{metrics_port}"
+[[bus]]
+name = "powertrain"
+source = "slcan"
+channel = "{a.url}"
+port = {port_a}
+[[bus]]
+name = "body"
+source = "slcan"
+channel = "{b.url}"
+bitrate = 250000
+port = {port_b}
+filter = "100~7FF"
+""")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = str(tmp_path / "notify")
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    try:
+        proc = cancorder_process("serve", "--config", str(path),
+                                 env=cancorder_env(NOTIFY_SOCKET=notify_path))
+        ready = notify.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=2/2 buses up"), ready
+        client_a, client_b = StreamClient(port_a), StreamClient(port_b)
+        a.wait_open()
+        b.wait_open()
+        assert "S5" in b.commands and "S6" in a.commands  # 250k and the default 500k
+        wait_until(lambda: http_get(metrics_port, "/metrics")[0] == 200, what="metrics")
+        page = http_get(metrics_port, "/metrics")[1]
+        wait_until(lambda: metric(http_get(metrics_port, "/metrics")[1],
+                                  "cancorder_clients_connected", bus="body") == 1
+                   and metric(http_get(metrics_port, "/metrics")[1],
+                              "cancorder_clients_connected", bus="powertrain") == 1,
+                   what="both clients")
+        a.send_lines(numbered(0, 500))
+        b.send_lines(numbered(0x100, 1) + numbered(0x101, 9))  # id 100 filtered out on body
+        assert sequence_of(client_a.wait_frames(500)) == list(range(500))
+        assert sequence_of(client_b.wait_frames(9)) == list(range(0x101, 0x10A))
+        page = http_get(metrics_port, "/metrics")[1]
+        assert metric(page, "cancorder_frames_sent_total", bus="powertrain") == 500
+        assert metric(page, "cancorder_frames_skipped_total", bus="body", kind="filtered") == 1
+        assert http_get(metrics_port, "/healthz") == (200, "ok: 2 buses up\n")
+        assert proc.terminate() == 0
+        messages = []
+        notify.settimeout(2)
+        try:
+            while True:
+                messages.append(notify.recv(4096).decode())
+        except socket.timeout:
+            pass
+        assert any(m.startswith("STOPPING=1") for m in messages), messages
+        client_a.close()
+        client_b.close()
+    finally:
+        notify.close()
+    lines = [json.loads(line) for line in proc.lines]  # every line is one JSON object
+    assert {"time", "level", "bus", "event", "message", "fields"} <= set(lines[0])
+    serving = [line for line in lines if line["message"].startswith("serving ")]
+    assert sorted(line["bus"] for line in serving) == ["body", "powertrain"]
+    totals = [line for line in lines if line["message"].startswith("totals: ")]
+    assert sorted(line["bus"] for line in totals) == ["body", "powertrain"]
+
+
+def test_config_check_builds_each_source_and_names_the_bus_in_its_errors(tmp_path):
+    from tests.helpers import ROOT, cancorder_env
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[bus]]\nname = "x"\nsource = "slcan"\nchannel = "socket://127.0.0.1:9"\n'
+                    '[[bus]]\nname = "sim"\nsource = "mock-uds"\nseed = 3\n')
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(path),
+                           "--check"], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "# slcan" in done.stdout and "socket://127.0.0.1:9" in done.stdout
+    path.write_text('[[bus]]\nname = "x"\nsource = "slcan"\nchannel = "socket://127.0.0.1:9"\n'
+                    'data_bitrate = 2000000\n')
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(path),
+                           "--check"], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f'error: config {path}, bus "x": --data-bitrate needs --fd\n'
