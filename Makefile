@@ -38,6 +38,7 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(BIN)/python -m bench.multibus
 	$(MAKE) exe
 	$(BIN)/python -m bench.exe_startup
 

@@ -146,7 +146,15 @@ def bus_flags(emulator_port):
             "client_buffer": "64M"}
 
 
-def start_servers(mode, emulator_ports, ports, tmp):
+def server_command(switch_interval):
+    """``python -m cancorder``, or with the interpreter's GIL switch interval changed first."""
+    if switch_interval is None:
+        return None
+    return [sys.executable, "-c", f"import sys; sys.setswitchinterval({switch_interval}); "
+            "from cancorder.cli import main; sys.exit(main())"]
+
+
+def start_servers(mode, emulator_ports, ports, tmp, switch_interval=None):
     if mode == "one process":
         path = os.path.join(tmp, "multibus.toml")
         with open(path, "w") as f:
@@ -154,7 +162,8 @@ def start_servers(mode, emulator_ports, ports, tmp):
                 f.write(f'[[bus]]\nname = "bus{i}"\nport = {port}\n')
                 for key, value in bus_flags(emu).items():
                     f.write(f"{key} = {json.dumps(value)}\n")
-        servers = [CancorderProcess(["serve", "--config", path])]
+        servers = [CancorderProcess(["serve", "--config", path],
+                                    command=server_command(switch_interval))]
     else:
         servers = []
         for emu, port in zip(emulator_ports, ports):
@@ -168,7 +177,7 @@ def start_servers(mode, emulator_ports, ports, tmp):
     return servers
 
 
-def run(mode, buses, rate, seconds, per_bus):
+def run(mode, buses, rate, seconds, per_bus, switch_interval=None):
     with tempfile.TemporaryDirectory() as tmp:
         emulator = subprocess.Popen(
             [sys.executable, "-m", "bench.multibus", "--emulate", "--buses", str(buses),
@@ -177,7 +186,7 @@ def run(mode, buses, rate, seconds, per_bus):
             env=cancorder_env())
         emulator_ports = json.loads(emulator.stdout.readline())
         ports = free_ports(buses)
-        servers = start_servers(mode, emulator_ports, ports, tmp)
+        servers = start_servers(mode, emulator_ports, ports, tmp, switch_interval)
         readers = []
         try:
             expected = rate * seconds
@@ -213,6 +222,8 @@ def run(mode, buses, rate, seconds, per_bus):
             emulator.wait(30)
     received = [n for r in results for n in r["received"]]
     bad = sum(sum(r["bad"]) for r in results)
+    if switch_interval is not None:
+        mode += f", switch {switch_interval * 1000:g} ms"
     return {"mode": mode, "processes": len(servers), "buses": buses, "rate_per_bus": rate,
             "clients": len(received), "expected_each": expected,
             "missing": sum(expected - n for n in received), "bad": bad,
@@ -263,24 +274,40 @@ def main():
     parser.add_argument("--read", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each mode (default: 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
     if args.emulate:
         return emulate(args.buses, args.rate, args.seconds, args.out)
     if args.read is not None:
         return clients(args.read, args.clients, args.expected, args.out)
-    results = [run(mode, args.buses, args.rate, args.seconds, args.clients)
-               for mode in ("one process", "one process per bus")]
+    runs = []  # the modes interleaved, so that a change in the machine's load hits both
+    for _ in range(args.repeat):
+        for mode in ("one process", "one process per bus"):
+            runs.append(run(mode, args.buses, args.rate, args.seconds, args.clients))
     print(f"{args.buses} buses x {args.rate:,} frames/s, {args.clients} clients per bus, "
-          f"{args.seconds} s")
+          f"{args.seconds} s, {args.repeat} runs of each (load average before: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'serving':22s} {'clients':>7s} {'missing':>7s} {'bad':>4s} {'CPU %':>6s} "
           f"{'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")
-    for r in results:
+    for r in runs:
         print(f"{r['mode']:22s} {r['clients']:>7d} {r['missing']:>7d} {r['bad']:>4d} "
               f"{r['cpu_percent']:>6.1f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
               f"{r['max_ms']:>7.2f}")
+    for mode in ("one process", "one process per bus"):
+        mine = [r for r in runs if r["mode"] == mode]
+        print(f"median, {mode}: CPU {median(r['cpu_percent'] for r in mine):.1f} % of one "
+              f"core, p50 {median(r['p50_ms'] for r in mine):.2f} ms, p99 "
+              f"{median(r['p99_ms'] for r in mine):.2f} ms; every frame to every client: "
+              f"{'yes' if all(r['missing'] == 0 and r['bad'] == 0 for r in mine) else 'NO'}")
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(runs))
+
+
+def median(values):
+    import statistics
+
+    return statistics.median(list(values))
 
 
 if __name__ == "__main__":
