@@ -132,6 +132,31 @@ def process_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid):
+    """CPU seconds of each thread of ``pid``, in creation order (thread ids grow)."""
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    seconds = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            seconds.append(0.0)
+            continue
+        seconds.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return tids, seconds
+
+
+def broadcaster_seconds(pid, before):
+    """CPU of the broadcaster threads since ``before`` (a thread_cpu result). The server starts,
+    per bus in config order, the broadcaster thread and then the source thread (zeroconf off, no
+    sinks, no metrics here): after the main thread they alternate."""
+    tids, now = thread_cpu(pid)
+    old = dict(zip(*before))
+    threads = [s - old.get(t, 0.0) for t, s in zip(tids, now)][1:]
+    return sum(threads[0::2]), sum(threads[1::2])
+
+
 def free_ports(n):
     socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
     ports = [s.getsockname()[1] for s in socks]
@@ -202,12 +227,14 @@ def run(mode, buses, rate, seconds, per_bus, switch_interval=None):
                 server.wait_for("connected", 30)
             time.sleep(1.0)  # every client accepted before the first frame
             cpu0 = sum(process_cpu(s.proc.pid) for s in servers)
+            threads0 = thread_cpu(servers[0].proc.pid) if mode == "one process" else None
             wall0 = time.monotonic()
             emulator.stdin.write("go\n")
             emulator.stdin.flush()
             emitted = json.loads(emulator.stdout.readline())
             results = [json.loads(reader.stdout.readline()) for reader in readers]
             cpu = sum(process_cpu(s.proc.pid) for s in servers) - cpu0
+            split = broadcaster_seconds(servers[0].proc.pid, threads0) if threads0 else None
             wall = time.monotonic() - wall0
             for reader in readers:
                 reader.wait(30)
@@ -228,7 +255,9 @@ def run(mode, buses, rate, seconds, per_bus, switch_interval=None):
             "clients": len(received), "expected_each": expected,
             "missing": sum(expected - n for n in received), "bad": bad,
             "emitter_seconds": emitted["elapsed"],
-            "cpu_percent": 100 * cpu / wall, "p50_ms": delays[0], "p99_ms": delays[1],
+            "cpu_percent": 100 * cpu / wall,
+            "broadcasters_percent": 100 * split[0] / wall if split else None,
+            "sources_percent": 100 * split[1] / wall if split else None, "p50_ms": delays[0], "p99_ms": delays[1],
             "max_ms": delays[2]}
 
 
@@ -294,6 +323,10 @@ def main():
         print(f"{r['mode']:22s} {r['clients']:>7d} {r['missing']:>7d} {r['bad']:>4d} "
               f"{r['cpu_percent']:>6.1f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} "
               f"{r['max_ms']:>7.2f}")
+    one = [r for r in runs if r["mode"] == "one process"]
+    print(f"one process, median: the {args.buses} broadcaster threads "
+          f"{median(r['broadcasters_percent'] for r in one):.1f} % of one core, the "
+          f"{args.buses} source threads {median(r['sources_percent'] for r in one):.1f} %")
     for mode in ("one process", "one process per bus"):
         mine = [r for r in runs if r["mode"] == mode]
         print(f"median, {mode}: CPU {median(r['cpu_percent'] for r in mine):.1f} % of one "

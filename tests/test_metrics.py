@@ -1,21 +1,12 @@
 """--metrics: the collector reads the buses' counters at scrape time; /healthz."""
 import math
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cancorder.errors import UsageError
 from cancorder.metrics import BusSnapshot, MetricsServer
-
-
-def fetch(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+from tests.helpers import http_get as fetch
 
 
 def samples(text):

@@ -5,8 +5,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import can
@@ -19,6 +17,7 @@ from cancorder.server import Bus, BusOptions, Server, ServerOptions
 from cancorder.sources.base import Source
 from cancorder.sources.slcan import SlcanSource
 from tests.emulators.slcan_adapter import SlcanEmulator, slcan_line
+from tests.helpers import http_get
 
 
 # ---- helpers ----
@@ -106,14 +105,6 @@ def wait_clients(bus, count, timeout=10):
     while bus.broadcaster.client_count < count and time.monotonic() < deadline:
         time.sleep(0.01)
     assert bus.broadcaster.client_count == count
-
-
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def metric(text, name, **labels):
