@@ -315,7 +315,7 @@ def main():
         for mode in ("one process", "one process per bus"):
             runs.append(run(mode, args.buses, args.rate, args.seconds, args.clients))
     print(f"{args.buses} buses x {args.rate:,} frames/s, {args.clients} clients per bus, "
-          f"{args.seconds} s, {args.repeat} runs of each (load average before: "
+          f"{args.seconds} s, {args.repeat} runs of each (load average at the end: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'serving':22s} {'clients':>7s} {'missing':>7s} {'bad':>4s} {'CPU %':>6s} "
           f"{'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")

@@ -410,3 +410,22 @@ def test_config_check_builds_each_source_and_names_the_bus_in_its_errors(tmp_pat
                           text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == f'error: config {path}, bus "x": --data-bitrate needs --fd\n'
+
+
+def test_a_crashing_bus_ends_the_service_with_exit_1(cancorder_process, emulators, tmp_path):
+    """What systemd's Restart=on-failure relies on: a source bug is exit 1, never 0."""
+    from tests.helpers import ROOT, cancorder_env
+
+    a, b = emulators(), emulators()
+    path = tmp_path / "car.toml"
+    path.write_text(f'zeroconf = false\nbind = "127.0.0.1"\nsource = "slcan"\n'
+                    f'[[bus]]\nname = "good"\nchannel = "{a.url}"\n'
+                    f'[[bus]]\nname = "buggy"\nchannel = "{b.url}"\n')
+    env = cancorder_env(CANCORDER_FAKE_SLCAN_CRASH=b.url)
+    env["PYTHONPATH"] = os.path.join(ROOT, "tests", "fakes") + os.pathsep + env["PYTHONPATH"]
+    proc = cancorder_process("serve", "--config", str(path), env=env)
+    proc.wait_for("serving slcan channel " + b.url)
+    b.wait_open()
+    b.send_lines(numbered(0, 5))
+    assert proc.proc.wait(30) == 1
+    proc.wait_for(r"failed unexpectedly: RuntimeError: the fake driver fell over")
