@@ -73,7 +73,7 @@ def serve_buses(buses, config):
 def make_reporter(args):
     from ..report import Reporter
 
-    return Reporter(debug=getattr(args, "debug", False))
+    return Reporter()
 
 
 # ---- value parsers (argparse turns their ArgumentTypeError into a usage line, exit 2) ----
