@@ -274,6 +274,7 @@ class Bus:
         """A finished source: give the clients up to DRAIN_WAIT s to receive everything."""
         give_up = time.monotonic() + DRAIN_WAIT
         while not self._stop.is_set() and time.monotonic() < give_up:
+            self.heartbeat = time.monotonic()  # draining is not being stuck (watchdog)
             if self.broadcaster.wait_drained(0.1):
                 return
 

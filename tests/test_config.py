@@ -217,3 +217,12 @@ def test_listen_address_parser():
     for bad in ("", "x", "1.2.3.4:", "1:2:3", "99999"):
         with pytest.raises(argparse.ArgumentTypeError):
             sa.listen_address(bad)
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path, parsers):
+    text = open(f"{ROOT}/README.md", encoding="utf-8").read()
+    start = text.index("```toml", text.index("## Production")) + len("```toml")
+    cfg = load(tmp_path, text[start:text.index("```", start)], parsers)
+    assert [(b.name, b.command) for b in cfg.buses] == [
+        ("powertrain", "serve"), ("body", "serve"), ("bench", "mock-uds")]
+    assert len(config.build_buses(cfg, check=True)) == 3
