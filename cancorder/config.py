@@ -101,6 +101,7 @@ def resolve(document, path, parsers=None):
     """Turn a parsed TOML document into a ProcessConfig (``parsers``: command -> parser)."""
     parsers = parsers if parsers is not None else serving_parsers()
     where = f"config {path}"
+    document = {_key(k): v for k, v in document.items()}
     buses_raw = document.get("bus", [])
     if not isinstance(buses_raw, list) or not all(isinstance(b, dict) for b in buses_raw):
         raise ConfigError(f"{where}: bus must be [[bus]] tables, one per bus")

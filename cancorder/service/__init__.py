@@ -68,7 +68,8 @@ def install(name, root="/", platform=None, config=None):
     if config is not None:
         from .. import config as config_module
 
-        config_module.load(config)  # a broken config is refused before anything is written
+        # a broken config is refused before anything is written (its sources built, not opened)
+        config_module.build_buses(config_module.load(config), check=True)
     done = Installed([], [], [])
     if platform == "linux":
         config_path = f"/etc/cancorder/{name}.toml"
