@@ -319,7 +319,7 @@ def test_service_files_and_config_inside_the_executable(exe, scratch, tmp_path):
     code, out, err = run_exe(scratch, "service", "install", "car", "--root", str(tmp_path))
     assert code == 0, err
     unit = (tmp_path / "etc/systemd/system/cancorder@.service").read_text()
-    assert f"ExecStart={EXE} serve --config /etc/cancorder/car.toml" in unit
+    assert f"ExecStart={EXE} serve --config /etc/cancorder/%i.toml" in unit
     code, out, err = run_exe(scratch, "serve", "--config",
                              str(tmp_path / "etc/cancorder/car.toml"), "--check",
                              "--metrics", "127.0.0.1:9100")
