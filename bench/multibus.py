@@ -11,7 +11,7 @@ repeat) and notes when each chunk arrived. Reported:
 - frames each client got, and frames missing, repeated or altered (must be 0);
 - CPU of the whole serve process (user + system, from /proc) as % of one core over the paced
   window, beside the same load served by one `cancorder serve` process per bus (the reference,
-  measured in the same run);
+  measured in the same run), and one bus alone in one process (the machine's floor);
 - latency from the emulator's write to the client's read (CLOCK_MONOTONIC is one clock for
   every process of the machine): p50, p99 and max over every frame.
 """
@@ -180,7 +180,7 @@ def server_command(switch_interval):
 
 
 def start_servers(mode, emulator_ports, ports, tmp, switch_interval=None):
-    if mode == "one process":
+    if mode in ("one process", "one bus alone"):
         path = os.path.join(tmp, "multibus.toml")
         with open(path, "w") as f:
             for i, (emu, port) in enumerate(zip(emulator_ports, ports)):
@@ -227,7 +227,7 @@ def run(mode, buses, rate, seconds, per_bus, switch_interval=None):
                 server.wait_for("connected", 30)
             time.sleep(1.0)  # every client accepted before the first frame
             cpu0 = sum(process_cpu(s.proc.pid) for s in servers)
-            threads0 = thread_cpu(servers[0].proc.pid) if mode == "one process" else None
+            threads0 = thread_cpu(servers[0].proc.pid) if len(servers) == 1 else None
             wall0 = time.monotonic()
             emulator.stdin.write("go\n")
             emulator.stdin.flush()
@@ -310,10 +310,14 @@ def main():
         return emulate(args.buses, args.rate, args.seconds, args.out)
     if args.read is not None:
         return clients(args.read, args.clients, args.expected, args.out)
-    runs = []  # the modes interleaved, so that a change in the machine's load hits both
+    # the modes interleaved, so that a change in the machine's load hits all of them; "one bus
+    # alone" is the machine's floor: the same per-bus load, one bus in one process
+    modes = (("one process", args.buses), ("one process per bus", args.buses),
+             ("one bus alone", 1))
+    runs = []
     for _ in range(args.repeat):
-        for mode in ("one process", "one process per bus"):
-            runs.append(run(mode, args.buses, args.rate, args.seconds, args.clients))
+        for mode, buses in modes:
+            runs.append(run(mode, buses, args.rate, args.seconds, args.clients))
     print(f"{args.buses} buses x {args.rate:,} frames/s, {args.clients} clients per bus, "
           f"{args.seconds} s, {args.repeat} runs of each (load average at the end: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
@@ -327,7 +331,7 @@ def main():
     print(f"one process, median: the {args.buses} broadcaster threads "
           f"{median(r['broadcasters_percent'] for r in one):.1f} % of one core, the "
           f"{args.buses} source threads {median(r['sources_percent'] for r in one):.1f} %")
-    for mode in ("one process", "one process per bus"):
+    for mode, _ in modes:
         mine = [r for r in runs if r["mode"] == mode]
         print(f"median, {mode}: CPU {median(r['cpu_percent'] for r in mine):.1f} % of one "
               f"core, p50 {median(r['p50_ms'] for r in mine):.2f} ms, p99 "
