@@ -27,10 +27,12 @@ def snapshot_of(bus, now=None):
     now = time.monotonic() if now is None else now
     counters = bus.source.counters()
     b = bus.broadcaster
-    up = bus.up and bus.crash is None
+    up = bus.up and bus.crash is None and b is not None
     reason = ""
     if bus.crash is not None:
         reason = f"source crashed ({type(bus.crash).__name__}: {bus.crash})"
+    elif b is None:
+        reason = "starting (the adapter is being opened)"
     elif not bus.up:
         since = getattr(bus, "down_since", None)
         reason = (getattr(bus, "down_reason", "") or "adapter not open") + \
@@ -64,7 +66,7 @@ class ServiceMonitor:
 
     def snapshot(self):
         now = time.monotonic()
-        return [snapshot_of(bus, now) for bus in self.buses if bus.broadcaster is not None]
+        return [snapshot_of(bus, now) for bus in self.buses]
 
     def start(self):
         if self.metrics_address is not None:

@@ -78,3 +78,17 @@ def test_port_in_use_is_a_usage_error(served):
     server, _ = served
     with pytest.raises(UsageError, match=rf"--metrics 127.0.0.1:{server.port}: cannot listen"):
         MetricsServer(("127.0.0.1", server.port), list).start()
+
+
+def test_a_bus_still_opening_is_not_healthy():
+    import types
+
+    from cancorder.metrics import health
+    from cancorder.sources.base import SourceCounters
+    from cancorder.supervision import snapshot_of
+
+    bus = types.SimpleNamespace(name="slow", up=False, crash=None, broadcaster=None, sinks=[],
+                                reopens=0, last_frame=None,
+                                source=types.SimpleNamespace(counters=SourceCounters))
+    assert health([snapshot_of(bus)]) == (False, 'bus "slow" down: starting (the adapter is '
+                                                 'being opened)')
