@@ -425,6 +425,8 @@ def build_buses(config, check=False):
             raise ConfigError(f"config {config.path}, {bus.label}: {exc}") from None
         options = sa.bus_options(bus.args, module.PROCESS)
         options.name = bus.name
+        # verbose prints frames, except where -v means something else (mock-uds narrates)
+        options.print_frames = config.verbose and getattr(module, "PRINTS_FRAMES", True)
         buses.append(Bus(source, options))
     return buses
 

@@ -42,6 +42,7 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
+    print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
 
 
 @dataclasses.dataclass

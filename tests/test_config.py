@@ -226,3 +226,12 @@ def test_the_readme_example_is_a_valid_config(tmp_path, parsers):
     assert [(b.name, b.command) for b in cfg.buses] == [
         ("powertrain", "serve"), ("body", "serve"), ("bench", "mock-uds")]
     assert len(config.build_buses(cfg, check=True)) == 3
+
+
+def test_verbose_prints_frames_of_every_bus_but_the_narrating_simulator(tmp_path, parsers):
+    cfg = load(tmp_path, 'verbose = true\n[[bus]]\nchannel = "can0"\n'
+                         '[[bus]]\nsource = "mock-uds"\n', parsers)
+    serve_bus, sim_bus = config.build_buses(cfg)
+    assert serve_bus.options.print_frames is True
+    assert sim_bus.options.print_frames is False
+    assert sim_bus.source.narrate is not None  # -v narrates the scenario instead
