@@ -68,5 +68,9 @@ class SpoolError(UsageError):
     """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
 
 
+class ConfigError(UsageError):
+    """A ``--config`` file is wrong: the message names the file, the bus and the key."""
+
+
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)

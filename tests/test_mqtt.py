@@ -291,13 +291,13 @@ def test_publisher_counts_what_a_full_spool_dropped_in_its_stats(tmp_path, caplo
             time.sleep(0.005)
         publisher.close(1.0)
     stats = publisher.stats()
-    assert stats["mqtt_connected"] == 0 and stats["mqtt_published_frames"] == 0
-    assert stats["mqtt_dropped_frames"] > sent // 2
-    assert stats["mqtt_spool_bytes"] <= 1 << 20
+    assert stats["connected"] == 0 and stats["published_frames"] == 0
+    assert stats["dropped_frames"] > sent // 2
+    assert stats["spool_bytes"] <= 1 << 20
     waiting = DiskSpool(str(tmp_path / "spool"), 1 << 20)
-    assert waiting.pending_frames + stats["mqtt_dropped_frames"] == sent  # nothing else lost
+    assert waiting.pending_frames + stats["dropped_frames"] == sent  # nothing else lost
     waiting.close()
     text = caplog.text
     assert text.count("refused the connection") == 1
     assert "MQTT outbox full" in text and "dropped the oldest batches" in text
-    assert f"{stats['mqtt_dropped_frames']:,} frames dropped" in publisher.summary()
+    assert f"{stats['dropped_frames']:,} frames dropped" in publisher.summary()

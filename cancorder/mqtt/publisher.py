@@ -47,6 +47,7 @@ class MqttOptions:
 
 
 class MqttPublisher(RecordSink):
+    metrics_name = "mqtt"  # cancorder_mqtt_<stat>{bus} on the metrics page
     @classmethod
     def from_options(cls, options):
         return cls(options.settings, spool_dir=options.spool_dir, spool_size=options.spool_size)
@@ -147,12 +148,12 @@ class MqttPublisher(RecordSink):
 
     def summary(self):
         s = self._stats
-        waiting = s.get("mqtt_waiting_batches", 0)
-        text = (f"MQTT {self.settings.where}/{self.topic}: {s.get('mqtt_published_frames', 0):,} "
-                f"frames published in {s.get('mqtt_published_batches', 0):,} batches")
+        waiting = s.get("waiting_batches", 0)
+        text = (f"MQTT {self.settings.where}/{self.topic}: {s.get('published_frames', 0):,} "
+                f"frames published in {s.get('published_batches', 0):,} batches")
         if waiting:
             text += f", {waiting:,} batches left in {self._outbox.where}"
-        dropped = s.get("mqtt_dropped_frames", 0) + s.get("mqtt_queue_dropped_frames", 0)
+        dropped = s.get("dropped_frames", 0) + s.get("queue_dropped_frames", 0)
         if dropped:
             text += f", {dropped:,} frames dropped"
         return text
@@ -419,14 +420,14 @@ class MqttPublisher(RecordSink):
     def _update_stats(self):
         outbox = self._outbox
         self._stats = {
-            "mqtt_connected": int(self._connected),
-            "mqtt_published_batches": self.published_batches,
-            "mqtt_published_frames": self.published_frames,
-            "mqtt_waiting_batches": outbox.batches,
-            "mqtt_spool_bytes": outbox.bytes,
-            "mqtt_dropped_batches": outbox.dropped_batches,
-            "mqtt_dropped_frames": outbox.dropped_frames,
-            "mqtt_queue_dropped_frames": self._queue_dropped + self._unwritable,
+            "connected": int(self._connected),
+            "published_batches": self.published_batches,
+            "published_frames": self.published_frames,
+            "waiting_batches": outbox.batches,
+            "spool_bytes": outbox.bytes,
+            "dropped_batches": outbox.dropped_batches,
+            "dropped_frames": outbox.dropped_frames,
+            "queue_dropped_frames": self._queue_dropped + self._unwritable,
         }
 
     def _wake(self):
