@@ -13,6 +13,7 @@ Every mistake is one line naming the file, the bus and the key (ConfigError, exi
 import argparse
 import dataclasses
 import json
+import os
 import re
 
 from .errors import ConfigError, UsageError
@@ -177,9 +178,17 @@ def _resolve_bus(index, raw, defaults, where, parsers):
 
 
 def _check_distinct(buses, where):
-    seen_names, seen_ports, seen_channels = {}, {}, {}
+    seen_names, seen_ports, seen_channels, seen_spools = {}, {}, {}, {}
     for bus in buses:
         here = f"{where}, {bus.label}"
+        spool = getattr(bus.args, "mqtt_spool", None)
+        if spool:
+            folder = os.path.realpath(spool)
+            if folder in seen_spools:
+                raise ConfigError(f"{here}: mqtt_spool {_shown(spool)} is also "
+                                  f"{seen_spools[folder].label}'s: every bus needs its own "
+                                  "spool folder")
+            seen_spools[folder] = bus
         if bus.name in seen_names:
             raise ConfigError(f"{where}: bus {bus.index} and bus {seen_names[bus.name]} are "
                               f"both named {_shown(bus.name)}: names must differ")

@@ -301,3 +301,19 @@ def test_publisher_counts_what_a_full_spool_dropped_in_its_stats(tmp_path, caplo
     assert text.count("refused the connection") == 1
     assert "MQTT outbox full" in text and "dropped the oldest batches" in text
     assert f"{stats['dropped_frames']:,} frames dropped" in publisher.summary()
+
+
+def test_config_buses_need_their_own_spool_folders(tmp_path):
+    from cancorder import config
+    from cancorder.errors import ConfigError
+
+    path = tmp_path / "two.toml"
+    path.write_text('mqtt = "mqtt://broker/fleet/{channel}"\nmqtt_spool = "/var/spool/x"\n'
+                    '[[bus]]\nname = "a"\nchannel = "can0"\n'
+                    '[[bus]]\nname = "b"\nchannel = "can1"\n')
+    with pytest.raises(ConfigError, match=r'bus "b": mqtt_spool "/var/spool/x" is also bus "a"'):
+        config.load(str(path))
+    path.write_text(path.read_text().replace('name = "b"', 'name = "b"\nmqtt_spool = "/y"'))
+    buses = config.load(str(path)).buses
+    assert [b.args.mqtt for b in buses] == ["mqtt://broker/fleet/{channel}"] * 2
+    assert [b.args.mqtt_spool for b in buses] == ["/var/spool/x", "/y"]

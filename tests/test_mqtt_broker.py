@@ -486,3 +486,56 @@ def test_monitor_of_a_broker(broker, cancorder_process, tmux_session, tmp_path):
     session.keys("q")
     assert wait_status(tmp_path) == 0, (tmp_path / "stderr").read_text()
     assert "stopped: q pressed" in (tmp_path / "stderr").read_text()
+
+
+def test_config_buses_publish_each_with_its_metrics(broker, cancorder_process, tmp_path):
+    """serve --config: two SLCAN buses, each with its own mqtt key; one dump shows both by
+    name; the metrics page counts what each published."""
+    from tests.emulators.slcan_adapter import SlcanEmulator
+    from tests.helpers import http_get
+    from tests.mosquitto import free_port
+    from tests.test_metrics import samples
+
+    mosquitto = broker()
+    emulators = [SlcanEmulator(), SlcanEmulator()]
+    metrics_port = free_port()
+    try:
+        config = tmp_path / "fleet.toml"
+        config.write_text(
+            f'zeroconf = false\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+            + "".join(f'[[bus]]\nname = "{name}"\nsource = "slcan"\nchannel = "{emu.url}"\n'
+                      f'mqtt = "{mosquitto.url("fleet/truck42/" + name)}"\n'
+                      for name, emu in zip(("powertrain", "body"), emulators)))
+        dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("fleet/+/+"))
+        serve = cancorder_process("serve", "--config", str(config))
+        serve.wait_for("MQTT: publishing to .*/fleet/truck42/body")
+        serve.wait_for("MQTT: publishing to .*/fleet/truck42/powertrain")
+        for emu in emulators:
+            emu.wait_open()
+        Stream(emulators[0], 3000, 10000).send_until(3000)
+        Stream(emulators[1], 2000, 10000).send_until(2000)
+        lines = []
+        deadline = time.monotonic() + 30
+        while len(lines) < 5000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            lines = open(out).read().splitlines()
+        by_bus = {}
+        for line in lines:
+            by_bus.setdefault(line.split()[1], []).append(int(line.split()[2].split("#")[1], 16))
+        assert by_bus == {"truck42/powertrain": list(range(3000)),
+                          "truck42/body": list(range(2000))}
+        deadline = time.monotonic() + 10
+        while True:
+            page = samples(http_get(metrics_port, "/metrics")[1])
+            published = {bus: page.get(("cancorder_mqtt_published_frames",
+                                        frozenset({("bus", bus)}))) for bus in ("powertrain", "body")}
+            if published == {"powertrain": 3000, "body": 2000} or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert published == {"powertrain": 3000, "body": 2000}, published
+        assert page[("cancorder_mqtt_connected", frozenset({("bus", "body")}))] == 1
+        assert serve.terminate() == 0
+        assert dump.terminate() == 0
+    finally:
+        for emu in emulators:
+            emu.close()
