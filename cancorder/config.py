@@ -6,7 +6,7 @@ written ``zeroconf = false``), and its value goes through that flag's own argpar
 choices: the command-line parsers (commands/_server_args.py and the commands' own) are the only
 validators, so a flag added to a command is a config key without a line of code here. The
 ``source`` key picks the command whose flags the table holds (python-can ``serve``, ``toucan``,
-``mock-uds``, ``replay``). Keys at the top level are defaults for every bus that has that flag.
+``mock-uds``, ``replay``, ``relay``). Keys at the top level are defaults for every bus that has that flag.
 
 Every mistake is one line naming the file, the bus and the key (ConfigError, exit 2).
 """
@@ -25,6 +25,7 @@ SOURCE_KINDS = {
     "toucan": ("touCAN", {}),
     "mock-uds": ("mock-uds", {}),
     "replay": ("replay", {}),
+    "relay": ("relay", {}),  # a remote bus from an MQTT broker (url = "mqtt://...")
 }
 DEFAULT_SOURCE = "python-can"
 #: sources that own a piece of hardware: two buses may not share its channel

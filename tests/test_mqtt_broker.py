@@ -539,3 +539,22 @@ def test_config_buses_publish_each_with_its_metrics(broker, cancorder_process, t
     finally:
         for emu in emulators:
             emu.close()
+
+
+def test_relay_as_a_bus_of_a_config(broker, slcan_emulator, cancorder_process, tmp_path):
+    mosquitto = broker()
+    serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url("fleet/truck42/can0"))
+    serve.wait_for("MQTT: publishing to")
+    config = tmp_path / "desk.toml"
+    config.write_text(f'[[bus]]\nname = "truck42"\nsource = "relay"\n'
+                      f'url = "{mosquitto.url("fleet/truck42/can0")}"\nzeroconf = false\n')
+    relay = cancorder_process("serve", "--config", str(config))
+    client = StreamClient(relay.port())
+    slcan_emulator.wait_open()
+    time.sleep(0.5)
+    Stream(slcan_emulator, 3000, 10000).send_until(3000)
+    frames = client.wait_frames(3000, timeout=60)
+    assert [int.from_bytes(f[3], "big") for f in frames] == list(range(3000))
+    client.close()
+    assert relay.terminate() == 0
+    assert serve.terminate() == 0

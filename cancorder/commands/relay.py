@@ -16,8 +16,15 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_relay)
 
 
+PROCESS = "cancorder relay"
+
+
 def _do_relay(args):
+    return sa.serve(source_from_args(args), args, PROCESS)
+
+
+def source_from_args(args):
+    """The relay source of a command line or of a ``source = "relay"`` bus of a config."""
     from ..sources.relay import MqttRelaySource
 
-    source = MqttRelaySource(sa.mqtt_settings(args, args.url, subscribe=True))
-    return sa.serve(source, args, "cancorder relay")
+    return MqttRelaySource(sa.mqtt_settings(args, args.url, subscribe=True))
