@@ -62,23 +62,6 @@ def error_reply(message):
     return b"< error " + text.encode("ascii") + b" >"
 
 
-def parse_address(text, default_port=DEFAULT_PORT):
-    """``[ADDR:]PORT``, ``ADDR``, ``[v6]:PORT`` -> (host or None, port). For --socketcand."""
-    text = text.strip()
-    host, port = None, text
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else (rest or str(default_port))
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    elif not text.isdigit():
-        host, port = text, str(default_port)
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--socketcand {text}: expected [ADDR:]PORT, e.g. 29536 or "
-                         "127.0.0.1:29536 (a port is 1..65535; 0 takes a free one)")
-    return host or None, int(port)
-
-
 def parse_networks(texts):
     """--allow values -> ip_network objects (one clear usage error for a bad one)."""
     networks = []
@@ -136,7 +119,7 @@ class SocketcandServer(RecordSink):
 
     @classmethod
     def from_options(cls, bus_options, server_options, bus):
-        host, port = bus_options.socketcand
+        host, port = bus_options.socketcand  # host "": as --bind
         return cls(bus.channel or bus.name, bind=host or bus_options.bind, port=port,
                    allow_transmit=bus_options.allow_transmit, allow=bus_options.allow,
                    listen_only=bus_options.listen_only, beacon=bus_options.beacon,
@@ -249,16 +232,18 @@ class SocketcandServer(RecordSink):
     def client_count(self):
         return len(self._clients)
 
+    metrics_name = "socketcand"  # its stats are the metrics cancorder_socketcand_<stat>{bus}
+
     def stats(self):
-        return {"socketcand_clients": len(self._clients),
-                "socketcand_clients_accepted": self.clients_accepted,
-                "socketcand_clients_dropped_lag": self.clients_dropped_lag,
-                "socketcand_clients_closed_errors": self.clients_closed_errors,
-                "socketcand_frames_sent": self.frames_sent,
-                "socketcand_bytes_sent": self.bytes_sent,
-                "socketcand_transmitted": self.transmitted,
-                "socketcand_transmit_refused": self.transmit_refused,
-                "socketcand_transmit_failed": self.transmit_failed}
+        return {"clients": len(self._clients),
+                "clients_accepted": self.clients_accepted,
+                "clients_dropped_lag": self.clients_dropped_lag,
+                "clients_closed_errors": self.clients_closed_errors,
+                "frames_sent": self.frames_sent,
+                "bytes_sent": self.bytes_sent,
+                "transmitted": self.transmitted,
+                "transmit_refused": self.transmit_refused,
+                "transmit_failed": self.transmit_failed}
 
     def summary(self):
         return (f"socketcand: {len(self._clients)} connected, clients served "

@@ -237,6 +237,31 @@ def test_serve_slcan_emulator(exe_process, scratch, slcan_emulator, backend):
     assert unpacked_left(scratch) == []  # SIGTERM: the child ended, then the loader cleaned up
 
 
+def test_serve_publishes_to_mqtt_over_tls(exe_process, broker, slcan_emulator, tmp_path):
+    """paho (imported lazily) and TLS are in the executable: serve --mqtt mqtts:// from it,
+    read back by the Python install's dump."""
+    mosquitto = broker(tls=True)
+    ca = mosquitto.certs["ca.crt"]
+    out = str(tmp_path / "dump.log")
+    dump = CancorderProcess(["dump", mosquitto.url("cancorder/+/+", tls=True), "--mqtt-ca", ca,
+                             "-f", "candump", "-n", "50"], stdout=open(out, "w"))
+    try:
+        dump.wait_for("subscribed to")
+        server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--bind", "127.0.0.1", "--mqtt", mosquitto.url(tls=True),
+                             "--mqtt-ca", ca)
+        server.wait_for("MQTT: publishing to mqtts://")
+        slcan_emulator.wait_open()
+        slcan_emulator.send_messages([can.Message(arbitration_id=i, is_extended_id=False,
+                                                  data=bytes([i])) for i in range(50)])
+        assert dump.proc.wait(60) == 0, dump.log
+        with open(out) as handle:
+            assert [line.split()[2] for line in handle] == [f"{i:03X}#{i:02X}" for i in range(50)]
+        assert _stop(server.proc) == 0
+    finally:
+        dump.stop()
+
+
 def test_serve_virtual(exe_process):
     server = exe_process("serve", "-i", "virtual", "-c", "exe-test", "--no-zeroconf",
                          "--bind", "127.0.0.1")
@@ -355,3 +380,20 @@ def test_build_output_is_ignored_by_git(exe):
     ignored = subprocess.run(["git", "check-ignore", "dist/cancorder", "build/pyinstaller",
                               ".venv-exe"], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == ["dist/cancorder", "build/pyinstaller", ".venv-exe"]
+
+
+def test_service_files_and_config_inside_the_executable(exe, scratch, tmp_path):
+    """The unit, udev rules, plist and example are package data the executable carries; the
+    installed unit starts the executable itself; tomllib and prometheus-client are inside."""
+    code, out, err = run_exe(scratch, "service", "show", "udev")
+    assert code == 0, err
+    assert 'ATTRS{idVendor}=="1d50"' in out
+    code, out, err = run_exe(scratch, "service", "install", "car", "--root", str(tmp_path))
+    assert code == 0, err
+    unit = (tmp_path / "etc/systemd/system/cancorder@.service").read_text()
+    assert f"ExecStart={EXE} serve --config /etc/cancorder/%i.toml" in unit
+    code, out, err = run_exe(scratch, "serve", "--config",
+                             str(tmp_path / "etc/cancorder/car.toml"), "--check",
+                             "--metrics", "127.0.0.1:9100")
+    assert code == 0, err
+    assert 'name = "powertrain"' in out and 'metrics = "127.0.0.1:9100"' in out
