@@ -307,3 +307,70 @@ def test_fd_frames_and_fd_transmit_over_slcan(cancorder_process, slcan_emulator)
     fd_peer.close()
     classic.close()
     assert proc.terminate() == 0
+
+
+def test_config_buses_each_serve_socketcand_with_metrics(cancorder_process, tmp_path):
+    """serve --config: socketcand keys per [[bus]]; python-can opens each bus by its channel;
+    transmit counts show up as cancorder_socketcand_* metrics."""
+    from tests.emulators.slcan_adapter import SlcanEmulator
+    from tests.helpers import http_get
+    from tests.test_production import free_port, metric, wait_until
+
+    a, b = SlcanEmulator(), SlcanEmulator()
+    metrics_port = free_port()
+    path = tmp_path / "car.toml"
+    path.write_text(f"""
+zeroconf = false
+bind = "127.0.0.1"
+metrics = "127.0.0.1:{metrics_port}"
+[[bus]]
+name = "powertrain"
+source = "slcan"
+channel = "{a.url}"
+socketcand = "127.0.0.1:0"
+beacon = false
+allow_transmit = true
+[[bus]]
+name = "body"
+source = "slcan"
+channel = "{b.url}"
+socketcand = "127.0.0.1:0"
+no_beacon = true
+""")
+    try:
+        proc = cancorder_process("serve", "--config", str(path))
+        found = {}
+        deadline = time.monotonic() + 30
+        while len(found) < 2:
+            for m in re.finditer(r"socketcand serves bus '(\S+)' at \S+:(\d+)", proc.log):
+                found[m.group(1)] = int(m.group(2))
+            assert time.monotonic() < deadline, proc.log
+            time.sleep(0.1)
+        bus_a = python_can_bus(found[a.url], a.url)
+        bus_b = python_can_bus(found[b.url], b.url)
+        try:
+            time.sleep(0.3)
+            a.send_messages([FRAMES[0]])
+            b.send_messages([FRAMES[1]])
+            assert bus_a.recv(10).arbitration_id == FRAMES[0].arbitration_id
+            assert bus_b.recv(10).arbitration_id == FRAMES[1].arbitration_id
+            bus_a.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x01"))
+            bus_b.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x01"))
+            wait_until(lambda: "t7E0101" in a.commands, what="the transmit on powertrain")
+
+            def transmitted(bus):
+                return metric(http_get(metrics_port, "/metrics")[1],
+                              "cancorder_socketcand_transmitted", bus=bus)
+
+            wait_until(lambda: transmitted("powertrain") == 1, what="the metric")
+            assert transmitted("body") == 0
+            assert metric(http_get(metrics_port, "/metrics")[1],
+                          "cancorder_socketcand_transmit_refused", bus="body") == 1
+            assert "t7E0101" not in b.commands
+        finally:
+            bus_a.shutdown()
+            bus_b.shutdown()
+        assert proc.terminate() == 0
+    finally:
+        a.close()
+        b.close()
