@@ -88,6 +88,9 @@ class BusInfo:
     # admit(address) -> None to accept a client, or why not: --allow, and --max-clients
     # counted over every protocol the bus serves (a sink that accepts clients asks it)
     admit: object = None
+    # failed(what, exc): a sink whose thread died of something unexpected says so here; the
+    # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
+    failed: object = None
 
 
 class Bus:
@@ -164,7 +167,7 @@ class Bus:
                        log_channel=self.options.name or "can0",
                        interface=txt.get("interface", ""), bitrate=txt.get("bitrate", ""),
                        port=self.port, txt=txt, source=self.source, log=self.log,
-                       admit=self.admit)
+                       admit=self.admit, failed=self._consumer_failed)
 
     def txt(self):
         from .discovery import short_hostname
@@ -234,6 +237,15 @@ class Bus:
             self.crash = exc
             self.log.error(f"{source.description} failed unexpectedly: "
                            f"{type(exc).__name__}: {exc}", exc_info=True)
+        if self._on_end is not None:
+            self._on_end(self)
+
+    def _consumer_failed(self, what, exc):
+        """A sink's thread died unexpectedly: the bus counts as crashed (exit 1)."""
+        if self.crash is None:
+            self.crash = exc
+        self.log.error(f"{what} failed unexpectedly: {type(exc).__name__}: {exc}; stopping "
+                       "(exit 1, for a supervisor to restart)", exc_info=exc)
         if self._on_end is not None:
             self._on_end(self)
 

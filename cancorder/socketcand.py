@@ -154,6 +154,7 @@ class SocketcandServer(RecordSink):
         self.description = description
         self._admit = admit
         self._logger = logging.getLogger("cancorder.socketcand")
+        self._failed = None  # BusInfo.failed: a crash of this loop stops the server (exit 1)
         self._log_to = log  # tests: a log(level, text) callable instead of the logger
         self._encoder = protocol.FrameEncoder()
         self._selector = None
@@ -187,6 +188,7 @@ class SocketcandServer(RecordSink):
     def start(self, bus=None):
         if bus is not None:
             self._logger = bus.log
+            self._failed = bus.failed
             self._admit = self._admit or bus.admit
             self.source = self.source or bus.source
         self._listener = self._listen()
@@ -331,8 +333,11 @@ class SocketcandServer(RecordSink):
                     self._release_holds()
                 if self._stop and self._stopping_done():
                     break
-        except Exception as exc:  # a bug must not kill the process silently
-            self._log("error", f"socketcand server stopped: {exc!r}")
+        except Exception as exc:  # a bug: the whole process stops with exit 1
+            if self._failed is not None:
+                self._failed("the socketcand server", exc)
+            else:
+                self._log("error", f"socketcand server stopped: {exc!r}")
         finally:
             self._close_all()
 

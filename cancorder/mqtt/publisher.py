@@ -55,6 +55,7 @@ class MqttPublisher(RecordSink):
     def __init__(self, settings, spool_dir=None, spool_size=DEFAULT_SPOOL_SIZE, session=None,
                  batch_interval=BATCH_INTERVAL, batch_bytes=BATCH_BYTES):
         self.settings = settings
+        self._failed = None  # BusInfo.failed: a crash of the publishing thread stops the server
         self.spool_dir = spool_dir
         self.spool_size = spool_size
         self.session = session if session is not None else int.from_bytes(os.urandom(8), "big")
@@ -102,6 +103,7 @@ class MqttPublisher(RecordSink):
 
     def start(self, bus):
         self._log = bus.log
+        self._failed = getattr(bus, "failed", None)
         self._txt = dict(bus.txt)
         self.topic = self.settings.topic_for(self._txt.get("system"), bus.channel,
                                              bus.interface)
@@ -176,8 +178,11 @@ class MqttPublisher(RecordSink):
             self._say_offline()
         except CancorderError as exc:
             self._log.error(f"MQTT publishing stopped: {exc}")
-        except Exception as exc:  # a bug: say it, never take the server down
-            self._log.error(f"MQTT publishing stopped: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug: the whole process stops with exit 1
+            if self._failed is not None:
+                self._failed("MQTT publishing", exc)
+            else:
+                self._log.error(f"MQTT publishing stopped: {type(exc).__name__}: {exc}")
         finally:
             self._drop_client()
             if self._outbox is not None:
