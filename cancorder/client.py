@@ -23,6 +23,9 @@ from .signals import stop_on_signals
 CONNECT_TIMEOUT = 5.0
 RECV_SIZE = 1 << 20
 STATS_INTERVAL = 0.5
+#: a connection closed without a byte within this long was most likely refused (a full logger
+#: accepts and closes at once; a quiet bus sends nothing too, but is not closed so soon)
+REFUSED_WITHIN = 2.0
 
 
 class ConnectError(CancorderError):
@@ -162,6 +165,7 @@ class Dump:
         self._signal = None
         self._wake_r = self._wake_w = None
         self._connect_messages = set()
+        self._connection_bytes = 0
 
     # ---- the whole run ----
 
@@ -220,7 +224,6 @@ class Dump:
                 except BaseException:
                     sock.close()
                     raise
-            delay = REOPEN_FIRST
             for key in self._connect_messages:  # say it again if it happens again
                 rep.forget(key)
             self._connect_messages.clear()
@@ -240,6 +243,8 @@ class Dump:
                 self.reason = lost
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
+            # a connection that brought frames starts the backoff again; a refusal does not
+            delay = REOPEN_FIRST if self._connection_bytes else min(delay * 2, REOPEN_MAX)
             if self._wait(delay):
                 return
 
@@ -268,6 +273,8 @@ class Dump:
         wake = self._wake_r
         watched = [sock, wake]
         stats = self.stats
+        connected_at = time.monotonic()
+        received = self._connection_bytes = 0  # bytes on this connection
         while True:
             timeout = None
             now = time.monotonic()
@@ -291,13 +298,12 @@ class Dump:
             else:
                 why, clean = "the logger closed the connection", True
             if not chunk:
-                try:
-                    decoder.finish()
-                except WireFormatError as exc:
-                    if not self.reconnect:
-                        raise
-                    self.reporter.warning(f"{exc}; that incomplete record is dropped")
+                if clean:
+                    why, clean = self._why_closed(decoder, received,
+                                                  time.monotonic() - connected_at)
                 return why, clean
+            received += len(chunk)
+            self._connection_bytes = received
             try:
                 frames = decoder.feed(chunk)
             except WireFormatError as exc:
@@ -307,6 +313,23 @@ class Dump:
             if frames and self._deliver(frames):
                 self.reason = f"--count {self.count}"
                 return None, True
+
+    def _why_closed(self, decoder, received, after):
+        """The logger closed the connection: (why, clean). A close before the first byte is
+        most likely a refusal (a full logger accepts and closes at once); a close inside a
+        record most likely a drop for lag (the logger cuts a client that falls too far
+        behind); neither is a clean end."""
+        if not received and after < REFUSED_WITHIN:
+            return (f"the logger closed the connection at once without sending a byte: it "
+                    f"probably refused this client (a logger serves at most --max-clients "
+                    f"clients, 64 unless set, and --max-clients-per-host from one address: "
+                    f"raise them on the logger, or close another client)"), False
+        if decoder.pending:
+            return (f"the logger closed the connection in the middle of a record (stream byte "
+                    f"{decoder.offset}, {decoder.pending} bytes of it received): it probably "
+                    f"dropped this client for lag (it was more than the logger's "
+                    f"--client-buffer behind; that incomplete record is not recorded)"), False
+        return "the logger closed the connection", True
 
     def _deliver(self, frames):
         """Filter, count, record, show; True when --count is reached."""

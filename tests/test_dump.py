@@ -530,14 +530,6 @@ BAD_CASES = {
         GOOD + wire.pack_frame(1, 0x800, 0, b""),
         "11-bit id 0x800 out of range (max 0x7ff; 29-bit ids need the EXT flag)",
         "00 00 00 00 00 00 00 01 00 00 08 00 00 00"),
-    "truncated header then close": (
-        GOOD + wire.pack_frame(1, 0x123, 0, b"\x01\x02")[:10],
-        "stream ended inside a record (10 of at least 14 bytes)",
-        "00 00 00 00 00 00 00 01 00 00"),
-    "truncated payload then close": (
-        GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:17],
-        "stream ended inside a record (17 of 22 bytes)",
-        "00 00 00 00 00 00 00 01 00 00 01 23 00 08"),
 }
 
 
@@ -556,6 +548,58 @@ def test_malformed_stream_stops_with_the_offset_and_bytes(dump, fake_loggers, tm
     assert errors == [f"error: malformed stream at byte {len(GOOD)}: {reason} (bytes: {shown})"]
     assert "Traceback" not in run.log
     check_recording(path, KNOWN[:2])
+
+
+@pytest.mark.parametrize("cut,received", [(10, 10), (17, 17)], ids=["in the header",
+                                                                      "in the payload"])
+def test_a_close_inside_a_record_is_reported_as_a_probable_lag_drop(dump, fake_loggers,
+                                                                   tmp_path, cut, received):
+    """A logger that drops a client for lag used to cut it anywhere: dump says what probably
+    happened (not "malformed stream"), exits non-zero, and keeps every whole frame."""
+    fake = fake_loggers(GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:cut])
+    path = str(tmp_path / "before.blf")
+    run = dump(fake.target, "-f", "candump", "-o", path)
+    assert run.wait() == 1, run.log
+    assert run.lines == KNOWN_CANDUMP[:2]
+    assert run.log.splitlines()[-1] == (
+        f"error: the logger closed the connection in the middle of a record (stream byte "
+        f"{len(GOOD)}, {received} bytes of it received): it probably dropped this client for "
+        "lag (it was more than the logger's --client-buffer behind; that incomplete record is "
+        "not recorded) (--reconnect keeps trying)")
+    assert "malformed" not in run.log and "Traceback" not in run.log
+    check_recording(path, KNOWN[:2])
+
+
+def test_a_close_on_a_record_boundary_is_a_clean_end(dump, fake_loggers):
+    fake = fake_loggers(GOOD)
+    run = dump(fake.target, "-f", "candump")
+    assert run.wait() == 0, run.log
+    assert "2 frames; stopped: the logger closed the connection" in run.log
+
+
+def test_a_connection_closed_without_a_byte_is_a_probable_refusal(dump, fake_loggers):
+    fake = fake_loggers(b"")
+    run = dump(fake.target)
+    assert run.wait() == 1, run.log
+    assert run.log.splitlines()[-1].startswith(
+        "error: the logger closed the connection at once without sending a byte: it probably "
+        "refused this client (a logger serves at most --max-clients clients")
+
+
+def test_the_client_over_max_clients_is_told_it_was_refused(slcan_emulator, cancorder_process,
+                                                           dump):
+    server = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                               "--no-zeroconf", "--max-clients", "1")
+    port = server.port()
+    first = StreamClient(port)
+    server.wait_for(r"connected \(1 connected\)")
+    try:
+        run = dump(f"127.0.0.1:{port}", "-f", "candump")
+        assert run.wait() == 1, run.log
+        assert "probably refused this client" in run.log and "--max-clients" in run.log
+        assert "0 frames; stopped" not in run.log
+    finally:
+        first.close()
 
 
 def test_connection_refused_is_one_line(dump):
