@@ -93,6 +93,14 @@ def main(argv=None):
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        print(f"error: {_exception_name(exc)}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _exception_name(exc):
+    """``ValueError``; ``struct.error`` rather than a bare ``error`` (which read as "error: error:")."""
+    kind = type(exc)
+    if kind.__name__[:1].isupper() or kind.__module__ in ("builtins", None):
+        return kind.__name__
+    return f"{kind.__module__.lstrip('_')}.{kind.__name__}"

@@ -18,6 +18,7 @@ import time
 from ._fast import wire
 from .errors import CancorderError, UsageError, WireFormatError
 from .server import DEFAULT_PORT, REOPEN_FIRST, REOPEN_MAX
+from .report import plural
 from .signals import stop_on_signals
 
 CONNECT_TIMEOUT = 5.0
@@ -380,17 +381,15 @@ class Dump:
                 self.recording.close()
             except CancorderError as exc:
                 problems.append(exc)
-            else:
-                rep.info(f"recorded {self.recording.frames:,} frames to "
-                         f"{', '.join(self.recording.paths)}")
+            rep.info(f"recorded {self.recording.summary()}")
             for note in self.recording.notes():
                 rep.warning(note)
         filtered = f" ({self.received:,} received)" if self.received != self.shown else ""
         if failed:
             if self.shown:
-                rep.info(f"{self.shown:,} frames{filtered} before the error")
+                rep.info(f"{plural(self.shown, 'frame')}{filtered} before the error")
         else:
-            rep.info(f"{self.shown:,} frames{filtered}; stopped: {self.reason or 'done'}")
+            rep.info(f"{plural(self.shown, 'frame')}{filtered}; stopped: {self.reason or 'done'}")
         if problems and not failed:
             raise problems[0]
 

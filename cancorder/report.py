@@ -49,6 +49,11 @@ class Reporter:
             self._once.discard(key)
 
 
+def plural(count, word):
+    """``1 frame``, ``2 frames``, ``1,000 clients``: a count and its noun, agreeing."""
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
 def _escape(text):
     from rich.markup import escape
 
