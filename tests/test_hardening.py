@@ -10,3 +10,105 @@ def test_an_unexpected_library_error_does_not_read_error_error():
     except struct.error as exc:
         assert _exception_name(exc) == "struct.error"
     assert _exception_name(ValueError("x")) == "ValueError"
+
+
+# ---- bit rates as people write them ----
+
+import pytest  # noqa: E402
+
+from cancorder.cli import build_parser  # noqa: E402
+
+
+@pytest.mark.parametrize("text,value", [
+    ("500000", 500000), ("500k", 500000), ("500K", 500000), ("1M", 1000000), ("1m", 1000000),
+    ("83.3k", 83300), ("83333", 83333), ("125 kbit/s", 125000), ("2M", 2000000),
+])
+def test_bitrate_accepts_suffixes(text, value):
+    args = build_parser().parse_args(["serve", "-b", text])
+    assert args.bitrate == value
+
+
+@pytest.mark.parametrize("text", ["fast", "500x", "0.5", "30M", "1e6"])
+def test_bitrate_refuses_what_is_not_one(text, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "-b", text])
+    assert exit_info.value.code == 2
+    assert "bit rate" in capsys.readouterr().err
+
+
+def test_data_bitrate_as_python_can_spells_it():
+    args = build_parser().parse_args(["serve", "--fd", "--data_bitrate", "2M"])
+    assert args.data_bitrate == 2_000_000
+
+
+@pytest.mark.parametrize("bitrate", [83300, 83333])
+def test_slcan_83k3_both_spellings(bitrate, slcan_emulator):
+    from cancorder.sources.slcan import SlcanSource
+
+    source = SlcanSource(slcan_emulator.url, bitrate=bitrate)
+    source.open()
+    try:
+        slcan_emulator.wait_open()
+        assert "S9" in slcan_emulator.commands
+    finally:
+        source.close()
+
+
+# ---- colours far apart for close ids ----
+
+@pytest.mark.parametrize("first,second", [(0x7E0, 0x7E8), (0x7DF, 0x7E0), (0x7E0, 0x7E1),
+                                          (0x18DA10F1, 0x18DAF110), (0x100, 0x10F)])
+def test_close_ids_get_colours_far_apart_on_a_256_colour_terminal(first, second):
+    import math
+
+    from rich.color import ColorSystem
+
+    from cancorder.formats import _id_colour
+
+    def shown(key):  # what a 256-colour terminal shows
+        colour = _id_colour(key).downgrade(ColorSystem.EIGHT_BIT)
+        rgb = colour.get_truecolor()
+        return colour.number, (rgb.red, rgb.green, rgb.blue)
+
+    (number_a, rgb_a), (number_b, rgb_b) = shown(first), shown(second)
+    assert number_a != number_b
+    assert math.dist(rgb_a, rgb_b) >= 100, (rgb_a, rgb_b)
+
+
+def test_every_id_within_15_of_another_gets_another_colour():
+    from cancorder.formats import _id_colour
+
+    for key in range(0x7C0, 0x800):
+        for distance in range(1, 16):
+            assert _id_colour(key) != _id_colour(key + distance)
+
+
+# ---- detect: the command to copy never wraps ----
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_detect_table_keeps_each_command_on_one_line(width):
+    import io
+
+    from rich.console import Console
+
+    from cancorder.commands.detect import _print_table
+    from cancorder.detection import Found
+
+    found = [
+        Found("slcan", "/dev/serial/by-id/usb-CANable2_b158aa7_github.com_normaldotcom-if00",
+              "CANable 2.0 (16d0:117e), serial 0042, SLCAN firmware",
+              "cancorder serve -i slcan -c /dev/serial/by-id/usb-CANable2_b158aa7_github.com_"
+              "normaldotcom-if00 -b 500000", usable=True),
+        Found("socketcan", "can0", "up, 500000 bit/s", "cancorder serve -i socketcan -c can0",
+              usable=True),
+        Found("serial", "/dev/ttyS0", "16550A UART", "cancorder serve -i slcan -c /dev/ttyS0 -b "
+              "500000", fix="not a known SLCAN adapter: the command works if it speaks SLCAN"),
+    ]
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=False, color_system=None)
+    _print_table(found, console)
+    text = out.getvalue()
+    for row in found:
+        assert any(row.command in line for line in text.splitlines()), (row.command, text)
+    assert max(len(line) for line in text.splitlines()) <= max(width, 1 + max(
+        len(row.command) for row in found))

@@ -65,9 +65,15 @@ def non_negative_int(text):
 
 
 def bitrate(text):
-    value = _int(text, "a bit rate in bit/s such as 500000")
+    """Bit/s: ``500000``, ``500k``, ``1M``, ``83.3k`` (SLCAN's 83.3 kbit/s; ``83333`` too)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bit/s|bps)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected a bit rate in bit/s such as 500000, "
+                                         "500k or 1M")
+    scale = {"": 1, "k": 1000, "m": 1_000_000}[match.group(2).lower()]
+    value = round(float(match.group(1)) * scale)
     if not 1000 <= value <= 20_000_000:
-        raise argparse.ArgumentTypeError(f"{text}: a CAN bit rate is in bit/s, e.g. 500000")
+        raise argparse.ArgumentTypeError(f"{text}: a CAN bit rate is 1k..20M bit/s, e.g. 500k")
     return value
 
 

@@ -52,23 +52,39 @@ def _do_detect(args):
     return 0
 
 
-def _print_table(found):
+def _print_table(found, console=None):
+    """The table; every command stays on one line, whatever the terminal's width, so that it
+    can be copied: the other columns wrap around it, and when even that does not fit (a narrow
+    terminal) each command goes on its own line under its row instead."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    if console is None:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console.width = max(console.width, 160)  # piped: keep each row on one line
+    longest = max((len(f.command) for f in found), default=0)
+    # kind, name and details need about 30 columns beside the command, borders 13
+    beside = console.width >= longest + 43
     table = Table(title="What cancorder can serve from", title_justify="left")
     table.add_column("Kind", no_wrap=True)
-    table.add_column("Name", no_wrap=True)
+    table.add_column("Name", overflow="fold")
     table.add_column("Details")
-    table.add_column("Command / fix")
+    if beside:
+        table.add_column("Command", no_wrap=True, min_width=longest)
     for f in found:
         style = "yellow" if f.kind == "problem" else ("" if f.usable or f.command else "dim")
-        use = escape(f.command)
-        if f.fix:
-            use += ("\n" if use else "") + f"[yellow]{escape(f.fix)}[/yellow]"
-        table.add_row(escape(f.kind), escape(f.name), escape(f.details), use, style=style)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # piped: keep each command on one line
+        fix = f"[yellow]{escape(f.fix)}[/yellow]" if f.fix else ""
+        cells = [escape(f.kind), escape(f.name),
+                 escape(f.details) + ("\n" if f.details and fix else "") + fix]
+        if beside:
+            cells.append(escape(f.command))
+        table.add_row(*cells, style=style)
     console.print(table)
+    if not beside:
+        commands = [f for f in found if f.command]
+        if commands:
+            console.print("Commands:")
+        for f in commands:
+            console.print(escape(f.command), soft_wrap=True, style="bold")

@@ -18,7 +18,8 @@ from .base import Source
 
 #: python-can's table (S9 = 83.3 kbit/s, as in the CANable firmware)
 BITRATE_COMMANDS = {10000: "S0", 20000: "S1", 50000: "S2", 100000: "S3", 125000: "S4",
-                    250000: "S5", 500000: "S6", 750000: "S7", 1000000: "S8", 83300: "S9"}
+                    250000: "S5", 500000: "S6", 750000: "S7", 1000000: "S8", 83300: "S9",
+                    83333: "S9"}  # 83.3k as python-can writes it, and as 1e6 / 12 rounds
 DATA_BITRATE_COMMANDS = {2000000: "Y2", 5000000: "Y5"}
 #: --opt keys this source understands (the rest belong to python-can's backend)
 OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
