@@ -58,29 +58,16 @@ def _print_table(found, console=None):
     terminal) each command goes on its own line under its row instead."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     if console is None:
         console = Console(highlight=False)
         if not console.is_terminal:
             console.width = max(console.width, 160)  # piped: keep each row on one line
-    longest = max((len(f.command) for f in found), default=0)
-    # kind, name and details need about 30 columns beside the command, borders 13
-    beside = console.width >= longest + 43
-    table = Table(title="What cancorder can serve from", title_justify="left")
-    table.add_column("Kind", no_wrap=True)
-    table.add_column("Name", overflow="fold")
-    table.add_column("Details")
-    if beside:
-        table.add_column("Command", no_wrap=True, min_width=longest)
-    for f in found:
-        style = "yellow" if f.kind == "problem" else ("" if f.usable or f.command else "dim")
-        fix = f"[yellow]{escape(f.fix)}[/yellow]" if f.fix else ""
-        cells = [escape(f.kind), escape(f.name),
-                 escape(f.details) + ("\n" if f.details and fix else "") + fix]
-        if beside:
-            cells.append(escape(f.command))
-        table.add_row(*cells, style=style)
+    # kind, a name folded to 12 columns, details wrapped to 16, the command, 13 for borders
+    needed = (max((len(f.kind) for f in found), default=0) + 12 + 16 + 13
+              + max((len(f.command) for f in found), default=0))
+    beside = needed <= console.width
+    table = _table(found, commands_beside=beside)
     console.print(table)
     if not beside:
         commands = [f for f in found if f.command]
@@ -88,3 +75,26 @@ def _print_table(found, console=None):
             console.print("Commands:")
         for f in commands:
             console.print(escape(f.command), soft_wrap=True, style="bold")
+
+
+def _table(found, commands_beside):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="What cancorder can serve from", title_justify="left")
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Name", overflow="fold",
+                     min_width=min(12, max((len(f.name) for f in found), default=0)))
+    table.add_column("Details", min_width=16)
+    if commands_beside:
+        table.add_column("Command", no_wrap=True,
+                         min_width=max((len(f.command) for f in found), default=0))
+    for f in found:
+        style = "yellow" if f.kind == "problem" else ("" if f.usable or f.command else "dim")
+        fix = f"[yellow]{escape(f.fix)}[/yellow]" if f.fix else ""
+        cells = [escape(f.kind), escape(f.name),
+                 escape(f.details) + ("\n" if f.details and fix else "") + fix]
+        if commands_beside:
+            cells.append(escape(f.command))
+        table.add_row(*cells, style=style)
+    return table
