@@ -70,6 +70,16 @@ def _quiet_library_logs(debug):
 
 
 def main(argv=None):
+    from .signals import interrupt_startup
+
+    with interrupt_startup():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # a signal during start-up (or Ctrl-C in --help)
+            return 128 + getattr(exc, "signum", 2)
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
@@ -86,8 +96,6 @@ def main(argv=None):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:

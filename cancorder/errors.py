@@ -51,3 +51,12 @@ class WireFormatError(CancorderError):
         shown = " ".join(f"{b:02x}" for b in self.data[:32])
         super().__init__(f"malformed stream at byte {offset}: {reason}"
                          + (f" (bytes: {shown})" if shown else ""))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM before the command could install its clean stop (during start-up):
+    start-up is abandoned, the exit status is 128 + the signal's number."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

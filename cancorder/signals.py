@@ -26,3 +26,25 @@ def stop_on_signals(stop):
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def interrupt_startup():
+    """Inside, until a command installs its clean stop, SIGINT and SIGTERM abandon start-up
+    (raising Interrupted). A shell starting a job in the background sets SIGINT to "ignore",
+    and Python then installs no handler of its own: a SIGINT before ``stop_on_signals`` was
+    lost, and the logger served on for ever."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from .errors import Interrupted
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -112,3 +112,39 @@ def test_detect_table_keeps_each_command_on_one_line(width):
         assert any(row.command in line for line in text.splitlines()), (row.command, text)
     assert max(len(line) for line in text.splitlines()) <= max(width, 1 + max(
         len(row.command) for row in found))
+
+
+# ---- SIGINT during start-up, started in the background by a script ----
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_start_up_is_not_lost_when_sigint_is_ignored(slcan_emulator, signame):
+    """`cancorder serve ... &` in a script inherits SIGINT ignored; a SIGINT while the adapter
+    is still opening used to be dropped, and the logger then served for ever."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import cancorder_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cancorder", "serve", "-i", "slcan", "-c", slcan_emulator.url,
+         "--no-zeroconf", "--opt", "sleep_after_open=20"],
+        env=cancorder_env(), stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        import time
+
+        deadline = time.monotonic() + 20
+        while not slcan_emulator.connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert slcan_emulator.connections  # connected: now sleeping in start-up, not serving
+        time.sleep(0.2)
+        proc.send_signal(getattr(signal, signame))
+        code = proc.wait(10)
+        err = proc.stderr.read()
+        assert code == 128 + getattr(signal, signame), err
+        assert "Traceback" not in err and "serving" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
