@@ -16,8 +16,8 @@ import sys
 import time
 
 from ._fast import wire
-from .errors import CancorderError, UsageError, WireFormatError
-from .server import DEFAULT_PORT, REOPEN_FIRST, REOPEN_MAX
+from .errors import CancorderError, ConnectError, UsageError, WireFormatError
+from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
 from .report import plural
 from .signals import stop_on_signals
 
@@ -27,10 +27,6 @@ STATS_INTERVAL = 0.5
 #: a connection closed without a byte within this long was most likely refused (a full logger
 #: accepts and closes at once; a quiet bus sends nothing too, but is not closed so soon)
 REFUSED_WITHIN = 2.0
-
-
-class ConnectError(CancorderError):
-    """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
 class Target:
@@ -113,25 +109,20 @@ def connect(target, timeout=CONNECT_TIMEOUT):
     raise ConnectError(f"cannot connect to {target}: {problems[0] if problems else 'no address'}")
 
 
-def frame_filter(filters):
-    """python-can's filter rule on frames: id & mask == can_id & mask (and EXT, when given)."""
-    if not filters:
+def frame_filter(rules):
+    """--filter on decoded frames, with the same compiled rules the sources use."""
+    from .filters import record_filter
+
+    compiled = record_filter(rules)
+    if compiled is None:
         return None
-    rules = tuple((f["can_id"] & f["can_mask"], f["can_mask"], f.get("extended"))
-                  for f in filters)
+    passes = compiled.passes
+    ext = wire.FLAG_EXT
 
-    def passes(frames):
-        kept = []
-        for frame in frames:
-            can_id = frame[1]
-            for wanted, mask, extended in rules:
-                if can_id & mask == wanted and (
-                        extended is None or extended == bool(frame[2] & wire.FLAG_EXT)):
-                    kept.append(frame)
-                    break
-        return kept
+    def keep(frames):
+        return [frame for frame in frames if passes(frame[1], frame[2] & ext)]
 
-    return passes
+    return keep
 
 
 class _Stop(Exception):
@@ -204,7 +195,7 @@ class Dump:
 
     def _connect_and_receive(self):
         rep = self.reporter
-        delay = REOPEN_FIRST
+        delay = RETRY_FIRST
         connected_before = False
         while True:
             try:
@@ -217,7 +208,7 @@ class Dump:
                 rep.once(key, "warning", f"{exc}; retrying with backoff (--reconnect)")
                 if self._wait(delay):
                     return
-                delay = min(delay * 2, REOPEN_MAX)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if self.recording and not connected_before:
                 try:  # only now: a logger that cannot be reached leaves no empty files
@@ -245,7 +236,7 @@ class Dump:
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
             # a connection that brought frames starts the backoff again; a refusal does not
-            delay = REOPEN_FIRST if self._connection_bytes else min(delay * 2, REOPEN_MAX)
+            delay = RETRY_FIRST if self._connection_bytes else min(delay * 2, RETRY_MAX)
             if self._wait(delay):
                 return
 

@@ -1,31 +1,25 @@
-"""What the user sees on stderr: timestamped log lines, a status line, and an error line.
+"""A small facade over the ``cancorder`` logger for the command modules and the client.
 
-rich gives colour on a terminal and plain text when stderr is piped. Safe to call from any
-thread (the broadcaster, the source pump and the main thread all log).
+``log(level, text)``, ``info``, ``warning``, ``debug`` and ``once`` (a line the first time its
+key is seen); everything goes through ``logging`` and so through the one handler the CLI
+installed (cancorder.logs).
 """
+import logging
 import threading
-import time
 
-_STYLES = {"info": "", "warning": "yellow", "error": "bold red", "debug": "dim"}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
 
 
 class Reporter:
-    def __init__(self, debug=False, console=None):
-        from rich.console import Console
-
+    def __init__(self, debug=False, logger=None):
         self.debug_enabled = debug
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.logger = logger or logging.getLogger("cancorder")
         self._once = set()
         self._lock = threading.Lock()
 
     def log(self, level, text):
-        if level == "debug" and not self.debug_enabled:
-            return
-        stamp = time.strftime("%H:%M:%S")
-        style = _STYLES.get(level, "")
-        prefix = f"{level}: " if level in ("warning", "error") else ""
-        self.console.print(f"[dim]{stamp}[/dim] [{style}]{prefix}{_escape(text)}[/{style}]"
-                           if style else f"[dim]{stamp}[/dim] {_escape(text)}")
+        self.logger.log(_LEVELS[level], "%s", text)
 
     def info(self, text):
         self.log("info", text)
@@ -52,9 +46,3 @@ class Reporter:
 def plural(count, word):
     """``1 frame``, ``2 frames``, ``1,000 clients``: a count and its noun, agreeing."""
     return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
-
-
-def _escape(text):
-    from rich.markup import escape
-
-    return escape(str(text))

@@ -31,7 +31,7 @@ def stop_on_signals(stop):
 @contextlib.contextmanager
 def interrupt_startup():
     """Inside, until a command installs its clean stop, SIGINT and SIGTERM abandon start-up
-    (raising Interrupted). A shell starting a job in the background sets SIGINT to "ignore",
+    (raising Interrupted; the exit status is 0, as for a stop by signal later). A shell starting a job in the background sets SIGINT to "ignore",
     and Python then installs no handler of its own: a SIGINT before ``stop_on_signals`` was
     lost, and the logger served on for ever."""
     if threading.current_thread() is not threading.main_thread():

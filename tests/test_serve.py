@@ -239,7 +239,7 @@ def _run(*args, env=None):
     (["serve", "-i", "slcan"], 2, "the slcan interface needs -c/--channel"),
     (["serve", "-i", "slcan", "-c", "/dev/ttyNOPE"], 1, "cannot open slcan channel /dev/ttyNOPE"),
     (["serve", "-i", "socketcan", "-c", "can9"], 1, "SocketCAN"),
-    (["serve", "--filter", "12G:7FF"], 2, "expected ID:MASK in hex"),
+    (["serve", "--filter", "12G:7FF"], 2, "expected ID:MASK or ID~MASK in hex"),
     (["serve", "-b", "fast"], 2, "expected a bit rate"),
     (["serve", "--data-bitrate", "2000000"], 2, "--data-bitrate needs --fd"),
     (["serve", "-i", "socketcan", "--listen-only"], 2, "cannot be put in listen-only"),

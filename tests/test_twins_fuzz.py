@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cancorder._fast as fast_package
-from cancorder.errors import WireFormatError
 
 settings.register_profile("suite", max_examples=150, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -51,7 +50,7 @@ def run_decoder(fast, data, cuts):
         for chunk in chunks(data, cuts):
             seen.append(decoder.feed(chunk))
         decoder.finish()
-    except WireFormatError as exc:
+    except fast.wire.WireFormatError as exc:  # each twin has its own class
         seen.append(("error", str(exc), exc.offset, exc.data, exc.frames))
     return seen, decoder.offset, decoder.frames, decoder.pending
 
@@ -128,8 +127,9 @@ def slcan_lines():
     return st.lists(st.tuples(line, end).map(b"".join), max_size=15).map(b"".join)
 
 
-def run_slcan(fast, data, cuts, adapter_time, now_us, filters):
-    parser = fast.slcan.SlcanParser(adapter_time=adapter_time, filters=filters)
+def run_slcan(fast, data, cuts, adapter_time, now_us, rules):
+    record_filter = fast.wire.RecordFilter(rules) if rules else None
+    parser = fast.slcan.SlcanParser(adapter_time=adapter_time, record_filter=record_filter)
     out = []
     for k, chunk in enumerate(chunks(data, cuts)):
         out.append(parser.feed(chunk, now_us + k * 1000))
@@ -139,8 +139,8 @@ def run_slcan(fast, data, cuts, adapter_time, now_us, filters):
     return b"".join(out), counters, parser.pending
 
 
-FILTERS = st.one_of(st.just(None), st.just([{"can_id": 0x123, "can_mask": 0x7FF}]),
-                    st.just([{"can_id": 0x18DA0000, "can_mask": 0x1FFF0000, "extended": True}]))
+FILTERS = st.one_of(st.just(None), st.just([(0x123, 0x7FF, None, False)]),
+                    st.just([(0x18DA0000, 0x1FFF0000, True, False), (0x100, 0x700, False, True)]))
 
 
 # ---- the tests: one per parser ----

@@ -4,6 +4,7 @@ import os
 import random
 import time
 
+from .._fast.wire import FLAG_EXT
 from ..errors import CancorderError, UsageError
 from . import BOUNDARY, FRAME, NOTE
 from .clock import VirtualClock
@@ -82,7 +83,7 @@ def check_log_path(path, fd):
                          f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
 
 
-def write_log(config, path, start_us=None, narrate=None, channel="can0"):
+def write_log(config, path, start_us=None, narrate=None, record_filter=None, channel="can0"):
     """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
     is generated; timestamps start at ``start_us`` (default: now), frames are on ``channel``
     (the name in .log lines, which can-utils' log2asc and canplayer match). Returns (frames, seconds of
@@ -90,6 +91,7 @@ def write_log(config, path, start_us=None, narrate=None, channel="can0"):
     never inside the writer, and the file is closed on every way out: it stays readable."""
     import can
 
+    from ..formats import frame_to_message
     from ..signals import stop_on_signals
 
     check_log_path(path, config.fd)
@@ -108,9 +110,12 @@ def write_log(config, path, start_us=None, narrate=None, channel="can0"):
                 if stopped:
                     break
                 if kind == FRAME:
-                    value.timestamp = (base_us + t_us) / 1e6
-                    value.channel = channel  # python-can's .log writer says vcan0 without it
-                    write(value)
+                    can_id, flags, data = value
+                    if record_filter is not None and not record_filter.passes(
+                            can_id, flags & FLAG_EXT):
+                        continue
+                    # the channel: python-can's .log writer says vcan0 without one
+                    write(frame_to_message((base_us + t_us, can_id, flags, data), channel))
                     frames += 1
                     last_us = t_us
                 elif kind == NOTE and narrate is not None:
