@@ -183,7 +183,7 @@ def test_decoder_malformed_names_offset(fast, header, reason):
 def test_out_of_range_frames_are_counted_invalid_by_both_twins(fast, timestamp, can_id):
     import can
 
-    good = can.Message(timestamp=1.0, arbitration_id=0x7FF, data=b"\x01")
+    good = can.Message(timestamp=1.0, arbitration_id=0x7FF, is_extended_id=False, data=b"\x01")
     bad = can.Message(timestamp=1.0, arbitration_id=0, data=b"\x02", check=False)
     bad.timestamp, bad.arbitration_id = timestamp, can_id
     for extended in (False, True):
