@@ -156,7 +156,6 @@ class Dump:
         self._deadline = None
         self._signal = None
         self._wake_r = self._wake_w = None
-        self._connect_messages = set()
         self._connection_bytes = 0
 
     # ---- the whole run ----
@@ -197,15 +196,17 @@ class Dump:
         rep = self.reporter
         delay = RETRY_FIRST
         connected_before = False
+        outages = 0
         while True:
             try:
                 sock = connect(self.target, self.timeout)
             except ConnectError as exc:
                 if not self.reconnect:
                     raise
-                key = ("connect", str(exc))
-                self._connect_messages.add(key)
-                rep.once(key, "warning", f"{exc}; retrying with backoff (--reconnect)")
+                # the first of each outage, then at most once a minute (the shared limit)
+                rep.logger.warning(f"{exc}; retrying with backoff (--reconnect)",
+                                   extra={"rate_key": ("connect", str(exc), outages),
+                                          "rate_interval": 60.0})
                 if self._wait(delay):
                     return
                 delay = min(delay * 2, RETRY_MAX)
@@ -216,9 +217,7 @@ class Dump:
                 except BaseException:
                     sock.close()
                     raise
-            for key in self._connect_messages:  # say it again if it happens again
-                rep.forget(key)
-            self._connect_messages.clear()
+            outages += 1  # the next outage says its first line again
             rep.info(f"{'reconnected' if connected_before else 'connected'} to {self.target}")
             connected_before = True
             if self._deadline is None and self.duration:

@@ -5,9 +5,10 @@ and knows nothing of terminals. The handler writes one line per record to stderr
 for people (``HH:MM:SS text``, ``warning:``/``error:`` in colour on a terminal, plain when
 piped). ``bus`` in a record's extra names the bus a line is about.
 
-Repeated events (garbage from an adapter, a client refused, a connection storm) are bounded by
-one shared filter: a record whose extra holds ``rate_key`` passes at most once per interval per
-key, and the next one that passes says how many were held back in between.
+Repeated events (garbage from an adapter, a client refused, a connection storm, an adapter that
+stays unplugged) are bounded by one shared filter: a record whose extra holds ``rate_key``
+passes at most once per interval per key (``rate_interval`` in the extra, default 5 s), and the
+next one that passes says how many were held back in between.
 """
 import logging
 import threading
@@ -36,16 +37,17 @@ class RateLimitFilter(logging.Filter):
         key = getattr(record, "rate_key", None)
         if key is None:
             return True
+        interval = getattr(record, "rate_interval", self.interval)
         now = self._clock()
         with self._lock:
             due, held = self._state.get(key, (0.0, 0))
             if now < due:
                 self._state[key] = (due, held + 1)
                 return False
-            self._state[key] = (now + self.interval, 0)
+            self._state[key] = (now + interval, 0)
         if held:
             record.msg = (f"{record.getMessage()} (and {held:,} more like it in the last "
-                          f"{self.interval:g} s)")
+                          f"{interval:g} s)")
             record.args = ()
         return True
 

@@ -1,22 +1,17 @@
 """A small facade over the ``cancorder`` logger for the command modules and the client.
 
-``log(level, text)``, ``info``, ``warning``, ``debug`` and ``once`` (a line the first time its
-key is seen); everything goes through ``logging`` and so through the one handler the CLI
-installed (cancorder.logs).
+``log(level, text)``, ``info``, ``warning``, ``debug``; everything goes through ``logging``
+and so through the one handler the CLI installed (and its shared rate limit: cancorder.logs).
 """
 import logging
-import threading
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
 
 class Reporter:
-    def __init__(self, debug=False, logger=None):
-        self.debug_enabled = debug
+    def __init__(self, logger=None):
         self.logger = logger or logging.getLogger("cancorder")
-        self._once = set()
-        self._lock = threading.Lock()
 
     def log(self, level, text):
         self.logger.log(_LEVELS[level], "%s", text)
@@ -29,18 +24,6 @@ class Reporter:
 
     def debug(self, text):
         self.log("debug", text)
-
-    def once(self, key, level, text):
-        """Log ``text`` the first time ``key`` is seen (errors repeating while reopening)."""
-        with self._lock:
-            if key in self._once:
-                return
-            self._once.add(key)
-        self.log(level, text)
-
-    def forget(self, key):
-        with self._lock:
-            self._once.discard(key)
 
 
 def plural(count, word):

@@ -275,14 +275,14 @@ class Bus:
         self.log.warning(f"{exc}; the server stays up and reopens it")
         self.source.close()
         delay = RETRY_FIRST
-        said = set()
         while not self._stop.wait(delay):
             try:
                 self.source.open()
             except SourceError as again:
-                if str(again) not in said:
-                    said.add(str(again))
-                    self.log.info(f"still waiting: {again}")
+                # the first of each kind, then at most once a minute (the shared limit)
+                self.log.info(f"still waiting: {again}", extra={
+                    "rate_key": ("reopen", self.name, str(again), self.reopens),
+                    "rate_interval": 60.0})
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             self.up = True

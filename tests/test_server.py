@@ -176,3 +176,30 @@ def test_the_gate_tells_a_source_about_clients():
     assert sock.recv(100) == record(1)
     server.stop("test")
     thread.join(10)
+
+
+def test_the_shared_rate_limit_says_how_many_it_held_back():
+    import logging
+
+    from cancorder.logs import RateLimitFilter
+
+    now = [100.0]
+    limit = RateLimitFilter(interval=5.0, clock=lambda: now[0])
+
+    def record(text, **extra):
+        rec = logging.LogRecord("cancorder.x", logging.WARNING, __file__, 1, text, (), None)
+        rec.__dict__.update(extra)
+        return rec
+
+    assert limit.filter(record("first", rate_key="k"))
+    assert not any(limit.filter(record("again", rate_key="k")) for _ in range(3000))
+    assert limit.filter(record("other", rate_key="other"))  # keys are separate
+    assert limit.filter(record("plain"))  # no key: never limited
+    now[0] += 5.0
+    later = record("once more", rate_key="k")
+    assert limit.filter(later)
+    assert later.getMessage() == "once more (and 3,000 more like it in the last 5 s)"
+    slow = record("unplugged", rate_key="r", rate_interval=60.0)
+    assert limit.filter(slow)
+    now[0] += 30.0
+    assert not limit.filter(record("unplugged", rate_key="r", rate_interval=60.0))
