@@ -38,7 +38,9 @@ class BusOptions:
     bind: str = None
     port: int = None
     max_clients: int = 64
+    max_clients_per_host: int = 32
     client_buffer: int = 4 << 20
+    client_buffer_total: int = 64 << 20
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
@@ -168,7 +170,10 @@ class Bus:
             raise
         self.broadcaster = broadcast.Broadcaster(
             listeners, client_buffer=self.options.client_buffer,
-            max_clients=self.options.max_clients, coalesce=server_options.coalesce,
+            total_buffer=self.options.client_buffer_total,
+            max_clients=self.options.max_clients,
+            max_clients_per_host=self.options.max_clients_per_host,
+            coalesce=server_options.coalesce,
             log=self._log_client_event)
 
     def start(self, server_options, on_end):
@@ -300,8 +305,11 @@ class Bus:
             return False
         return self.broadcaster.wait_for_clients(1, timeout)
 
-    def _log_client_event(self, level, text):
-        self.log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
+    def _log_client_event(self, level, text, rate_key=None):
+        """The broadcaster's lines; a ``rate_key`` (a storm of connects, refusals, drops) goes
+        through the shared rate limit: one line per interval with the count."""
+        self.log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text,
+                     extra={"rate_key": (self.name, rate_key)} if rate_key else None)
 
     def _advertise(self):
         from .discovery import Advertiser, instance_name, listening_addresses

@@ -20,9 +20,15 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                      help="do not advertise the service over Zeroconf/mDNS")
     net.add_argument("--max-clients", type=positive_int, default=64,
                      help="refuse clients beyond this many (default: 64)")
+    net.add_argument("--max-clients-per-host", type=positive_int, default=32, metavar="N",
+                     help="refuse clients beyond this many from one address, so that one host "
+                          "cannot take every slot (default: 32)")
     net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
-                     help="drop a client that falls this far behind (bytes, or 512K, 4M; "
-                          "default: 4M)")
+                     help="drop a client that falls this far behind: the most a client's "
+                          "backlog may hold (bytes, or 512K, 4M; default: 4M)")
+    net.add_argument("--client-buffer-total", type=byte_size, default=64 << 20, metavar="SIZE",
+                     help="the most all clients' backlogs together may hold; beyond it the "
+                          "client furthest behind is dropped (default: 64M)")
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
@@ -33,7 +39,9 @@ def bus_options(args, process):
     from ..server import BusOptions
 
     return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
-                      client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
+                      max_clients_per_host=args.max_clients_per_host,
+                      client_buffer=args.client_buffer,
+                      client_buffer_total=args.client_buffer_total, zeroconf=not args.no_zeroconf,
                       service_name=args.service_name, process=process)
 
 
