@@ -1,4 +1,5 @@
 """cancorder's SLCAN source: the parser on both variants, and the source against the emulator."""
+import threading
 import time
 
 import can
@@ -288,3 +289,75 @@ def test_an_overlong_line_is_junk_up_to_its_cr_however_the_reads_split_it(fast):
             assert got == expected, (cut, second)
             assert (parser.frames, parser.garbage, parser.bell, parser.replies,
                     parser.pending) == counts, (cut, second)
+
+
+# ---- a port that is not an SLCAN adapter (issue 11) ----
+
+class _SilentPort:
+    """A serial port with nothing SLCAN behind it: accepts, reads, never answers."""
+
+    def __init__(self, answer=b""):
+        import socket as socket_module
+
+        self.listener = socket_module.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.answer = answer
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        self.conns.append(conn)
+        if self.answer:
+            conn.sendall(self.answer)
+
+    def close(self):
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def _read_for(source, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        source.read(0.05)
+
+
+@pytest.mark.parametrize("answer", [b"", b"$GPGGA,123519,4807.038,N*47\r\n" * 3],
+                         ids=["silent", "a GPS"])
+def test_a_port_that_is_not_slcan_is_named_once(monkeypatch, caplog, answer):
+    import cancorder.sources.slcan as slcan_source
+
+    monkeypatch.setattr(slcan_source, "NOT_SLCAN_AFTER", 0.5)
+    port = _SilentPort(answer)
+    source = slcan_source.SlcanSource(port.url)
+    try:
+        with caplog.at_level("WARNING", logger="cancorder.source"):
+            source.open()
+            _read_for(source, 1.5)
+        said = [r.getMessage() for r in caplog.records if "no SLCAN reply" in r.getMessage()]
+        assert said == [f"{port.url}: no SLCAN reply and no frame in 0.5 s: is it an SLCAN "
+                        "adapter (CANable, USBtin, LAWICEL)? An adapter answers every setup "
+                        "command; if this one does not, a quiet bus alone would explain the "
+                        "silence, and all may be well"]
+    finally:
+        source.close()
+        port.close()
+
+
+def test_a_real_adapter_on_a_quiet_bus_is_not_suspected(monkeypatch, caplog, slcan_emulator):
+    import cancorder.sources.slcan as slcan_source
+
+    monkeypatch.setattr(slcan_source, "NOT_SLCAN_AFTER", 0.5)
+    source = slcan_source.SlcanSource(slcan_emulator.url)
+    try:
+        with caplog.at_level("WARNING", logger="cancorder.source"):
+            source.open()
+            _read_for(source, 1.5)  # no frame at all: only the answers to the setup commands
+        assert not [r for r in caplog.records if "no SLCAN reply" in r.getMessage()]
+        assert source.parser.replies >= 2
+    finally:
+        source.close()
