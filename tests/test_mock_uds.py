@@ -6,11 +6,14 @@ receiver and udsoncan, plus the scenario's rules (pairing, timing, reactions, tr
 import dataclasses
 import subprocess
 import sys
+import threading
+import time
 
 import can
 import pytest
 
-from cancorder.uds import FRAME
+from cancorder._fast import wire
+from cancorder.uds import CYCLE, FRAME
 from cancorder.uds.clock import VirtualClock
 from cancorder.uds.ecu import Ecu, security_key
 from cancorder.uds.isotp import IsoTpLink, Node, st_min_byte, st_min_us
@@ -434,3 +437,67 @@ def test_channel_without_output_is_a_usage_error():
     done = run_cancorder("mock-uds", "--channel", "can1", "-p", "1")
     assert done.returncode == 2
     assert "--channel names the channel in the --output file" in done.stderr
+
+
+# ---- no client, no simulation (issue 11) ----
+
+class _Gate:
+    """The server's ClientGate, with the number of clients set by the test."""
+
+    def __init__(self):
+        self.clients = 0
+        self.changed = threading.Event()
+
+    def count(self):
+        return self.clients
+
+    def wait_for_client(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.clients == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.clients > 0
+
+
+def _cycles(config):
+    """The frames (id, data) of each cycle of the timeline, in order."""
+    cycles = []
+    for _, kind, value in timeline(config):
+        if kind == CYCLE:
+            cycles.append([])
+        elif kind == FRAME:
+            cycles[-1].append((value[0], value[2]))
+    return cycles
+
+
+def _served(source, seconds):
+    decoder = wire.StreamDecoder()
+    frames = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        records = source.read(0.05)
+        if records is None:
+            break
+        frames += [(f[1], f[3]) for f in decoder.feed(records)]
+    return frames
+
+
+@pytest.mark.parametrize("loop", [True, False], ids=["loop", "no-loop"])
+def test_without_a_client_the_simulation_pauses_and_the_next_gets_a_whole_cycle(loop):
+    from cancorder.sources.uds import UdsSimulatorSource
+
+    config = SimulationConfig(seed=21, speed=20, blocks=20, loop=loop)
+    cycles = _cycles(SimulationConfig(seed=21, speed=20, blocks=20, loop=True, duration=200))
+    gate = _Gate()
+    source = UdsSimulatorSource(config)
+    source.use_clients(gate)
+    source.open()
+    assert _served(source, 0.3) == []  # nobody there: nothing happens
+    gate.clients = 1
+    first = _served(source, 0.6)
+    assert first and first == cycles[0][:len(first)] and len(first) < len(cycles[0])
+    gate.clients = 0  # the client leaves mid-cycle
+    assert _served(source, 0.5) == []  # paused
+    gate.clients = 1  # another comes: a cycle from its very start
+    again = _served(source, 0.6)
+    expected = cycles[1] if loop else cycles[0]
+    assert again and again == expected[:len(again)], (again[:3], expected[:3])
