@@ -316,7 +316,7 @@ class Bus:
 
         name = instance_name(self.options.service_name, self.port)
         self.advertiser = Advertiser(name, self.port, listening_addresses(self.bound),
-                                     self.txt())
+                                     self.txt(), bound=self.bound)
         try:
             self.advertiser.start()
         except Exception as exc:
