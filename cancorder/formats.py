@@ -7,6 +7,7 @@ instead of once per frame: that is what lets `dump` keep up with a saturated bus
 import time
 
 from ._fast import wire
+from .report import plural
 
 FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI = wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_BRS, wire.FLAG_ESI
 
@@ -277,7 +278,7 @@ class StatsTable:
 
         elapsed = time.monotonic() - self._started if self._started else 0.0
         average = self.total / elapsed if elapsed > 0 else 0.0
-        summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
+        summary = Text(f"{plural(self.total, 'frame')}, {self._total_rate:,.0f} frames/s now, "
                        f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
         table = Table()
         for column in ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data"):

@@ -223,7 +223,7 @@ class Recording:
             output.salvage(exc)
             raise CancorderError(
                 f"writing {output.path} failed: {exc.strerror or exc} (disk full?); it holds "
-                f"its first {output.frames:,} frames, readable to the last one") from exc
+                f"its first {plural(output.frames, 'frame')}, readable to the last one") from exc
         self.frames += len(frames)
 
     def summary(self):
@@ -270,7 +270,7 @@ class Recording:
             except OSError as exc:
                 output.salvage(exc)
                 failed.append(f"{output.path}: {exc.strerror or exc} (disk full?); it holds its "
-                              f"first {output.frames:,} frames")
+                              f"first {plural(output.frames, 'frame')}")
             except Exception as exc:  # go on: the other files must be closed too
                 failed.append(f"{output.path}: {exc}")
         if failed:

@@ -21,6 +21,7 @@ from ._fast import broadcast
 from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLostError, \
     UsageError
 from .protocol import DEFAULT_PORT, PORT_SEARCH, RETRY_FIRST, RETRY_MAX
+from .report import plural
 from .signals import stop_on_signals
 from .sources.base import ClientGate
 
@@ -424,12 +425,9 @@ class Server:
                 b = bus.broadcaster
                 extra = "".join(f", {s}" for s in (sink.summary() for sink in bus.sinks) if s)
                 bus.log.info(f"{rate:,.0f} frames/s, {frames:,} in all, "
-                             f"{_count(b.client_count, 'client')}, "
+                             f"{plural(b.client_count, 'client')}, "
                              f"{b.clients_dropped_lag} dropped for lag{extra}")
 
     def _log_totals(self, bus):
         bus.log.info(f"totals: {bus.totals()}")
 
-
-def _count(n, noun):
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -149,3 +149,36 @@ def test_a_signal_during_start_up_is_not_lost_when_sigint_is_ignored(slcan_emula
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- "1 frame", "1 client" ----
+
+def test_counts_agree_with_their_nouns():
+    from cancorder.report import plural
+
+    assert [plural(n, "frame") for n in (0, 1, 2, 1000)] == [
+        "0 frames", "1 frame", "2 frames", "1,000 frames"]
+
+
+def test_the_refusal_says_1_client(fast):
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    events = []
+    b = fast.broadcast.Broadcaster([listener], max_clients=1,
+                                   log=lambda *event: events.append(event[1]))
+    thread = threading.Thread(target=b.run, daemon=True)
+    thread.start()
+    first = socket.create_connection(("127.0.0.1", port))
+    second = socket.create_connection(("127.0.0.1", port))
+    second.settimeout(5)
+    try:
+        assert second.recv(1) == b""
+        assert any("refused: already 1 client (--max-clients 1)" in e for e in events), events
+    finally:
+        first.close()
+        second.close()
+        b.stop(0)
+        thread.join(10)

@@ -360,11 +360,13 @@ class Broadcaster:
                 self._reap()
             refused = None
             if self.max_clients and len(self._clients) >= self.max_clients:
-                refused = f"already {len(self._clients)} clients (--max-clients " \
-                          f"{self.max_clients})"
+                refused = f"already {len(self._clients)} " \
+                          f"{'client' if len(self._clients) == 1 else 'clients'} " \
+                          f"(--max-clients {self.max_clients})"
             elif self.max_clients_per_host and \
                     self._per_host.get(host, 0) >= self.max_clients_per_host:
-                refused = f"already {self._per_host[host]} clients from {host} " \
+                refused = f"already {self._per_host[host]} " \
+                          f"{'client' if self._per_host[host] == 1 else 'clients'} from {host} " \
                           f"(--max-clients-per-host {self.max_clients_per_host})"
             if refused is not None:
                 self.clients_refused += 1

@@ -67,6 +67,7 @@ def _do_mock_uds(args):
     import random
     import time
 
+    from ..report import plural
     from ..uds.ecu import FLASH_SIZE
     from ..uds.simulation import SimulationConfig, check_log_path, write_log
 
@@ -109,8 +110,8 @@ def _do_mock_uds(args):
         frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
                                                 record_filter=sa.record_filter(args),
                                                 channel=args.channel)
-        reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
-                      f"{args.output} in {time.perf_counter() - started:.2f} s"
+        reporter.info(f"wrote {plural(frames, 'frame')} ({traffic:,.1f} s of traffic, seed "
+                      f"{seed}) to {args.output} in {time.perf_counter() - started:.2f} s"
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 
