@@ -864,3 +864,41 @@ def test_db_and_trc_say_what_they_leave_out_and_count_what_they_hold(dump, fake_
     assert counts == {db: len(KNOWN), trc: len(KNOWN) - fd}
     assert len(list(can.LogReader(trc))) == counts[trc]
     assert len(list(can.LogReader(db))) == counts[db]
+
+
+def test_a_client_dropped_for_lag_sees_a_clean_end(slcan_emulator, cancorder_process, dump,
+                                                   tmp_path):
+    """The logger drops a dump that stopped reading (SIGSTOP): the stream it gets ends on a
+    record boundary, so dump says "the logger closed the connection" (not "malformed") and its
+    file holds every frame it printed."""
+    from tests.emulators.slcan_adapter import build_lines
+
+    server = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                               "--no-zeroconf", "--client-buffer", "64K")
+    port = server.port()
+    slcan_emulator.wait_open()
+    path = str(tmp_path / "lag.log")
+    run = dump(f"127.0.0.1:{port}", "-f", "candump", "-o", path)
+    server.wait_for(r"connected \(1 connected\)")
+    run.process.proc.send_signal(signal.SIGSTOP)
+    flooding = threading.Event()
+    flooding.set()
+
+    def flood():
+        lines = b"".join(build_lines(2000))
+        while flooding.is_set():
+            slcan_emulator.send_lines(lines)
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    try:
+        server.wait_for(r"dropped: [\d,]+ bytes .* behind", timeout=120)
+    finally:
+        flooding.clear()
+        run.process.proc.send_signal(signal.SIGCONT)
+        sender.join(10)
+    assert run.wait(60) == 0, run.log[-2000:]
+    assert "stopped: the logger closed the connection" in run.log
+    assert "malformed" not in run.log and "middle of a record" not in run.log
+    recorded = list(can.LogReader(path))
+    assert len(recorded) == len(run.lines) > 0

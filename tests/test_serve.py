@@ -360,7 +360,7 @@ def test_max_clients_end_to_end(cancorder_process, slcan_emulator):
     proc.wait_for("1 connected")
     extra = socket.create_connection(("127.0.0.1", port), timeout=5)
     assert extra.recv(10) == b""  # closed at once
-    proc.wait_for(r"refused: already 1 clients \(--max-clients 1\)")
+    proc.wait_for(r"refused: already 1 client \(--max-clients 1\)")
     slcan_emulator.send_messages(MIXED[:1])
     assert first.wait_frames(1)[0][1] == 0x123
     extra.close()
