@@ -9,7 +9,8 @@ cdef class Client:
     cdef public object times
     cdef public Py_ssize_t backlog_bytes
     cdef public double behind_since
-    cdef public Py_ssize_t phase
+    cdef public object head_origin
+    cdef public Py_ssize_t head_skip
     cdef public unsigned long long sent
     cdef public bint closed
     cdef public bint half_closed
@@ -60,7 +61,7 @@ cdef class Broadcaster:
     cdef _send(self, Client client, data)
     @cython.locals(size=Py_ssize_t)
     cdef _queue(self, Client client, data, double now=*)
-    @cython.locals(sent=Py_ssize_t, backlog=object, phase=Py_ssize_t)
+    @cython.locals(sent=Py_ssize_t, backlog=object, skip=Py_ssize_t)
     cdef _write_backlog(self, Client client)
     cdef _watch(self, Client client, bint write)
     cdef _accept(self, listener)
@@ -69,6 +70,7 @@ cdef class Broadcaster:
     cdef _housekeeping(self)
     cdef _reap(self)
     cdef _read(self, Client client)
+    @cython.locals(phase=Py_ssize_t)
     cdef _drop_laggard(self, Client client, unqueued, str why)
     cdef _uncount(self, Client client)
     cdef _churn(self, str event)

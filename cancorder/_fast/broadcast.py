@@ -57,7 +57,10 @@ class Client:
         self.times = collections.deque()  # when each backlog piece was handed over
         self.backlog_bytes = 0
         self.behind_since = 0.0
-        self.phase = 0  # bytes from what was sent to the next record boundary
+        # the backlog's first piece is the tail of head_origin (whole records) after its
+        # first head_skip bytes: where the record boundaries are, found only when dropped
+        self.head_origin = None
+        self.head_skip = 0
         self.sent = 0
         self.closed = False
         self.half_closed = False  # sent EOF: reads no more, still receives
@@ -253,7 +256,8 @@ class Broadcaster:
         self.bytes_sent += sent
         if sent < len(data):
             now = time.monotonic()
-            client.phase = _phase(data, 0, sent)  # data starts on a record boundary
+            client.head_origin = data  # whole records: a boundary at 0
+            client.head_skip = sent
             client.behind_since = now
             self._queue(client, memoryview(data)[sent:], now)
             if not client.closed:
@@ -302,19 +306,20 @@ class Broadcaster:
         client.backlog_bytes -= sent
         self._backlog_total -= sent
         times = client.times
-        phase = client.phase
+        skip = client.head_skip
         while sent:
             head = backlog[0]
             if sent >= len(head):
                 sent -= len(head)
                 backlog.popleft()
                 times.popleft()
-                phase = 0  # every piece ends on a record boundary
+                skip = 0  # the next piece is whole records
+                client.head_origin = backlog[0] if backlog else None
             else:
-                phase = _phase(head, phase, sent)
                 backlog[0] = memoryview(head)[sent:]
+                skip += sent
                 sent = 0
-        client.phase = phase
+        client.head_skip = skip
         if not backlog:
             self._backlog_total -= client.backlog_bytes
             client.backlog_bytes = 0
@@ -463,12 +468,15 @@ class Broadcaster:
         self._log("warning", f"client {client.name} dropped: {behind:,} bytes ({lag:.1f} s) "
                              f"behind, {why}", self._churn("client dropped"))
         head = client.backlog[0] if client.backlog else unqueued
-        if not client.phase or head is None:
+        phase = 0
+        if head is not None and client.head_origin is not None:
+            phase = _phase(client.head_origin, 0, client.head_skip)
+        if not phase:
             self._close(client, "", "info", True)
             return
         # Its stream must end on a record boundary: keep only the rest of the record it is in
         # the middle of, send that, then close.
-        owed = memoryview(head)[:client.phase]
+        owed = memoryview(head)[:phase]
         self._backlog_total -= client.backlog_bytes - len(owed)
         client.backlog.clear()
         client.times.clear()
