@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect"]
+COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service"]
 
 
 def version_text():
@@ -51,6 +51,10 @@ def build_parser():
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
+    common.add_argument("--log-format", choices=("human", "json"), default=argparse.SUPPRESS,
+                        help="human: timestamped lines (the default); json: one JSON object "
+                             "per line (time, level, bus, event, message, fields) for journald, "
+                             "Loki or any collector")
     parser = _Parser(
         prog="cancorder", parents=[common],
         description="CAN bus logger proxy: streams CAN frames over TCP in the ECUconnect "
@@ -106,7 +110,7 @@ def _main(argv):
     debug = getattr(args, "debug", False)
     from . import logs
 
-    logs.setup(debug)
+    logs.setup(debug, log_format=getattr(args, "log_format", "human"))
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
@@ -115,15 +119,15 @@ def _main(argv):
     except USER_ERRORS as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        logs.error_line(str(exc), exc.exit_code)
         return exc.exit_code
     except BrokenPipeError:
         return 0
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {_exception_name(exc)}: {exc} (run with --debug for the traceback)",
-              file=sys.stderr)
+        logs.error_line(f"{_exception_name(exc)}: {exc} (run with --debug for the traceback)",
+                        1)
         return 1
 
 

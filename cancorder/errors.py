@@ -56,6 +56,10 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
+class ConfigError(UsageError):
+    """A ``--config`` file is wrong: the message names the file, the bus and the key."""
+
+
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)
 

@@ -101,6 +101,7 @@ class FramePrinter(RecordSink):
 def build_sinks(bus_options, server_options, bus):
     """The consumers one bus feeds, from its options."""
     sinks = []
-    if server_options.print_frames:
+    print_frames = bus_options.print_frames
+    if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
     return sinks
