@@ -370,11 +370,14 @@ def test_connection_churn_is_summarised(fast, harness):
     from cancorder.logs import RateLimitFilter
 
     h = harness()
+    started = time.monotonic()
     for _ in range(500):
         socket.create_connection(("127.0.0.1", h.port)).close()
     assert wait_until(lambda: h.b.clients_accepted == 500, 30)
+    elapsed = time.monotonic() - started
     keyed = [key for key in h.keys if key is not None]
-    assert len(keyed) > 400  # beyond the first few each second, summarised
+    assert len(keyed) >= len(h.keys) - 20 * (elapsed + 2)  # 20 a second, then summarised
+    assert len(keyed) > 250
     limit = RateLimitFilter()
     shown = 0
     for (level, text), key in zip(list(h.events), list(h.keys)):
@@ -382,5 +385,5 @@ def test_connection_churn_is_summarised(fast, harness):
         if key is not None:
             record.rate_key = key
         shown += limit.filter(record)
-    assert shown < 150, shown
+    assert shown <= 20 * (elapsed + 2) + 3 * (elapsed / 5 + 2), (shown, elapsed)
     h.stop()
