@@ -39,6 +39,7 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(BIN)/python -m bench.mqtt
 	$(BIN)/python -m bench.multibus
 	$(BIN)/python -m bench.monitor
 	$(MAKE) exe

@@ -56,6 +56,18 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
+class PayloadError(CancorderError):
+    """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
+
+
+class MqttError(CancorderError):
+    """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
+
+
+class SpoolError(UsageError):
+    """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
+
+
 class ConfigError(UsageError):
     """A ``--config`` file is wrong: the message names the file, the bus and the key."""
 

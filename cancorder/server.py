@@ -45,6 +45,7 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
+    mqtt: object = None  # mqtt.publisher.MqttOptions: publish every batch to a broker (--mqtt)
     print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
 
 

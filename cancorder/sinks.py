@@ -104,4 +104,8 @@ def build_sinks(bus_options, server_options, bus):
     print_frames = bus_options.print_frames
     if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
+    if bus_options.mqtt is not None:
+        from .mqtt.publisher import MqttPublisher
+
+        sinks.append(MqttPublisher.from_options(bus_options.mqtt))
     return sinks

@@ -236,6 +236,31 @@ def test_serve_slcan_emulator(exe_process, scratch, slcan_emulator, backend):
     assert unpacked_left(scratch) == []  # SIGTERM: the child ended, then the loader cleaned up
 
 
+def test_serve_publishes_to_mqtt_over_tls(exe_process, broker, slcan_emulator, tmp_path):
+    """paho (imported lazily) and TLS are in the executable: serve --mqtt mqtts:// from it,
+    read back by the Python install's dump."""
+    mosquitto = broker(tls=True)
+    ca = mosquitto.certs["ca.crt"]
+    out = str(tmp_path / "dump.log")
+    dump = CancorderProcess(["dump", mosquitto.url("cancorder/+/+", tls=True), "--mqtt-ca", ca,
+                             "-f", "candump", "-n", "50"], stdout=open(out, "w"))
+    try:
+        dump.wait_for("subscribed to")
+        server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--bind", "127.0.0.1", "--mqtt", mosquitto.url(tls=True),
+                             "--mqtt-ca", ca)
+        server.wait_for("MQTT: publishing to mqtts://")
+        slcan_emulator.wait_open()
+        slcan_emulator.send_messages([can.Message(arbitration_id=i, is_extended_id=False,
+                                                  data=bytes([i])) for i in range(50)])
+        assert dump.proc.wait(60) == 0, dump.log
+        with open(out) as handle:
+            assert [line.split()[2] for line in handle] == [f"{i:03X}#{i:02X}" for i in range(50)]
+        assert _stop(server.proc) == 0
+    finally:
+        dump.stop()
+
+
 def test_serve_virtual(exe_process):
     server = exe_process("serve", "-i", "virtual", "-c", "exe-test", "--no-zeroconf",
                          "--bind", "127.0.0.1")

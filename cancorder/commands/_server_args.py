@@ -35,6 +35,7 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
+    add_mqtt_arguments(parser)
 
 
 def bus_options(args, process):
@@ -45,7 +46,8 @@ def bus_options(args, process):
                       max_clients_per_host=args.max_clients_per_host,
                       client_buffer=args.client_buffer,
                       client_buffer_total=args.client_buffer_total, zeroconf=not args.no_zeroconf,
-                      service_name=args.service_name, process=process)
+                      service_name=args.service_name, process=process,
+                      mqtt=mqtt_options(args))
 
 
 def server_options(args, print_frames=None):
@@ -182,3 +184,56 @@ def _int(text, what):
 def check(condition, message):
     if not condition:
         raise UsageError(message)
+
+
+# ---- MQTT (issue 14) ----
+
+def add_mqtt_login_arguments(group):
+    """How to reach the broker: TLS files and where the password comes from."""
+    group.add_argument("--mqtt-ca", metavar="FILE", default=None,
+                       help="CA certificate(s) (PEM) that signed the broker's certificate "
+                            "(mqtts://; default: the system's)")
+    group.add_argument("--mqtt-cert", metavar="FILE", default=None,
+                       help="client certificate (PEM) for brokers that ask for one")
+    group.add_argument("--mqtt-key", metavar="FILE", default=None,
+                       help="the client certificate's private key (PEM)")
+    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
+                       help="read the password from FILE instead of the URL (or set "
+                            "$CANCORDER_MQTT_PASSWORD)")
+
+
+def add_mqtt_arguments(parser):
+    """``--mqtt URL`` and its spool, for every serving command."""
+    group = parser.add_argument_group("MQTT publishing")
+    group.add_argument("--mqtt", metavar="URL", default=None,
+                       help="also publish the frames to an MQTT broker: "
+                            "mqtt[s]://[USER[:PASS]@]HOST[:PORT][/TOPIC]; TOPIC may use "
+                            "{system} {channel} {interface} (default: "
+                            "cancorder/{system}/{channel})")
+    group.add_argument("--mqtt-spool", metavar="DIR", default=None,
+                       help="keep the batches the broker has not acknowledged in DIR: they "
+                            "survive a lost broker and a restart of cancorder")
+    group.add_argument("--mqtt-spool-size", type=byte_size, default=1 << 30, metavar="SIZE",
+                       help="at most this much in the spool; beyond it the oldest batches are "
+                            "dropped and counted (default: 1G)")
+    add_mqtt_login_arguments(group)
+
+
+def mqtt_settings(args, url, subscribe=False):
+    from ..mqtt.connection import parse_url
+
+    return parse_url(url, ca=args.mqtt_ca, cert=args.mqtt_cert, key=args.mqtt_key,
+                     password_file=args.mqtt_password_file, subscribe=subscribe)
+
+
+def mqtt_options(args):
+    """What ``--mqtt`` asks for (None without it); every flag is checked now."""
+    if not args.mqtt:
+        check(not args.mqtt_spool, "--mqtt-spool needs --mqtt URL")
+        return None
+    from ..mqtt.publisher import MqttOptions
+
+    settings = mqtt_settings(args, args.mqtt)
+    check(args.mqtt_spool_size >= 1 << 20, "--mqtt-spool-size: at least 1M (a batch is up "
+                                           "to 64K)")
+    return MqttOptions(settings, spool_dir=args.mqtt_spool, spool_size=args.mqtt_spool_size)
