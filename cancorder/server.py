@@ -39,6 +39,7 @@ class ServerOptions:
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
+    record: list = dataclasses.field(default_factory=list)  # recording.RecordOptions (--record)
 
 
 def open_listeners(bind=None, port=None):
@@ -156,6 +157,7 @@ class Server:
         self._stop = threading.Event()
         self._stop_reason = None
         self._printer = None
+        self.recorders = []
         self.frames_in = 0
 
     # ---- lifecycle ----
@@ -178,6 +180,7 @@ class Server:
         loop.start()
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
                           for h in bound[:1])
+        self._start_recorders()
         # before the "serving" line: whoever reads it may send SIGTERM at once
         with stop_on_signals(self.stop):
             rep.info(f"serving {self.source.description} on TCP {where}")
@@ -214,6 +217,25 @@ class Server:
         self.source.close()
         if self._printer is not None:
             self._printer.stop()
+        for recorder in self.recorders:
+            recorder.close()
+
+    def _start_recorders(self):
+        """--record: one recorder per path, recording from now on, clients or not."""
+        import types
+
+        from .commands._server_args import reporter_log
+        from .recording import Recorder
+
+        txt = self.source.txt()
+        bus = types.SimpleNamespace(
+            name=txt.get("channel"), channel=txt.get("channel"),
+            interface=txt.get("interface"), bitrate=txt.get("bitrate"), port=self.port, txt=txt,
+            source=self.source, log=reporter_log(self.reporter))
+        for options in self.options.record:
+            recorder = Recorder(options)
+            recorder.start(bus)
+            self.recorders.append(recorder)
 
     def stop(self, reason="stopped"):
         """Ask the server to shut down (thread-safe; signal handlers call it)."""
@@ -249,6 +271,7 @@ class Server:
         source = self.source
         submit = self.broadcaster.submit
         printer = self._printer
+        sinks = [recorder.put for recorder in self.recorders]
         rep = self.reporter
         try:
             while not self._stop.is_set():
@@ -265,6 +288,8 @@ class Server:
                     submit(records)
                     if printer is not None:
                         printer.put(records)
+                    for put in sinks:
+                        put(records)
         except SourceFinished:
             self.stop("source finished")
         except Exception as exc:  # a bug or an unexpected library error: stop cleanly
@@ -303,6 +328,11 @@ class Server:
             b = self.broadcaster
             skipped = f", {self._printer.skipped} batches not printed" \
                 if self._printer is not None and self._printer.skipped else ""
+            for recorder in self.recorders:
+                stats = recorder.stats()
+                skipped += f", {stats['recorded']:,} recorded"
+                if stats["record_lost"]:
+                    skipped += f", {stats['record_lost']:,} not recorded"
             self.reporter.info(f"{rate:,.0f} frames/s, {frames:,} in all, {b.client_count} "
                                f"clients, {b.clients_dropped_lag} dropped for lag{skipped}")
 
@@ -317,3 +347,5 @@ class Server:
             f"{c['remote']:,}, error {c['error']:,}, invalid {c['invalid']:,}{extra}; "
             f"clients served {b.clients_accepted}, dropped for lag {b.clients_dropped_lag}, "
             f"bytes sent {b.bytes_sent:,}")
+        for recorder in self.recorders:
+            self.reporter.info(recorder.summary())

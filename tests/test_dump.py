@@ -409,13 +409,18 @@ def test_files_are_closed_when_the_logger_goes_away(logger, dump, tmp_path):
         check_recording(path, frames)
 
 
-def test_unknown_extension_and_missing_folder_fail_before_connecting(dump, tmp_path):
+def test_unknown_extension_and_impossible_folder_fail_before_connecting(dump, tmp_path):
     run = dump("127.0.0.1:1", "-o", str(tmp_path / "x.pcap"))
     assert run.wait() == 2
     assert "cannot tell the format from the extension '.pcap'" in run.log
-    run = dump("127.0.0.1:1", "-o", str(tmp_path / "no" / "x.blf"))
+    (tmp_path / "file").write_text("")
+    run = dump("127.0.0.1:1", "-o", str(tmp_path / "file" / "x.blf"))
     assert run.wait() == 2
-    assert "does not exist" in run.log
+    assert "file is a file, not a folder" in run.log
+    # a missing folder is made (recordings go to logs/%Y%m%d/... as well)
+    run = dump("127.0.0.1:1", "-o", str(tmp_path / "new" / "x.blf"))
+    assert run.wait() == 1 and "connection refused" in run.log
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
 
 
 def test_mf4_needs_asammdf(dump, fake_loggers, tmp_path):

@@ -21,9 +21,10 @@ def add_subparser(subparsers, common):
                              "terminal); candump: can-utils log lines; raw: xxd-style hex "
                              "dump of the records received (those --filter passes); json: "
                              "one object per line")
-    parser.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
-                        help="also record to FILE, format by extension: .log .asc .blf .csv "
-                             ".trc .txt .db (.mf4 with asammdf); repeatable")
+    sa.add_record_arguments(parser, "-o", "--output", repeatable=True,
+                            help="also record to FILE, format by extension: .log .log.gz .asc "
+                                 ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
+                                 "strftime fields and {channel} {n} in the name; repeatable")
     parser.add_argument("--channel", default="can0",
                         help="channel name written in candump/json lines and log files "
                              "(default: can0)")
@@ -52,12 +53,11 @@ def _do_dump(args):
 
     from ..client import Dump, parse_target
     from ..formats import StatsTable, make_formatter
-    from ..recording import Recording, check_output_path
+    from ..recording import Recording
 
     sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
                                                 "leave out the target")
-    for path in args.output:
-        check_output_path(path)  # before browsing or connecting
+    recordings = sa.record_options(args)  # checked before browsing or connecting
     reporter = sa.make_reporter(args)
     if args.browse:
         return _print_browse(args.browse_time, sys.stdout)
@@ -67,7 +67,8 @@ def _do_dump(args):
     stats = StatsTable(screen) if args.stats else None
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour)
-    recording = Recording(args.output, args.channel)  # opened once connected
+    recording = Recording(recordings, args.channel, log=sa.reporter_log(reporter))
+    # opened once connected
     dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)

@@ -52,8 +52,8 @@ def add_subparser(subparsers, common):
                      help="stop after this much traffic time (the last exchange completes)")
     sim.add_argument("--output", default=None, metavar="FILE",
                      help="write the traffic to FILE instead of serving, as fast as it is "
-                          "generated: .log (candump), .asc, .blf, .csv or .trc; one cycle "
-                          "unless --duration says how long")
+                          "generated (any format --record takes; the rotation flags apply); "
+                          "one cycle unless --duration says how long")
     sa.add_server_arguments(parser, verbose_help="narrate the phases of the simulation "
                                                  "(sessions, security access, erase, download)")
     parser.set_defaults(func=_do_mock_uds)
@@ -64,7 +64,7 @@ def _do_mock_uds(args):
     import time
 
     from ..uds.ecu import FLASH_SIZE
-    from ..uds.simulation import SimulationConfig, check_log_path, write_log
+    from ..uds.simulation import SimulationConfig, write_log
 
     defaults = DEFAULT_EXTENDED_IDS if args.extended_ids else DEFAULT_IDS
     tester_id = defaults[0] if args.tester_id is None else args.tester_id
@@ -93,16 +93,26 @@ def _do_mock_uds(args):
     if args.output:
         serving_only = [flag for flag, given in (
             ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
-            ("--service-name", args.service_name), ("--stats", args.stats)) if given]
+            ("--service-name", args.service_name), ("--stats", args.stats),
+            ("--record", args.record)) if given]
         sa.check(not serving_only, f"--output writes a file instead of serving: "
                                    f"{', '.join(serving_only)} cannot apply (leave it out)")
-        check_log_path(args.output, args.fd)
+        from ..recording import FD_FLAGS_LOST, NO_FD, log_format
+
+        args.record, args.record_flag = args.output, "--output"
+        options = sa.record_options(args)[0]
+        suffix = log_format(options.path, "--output").suffix
+        fd_problem = NO_FD.get(suffix) or FD_FLAGS_LOST.get(suffix)
+        sa.check(not (args.fd and fd_problem), f"--output {args.output}: cannot store CAN FD "
+                                               f"frames ({fd_problem}): with --fd use .log, "
+                                               ".log.gz, .asc or .blf")
         if args.duration is None:
             config.loop = False  # a file gets one cycle unless --duration says how long
         started = time.perf_counter()
-        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate)
+        frames, traffic, stopped_by, recording = write_log(
+            config, options, narrate=narrate, log=sa.reporter_log(reporter))
         reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
-                      f"{args.output} in {time.perf_counter() - started:.2f} s"
+                      f"{', '.join(recording.paths)} in {time.perf_counter() - started:.2f} s"
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 

@@ -1,20 +1,15 @@
 """The simulator assembled: configuration, the timeline, and writing it to a log file."""
 import dataclasses
-import os
 import random
 import time
 
-from ..errors import CancorderError, UsageError
+from ..errors import CancorderError
 from . import FRAME, NOTE
 from .clock import VirtualClock
 from .isotp import IsoTpLink
 from .scenario import Scenario
 
 OBD_FUNCTIONAL_ID = 0x7DF
-#: python-can writers chosen by extension (can.Logger), and which of them can store CAN FD
-LOG_FORMATS = {".log": "candump", ".asc": "Vector ASC", ".blf": "Vector BLF", ".csv": "CSV",
-               ".trc": "PCAN-View TRC"}
-FD_LOG_FORMATS = (".log", ".asc", ".blf")
 
 
 @dataclasses.dataclass
@@ -52,50 +47,43 @@ def timeline(config):
     return Scenario(config, clock, link, rng).run()
 
 
-def check_log_path(path, fd):
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in LOG_FORMATS:
-        known = ", ".join(f"{ext} ({name})" for ext, name in LOG_FORMATS.items())
-        raise UsageError(f"--output {path}: unknown log format '{extension or 'no extension'}': "
-                         f"the extension chooses it, one of {known}")
-    if fd and extension not in FD_LOG_FORMATS:
-        raise UsageError(f"--output {path}: python-can's {LOG_FORMATS[extension]} writer cannot "
-                         f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
-
-
-def write_log(config, path, start_us=None, narrate=None):
-    """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
-    is generated; timestamps start at ``start_us`` (default: now). Returns (frames, seconds of
-    traffic, the signal that stopped it or None). SIGINT/SIGTERM stop it between two frames,
-    never inside the writer, and the file is closed on every way out: it stays readable."""
-    import can
-
+def write_log(config, options, start_us=None, narrate=None, log=None):
+    """Write the traffic with the recorder (``options``: recording.RecordOptions, so rotation
+    and retention apply too), as fast as it is generated; timestamps start at ``start_us``
+    (default: now). Returns (frames, seconds of traffic, the signal that stopped it or None,
+    the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
+    files are finished on every way out: they stay readable."""
+    from .._fast import wire
+    from ..recording import Recording
     from ..signals import stop_on_signals
 
-    check_log_path(path, config.fd)
     base_us = int(time.time() * 1e6) if start_us is None else start_us
-    try:
-        writer = can.Logger(path)
-    except OSError as exc:
-        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    recording = Recording([options], channel="can0", log=log)
+    recording.open()
+    packer = wire.Packer()
+    batch = []
     frames = 0
     last_us = 0
     stopped = []
     try:
         with stop_on_signals(stopped.append):
-            write = writer.on_message_received
             for t_us, kind, value in timeline(config):
                 if stopped:
                     break
                 if kind == FRAME:
                     value.timestamp = (base_us + t_us) / 1e6
-                    write(value)
+                    batch.append(value)
                     frames += 1
                     last_us = t_us
+                    if len(batch) == 512:
+                        recording.write_records(packer.pack(batch), len(batch))
+                        batch = []
                 elif kind == NOTE and narrate is not None:
                     narrate(value)
-    except OSError as exc:
-        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            if batch:
+                recording.write_records(packer.pack(batch), len(batch))
     finally:
-        writer.stop()
-    return frames, last_us / 1e6, (stopped[0] if stopped else None)
+        recording.close()
+    if recording.lost:
+        raise CancorderError("; ".join(recording.notes()))
+    return frames, last_us / 1e6, (stopped[0] if stopped else None), recording
