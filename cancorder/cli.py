@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect"]
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect"]
 
 
 def version_text():

@@ -51,3 +51,8 @@ class WireFormatError(CancorderError):
         shown = " ".join(f"{b:02x}" for b in self.data[:32])
         super().__init__(f"malformed stream at byte {offset}: {reason}"
                          + (f" (bytes: {shown})" if shown else ""))
+
+
+class ReplayFileError(CancorderError):
+    """A log file given to ``cancorder replay`` is damaged (the message names the file and the
+    line or byte where): the frames before the damage have been served."""
