@@ -24,7 +24,7 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
-    add_record_arguments(parser, "--record")
+    add_record_arguments(parser, "--record", repeatable=True)
 
 
 def server_options(args, process):
