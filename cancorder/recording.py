@@ -44,6 +44,7 @@ FLUSH_BYTES = 256 << 10  # candump: also write out once this much is pending
 RETRY_INTERVAL = 5.0  # after a failure, how often a new file is tried
 MIN_FREE = 256 << 10  # ...and the free space it needs before trying
 GZIP_LEVEL = 6
+ZIP_SYNC_BYTES = 64 << 10  # text through zlib between two sync points (what it may hold back)
 
 TEMPLATE_FIELDS = ("channel", "interface", "port", "n")
 #: formats whose python-can writer cannot store CAN FD frames (TRCWriter logs a warning per
@@ -102,7 +103,8 @@ def log_format(path, flag="--record"):
 
 def _safe(value):
     """A field value as part of a file name: no separators, nothing a shell trips over."""
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", str(value)).strip("_")
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", str(value)).strip("_")  # dots would confuse
+    # python-can's readers about the extension
     return text or "_"
 
 
@@ -196,6 +198,7 @@ class _CandumpFile:
         self._z_at_good = self._z.copy() if gz else None
         self._pending = []
         self._pending_bytes = 0
+        self._z_in = 0
         self.good = 0  # bytes on disk, all of them whole
         self.frames = 0  # frames on disk
         self.unflushed = 0  # frames taken but not on disk yet
@@ -203,7 +206,11 @@ class _CandumpFile:
     def write(self, records, count):
         text = self._encoder.encode(records)
         if self._z is not None:
+            self._z_in += len(text)
             text = self._z.compress(text)
+            if self._z_in >= ZIP_SYNC_BYTES:  # make zlib give out what it holds: the size
+                self._z_in = 0                # seen by --rotate-size stays true
+                text += self._z.flush(zlib.Z_SYNC_FLUSH)
         if text:
             self._pending.append(text)
             self._pending_bytes += len(text)
@@ -309,6 +316,12 @@ class _PythonCanFile:
     def size(self):
         if self._raw is not None:
             return self._raw.tell()
+        try:
+            # BLF: what is on disk plus its container still being filled (uncompressed: a
+            # file is rotated a little early rather than late)
+            return self.writer.file_size()
+        except (AttributeError, NotImplementedError, OSError, ValueError):
+            pass
         try:
             return os.path.getsize(self._path)
         except OSError:
@@ -534,8 +547,8 @@ class RotatingLog:
 
     def _rotate(self, now):
         if self._close_current():
-            self._apply_retention()
             self._open(now)
+            self._apply_retention()  # with the new file counted: it is one of the N
 
     def _close_current(self):
         """Finish and rename the current file; False when finishing it failed."""
