@@ -108,6 +108,13 @@ def _safe(value):
     return text or "_"
 
 
+def candump_channel(channel):
+    """The channel column of candump lines: an interface name as it is (can0, vcan1), "can0"
+    for anything else (a serial port, a URL, a device index)."""
+    text = str(channel) if channel is not None else ""
+    return text if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,14}", text) else "can0"
+
+
 class PathTemplate:
     """``logs/%Y%m%d/%H%M%S-{channel}.log.gz``: strftime fields (local time) and
     ``{channel} {interface} {port} {n}`` (``{n}``: the file's number in this run, from 1;
@@ -193,7 +200,7 @@ class _CandumpFile:
 
     def __init__(self, path, channel, gz):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._encoder = logfile.CandumpEncoder(_safe(channel) if channel else "can0")
+        self._encoder = logfile.CandumpEncoder(candump_channel(channel))
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None
         self._z_at_good = self._z.copy() if gz else None
         self._pending = []
@@ -240,10 +247,8 @@ class _CandumpFile:
         return self.good + self._pending_bytes
 
     def close(self):
-        try:
-            self.flush(finish=True)
-        finally:
-            os.close(self._fd)
+        self.flush(finish=True)  # on failure the fd stays open: abort() cuts and closes
+        os.close(self._fd)
 
     def abort(self):
         """After a failed write: keep what is whole on disk; frames lost are ``unflushed``."""
@@ -255,8 +260,10 @@ class _CandumpFile:
                 os.write(self._fd, self._z_at_good.flush(zlib.Z_FINISH))
         except OSError:
             pass  # still no room for the gzip trailer: the prefix reads up to the cut
-        finally:
+        try:
             os.close(self._fd)
+        except OSError:
+            pass
 
 
 class _PythonCanFile:
@@ -713,6 +720,7 @@ class Recorder:
         self._ready = threading.Event()
         self._stopping = False
         self._said_slow = False
+        self._dead = False
         self._thread = None
 
     def start(self, bus):
@@ -728,7 +736,7 @@ class Recorder:
     def put(self, records):
         size = len(records)
         with self._lock:
-            if self._queued + size > self.max_queued:
+            if self._dead or self._queued + size > self.max_queued:
                 full = True
             else:
                 full = False
@@ -753,6 +761,18 @@ class Recorder:
                                  "file being written stays a .part file")
 
     def _run(self):
+        try:
+            self._loop()
+        except Exception as exc:  # a bug must not pass silently, nor stop the serving
+            self.log.error(f"the recorder stopped: {type(exc).__name__}: {exc}; serving goes "
+                           "on without it")
+            self._dead = True
+            with self._lock:
+                for records in self._queue:
+                    self.dropped += logfile.count_records(records)
+                self._queue.clear()
+
+    def _loop(self):
         rotating = self._rotating
         while True:
             now = self.clock()
