@@ -20,7 +20,6 @@ server's record sink around it (own thread behind a bounded queue: it never slow
 """
 import collections
 import dataclasses
-import errno
 import glob
 import io
 import logging

@@ -68,9 +68,12 @@ class _CountingLines:
         self.line = 0
 
     def __iter__(self):
-        for line in self._file:
-            self.line += 1
-            yield line
+        return self
+
+    def __next__(self):
+        line = next(self._file)
+        self.line += 1
+        return line
 
     def readline(self, *args):
         line = self._file.readline(*args)
@@ -318,7 +321,10 @@ class ReplaySource(Source):
     def open(self):
         if self._batches is None:
             self._start_pass()
-            self._fill()  # the first frames: the channel for the advertisement, early errors
+            # the first frames: the channel for the advertisement; a file damaged before its
+            # first frame is an error before serving
+            if not self._fill() and self.failure is not None:
+                raise self.failure
 
     def close(self):
         pass  # files are opened and closed as the pass goes
