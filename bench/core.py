@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cancorder._fast as fast  # noqa: E402
-from cancorder.server import Server, ServerOptions  # noqa: E402
+from cancorder.server import Bus, BusOptions, Server, ServerOptions  # noqa: E402
 from cancorder.sources.base import Source  # noqa: E402
 
 _HEADER = struct.Struct(">QIBB")
@@ -150,21 +150,23 @@ class PacedSource(Source):
     def close(self):
         pass
 
-    def read(self, timeout):
-        from cancorder.errors import SourceFinished
+    def use_clients(self, gate):
+        self.clients = gate
 
+    def _read(self, timeout):
         if self.start is None:
-            if self.server.broadcaster.client_count < 4:
+            if self.clients.count() < 4:
                 time.sleep(0.01)
                 return b""
             self.loop_clock = time.pthread_getcpuclockid(
-                next(t for t in threading.enumerate() if t.name == "broadcaster").ident)
+                next(t for t in threading.enumerate()
+                     if t.name.startswith("broadcaster")).ident)
             self.cpu_start = (time.thread_time(), time.clock_gettime(self.loop_clock))
             self.start = time.perf_counter()
         if self.sent >= self.total:
             self.wall = time.perf_counter() - self.start
             self.cpu_end = (time.thread_time(), time.clock_gettime(self.loop_clock))
-            raise SourceFinished()
+            return None
         due = self.start + self.sent * self.interval
         wait = due - time.perf_counter()
         if wait > 0.0005:  # like a driver's blocking recv: sleep until the frame is there
@@ -175,19 +177,6 @@ class PacedSource(Source):
         if self.control:
             return b""
         return self.packer.pack([msg])
-
-
-class _QuietReporter:
-    debug_enabled = False
-
-    def log(self, level, text):
-        if level in ("warning", "error"):
-            print(f"{level}: {text}", file=sys.stderr)
-
-    info = warning = lambda self, text: None
-
-    def once(self, key, level, text):
-        self.log(level, text)
 
 
 def bench_bus_rate(rate=30000, seconds=10, clients=4, coalesce=0.001):
@@ -213,14 +202,13 @@ def bench_bus_rate(rate=30000, seconds=10, clients=4, coalesce=0.001):
 def _paced_run(rate, seconds, clients, coalesce, control):
     total = rate * seconds
     source = PacedSource(rate, total, control)
-    options = ServerOptions(bind="127.0.0.1", port=None, zeroconf=False, coalesce=coalesce,
-                            drain_timeout=5)
-    server = Server(source, options, _QuietReporter())
+    bus = Bus(source, BusOptions(bind="127.0.0.1", port=None, zeroconf=False))
+    server = Server([bus], ServerOptions(coalesce=coalesce, drain_timeout=5))
     runner = threading.Thread(target=server.run, daemon=True)
     runner.start()
-    while server.broadcaster is None or server.port is None:
+    while bus.broadcaster is None or bus.port is None:
         time.sleep(0.01)
-    proc = _start_clients(server.port, clients, 0 if control else 22 * total, latency=True)
+    proc = _start_clients(bus.port, clients, 0 if control else 22 * total, latency=True)
     result = {} if control else _finish_clients(proc)
     runner.join(20)
     proc.kill()

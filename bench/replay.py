@@ -50,22 +50,18 @@ def source_accuracy(path):
     source = ReplaySource([path], wait_for_client=False)
     source.open()
     deviations = []
-    from cancorder.errors import SourceFinished
-
-    try:
-        while True:
-            records = source.read(0.1)
-            now_us = source._now_us()
-            if not records:
-                continue
-            pos = 0
-            while pos < len(records):
-                n = len(records) and records[pos + 13]
-                due = logfile.first_stamp(records[pos:pos + 14])
-                deviations.append((now_us - due) / 1e6)
-                pos += 14 + n
-    except SourceFinished:
-        pass
+    while True:
+        records = source.read(0.1)
+        if records is None:
+            break
+        if not records:
+            continue
+        now_us = source._now_us()
+        pos = 0
+        while pos < len(records):
+            due = logfile.first_stamp(records[pos:pos + 14])
+            deviations.append((now_us - due) / 1e6)
+            pos += 14 + records[pos + 13]
     return len(deviations), percentiles(deviations)
 
 

@@ -14,7 +14,7 @@ command), ``dump -o`` and ``mock-uds --output``.
   happened, frames are counted as not recorded, and recording resumes in a new file once there
   is space again.
 
-``RotatingLog`` does the writing (synchronous, one thread at a time); ``Recorder`` is the
+``RotatingLog`` does the writing (synchronous, one thread at a time); ``sinks.Recorder`` is the
 server's record sink around it (own thread behind a bounded queue: it never slows the bus);
 ``Recording`` serves the clients (``dump -o``, ``mock-uds --output``), which write in line.
 """
@@ -107,13 +107,6 @@ def _safe(value):
     return text or "_"
 
 
-def candump_channel(channel):
-    """The channel column of candump lines: an interface name as it is (can0, vcan1), "can0"
-    for anything else (a serial port, a URL, a device index)."""
-    text = str(channel) if channel is not None else ""
-    return text if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,14}", text) else "can0"
-
-
 class PathTemplate:
     """``logs/%Y%m%d/%H%M%S-{channel}.log.gz``: strftime fields (local time) and
     ``{channel} {interface} {port} {n}`` (``{n}``: the file's number in this run, from 1;
@@ -199,7 +192,7 @@ class _CandumpFile:
 
     def __init__(self, path, channel, gz):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._encoder = logfile.CandumpEncoder(candump_channel(channel))
+        self._encoder = logfile.CandumpEncoder(channel or "can0")
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None
         self._z_at_good = self._z.copy() if gz else None
         self._pending = []
@@ -403,11 +396,11 @@ class RotatingLog:
     writing resumes in a new file when possible. Not thread-safe: one thread writes.
     """
 
-    def __init__(self, options, fields=None, log=None, clock=time.time):
+    def __init__(self, options, fields=None, log=None, clock=time.time, log_channel="can0"):
         self.options = options
         self.template = PathTemplate(options.path, fields, options.flag)
         self.format = self.template.format
-        self.channel = (fields or {}).get("channel")
+        self.channel = log_channel  # what the files say (candump's channel column)
         self.log = log if log is not None else LOG
         self.clock = clock
         self.frames = 0  # frames in files (on disk, or handed to a writer still open)
@@ -483,6 +476,11 @@ class RotatingLog:
     @property
     def failing(self):
         return self._failure is not None
+
+    @property
+    def file_count(self):
+        """Files written in this run, the one open included."""
+        return len(self.files) + (1 if self._file is not None else 0)
 
     # ---- files ----
 
@@ -676,7 +674,7 @@ class RotatingLog:
         return notes
 
     def describe(self):
-        files = len(self.files) + (1 if self._file is not None else 0)
+        files = self.file_count
         where = self.files[-1] if self.files else (self.current or self.options.path)
         if files > 1:
             where = f"{files} files, the last {where}"
@@ -695,127 +693,6 @@ def _remove(path):
         os.remove(path)
     except OSError:
         pass
-
-
-# ---- the server's record sink ----
-
-class Recorder:
-    """``--record``: a record sink. ``put`` only queues (bounded: when the disk cannot keep up,
-    batches are dropped and counted, never waited for); the writing thread does the rest."""
-
-    MAX_QUEUED_BYTES = 32 << 20
-
-    def __init__(self, options, clock=time.time, max_queued=None):
-        check_record_options(options)
-        self.options = options
-        self.clock = clock
-        self.max_queued = max_queued or self.MAX_QUEUED_BYTES
-        self.log = LOG
-        self.dropped = 0  # frames dropped at the queue (the disk was too slow)
-        self._rotating = None
-        self._queue = collections.deque()
-        self._queued = 0
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._stopping = False
-        self._said_slow = False
-        self._dead = False
-        self._thread = None
-
-    def start(self, bus):
-        self.log = getattr(bus, "log", None) or LOG
-        fields = {"channel": getattr(bus, "channel", None),
-                  "interface": getattr(bus, "interface", None),
-                  "port": getattr(bus, "port", None)}
-        self._rotating = RotatingLog(self.options, fields, self.log, self.clock)
-        self._rotating.open()  # from the moment the source opens, clients or not
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
-
-    def put(self, records):
-        size = len(records)
-        with self._lock:
-            if self._dead or self._queued + size > self.max_queued:
-                full = True
-            else:
-                full = False
-                self._queue.append(records)
-                self._queued += size
-        if full:
-            self.dropped += logfile.count_records(records)
-            if not self._said_slow:
-                self._said_slow = True
-                self.log.warning("recording cannot keep up (the disk is too slow): frames "
-                                 "are dropped from the recording and counted; serving goes on")
-            return
-        self._ready.set()
-
-    def close(self, timeout=5.0):
-        self._stopping = True
-        self._ready.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self.log.warning(f"the recorder did not finish within {timeout:g} s: the "
-                                 "file being written stays a .part file")
-
-    def _run(self):
-        try:
-            self._loop()
-        except Exception as exc:  # a bug must not pass silently, nor stop the serving
-            self.log.error(f"the recorder stopped: {type(exc).__name__}: {exc}; serving goes "
-                           "on without it")
-            self._dead = True
-            with self._lock:
-                for records in self._queue:
-                    self.dropped += logfile.count_records(records)
-                self._queue.clear()
-
-    def _loop(self):
-        rotating = self._rotating
-        while True:
-            now = self.clock()
-            wait = max(0.0, min(rotating.next_deadline(now) - now, FLUSH_INTERVAL))
-            self._ready.wait(wait)
-            self._ready.clear()
-            while True:
-                with self._lock:
-                    if not self._queue:
-                        break
-                    batch = list(self._queue)
-                    self._queue.clear()
-                    self._queued = 0
-                now = self.clock()
-                for records in batch:
-                    rotating.write(records, now)
-            rotating.tick()
-            if self._stopping:
-                with self._lock:
-                    empty = not self._queue
-                if empty:
-                    break
-        rotating.close()
-
-    # ---- reporting ----
-
-    def stats(self):
-        r = self._rotating
-        if r is None:
-            return {"recorded": 0, "record_lost": self.dropped, "record_files": 0}
-        return {"recorded": r.frames, "record_lost": r.lost + self.dropped,
-                "record_files": len(r.files) + (1 if r.current and r._file else 0)}
-
-    def summary(self):
-        r = self._rotating
-        if r is None:
-            return "recorded nothing"
-        lost = r.lost + self.dropped
-        text = f"recorded {r.frames:,} frames to {r.describe()}"
-        if lost:
-            text += f"; {lost:,} frames could not be recorded"
-        for note in r.notes():
-            text += f"; {note}"
-        return text
 
 
 # ---- the clients' recording (dump -o, mock-uds --output) ----
@@ -854,7 +731,8 @@ class Recording:
         if not self.options_list:
             return
         for options in self.options_list:
-            log = RotatingLog(options, {"channel": self.channel}, self.log)
+            log = RotatingLog(options, {"channel": self.channel}, self.log,
+                              log_channel=self.channel)
             log.open()
             if log.failing:
                 for other in self.logs + [log]:

@@ -10,8 +10,9 @@ import pytest
 
 from cancorder._fast import wire
 from cancorder.errors import UsageError
-from cancorder.recording import (PART, Recorder, RecordOptions, RotatingLog,
-                                 check_record_options, log_format)
+from cancorder.recording import (PART, RecordOptions, RotatingLog, check_record_options,
+                                 log_format)
+from cancorder.sinks import Recorder
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
 
@@ -35,6 +36,9 @@ class Lines:
 
     def warning(self, text, *args, **kwargs):
         self.lines.append(("warning", text))
+
+    def error(self, text, *args, **kwargs):
+        self.lines.append(("error", text))
 
     def text(self):
         return "\n".join(text for _, text in self.lines)
@@ -212,7 +216,7 @@ def test_recorder_sink_never_blocks_and_counts_what_it_drops(tmp_path):
     recorder = Recorder(RecordOptions(str(tmp_path / "r.log")), max_queued=64 << 10)
 
     class Bus:
-        channel, interface, port, log = "can0", "virtual", 1, Lines()
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
 
     recorder.start(Bus)
     batch = records(0, 1000)  # 22 KB

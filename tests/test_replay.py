@@ -174,7 +174,7 @@ def test_channel_of_a_multi_channel_asc_and_log(replay, tmp_path):
     client = StreamClient(server.port())
     got = client.wait_frames(20)
     assert [f[1] for f in got] == [0x100 + i for i in range(1, 40, 2)]
-    assert server.proc.wait(30) == 0 and "other_channel 20" in server.log
+    assert server.proc.wait(30) == 0 and "filtered 20" in server.log
     client.close()
     with open(tmp_path / "two.log", "w") as file:
         for i in range(40):

@@ -42,7 +42,8 @@ def main(folder):
                       "recorded meanwhile\)", timeout=20)
         frames = client.wait_frames(32000)
         assert [int.from_bytes(f[3], "big") for f in frames] == list(range(32000))
-        proc.wait_for(r"[\d,]+ recorded, [\d,]+ not recorded", timeout=10)  # --stats
+        proc.wait_for(r"frames/s.*recorded [\d,]+ frames to .*; [\d,]+ frames could not be "
+                      "recorded", timeout=10)  # --stats
     finally:
         code = proc.terminate()
         emulator.close()

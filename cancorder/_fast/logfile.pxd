@@ -36,11 +36,6 @@ cpdef unsigned long long first_stamp(records) except? 0
 @cython.locals(size=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t)
 cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us) except -1
 
-@cython.locals(size=Py_ssize_t, nrules=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t,
-               end=Py_ssize_t, can_id=cython.uint, ext=cython.int, r=Py_ssize_t,
-               dropped=Py_ssize_t, kept=bytearray)
-cpdef tuple filter_records(records, list rules)
-
 
 cdef class Retimer:
     cdef public double speed

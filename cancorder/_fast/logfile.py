@@ -2,8 +2,8 @@
 
 ``CandumpEncoder`` writes can-utils log lines (``(1700000000.123456) can0 123#01FF``, FD
 ``123##1<data>``) from records, ``CandumpParser`` turns such lines back into records: neither
-builds a python-can Message or a tuple per frame. ``Retimer`` and the record helpers shift,
-cut and filter record batches for replay.
+builds a python-can Message or a tuple per frame. ``Retimer`` and the record helpers shift and
+cut record batches for replay (filters are wire.RecordFilter's).
 
 This is plain Python with a ``.pxd`` beside it (compiled by setup.py, like wire.py). The two
 twins share one body: only the setup differs, where the compiled one takes C pointers into the
@@ -193,40 +193,6 @@ def due_prefix(records, limit_us):
             break
         pos = _record_end(src, pos, size)
     return pos
-
-
-def filter_records(records, rules):
-    """Only the records whose id passes one of ``rules`` (tuples ``(can_id & mask, mask,
-    extended)``, extended None for either kind): python-can's filter rule. Returns (bytes,
-    records dropped)."""
-    size = len(records)
-    nrules = len(rules)
-    if cython.compiled:
-        src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
-    else:
-        src = records
-    kept = bytearray()
-    dropped = 0
-    pos = 0
-    while size - pos >= HEADER_SIZE:
-        end = _record_end(src, pos, size)
-        can_id = ((cython.cast(cython.uint, src[pos + 8]) << 24)
-                  | (cython.cast(cython.uint, src[pos + 9]) << 16)
-                  | (cython.cast(cython.uint, src[pos + 10]) << 8)
-                  | cython.cast(cython.uint, src[pos + 11]))
-        ext = src[pos + 12] & 1
-        r = 0
-        while r < nrules:
-            wanted, mask, extended = rules[r]
-            if can_id & mask == wanted and (extended is None or bool(extended) == bool(ext)):
-                break
-            r += 1
-        if r < nrules:
-            kept += records[pos:end]
-        else:
-            dropped += 1
-        pos = end
-    return bytes(kept), dropped
 
 
 class Retimer:

@@ -1,4 +1,5 @@
 """``cancorder dump``: show (and record) the stream of any ECUconnect Logger."""
+from ..filters import add_filter_argument
 from . import _server_args as sa
 
 
@@ -32,9 +33,7 @@ def add_subparser(subparsers, common):
                         help="stop after N frames (after --filter)")
     parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
                         help="stop S seconds after connecting")
-    parser.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
-                        default=[], metavar="ID:MASK",
-                        help="show only frames whose id matches ID under MASK (hex; repeatable)")
+    add_filter_argument(parser, "show only frames whose id matches")
     parser.add_argument("--stats", action="store_true",
                         help="instead of one line per frame, a live table of frames/s per id "
                              "and in total (files given with -o are still written)")
@@ -67,7 +66,7 @@ def _do_dump(args):
     stats = StatsTable(screen) if args.stats else None
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour)
-    recording = Recording(recordings, args.channel, log=sa.reporter_log(reporter))
+    recording = Recording(recordings, args.channel)
     # opened once connected
     dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,

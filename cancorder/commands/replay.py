@@ -28,19 +28,14 @@ def add_subparser(subparsers, common):
                         help="shorten silences longer than S seconds to S (default: keep them)")
     timing.add_argument("--async", dest="free_running", action="store_true",
                         help="start at once (default: when the first client connects)")
-    frames = parser.add_argument_group("frames")
-    frames.add_argument("--channel", default=None, metavar="N",
+    parser.add_argument("--channel", default=None, metavar="N",
                         help="only this channel of a multi-channel file: its number in an "
                              ".asc/.blf (1, 2...), its name in a .log (can1)")
-    frames.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
-                        default=[], metavar="ID:MASK",
-                        help="pass only frames whose id matches ID under MASK (hex; repeatable)")
     sa.add_server_arguments(parser)
     parser.set_defaults(func=_do_replay)
 
 
 def _do_replay(args):
-    from ..server import Server
     from ..sources.replay import ReplaySource, check_replay_file
 
     for path in args.files:
@@ -51,12 +46,12 @@ def _do_replay(args):
     reporter = sa.make_reporter(args)
     source = ReplaySource(args.files, speed=args.speed, loop=args.loop, start=args.start,
                           end=args.end, max_gap=args.max_gap, channel=args.channel,
-                          filters=args.filters, original_time=args.original_time,
+                          record_filter=sa.record_filter(args),
+                          original_time=args.original_time,
                           wait_for_client=not args.free_running)
-    options = sa.server_options(args, "cancorder replay")
     if not args.free_running:
         reporter.info("the replay starts when a client connects (--async: at once)")
-    status = Server(source, options, reporter).run()
+    status = sa.serve(source, args, "cancorder replay")
     if source.failure is not None:
         raise source.failure  # one line naming the file and where; the frames before it went out
     return status

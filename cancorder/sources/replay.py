@@ -18,13 +18,12 @@ import time
 import zlib
 
 from .._fast import logfile, wire
-from ..errors import ReplayFileError, SourceFinished, UsageError
-from .base import Source
+from ..errors import ReplayFileError, UsageError
+from .base import Source, SourceCounters
 
 LOG = logging.getLogger("cancorder.source")
 CHUNK = 256 << 10  # bytes of a .log read at once
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
-DRAIN_WAIT = 30.0  # how long the end waits for the clients to receive everything
 MAX_SLEEP = 0.05
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -263,13 +262,14 @@ class ReplaySource(Source):
     ``speed``: a factor, or None for as fast as the clients take it; ``start``/``end``: offsets
     in seconds from the first frame; ``max_gap``: silences longer than this many seconds are
     shortened to it; ``channel``: one channel of a multi-channel file (the name in a .log,
-    the number in an .asc/.blf); ``filters``: python-can style filter dicts;
-    ``wait_for_client``: start when the first client connects (re-anchored then).
+    the number in an .asc/.blf); ``record_filter``: --filter (applied by Source.read);
+    ``wait_for_client``: start when the first client connects (re-anchored then). At the end
+    ``read`` returns None; a damaged file ends it early, with ``failure`` set.
     """
 
     def __init__(self, paths, speed=1.0, loop=False, start=None, end=None, max_gap=None,
-                 channel=None, filters=None, original_time=False, wait_for_client=True):
-        super().__init__()
+                 channel=None, record_filter=None, original_time=False, wait_for_client=True):
+        super().__init__(record_filter)
         self.paths = list(paths)
         self.speed = speed
         self.loop = loop
@@ -277,14 +277,11 @@ class ReplaySource(Source):
         self.end_us = None if end is None else int(round(end * 1e6))
         self.max_gap_us = int(round(max_gap * 1e6)) if max_gap else 0
         self.channel = channel
-        self.rules = [(f["can_id"] & f["can_mask"], f["can_mask"], f.get("extended"))
-                      for f in filters or ()]
         self.original_time = original_time
         self.wait_for_client = wait_for_client
         self.failure = None  # the ReplayFileError that ended the replay early
         self.passes = 0  # times the files were played through
-        self.served = 0
-        self.filtered = 0
+        self.served = 0  # frames handed over (before --filter)
         self._gate = None
         self._files = []  # _FileRecords of the current pass
         self._batches = None
@@ -313,11 +310,6 @@ class ReplaySource(Source):
     def use_clients(self, gate):
         self._gate = gate
 
-    def attach(self, server):
-        """Until the server hands sources a client gate (issue 10): one over its broadcaster."""
-        super().attach(server)
-        self._gate = _BroadcasterGate(server)
-
     def open(self):
         if self._batches is None:
             self._start_pass()
@@ -332,33 +324,31 @@ class ReplaySource(Source):
     def counters(self):
         counts = dict(self._counted)
         for records in self._files:
-            counts["remote"] += records.remote
-            counts["error"] += records.error
-            counts["invalid"] += records.invalid
-            counts["other_channel"] += records.other_channel
-        out = {"frames": self.served, "remote": counts["remote"], "error": counts["error"],
-               "invalid": counts["invalid"], "filtered": self.filtered}
-        if counts["other_channel"]:
-            out["other_channel"] = counts["other_channel"]
-        return out
+            for key in counts:
+                counts[key] += getattr(records, key)
+        filtered = self.record_filter.filtered if self.record_filter is not None else 0
+        return SourceCounters(frames=self.served - filtered, remote=counts["remote"],
+                              error=counts["error"], invalid=counts["invalid"],
+                              filtered=filtered + counts["other_channel"])
 
     # ---- reading ----
 
-    def read(self, timeout):
+    def _read(self, timeout):
         if self._finished:
-            self._finish()
+            return None
         deadline = time.monotonic() + timeout
         if self._anchor_mono is None and not self._anchor(deadline):
             return b""
         if not self._pending:
             if not self._fill():
-                self._finish()
+                self._finished = True
+                return None
             if not self._pending:
                 return b""
         if self.speed is None:
-            gate_drained = getattr(self._gate, "wait_drained", None)
-            if gate_drained is not None and not gate_drained(max(0.0, deadline -
-                                                                  time.monotonic())):
+            # as fast as the clients take it: the next batch once they have the last one
+            if self._gate is not None and not self._gate.wait_drained(
+                    max(0.0, deadline - time.monotonic())):
                 return b""
             return self._hand_over(len(self._pending))
         while True:
@@ -439,9 +429,6 @@ class ReplaySource(Source):
             if self._ts0 is None:
                 self._ts0 = logfile.first_stamp(batch)
             batch = self._cut(batch)
-            if self.rules and batch:
-                batch, dropped = logfile.filter_records(batch, self.rules)
-                self.filtered += dropped
             if not batch:
                 continue
             self._yielded += 1
@@ -462,47 +449,7 @@ class ReplaySource(Source):
 
     def _why_none(self):
         counts = self.counters()
-        parts = [f"{counts[key]:,} {name}" for key, name in (
+        parts = [f"{getattr(counts, key):,} {name}" for key, name in (
             ("remote", "remote frames"), ("error", "error frames"),
-            ("other_channel", "frames of other channels"), ("filtered", "filtered"))
-            if counts.get(key)]
+            ("filtered", "held back by --channel/--filter")) if getattr(counts, key)]
         return f" (skipped: {', '.join(parts)})" if parts else ""
-
-    def _finish(self):
-        """Every frame is out: end once the clients have received everything."""
-        self._finished = True
-        gate = self._gate
-        drained = getattr(gate, "wait_drained", None)
-        if drained is not None and self.served:
-            give_up = time.monotonic() + DRAIN_WAIT
-            while time.monotonic() < give_up and not getattr(gate, "stopping", False):
-                if drained(0.1):
-                    break
-        raise SourceFinished("the replay is complete" if self.failure is None else
-                             str(self.failure))
-
-
-class _BroadcasterGate:
-    """What a source may know of the clients, over today's server (issue 10 replaces it)."""
-
-    def __init__(self, server):
-        self._server = server
-
-    @property
-    def stopping(self):
-        return self._server.stopping
-
-    def count(self):
-        broadcaster = self._server.broadcaster
-        return broadcaster.client_count if broadcaster is not None else 0
-
-    def wait_for_client(self, timeout):
-        broadcaster = self._server.broadcaster
-        if broadcaster is None:
-            time.sleep(min(timeout, 0.05))
-            return False
-        return broadcaster.wait_for_clients(1, timeout)
-
-    def wait_drained(self, timeout):
-        broadcaster = self._server.broadcaster
-        return True if broadcaster is None else broadcaster.wait_drained(timeout)

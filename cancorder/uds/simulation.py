@@ -3,6 +3,7 @@ import dataclasses
 import random
 import time
 
+from .._fast.wire import FLAG_EXT
 from ..errors import CancorderError
 from . import FRAME, NOTE
 from .clock import VirtualClock
@@ -47,20 +48,19 @@ def timeline(config):
     return Scenario(config, clock, link, rng).run()
 
 
-def write_log(config, options, start_us=None, narrate=None, log=None):
+def write_log(config, options, start_us=None, narrate=None, record_filter=None):
     """Write the traffic with the recorder (``options``: recording.RecordOptions, so rotation
     and retention apply too), as fast as it is generated; timestamps start at ``start_us``
     (default: now). Returns (frames, seconds of traffic, the signal that stopped it or None,
     the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
     files are finished on every way out: they stay readable."""
-    from .._fast import wire
+    from .._fast.wire import pack_frame
     from ..recording import Recording
     from ..signals import stop_on_signals
 
     base_us = int(time.time() * 1e6) if start_us is None else start_us
-    recording = Recording([options], channel="can0", log=log)
+    recording = Recording([options])
     recording.open()
-    packer = wire.Packer()
     batch = []
     frames = 0
     last_us = 0
@@ -71,17 +71,20 @@ def write_log(config, options, start_us=None, narrate=None, log=None):
                 if stopped:
                     break
                 if kind == FRAME:
-                    value.timestamp = (base_us + t_us) / 1e6
-                    batch.append(value)
+                    can_id, flags, data = value
+                    if record_filter is not None and not record_filter.passes(
+                            can_id, flags & FLAG_EXT):
+                        continue
+                    batch.append(pack_frame(base_us + t_us, can_id, flags, data))
                     frames += 1
                     last_us = t_us
                     if len(batch) == 512:
-                        recording.write_records(packer.pack(batch), len(batch))
+                        recording.write_records(b"".join(batch), len(batch))
                         batch = []
                 elif kind == NOTE and narrate is not None:
                     narrate(value)
             if batch:
-                recording.write_records(packer.pack(batch), len(batch))
+                recording.write_records(b"".join(batch), len(batch))
     finally:
         recording.close()
     if recording.lost:
