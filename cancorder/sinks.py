@@ -105,6 +105,7 @@ class Recorder(RecordSink):
     batches are dropped and counted, never waited for); the writing thread does the rest."""
 
     MAX_QUEUED_BYTES = 32 << 20
+    CLOSE_WAIT = 30.0
 
     def __init__(self, options, clock=time.time, max_queued=None):
         from .recording import check_record_options
@@ -158,10 +159,13 @@ class Recorder(RecordSink):
         self._stopping = True
         self._ready.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            # what is queued is written and the file finished: worth more than the clients'
+            # drain time (the thread is a daemon: it would die with the process)
+            self._thread.join(max(timeout, self.CLOSE_WAIT))
             if self._thread.is_alive():
-                self.log.warning(f"the recorder did not finish within {timeout:g} s: the "
-                                 "file being written stays a .part file")
+                self.log.warning("the recorder did not finish within "
+                                 f"{max(timeout, self.CLOSE_WAIT):g} s: the file being written "
+                                 "stays a .part file")
 
     def _run(self):
         try:

@@ -106,3 +106,18 @@ def test_disk_full_serving_goes_on_and_recording_resumes(tmp_path):
         timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok" in done.stdout.splitlines()[-1], done.stdout
+
+
+def test_mock_uds_records_what_its_clients_get(cancorder_process, tmp_path):
+    proc = cancorder_process("mock-uds", "--no-loop", "--speed", "50", "--blocks", "5",
+                             "--no-zeroconf", "--record", str(tmp_path / "uds-{n}.log.gz"),
+                             "--record", str(tmp_path / "uds.asc"))
+    client = StreamClient(proc.port())
+    assert proc.proc.wait(60) == 0, proc.log
+    client.closed.wait(10)
+    sent = [(f[1], f[3]) for f in client.frames]
+    assert len(sent) > 100
+    for name in ("uds-1.log.gz", "uds.asc"):
+        got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(tmp_path / name))]
+        assert got == sent, name
+    assert proc.log.count(f"recorded {len(sent):,} frames to") == 2

@@ -1,16 +1,22 @@
 import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
+from cancorder._fast.wire cimport valid_length, write_header
 
-cdef inline unsigned long long _stamp(const unsigned char *src, Py_ssize_t pos) noexcept
+cdef Py_ssize_t _HEADER
 
-cdef inline void _put_stamp(unsigned char *dst, Py_ssize_t pos, unsigned long long micros) noexcept
+
+@cython.locals(value=cython.ulonglong, i=cython.int)
+cdef unsigned long long _stamp(const unsigned char *src, Py_ssize_t pos) noexcept
+
+@cython.locals(value=cython.uint, i=cython.int)
+cdef unsigned int _can_id(const unsigned char *src, Py_ssize_t pos) noexcept
+
+cdef void _put_stamp(unsigned char *dst, Py_ssize_t pos, unsigned long long micros) noexcept
 
 cdef Py_ssize_t _record_end(const unsigned char *src, Py_ssize_t pos, Py_ssize_t size) except -1
 
-cdef inline int _hex_value(unsigned char c) noexcept
-
-cdef inline bint _valid_length(Py_ssize_t n, int is_fd) noexcept
+cdef int _hex_value(unsigned char c) noexcept
 
 
 cdef class CandumpEncoder:
@@ -39,9 +45,10 @@ cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us) except -1
 
 cdef class Retimer:
     cdef public double speed
-    cdef public long long max_gap_us
+    cdef public unsigned long long max_gap_us
     cdef public long long out_us
-    cdef public long long src_us
+    cdef public unsigned long long src_us
+    cdef bint _started
     cdef double _carry
 
     @cython.locals(size=Py_ssize_t, out=bytearray, src=cython.p_uchar, dst=cython.p_uchar,

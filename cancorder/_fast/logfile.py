@@ -11,9 +11,14 @@ bytes and the pure one indexes the same objects (``bytes[i]`` is an int in both 
 Records handed in are whole records from a cancorder source; a record cut short raises
 ValueError. This module imports nothing else of cancorder (errors are raised by the callers).
 """
-import cython
+try:
+    import cython
+except ImportError:  # Cython is a build dependency only; the pure twin runs without it
+    from . import _nocython as cython
 
-HEADER_SIZE = 14
+from .wire import HEADER_SIZE, MAX_RECORD_SIZE, valid_length, write_header
+
+_HEADER = HEADER_SIZE  # a C constant in the compiled loops (logfile.pxd)
 _HEX = b"0123456789ABCDEF"
 #: longest line for one record, without the channel: "(" 20 digits "." 6 ") " " " 8 "##" 1
 #: 128 hex digits "\n"
@@ -23,14 +28,22 @@ _CAN_ERR_FLAG = 0x20000000
 
 def _stamp(src, pos):
     """The record's timestamp (big-endian uint64 at ``pos``)."""
-    return ((cython.cast(cython.ulonglong, src[pos]) << 56)
-            | (cython.cast(cython.ulonglong, src[pos + 1]) << 48)
-            | (cython.cast(cython.ulonglong, src[pos + 2]) << 40)
-            | (cython.cast(cython.ulonglong, src[pos + 3]) << 32)
-            | (cython.cast(cython.ulonglong, src[pos + 4]) << 24)
-            | (cython.cast(cython.ulonglong, src[pos + 5]) << 16)
-            | (cython.cast(cython.ulonglong, src[pos + 6]) << 8)
-            | cython.cast(cython.ulonglong, src[pos + 7]))
+    value = 0  # unsigned 64-bit when compiled: the shifts stay in range
+    i = 0
+    while i < 8:
+        value = (value << 8) | src[pos + i]
+        i += 1
+    return value
+
+
+def _can_id(src, pos):
+    """The record's id (big-endian uint32 at ``pos + 8``)."""
+    value = 0
+    i = 8
+    while i < 12:
+        value = (value << 8) | src[pos + i]
+        i += 1
+    return value
 
 
 def _put_stamp(dst, pos, micros):
@@ -45,7 +58,7 @@ def _put_stamp(dst, pos, micros):
 
 
 def _record_end(src, pos, size):
-    end = pos + HEADER_SIZE + src[pos + 13]
+    end = pos + _HEADER + src[pos + 13]
     if end > size:
         raise ValueError(f"records end inside a record (byte {pos} of {size})")
     return end
@@ -63,7 +76,7 @@ class CandumpEncoder:
     def encode(self, records):
         size = len(records)
         nchan = len(self._channel)
-        need = (size // HEADER_SIZE + 1) * (_LINE_MAX + nchan)
+        need = (size // _HEADER + 1) * (_LINE_MAX + nchan)
         if len(self._buffer) < need:
             self._buffer = bytearray(need)
         if cython.compiled:
@@ -80,13 +93,10 @@ class CandumpEncoder:
         pos = 0
         o = 0
         count = 0
-        while size - pos >= HEADER_SIZE:
+        while size - pos >= _HEADER:
             end = _record_end(src, pos, size)
             micros = _stamp(src, pos)
-            can_id = ((cython.cast(cython.uint, src[pos + 8]) << 24)
-                      | (cython.cast(cython.uint, src[pos + 9]) << 16)
-                      | (cython.cast(cython.uint, src[pos + 10]) << 8)
-                      | cython.cast(cython.uint, src[pos + 11]))
+            can_id = _can_id(src, pos)
             flags = src[pos + 12]
             seconds = micros // 1000000
             fraction = micros % 1000000
@@ -138,7 +148,7 @@ class CandumpEncoder:
                 dst[o] = 0x23
                 dst[o + 1] = hexd[((flags >> 2) & 1) | ((flags >> 2) & 2)]  # BRS 1, ESI 2
                 o += 2
-            i = pos + HEADER_SIZE
+            i = pos + _HEADER
             while i < end:
                 dst[o] = hexd[src[i] >> 4]
                 dst[o + 1] = hexd[src[i] & 0xF]
@@ -165,7 +175,7 @@ def count_records(records):
         src = records
     pos = 0
     count = 0
-    while size - pos >= HEADER_SIZE:
+    while size - pos >= _HEADER:
         pos = _record_end(src, pos, size)
         count += 1
     return count
@@ -173,7 +183,7 @@ def count_records(records):
 
 def first_stamp(records):
     """The timestamp of the first record (``records`` must hold one)."""
-    if len(records) < HEADER_SIZE:
+    if len(records) < _HEADER:
         raise ValueError("no record")
     if cython.compiled:
         return _stamp(cython.cast(cython.p_uchar, cython.cast(bytes, records)), 0)
@@ -188,7 +198,7 @@ def due_prefix(records, limit_us):
     else:
         src = records
     pos = 0
-    while size - pos >= HEADER_SIZE:
+    while size - pos >= _HEADER:
         if _stamp(src, pos) > limit_us:
             break
         pos = _record_end(src, pos, size)
@@ -204,12 +214,13 @@ class Retimer:
         self.speed = speed
         self.max_gap_us = max_gap_us
         self.out_us = start_us  # the new time of the last record
-        self.src_us = -1  # the recorded time of the last record (-1: none yet)
+        self.src_us = 0  # the recorded time of the last record
+        self._started = False  # src_us holds one
         self._carry = 0.0  # fractions of a microsecond the division left over
 
     def restart(self):
         """The next record follows the last one without a gap (a --loop starting again)."""
-        self.src_us = -1
+        self._started = False
 
     def retime(self, records):
         """A copy of ``records`` with every timestamp mapped onto the new timeline."""
@@ -222,19 +233,20 @@ class Retimer:
             src = records
             dst = out
         pos = 0
-        while size - pos >= HEADER_SIZE:
+        while size - pos >= _HEADER:
             end = _record_end(src, pos, size)
             stamp = _stamp(src, pos)
-            if self.src_us >= 0 and stamp > cython.cast(cython.ulonglong, self.src_us):
-                gap = stamp - cython.cast(cython.ulonglong, self.src_us)
-                if self.max_gap_us > 0 and gap > cython.cast(cython.ulonglong, self.max_gap_us):
+            if self._started and stamp > self.src_us:
+                gap = stamp - self.src_us
+                if 0 < self.max_gap_us < gap:
                     gap = self.max_gap_us
                 scaled = gap / self.speed + self._carry
                 whole = cython.cast(cython.longlong, scaled) if cython.compiled else int(scaled)
                 self._carry = scaled - whole
                 self.out_us += whole
             self.src_us = stamp
-            _put_stamp(dst, pos, cython.cast(cython.ulonglong, self.out_us))
+            self._started = True
+            _put_stamp(dst, pos, self.out_us)
             pos = end
         return bytes(out)
 
@@ -260,7 +272,7 @@ class CandumpParser:
         self.first_channel = b""
         self.error_reason = None
         self.error_line = 0
-        self._out = bytearray(64 * 78)
+        self._out = bytearray(64 * MAX_RECORD_SIZE)
 
     def feed(self, chunk, final=False):
         if self.error_reason is not None:
@@ -273,8 +285,8 @@ class CandumpParser:
         else:
             stop = size
         self._tail = data[stop:]
-        # every line of at least 10 bytes gives at most one record of 78 bytes
-        need = (stop // 10 + 1) * 78
+        # every line of at least 10 bytes gives at most one record
+        need = (stop // 10 + 1) * MAX_RECORD_SIZE
         if len(self._out) < need:
             self._out = bytearray(need)
         if cython.compiled:
@@ -369,7 +381,7 @@ class CandumpParser:
                 elif p < end and (src[p] == 0x52 or src[p] == 0x72):  # R: remote frame
                     remote = True
             if reason is None and not remote:
-                data_start = o + HEADER_SIZE
+                data_start = o + _HEADER
                 n = 0
                 while p + 1 < end and src[p] != 0x20 and src[p] != 0x09:
                     hi = _hex_value(src[p])
@@ -384,7 +396,7 @@ class CandumpParser:
                     reason = "the data is not pairs of hex digits"
                 elif n > 8 and not flags & 2:
                     reason = f"{n} data bytes on a classic CAN frame (more than 8 needs '##')"
-                elif not _valid_length(n, flags & 2):
+                elif not valid_length(n, flags & 2):
                     reason = f"{n} data bytes is not a CAN FD length"
             if reason is not None:
                 self.error_reason = reason
@@ -400,15 +412,8 @@ class CandumpParser:
             else:
                 if not self.first_channel:
                     self.first_channel = data[chan_start:chan_end]
-                micros = cython.cast(cython.ulonglong, seconds) * 1000000 + fraction
-                _put_stamp(dst, o, micros)
-                dst[o + 8] = (can_id >> 24) & 0xFF
-                dst[o + 9] = (can_id >> 16) & 0xFF
-                dst[o + 10] = (can_id >> 8) & 0xFF
-                dst[o + 11] = can_id & 0xFF
-                dst[o + 12] = flags
-                dst[o + 13] = n
-                o += HEADER_SIZE + n
+                micros = seconds * 1000000 + fraction
+                o = write_header(self._out, o, micros, can_id, flags, n) + n
                 self.frames += 1
             pos = next_pos
         if cython.compiled:
@@ -438,9 +443,3 @@ def _hex_value(c):
     if 0x61 <= c <= 0x66:
         return c - 0x57
     return -1
-
-
-def _valid_length(n, is_fd):
-    if n <= 8:
-        return True
-    return is_fd and (n == 12 or n == 16 or n == 20 or n == 24 or n == 32 or n == 48 or n == 64)
