@@ -48,8 +48,8 @@ def main(folder):
         code = proc.terminate()
         emulator.close()
     assert code == 0, proc.log
-    totals = proc.wait_for(r"recorded ([\d,]+) frames to .*; ([\d,]+) frames could not be "
-                           r"recorded")
+    totals = proc.wait_for(r"totals: .*recorded ([\d,]+) frames to .*; ([\d,]+) frames could "
+                           r"not be recorded")
     recorded, lost = (int(n.replace(",", "")) for n in totals.groups())
     assert recorded + lost == 32000, proc.log
     assert proc.log.count("recording stopped") == 1, proc.log  # said once
