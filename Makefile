@@ -39,6 +39,8 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(BIN)/python -m bench.record
+	$(BIN)/python -m bench.replay
 	$(MAKE) exe
 	$(BIN)/python -m bench.exe_startup
 
