@@ -12,7 +12,6 @@ cdef unsigned long long _stamp(const unsigned char *src, Py_ssize_t pos) noexcep
 @cython.locals(value=cython.uint, i=cython.int)
 cdef unsigned int _can_id(const unsigned char *src, Py_ssize_t pos) noexcept
 
-cdef void _put_stamp(unsigned char *dst, Py_ssize_t pos, unsigned long long micros) noexcept
 
 cdef Py_ssize_t _record_end(const unsigned char *src, Py_ssize_t pos, Py_ssize_t size) except -1
 
@@ -51,7 +50,7 @@ cdef class Retimer:
     cdef bint _started
     cdef double _carry
 
-    @cython.locals(size=Py_ssize_t, out=bytearray, src=cython.p_uchar, dst=cython.p_uchar,
+    @cython.locals(size=Py_ssize_t, out=bytearray, src=cython.p_uchar,
                    pos=Py_ssize_t, end=Py_ssize_t, stamp=cython.ulonglong,
                    gap=cython.ulonglong, scaled=cython.double, whole=cython.longlong)
     cpdef bytes retime(self, records)

@@ -46,17 +46,6 @@ def _can_id(src, pos):
     return value
 
 
-def _put_stamp(dst, pos, micros):
-    dst[pos] = (micros >> 56) & 0xFF
-    dst[pos + 1] = (micros >> 48) & 0xFF
-    dst[pos + 2] = (micros >> 40) & 0xFF
-    dst[pos + 3] = (micros >> 32) & 0xFF
-    dst[pos + 4] = (micros >> 24) & 0xFF
-    dst[pos + 5] = (micros >> 16) & 0xFF
-    dst[pos + 6] = (micros >> 8) & 0xFF
-    dst[pos + 7] = micros & 0xFF
-
-
 def _record_end(src, pos, size):
     end = pos + _HEADER + src[pos + 13]
     if end > size:
@@ -228,10 +217,8 @@ class Retimer:
         out = bytearray(records)
         if cython.compiled:
             src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
-            dst = cython.cast(cython.p_uchar, out)
         else:
             src = records
-            dst = out
         pos = 0
         while size - pos >= _HEADER:
             end = _record_end(src, pos, size)
@@ -246,7 +233,9 @@ class Retimer:
                 self.out_us += whole
             self.src_us = stamp
             self._started = True
-            _put_stamp(dst, pos, self.out_us)
+            # the same header with the new time
+            write_header(out, pos, self.out_us, _can_id(src, pos), src[pos + 12],
+                         src[pos + 13])
             pos = end
         return bytes(out)
 
