@@ -185,6 +185,27 @@ def test_mock_uds_output_is_read_back_by_python_can(exe, scratch, extension):
         [(f.can_id, f.extended, f.data) for f in expected]
 
 
+def test_dump_decodes_a_log_with_a_dbc(exe, scratch):
+    """cantools inside the executable: a mock-uds log read back by dump --dbc, every decoded
+    frame equal to cantools' own decode_message (run in this Python)."""
+    import cantools
+
+    from tests.test_dbc import DBC, check_json_lines
+
+    log, dbc = os.path.join(scratch, "session.log"), os.path.join(scratch, "obd.dbc")
+    with open(dbc, "w") as f:
+        f.write(DBC)
+    code, _, err = run_exe(scratch, "mock-uds", "--seed", "5", "--blocks", "4", "--output", log)
+    assert code == 0, err
+    code, out, err = run_exe(scratch, "dump", log, "--dbc", dbc, "-f", "json")
+    assert code == 0, err
+    with can.LogReader(log) as reader:
+        frames = [(m.arbitration_id, 1 if m.is_extended_id else 0, bytes(m.data))
+                  for m in reader]
+    check_json_lines(out.splitlines(), cantools.database.load_file(dbc), frames)
+    assert '"signals": {"Length"' in out
+
+
 def test_mf4_without_asammdf_is_one_clear_line(exe, scratch):
     code, _, err = run_exe(scratch, "dump", "127.0.0.1:9", "-o", "x.mf4")
     assert code == 2
