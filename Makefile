@@ -41,6 +41,7 @@ bench: dev
 	$(BIN)/python -m bench.dump_rate
 	$(BIN)/python -m bench.record
 	$(BIN)/python -m bench.replay
+	$(BIN)/python -m bench.multibus
 	$(BIN)/python -m bench.monitor
 	$(MAKE) exe
 	$(BIN)/python -m bench.exe_startup

@@ -60,5 +60,10 @@ class ReplayFileError(CancorderError):
     """A log file given to ``cancorder replay`` is damaged (the message names the file and the
     line or byte where): the frames before the damage have been served."""
 
+
+class ConfigError(UsageError):
+    """A ``--config`` file is wrong: the message names the file, the bus and the key."""
+
+
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)

@@ -43,6 +43,7 @@ class BusOptions:
     service_name: str = None
     process: str = "cancorder serve"
     record: list = dataclasses.field(default_factory=list)  # recording.RecordOptions each
+    print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
 
 
 @dataclasses.dataclass
@@ -54,6 +55,9 @@ class ServerOptions:
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
+    metrics: tuple = None  # --metrics: (host, port) of /metrics and /healthz
+    notifier: object = None  # sdnotify.Notifier (default: from $NOTIFY_SOCKET)
+    stuck_after: float = None  # seconds without a source-thread heartbeat = stuck (watchdog)
 
 
 def open_listeners(bind=None, port=None):
@@ -150,6 +154,9 @@ class Bus:
         self.crash = None
         self.reopens = 0
         self.last_frame = None  # time.monotonic() of the last batch
+        self.heartbeat = None  # time.monotonic() the source thread last came round its loop
+        self.down_reason = ""  # why the adapter is lost (while not up)
+        self.down_since = None
         self._stop = threading.Event()
         self._on_end = None
         self._threads = []
@@ -240,6 +247,7 @@ class Bus:
         stopping = self._stop.is_set
         try:
             while not stopping():
+                self.heartbeat = time.monotonic()
                 try:
                     records = source.read(READ_TIMEOUT)
                 except SourceLostError as exc:
@@ -269,15 +277,19 @@ class Bus:
         """A finished source: give the clients up to DRAIN_WAIT s to receive everything."""
         give_up = time.monotonic() + DRAIN_WAIT
         while not self._stop.is_set() and time.monotonic() < give_up:
+            self.heartbeat = time.monotonic()  # draining is not being stuck (watchdog)
             if self.broadcaster.wait_drained(0.1):
                 return
 
     def _reopen(self, exc):
         self.up = False
+        self.down_reason = str(exc)
+        self.down_since = time.monotonic()
         self.log.warning(f"{exc}; the server stays up and reopens it")
         self.source.close()
         delay = RETRY_FIRST
         while not self._stop.wait(delay):
+            self.heartbeat = time.monotonic()  # waiting for an adapter is not being stuck
             try:
                 self.source.open()
             except SourceError as again:
@@ -351,36 +363,48 @@ class Server:
     """
 
     def __init__(self, buses, options=None):
+        from .supervision import STUCK_AFTER, ServiceMonitor
+
         self.buses = list(buses)
         self.options = options or ServerOptions()
         self._stop = threading.Event()
         self.stop_reason = None
+        opts = self.options
+        #: sd_notify and the metrics page (supervision.py)
+        self.monitor = ServiceMonitor(self.buses, metrics=opts.metrics, notifier=opts.notifier,
+                                      stuck_after=opts.stuck_after or STUCK_AFTER)
 
     def run(self):
         opts = self.options
         opened = []
+        self.monitor.start()  # the metrics port first: a clash is a usage error, nothing served
         try:
-            for bus in self.buses:
-                bus.open(opts)
-                opened.append(bus)
-        except BaseException:
-            for bus in opened:
-                bus.abandon()
-            raise
-        # before the "serving" lines: whoever reads them may send SIGTERM at once
-        with stop_on_signals(self.stop):
-            started = []
             try:
                 for bus in self.buses:
-                    started.append(bus)
-                    bus.start(opts, self._bus_ended)
-                self._wait_and_report()
-            finally:
-                for bus in self.buses:
-                    if bus in started:
-                        bus.stop(opts.drain_timeout)
-                    else:
-                        bus.abandon()
+                    bus.open(opts)
+                    opened.append(bus)
+            except BaseException:
+                for bus in opened:
+                    bus.abandon()
+                raise
+            # before the "serving" lines: whoever reads them may send SIGTERM at once
+            with stop_on_signals(self.stop):
+                started = []
+                try:
+                    for bus in self.buses:
+                        started.append(bus)
+                        bus.start(opts, self._bus_ended)
+                    self.monitor.ready()  # every listener is bound and accepting
+                    self._wait_and_report()
+                finally:
+                    self.monitor.stopping()
+                    for bus in self.buses:
+                        if bus in started:
+                            bus.stop(opts.drain_timeout)
+                        else:
+                            bus.abandon()
+        finally:
+            self.monitor.close()
         for bus in self.buses:
             self._log_totals(bus)
         return self.exit_code
@@ -406,14 +430,16 @@ class Server:
             self.stop("every source finished")
 
     def _wait_and_report(self):
+        """The main loop: the watchdog and STATUS= (monitor.tick), and the status lines."""
         opts = self.options
         show = opts.print_frames or opts.stats
         last_time = time.monotonic()
         last_frames = {bus: 0 for bus in self.buses}
-        while not self._stop.wait(opts.stats_interval if show else 0.5):
-            if not show:
-                continue
+        while not self._stop.wait(self.monitor.tick_interval):
+            self.monitor.tick()
             now = time.monotonic()
+            if not show or now - last_time < opts.stats_interval:
+                continue
             elapsed = max(now - last_time, 1e-9)
             last_time = now
             for bus in self.buses:

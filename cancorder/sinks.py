@@ -229,7 +229,8 @@ class Recorder(RecordSink):
 def build_sinks(bus_options, server_options, bus):
     """The consumers one bus feeds, from its options."""
     sinks = []
-    if server_options.print_frames:
+    print_frames = bus_options.print_frames
+    if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
     sinks.extend(Recorder(options) for options in bus_options.record)
     return sinks

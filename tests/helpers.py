@@ -136,3 +136,15 @@ class StreamClient:
             pass
         self.sock.close()
         self._thread.join(5)
+
+
+def http_get(port, path, host="127.0.0.1"):
+    """(status, body text) of a GET, error statuses included (metrics, /healthz)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -329,3 +329,20 @@ def test_build_output_is_ignored_by_git(exe):
     ignored = subprocess.run(["git", "check-ignore", "dist/cancorder", "build/pyinstaller",
                               ".venv-exe"], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == ["dist/cancorder", "build/pyinstaller", ".venv-exe"]
+
+
+def test_service_files_and_config_inside_the_executable(exe, scratch, tmp_path):
+    """The unit, udev rules, plist and example are package data the executable carries; the
+    installed unit starts the executable itself; tomllib and prometheus-client are inside."""
+    code, out, err = run_exe(scratch, "service", "show", "udev")
+    assert code == 0, err
+    assert 'ATTRS{idVendor}=="1d50"' in out
+    code, out, err = run_exe(scratch, "service", "install", "car", "--root", str(tmp_path))
+    assert code == 0, err
+    unit = (tmp_path / "etc/systemd/system/cancorder@.service").read_text()
+    assert f"ExecStart={EXE} serve --config /etc/cancorder/%i.toml" in unit
+    code, out, err = run_exe(scratch, "serve", "--config",
+                             str(tmp_path / "etc/cancorder/car.toml"), "--check",
+                             "--metrics", "127.0.0.1:9100")
+    assert code == 0, err
+    assert 'name = "powertrain"' in out and 'metrics = "127.0.0.1:9100"' in out

@@ -23,6 +23,9 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
                      help="drop a client that falls this far behind (bytes, or 512K, 4M; "
                           "default: 4M)")
+    net.add_argument("--metrics", type=listen_address, default=None, metavar="[ADDR:]PORT",
+                     help="serve Prometheus metrics on http://ADDR:PORT/metrics and a health "
+                          "check on /healthz (default ADDR: every address)")
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
@@ -43,7 +46,7 @@ def server_options(args, print_frames=None):
     from ..server import ServerOptions
 
     return ServerOptions(print_frames=args.verbose if print_frames is None else print_frames,
-                         stats=args.stats)
+                         stats=args.stats, metrics=args.metrics)
 
 
 def record_filter(args):
@@ -61,6 +64,14 @@ def serve(source, args, process, print_frames=None):
                   server_options(args, print_frames)).run()
 
 
+def serve_buses(buses, config):
+    """Serve the buses of a config file (config.ProcessConfig); returns the exit code."""
+    from ..server import Server, ServerOptions
+
+    return Server(buses, ServerOptions(print_frames=config.verbose, stats=config.stats,
+                                       metrics=config.metrics)).run()
+
+
 def make_reporter(args):
     from ..report import Reporter
 
@@ -74,6 +85,16 @@ def port_number(text):
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text}: a port is 1..65535")
     return value
+
+
+def listen_address(text):
+    """``[ADDR:]PORT`` -> (host, port); host "" means every address (``[::1]:9100`` for IPv6)."""
+    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]:|([^\s:\[\]]*):)?(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected [ADDR:]PORT, e.g. 9100 or "
+                                         "127.0.0.1:9100")
+    host = match.group(1) or match.group(2) or ""
+    return host, port_number(match.group(3))
 
 
 def positive_int(text):

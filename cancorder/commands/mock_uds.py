@@ -59,34 +59,18 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_mock_uds)
 
 
+#: the process TXT key of its Zeroconf record
+PROCESS = "cancorder mock-uds"
+#: -v narrates the scenario here instead of printing frames
+PRINTS_FRAMES = False
+
+
 def _do_mock_uds(args):
-    import random
     import time
 
-    from ..uds.ecu import FLASH_SIZE
-    from ..uds.simulation import SimulationConfig, write_log
+    from ..uds.simulation import write_log
 
-    defaults = DEFAULT_EXTENDED_IDS if args.extended_ids else DEFAULT_IDS
-    tester_id = defaults[0] if args.tester_id is None else args.tester_id
-    ecu_id = defaults[1] if args.ecu_id is None else args.ecu_id
-    if not args.extended_ids:
-        for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
-            sa.check(value <= 0x7FF, f"{flag} {value:X} is a 29-bit id: add --extended-ids, or "
-                                     "give an 11-bit id (at most 7FF)")
-    sa.check(tester_id != ecu_id, f"--tester-id and --ecu-id are both {tester_id:X}: the "
-                                  "tester and the ECU need different ids")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    config = SimulationConfig(
-        seed=seed, tester_id=tester_id, ecu_id=ecu_id, extended=args.extended_ids, fd=args.fd,
-        padding=args.padding, speed=args.speed, blocks=args.blocks, block_size=args.block_size,
-        error_rate=args.error_rate, loop=not args.no_loop, duration=args.duration)
-    functional = config.functional_id
-    for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
-        sa.check(value != functional, f"{flag} {value:X} is the functional (OBD broadcast) id: "
-                                      "choose another")
-    sa.check(args.blocks * args.block_size <= FLASH_SIZE,
-             f"--blocks {args.blocks} x --block-size {args.block_size} is more than the "
-             f"simulated ECU's {FLASH_SIZE >> 20} MiB of flash: use fewer or smaller blocks")
+    config, seed = _simulation(args)
     reporter = sa.make_reporter(args)
     narrate = reporter.info if args.verbose else None
 
@@ -116,14 +100,55 @@ def _do_mock_uds(args):
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 
-    from ..sources.uds import UdsSimulatorSource
-
-    source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate,
-                                record_filter=sa.record_filter(args))
+    source = _source(args, config, narrate)
     if not args.free_running:
         reporter.info("the simulation starts when a client connects (--async: at once)")
-    # -v narrates the scenario here instead of printing frames
-    return sa.serve(source, args, "cancorder mock-uds", print_frames=False)
+    return sa.serve(source, args, PROCESS, print_frames=PRINTS_FRAMES)
+
+
+def source_from_args(args):
+    """The simulator one set of mock-uds flags describes (a command line or a [[bus]] table)."""
+    config, _ = _simulation(args)
+    narrate = sa.make_reporter(args).info if args.verbose else None
+    return _source(args, config, narrate)
+
+
+def _source(args, config, narrate):
+    from ..sources.uds import UdsSimulatorSource
+
+    return UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate,
+                              record_filter=sa.record_filter(args))
+
+
+def _simulation(args):
+    """The checked simulation settings and the seed (a new one when none is given)."""
+    import random
+
+    from ..uds.ecu import FLASH_SIZE
+    from ..uds.simulation import SimulationConfig
+
+    defaults = DEFAULT_EXTENDED_IDS if args.extended_ids else DEFAULT_IDS
+    tester_id = defaults[0] if args.tester_id is None else args.tester_id
+    ecu_id = defaults[1] if args.ecu_id is None else args.ecu_id
+    if not args.extended_ids:
+        for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
+            sa.check(value <= 0x7FF, f"{flag} {value:X} is a 29-bit id: add --extended-ids, or "
+                                     "give an 11-bit id (at most 7FF)")
+    sa.check(tester_id != ecu_id, f"--tester-id and --ecu-id are both {tester_id:X}: the "
+                                  "tester and the ECU need different ids")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    config = SimulationConfig(
+        seed=seed, tester_id=tester_id, ecu_id=ecu_id, extended=args.extended_ids, fd=args.fd,
+        padding=args.padding, speed=args.speed, blocks=args.blocks, block_size=args.block_size,
+        error_rate=args.error_rate, loop=not args.no_loop, duration=args.duration)
+    functional = config.functional_id
+    for flag, value in (("--tester-id", tester_id), ("--ecu-id", ecu_id)):
+        sa.check(value != functional, f"{flag} {value:X} is the functional (OBD broadcast) id: "
+                                      "choose another")
+    sa.check(args.blocks * args.block_size <= FLASH_SIZE,
+             f"--blocks {args.blocks} x --block-size {args.block_size} is more than the "
+             f"simulated ECU's {FLASH_SIZE >> 20} MiB of flash: use fewer or smaller blocks")
+    return config, seed
 
 
 # ---- value parsers ----

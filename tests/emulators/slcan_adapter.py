@@ -111,6 +111,9 @@ class SlcanEmulator:
             except OSError:
                 return
             conn.settimeout(None)
+            # a USB serial adapter sends at once: no Nagle (else a write waits for the ACK of
+            # the previous one, up to the 40 ms of a delayed ACK)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 old, self._conn = self._conn, conn
                 self.connections += 1
