@@ -11,7 +11,11 @@ import sys
 
 from . import __version__
 
+<<<<<<< HEAD
 COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service"]
+=======
+COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service", "relay"]
+>>>>>>> main
 
 
 def version_text():

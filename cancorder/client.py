@@ -281,6 +281,18 @@ class Dump:
             return True
         return False
 
+    def _next_timeout(self):
+        """How long the receive loop may wait: until --duration ends or the --stats table is
+        due (None: no limit); refreshes the table when it is due."""
+        timeout = None
+        now = time.monotonic()
+        if self._deadline is not None:
+            timeout = max(0.0, self._deadline - now)
+        if self.stats is not None:
+            self.stats.refresh_if_due(now)
+            timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
+        return timeout
+
     def _receive(self, sock):
         """Until the stream ends, returning (why, whether it ended cleanly), or the run is
         over, returning (None, True)."""
@@ -289,14 +301,7 @@ class Dump:
         watched = [sock, wake]
         stats = self.stats
         while True:
-            timeout = None
-            now = time.monotonic()
-            if self._deadline is not None:
-                timeout = max(0.0, self._deadline - now)
-            if stats is not None:
-                stats.refresh_if_due(now)
-                timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
-            readable = select.select(watched, [], [], timeout)[0]
+            readable = select.select(watched, [], [], self._next_timeout())[0]
             if wake in readable:
                 self._drain_wake()
             if self._over():

@@ -6,13 +6,14 @@ written ``zeroconf = false``), and its value goes through that flag's own argpar
 choices: the command-line parsers (commands/_server_args.py and the commands' own) are the only
 validators, so a flag added to a command is a config key without a line of code here. The
 ``source`` key picks the command whose flags the table holds (python-can ``serve``, ``toucan``,
-``mock-uds``, ``replay``). Keys at the top level are defaults for every bus that has that flag.
+``mock-uds``, ``replay``, ``relay``). Keys at the top level are defaults for every bus that has that flag.
 
 Every mistake is one line naming the file, the bus and the key (ConfigError, exit 2).
 """
 import argparse
 import dataclasses
 import json
+import os
 import re
 
 from .errors import ConfigError, UsageError
@@ -24,6 +25,7 @@ SOURCE_KINDS = {
     "toucan": ("touCAN", {}),
     "mock-uds": ("mock-uds", {}),
     "replay": ("replay", {}),
+    "relay": ("relay", {}),  # a remote bus from an MQTT broker (url = "mqtt://...")
 }
 DEFAULT_SOURCE = "python-can"
 #: sources that own a piece of hardware: two buses may not share its channel
@@ -177,9 +179,17 @@ def _resolve_bus(index, raw, defaults, where, parsers):
 
 
 def _check_distinct(buses, where):
-    seen_names, seen_ports, seen_channels = {}, {}, {}
+    seen_names, seen_ports, seen_channels, seen_spools = {}, {}, {}, {}
     for bus in buses:
         here = f"{where}, {bus.label}"
+        spool = getattr(bus.args, "mqtt_spool", None)
+        if spool:
+            folder = os.path.realpath(spool)
+            if folder in seen_spools:
+                raise ConfigError(f"{here}: mqtt_spool {_shown(spool)} is also "
+                                  f"{seen_spools[folder].label}'s: every bus needs its own "
+                                  "spool folder")
+            seen_spools[folder] = bus
         if bus.name in seen_names:
             raise ConfigError(f"{where}: bus {bus.index} and bus {seen_names[bus.name]} are "
                               f"both named {_shown(bus.name)}: names must differ")

@@ -44,6 +44,10 @@ class SourceLostError(SourceError):
     """The source failed while running (an unplugged adapter): the server reopens it."""
 
 
+class TransmitError(SourceError):
+    """A frame could not be put on the bus (the source cannot transmit, or the adapter refused)."""
+
+
 class SourceCrashedError(SourceError):
     """A source raised something unexpected (a bug, a library error): the server stops, exit 1."""
 
@@ -56,9 +60,22 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
+<<<<<<< HEAD
 class ReplayFileError(CancorderError):
     """A log file given to ``cancorder replay`` is damaged (the message names the file and the
     line or byte where): the frames before the damage have been served."""
+=======
+class PayloadError(CancorderError):
+    """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
+
+
+class MqttError(CancorderError):
+    """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
+
+
+class SpoolError(UsageError):
+    """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
+>>>>>>> main
 
 
 class ConfigError(UsageError):

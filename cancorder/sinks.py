@@ -124,12 +124,14 @@ class Recorder(RecordSink):
         self._stopping = False
         self._said_slow = False
         self._dead = False
+        self._failed = None
         self._thread = None
 
     def start(self, bus):
         from .recording import RotatingLog
 
         self.log = bus.log
+        self._failed = bus.failed
         fields = {"channel": bus.channel, "interface": bus.interface, "port": bus.port}
         self._rotating = RotatingLog(self.options, fields, self.log, self.clock,
                                      log_channel=bus.log_channel)
@@ -170,14 +172,16 @@ class Recorder(RecordSink):
     def _run(self):
         try:
             self._loop()
-        except Exception as exc:  # a bug must not pass silently, nor stop the serving
-            self.log.error(f"the recorder stopped: {type(exc).__name__}: {exc}; serving goes "
-                           "on without it")
+        except Exception as exc:  # a bug (a full disk is handled inside): never silent
             self._dead = True
             with self._lock:
                 for records in self._queue:
                     self.dropped += logfile.count_records(records)
                 self._queue.clear()
+            if self._failed is not None:
+                self._failed("the recorder", exc)  # the server stops with exit 1
+            else:
+                self.log.error(f"the recorder stopped: {type(exc).__name__}: {exc}")
 
     def _loop(self):
         rotating = self._rotating
@@ -232,5 +236,16 @@ def build_sinks(bus_options, server_options, bus):
     print_frames = bus_options.print_frames
     if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
+<<<<<<< HEAD
     sinks.extend(Recorder(options) for options in bus_options.record)
+=======
+    if bus_options.socketcand is not None:
+        from .socketcand import SocketcandServer
+
+        sinks.append(SocketcandServer.from_options(bus_options, server_options, bus))
+    if bus_options.mqtt is not None:
+        from .mqtt.publisher import MqttPublisher
+
+        sinks.append(MqttPublisher.from_options(bus_options.mqtt))
+>>>>>>> main
     return sinks

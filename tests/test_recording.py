@@ -217,6 +217,7 @@ def test_recorder_sink_never_blocks_and_counts_what_it_drops(tmp_path):
 
     class Bus:
         channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
 
     recorder.start(Bus)
     batch = records(0, 1000)  # 22 KB
@@ -231,3 +232,27 @@ def test_recorder_sink_never_blocks_and_counts_what_it_drops(tmp_path):
     if stats["record_lost"]:
         assert "cannot keep up" in Bus.log.text()
     assert "recorded" in recorder.summary()
+
+
+def test_a_recorder_bug_is_reported_to_the_bus_never_silent(tmp_path, monkeypatch):
+    recorder = Recorder(RecordOptions(str(tmp_path / "r.log")))
+    calls = []
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+
+        @staticmethod
+        def failed(what, exc):
+            calls.append((what, str(exc)))
+
+    recorder.start(Bus)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(recorder._rotating, "write", broken)
+    recorder.put(records(0, 10))
+    recorder.close()
+    assert calls == [("the recorder", "a bug")]
+    recorder.put(records(10, 10))  # later batches are counted, never queued
+    assert recorder.stats()["record_lost"] == 20

@@ -10,10 +10,12 @@ def add_subparser(subparsers, common):
                     "proxies, ECUconnect hardware) and print one line per frame. Without a "
                     "target, look for loggers on the network over Zeroconf and connect when "
                     "exactly one answers.")
-    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE",
+    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE|mqtt://...",
                         help="the logger (default port 42420), or a log file to read (.asc "
                              ".blf .csv .db .log .mf4 .trc; --monitor and --stats replay it in "
-                             "real time); leave out to browse Zeroconf")
+                             "real time), or mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe "
+                             "to loggers publishing to a broker (wildcards allowed: "
+                             "cancorder/+/+); leave out to browse Zeroconf")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
     parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
@@ -52,6 +54,7 @@ def add_subparser(subparsers, common):
                              "with backoff")
     parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default: 5)")
+    sa.add_mqtt_login_arguments(parser.add_argument_group("MQTT (with an mqtt:// target)"))
     parser.set_defaults(func=_do_dump)
 
 
@@ -70,7 +73,15 @@ def _do_dump(args):
                                                 "same counts: choose one")
     sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
                                                  "--monitor")
+<<<<<<< HEAD
     recordings = sa.record_options(args)  # checked before browsing or connecting
+=======
+    for path in args.output:
+        check_output_path(path)  # before browsing or connecting
+    mqtt = None
+    if args.target and args.target.startswith(("mqtt://", "mqtts://")):
+        mqtt = sa.mqtt_settings(args, args.target, subscribe=True)
+>>>>>>> main
     signals = None
     if args.dbc:
         from ..dbc import load_databases
@@ -83,7 +94,7 @@ def _do_dump(args):
     reporter = sa.make_reporter(args)
     if args.browse:
         return _print_browse(args.browse_time, sys.stdout)
-    target = _target(args, reporter)
+    target = mqtt or _target(args, reporter)
     screen = Console(highlight=False)
     stats = StatsTable(screen, signals=signals) if args.stats else None
     if args.monitor:
@@ -92,8 +103,16 @@ def _do_dump(args):
         stats = Monitor(screen, signals=signals, title=str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour, signals)
+<<<<<<< HEAD
     recording = Recording(recordings, args.channel)  # opened once connected
     dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
+=======
+    recording = Recording(args.output, args.channel)  # opened once connected
+    make_dump = Dump
+    if mqtt is not None:
+        from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing
+    dump = make_dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
+>>>>>>> main
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
     if not args.monitor:
