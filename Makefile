@@ -39,12 +39,9 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
-<<<<<<< HEAD
 	$(BIN)/python -m bench.record
 	$(BIN)/python -m bench.replay
-=======
 	$(BIN)/python -m bench.mqtt
->>>>>>> main
 	$(BIN)/python -m bench.multibus
 	$(BIN)/python -m bench.monitor
 	$(BIN)/python -m bench.socketcand

@@ -11,11 +11,7 @@ import sys
 
 from . import __version__
 
-<<<<<<< HEAD
-COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service"]
-=======
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service", "relay"]
->>>>>>> main
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay"]
 
 
 def version_text():

@@ -60,11 +60,11 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
-<<<<<<< HEAD
 class ReplayFileError(CancorderError):
     """A log file given to ``cancorder replay`` is damaged (the message names the file and the
     line or byte where): the frames before the damage have been served."""
-=======
+
+
 class PayloadError(CancorderError):
     """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
 
@@ -75,7 +75,6 @@ class MqttError(CancorderError):
 
 class SpoolError(UsageError):
     """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
->>>>>>> main
 
 
 class ConfigError(UsageError):

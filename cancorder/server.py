@@ -41,16 +41,13 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
-<<<<<<< HEAD
     record: list = dataclasses.field(default_factory=list)  # recording.RecordOptions each
-=======
     allow: list = dataclasses.field(default_factory=list)  # client networks; empty: everyone
     socketcand: tuple = None  # (host or None, port): serve socketcand's raw mode too
     beacon: bool = True  # socketcand's UDP discovery beacon
     allow_transmit: bool = False  # socketcand clients may send frames to the bus
     listen_only: bool = False  # the bus is opened listen-only: nothing is ever transmitted
     mqtt: object = None  # mqtt.publisher.MqttOptions: publish every batch to a broker (--mqtt)
->>>>>>> main
     print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
 
 
@@ -131,16 +128,12 @@ class Bus:
 
     def open(self, server_options):
         """Open the source and bind the listener (errors here are the user's to fix)."""
-<<<<<<< HEAD
-        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client,
-                                           self._wait_drained))
-=======
         if self.options.allow_transmit and not self.options.listen_only and \
                 not self.source.can_transmit:
             raise UsageError(f"--allow-transmit: {self.source.description} cannot transmit "
                              "(only adapters can: serve, touCAN)")
-        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client))
->>>>>>> main
+        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client,
+                                           self._wait_drained))
         self.source.open()
         self.up = True
         try:

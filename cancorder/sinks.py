@@ -236,9 +236,7 @@ def build_sinks(bus_options, server_options, bus):
     print_frames = bus_options.print_frames
     if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
-<<<<<<< HEAD
     sinks.extend(Recorder(options) for options in bus_options.record)
-=======
     if bus_options.socketcand is not None:
         from .socketcand import SocketcandServer
 
@@ -247,5 +245,4 @@ def build_sinks(bus_options, server_options, bus):
         from .mqtt.publisher import MqttPublisher
 
         sinks.append(MqttPublisher.from_options(bus_options.mqtt))
->>>>>>> main
     return sinks

@@ -43,11 +43,8 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
-<<<<<<< HEAD
     add_record_arguments(parser, "--record", repeatable=True)
-=======
     add_mqtt_arguments(parser)
->>>>>>> main
 
 
 def bus_options(args, process):
@@ -60,15 +57,12 @@ def bus_options(args, process):
     return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
                       client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
                       service_name=args.service_name, process=process,
-<<<<<<< HEAD
-                      record=record_options(args))
-=======
                       allow=parse_networks(args.allow),
                       socketcand=args.socketcand,
                       beacon=not args.no_beacon, allow_transmit=args.allow_transmit,
                       listen_only=getattr(args, "listen_only", False),
-                      mqtt=mqtt_options(args))
->>>>>>> main
+                      mqtt=mqtt_options(args),
+                      record=record_options(args))
 
 
 def server_options(args, print_frames=None):
@@ -211,7 +205,6 @@ def check(condition, message):
         raise UsageError(message)
 
 
-<<<<<<< HEAD
 # ---- recording (--record of the serving commands, -o of dump: one implementation) ----
 
 def add_record_arguments(parser, *flags, repeatable=False, help=None):
@@ -274,7 +267,8 @@ def duration(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text}: at least 1 s")
     return value
-=======
+
+
 # ---- MQTT (issue 14) ----
 
 def add_mqtt_login_arguments(group):
@@ -326,4 +320,3 @@ def mqtt_options(args):
     check(args.mqtt_spool_size >= 1 << 20, "--mqtt-spool-size: at least 1M (a batch is up "
                                            "to 64K)")
     return MqttOptions(settings, spool_dir=args.mqtt_spool, spool_size=args.mqtt_spool_size)
->>>>>>> main

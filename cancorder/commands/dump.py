@@ -73,15 +73,10 @@ def _do_dump(args):
                                                 "same counts: choose one")
     sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
                                                  "--monitor")
-<<<<<<< HEAD
     recordings = sa.record_options(args)  # checked before browsing or connecting
-=======
-    for path in args.output:
-        check_output_path(path)  # before browsing or connecting
     mqtt = None
     if args.target and args.target.startswith(("mqtt://", "mqtts://")):
         mqtt = sa.mqtt_settings(args, args.target, subscribe=True)
->>>>>>> main
     signals = None
     if args.dbc:
         from ..dbc import load_databases
@@ -103,16 +98,11 @@ def _do_dump(args):
         stats = Monitor(screen, signals=signals, title=str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour, signals)
-<<<<<<< HEAD
     recording = Recording(recordings, args.channel)  # opened once connected
-    dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
-=======
-    recording = Recording(args.output, args.channel)  # opened once connected
     make_dump = Dump
     if mqtt is not None:
         from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing
     dump = make_dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
->>>>>>> main
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
     if not args.monitor:
