@@ -125,6 +125,8 @@ class Recorder(RecordSink):
         self._said_slow = False
         self._dead = False
         self._failed = None
+        self._in_hand = []  # batches taken from the queue; the first _written are written
+        self._written = 0
         self._thread = None
 
     def start(self, bus):
@@ -175,7 +177,7 @@ class Recorder(RecordSink):
         except Exception as exc:  # a bug (a full disk is handled inside): never silent
             self._dead = True
             with self._lock:
-                for records in self._queue:
+                for records in self._in_hand[self._written:] + list(self._queue):
                     self.dropped += logfile.count_records(records)
                 self._queue.clear()
             if self._failed is not None:
@@ -194,12 +196,15 @@ class Recorder(RecordSink):
                 with self._lock:
                     if not self._queue:
                         break
-                    batch = list(self._queue)
+                    batch = self._in_hand = list(self._queue)
+                    self._written = 0
                     self._queue.clear()
                     self._queued = 0
                 now = self.clock()
                 for records in batch:
                     rotating.write(records, now)
+                    self._written += 1
+                self._in_hand, self._written = [], 0
             rotating.tick()
             if self._stopping:
                 with self._lock:
