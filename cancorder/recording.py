@@ -50,7 +50,8 @@ TEMPLATE_FIELDS = ("channel", "interface", "port", "n")
 #: frame and drops it): FD frames are not passed to them, and counted
 NO_FD = {".trc": "python-can's TRC writer has no CAN FD support"}
 #: formats that store FD frames without their FD/BRS/ESI flags (python-can's CSV columns)
-FD_FLAGS_LOST = {".csv": "python-can's CSV format has no FD, BRS or ESI columns"}
+FD_FLAGS_LOST = {".csv": "python-can's CSV format has no FD, BRS or ESI columns",
+                 ".db": "python-can's SQLite table has no FD, BRS or ESI columns"}
 #: python-can writes these only to a file of their own, never through gzip
 NO_GZIP = (".blf", ".db", ".mf4")
 
@@ -85,6 +86,9 @@ def log_format(path, flag="--record"):
     if suffix not in known:
         raise UsageError(f"{flag} {path}: cannot tell the format from the extension "
                          f"'{suffix + ('.gz' if gz else '') or '(none)'}': use one of {choices}")
+    if gz and len(os.path.basename(path).split(".")) != 3:
+        raise UsageError(f"{flag} {path}: python-can reads the format of a .gz file from a name "
+                         f"with exactly two extensions (like x{suffix}.gz): drop the other dots")
     if gz and suffix in NO_GZIP:
         raise UsageError(f"{flag} {path}: python-can cannot write {suffix} through gzip "
                          f"(leave out .gz; {suffix} is compressed or binary already)")

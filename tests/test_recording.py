@@ -256,3 +256,10 @@ def test_a_recorder_bug_is_reported_to_the_bus_never_silent(tmp_path, monkeypatc
     assert calls == [("the recorder", "a bug")]
     recorder.put(records(10, 10))  # later batches are counted, never queued
     assert recorder.stats()["record_lost"] == 20
+
+
+def test_gzip_names_python_can_can_read_back(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        check_record_options(RecordOptions(str(tmp_path / "x.v2.log.gz")))
+    assert "exactly two extensions" in str(caught.value)
+    check_record_options(RecordOptions(str(tmp_path / "%Y%m%d-{n}.log.gz")))
