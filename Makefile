@@ -39,6 +39,8 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(BIN)/python -m bench.record
+	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.mqtt
 	$(BIN)/python -m bench.multibus
 	$(BIN)/python -m bench.monitor

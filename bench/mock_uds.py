@@ -23,8 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cancorder.uds import FRAME  # noqa: E402
-from cancorder.uds.simulation import (LOG_FORMATS, SimulationConfig, timeline,  # noqa: E402
-                                      write_log)
+from cancorder.recording import RecordOptions  # noqa: E402
+from cancorder.uds.simulation import SimulationConfig, timeline, write_log  # noqa: E402
 from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
 
 SEED = 1000
@@ -62,9 +62,15 @@ def bench_generation():
 def bench_output(folder):
     results = {}
     config = SimulationConfig(seed=SEED, loop=False)
-    for extension in LOG_FORMATS:
+    for extension in (".log", ".log.gz", ".asc", ".blf", ".csv", ".trc"):
         path = os.path.join(folder, "cycle" + extension)
-        seconds, (frames, _, _) = _median_time(lambda: write_log(config, path), 3)
+
+        def write():
+            if os.path.exists(path):  # the recorder never overwrites: a fresh file each run
+                os.remove(path)
+            return write_log(config, RecordOptions(path, flag="--output"))
+
+        seconds, (frames, _, _, _) = _median_time(write, 3)
         results[extension] = {"seconds": seconds, "frames": frames,
                               "bytes": os.path.getsize(path)}
     path = os.path.join(folder, "command.log")

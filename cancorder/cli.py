@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service", "relay"]
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay"]
 
 
 def version_text():

@@ -60,6 +60,11 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
+class ReplayFileError(CancorderError):
+    """A log file given to ``cancorder replay`` is damaged (the message names the file and the
+    line or byte where): the frames before the damage have been served."""
+
+
 class PayloadError(CancorderError):
     """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
 

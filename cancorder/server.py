@@ -44,6 +44,7 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
+    record: list = dataclasses.field(default_factory=list)  # recording.RecordOptions each
     allow: list = dataclasses.field(default_factory=list)  # client networks; empty: everyone
     socketcand: tuple = None  # (host or None, port): serve socketcand's raw mode too
     beacon: bool = True  # socketcand's UDP discovery beacon
@@ -134,7 +135,8 @@ class Bus:
                 not self.source.can_transmit:
             raise UsageError(f"--allow-transmit: {self.source.description} cannot transmit "
                              "(only adapters can: serve, touCAN)")
-        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client))
+        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client,
+                                           self._wait_drained))
         self.source.open()
         self.up = True
         try:
@@ -310,6 +312,11 @@ class Bus:
         if self.broadcaster is None:
             return False
         return self.broadcaster.wait_for_clients(1, timeout)
+
+    def _wait_drained(self, timeout):
+        if self.broadcaster is None:
+            return True
+        return self.broadcaster.wait_drained(timeout)
 
     def _log_client_event(self, level, text, rate_key=None):
         """The broadcaster's lines; a ``rate_key`` (a storm of connects, refusals, drops) goes

@@ -77,15 +77,16 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
 
 
 def test_a_new_flag_is_a_config_key_without_new_code(tmp_path, parsers):
+    # the recording flags came after the config file, and are keys of it without new code
     parsers = config.serving_parsers()
-    parsers["serve"].add_argument("--rotate-size", type=sa.byte_size, default=None)
-    parsers["serve"].add_argument("--keep-files", type=sa.positive_int, default=None)
     cfg = load(tmp_path, """
         [[bus]]
         channel = "can0"
+        record = ["logs/%Y%m%d-{channel}-{n}.log.gz"]
         rotate_size = "100M"
         keep-files = 5
         """, parsers)
+    assert cfg.buses[0].args.record == ["logs/%Y%m%d-{channel}-{n}.log.gz"]
     assert cfg.buses[0].args.rotate_size == 100 << 20
     assert cfg.buses[0].args.keep_files == 5
     message = error_of(tmp_path, '[[bus]]\nchannel = "can0"\nkeep_files = 0\n', parsers)

@@ -4,6 +4,7 @@ Every generated run goes through tests/uds_check.py: a strict ISO 15765-2 checke
 receiver and udsoncan, plus the scenario's rules (pairing, timing, reactions, transfer).
 """
 import dataclasses
+import os
 import subprocess
 import sys
 import threading
@@ -311,7 +312,11 @@ def test_output_with_duration_loops_until_the_duration(tmp_path):
     (["--tester-id", "18DA10F1"], "is a 29-bit id: add --extended-ids"),
     (["--tester-id", "7E8"], "need different ids"),
     (["--ecu-id", "7DF"], "functional"),
-    (["--output", "x.txt"], "unknown log format '.txt'"),
+    (["--output", "x.pcap"], "cannot tell the format from the extension '.pcap'"),
+        (["--output", "x.log", "--rotate-time", "0.5"], "at least 1 s"),
+        (["--output", "x.log", "--keep-files", "0"], "must be at least 1"),
+        (["--output", "x{bus}.log"], "unknown field {bus}"),
+        (["--keep-files", "3"], "--keep-files applies to a recording: add --record PATH"),
     (["--output", "x.csv", "--fd"], "cannot store CAN FD frames"),
     (["--output", "x.log", "--async", "--port", "4000"], "--async, -p/--port cannot apply"),
     (["--blocks", "100000", "--block-size", "65533"], "more than the simulated ECU's"),
@@ -334,10 +339,17 @@ def test_bad_input_is_one_clear_line_and_a_usage_exit(args, message):
 
 
 def test_an_unwritable_output_is_one_clear_line(tmp_path):
-    path = tmp_path / "no-such-folder" / "x.log"
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "a-file" / "x.log"
     done = run_cancorder("mock-uds", "--output", str(path))
-    assert done.returncode == 1
-    assert done.stderr.strip() == f"error: cannot write {path}: No such file or directory"
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: --output {path}: {path.parent} is a file, not "
+                                   "a folder")
+    # a folder that is missing is made
+    path = tmp_path / "new-folder" / "x.log"
+    done = run_cancorder("mock-uds", "--output", str(path), "--blocks", "3")
+    assert done.returncode == 0, done.stderr
+    assert path.exists() and not os.path.exists(str(path) + ".part")
 
 
 def _mutated(frames, index, **change):

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 
+import can
 import pytest
 
 from cancorder import errors
@@ -543,3 +544,21 @@ def test_touCAN_is_advertised_with_its_process_and_channel(fake_library_path):
     assert result["info_port"] == result["port"] and "127.0.0.1" in result["addresses"]
     assert result["exit_code"] == 0
     assert result["removed"] == result["names"], result["log"]
+
+
+def test_record_while_serving(toucan_server, control, tmp_path):
+    server = toucan_server("--record", str(tmp_path / "%Y-{interface}-{n}.blf"))
+    client = connect(server)
+    try:
+        control.send(control.frame_line(0x123, b"\x01\x02"),
+                     control.frame_line(0x18DAF110, b"\x02\x10\x03", flags=XTD))
+        frames = client.wait_frames(2)
+    finally:
+        client.close()
+    assert server.terminate() == 0
+    [path] = list(tmp_path.iterdir())
+    assert path.name == time.strftime("%Y") + "-toucan-1.blf"
+    recorded = [(m.arbitration_id, m.is_extended_id, bytes(m.data))
+                for m in can.LogReader(str(path))]
+    assert recorded == [(f[1], bool(f[2] & wire.FLAG_EXT), f[3]) for f in frames]
+    assert "recorded 2 frames to" in server.log

@@ -49,6 +49,7 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
+    add_record_arguments(parser, "--record", repeatable=True)
     add_mqtt_arguments(parser)
 
 
@@ -68,7 +69,8 @@ def bus_options(args, process):
                       socketcand=args.socketcand,
                       beacon=not args.no_beacon, allow_transmit=args.allow_transmit,
                       listen_only=getattr(args, "listen_only", False),
-                      mqtt=mqtt_options(args))
+                      mqtt=mqtt_options(args),
+                      record=record_options(args))
 
 
 def server_options(args, print_frames=None):
@@ -215,6 +217,70 @@ def _int(text, what):
 def check(condition, message):
     if not condition:
         raise UsageError(message)
+
+
+# ---- recording (--record of the serving commands, -o of dump: one implementation) ----
+
+def add_record_arguments(parser, *flags, repeatable=False, help=None):
+    """The recording flag (``--record PATH`` or dump's ``-o FILE``) and the rotation and
+    retention flags that go with it."""
+    group = parser.add_argument_group("recording")
+    group.add_argument(*flags, dest="record", metavar="PATH",
+                       action="append" if repeatable else "store",
+                       default=[] if repeatable else None,
+                       help=help or "record every frame to PATH, format by extension (.log "
+                                    ".log.gz .asc .asc.gz .blf .csv .trc .txt .db, .mf4 with "
+                                    "asammdf); strftime fields and {channel} {interface} "
+                                    "{port} {n} make the names, e.g. "
+                                    "logs/%%Y%%m%%d/%%H%%M%%S-{channel}.log.gz")
+    group.add_argument("--rotate-size", type=byte_size, default=None, metavar="SIZE",
+                       help="start a new file once one reaches SIZE (e.g. 100M)")
+    group.add_argument("--rotate-time", type=duration, default=None, metavar="TIME",
+                       help="start a new file on every wall-clock multiple of TIME (e.g. 1h: "
+                            "files start at :00; 30s 15m 1h 1d)")
+    group.add_argument("--keep-files", type=positive_int, default=None, metavar="N",
+                       help="delete the oldest closed recordings beyond N files")
+    group.add_argument("--keep-size", type=byte_size, default=None, metavar="SIZE",
+                       help="delete the oldest closed recordings while all of them take more "
+                            "than SIZE (e.g. 20G)")
+    parser.set_defaults(record_flag=flags[0])
+
+
+def record_options(args):
+    """The RecordOptions of every recording path given (validated, folders created), or []."""
+    from ..recording import RecordOptions, check_record_options
+
+    paths = args.record if isinstance(args.record, list) else (
+        [args.record] if args.record else [])
+    flag = args.record_flag
+    if not paths:
+        given = [name for name, value in (
+            ("--rotate-size", args.rotate_size), ("--rotate-time", args.rotate_time),
+            ("--keep-files", args.keep_files), ("--keep-size", args.keep_size)) if value]
+        check(not given, f"{', '.join(given)} applies to a recording: add {flag} PATH")
+        return []
+    result = []
+    for path in paths:
+        options = RecordOptions(path, rotate_size=args.rotate_size,
+                                rotate_time=args.rotate_time, keep_files=args.keep_files,
+                                keep_size=args.keep_size, flag=flag)
+        check_record_options(options)
+        result.append(options)
+    return result
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def duration(text):
+    """``30s``, ``15m``, ``1h``, ``1d`` or seconds: a rotation period (at least 1 s)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected a time such as 30s, 15m, 1h or 1d")
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1 s")
+    return value
 
 
 # ---- MQTT (issue 14) ----

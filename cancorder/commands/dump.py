@@ -26,9 +26,10 @@ def add_subparser(subparsers, common):
                              "terminal); candump: can-utils log lines; raw: xxd-style hex "
                              "dump of the records received (those --filter passes); json: "
                              "one object per line")
-    parser.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
-                        help="also record to FILE, format by extension: .log .asc .blf .csv "
-                             ".trc .txt .db (.mf4 with asammdf); repeatable")
+    sa.add_record_arguments(parser, "-o", "--output", repeatable=True,
+                            help="also record to FILE, format by extension: .log .log.gz .asc "
+                                 ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
+                                 "strftime fields and {channel} {n} in the name; repeatable")
     parser.add_argument("--channel", default="can0",
                         help="channel name written in candump/json lines and log files "
                              "(default: can0)")
@@ -64,7 +65,7 @@ def _do_dump(args):
 
     from ..client import Dump
     from ..formats import StatsTable, make_formatter
-    from ..recording import Recording, check_output_path
+    from ..recording import Recording
 
     sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
                                                 "leave out the target")
@@ -72,8 +73,7 @@ def _do_dump(args):
                                                 "same counts: choose one")
     sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
                                                  "--monitor")
-    for path in args.output:
-        check_output_path(path)  # before browsing or connecting
+    recordings = sa.record_options(args)  # checked before browsing or connecting
     mqtt = None
     if args.target and args.target.startswith(("mqtt://", "mqtts://")):
         mqtt = sa.mqtt_settings(args, args.target, subscribe=True)
@@ -98,7 +98,7 @@ def _do_dump(args):
         stats = Monitor(screen, signals=signals, title=str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, args.channel, colour, signals)
-    recording = Recording(args.output, args.channel)  # opened once connected
+    recording = Recording(recordings, args.channel)  # opened once connected
     make_dump = Dump
     if mqtt is not None:
         from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing

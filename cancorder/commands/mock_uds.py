@@ -53,8 +53,8 @@ def add_subparser(subparsers, common):
                           "run past it is left out whole)")
     sim.add_argument("--output", default=None, metavar="FILE",
                      help="write the traffic to FILE instead of serving, as fast as it is "
-                          "generated: .log (candump), .asc, .blf, .csv or .trc; one cycle "
-                          "unless --duration says how long")
+                          "generated (any format --record takes; the rotation flags apply); "
+                          "one cycle unless --duration says how long")
     sim.add_argument("--channel", default="can0",
                      help="with --output: the channel name written in the file (.log lines; "
                           "can-utils' log2asc and canplayer match it; default: can0)")
@@ -73,7 +73,7 @@ def _do_mock_uds(args):
     import time
 
     from ..report import plural
-    from ..uds.simulation import check_log_path, write_log
+    from ..uds.simulation import write_log
 
     config, seed = _simulation(args)
     reporter = sa.make_reporter(args)
@@ -84,18 +84,28 @@ def _do_mock_uds(args):
     if args.output:
         serving_only = [flag for flag, given in (
             ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
-            ("--service-name", args.service_name), ("--stats", args.stats)) if given]
+            ("--service-name", args.service_name), ("--stats", args.stats),
+            ("--record", args.record)) if given]
         sa.check(not serving_only, f"--output writes a file instead of serving: "
                                    f"{', '.join(serving_only)} cannot apply (leave it out)")
-        check_log_path(args.output, args.fd)
+        from ..recording import FD_FLAGS_LOST, NO_FD, log_format
+
+        args.record, args.record_flag = args.output, "--output"
+        options = sa.record_options(args)[0]
+        suffix = log_format(options.path, "--output").suffix
+        fd_problem = NO_FD.get(suffix) or FD_FLAGS_LOST.get(suffix)
+        sa.check(not (args.fd and fd_problem), f"--output {args.output}: cannot store CAN FD "
+                                               f"frames ({fd_problem}): with --fd use .log, "
+                                               ".log.gz, .asc or .blf")
         if args.duration is None:
             config.loop = False  # a file gets one cycle unless --duration says how long
         started = time.perf_counter()
-        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
-                                                record_filter=sa.record_filter(args),
-                                                channel=args.channel)
+        frames, traffic, stopped_by, recording = write_log(
+            config, options, narrate=narrate, record_filter=sa.record_filter(args),
+            channel=args.channel)
         reporter.info(f"wrote {plural(frames, 'frame')} ({traffic:,.1f} s of traffic, seed "
-                      f"{seed}) to {args.output} in {time.perf_counter() - started:.2f} s"
+                      f"{seed}) to {', '.join(recording.paths)} in "
+                      f"{time.perf_counter() - started:.2f} s"
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 

@@ -59,12 +59,15 @@ class ClientGate:
 
     ``count()`` is how many clients are connected; ``wait_for_client(timeout)`` blocks until
     one is (True) or the timeout passes or the server stops (False). The simulator and replay
-    use it to start their timeline when someone is watching.
+    use it to start their timeline when someone is watching. ``wait_drained(timeout)`` blocks
+    until every client has been handed what was submitted (True) or the timeout passes:
+    ``replay --speed max`` goes as fast as the clients take it, not faster.
     """
 
-    def __init__(self, count, wait_for_client):
+    def __init__(self, count, wait_for_client, wait_drained=None):
         self.count = count
         self.wait_for_client = wait_for_client
+        self.wait_drained = wait_drained or (lambda timeout: True)
 
 
 class Source(abc.ABC):

@@ -1,21 +1,16 @@
 """The simulator assembled: configuration, the timeline, and writing it to a log file."""
 import dataclasses
-import os
 import random
 import time
 
 from .._fast.wire import FLAG_EXT
-from ..errors import CancorderError, UsageError
+from ..errors import CancorderError
 from . import BOUNDARY, FRAME, NOTE
 from .clock import VirtualClock
 from .isotp import IsoTpLink
 from .scenario import Scenario
 
 OBD_FUNCTIONAL_ID = 0x7DF
-#: python-can writers chosen by extension (can.Logger), and which of them can store CAN FD
-LOG_FORMATS = {".log": "candump", ".asc": "Vector ASC", ".blf": "Vector BLF", ".csv": "CSV",
-               ".trc": "PCAN-View TRC"}
-FD_LOG_FORMATS = (".log", ".asc", ".blf")
 
 
 @dataclasses.dataclass
@@ -45,10 +40,7 @@ class SimulationConfig:
 
 
 def timeline(config):
-    """Every entry of the simulated traffic: (t_us, FRAME|NOTE|CYCLE, value), in time order.
-
-    With ``config.duration`` the traffic ends exactly there: nothing after it, and no exchange
-    cut in half (one that would run past the end is left out whole)."""
+    """Every entry of the simulated traffic: (t_us, FRAME|NOTE|CYCLE, value), in time order."""
     rng = random.Random(config.seed)
     clock = VirtualClock(config.speed)
     link = IsoTpLink(clock, rng, extended=config.extended, fd=config.fd, padding=config.padding,
@@ -72,40 +64,26 @@ def _whole_exchanges_until(entries, end_us):
     yield from exchange
 
 
-def check_log_path(path, fd):
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in LOG_FORMATS:
-        known = ", ".join(f"{ext} ({name})" for ext, name in LOG_FORMATS.items())
-        raise UsageError(f"--output {path}: unknown log format '{extension or 'no extension'}': "
-                         f"the extension chooses it, one of {known}")
-    if fd and extension not in FD_LOG_FORMATS:
-        raise UsageError(f"--output {path}: python-can's {LOG_FORMATS[extension]} writer cannot "
-                         f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
-
-
-def write_log(config, path, start_us=None, narrate=None, record_filter=None, channel="can0"):
-    """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
-    is generated; timestamps start at ``start_us`` (default: now), frames are on ``channel``
-    (the name in .log lines, which can-utils' log2asc and canplayer match). Returns (frames, seconds of
-    traffic, the signal that stopped it or None). SIGINT/SIGTERM stop it between two frames,
-    never inside the writer, and the file is closed on every way out: it stays readable."""
-    import can
-
-    from ..formats import frame_to_message
+def write_log(config, options, start_us=None, narrate=None, record_filter=None, channel="can0"):
+    """Write the traffic with the recorder (``options``: recording.RecordOptions, so rotation
+    and retention apply too), as fast as it is generated; timestamps start at ``start_us``
+    (default: now), on ``channel`` (the name in .log lines, which can-utils' log2asc and
+    canplayer match). Returns (frames, seconds of traffic, the signal that stopped it or None,
+    the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
+    files are finished on every way out: they stay readable."""
+    from .._fast.wire import pack_frame
+    from ..recording import Recording
     from ..signals import stop_on_signals
 
-    check_log_path(path, config.fd)
     base_us = int(time.time() * 1e6) if start_us is None else start_us
-    try:
-        writer = can.Logger(path)
-    except OSError as exc:
-        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    recording = Recording([options], channel=channel)
+    recording.open()
+    batch = []
     frames = 0
     last_us = 0
     stopped = []
     try:
         with stop_on_signals(stopped.append):
-            write = writer.on_message_received
             for t_us, kind, value in timeline(config):
                 if stopped:
                     break
@@ -114,14 +92,18 @@ def write_log(config, path, start_us=None, narrate=None, record_filter=None, cha
                     if record_filter is not None and not record_filter.passes(
                             can_id, flags & FLAG_EXT):
                         continue
-                    # the channel: python-can's .log writer says vcan0 without one
-                    write(frame_to_message((base_us + t_us, can_id, flags, data), channel))
+                    batch.append(pack_frame(base_us + t_us, can_id, flags, data))
                     frames += 1
                     last_us = t_us
+                    if len(batch) == 512:
+                        recording.write_records(b"".join(batch), len(batch))
+                        batch = []
                 elif kind == NOTE and narrate is not None:
                     narrate(value)
-    except OSError as exc:
-        raise CancorderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            if batch:
+                recording.write_records(b"".join(batch), len(batch))
     finally:
-        writer.stop()
-    return frames, last_us / 1e6, (stopped[0] if stopped else None)
+        recording.close()
+    if recording.lost:
+        raise CancorderError("; ".join(recording.notes()))
+    return frames, last_us / 1e6, (stopped[0] if stopped else None), recording

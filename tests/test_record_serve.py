@@ -1,0 +1,123 @@
+"""--record on a live server: real files, read back by python-can's readers."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+
+import can
+import pytest
+
+from cancorder.recording import PART
+from tests.emulators.slcan_adapter import build_lines
+from tests.helpers import ROOT, StreamClient, cancorder_env
+
+
+def send_paced(emulator, lines, rate, chunk=200):
+    start = time.monotonic()
+    for k in range(0, len(lines), chunk):
+        emulator.send_lines(b"".join(lines[k:k + chunk]))
+        delay = start + (k + chunk) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def sequence_numbers(path):
+    """The payloads (build_lines numbers its frames in the payload) of a recording."""
+    return [int.from_bytes(bytes(m.data), "big") for m in can.LogReader(path)]
+
+
+def closed_files(folder, pattern):
+    files = glob.glob(os.path.join(folder, pattern))
+    return sorted((path for path in files if not path.endswith(PART)),
+                  key=lambda path: int(path.rsplit("-", 1)[1].split(".")[0]))
+
+
+@pytest.mark.long
+def test_20000_frames_per_second_for_30_s_rotated_every_frame_once(
+        cancorder_process, slcan_emulator, tmp_path):
+    """The acceptance test: .log.gz and .blf at 1M rotation, all files read back by
+    can.LogReader, together exactly the frames the emulator sent, in order."""
+    proc = cancorder_process(
+        "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
+        "--record", str(tmp_path / "gz-{n}.log.gz"), "--record", str(tmp_path / "b-{n}.blf"),
+        "--rotate-size", "1M")
+    client = StreamClient(proc.port())
+    count, rate = 600_000, 20_000
+    slcan_emulator.wait_open()
+    send_paced(slcan_emulator, build_lines(count), rate)
+    assert len(client.wait_frames(count, timeout=60)) == count
+    assert proc.terminate() == 0
+    assert f"recorded {count:,} frames to" in proc.log
+    assert "could not be recorded" not in proc.log
+    for pattern in ("gz-*.log.gz", "b-*.blf"):
+        files = closed_files(tmp_path, pattern)
+        assert len(files) >= 3, (pattern, files)  # rotated, and every file closed
+        numbers = []
+        for path in files:
+            assert os.path.getsize(path) <= (1 << 20) + (256 << 10), path
+            numbers.extend(sequence_numbers(path))
+        assert numbers == list(range(count)), pattern
+    assert not glob.glob(str(tmp_path / ("*" + PART)))
+
+
+def test_kill_9_leaves_closed_files_whole_and_the_open_one_readable(
+        cancorder_process, slcan_emulator, tmp_path):
+    proc = cancorder_process(
+        "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
+        "--record", str(tmp_path / "k-{n}.log.gz"), "--record", str(tmp_path / "t-{n}.log"),
+        "--rotate-size", "64K")
+    client = StreamClient(proc.port())
+    count = 30_000
+    slcan_emulator.wait_open()
+    send_paced(slcan_emulator, build_lines(count), 10_000)
+    client.wait_frames(count, timeout=30)
+    time.sleep(2.5)  # more than a flush interval: everything received is on disk
+    proc.proc.kill()
+    proc.proc.wait(10)
+    for pattern in ("k-*.log.gz", "t-*.log"):
+        closed = closed_files(tmp_path, pattern)
+        assert len(closed) >= 2
+        numbers = []
+        for path in closed:
+            numbers.extend(sequence_numbers(path))  # whole files: python-can reads them
+        parts = glob.glob(str(tmp_path / (pattern + PART)))
+        assert len(parts) == 1
+        data = open(parts[0], "rb").read()
+        if pattern.endswith(".gz"):
+            data = zlib.decompressobj(wbits=31).decompress(data)  # the prefix up to the flush
+        for line in data.decode().splitlines():
+            numbers.append(int(line.rsplit("#", 1)[1], 16))
+        assert numbers == list(range(count)), pattern
+
+
+def test_disk_full_serving_goes_on_and_recording_resumes(tmp_path):
+    """A 1 MiB tmpfs filling up (inside a private mount namespace)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare -m for a private tmpfs")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1M tmpfs "$1" && shift && '
+         'exec "$@"', "sh", str(folder), sys.executable, "tests/tmpfs_record_check.py",
+         str(folder)], capture_output=True, text=True, env=cancorder_env(), cwd=ROOT,
+        timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok" in done.stdout.splitlines()[-1], done.stdout
+
+
+def test_mock_uds_records_what_its_clients_get(cancorder_process, tmp_path):
+    proc = cancorder_process("mock-uds", "--no-loop", "--speed", "50", "--blocks", "5",
+                             "--no-zeroconf", "--record", str(tmp_path / "uds-{n}.log.gz"),
+                             "--record", str(tmp_path / "uds.asc"))
+    client = StreamClient(proc.port())
+    assert proc.proc.wait(60) == 0, proc.log
+    client.closed.wait(10)
+    sent = [(f[1], f[3]) for f in client.frames]
+    assert len(sent) > 100
+    for name in ("uds-1.log.gz", "uds.asc"):
+        got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(tmp_path / name))]
+        assert got == sent, name
+    assert proc.log.count(f"recorded {len(sent):,} frames to") == 2

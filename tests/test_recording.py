@@ -1,0 +1,265 @@
+"""The recorder: file names, .part, rotation by size and on wall-clock boundaries (fake clock),
+retention by count and size, every python-can format read back, failures."""
+import gzip
+import os
+import time
+import zlib
+
+import can
+import pytest
+
+from cancorder._fast import wire
+from cancorder.errors import UsageError
+from cancorder.recording import (PART, RecordOptions, RotatingLog, check_record_options,
+                                 log_format)
+from cancorder.sinks import Recorder
+
+T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
+
+
+class Clock:
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class Lines:
+    """Log lines the recorder says (a logger's info/warning)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text, *args, **kwargs):
+        self.lines.append(("info", text))
+
+    def warning(self, text, *args, **kwargs):
+        self.lines.append(("warning", text))
+
+    def error(self, text, *args, **kwargs):
+        self.lines.append(("error", text))
+
+    def text(self):
+        return "\n".join(text for _, text in self.lines)
+
+
+def records(start, count, micros=None, size=8):
+    base = micros if micros is not None else int(T0 * 1e6)
+    return b"".join(wire.pack_frame(base + i * 100, i % 0x800, 0,
+                                    (i % 256).to_bytes(1, "big") * size)
+                    for i in range(start, start + count))
+
+
+def read_back(path):
+    return [(round(m.timestamp * 1e6), m.arbitration_id, bytes(m.data))
+            for m in can.LogReader(str(path))]
+
+
+def expected(start, count, micros=None, size=8):
+    return [(f[0], f[1], f[3]) for f in wire.StreamDecoder().feed(
+        records(start, count, micros, size))]
+
+
+def test_names_fields_and_the_part_suffix(tmp_path):
+    clock = Clock()
+    options = RecordOptions(str(tmp_path / "%Y%m%d" / "%H%M%S-{channel}-{interface}-{port}-"
+                                             "{n:03d}.log.gz"))
+    log = RotatingLog(options, {"channel": "socket://127.0.0.1:5", "interface": "slcan",
+                                "port": 42420}, Lines(), clock)
+    log.write(records(0, 10))
+    name = tmp_path / "20260301" / "105958-socket_127_0_0_1_5-slcan-42420-001.log.gz"
+    assert log.current == str(name)
+    assert os.path.exists(str(name) + PART) and not name.exists()  # being written
+    log.close()
+    assert name.exists() and not os.path.exists(str(name) + PART)
+    assert read_back(name) == expected(0, 10)
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path):
+    (tmp_path / "x.log").write_text("precious\n")
+    lines = Lines()
+    log = RotatingLog(RecordOptions(str(tmp_path / "x.log")), {}, lines, Clock())
+    log.write(records(0, 3))
+    log.close()
+    assert (tmp_path / "x.log").read_text() == "precious\n"
+    assert read_back(tmp_path / "x-2.log") == expected(0, 3)
+
+
+def test_time_rotation_on_wall_clock_boundaries(tmp_path):
+    clock = Clock()  # 10:59:58
+    log = RotatingLog(RecordOptions(str(tmp_path / "%H%M%S.log"), rotate_time=3600.0), {},
+                      Lines(), clock)
+    log.write(records(0, 5))
+    clock.now += 1.5  # 10:59:59.5: same file
+    log.write(records(5, 5))
+    clock.now += 0.5  # 11:00:00: a new file, named for the hour
+    log.tick()
+    assert log.files == [str(tmp_path / "105958.log")]
+    log.write(records(10, 5))
+    clock.now += 3599.9  # 11:59:59.9
+    log.tick()
+    log.write(records(15, 5))
+    clock.now += 0.2  # 12:00:00.1: the next write rotates first
+    log.write(records(20, 5))
+    log.close()
+    names = [os.path.basename(p) for p in log.files]
+    assert names == ["105958.log", "110000.log", "120000.log"]
+    assert [len(read_back(p)) for p in log.files] == [10, 10, 5]
+    assert sum((read_back(p) for p in log.files), []) == expected(0, 25)
+
+
+def test_size_rotation_keeps_every_frame_once_in_order(tmp_path):
+    for ext in (".log", ".log.gz", ".blf", ".asc", ".csv"):
+        clock = Clock()
+        compressed = ext in (".log.gz", ".blf")
+        options = RecordOptions(str(tmp_path / ext[1:] / f"part-{{n}}{ext}"),
+                                rotate_size=4_000 if compressed else 20_000)
+        log = RotatingLog(options, {}, Lines(), clock)
+        for k in range(0, 6000, 200):
+            clock.now += 0.05
+            log.write(records(k, 200))
+            log.tick()
+        log.close()
+        assert len(log.files) > 2, ext
+        got = []
+        for path in log.files:
+            assert not path.endswith(PART)
+            got.extend(read_back(path))
+        assert [g[1:] for g in got] == [e[1:] for e in expected(0, 6000)], ext
+        assert log.frames == 6000 and log.lost == 0
+
+
+def test_every_python_can_writer_and_gzip_text(tmp_path):
+    for ext in (".asc", ".asc.gz", ".blf", ".csv", ".csv.gz", ".db", ".log", ".log.gz",
+                ".trc", ".txt", ".txt.gz"):
+        path = tmp_path / f"x{ext}"
+        log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
+        log.write(records(0, 50))
+        log.close()
+        assert path.exists(), ext
+        if ext.startswith(".txt"):  # python-can has no reader for its printer format
+            opener = gzip.open if ext.endswith(".gz") else open
+            with opener(path, "rt") as file:
+                assert len(file.read().splitlines()) == 50
+            continue
+        assert [r[1:] for r in read_back(path)] == [e[1:] for e in expected(0, 50)], ext
+
+
+def test_retention_by_count_and_by_size_never_the_open_file(tmp_path):
+    old = tmp_path / "rec-1.log"  # from an earlier run: counts too
+    old.write_text("(1.0) can0 001#00\n")
+    os.utime(old, (1, 1))
+    (tmp_path / "other.log").write_text("not ours\n")
+    lines = Lines()
+    clock = Clock()
+    log = RotatingLog(RecordOptions(str(tmp_path / "rec-{n}.log"), rotate_size=10_000,
+                                    keep_files=3), {}, lines, clock)
+    for k in range(0, 3000, 100):
+        clock.now += 1
+        log.write(records(k, 100))
+    kept = sorted(os.listdir(tmp_path))
+    assert "other.log" in kept and "rec-1.log" not in kept
+    closed = [name for name in kept if name.startswith("rec-") and not name.endswith(PART)]
+    assert len(closed) == 2 and os.path.exists(log.current + PART)  # 2 closed + the open one
+    assert "deleted the oldest recording" in lines.text() and "--keep-files 3" in lines.text()
+    log.close()
+
+    sized = tmp_path / "sized"
+    log = RotatingLog(RecordOptions(str(sized / "s-{n}.log"), rotate_size=10_000,
+                                    keep_size=35_000), {}, lines, clock)
+    for k in range(0, 5000, 100):
+        clock.now += 1
+        log.write(records(k, 100))
+        total = sum(os.path.getsize(sized / name) for name in os.listdir(sized))
+        assert total <= 35_000 + 10_000  # at most one file over while it is written
+    log.close()
+    total = sum(os.path.getsize(sized / name) for name in os.listdir(sized))
+    assert total <= 35_000 and "--keep-size" in lines.text()
+    # the newest frames are the ones kept
+    last = [path for path in log.files if os.path.exists(path)][-1]
+    assert read_back(last)[-1] == expected(4999, 1)[0]
+
+
+def test_text_is_flushed_every_second(tmp_path):
+    clock = Clock()
+    for ext in (".log", ".log.gz", ".asc"):
+        log = RotatingLog(RecordOptions(str(tmp_path / f"f{ext}")), {}, Lines(), clock)
+        log.write(records(0, 10))
+        clock.now += 1.0
+        log.tick()
+        data = open(str(tmp_path / f"f{ext}") + PART, "rb").read()
+        if ext.endswith(".gz"):
+            data = zlib.decompressobj(wbits=31).decompress(data)  # no trailer yet: a prefix
+        assert data.count(b"\n") >= 10, ext
+        log.close()
+
+
+@pytest.mark.parametrize("path,message", [
+    ("x.pcap", "cannot tell the format from the extension '.pcap'"),
+    ("x.blf.gz", "cannot write .blf through gzip"),
+    ("x-{bus}.log", "unknown field {bus}"),
+    ("x-{n.log", "x-{n.log"),
+])
+def test_bad_paths_are_usage_errors(tmp_path, path, message):
+    with pytest.raises(UsageError) as caught:
+        check_record_options(RecordOptions(str(tmp_path / path)))
+    assert message in str(caught.value)
+
+
+def test_log_format():
+    assert log_format("a/B.LOG.GZ").fast and log_format("a/B.LOG.GZ").gz
+    assert log_format("x.blf").extension == ".blf"
+
+
+def test_recorder_sink_never_blocks_and_counts_what_it_drops(tmp_path):
+    recorder = Recorder(RecordOptions(str(tmp_path / "r.log")), max_queued=64 << 10)
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    batch = records(0, 1000)  # 22 KB
+    started = time.perf_counter()
+    for _ in range(200):
+        recorder.put(batch)
+    assert time.perf_counter() - started < 2.0
+    recorder.close()
+    stats = recorder.stats()
+    assert stats["recorded"] + stats["record_lost"] == 200_000
+    assert stats["recorded"] == len(read_back(tmp_path / "r.log"))
+    if stats["record_lost"]:
+        assert "cannot keep up" in Bus.log.text()
+    assert "recorded" in recorder.summary()
+
+
+def test_a_recorder_bug_is_reported_to_the_bus_never_silent(tmp_path, monkeypatch):
+    recorder = Recorder(RecordOptions(str(tmp_path / "r.log")))
+    calls = []
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+
+        @staticmethod
+        def failed(what, exc):
+            calls.append((what, str(exc)))
+
+    recorder.start(Bus)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(recorder._rotating, "write", broken)
+    recorder.put(records(0, 10))
+    recorder.close()
+    assert calls == [("the recorder", "a bug")]
+    recorder.put(records(10, 10))  # later batches are counted, never queued
+    assert recorder.stats()["record_lost"] == 20
+
+
+def test_gzip_names_python_can_can_read_back(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        check_record_options(RecordOptions(str(tmp_path / "x.v2.log.gz")))
+    assert "exactly two extensions" in str(caught.value)
+    check_record_options(RecordOptions(str(tmp_path / "%Y%m%d-{n}.log.gz")))

@@ -1,0 +1,303 @@
+"""cancorder replay: log files served like a bus, back to real clients."""
+import gzip
+import time
+
+import can
+import pytest
+
+from cancorder.formats import candump_line
+from tests.helpers import CancorderProcess, StreamClient
+from tests.netns import run_in_netns
+
+BASE = 1_700_000_000_000_000
+SPACING = 2500  # us: 400 frames a second
+
+
+def source_frames(count=400, fd=False):
+    frames = []
+    for i in range(count):
+        ext = i % 3 == 0
+        if fd and i % 4 == 1:
+            frames.append((BASE + i * SPACING, 0x18DA00F1 + i % 16, 1 | 2 | (4 if i % 8 == 1
+                                                                              else 0),
+                           bytes([i % 256]) * 12))
+        else:
+            frames.append((BASE + i * SPACING, (0x10000 + i) if ext else i % 0x800,
+                           1 if ext else 0, i.to_bytes(2, "big") * (i % 5)))
+    return frames
+
+
+def write_log(path, frames, channel="can0"):
+    with open(path, "w") as file:
+        for frame in frames:
+            file.write(candump_line(frame, channel) + "\n")
+
+
+class TimedClient(StreamClient):
+    """A StreamClient that also notes when each frame arrived."""
+
+    def __init__(self, port):
+        self.arrivals = []
+        super().__init__(port)
+
+    def _run(self):
+        self.sock.settimeout(None)
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                now = time.monotonic()
+                if not chunk:
+                    break
+                frames = self.decoder.feed(chunk)
+                with self._changed:
+                    self.frames.extend(frames)
+                    self.arrivals.extend([now] * len(frames))
+                    self._changed.notify_all()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.closed.set()
+            with self._changed:
+                self._changed.notify_all()
+
+
+@pytest.fixture
+def replay(cancorder_process):
+    def start(*args):
+        return cancorder_process("replay", "--no-zeroconf", *map(str, args))
+    return start
+
+
+def fields(frames):
+    return [frame[1:] for frame in frames]
+
+
+def spacing_deviation(client, frames):
+    """Largest difference between arrival spacing and timestamp spacing (seconds)."""
+    t0, s0 = client.arrivals[0], frames[0][0]
+    return max(abs((t - t0) - (f[0] - s0) / 1e6) for t, f in zip(client.arrivals, frames))
+
+
+def test_every_format_dump_writes_replays_back_with_its_spacing(replay, cancorder_process,
+                                                                tmp_path):
+    frames = source_frames()
+    write_log(tmp_path / "source.log", frames)
+    server = replay(tmp_path / "source.log")
+    outputs = [tmp_path / f"dumped{ext}" for ext in (
+        ".log", ".log.gz", ".blf", ".asc", ".asc.gz", ".csv", ".trc", ".db")]
+    dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "-f", "candump",
+                             *[arg for path in outputs for arg in ("-o", str(path))])
+    assert dump.proc.wait(30) == 0, dump.log
+    assert server.terminate() == 0
+    for path in outputs:
+        assert path.exists(), dump.log
+        server = replay(path)
+        client = TimedClient(server.port())
+        try:
+            got = client.wait_frames(len(frames), timeout=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{path}: {exc}\n{server.log}") from None
+        assert fields(got) == fields(frames), path
+        # re-based to now, the recorded spacing kept (TRC and CSV: millisecond/float stamps)
+        assert abs(got[0][0] / 1e6 - time.time()) < 30
+        gaps = [b[0] - a[0] for a, b in zip(got, got[1:])]
+        assert all(abs(gap - SPACING) <= 1000 for gap in gaps), (path, gaps[:10])
+        assert spacing_deviation(client, got) < 0.25, path  # generous: a loaded machine
+        assert server.proc.wait(30) == 0, server.log  # ends once the client has it all
+        assert f"frames in {len(frames)}, out {len(frames)}" in server.log
+        client.close()
+
+
+def test_fd_frames_keep_their_flags_through_log_blf_asc(replay, tmp_path):
+    frames = source_frames(120, fd=True)
+    write_log(tmp_path / "fd.log", frames)
+    messages = list(can.LogReader(str(tmp_path / "fd.log")))
+    for ext in (".blf", ".asc"):
+        with can.Logger(str(tmp_path / f"fd{ext}")) as writer:
+            for msg in messages:
+                writer.on_message_received(msg)
+    for name in ("fd.log", "fd.blf", "fd.asc"):
+        server = replay(tmp_path / name, "--speed", "max")
+        client = StreamClient(server.port())
+        assert fields(client.wait_frames(len(frames))) == fields(frames), name
+        assert server.proc.wait(30) == 0
+        client.close()
+
+
+def test_speed_loop_original_time(replay, tmp_path):
+    frames = source_frames()  # 1 s
+    write_log(tmp_path / "s.log", frames)
+    server = replay(tmp_path / "s.log", "--speed", "4", "--loop", "--original-time")
+    client = TimedClient(server.port())
+    got = client.wait_frames(1000, timeout=30)[:1000]
+    elapsed = client.arrivals[999] - client.arrivals[0]
+    assert 0.4 < elapsed < 2.0, elapsed  # 2.5 passes of 1 s at 4x: 0.62 s
+    assert fields(got) == fields((frames * 3)[:1000])  # passes follow each other
+    assert [f[0] for f in got[:400]] == [f[0] for f in frames]  # --original-time
+    assert server.terminate() == 0
+    client.close()
+    server = replay(tmp_path / "s.log", "--speed", "0.5")
+    client = TimedClient(server.port())
+    got = client.wait_frames(100, timeout=30)
+    assert all(b[0] - a[0] == 2 * SPACING for a, b in zip(got, got[1:]))
+    assert client.arrivals[99] - client.arrivals[0] > 0.4  # 99 gaps of 5 ms
+    assert server.terminate() == 0
+
+
+def test_start_end_and_max_gap(replay, tmp_path):
+    frames = source_frames()
+    # a 20 s silence before the last 100 frames
+    frames = frames[:300] + [(f[0] + 20_000_000, *f[1:]) for f in frames[300:]]
+    write_log(tmp_path / "g.log", frames)
+    server = replay(tmp_path / "g.log", "--start", "0.25", "--end", "0.5", "--speed", "max")
+    client = StreamClient(server.port())
+    wanted = [f for f in frames if 250_000 <= f[0] - BASE <= 500_000]
+    assert fields(client.wait_frames(len(wanted))) == fields(wanted)
+    assert server.proc.wait(30) == 0 and f"out {len(wanted)}" in server.log
+    client.close()
+    server = replay(tmp_path / "g.log", "--max-gap", "0.1")
+    client = TimedClient(server.port())
+    got = client.wait_frames(len(frames), timeout=20)
+    assert got[300][0] - got[299][0] == 100_000  # the silence shortened to 0.1 s
+    assert client.arrivals[-1] - client.arrivals[0] < 10
+    assert server.proc.wait(30) == 0
+    client.close()
+
+
+def test_channel_of_a_multi_channel_asc_and_log(replay, tmp_path):
+    messages = [can.Message(timestamp=1.0 + i / 100, arbitration_id=0x100 + i, channel=i % 2,
+                            data=bytes([i]), is_extended_id=False) for i in range(40)]
+    with can.Logger(str(tmp_path / "two.asc")) as writer:
+        for msg in messages:
+            writer.on_message_received(msg)
+    server = replay(tmp_path / "two.asc", "--channel", "2", "--speed", "max")
+    client = StreamClient(server.port())
+    got = client.wait_frames(20)
+    assert [f[1] for f in got] == [0x100 + i for i in range(1, 40, 2)]
+    assert server.proc.wait(30) == 0 and "filtered 20" in server.log
+    client.close()
+    with open(tmp_path / "two.log", "w") as file:
+        for i in range(40):
+            file.write(candump_line((BASE + i, 0x100 + i, 0, b""), f"can{i % 2}") + "\n")
+    server = replay(tmp_path / "two.log", "--channel", "can1", "--filter", "100:700",
+                    "--speed", "max")
+    client = StreamClient(server.port())
+    got = client.wait_frames(20)
+    assert [f[1] for f in got] == [0x100 + i for i in range(1, 40, 2)]
+    assert server.proc.wait(30) == 0
+    client.close()
+    server = replay(tmp_path / "two.log", "--filter", "102:7FF", "--speed", "max")
+    client = StreamClient(server.port())
+    assert [f[1] for f in client.wait_frames(1)] == [0x102]
+    assert server.proc.wait(30) == 0 and "filtered 39" in server.log
+    client.close()
+
+
+def test_waits_for_the_first_client_then_starts_from_now(replay, tmp_path):
+    frames = source_frames(40)
+    write_log(tmp_path / "w.log", frames)
+    server = replay(tmp_path / "w.log")
+    port = server.port()
+    time.sleep(1.5)
+    connected = time.time()
+    client = StreamClient(port)
+    got = client.wait_frames(40)
+    assert got[0][0] / 1e6 >= connected - 0.05  # the timeline starts with the client
+    assert "the replay starts when a client connects" in server.log
+    assert server.proc.wait(30) == 0
+    client.close()
+
+
+def test_damage_one_line_with_its_place_the_frames_before_served(replay, tmp_path):
+    frames = source_frames(50)
+    write_log(tmp_path / "bad.log", frames)
+    with open(tmp_path / "bad.log", "a") as file:
+        file.write("(1700000000.200000) can0 12X#00\n(1700000000.3) can0 001#00\n")
+    server = replay(tmp_path / "bad.log", "--speed", "max")
+    client = StreamClient(server.port())
+    assert fields(client.wait_frames(50)) == fields(frames)
+    assert server.proc.wait(30) == 1
+    assert server.lines[-1] == f"error: {tmp_path / 'bad.log'}: line 51: expected a hex id " \
+                               "and '#' (ID#DATA)"
+    assert "Traceback" not in server.log
+    client.close()
+    # a truncated BLF and a truncated gzip: the byte where they end
+    write_log(tmp_path / "many.log", source_frames(20000))
+    with can.Logger(str(tmp_path / "many.blf")) as writer:
+        for msg in can.LogReader(str(tmp_path / "many.log")):
+            writer.on_message_received(msg)
+    data = (tmp_path / "many.blf").read_bytes()
+    (tmp_path / "cut.blf").write_bytes(data[:len(data) // 2])
+    zipped = gzip.compress((tmp_path / "many.log").read_bytes())
+    (tmp_path / "cut.log.gz").write_bytes(zipped[:len(zipped) // 2])
+    for name, where in (("cut.blf", f"byte {len(data) // 2}"),
+                        ("cut.log.gz", f"byte {len(zipped) // 2}")):
+        server = replay(tmp_path / name, "--speed", "max", "--async")
+        assert server.proc.wait(30) == 1
+        assert f"{name}: the file ends early at {where}" in server.lines[-1]
+        served = int(server.wait_for(r"out ([\d,]+)").group(1).replace(",", ""))
+        assert 0 < served < 20000
+
+
+def test_remote_and_error_frames_counted_and_skipped(replay, tmp_path):
+    with open(tmp_path / "re.log", "w") as file:
+        file.write("(1.000000) can0 123#11\n(1.1) can0 456#R\n(1.2) can0 20000080#0000000000"
+                   "000000\n(1.3) can0 124#22\n")
+    server = replay(tmp_path / "re.log", "--speed", "max")
+    client = StreamClient(server.port())
+    assert fields(client.wait_frames(2)) == [(0x123, 0, b"\x11"), (0x124, 0, b"\x22")]
+    assert server.proc.wait(30) == 0
+    assert "skipped remote 1, error 1" in server.log
+    client.close()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nothere.log"], "nothere.log: no such file"),
+    (["x.pcap"], "cannot tell the format from the extension '.pcap'"),
+    (["EMPTY"], "the file is empty"),
+    (["LOG", "--start", "2", "--end", "1"], "--start 2 is not before --end 1"),
+    (["LOG", "--speed", "fast"], "expected a factor such as 2 or 0.5, or max"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    (tmp_path / "empty.log").write_text("")
+    write_log(tmp_path / "ok.log", source_frames(3))
+    args = [str(tmp_path / "empty.log") if a == "EMPTY" else
+            str(tmp_path / "ok.log") if a == "LOG" else a for a in args]
+    proc = CancorderProcess(["replay", "--no-zeroconf", *args], cwd=str(tmp_path))
+    code = proc.proc.wait(30)
+    proc.stop()
+    assert code == 2 and message in proc.lines[-1], proc.log  # argparse adds its usage
+
+
+def test_record_while_replaying(replay, tmp_path):
+    frames = source_frames(200)
+    write_log(tmp_path / "in.log", frames)
+    server = replay(tmp_path / "in.log", "--async", "--speed", "max", "--record",
+                    tmp_path / "out-{n}.log.gz")
+    assert server.proc.wait(30) == 0
+    assert "recorded 200 frames to" in server.log
+    got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(tmp_path /
+                                                                       "out-1.log.gz"))]
+    assert got == [(f[1], f[3]) for f in frames]
+
+
+def test_speed_max_serves_every_frame(replay, tmp_path):
+    frames = [(BASE + i, i % 0x800, 0, i.to_bytes(4, "big")) for i in range(100_000)]
+    write_log(tmp_path / "big.log", frames)
+    server = replay(tmp_path / "big.log", "--speed", "max")
+    client = StreamClient(server.port())
+    got = client.wait_frames(100_000, timeout=60)
+    assert [f[3] for f in got] == [f[3] for f in frames]
+    assert server.proc.wait(30) == 0
+    client.close()
+
+
+@pytest.mark.netns
+def test_replay_is_advertised_with_its_channel(tmp_path):
+    write_log(tmp_path / "adv.log", source_frames(10), channel="vcan3")
+    result = run_in_netns("tests/netns_zeroconf_replay.py", str(tmp_path / "adv.log"))
+    assert result["names"] == ["ECUconnect-Logger replayed._ecuconnect-log._tcp.local."]
+    txt = result["txt"]
+    assert txt["process"] == "cancorder replay"
+    assert txt["interface"] == "replay" and txt["channel"] == "vcan3"
+    assert result["exit_code"] == 0
