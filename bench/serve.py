@@ -26,9 +26,11 @@ bus and a 100 frames/s bus (CPU % of one core, 1 client), and unpaced frames/s r
 and 64 clients. The machine's load average is printed before and after.
 """
 import argparse
+import ast
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -211,7 +213,7 @@ class Bench:
     def record(self, key, run):
         self.results.setdefault(key, []).append(run)
         if self.args.verbose:
-            print(f"  {key}: {json.dumps(run)}", flush=True)
+            print(f"  {key!r}: {json.dumps(run)}", flush=True)
 
     def block(self, names, runs):
         """Start the subjects, do ``runs`` (a list of (key, function(subject))) for each, in
@@ -397,7 +399,19 @@ def main():
                         help="multiply every run's length (frames and seconds)")
     parser.add_argument("--json", metavar="FILE", help="also write every run to FILE")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
+    parser.add_argument("--report", metavar="LOG",
+                        help="only print the tables again from the runs a -v run printed")
     args = parser.parse_args()
+    if args.report:
+        bench = Bench(args, {})
+        with open(args.report) as f:
+            for line in f:
+                match = re.match(r"  (\(.*?\)): (\{.*\})$", line)
+                if match:
+                    bench.record(ast.literal_eval(match.group(1)), json.loads(match.group(2)))
+        bench.report()
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))  # clean up
     if args.quick and args.reps == 3:
         args.reps = 1
     import cancorder._fast as fast
