@@ -4,6 +4,7 @@
 # make bench - the benchmarks whose figures are in the README
 # make exe   - the standalone executable dist/cancorder (PyInstaller, its own venv .venv-exe)
 # make test-exe - build the executable and test it end to end (pytest -m exe)
+# make test-nocython - the whole suite in a venv without Cython installed (.venv-nocython)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?= mock-uds
 export CANCORDER_REQUIRE_CYTHON ?= 1
 
-.PHONY: run test dev bench clean exe test-exe
+.PHONY: run test dev bench clean exe test-exe test-nocython
 
 EXE_VENV ?= .venv-exe
 EXE_BIN := $(EXE_VENV)/bin
@@ -57,9 +58,21 @@ exe: $(EXE_STAMP)
 		--distpath dist --workpath build/pyinstaller build/cancorder.spec
 	dist/cancorder --version
 
+# The same suite where Cython is not installed at all: the compiled modules built by `make dev`
+# and the pure twins (through the `fast` fixture) must both run without it.
+NOCY_VENV ?= .venv-nocython
+test-nocython: dev
+	$(PY) -m venv $(NOCY_VENV)
+	$(NOCY_VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel
+	CANCORDER_SKIP_CYTHON=1 $(NOCY_VENV)/bin/pip install -q --disable-pip-version-check \
+		--no-build-isolation -e '.[test]'
+	$(NOCY_VENV)/bin/python -c "import importlib.util as u, sys; \
+		sys.exit('Cython is installed in $(NOCY_VENV)' if u.find_spec('cython') else 0)"
+	CANCORDER_REQUIRE_CYTHON=0 $(NOCY_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
 test-exe: dev
 	$(BIN)/python -m pytest -q -m exe $(PYTEST_ARGS)
 
 clean:
-	rm -rf build/lib* build/temp* build/bdist* build/pyinstaller dist *.egg-info \
+	rm -rf build/lib* build/temp* build/bdist* build/pyinstaller dist *.egg-info $(NOCY_VENV) \
 		cancorder/_fast/*.c cancorder/_fast/*.so

@@ -34,7 +34,7 @@ from tests.helpers import CancorderProcess, StreamClient, cancorder_env  # noqa:
 class CtypesFieldsSource(toucan.ToucanSource):
     """Alternative: the fields read through ctypes attributes instead of one struct unpack."""
 
-    def read(self, timeout):
+    def _read(self, timeout):
         lib, handle, msg, ref = self.lib, self._handle, self._message, self._message_ref
         rc = lib.can_read(handle, ref, int(timeout * 1000))
         records = []
@@ -56,7 +56,7 @@ class CtypesFieldsSource(toucan.ToucanSource):
 class MessagesSource(toucan.ToucanSource):
     """Alternative: a python-can Message per frame, packed by wire.Packer."""
 
-    def read(self, timeout):
+    def _read(self, timeout):
         import can
 
         lib, handle, msg, ref = self.lib, self._handle, self._message, self._message_ref
@@ -67,9 +67,9 @@ class MessagesSource(toucan.ToucanSource):
             can_id, bits, dlc, data, sec, nsec = unpack(msg)
             batch.append(can.Message(
                 timestamp=sec + nsec / 1e9, arbitration_id=can_id,
-                is_extended_id=bool(bits & toucan.FLAG_XTD),
-                is_remote_frame=bool(bits & toucan.FLAG_RTR),
-                is_error_frame=bool(bits & toucan.FLAG_STS), dlc=dlc,
+                is_extended_id=bool(bits & toucan.TOUCAN_XTD),
+                is_remote_frame=bool(bits & toucan.TOUCAN_RTR),
+                is_error_frame=bool(bits & toucan.TOUCAN_STS), dlc=dlc,
                 data=data[:toucan.CLASSIC_LENGTHS[dlc & 15]], check=False))
             if len(batch) >= toucan.MAX_BATCH:
                 break

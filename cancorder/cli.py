@@ -27,11 +27,9 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .errors import CancorderError
-
         try:
             text = version_text()
-        except CancorderError as exc:  # e.g. CANCORDER_PURE=1 in a build without the twin
+        except ImportError as exc:  # e.g. CANCORDER_PURE=1 in a build without the twin
             if getattr(namespace, "debug", False):
                 raise
             parser.exit(exc.exit_code, f"error: {exc}\n")
@@ -39,11 +37,21 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors become one line, like every other usage error: the message and
+    where to read more (``see cancorder serve --help``), exit 2, no usage block."""
+
+    def error(self, message):
+        from .errors import UsageError
+
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser():
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cancorder", parents=[common],
         description="CAN bus logger proxy: streams CAN frames over TCP in the ECUconnect "
                     "Logger format, advertised over Zeroconf.")
@@ -52,36 +60,47 @@ def build_parser():
     for name in COMMANDS:
         importlib.import_module(f".commands.{name}", __package__).add_subparser(
             subparsers, common)
+    for sub in subparsers.choices.values():
+        sub.set_defaults(command_parser=sub)
     return parser
 
 
-def _quiet_library_logs(debug):
-    """python-can logs warnings of its own at import and on a failed open ("Kvaser canlib is
-    unavailable", "GsUsbBus was not properly shut down"): they would follow our one clear
-    error line, so they are shown only with --debug."""
-    import logging
-
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-        for noisy in ("asyncio",):
-            logging.getLogger(noisy).setLevel(logging.INFO)
-    else:
-        logging.getLogger("can").setLevel(logging.ERROR)
+def _parse(parser, argv):
+    """Parse; an unknown option after a subcommand is that subcommand's error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = getattr(args, "command_parser", parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        from .errors import USER_ERRORS
+    except ImportError as exc:  # the core asked for is not in this build (CANCORDER_PURE=1)
+        if debug or getattr(exc, "exit_code", None) is None:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        args = _parse(parser, argv)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     debug = getattr(args, "debug", False)
-    _quiet_library_logs(debug)
+    from . import logs
+
+    logs.setup(debug)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
-    from .errors import CancorderError
-
     try:
         return args.func(args) or 0
-    except CancorderError as exc:
+    except USER_ERRORS as exc:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

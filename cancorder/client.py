@@ -16,17 +16,13 @@ import sys
 import time
 
 from ._fast import wire
-from .errors import CancorderError, UsageError, WireFormatError
-from .server import DEFAULT_PORT, REOPEN_FIRST, REOPEN_MAX
+from .errors import CancorderError, ConnectError, UsageError, WireFormatError
+from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
 from .signals import stop_on_signals
 
 CONNECT_TIMEOUT = 5.0
 RECV_SIZE = 1 << 20
 STATS_INTERVAL = 0.5
-
-
-class ConnectError(CancorderError):
-    """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
 class Target:
@@ -109,25 +105,20 @@ def connect(target, timeout=CONNECT_TIMEOUT):
     raise ConnectError(f"cannot connect to {target}: {problems[0] if problems else 'no address'}")
 
 
-def frame_filter(filters):
-    """python-can's filter rule on frames: id & mask == can_id & mask (and EXT, when given)."""
-    if not filters:
+def frame_filter(rules):
+    """--filter on decoded frames, with the same compiled rules the sources use."""
+    from .filters import record_filter
+
+    compiled = record_filter(rules)
+    if compiled is None:
         return None
-    rules = tuple((f["can_id"] & f["can_mask"], f["can_mask"], f.get("extended"))
-                  for f in filters)
+    passes = compiled.passes
+    ext = wire.FLAG_EXT
 
-    def passes(frames):
-        kept = []
-        for frame in frames:
-            can_id = frame[1]
-            for wanted, mask, extended in rules:
-                if can_id & mask == wanted and (
-                        extended is None or extended == bool(frame[2] & wire.FLAG_EXT)):
-                    kept.append(frame)
-                    break
-        return kept
+    def keep(frames):
+        return [frame for frame in frames if passes(frame[1], frame[2] & ext)]
 
-    return passes
+    return keep
 
 
 class _Stop(Exception):
@@ -161,7 +152,6 @@ class Dump:
         self._deadline = None
         self._signal = None
         self._wake_r = self._wake_w = None
-        self._connect_messages = set()
 
     # ---- the whole run ----
 
@@ -199,20 +189,22 @@ class Dump:
 
     def _connect_and_receive(self):
         rep = self.reporter
-        delay = REOPEN_FIRST
+        delay = RETRY_FIRST
         connected_before = False
+        outages = 0
         while True:
             try:
                 sock = connect(self.target, self.timeout)
             except ConnectError as exc:
                 if not self.reconnect:
                     raise
-                key = ("connect", str(exc))
-                self._connect_messages.add(key)
-                rep.once(key, "warning", f"{exc}; retrying with backoff (--reconnect)")
+                # the first of each outage, then at most once a minute (the shared limit)
+                rep.logger.warning(f"{exc}; retrying with backoff (--reconnect)",
+                                   extra={"rate_key": ("connect", str(exc), outages),
+                                          "rate_interval": 60.0})
                 if self._wait(delay):
                     return
-                delay = min(delay * 2, REOPEN_MAX)
+                delay = min(delay * 2, RETRY_MAX)
                 continue
             if self.recording and not connected_before:
                 try:  # only now: a logger that cannot be reached leaves no empty files
@@ -220,10 +212,8 @@ class Dump:
                 except BaseException:
                     sock.close()
                     raise
-            delay = REOPEN_FIRST
-            for key in self._connect_messages:  # say it again if it happens again
-                rep.forget(key)
-            self._connect_messages.clear()
+            delay = RETRY_FIRST
+            outages += 1  # the next outage says its first line again
             rep.info(f"{'reconnected' if connected_before else 'connected'} to {self.target}")
             connected_before = True
             if self._deadline is None and self.duration:

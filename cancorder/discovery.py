@@ -5,7 +5,8 @@ import os
 import socket
 import threading
 
-SERVICE_TYPE = "_ecuconnect-log._tcp.local."
+from .protocol import SERVICE_TYPE
+
 NAME_PREFIX = "ECUconnect-Logger"
 
 

@@ -1,20 +1,31 @@
-"""One small exception family, in the spirit of python-can's.
+"""Every exception cancorder raises on purpose: one small family, in the spirit of python-can's.
 
 Every CancorderError is shown to the user as one ``error: ...`` line (the full traceback only
-with --debug). The message says what is wrong and, where there is one, how to fix it.
+with --debug) and ends the process with its ``exit_code``. The message says what is wrong and,
+where there is one, how to fix it. The two errors of the hot path live in ``_fast`` (which
+imports nothing of cancorder) and are re-exported here; ``USER_ERRORS`` is what the command
+line turns into one line.
 """
+from ._fast import CoreUnavailableError
+from ._fast.wire import WireFormatError
+
+#: exit codes (README, "Exit codes"): what a supervisor such as systemd reads
+EXIT_OK = 0  # a signal, or a source that finished (a --no-loop simulation, a replay)
+EXIT_FAILURE = 1  # a runtime failure: a source that crashed, a logger that cannot be reached
+EXIT_USAGE = 2  # bad usage or configuration: restarting will not help
+EXIT_STREAM = 3  # a stream that is not ECUconnect records (dump)
 
 
 class CancorderError(Exception):
     """Base of everything cancorder reports as a clean one-line error."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class UsageError(CancorderError):
     """A flag or argument is wrong (bad bitrate, bad --filter, port in use...)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class SourceError(CancorderError):
@@ -25,29 +36,25 @@ class SourceInitError(SourceError):
     """The source cannot be opened: no device, no driver, no permission, bad setting."""
 
 
+class LayoutError(SourceInitError):
+    """TouCAN: the ctypes structures do not match the library's layout on this platform."""
+
+
 class SourceLostError(SourceError):
     """The source failed while running (an unplugged adapter): the server reopens it."""
 
 
-class SourceFinished(SourceError):
-    """The source has no more frames (a simulator run with --no-loop): a normal end."""
+class SourceCrashedError(SourceError):
+    """A source raised something unexpected (a bug, a library error): the server stops, exit 1."""
 
 
-class WireFormatError(CancorderError):
-    """A byte stream is not valid ECUconnect Logger records.
+class SimulationError(SourceError):
+    """The UDS scenario met an answer it has no reaction for (a bug in the simulator)."""
 
-    ``offset`` is the stream offset of the first byte of the bad record, ``data`` the bytes
-    shown as evidence (the header, or what there was of it), ``frames`` the good frames decoded
-    from the same chunk before the bad record (a reader still shows and records them).
-    """
 
-    exit_code = 3
+class ConnectError(CancorderError):
+    """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
-    def __init__(self, reason, offset, data=b"", frames=()):
-        self.reason = reason
-        self.offset = offset
-        self.data = bytes(data)
-        self.frames = list(frames)
-        shown = " ".join(f"{b:02x}" for b in self.data[:32])
-        super().__init__(f"malformed stream at byte {offset}: {reason}"
-                         + (f" (bytes: {shown})" if shown else ""))
+
+#: what the command line shows as one ``error:`` line (each has an ``exit_code``)
+USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)

@@ -9,7 +9,6 @@ import time
 from ._fast import wire
 
 FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI = wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_BRS, wire.FLAG_ESI
-FORMATS = ("pretty", "candump", "raw", "json")
 
 #: printable ASCII as itself, everything else as "." (the right-hand column of hex dumps)
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))

@@ -1,31 +1,21 @@
-"""What the user sees on stderr: timestamped log lines, a status line, and an error line.
+"""A small facade over the ``cancorder`` logger for the command modules and the client.
 
-rich gives colour on a terminal and plain text when stderr is piped. Safe to call from any
-thread (the broadcaster, the source pump and the main thread all log).
+``log(level, text)``, ``info``, ``warning``, ``debug``; everything goes through ``logging``
+and so through the one handler the CLI installed (and its shared rate limit: cancorder.logs).
 """
-import threading
-import time
+import logging
 
-_STYLES = {"info": "", "warning": "yellow", "error": "bold red", "debug": "dim"}
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
 
 
 class Reporter:
-    def __init__(self, debug=False, console=None):
-        from rich.console import Console
-
+    def __init__(self, debug=False, logger=None):
         self.debug_enabled = debug
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-        self._once = set()
-        self._lock = threading.Lock()
+        self.logger = logger or logging.getLogger("cancorder")
 
     def log(self, level, text):
-        if level == "debug" and not self.debug_enabled:
-            return
-        stamp = time.strftime("%H:%M:%S")
-        style = _STYLES.get(level, "")
-        prefix = f"{level}: " if level in ("warning", "error") else ""
-        self.console.print(f"[dim]{stamp}[/dim] [{style}]{prefix}{_escape(text)}[/{style}]"
-                           if style else f"[dim]{stamp}[/dim] {_escape(text)}")
+        self.logger.log(_LEVELS[level], "%s", text)
 
     def info(self, text):
         self.log("info", text)
@@ -35,21 +25,3 @@ class Reporter:
 
     def debug(self, text):
         self.log("debug", text)
-
-    def once(self, key, level, text):
-        """Log ``text`` the first time ``key`` is seen (errors repeating while reopening)."""
-        with self._lock:
-            if key in self._once:
-                return
-            self._once.add(key)
-        self.log(level, text)
-
-    def forget(self, key):
-        with self._lock:
-            self._once.discard(key)
-
-
-def _escape(text):
-    from rich.markup import escape
-
-    return escape(str(text))

@@ -1,32 +1,40 @@
-"""The server: wires a frame source, the broadcaster and the Zeroconf advertiser together.
+"""The server: runs one or more buses, each a source feeding its consumers.
 
-    source (pump thread) --records--> Broadcaster (select loop thread) --> clients
-                                      Advertiser (Zeroconf) says where it listens
-    main thread: signals, status line, shutdown
+    Bus: source (its own thread) --records--> Broadcaster (select loop) --> ECUconnect clients
+                                          \\-> RecordSinks (-v printer, and the consumers
+                                              features add: recorder, publishers...)
+         Advertiser (Zeroconf) says where the bus listens
+    Server: the buses, signals, the status line, the exit code
 
-Every serving subcommand (serve, touCAN, mock-uds) builds a Source and hands it to Server.run;
-the server does not know which source it runs.
+Every serving subcommand builds its Source and hands it to a Bus; the server knows no source
+kind. Sources know no server: what they may know of clients comes through a ClientGate.
 """
-import collections
 import dataclasses
 import errno
+import logging
 import socket
 import threading
 import time
 
-from ._fast import broadcast, wire
-from .errors import CancorderError, SourceError, SourceFinished, SourceLostError, UsageError
+from . import sinks as sinks_module
+from ._fast import broadcast
+from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLostError, \
+    UsageError
+from .protocol import DEFAULT_PORT, PORT_SEARCH, RETRY_FIRST, RETRY_MAX
 from .signals import stop_on_signals
+from .sources.base import ClientGate
 
-DEFAULT_PORT = 42420
-PORT_SEARCH = 100  # ports tried from 42420 when --port is not given
-REOPEN_FIRST = 0.5
-REOPEN_MAX = 5.0
 READ_TIMEOUT = 0.1  # a bounded read keeps shutdown prompt
+DRAIN_WAIT = 30.0  # how long a finished source's last frames may take to reach the clients
+
+log = logging.getLogger("cancorder.server")
 
 
 @dataclasses.dataclass
-class ServerOptions:
+class BusOptions:
+    """How one bus is served (the serving flags; one [[bus]] table of a config)."""
+
+    name: str = None  # for log lines and metrics labels; default: the source's channel
     bind: str = None
     port: int = None
     max_clients: int = 64
@@ -34,7 +42,13 @@ class ServerOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
-    print_frames: bool = False  # -v of serve/touCAN: a candump line per frame on stdout
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """What holds for the whole process."""
+
+    print_frames: bool = False  # -v: a candump line per frame on stdout
     stats: bool = False  # a status line every stats_interval (also shown with print_frames)
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
@@ -89,169 +103,141 @@ def _bind_error(bind, port, exc):
     return UsageError(f"cannot listen on {bind or '*'}:{port}: {exc.strerror or exc}")
 
 
-class FramePrinter:
-    """Prints one candump line per frame (-v) from its own thread.
+class _BusLog(logging.LoggerAdapter):
+    """Adds the bus name to every record (``bus`` in its extra) and keeps callers' extras."""
 
-    The queue is bounded: when the terminal cannot keep up with the bus, lines are skipped and
-    counted rather than slowing down the proxy.
+    def process(self, msg, kwargs):
+        kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+@dataclasses.dataclass
+class BusInfo:
+    """What a RecordSink may know of the bus it serves (handed to ``start``)."""
+
+    name: str
+    channel: str
+    log_channel: str  # the channel written in candump lines and log files (can0 by default)
+    interface: str
+    bitrate: str
+    port: int
+    txt: dict
+    source: object  # for transmit; a sink never reads from it
+    log: logging.LoggerAdapter
+
+
+class Bus:
+    """One source and everything it feeds; its own thread, listener and reopen with backoff.
+
+    ``up`` is False while the adapter is lost; ``finished`` once the source ended; ``crash``
+    holds the exception of a source that failed unexpectedly.
     """
 
-    MAX_QUEUED = 2048  # record batches
-
-    def __init__(self, stream, channel="can0"):
-        self._stream = stream
-        self._channel = channel
-        self._queue = collections.deque(maxlen=self.MAX_QUEUED)
-        self._ready = threading.Event()
-        self._stop = False
-        self.skipped = 0
-        self._thread = threading.Thread(target=self._run, name="frame-printer", daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def put(self, records):
-        if len(self._queue) == self.MAX_QUEUED:
-            self.skipped += 1  # a whole batch not shown
-        self._queue.append(records)
-        self._ready.set()
-
-    def stop(self):
-        self._stop = True
-        self._ready.set()
-        self._thread.join(2.0)
-
-    def _run(self):
-        from .formats import candump_line
-
-        decoder = wire.StreamDecoder()
-        while True:
-            self._ready.wait()
-            self._ready.clear()
-            lines = []
-            while self._queue:
-                for frame in decoder.feed(self._queue.popleft()):
-                    lines.append(candump_line(frame, self._channel))
-            if lines:
-                try:
-                    self._stream.write("\n".join(lines) + "\n")
-                    self._stream.flush()
-                except (BrokenPipeError, ValueError, OSError):
-                    return
-            if self._stop and not self._queue:
-                return
-
-
-class Server:
-    """Runs one source behind the broadcaster until a signal or the source ends."""
-
-    def __init__(self, source, options, reporter, extra_txt=None):
+    def __init__(self, source, options=None):
         self.source = source
-        self.options = options
-        self.reporter = reporter
-        self.extra_txt = dict(extra_txt or {})
+        self.options = options or BusOptions()
+        txt = source.txt()
+        self.name = self.options.name or txt.get("channel") or source.description
+        self.log = _BusLog(log, {"bus": self.name})
         self.broadcaster = None
         self.port = None
+        self.bound = []
         self.advertiser = None
+        self.sinks = []
+        self.up = False
+        self.finished = False
+        self.crash = None
+        self.reopens = 0
+        self.last_frame = None  # time.monotonic() of the last batch
         self._stop = threading.Event()
-        self._stop_reason = None
-        self._printer = None
-        self.frames_in = 0
+        self._on_end = None
+        self._threads = []
 
-    # ---- lifecycle ----
+    # ---- lifecycle (the server calls these) ----
 
-    def run(self):
-        """Serve until SIGINT/SIGTERM (or the source ends); returns the exit status (0)."""
-        opts = self.options
-        rep = self.reporter
-        self.source.attach(self)
+    def open(self, server_options):
+        """Open the source and bind the listener (errors here are the user's to fix)."""
+        self.source.use_clients(ClientGate(self._client_count, self._wait_for_client))
         self.source.open()
+        self.up = True
         try:
-            listeners, self.port, bound = open_listeners(opts.bind, opts.port)
+            listeners, self.port, self.bound = open_listeners(self.options.bind,
+                                                              self.options.port)
         except BaseException:
             self.source.close()
             raise
         self.broadcaster = broadcast.Broadcaster(
-            listeners, client_buffer=opts.client_buffer, max_clients=opts.max_clients,
-            coalesce=opts.coalesce, log=rep.log)
-        loop = threading.Thread(target=self.broadcaster.run, name="broadcaster", daemon=True)
-        loop.start()
+            listeners, client_buffer=self.options.client_buffer,
+            max_clients=self.options.max_clients, coalesce=server_options.coalesce,
+            log=self._log_client_event)
+
+    def start(self, server_options, on_end):
+        """Start the broadcaster, advertise, start the sinks and the source thread."""
+        self._on_end = on_end
+        self._start_thread(self.broadcaster.run, f"broadcaster {self.name}")
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
-                          for h in bound[:1])
-        # before the "serving" line: whoever reads it may send SIGTERM at once
-        with stop_on_signals(self.stop):
-            rep.info(f"serving {self.source.description} on TCP {where}")
-            pump = None
-            try:
-                if opts.zeroconf:
-                    self._advertise(bound)
-                if opts.print_frames:
-                    import sys
+                          for h in self.bound[:1])
+        self.log.info(f"serving {self.source.description} on TCP {where}")
+        if self.options.zeroconf:
+            self._advertise()
+        info = self.info()
+        self.sinks = sinks_module.build_sinks(self.options, server_options, info)
+        for sink in self.sinks:
+            sink.start(info)
+        self._start_thread(self._pump, f"source {self.name}")
 
-                    self._printer = FramePrinter(sys.stdout)
-                    self._printer.start()
-                pump = threading.Thread(target=self._pump, name="source", daemon=True)
-                pump.start()
-                self._wait_and_report()
-            finally:
-                self._shutdown(pump, loop)
-        self._print_totals()
-        return 0
+    def info(self):
+        txt = self.txt()
+        return BusInfo(name=self.name, channel=txt.get("channel", ""),
+                       log_channel=self.options.name or "can0",
+                       interface=txt.get("interface", ""), bitrate=txt.get("bitrate", ""),
+                       port=self.port, txt=txt, source=self.source, log=self.log)
 
-    def _shutdown(self, pump, loop):
-        """Stop reading, send what is queued, unregister, close the adapter."""
-        opts = self.options
+    def txt(self):
+        from .discovery import short_hostname
+
+        txt = {"system": short_hostname(), "process": self.options.process}
+        txt.update(self.source.txt())
+        txt["port"] = str(self.port)
+        return txt
+
+    def abandon(self):
+        """Undo ``open`` for a bus that never started (another bus failed to open)."""
+        self.broadcaster.stop(0)
+        self.broadcaster.run()  # returns at once, having closed the listener
+        self.source.close()
+
+    def stop(self, drain_timeout):
+        """Stop reading, send what is queued, unregister, close the sinks and the adapter."""
         self._stop.set()
-        if pump is not None:
-            pump.join(5.0)
-        self.broadcaster.stop(opts.drain_timeout)
-        loop.join(opts.drain_timeout + 2.0)
+        source_thread = self._threads[-1] if len(self._threads) > 1 else None
+        if source_thread is not None:
+            source_thread.join(5.0)
+        if self.broadcaster is not None:
+            self.broadcaster.stop(drain_timeout)
+            if self._threads:
+                self._threads[0].join(drain_timeout + 2.0)
         if self.advertiser is not None:
             try:
                 self.advertiser.close()
             except Exception as exc:
-                self.reporter.warning(f"Zeroconf unregister failed: {exc}")
+                self.log.warning(f"Zeroconf unregister failed: {exc}")
+        for sink in self.sinks:
+            try:
+                sink.close(drain_timeout)
+            except Exception as exc:  # one consumer's trouble never hides the others' totals
+                self.log.error(f"{type(sink).__name__} did not close cleanly: {exc}")
         self.source.close()
-        if self._printer is not None:
-            self._printer.stop()
 
-    def stop(self, reason="stopped"):
-        """Ask the server to shut down (thread-safe; signal handlers call it)."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        self._stop.set()
-
-    @property
-    def stopping(self):
-        return self._stop.is_set()
-
-    # ---- pieces ----
-
-    def _advertise(self, bound):
-        from .discovery import Advertiser, instance_name, listening_addresses, short_hostname
-
-        txt = {"system": short_hostname(), "process": self.options.process}
-        txt.update(self.source.txt())
-        txt.update(self.extra_txt)
-        txt["port"] = str(self.port)
-        name = instance_name(self.options.service_name, self.port)
-        self.advertiser = Advertiser(name, self.port, listening_addresses(bound), txt)
-        try:
-            self.advertiser.start()
-        except Exception as exc:
-            self.advertiser = None
-            raise CancorderError(f"Zeroconf advertisement failed: {exc} "
-                                 "(run with --no-zeroconf to serve without it)") from exc
-        self.reporter.info(f"advertised as '{self.advertiser.name}' ({', '.join(self.advertiser.addresses)})")
+    # ---- the source thread ----
 
     def _pump(self):
-        """The source thread: read, pack, submit; reopen with backoff when the adapter fails."""
+        """Read, hand every batch to the broadcaster and the sinks; reopen a lost adapter."""
         source = self.source
-        submit = self.broadcaster.submit
-        printer = self._printer
-        rep = self.reporter
+        consumers = [self.broadcaster.submit] + [sink.put for sink in self.sinks]
+        stopping = self._stop.is_set
         try:
-            while not self._stop.is_set():
+            while not stopping():
                 try:
                     records = source.read(READ_TIMEOUT)
                 except SourceLostError as exc:
@@ -261,59 +247,181 @@ class Server:
                 if lost is not None:  # outside the except block: no chained contexts
                     self._reopen(lost)
                     continue
+                if records is None:
+                    self._drain()
+                    self.finished = True
+                    self.log.info(f"{source.description}: finished")
+                    break
                 if records:
-                    submit(records)
-                    if printer is not None:
-                        printer.put(records)
-        except SourceFinished:
-            self.stop("source finished")
-        except Exception as exc:  # a bug or an unexpected library error: stop cleanly
-            rep.log("error", f"{source.description}: {exc}")
-            if rep.debug_enabled:
-                rep.console.print_exception()
-            self.stop("source error")
+                    self.last_frame = time.monotonic()
+                    for put in consumers:
+                        put(records)
+        except Exception as exc:  # a bug or an unexpected library error: the process fails
+            self.crash = exc
+            self.log.error(f"{source.description} failed unexpectedly: "
+                           f"{type(exc).__name__}: {exc}", exc_info=True)
+        if self._on_end is not None:
+            self._on_end(self)
+
+    def _drain(self):
+        """A finished source: give the clients up to DRAIN_WAIT s to receive everything."""
+        give_up = time.monotonic() + DRAIN_WAIT
+        while not self._stop.is_set() and time.monotonic() < give_up:
+            if self.broadcaster.wait_drained(0.1):
+                return
 
     def _reopen(self, exc):
-        rep = self.reporter
-        rep.log("warning", f"{exc}; the server stays up and reopens it")
+        self.up = False
+        self.log.warning(f"{exc}; the server stays up and reopens it")
         self.source.close()
-        delay = REOPEN_FIRST
+        delay = RETRY_FIRST
         while not self._stop.wait(delay):
             try:
                 self.source.open()
             except SourceError as again:
-                rep.once(("reopen", str(again)), "info", f"still waiting: {again}")
-                delay = min(delay * 2, REOPEN_MAX)
+                # the first of each kind, then at most once a minute (the shared limit)
+                self.log.info(f"still waiting: {again}", extra={
+                    "rate_key": ("reopen", self.name, str(again), self.reopens),
+                    "rate_interval": 60.0})
+                delay = min(delay * 2, RETRY_MAX)
                 continue
-            rep.info(f"{self.source.description} is back; frames flow again")
+            self.up = True
+            self.reopens += 1
+            self.log.info(f"{self.source.description} is back; frames flow again")
             return
+
+    # ---- pieces ----
+
+    def _client_count(self):
+        return self.broadcaster.client_count if self.broadcaster is not None else 0
+
+    def _wait_for_client(self, timeout):
+        if self.broadcaster is None:
+            return False
+        return self.broadcaster.wait_for_clients(1, timeout)
+
+    def _log_client_event(self, level, text):
+        self.log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
+
+    def _advertise(self):
+        from .discovery import Advertiser, instance_name, listening_addresses
+
+        name = instance_name(self.options.service_name, self.port)
+        self.advertiser = Advertiser(name, self.port, listening_addresses(self.bound),
+                                     self.txt())
+        try:
+            self.advertiser.start()
+        except Exception as exc:
+            self.advertiser = None
+            raise CancorderError(f"Zeroconf advertisement failed: {exc} "
+                                 "(run with --no-zeroconf to serve without it)") from exc
+        self.log.info(f"advertised as '{self.advertiser.name}' "
+                      f"({', '.join(self.advertiser.addresses)})")
+
+    def _start_thread(self, target, name):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def totals(self):
+        b = self.broadcaster
+        text = (f"{self.source.counters().summary()}; clients served {b.clients_accepted}, "
+                f"dropped for lag {b.clients_dropped_lag}, refused {b.clients_refused}, "
+                f"bytes sent {b.bytes_sent:,}")
+        for sink in self.sinks:
+            extra = sink.summary()
+            if extra:
+                text += f"; {extra}"
+        return text
+
+
+class Server:
+    """Runs its buses until a signal, until every source has finished, or until one crashes.
+
+    ``run`` returns the exit code: 0 for a signal or finished sources, 1 when a source failed
+    unexpectedly (a supervisor's Restart=on-failure restarts it). Usage errors raise UsageError
+    (exit 2) before anything is served.
+    """
+
+    def __init__(self, buses, options=None):
+        self.buses = list(buses)
+        self.options = options or ServerOptions()
+        self._stop = threading.Event()
+        self.stop_reason = None
+
+    def run(self):
+        opts = self.options
+        opened = []
+        try:
+            for bus in self.buses:
+                bus.open(opts)
+                opened.append(bus)
+        except BaseException:
+            for bus in opened:
+                bus.abandon()
+            raise
+        # before the "serving" lines: whoever reads them may send SIGTERM at once
+        with stop_on_signals(self.stop):
+            started = []
+            try:
+                for bus in self.buses:
+                    started.append(bus)
+                    bus.start(opts, self._bus_ended)
+                self._wait_and_report()
+            finally:
+                for bus in self.buses:
+                    if bus in started:
+                        bus.stop(opts.drain_timeout)
+                    else:
+                        bus.abandon()
+        for bus in self.buses:
+            self._log_totals(bus)
+        return self.exit_code
+
+    @property
+    def exit_code(self):
+        return EXIT_FAILURE if any(bus.crash is not None for bus in self.buses) else EXIT_OK
+
+    def stop(self, reason="stopped"):
+        """Ask the server to shut down (thread-safe; signal handlers call it)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    @property
+    def stopping(self):
+        return self._stop.is_set()
+
+    def _bus_ended(self, bus):
+        if bus.crash is not None:
+            self.stop(f"{bus.name} crashed")
+        elif all(b.finished for b in self.buses):
+            self.stop("every source finished")
 
     def _wait_and_report(self):
         opts = self.options
         show = opts.print_frames or opts.stats
         last_time = time.monotonic()
-        last_frames = 0
+        last_frames = {bus: 0 for bus in self.buses}
         while not self._stop.wait(opts.stats_interval if show else 0.5):
             if not show:
                 continue
             now = time.monotonic()
-            frames = self.source.counters()["frames"]
-            rate = (frames - last_frames) / max(now - last_time, 1e-9)
-            last_time, last_frames = now, frames
-            b = self.broadcaster
-            skipped = f", {self._printer.skipped} batches not printed" \
-                if self._printer is not None and self._printer.skipped else ""
-            self.reporter.info(f"{rate:,.0f} frames/s, {frames:,} in all, {b.client_count} "
-                               f"clients, {b.clients_dropped_lag} dropped for lag{skipped}")
+            elapsed = max(now - last_time, 1e-9)
+            last_time = now
+            for bus in self.buses:
+                frames = bus.source.counters().frames
+                rate = (frames - last_frames[bus]) / elapsed
+                last_frames[bus] = frames
+                b = bus.broadcaster
+                extra = "".join(f", {s}" for s in (sink.summary() for sink in bus.sinks) if s)
+                bus.log.info(f"{rate:,.0f} frames/s, {frames:,} in all, "
+                             f"{_count(b.client_count, 'client')}, "
+                             f"{b.clients_dropped_lag} dropped for lag{extra}")
 
-    def _print_totals(self):
-        c = self.source.counters()
-        b = self.broadcaster
-        frames_in = c["frames"] + c["remote"] + c["error"] + c["invalid"] + c.get("garbage", 0)
-        extra = "".join(f", {k} {v:,}" for k, v in c.items()
-                        if k not in ("frames", "remote", "error", "invalid"))
-        self.reporter.info(
-            f"totals: frames in {frames_in:,}, out {c['frames']:,}, skipped remote "
-            f"{c['remote']:,}, error {c['error']:,}, invalid {c['invalid']:,}{extra}; "
-            f"clients served {b.clients_accepted}, dropped for lag {b.clients_dropped_lag}, "
-            f"bytes sent {b.bytes_sent:,}")
+    def _log_totals(self, bus):
+        bus.log.info(f"totals: {bus.totals()}")
+
+
+def _count(n, noun):
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -110,7 +110,7 @@ def test_every_fault_and_reaction_appears_over_a_few_seeds():
 
 def test_same_seed_same_frames_and_timing_other_seed_other_frames():
     def run(seed, **extra):
-        return [(t, m.arbitration_id, bytes(m.data)) for t, kind, m in
+        return [(t, value[0], value[2]) for t, kind, value in
                 timeline(SimulationConfig(seed=seed, loop=False, blocks=30, **extra))
                 if kind == FRAME]
 
@@ -402,9 +402,9 @@ def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension,
         read = frames_from_messages(list(reader))
     config = SimulationConfig(seed=34, duration=1000000)
     expected = []
-    for t_us, kind, msg in timeline(config):
+    for t_us, kind, value in timeline(config):
         if kind == FRAME:
-            expected.append((msg.arbitration_id, bytes(msg.data)))
+            expected.append((value[0], value[2]))
             if len(expected) == len(read):
                 break
     assert len(read) > 1000

@@ -4,6 +4,7 @@ The fake (tests/fake_toucan/fake_uvcantou.c) is compiled here with `cc -shared -
 that need it skip only when there is no C compiler.
 """
 import ctypes
+import logging
 import ctypes.util
 import os
 import signal
@@ -17,12 +18,14 @@ import time
 
 import pytest
 
+from cancorder import errors
 from cancorder._fast import wire
 from cancorder.errors import SourceInitError, SourceLostError, UsageError
 from tests import fake_toucan
 from tests.fake_toucan import (BRS, ESI, FDF, RTR, XTD, FakeToucanControl,
                                FakeToucanLibrary)
 from cancorder.sources import toucan
+from cancorder.sources.base import SourceCounters
 from tests.helpers import ROOT, StreamClient, cancorder_env
 
 
@@ -66,15 +69,30 @@ def toucan_server(cancorder_process, fake_library_path, control):
     return start
 
 
-class RecordingReporter:
+class RecordingHandler(logging.Handler):
+    """What the sources log, as ``level: text`` lines."""
+
     def __init__(self):
+        super().__init__()
         self.lines = []
 
-    def log(self, level, text):
-        self.lines.append((level, text))
+    def emit(self, record):
+        self.lines.append((record.levelname.lower(), record.getMessage()))
 
     def text(self):
         return "\n".join(f"{level}: {text}" for level, text in self.lines)
+
+
+@pytest.fixture
+def reporter():
+    handler = RecordingHandler()
+    logger = logging.getLogger("cancorder")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def connect(server):
@@ -111,15 +129,15 @@ def test_struct_layouts_match_the_c_compiler(fake_lib):
     assert toucan.CanMessage.dlc.offset == fake_lib.offsetof_dlc() == 5
     assert toucan.CanMessage.data.offset == fake_lib.offsetof_data() == 6
     assert toucan.CanMessage.timestamp.offset == fake_lib.offsetof_timestamp() == 72
-    for field, mask in (("xtd", toucan.FLAG_XTD), ("rtr", toucan.FLAG_RTR),
-                        ("fdf", toucan.FLAG_FDF), ("brs", toucan.FLAG_BRS),
-                        ("esi", toucan.FLAG_ESI), ("sts", toucan.FLAG_STS)):
+    for field, mask in (("xtd", toucan.TOUCAN_XTD), ("rtr", toucan.TOUCAN_RTR),
+                        ("fdf", toucan.TOUCAN_FDF), ("brs", toucan.TOUCAN_BRS),
+                        ("esi", toucan.TOUCAN_ESI), ("sts", toucan.TOUCAN_STS)):
         assert fake_lib.flag_byte(field.encode()) == mask, field
 
 
 def test_a_layout_mismatch_is_refused_at_import(monkeypatch):
     monkeypatch.setattr(toucan, "_MESSAGE", struct.Struct("<IBB64sqq"))  # the padding forgotten
-    with pytest.raises(toucan.LayoutError, match="unpacked can_message_t is 86, not 88"):
+    with pytest.raises(errors.LayoutError, match="unpacked can_message_t is 86, not 88"):
         toucan._check_layout()
 
 
@@ -140,9 +158,9 @@ def test_a_library_without_the_api_is_refused():
 @pytest.mark.parametrize("bitrate,index", [(1000000, 0), (500000, -2), (250000, -3),
                                            (125000, -4), (100000, -5), (50000, -6),
                                            (20000, -7), (10000, -8)])
-def test_every_preset_bitrate_starts_the_library_with_its_index(fake_lib, bitrate, index):
-    reporter = RecordingReporter()
-    source = toucan.ToucanSource(bitrate=bitrate, library=fake_lib.path, reporter=reporter)
+def test_every_preset_bitrate_starts_the_library_with_its_index(fake_lib, bitrate, index,
+                                                               reporter):
+    source = toucan.ToucanSource(bitrate=bitrate, library=fake_lib.path)
     source.open()
     try:
         assert fake_lib.last_bitrate_index() == index
@@ -199,7 +217,7 @@ def test_frames_are_packed_with_their_flags_and_mapped_timestamps(fake_lib):
     expected = (stamp + offset) * 1e6
     assert abs(frames[0][0] - expected) < 1000, "device time mapped to Unix time"
     assert frames[1][0] - frames[0][0] == 123, "microseconds kept"
-    assert source.counters() == {"frames": 5, "remote": 1, "error": 0, "invalid": 1}
+    assert source.counters() == SourceCounters(frames=5, remote=1, error=0, invalid=1)
 
 
 def test_a_batch_drains_what_is_queued_up_to_the_batch_limit(fake_lib):
@@ -232,9 +250,8 @@ def test_a_fatal_read_hands_over_the_frames_before_it_then_raises(fake_lib):
         source.close()
 
 
-def test_bus_codes_from_can_read_are_logged_not_fatal(fake_lib):
-    reporter = RecordingReporter()
-    source = toucan.ToucanSource(library=fake_lib.path, reporter=reporter)
+def test_bus_codes_from_can_read_are_logged_not_fatal(fake_lib, reporter):
+    source = toucan.ToucanSource(library=fake_lib.path)
     source.open()
     try:
         fake_lib.push_failure(-2)   # CANERR_EWRN
@@ -245,7 +262,7 @@ def test_bus_codes_from_can_read_are_logged_not_fatal(fake_lib):
         source.close()
     assert "bus state error warning" in reporter.text()
     assert "receive overrun" in reporter.text()
-    assert source.counters()["overruns"] == 1
+    assert source.counters().overruns == 1
 
 
 def test_close_wakes_a_blocked_read_and_exits_the_library_once(fake_lib):
@@ -270,9 +287,8 @@ def test_close_wakes_a_blocked_read_and_exits_the_library_once(fake_lib):
             fake_lib.calls("can_exit")) == (1, 1, 1)
 
 
-def test_status_frames_are_logged_and_never_packed(fake_lib):
-    reporter = RecordingReporter()
-    source = toucan.ToucanSource(library=fake_lib.path, error_frames=True, reporter=reporter)
+def test_status_frames_are_logged_and_never_packed(fake_lib, reporter):
+    source = toucan.ToucanSource(library=fake_lib.path, error_frames=True)
     source.open()
     try:
         for code in (fake_toucan.STATUS_BUSLIGHT, fake_toucan.STATUS_BUSHEAVY,
@@ -292,8 +308,7 @@ def test_status_frames_are_logged_and_never_packed(fake_lib):
                  "warning: TouCAN channel 0: receive overrun",
                  "warning: TouCAN channel 0: bus error (form error"):
         assert line in log, log
-    assert source.counters() == {"frames": 1, "remote": 0, "error": 6, "invalid": 0,
-                                 "overruns": 1, "bus errors": 1}
+    assert source.counters() == SourceCounters(frames=1, error=6, overruns=1, bus_errors=1)
 
 
 @pytest.mark.parametrize("rc,call,text", [

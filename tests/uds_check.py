@@ -83,8 +83,8 @@ class Message:
 def frames_from_timeline(entries):
     from cancorder.uds import FRAME
 
-    return [Frame(t, m.arbitration_id, m.is_extended_id, m.is_fd, bytes(m.data))
-            for t, kind, m in entries if kind == FRAME]
+    return [Frame(t, value[0], bool(value[1] & 1), bool(value[1] & 2), bytes(value[2]))
+            for t, kind, value in entries if kind == FRAME]
 
 
 def frames_from_records(records):

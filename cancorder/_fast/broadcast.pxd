@@ -30,7 +30,6 @@ cdef class Broadcaster:
     cdef bint _stop_requested
     cdef double _drain_deadline
     cdef bint _finished
-    cdef public unsigned long long bytes_in
     cdef public unsigned long long bytes_sent
     cdef public Py_ssize_t clients_accepted
     cdef public Py_ssize_t clients_refused
@@ -42,7 +41,7 @@ cdef class Broadcaster:
     cdef _flush(self)
     @cython.locals(sent=Py_ssize_t)
     cdef _send(self, Client client, data)
-    @cython.locals(sent=Py_ssize_t)
+    @cython.locals(sent=Py_ssize_t, backlog=object)
     cdef _write_backlog(self, Client client)
     cdef _accept(self, listener)
     cdef _read(self, Client client)

@@ -14,6 +14,7 @@ Bytes a client sends are read and discarded; a closed client is noticed at once.
 Plain Python; broadcast.pxd types it and setup.py compiles it when it can.
 """
 import collections
+import itertools
 import selectors
 import socket
 import threading
@@ -23,6 +24,7 @@ _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"
 _LISTENER = "listener"
+_IOV_MAX = 64  # backlog pieces gathered into one sendmsg (the kernel allows 1024)
 
 
 class Client:
@@ -69,7 +71,6 @@ class Broadcaster:
         self._stop_requested = False
         self._drain_deadline = 0.0
         self._finished = False
-        self.bytes_in = 0
         self.bytes_sent = 0
         self.clients_accepted = 0
         self.clients_refused = 0
@@ -96,9 +97,6 @@ class Broadcaster:
     @property
     def client_count(self):
         return len(self._clients)
-
-    def client_names(self):
-        return [client.name for client in list(self._clients.values())]
 
     def wait_for_clients(self, count=1, timeout=None):
         """Block until at least ``count`` clients are connected; False on timeout or stop."""
@@ -189,7 +187,6 @@ class Broadcaster:
                 count -= 1
             data = b"".join(chunks)
         self._last_flush = now
-        self.bytes_in += len(data)
         if data:
             for client in list(self._clients.values()):
                 self._send(client, data)
@@ -224,12 +221,16 @@ class Broadcaster:
             self._selector.modify(client.sock, _READ_WRITE, client)
 
     def _write_backlog(self, client):
+        """Send what a lagging client is owed: the queued pieces as they are (sendmsg gathers
+        them), never joined into a new buffer on every writable event."""
         backlog = client.backlog
         if not backlog:
             return
-        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
         try:
-            sent = client.sock.send(data)
+            if len(backlog) == 1:
+                sent = client.sock.send(backlog[0])
+            else:
+                sent = client.sock.sendmsg(list(itertools.islice(backlog, 0, _IOV_MAX)))
         except BlockingIOError:
             return
         except OSError as exc:
@@ -237,11 +238,16 @@ class Broadcaster:
             return
         client.sent += sent
         self.bytes_sent += sent
-        backlog.clear()
-        if sent < len(data):
-            backlog.append(memoryview(data)[sent:])
-            client.backlog_bytes = len(data) - sent
-        else:
+        client.backlog_bytes -= sent
+        while sent:
+            head = backlog[0]
+            if sent >= len(head):
+                sent -= len(head)
+                backlog.popleft()
+            else:
+                backlog[0] = memoryview(head)[sent:]
+                sent = 0
+        if not backlog:
             client.backlog_bytes = 0
             self._selector.modify(client.sock, _READ, client)
             if self._watchers:

@@ -1,4 +1,7 @@
 import cython
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from cancorder._fast.wire cimport RecordFilter, write_header
 
 
 cdef class SlcanParser:
@@ -7,13 +10,12 @@ cdef class SlcanParser:
     cdef public unsigned long long remote
     cdef public unsigned long long bell
     cdef public unsigned long long garbage
-    cdef public unsigned long long filtered
     cdef public bytes last_garbage
     cdef bytearray _pending
     cdef bytearray _out
     cdef long long _base_us
     cdef long long _last_ms
-    cdef list _filters
+    cdef RecordFilter _filter
 
     @cython.locals(size=Py_ssize_t, i=Py_ssize_t, start=Py_ssize_t, o=Py_ssize_t,
                    c=cython.uchar, p=cython.p_uchar, out=cython.p_uchar, hexval=cython.p_uchar,
@@ -30,7 +32,6 @@ cdef class SlcanParser:
                           long long now_us)
 
     cdef long long _adapter_time(self, long long stamp_ms, long long now_us)
-    cdef bint _passes(self, unsigned long long can_id, bint extended)
     cdef _garbage(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e)
 
 

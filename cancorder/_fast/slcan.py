@@ -13,13 +13,19 @@ The parser keeps a partial line across reads. Anything else is counted as garbag
 The same code runs compiled and pure: ``p``/``out`` are C pointers when compiled and the
 bytearrays themselves in pure Python, and indexing means the same for both.
 """
-import cython
+try:
+    import cython
+except ImportError:  # Cython is a build dependency only; the pure twin runs without it
+    from . import _nocython as cython
+
+from .wire import FD_LENGTHS, FLAG_BRS, FLAG_EXT, FLAG_FD, MAX_EXTENDED_ID, MAX_STANDARD_ID, \
+    write_header
 
 _MAX_LINE = 160  # "B" + 8 id + 1 dlc + 128 data + 4 stamp = 142 bytes, plus slack
 _MINUTE_US = 60000000
 # ascii -> hex digit value, 255 for anything that is not a hex digit
 _HEX = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255 for c in range(256))
-_FD_LENGTHS = bytes((0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64))
+_FD_LENGTHS = bytes(FD_LENGTHS)
 # first letters of the replies an adapter may send besides frames (z/Z: transmit done,
 # F: status flags, V/v: version, N: serial number)
 _REPLIES = b"zZFVvN"
@@ -30,22 +36,21 @@ class SlcanParser:
 
     ``now_us`` is the host time (us) of the read: the timestamp of frames without an adapter
     clock, and the anchor that maps the adapter's minute-wrapping millisecond clock to Unix time.
-    ``filters``: python-can style dicts (can_id, can_mask, optional extended); none passes all.
+    ``record_filter``: a wire.RecordFilter applied to every frame (None passes all).
     """
 
-    def __init__(self, adapter_time=True, filters=None):
+    def __init__(self, adapter_time=True, record_filter=None):
         self.adapter_time = adapter_time
         self.frames = 0
         self.remote = 0
         self.bell = 0
         self.garbage = 0
-        self.filtered = 0
         self.last_garbage = b""
         self._pending = bytearray()
         self._out = bytearray(4096)
         self._base_us = -1
         self._last_ms = 0
-        self._filters = [(f["can_id"], f["can_mask"], f.get("extended")) for f in filters or ()]
+        self._filter = record_filter
 
     def feed(self, chunk, now_us):
         pending = self._pending
@@ -96,7 +101,13 @@ class SlcanParser:
             self._pending = bytearray()
         if o == 0:
             return b""
-        return bytes(out_buf[:o])
+        if cython.compiled:
+            return PyBytes_FromStringAndSize(cython.cast(cython.p_char, out), o)  # one copy
+        return bytes(memoryview(out_buf)[:o])
+
+    @property
+    def filtered(self):
+        return self._filter.filtered if self._filter is not None else 0
 
     @property
     def pending(self):
@@ -110,16 +121,16 @@ class SlcanParser:
             flags = 0
         elif kind == 84 or kind == 82 or kind == 68 or kind == 66:  # T R D B
             idlen = 8
-            flags = 1
+            flags = FLAG_EXT
         else:
             if _REPLIES.find(bytes((kind,))) < 0:
                 self._garbage(p, s, e)
             return o
         remote = kind == 114 or kind == 82
         if kind == 100 or kind == 68:
-            flags |= 2
+            flags |= FLAG_FD
         elif kind == 98 or kind == 66:
-            flags |= 6
+            flags |= FLAG_FD | FLAG_BRS
         length = e - s
         if length < idlen + 2:
             self._garbage(p, s, e)
@@ -130,20 +141,19 @@ class SlcanParser:
             self._garbage(p, s, e)
             return o
         dlc = hexval[p[j]]
-        if dlc > 15 or (dlc > 8 and not flags & 2):
+        if dlc > 15 or (dlc > 8 and not flags & FLAG_FD):
             self._garbage(p, s, e)
             return o
         n = fdlen[dlc]
         j += 1
         rest = e - j - (0 if remote else 2 * n)
-        if (rest != 0 and rest != 4) or can_id > (0x1FFFFFFF if flags & 1 else 0x7FF):
+        if (rest != 0 and rest != 4) or can_id > (MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID):
             self._garbage(p, s, e)
             return o
         if remote:
             self.remote += 1
             return o
-        if self._filters and not self._passes(can_id, flags & 1):
-            self.filtered += 1
+        if self._filter is not None and not self._filter.passes(can_id, flags & FLAG_EXT):
             return o
         # payload first (it may still turn out to be garbage), then the header
         k = 0
@@ -163,20 +173,7 @@ class SlcanParser:
                 self._garbage(p, s, e)
                 return o
             micros = self._adapter_time(stamp, now_us)
-        out[o] = (micros >> 56) & 0xFF
-        out[o + 1] = (micros >> 48) & 0xFF
-        out[o + 2] = (micros >> 40) & 0xFF
-        out[o + 3] = (micros >> 32) & 0xFF
-        out[o + 4] = (micros >> 24) & 0xFF
-        out[o + 5] = (micros >> 16) & 0xFF
-        out[o + 6] = (micros >> 8) & 0xFF
-        out[o + 7] = micros & 0xFF
-        out[o + 8] = (can_id >> 24) & 0xFF
-        out[o + 9] = (can_id >> 16) & 0xFF
-        out[o + 10] = (can_id >> 8) & 0xFF
-        out[o + 11] = can_id & 0xFF
-        out[o + 12] = flags
-        out[o + 13] = n
+        write_header(self._out, o, micros, can_id, flags, n)  # out points into self._out
         self.frames += 1
         return o + 14 + n
 
@@ -192,12 +189,6 @@ class SlcanParser:
             self._base_us = now_us - stamp_ms * 1000
             micros = now_us
         return micros
-
-    def _passes(self, can_id, extended):
-        for f_id, f_mask, f_ext in self._filters:
-            if (can_id & f_mask) == (f_id & f_mask) and (f_ext is None or f_ext == extended):
-                return True
-        return False
 
     def _garbage(self, p, s, e):
         self.garbage += 1

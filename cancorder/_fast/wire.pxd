@@ -5,6 +5,11 @@ from libc.string cimport memcpy
 
 cpdef bint valid_length(Py_ssize_t n, bint is_fd)
 
+@cython.locals(p=cython.p_uchar)
+cpdef Py_ssize_t write_header(bytearray buf, Py_ssize_t pos, unsigned long long micros,
+                              unsigned long long can_id, unsigned char flags,
+                              unsigned char n) except -1
+
 
 cdef class Packer:
     cdef public double ts_offset
@@ -15,10 +20,28 @@ cdef class Packer:
     cdef bytearray _buffer
 
     @cython.locals(count=Py_ssize_t, i=Py_ssize_t, pos=Py_ssize_t, n=Py_ssize_t,
-                   can_id=cython.longlong, flags=cython.uchar, stamp=cython.double,
-                   offset=cython.double, micros=cython.ulonglong, p=cython.p_uchar,
+                   start=Py_ssize_t, can_id=cython.longlong, flags=cython.uchar,
+                   stamp=cython.double, offset=cython.double, micros=cython.ulonglong,
                    src=cython.p_uchar, buf=bytearray)
     cpdef bytes pack(self, list messages)
+
+
+cdef class RecordFilter:
+    cdef public tuple rules
+    cdef list _ids
+    cdef list _masks
+    cdef list _ext
+    cdef list _inverse
+    cdef Py_ssize_t _count
+    cdef public unsigned long long filtered
+
+    @cython.locals(i=Py_ssize_t, ext=int, match=bint)
+    cpdef bint passes(self, unsigned long long can_id, int extended)
+
+    @cython.locals(size=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, keep_from=Py_ssize_t,
+                   can_id=cython.ulonglong, p=cython.p_uchar, src=bytes, kept=bytearray,
+                   dropped=bint)
+    cpdef apply(self, records)
 
 
 cdef class StreamDecoder:

@@ -1,18 +1,23 @@
-"""ECUconnect Logger records: pack python-can Messages into them, decode a stream of them.
+"""ECUconnect Logger records, and the CAN facts every part of cancorder shares.
 
-One record per CAN frame, 14 + N bytes (../docs: wire-protocol.md):
+One record per CAN frame, 14 + N bytes (wire-protocol.md in the shared docs):
     uint64 BE timestamp (us since the Unix epoch) | uint32 BE id | flags | N | payload
 flags: bit0 EXT, bit1 FD, bit2 BRS, bit3 ESI; N is the payload length in bytes.
 
-This is plain Python; wire.pxd gives it C types and setup.py compiles it with Cython when it can.
-Where the compiled module writes through a C pointer, the pure twin uses struct: the branches
-on ``cython.compiled`` are the only places the two differ, and the tests compare their bytes.
+This module is the one home of the CAN limits (id ranges, the CAN FD length table, the flag
+bits, the header size) and of ``write_header``; the SLCAN parser cimports it. It imports nothing
+else of cancorder, so ``_fast`` stands alone.
+
+Plain Python: wire.pxd gives it C types and setup.py compiles it with Cython when it can. The
+same body runs in both builds: ``p`` is a C pointer when compiled and the bytearray itself in
+pure Python, and indexing means the same for both.
 """
 import struct
 
-import cython
-
-from ..errors import WireFormatError
+try:
+    import cython
+except ImportError:  # Cython is a build dependency only; the pure twin runs without it
+    from . import _nocython as cython
 
 HEADER_SIZE = 14
 MAX_RECORD_SIZE = 78  # 14 + 64
@@ -20,11 +25,37 @@ FLAG_EXT = 0x01
 FLAG_FD = 0x02
 FLAG_BRS = 0x04
 FLAG_ESI = 0x08
+FLAGS_DEFINED = 0x0F
+MAX_STANDARD_ID = 0x7FF
+MAX_EXTENDED_ID = 0x1FFFFFFF
+#: payload length in bytes by DLC code 0..15 (classic CAN stops at 8)
 FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
+#: one microsecond past the last timestamp a record can hold
+MAX_TIMESTAMP_US = 1 << 64
 
 _HEADER = struct.Struct(">QIBB")
-_pack_header_into = _HEADER.pack_into
 _unpack_header_from = _HEADER.unpack_from
+
+
+class WireFormatError(Exception):
+    """A byte stream is not valid ECUconnect Logger records.
+
+    ``offset`` is the stream offset of the first byte of the bad record, ``data`` the bytes
+    shown as evidence (the header, or what there was of it), ``frames`` the good frames decoded
+    from the same chunk before the bad record (a reader still shows and records them).
+    Re-exported by cancorder.errors; the CLI shows it as one line and exits 3.
+    """
+
+    exit_code = 3
+
+    def __init__(self, reason, offset, data=b"", frames=()):
+        self.reason = reason
+        self.offset = offset
+        self.data = bytes(data)
+        self.frames = list(frames)
+        shown = " ".join(f"{b:02x}" for b in self.data[:32])
+        super().__init__(f"malformed stream at byte {offset}: {reason}"
+                         + (f" (bytes: {shown})" if shown else ""))
 
 
 def valid_length(n, is_fd):
@@ -34,11 +65,39 @@ def valid_length(n, is_fd):
     return is_fd and (n == 12 or n == 16 or n == 20 or n == 24 or n == 32 or n == 48 or n == 64)
 
 
+def max_id(flags):
+    """The largest id a frame with these flags can carry."""
+    return MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID
+
+
+def write_header(buf, pos, micros, can_id, flags, n):
+    """Write a record header at ``buf[pos:pos + 14]``; returns where the payload starts."""
+    if cython.compiled:
+        p = cython.cast(cython.p_uchar, buf)
+    else:
+        p = buf
+    p[pos] = (micros >> 56) & 0xFF
+    p[pos + 1] = (micros >> 48) & 0xFF
+    p[pos + 2] = (micros >> 40) & 0xFF
+    p[pos + 3] = (micros >> 32) & 0xFF
+    p[pos + 4] = (micros >> 24) & 0xFF
+    p[pos + 5] = (micros >> 16) & 0xFF
+    p[pos + 6] = (micros >> 8) & 0xFF
+    p[pos + 7] = micros & 0xFF
+    p[pos + 8] = (can_id >> 24) & 0xFF
+    p[pos + 9] = (can_id >> 16) & 0xFF
+    p[pos + 10] = (can_id >> 8) & 0xFF
+    p[pos + 11] = can_id & 0xFF
+    p[pos + 12] = flags
+    p[pos + 13] = n
+    return pos + 14
+
+
 class Packer:
     """Turns batches of python-can Messages into one bytes object of records.
 
     Counts what has no representation on the wire: remote frames, error frames, and frames
-    that cannot exist (an 11-bit id above 0x7FF, a length no CAN or CAN FD frame has).
+    that cannot exist (an id out of range, a length no CAN or CAN FD frame has).
     ``ts_offset`` (seconds) is added to every timestamp: it maps a device clock to Unix time.
     """
 
@@ -76,21 +135,21 @@ class Packer:
             n = len(data)
             can_id = msg.arbitration_id
             if msg.is_extended_id:
-                flags = 1
-                if can_id > 0x1FFFFFFF or can_id < 0:
+                flags = FLAG_EXT
+                if can_id > MAX_EXTENDED_ID or can_id < 0:
                     self.invalid += 1
                     continue
             else:
                 flags = 0
-                if can_id > 0x7FF or can_id < 0:
+                if can_id > MAX_STANDARD_ID or can_id < 0:
                     self.invalid += 1
                     continue
             if msg.is_fd or n > 8:
-                flags |= 2
+                flags |= FLAG_FD
                 if msg.bitrate_switch:
-                    flags |= 4
+                    flags |= FLAG_BRS
                 if msg.error_state_indicator:
-                    flags |= 8
+                    flags |= FLAG_ESI
                 if n > 8 and not valid_length(n, True):
                     self.invalid += 1
                     continue
@@ -101,34 +160,81 @@ class Packer:
                 micros = cython.cast(cython.ulonglong, stamp * 1000000.0 + 0.5)
             else:
                 micros = int(stamp * 1000000.0 + 0.5)
-            if cython.compiled:
-                p = cython.cast(cython.p_uchar, buf) + pos
-                p[0] = (micros >> 56) & 0xFF
-                p[1] = (micros >> 48) & 0xFF
-                p[2] = (micros >> 40) & 0xFF
-                p[3] = (micros >> 32) & 0xFF
-                p[4] = (micros >> 24) & 0xFF
-                p[5] = (micros >> 16) & 0xFF
-                p[6] = (micros >> 8) & 0xFF
-                p[7] = micros & 0xFF
-                p[8] = (can_id >> 24) & 0xFF
-                p[9] = (can_id >> 16) & 0xFF
-                p[10] = (can_id >> 8) & 0xFF
-                p[11] = can_id & 0xFF
-                p[12] = flags
-                p[13] = n
-                if n:
+            start = write_header(buf, pos, micros, can_id, flags, n)
+            if n:
+                if cython.compiled:
                     src = cython.cast(cython.p_uchar, data) if type(data) is bytearray \
                         else cython.cast(cython.p_uchar, cython.cast(bytes, data))
-                    memcpy(p + 14, src, n)
-            else:
-                _pack_header_into(buf, pos, micros, can_id, flags, n)
-                buf[pos + 14:pos + 14 + n] = data
-            pos += 14 + n
+                    memcpy(cython.cast(cython.p_uchar, buf) + start, src, n)
+                else:
+                    buf[start:start + n] = data
+            pos = start + n
             self.packed += 1
         if cython.compiled:
             return PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), pos)
         return bytes(memoryview(buf)[:pos])
+
+
+class RecordFilter:
+    """Which frames pass: the ``ID:MASK`` rules of python-can and candump, OR'ed together.
+
+    ``rules``: tuples ``(can_id, mask, extended, inverse)``. A frame matches a rule when
+    ``frame_id & mask == can_id & mask`` and, if ``extended`` is True or False, its EXT flag
+    agrees; an ``inverse`` rule (candump's ``ID~MASK``) passes the frames that do not match.
+    A frame passes when any rule passes it. Built once (cancorder.filters parses the text);
+    sources apply it in one place (Source.read), the SLCAN parser inside its compiled loop.
+    """
+
+    def __init__(self, rules):
+        self.rules = tuple(rules)
+        self._ids = [rule[0] & rule[1] for rule in self.rules]
+        self._masks = [rule[1] for rule in self.rules]
+        self._ext = [-1 if rule[2] is None else int(bool(rule[2])) for rule in self.rules]
+        self._inverse = [bool(rule[3]) for rule in self.rules]
+        self._count = len(self.rules)
+        self.filtered = 0
+
+    def passes(self, can_id, extended):
+        """True if a frame with this id (and EXT flag) passes; counts those that do not."""
+        i = 0
+        while i < self._count:
+            ext = self._ext[i]
+            match = (can_id & self._masks[i]) == self._ids[i] and (ext < 0 or ext == extended)
+            if match != self._inverse[i]:
+                return True
+            i += 1
+        self.filtered += 1
+        return False
+
+    def apply(self, records):
+        """The records that pass, as bytes (the same object when every one passes)."""
+        size = len(records)
+        if size == 0 or self._count == 0:
+            return records
+        src = records if type(records) is bytes else bytes(records)
+        if cython.compiled:
+            p = cython.cast(cython.p_uchar, cython.cast(bytes, src))
+        else:
+            p = src
+        kept = bytearray()
+        pos = 0
+        keep_from = 0  # start of a run of passing records not yet copied
+        dropped = False
+        while pos + HEADER_SIZE <= size:
+            # & 0x1F: a valid id has 29 bits, and the shift stays inside a C int
+            can_id = ((p[pos + 8] & 0x1F) << 24) | (p[pos + 9] << 16) | (p[pos + 10] << 8) | p[pos + 11]
+            end = pos + HEADER_SIZE + p[pos + 13]
+            if not self.passes(can_id, p[pos + 12] & FLAG_EXT):
+                if pos > keep_from:
+                    kept += src[keep_from:pos]
+                keep_from = end
+                dropped = True
+            pos = end
+        if not dropped:
+            return src
+        if keep_from < size:
+            kept += src[keep_from:size]
+        return bytes(kept)
 
 
 class StreamDecoder:
@@ -160,7 +266,7 @@ class StreamDecoder:
         size = len(buf)
         out = []
         pos = 0
-        while size - pos >= 14:
+        while size - pos >= HEADER_SIZE:
             if cython.compiled:
                 p = cython.cast(cython.p_uchar, buf) + pos
                 micros = ((cython.cast(cython.ulonglong, p[0]) << 56)
@@ -177,20 +283,21 @@ class StreamDecoder:
                 n = p[13]
             else:
                 micros, can_id, flags, n = _unpack_header_from(buf, pos)
-            if flags > 0x0F or n > 8:
+            if flags > FLAGS_DEFINED or n > 8:
                 reason = _header_problem(can_id, flags, n)
                 if reason is not None:
                     self._fail(reason, pos, out)
-            if can_id > (0x1FFFFFFF if flags & 1 else 0x7FF) or ((flags & 0x0C) and not flags & 2):
+            if can_id > (MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID) or (
+                    (flags & (FLAG_BRS | FLAG_ESI)) and not flags & FLAG_FD):
                 self._fail(_header_problem(can_id, flags, n), pos, out)
-            end = pos + 14 + n
+            end = pos + HEADER_SIZE + n
             if end > size:
                 break
             if cython.compiled:
                 out.append((micros, can_id, flags,
                             PyBytes_FromStringAndSize(cython.cast(cython.p_char, p + 14), n)))
             else:
-                out.append((micros, can_id, flags, bytes(buf[pos + 14:end])))
+                out.append((micros, can_id, flags, bytes(buf[pos + HEADER_SIZE:end])))
             pos = end
         if pos:
             del buf[:pos]
@@ -205,20 +312,20 @@ class StreamDecoder:
             raise self._error
         size = len(self._buf)
         if size:
-            need = f"{14 + self._buf[13]}" if size >= 14 else "at least 14"
+            need = f"{HEADER_SIZE + self._buf[13]}" if size >= HEADER_SIZE else "at least 14"
             raise WireFormatError(f"stream ended inside a record ({size} of {need} bytes)",
-                                  self.offset, self._buf[:14])
+                                  self.offset, self._buf[:HEADER_SIZE])
 
     def _fail(self, reason, pos, frames):
         self.frames += len(frames)
-        self._error = WireFormatError(reason, self.offset + pos, self._buf[pos:pos + 14],
-                                      frames)
+        self._error = WireFormatError(reason, self.offset + pos,
+                                      self._buf[pos:pos + HEADER_SIZE], frames)
         raise self._error
 
 
 def _header_problem(can_id, flags, n):
     """Why a record header is invalid, or None if it is valid."""
-    if flags & 0xF0:
+    if flags & ~FLAGS_DEFINED & 0xFF:
         return f"undefined flag bits set (flags 0x{flags:02x})"
     is_fd = bool(flags & FLAG_FD)
     if n > 8 and not is_fd:
@@ -228,13 +335,21 @@ def _header_problem(can_id, flags, n):
     if flags & (FLAG_BRS | FLAG_ESI) and not is_fd:
         return f"BRS/ESI flag on a classic CAN frame (flags 0x{flags:02x})"
     if flags & FLAG_EXT:
-        if can_id > 0x1FFFFFFF:
+        if can_id > MAX_EXTENDED_ID:
             return f"29-bit id 0x{can_id:x} out of range (max 0x1fffffff)"
-    elif can_id > 0x7FF:
+    elif can_id > MAX_STANDARD_ID:
         return f"11-bit id 0x{can_id:x} out of range (max 0x7ff; 29-bit ids need the EXT flag)"
     return None
 
 
 def pack_frame(micros, can_id, flags, data):
-    """One record from its fields (tests, the simulator and the SLCAN twin use it)."""
-    return _HEADER.pack(micros, can_id, flags, len(data)) + bytes(data)
+    """One record from its fields (tests, the simulator, replay and relays use it).
+
+    Raises OverflowError for a timestamp no record can hold."""
+    if not 0 <= micros < MAX_TIMESTAMP_US:
+        raise OverflowError(f"timestamp {micros} us does not fit a record")
+    n = len(data)
+    buf = bytearray(HEADER_SIZE + n)
+    write_header(buf, 0, micros, can_id, flags, n)
+    buf[HEADER_SIZE:] = data
+    return bytes(buf)

@@ -3,10 +3,12 @@ import argparse
 import re
 
 from ..errors import UsageError
+from ..filters import add_filter_argument
 
 
 def add_server_arguments(parser, verbose_help="log one line per frame (never slows the proxy: "
                                               "lines are skipped when the terminal lags)"):
+    add_filter_argument(parser.add_argument_group("frames"))
     net = parser.add_argument_group("network")
     net.add_argument("-p", "--port", type=port_number, default=None,
                      help="TCP port (default: the first free port from 42420)")
@@ -26,13 +28,35 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                         help="a status line (frames/s, clients, drops) every 2 seconds")
 
 
-def server_options(args, process):
+def bus_options(args, process):
+    """How the one bus of a command line is served."""
+    from ..server import BusOptions
+
+    return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
+                      client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
+                      service_name=args.service_name, process=process)
+
+
+def server_options(args, print_frames=None):
     from ..server import ServerOptions
 
-    return ServerOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
-                         client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
-                         service_name=args.service_name, process=process,
-                         print_frames=args.verbose, stats=args.stats)
+    return ServerOptions(print_frames=args.verbose if print_frames is None else print_frames,
+                         stats=args.stats)
+
+
+def record_filter(args):
+    """The compiled --filter of a serving command (None: every frame passes)."""
+    from ..filters import record_filter as build
+
+    return build(args.filters)
+
+
+def serve(source, args, process, print_frames=None):
+    """Serve one source as the command line says; returns the exit code."""
+    from ..server import Bus, Server
+
+    return Server([Bus(source, bus_options(args, process))],
+                  server_options(args, print_frames)).run()
 
 
 def make_reporter(args):
@@ -104,43 +128,13 @@ def byte_size(text):
     return value
 
 
-def can_filter(text):
-    """``ID:MASK`` in hex -> a python-can filter dict (an id above 0x7FF is 29-bit)."""
-    match = re.fullmatch(r"\s*(?:0x)?([0-9a-fA-F]{1,8})\s*:\s*(?:0x)?([0-9a-fA-F]{1,8})\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"{text}: expected ID:MASK in hex, e.g. 7E8:7FF (ids matching under the mask pass)")
-    can_id, mask = int(match.group(1), 16), int(match.group(2), 16)
-    if can_id > 0x1FFFFFFF or mask > 0x1FFFFFFF:
-        raise argparse.ArgumentTypeError(f"{text}: ids and masks are at most 1FFFFFFF")
-    entry = {"can_id": can_id, "can_mask": mask}
-    if can_id > 0x7FF:
-        entry["extended"] = True
-    return entry
-
-
 def backend_option(text):
-    """``key=value`` for the python-can backend; numbers and true/false are converted."""
+    """``key=value`` for the backend. The value stays text: the source that owns the key
+    converts it (python-can's own ``cast_from_string`` for python-can's keyword arguments)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
         raise argparse.ArgumentTypeError(f"{text}: expected key=value, e.g. --opt poll_interval=0.01")
-    return key.strip(), _literal(value.strip())
-
-
-def _literal(value):
-    lowered = value.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    if lowered in ("none", "null"):
-        return None
-    for convert in (int, float):
-        try:
-            return convert(value, 0) if convert is int else convert(value)
-        except ValueError:
-            pass
-    return value
+    return key.strip(), value.strip()
 
 
 def _int(text, what):

@@ -1,4 +1,5 @@
 """``cancorder dump``: show (and record) the stream of any ECUconnect Logger."""
+from ..filters import add_filter_argument
 from . import _server_args as sa
 
 
@@ -31,9 +32,7 @@ def add_subparser(subparsers, common):
                         help="stop after N frames (after --filter)")
     parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
                         help="stop S seconds after connecting")
-    parser.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
-                        default=[], metavar="ID:MASK",
-                        help="show only frames whose id matches ID under MASK (hex; repeatable)")
+    add_filter_argument(parser, "show only frames whose id matches")
     parser.add_argument("--stats", action="store_true",
                         help="instead of one line per frame, a live table of frames/s per id "
                              "and in total (files given with -o are still written)")

@@ -100,21 +100,21 @@ def _do_mock_uds(args):
         if args.duration is None:
             config.loop = False  # a file gets one cycle unless --duration says how long
         started = time.perf_counter()
-        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate)
+        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
+                                                record_filter=sa.record_filter(args))
         reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
                       f"{args.output} in {time.perf_counter() - started:.2f} s"
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 
-    from ..server import Server
     from ..sources.uds import UdsSimulatorSource
 
-    source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate)
-    options = sa.server_options(args, "cancorder mock-uds")
-    options.print_frames = False  # -v narrates the scenario here instead
+    source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate,
+                                record_filter=sa.record_filter(args))
     if not args.free_running:
         reporter.info("the simulation starts when a client connects (--async: at once)")
-    return Server(source, options, reporter).run()
+    # -v narrates the scenario here instead of printing frames
+    return sa.serve(source, args, "cancorder mock-uds", print_frames=False)
 
 
 # ---- value parsers ----

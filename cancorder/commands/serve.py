@@ -21,9 +21,6 @@ def add_subparser(subparsers, common):
     bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
     bus.add_argument("--data-bitrate", type=sa.bitrate, default=None,
                      help="CAN FD data-phase bit rate in bit/s (with --fd)")
-    bus.add_argument("--filter", dest="filters", action="append", type=sa.can_filter,
-                     default=[], metavar="ID:MASK",
-                     help="pass only frames whose id matches ID under MASK (hex; repeatable)")
     bus.add_argument("--listen-only", action="store_true",
                      help="never acknowledge or send on the bus (where the backend can)")
     bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",
@@ -37,13 +34,13 @@ def add_subparser(subparsers, common):
 
 
 def _do_serve(args):
-    from ..server import Server
     from ..sources.pycan import PythonCanSource, default_interface
 
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
     sa.check(not (args.auto and (args.interface or args.channel)),
              "--auto chooses the interface and channel itself: leave out -i/-c")
     reporter = sa.make_reporter(args)
+    record_filter = sa.record_filter(args)
 
     def make_source(interface, channel):
         options = dict(args.options)
@@ -54,11 +51,12 @@ def _do_serve(args):
             from ..sources.slcan import SlcanSource
 
             return SlcanSource(channel, bitrate=args.bitrate, data_bitrate=args.data_bitrate,
-                               listen_only=args.listen_only, filters=args.filters,
+                               listen_only=args.listen_only, record_filter=record_filter,
                                timestamps=args.timestamps, options=options)
         return PythonCanSource(
             interface, channel, bitrate=args.bitrate, fd=args.fd,
-            data_bitrate=args.data_bitrate, filters=args.filters, listen_only=args.listen_only,
+            data_bitrate=args.data_bitrate, record_filter=record_filter,
+            listen_only=args.listen_only,
             timestamps=args.timestamps, options=options)
 
     if args.auto:
@@ -67,5 +65,4 @@ def _do_serve(args):
         source = open_first_usable(make_source, reporter)
     else:
         source = make_source(args.interface or default_interface(), args.channel)
-    server = Server(source, sa.server_options(args, "cancorder serve"), reporter)
-    return server.run()
+    return sa.serve(source, args, "cancorder serve")

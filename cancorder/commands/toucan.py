@@ -31,12 +31,9 @@ def add_subparser(subparsers, common):
 
 
 def _do_toucan(args):
-    from ..server import Server
     from ..sources.toucan import ToucanSource
 
-    reporter = sa.make_reporter(args)
     source = ToucanSource(channel=args.channel, bitrate=args.bitrate, library=args.library,
                           listen_only=args.listen_only, error_frames=args.error_frames,
-                          reporter=reporter)
-    server = Server(source, sa.server_options(args, "cancorder touCAN"), reporter)
-    return server.run()
+                          record_filter=sa.record_filter(args))
+    return sa.serve(source, args, "cancorder touCAN")

@@ -1,12 +1,21 @@
 """The interface every frame source implements (python-can's BusABC is the model).
 
-A source owns one adapter (or the simulator). The server calls ``open`` once, then ``read`` in
-its own thread until it stops; when ``read`` raises SourceLostError the server calls ``close``
-and ``open`` again with backoff. ``read`` returns bytes of wire records (possibly empty) so that
-sources which parse bytes themselves never build a python-can Message per frame; sources that
-receive Messages pack them with ``self.packer``.
+A source owns one adapter (or the simulator, or a log file). It opens, reads and closes; it
+knows nothing of sockets, servers or clients, and logs through ``logging`` (cancorder.source).
+The server calls ``open`` once, then ``read`` in the bus's own thread until it stops:
+
+- ``read`` returns bytes of wire records, ``b""`` when nothing came, ``None`` when the source is
+  finished (a normal end: a --no-loop simulation, the end of a replayed file);
+- it raises SourceLostError when the adapter failed: the server calls ``close`` and ``open``
+  again with backoff; anything else it raises is a crash (exit 1).
+
+Records are bytes so that sources which parse bytes themselves never build a python-can Message
+per frame; sources that receive Messages pack them with ``self.packer``. The ``--filter`` rules
+are applied here, once, for every source (``read`` wraps ``_read``); a source that filters
+inside its own parser says so with ``filters_itself``.
 """
 import abc
+import dataclasses
 
 from .._fast import wire
 
@@ -14,42 +23,94 @@ from .._fast import wire
 MAX_BATCH = 1024
 
 
+@dataclasses.dataclass
+class SourceCounters:
+    """What a source saw: data frames handed over, and each kind of frame it skipped."""
+
+    frames: int = 0  # data frames handed over as records
+    remote: int = 0  # remote (RTR) frames: no representation on the wire
+    error: int = 0  # error / status frames
+    invalid: int = 0  # frames that cannot exist (id out of range, impossible length)
+    garbage: int = 0  # unreadable input (SLCAN lines that are not frames)
+    filtered: int = 0  # frames --filter held back
+    overruns: int = 0  # the adapter reported lost frames
+    bus_errors: int = 0  # the adapter reported bus errors
+
+    @property
+    def received(self):
+        """Every frame that came in, handed over or skipped."""
+        return self.frames + self.remote + self.error + self.invalid + self.garbage + \
+            self.filtered
+
+    def summary(self):
+        """``frames in N, out N, skipped remote N, ...`` for the totals line."""
+        text = (f"frames in {self.received:,}, out {self.frames:,}, skipped remote "
+                f"{self.remote:,}, error {self.error:,}, invalid {self.invalid:,}")
+        for name in ("garbage", "filtered", "overruns", "bus_errors"):
+            value = getattr(self, name)
+            if value:
+                text += f", {name.replace('_', ' ')} {value:,}"
+        return text
+
+
+class ClientGate:
+    """What a source may know of the clients, handed to it by the server (``use_clients``).
+
+    ``count()`` is how many clients are connected; ``wait_for_client(timeout)`` blocks until
+    one is (True) or the timeout passes or the server stops (False). The simulator and replay
+    use it to start their timeline when someone is watching.
+    """
+
+    def __init__(self, count, wait_for_client):
+        self.count = count
+        self.wait_for_client = wait_for_client
+
+
 class Source(abc.ABC):
-    def __init__(self):
+    #: True where the source applies ``record_filter`` itself (the SLCAN parser's loop)
+    filters_itself = False
+
+    def __init__(self, record_filter=None):
         self.packer = wire.Packer()
-        self.server = None
+        self.record_filter = record_filter
 
     @property
     @abc.abstractmethod
     def description(self):
-        """One short phrase for log lines, e.g. ``slcan on socket://127.0.0.1:5000``."""
+        """One short phrase for log lines, e.g. ``slcan channel socket://127.0.0.1:5000``."""
 
     def txt(self):
         """TXT keys this source adds to the Zeroconf advertisement (interface, channel, bitrate)."""
         return {}
 
-    def attach(self, server):
-        """Called by the server before ``open``; a source may watch its clients."""
-        self.server = server
+    def use_clients(self, gate):
+        """The server hands every source a ClientGate; most have no use for it."""
 
     @abc.abstractmethod
     def open(self):
         """Open the adapter; raise SourceInitError with a clear message when it cannot."""
 
-    @abc.abstractmethod
     def read(self, timeout):
-        """Wait at most ``timeout`` seconds; return bytes of records (b"" if nothing came).
+        """Wait at most ``timeout`` seconds; bytes of records, b"" if nothing came, None at the end.
 
-        Raise SourceLostError when the adapter failed (it will be reopened), SourceFinished when
-        there will be no more frames.
+        Raises SourceLostError when the adapter failed (it will be reopened).
         """
+        records = self._read(timeout)
+        if records and self.record_filter is not None and not self.filters_itself:
+            records = self.record_filter.apply(records)
+        return records
+
+    @abc.abstractmethod
+    def _read(self, timeout):
+        """``read`` without the filter: what the adapter gave."""
 
     @abc.abstractmethod
     def close(self):
         """Release the adapter. Must be safe to call twice and after a failure."""
 
     def counters(self):
-        """Frame totals for the shutdown summary: data frames out and what was skipped."""
+        """Frame totals: data frames handed over and what was skipped (SourceCounters)."""
         packer = self.packer
-        return {"frames": packer.packed, "remote": packer.remote, "error": packer.error,
-                "invalid": packer.invalid}
+        filtered = self.record_filter.filtered if self.record_filter is not None else 0
+        return SourceCounters(frames=packer.packed - filtered, remote=packer.remote,
+                              error=packer.error, invalid=packer.invalid, filtered=filtered)

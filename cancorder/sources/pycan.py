@@ -44,8 +44,8 @@ class PythonCanSource(Source):
     """Reads a python-can Bus; batches what the driver already holds; maps timestamps."""
 
     def __init__(self, interface, channel=None, bitrate=500000, fd=False, data_bitrate=None,
-                 filters=None, listen_only=False, timestamps="adapter", options=None):
-        super().__init__()
+                 record_filter=None, listen_only=False, timestamps="adapter", options=None):
+        super().__init__(record_filter)
         self.interface = interface
         self.channel = channel_value(channel) if channel is not None \
             else DEFAULT_CHANNELS.get(interface)
@@ -53,15 +53,16 @@ class PythonCanSource(Source):
         self.timestamps = timestamps
         self.bus = None
         self._clock_checked = False
-        kwargs = dict(options or {})
+        # --opt values arrive as text; python-can's own rules turn them into its kwargs
+        from can.util import cast_from_string
+
+        kwargs = {key: cast_from_string(value) for key, value in (options or {}).items()}
         if bitrate and not {"btr", "timing"} & set(kwargs):  # python-can: mutually exclusive
             kwargs.setdefault("bitrate", bitrate)
         if fd:
             kwargs.setdefault("fd", True)
         if data_bitrate:
             kwargs.setdefault("data_bitrate", data_bitrate)
-        if filters:
-            kwargs.setdefault("can_filters", filters)
         if listen_only:
             if interface not in LISTEN_ONLY_OPTIONS:
                 hint = (" (for socketcan set it on the interface: ip link set can0 type can "
@@ -97,7 +98,7 @@ class PythonCanSource(Source):
         except Exception as exc:  # every backend raises its own: explain them all
             raise explain_open_error(exc, self.interface, self.channel, self.bitrate) from exc
 
-    def read(self, timeout):
+    def _read(self, timeout):
         bus = self.bus
         try:
             msg = bus.recv(timeout)

@@ -9,12 +9,13 @@ then ``S0``..``S9`` (or ``sXXYY`` register timing), ``Y2``/``Y5`` for a CAN FD d
 ``O`` (``L`` for listen-only); ``C`` at the end. python-can also sends an empty command and a
 second ``O``; they do nothing useful, so this source leaves them out.
 """
+import logging
 import select
 import time
 
 from .._fast import slcan
 from ..errors import SourceInitError, SourceLostError, UsageError
-from .base import Source
+from .base import Source, SourceCounters
 
 #: python-can's table (S9 = 83.3 kbit/s, as in the CANable firmware)
 BITRATE_COMMANDS = {10000: "S0", 20000: "S1", 50000: "S2", 100000: "S3", 125000: "S4",
@@ -23,7 +24,8 @@ DATA_BITRATE_COMMANDS = {2000000: "Y2", 5000000: "Y5"}
 #: --opt keys this source understands (the rest belong to python-can's backend)
 OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
 READ_SIZE = 1 << 16
-GARBAGE_WARNING_INTERVAL = 5.0
+
+log = logging.getLogger("cancorder.source")
 
 
 def split_channel(channel):
@@ -34,10 +36,28 @@ def split_channel(channel):
     return str(channel), None
 
 
+def _option_flag(key, text):
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"--opt {key}={text}: expected true or false")
+
+
+def _option_number(key, text, convert):
+    try:
+        return convert(str(text))
+    except ValueError:
+        raise UsageError(f"--opt {key}={text}: expected a number") from None
+
+
 class SlcanSource(Source):
+    filters_itself = True  # inside the compiled parser
+
     def __init__(self, channel, bitrate=500000, data_bitrate=None, listen_only=False,
-                 filters=None, timestamps="adapter", options=None):
-        super().__init__()
+                 record_filter=None, timestamps="adapter", options=None):
+        super().__init__(record_filter)
         if not channel:
             raise UsageError("the slcan interface needs -c/--channel: a serial port "
                              "(/dev/ttyACM0, COM8, /dev/ttyUSB0@115200) or a pyserial URL")
@@ -49,11 +69,14 @@ class SlcanSource(Source):
                              "--opt slcan_backend=python-can to hand options to python-can")
         self.channel = str(channel)
         self.port_name, baud = split_channel(channel)
-        self.baudrate = baud or int(options.get("tty_baudrate", 115200))
-        self.rtscts = bool(options.get("rtscts", False))
+        # --opt values arrive as text and are read here, by the source that owns the key
+        self.baudrate = baud or _option_number("tty_baudrate",
+                                               options.get("tty_baudrate", "115200"), int)
+        self.rtscts = _option_flag("rtscts", options.get("rtscts", "false"))
         is_url = "://" in self.port_name
         # USB adapters that reset on open need a moment (python-can waits 2 s); a URL does not.
-        self.sleep_after_open = float(options.get("sleep_after_open", 0 if is_url else 2.0))
+        self.sleep_after_open = _option_number(
+            "sleep_after_open", options.get("sleep_after_open", 0 if is_url else 2.0), float)
         self.bitrate = bitrate
         self.setup = ["C"]
         btr = options.get("btr")
@@ -74,12 +97,12 @@ class SlcanSource(Source):
                                  "2000000 or 5000000 (CANable 2.0 firmware)")
             self.setup.append(DATA_BITRATE_COMMANDS[data_bitrate])
         self.setup.append("L" if listen_only else "O")
-        self.parser = slcan.SlcanParser(adapter_time=timestamps == "adapter", filters=filters)
+        self.parser = slcan.SlcanParser(adapter_time=timestamps == "adapter",
+                                        record_filter=record_filter)
         self.port = None
         self._fileno = None
-        self._warned_garbage = 0
-        self._warned_bell = 0
-        self._next_warning = 0.0
+        self._seen_garbage = 0
+        self._seen_bell = 0
 
     @property
     def description(self):
@@ -113,7 +136,7 @@ class SlcanSource(Source):
         except Exception:  # Windows handles: no select, fall back to timed reads
             self._fileno = None
 
-    def read(self, timeout):
+    def _read(self, timeout):
         port = self.port
         try:
             if self._fileno is not None:
@@ -138,27 +161,22 @@ class SlcanSource(Source):
     def _parse(self, chunk):
         parser = self.parser
         records = parser.feed(chunk, int(time.time() * 1000000))
-        if parser.garbage != self._warned_garbage or parser.bell != self._warned_bell:
+        if parser.garbage != self._seen_garbage or parser.bell != self._seen_bell:
             self._warn_bad_input()
         return records
 
     def _warn_bad_input(self):
-        """At most one warning per interval, however much garbage arrives."""
-        now = time.monotonic()
-        if now < self._next_warning:
-            return
-        self._next_warning = now + GARBAGE_WARNING_INTERVAL
+        """Said at most once per interval however much garbage arrives (the shared limit)."""
         parser = self.parser
         parts = []
-        if parser.garbage != self._warned_garbage:
-            parts.append(f"{parser.garbage - self._warned_garbage} unreadable lines skipped "
+        if parser.garbage != self._seen_garbage:
+            parts.append(f"{parser.garbage:,} unreadable lines skipped so far "
                          f"(last: {parser.last_garbage!r})")
-        if parser.bell != self._warned_bell:
-            parts.append(f"{parser.bell - self._warned_bell} error replies (BEL) from the "
-                         "adapter")
-        self._warned_garbage, self._warned_bell = parser.garbage, parser.bell
-        if self.server is not None:
-            self.server.reporter.log("warning", f"{self.description}: " + "; ".join(parts))
+        if parser.bell != self._seen_bell:
+            parts.append(f"{parser.bell:,} error replies (BEL) from the adapter so far")
+        self._seen_garbage, self._seen_bell = parser.garbage, parser.bell
+        log.warning(f"{self.description}: " + "; ".join(parts),
+                    extra={"rate_key": ("slcan bad input", self.channel)})
 
     def close(self):
         port, self.port = self.port, None
@@ -176,5 +194,5 @@ class SlcanSource(Source):
 
     def counters(self):
         p = self.parser
-        return {"frames": p.frames, "remote": p.remote, "error": 0, "invalid": 0,
-                "garbage": p.garbage, "filtered": p.filtered}
+        return SourceCounters(frames=p.frames, remote=p.remote, garbage=p.garbage,
+                              filtered=p.filtered)

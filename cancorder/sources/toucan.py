@@ -10,6 +10,7 @@ times slower, building a python-can Message per frame for ``wire.Packer`` 1.4 to
 """
 import ctypes
 import ctypes.util
+import logging
 import os
 import struct
 import sys
@@ -17,8 +18,10 @@ import threading
 import time
 
 from .._fast import wire
-from ..errors import SourceInitError, SourceLostError, UsageError
-from .base import MAX_BATCH, Source
+from ..errors import LayoutError, SourceInitError, SourceLostError, UsageError
+from .base import MAX_BATCH, Source, SourceCounters
+
+log = logging.getLogger("cancorder.source")
 
 LIBRARY_ENV = "CANCORDER_TOUCAN_LIBRARY"
 DEFAULT_LIBRARY = "/usr/local/lib/libUVCANTOU.dylib"
@@ -38,7 +41,7 @@ CANMODE_NRTR = 0x04  # suppress remote frames
 CANMODE_NXTD = 0x08  # suppress 29-bit frames
 
 # bits of the can_message_t flag byte (bit-fields from the lowest bit: xtd rtr fdf brs esi - - sts)
-FLAG_XTD, FLAG_RTR, FLAG_FDF, FLAG_BRS, FLAG_ESI, FLAG_STS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
+TOUCAN_XTD, TOUCAN_RTR, TOUCAN_FDF, TOUCAN_BRS, TOUCAN_ESI, TOUCAN_STS = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
 
 # can_test results
 CANBRD_NOT_TESTABLE, CANBRD_NOT_PRESENT, CANBRD_PRESENT, CANBRD_OCCUPIED = -2, -1, 0, 1
@@ -99,9 +102,6 @@ BUS_STATES = {
 }
 BUS_ERRORS = {0x20: "stuff", 0x21: "form", 0x23: "acknowledge", 0x24: "bit 1", 0x25: "bit 0",
               0x27: "CRC"}
-#: overruns and bus errors are logged at most this often (seconds); the totals count them all
-REPEAT_LOG_INTERVAL = 5.0
-
 #: bit rate -> the library's preset index (CiA indexes); TouCAN has no 800 kbit/s setting
 BITRATE_PRESETS = {1000000: 0, 800000: -1, 500000: -2, 250000: -3, 125000: -4, 100000: -5,
                    50000: -6, 20000: -7, 10000: -8}
@@ -162,10 +162,6 @@ class CanSpeed(ctypes.Structure):
 _MESSAGE = struct.Struct("<IBB64s2xqq")
 
 
-class LayoutError(SourceInitError):
-    """The ctypes structures do not match the library's layout on this platform."""
-
-
 def _check_layout():
     """The sizes and offsets libUVCANTOU uses (64-bit macOS); a mismatch would garble frames."""
     expected = [("sizeof(can_message_t)", ctypes.sizeof(CanMessage), 88),
@@ -176,8 +172,8 @@ def _check_layout():
                 ("sizeof(can_speed_t)", ctypes.sizeof(CanSpeed), 24),
                 ("unpacked can_message_t", _MESSAGE.size, 88)]
     probe = CanMessage()
-    for field, mask in (("xtd", FLAG_XTD), ("rtr", FLAG_RTR), ("fdf", FLAG_FDF),
-                        ("brs", FLAG_BRS), ("esi", FLAG_ESI), ("sts", FLAG_STS)):
+    for field, mask in (("xtd", TOUCAN_XTD), ("rtr", TOUCAN_RTR), ("fdf", TOUCAN_FDF),
+                        ("brs", TOUCAN_BRS), ("esi", TOUCAN_ESI), ("sts", TOUCAN_STS)):
         ctypes.memset(ctypes.byref(probe), 0, ctypes.sizeof(probe))
         setattr(probe, field, 1)
         expected.append((f"bit of can_message_t.{field}", bytes(probe)[4], mask))
@@ -314,12 +310,12 @@ def _wire_flags_table():
     """can_message_t flag byte -> record flags (EXT, FD, BRS, ESI)."""
     table = []
     for bits in range(256):
-        flags = wire.FLAG_EXT if bits & FLAG_XTD else 0
-        if bits & FLAG_FDF:
+        flags = wire.FLAG_EXT if bits & TOUCAN_XTD else 0
+        if bits & TOUCAN_FDF:
             flags |= wire.FLAG_FD
-            if bits & FLAG_BRS:
+            if bits & TOUCAN_BRS:
                 flags |= wire.FLAG_BRS
-            if bits & FLAG_ESI:
+            if bits & TOUCAN_ESI:
                 flags |= wire.FLAG_ESI
         table.append(flags)
     return tuple(table)
@@ -329,21 +325,20 @@ WIRE_FLAGS = _wire_flags_table()
 #: payload length by DLC code: classic frames carry at most 8 bytes, FD frames 0..64
 CLASSIC_LENGTHS = tuple(min(dlc, 8) for dlc in range(16))
 FD_LENGTHS = wire.FD_LENGTHS
-MAX_ID = (0x7FF, 0x1FFFFFFF)  # by the xtd bit
+MAX_ID = (wire.MAX_STANDARD_ID, wire.MAX_EXTENDED_ID)  # by the xtd bit
 
 
 class ToucanSource(Source):
     """Frames from one TouCAN channel through the CAN API V3 library."""
 
     def __init__(self, channel=0, bitrate=500000, library=None, listen_only=False,
-                 error_frames=False, reporter=None):
-        super().__init__()
+                 error_frames=False, record_filter=None):
+        super().__init__(record_filter)
         self.channel = channel
         self.bitrate = bitrate
         self.index = bitrate_index(bitrate)
         self.mode = (CANMODE_MON if listen_only else 0) | (CANMODE_ERR if error_frames else 0)
         self.lib = ToucanLibrary.locate(library)
-        self.reporter = reporter
         self.frames = self.remote = self.status_frames = self.invalid = 0
         self.overruns = 0
         self.bus_errors = 0
@@ -355,7 +350,6 @@ class ToucanSource(Source):
         self._pending_loss = None
         self._offset_us = 0
         self._offset_expires = 0.0
-        self._last_logged = {}
 
     @property
     def description(self):
@@ -363,11 +357,6 @@ class ToucanSource(Source):
 
     def txt(self):
         return {"interface": "toucan", "channel": str(self.channel), "bitrate": str(self.bitrate)}
-
-    def attach(self, server):
-        super().attach(server)
-        if self.reporter is None:
-            self.reporter = server.reporter
 
     # ---- open / close ----
 
@@ -416,7 +405,7 @@ class ToucanSource(Source):
 
     # ---- reading ----
 
-    def read(self, timeout):
+    def _read(self, timeout):
         if self._pending_loss is not None:  # a failure after the frames of the last batch
             loss, self._pending_loss = self._pending_loss, None
             raise loss
@@ -442,15 +431,15 @@ class ToucanSource(Source):
             while True:
                 if rc == 0:
                     can_id, bits, dlc, data, sec, nsec = unpack(message)
-                    if bits & (FLAG_RTR | FLAG_STS) or can_id > MAX_ID[bits & FLAG_XTD]:
+                    if bits & (TOUCAN_RTR | TOUCAN_STS) or can_id > MAX_ID[bits & TOUCAN_XTD]:
                         self._not_a_data_frame(bits, data)
                     else:
-                        n = (FD_LENGTHS if bits & FLAG_FDF else CLASSIC_LENGTHS)[dlc & 0x0F]
+                        n = (FD_LENGTHS if bits & TOUCAN_FDF else CLASSIC_LENGTHS)[dlc & 0x0F]
                         micros = sec * 1000000 + nsec // 1000 + offset_us
                         try:
                             records.append(pack_frame(micros, can_id, wire_flags[bits],
                                                       data[:n]))
-                        except struct.error:  # a timestamp no record can hold
+                        except OverflowError:  # a timestamp no record can hold
                             self.invalid += 1
                 elif rc == RC_RX_EMPTY or rc == RC_TIMEOUT:
                     break
@@ -478,10 +467,10 @@ class ToucanSource(Source):
         self._offset_expires = now + 1.0
 
     def _not_a_data_frame(self, bits, data):
-        if bits & FLAG_STS:
+        if bits & TOUCAN_STS:
             self.status_frames += 1
             self._status_frame(data[0])
-        elif bits & FLAG_RTR:
+        elif bits & TOUCAN_RTR:
             self.remote += 1
         else:
             self.invalid += 1
@@ -516,13 +505,10 @@ class ToucanSource(Source):
     # ---- reporting ----
 
     def counters(self):
-        totals = {"frames": self.frames, "remote": self.remote, "error": self.status_frames,
-                  "invalid": self.invalid}
-        if self.overruns:
-            totals["overruns"] = self.overruns
-        if self.bus_errors:
-            totals["bus errors"] = self.bus_errors
-        return totals
+        filtered = self.record_filter.filtered if self.record_filter is not None else 0
+        return SourceCounters(frames=self.frames - filtered, remote=self.remote,
+                              error=self.status_frames, invalid=self.invalid, filtered=filtered,
+                              overruns=self.overruns, bus_errors=self.bus_errors)
 
     def _failure(self, call, rc):
         return f"{self.description}: {return_code_text(rc, call)}{self._failure_hint(call, rc)}"
@@ -560,13 +546,9 @@ class ToucanSource(Source):
         return ", ".join(parts)
 
     def _log(self, level, text):
-        if self.reporter is not None:
-            self.reporter.log(level, text)
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
 
     def _log_repeated(self, key, level, text):
-        """Log the first of a kind, then at most once every REPEAT_LOG_INTERVAL seconds."""
-        now = time.monotonic()
-        last = self._last_logged.get(key)
-        if last is None or now - last >= REPEAT_LOG_INTERVAL:
-            self._last_logged[key] = now
-            self._log(level, text)
+        """The first of a kind, then at most once per interval (the shared rate limit)."""
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text,
+                extra={"rate_key": ("toucan", self.channel, key)})

@@ -6,13 +6,11 @@ the simulated timing however the operating system schedules the threads.
 """
 import time
 
-from ..errors import SourceFinished
+from .._fast import wire
 from ..uds import CYCLE, FRAME
 from ..uds.clock import WallPacer
 from ..uds.simulation import timeline
 from .base import MAX_BATCH, Source
-#: how long the end of a --no-loop run waits for the clients to receive everything
-DRAIN_WAIT = 30.0
 
 
 class UdsSimulatorSource(Source):
@@ -21,18 +19,21 @@ class UdsSimulatorSource(Source):
     ``wait_for_client``: a cycle (OBD polling + session) starts only while a client is
     connected, and the timeline is re-anchored to the moment one connects (the default of
     mock-uds); otherwise it runs free (--async). ``narrate(text)`` receives the scenario's notes
-    when they are due (-v).
+    when they are due (-v). When the timeline ends (--no-loop, --duration) ``read`` returns
+    None and the server sees that the clients get everything before it stops.
     """
 
-    def __init__(self, config, wait_for_client=True, narrate=None):
-        super().__init__()
+    def __init__(self, config, wait_for_client=True, narrate=None, record_filter=None):
+        super().__init__(record_filter)
         self.config = config
         self.wait_for_client = wait_for_client
         self.narrate = narrate
         self._timeline = None
         self._next = None
         self._pacer = WallPacer()
+        self._clients = None
         self.cycles = 0
+        self.frames = 0
 
     @property
     def description(self):
@@ -49,21 +50,24 @@ class UdsSimulatorSource(Source):
             txt["data_bitrate"] = str(cfg.data_bitrate)
         return txt
 
+    def use_clients(self, gate):
+        self._clients = gate
+
     def open(self):
         if self._timeline is None:  # a simulator is never lost: open once, keep going
             self._timeline = timeline(self.config)
             self._next = next(self._timeline, None)
 
-    def read(self, timeout):
+    def _read(self, timeout):
         deadline = time.monotonic() + timeout
         pacer = self._pacer
-        batch = []
-        while len(batch) < MAX_BATCH:
+        records = []
+        while len(records) < MAX_BATCH:
             entry = self._next
             if entry is None:
-                if batch:
+                if records:
                     break
-                self._finish()
+                return None  # the simulation is complete
             t_us, kind, value = entry
             if kind == CYCLE:
                 if not self._start_cycle(t_us, deadline):
@@ -71,39 +75,36 @@ class UdsSimulatorSource(Source):
                 self.cycles = value
             elif pacer.remaining(t_us) > 0:
                 left = deadline - time.monotonic()
-                if batch or left <= 0:
+                if records or left <= 0:
                     break
                 pacer.sleep_until(t_us, left)
                 continue
             elif kind == FRAME:
-                value.timestamp = pacer.unix_time(t_us)
-                batch.append(value)
+                can_id, flags, data = value
+                records.append(wire.pack_frame(pacer.unix_time_us(t_us), can_id, flags, data))
             elif self.narrate is not None:
                 self.narrate(value)
             self._next = next(self._timeline, None)
-        return self.packer.pack(batch) if batch else b""
+        self.frames += len(records)
+        return b"".join(records)
 
     def _start_cycle(self, t_us, deadline):
         """False while a cycle has to wait for its first client."""
-        broadcaster = self.server.broadcaster if self.server is not None else None
-        if self.wait_for_client and broadcaster is not None and broadcaster.client_count == 0:
+        gate = self._clients
+        if self.wait_for_client and gate is not None and gate.count() == 0:
             left = deadline - time.monotonic()
-            if left <= 0 or not broadcaster.wait_for_clients(1, left):
+            if left <= 0 or not gate.wait_for_client(left):
                 return False
             self._pacer.anchor(t_us)  # the session starts now, not when it was due
         elif not self._pacer.anchored:
             self._pacer.anchor(t_us)
         return True
 
-    def _finish(self):
-        """The last frame is out (--no-loop, --duration): end once the clients have it all."""
-        server = self.server
-        if server is not None and server.broadcaster is not None:
-            give_up = time.monotonic() + DRAIN_WAIT
-            while not server.stopping and time.monotonic() < give_up:
-                if server.broadcaster.wait_drained(0.1):
-                    break
-        raise SourceFinished("the simulation is complete")
+    def counters(self):
+        counters = super().counters()
+        filtered = counters.filtered
+        counters.frames = self.frames - filtered
+        return counters
 
     def close(self):
         pass  # nothing to release; the timeline continues if the server opens it again

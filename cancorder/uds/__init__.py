@@ -8,7 +8,7 @@ Three layers, each unaware of the one above it:
 - clock.py says when: a virtual clock the other two advance, and a pacer for serving live.
 
 simulation.py puts them together into one timeline of entries ``(t_us, kind, value)``:
-FRAME (a can.Message), NOTE (a sentence for -v) and CYCLE (the start of OBD polling + session
+FRAME (a frame ``(can_id, flags, data)``: wire flags, integer microseconds, no Message), NOTE (a sentence for -v) and CYCLE (the start of OBD polling + session
 number ``value``: where the live source waits for a client).
 """
 FRAME = 0

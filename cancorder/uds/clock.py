@@ -63,9 +63,9 @@ class WallPacer:
         self._epoch_us = int(time.time() * 1e6) - t_us
         self._mono = time.monotonic() - t_us / 1e6
 
-    def unix_time(self, t_us):
-        """The record timestamp (seconds since the Unix epoch) of virtual instant ``t_us``."""
-        return (self._epoch_us + t_us) / 1e6
+    def unix_time_us(self, t_us):
+        """The record timestamp (us since the Unix epoch) of virtual instant ``t_us``."""
+        return self._epoch_us + t_us
 
     def remaining(self, t_us):
         """Seconds until virtual instant ``t_us`` is due (<= 0: it is due)."""

@@ -7,7 +7,7 @@ spaced at least the STmin that the FC declared. Classic CAN frames carry 8 bytes
 the transmit data length is 64 and the SF/FF escape sequences of ISO 15765-2:2016 apply.
 Frames are padded (DLC 8, or the next valid CAN FD length) with the padding byte.
 """
-import can
+from .._fast import wire
 
 from . import FRAME
 
@@ -59,7 +59,7 @@ class Node:
 class IsoTpLink:
     """Segments messages for one bus (11- or 29-bit ids, classic or FD, a padding byte).
 
-    ``send`` is a generator of timeline entries ``(t_us, FRAME, can.Message)``; it advances the
+    ``send`` is a generator of timeline entries ``(t_us, FRAME, (can_id, flags, data))``; it advances the
     shared clock as the frames go by. Every frame occupies the bus for its transmission time,
     so no two frames overlap and timestamps strictly increase.
     """
@@ -70,6 +70,9 @@ class IsoTpLink:
         self.rng = rng
         self.extended = extended
         self.fd = fd
+        # the wire flags of every frame this link sends (FD frames always switch bit rate)
+        self._flags = (wire.FLAG_EXT if extended else 0) | \
+            (wire.FLAG_FD | wire.FLAG_BRS if fd else 0)
         self.padding = padding
         self.bitrate = bitrate
         self.data_bitrate = data_bitrate
@@ -147,9 +150,7 @@ class IsoTpLink:
         self.clock.wait(self.transmit_seconds(length))  # the bus is ours from now on
         t_us = self.clock.now_us
         self.frames += 1
-        msg = can.Message(arbitration_id=can_id, is_extended_id=self.extended, data=data,
-                          is_fd=self.fd, bitrate_switch=self.fd, check=False)
-        return (t_us, FRAME, msg)
+        return (t_us, FRAME, (can_id, self._flags, bytes(data)))
 
     def transmit_seconds(self, length):
         """How long a data frame of ``length`` bytes occupies the bus (with typical stuffing)."""

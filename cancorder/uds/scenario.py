@@ -19,6 +19,7 @@ The scenario produces messages; IsoTpLink frames them; the VirtualClock says whe
 """
 import collections
 
+from ..errors import SimulationError
 from . import CYCLE, NOTE
 from .ecu import (BUSY_REPEAT_REQUEST, CHECK_DEPENDENCIES_ROUTINE, DID_NAMES, ERASE_ROUTINE,
                   FLASH_START, GENERAL_PROGRAMMING_FAILURE, INVALID_KEY, NEGATIVE_RESPONSE,
@@ -38,10 +39,6 @@ RESPONSE_DELAY = (0.002, 0.035)
 PENDING_INTERVAL = (1.0, 2.5)
 assert RESPONSE_DELAY[1] < P2_SERVER_MAX and PENDING_INTERVAL[1] < P2_STAR_SERVER_MAX
 assert TESTER_PRESENT_PERIOD[1] < S3_SERVER
-
-
-class SimulationError(Exception):
-    """The scenario met an answer it has no reaction for (a bug in the simulator)."""
 
 
 class _TimeUp(Exception):
@@ -72,7 +69,7 @@ class Scenario:
     # ---- the whole run ----
 
     def run(self):
-        """The timeline: entries (t_us, FRAME, can.Message), (t_us, NOTE, text) and
+        """The timeline: entries (t_us, FRAME, (can_id, flags, data)), (t_us, NOTE, text) and
         (t_us, CYCLE, number)."""
         cycle = 0
         try:

@@ -4,6 +4,7 @@ import os
 import random
 import time
 
+from .._fast.wire import FLAG_EXT
 from ..errors import CancorderError, UsageError
 from . import FRAME, NOTE
 from .clock import VirtualClock
@@ -63,13 +64,14 @@ def check_log_path(path, fd):
                          f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
 
 
-def write_log(config, path, start_us=None, narrate=None):
+def write_log(config, path, start_us=None, narrate=None, record_filter=None):
     """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
     is generated; timestamps start at ``start_us`` (default: now). Returns (frames, seconds of
     traffic, the signal that stopped it or None). SIGINT/SIGTERM stop it between two frames,
     never inside the writer, and the file is closed on every way out: it stays readable."""
     import can
 
+    from ..formats import frame_to_message
     from ..signals import stop_on_signals
 
     check_log_path(path, config.fd)
@@ -88,8 +90,11 @@ def write_log(config, path, start_us=None, narrate=None):
                 if stopped:
                     break
                 if kind == FRAME:
-                    value.timestamp = (base_us + t_us) / 1e6
-                    write(value)
+                    can_id, flags, data = value
+                    if record_filter is not None and not record_filter.passes(
+                            can_id, flags & FLAG_EXT):
+                        continue
+                    write(frame_to_message((base_us + t_us, can_id, flags, data)))
                     frames += 1
                     last_us = t_us
                 elif kind == NOTE and narrate is not None:

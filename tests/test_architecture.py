@@ -1,0 +1,96 @@
+"""The import rules of ARCHITECTURE.md, checked on the source text (no import needed)."""
+import ast
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "cancorder")
+
+
+def _modules():
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                yield (rel[:-len(".__init__")] if rel.endswith(".__init__") else rel), path
+
+
+def _imports(module, path):
+    """Every cancorder module this file imports (absolute names), at any depth of the file."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "cancorder" or name.startswith("cancorder.")}
+
+
+GRAPH = {module: _imports(module, path) for module, path in _modules()}
+
+
+def _violations(importers, forbidden):
+    return sorted((module, target) for module, targets in GRAPH.items()
+                  if importers(module) for target in targets if forbidden(target))
+
+
+def test_fast_imports_nothing_else_of_cancorder():
+    assert _violations(lambda m: m.startswith("cancorder._fast"),
+                       lambda t: not t.startswith("cancorder._fast")) == []
+
+
+def test_sources_know_no_server_broadcaster_or_sockets_layer():
+    assert _violations(
+        lambda m: m.startswith("cancorder.sources"),
+        lambda t: t.startswith(("cancorder.server", "cancorder._fast.broadcast",
+                                "cancorder.sinks", "cancorder.commands"))) == []
+
+
+def test_the_client_side_does_not_import_the_server():
+    assert _violations(lambda m: m in ("cancorder.client", "cancorder.formats",
+                                       "cancorder.recording"),
+                       lambda t: t.startswith(("cancorder.server", "cancorder.sinks"))) == []
+
+
+def test_commands_import_no_other_command():
+    def other_command(module):
+        return lambda t: t.startswith("cancorder.commands.") and t != module and \
+            not t.startswith("cancorder.commands._")
+
+    found = []
+    for module, targets in GRAPH.items():
+        if module.startswith("cancorder.commands.") and not module.rpartition(".")[2].startswith("_"):
+            found += [(module, t) for t in targets if other_command(module)(t)]
+    assert found == []
+
+
+def test_every_exception_class_lives_in_errors():
+    """errors.py (and the two of _fast it re-exports) hold every exception class."""
+    homes = {"cancorder.errors", "cancorder._fast.wire", "cancorder._fast"}
+    found = []
+    for module, path in _modules():
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and any(
+                    isinstance(base, (ast.Name, ast.Attribute)) and
+                    (getattr(base, "id", None) or getattr(base, "attr", "")).endswith(
+                        ("Error", "Exception")) for base in node.bases):
+                if module not in homes:
+                    found.append(f"{module}.{node.name}")
+    assert found == []
+
+
+def test_the_rules_can_fail():
+    """The checker sees imports at all (a broken walker would pass every rule)."""
+    assert "cancorder._fast.wire" in GRAPH["cancorder.sources.base"]
+    assert "cancorder.server" in GRAPH["cancorder.commands._server_args"]
