@@ -95,7 +95,9 @@ class Broadcaster:
         the loop's next flush (thread-safe; mostly no syscall but the sends)."""
         if not records:
             return
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if not self._pending and not self._stop_requested:
                 now = time.monotonic()
                 if now >= self._last_flush + self.coalesce * QUIET:
@@ -105,6 +107,8 @@ class Broadcaster:
             if self._wake_armed:
                 return  # the loop flushes within the window: nobody needs to wake it
             self._wake_armed = True
+        finally:
+            lock.release()
         self._wake()
 
     def stop(self, drain_timeout=2.0):

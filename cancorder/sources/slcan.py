@@ -27,7 +27,7 @@ OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
 READ_SIZE = 1 << 16
 #: A read that comes this soon after the previous one means the link is busy (over ~3,000
 #: reads/s: an adapter writing frame by frame at a high rate) ...
-BUSY_INTERVAL = 0.0003
+BUSY_INTERVAL_NS = 300000
 #: ... and then waits one flush window (the broadcaster's 1 ms) first, so that one read takes
 #: what came meanwhile instead of one read, one parse call and one hand-over per line. Under
 #: load the broadcaster would hold the records that long anyway; on a quiet link nothing waits.
@@ -117,7 +117,7 @@ class SlcanSource(Source):
                                         record_filter=record_filter)
         self.port = None
         self._poll = self._raw_fd = None
-        self._last_read = 0.0
+        self._last_read_ns = 0
         self._seen_garbage = 0
         self._seen_bell = 0
 
@@ -149,7 +149,7 @@ class SlcanSource(Source):
             raise SourceInitError(f"cannot configure {self.description}: {exc}") from exc
         self.port = port
         self._poll = self._raw_fd = None
-        self._last_read = 0.0
+        self._last_read_ns = 0
         try:
             fileno = port.fileno()
         except Exception:  # Windows handles, rfc2217: no select, fall back to timed reads
@@ -160,34 +160,42 @@ class SlcanSource(Source):
             self._raw_fd = fileno
 
     def _read(self, timeout):
-        port = self.port
+        poll = self._poll
+        if poll is None:
+            return self._read_timed(timeout)
         try:
-            if self._poll is None:
-                port.timeout = timeout
-                first = port.read(1)
-                port.timeout = 0
-                if not first:
-                    return b""
-                chunk = first + port.read(READ_SIZE)
-                return self._parse(chunk, int(time.time() * 1000000))
-            if not self._poll.poll(timeout * 1000.0):
+            if not poll.poll(timeout * 1000.0):
                 return b""
-            now_us = int(time.time() * 1000000)  # the first bytes' arrival: their timestamp
-            now = time.monotonic()
-            if now - self._last_read < BUSY_INTERVAL:
+            now_ns = time.time_ns()  # the first bytes' arrival: the timestamp of the lines
+            if now_ns - self._last_read_ns < BUSY_INTERVAL_NS:
                 time.sleep(GATHER)
-                now = time.monotonic()
-            self._last_read = now
+                self._last_read_ns = time.time_ns()
+            else:
+                self._last_read_ns = now_ns
             if self._raw_fd is not None:
                 chunk = os.read(self._raw_fd, READ_SIZE)
             else:
-                chunk = port.read(READ_SIZE)
+                chunk = self.port.read(READ_SIZE)
             if not chunk:
                 # readable but empty: the device went away (pyserial says so for sockets)
                 raise OSError("the adapter stopped answering (unplugged?)")
         except Exception as exc:  # SerialException, OSError, ValueError on a closed port
             raise SourceLostError(f"{self.description} failed: {exc}") from exc
-        return self._parse(chunk, now_us)
+        return self._parse(chunk, now_ns // 1000)
+
+    def _read_timed(self, timeout):
+        """Where the port has no file descriptor to poll: pyserial's own timed read."""
+        port = self.port
+        try:
+            port.timeout = timeout
+            first = port.read(1)
+            port.timeout = 0
+            if not first:
+                return b""
+            chunk = first + port.read(READ_SIZE)
+        except Exception as exc:
+            raise SourceLostError(f"{self.description} failed: {exc}") from exc
+        return self._parse(chunk, time.time_ns() // 1000)
 
     def _parse(self, chunk, now_us):
         parser = self.parser
