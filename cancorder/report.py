@@ -10,8 +10,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 class Reporter:
-    def __init__(self, debug=False, logger=None):
-        self.debug_enabled = debug
+    def __init__(self, logger=None):
         self.logger = logger or logging.getLogger("cancorder")
 
     def log(self, level, text):

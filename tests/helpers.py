@@ -90,6 +90,7 @@ class StreamClient:
 
     def __init__(self, port, host="127.0.0.1", decoder=None):
         self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.settimeout(None)  # here, not in the thread: a test may close it at once
         self.decoder = decoder or wire.StreamDecoder()
         self.frames = []
         self.raw = bytearray()
@@ -100,7 +101,6 @@ class StreamClient:
         self._thread.start()
 
     def _run(self):
-        self.sock.settimeout(None)
         try:
             while True:
                 chunk = self.sock.recv(1 << 20)

@@ -16,6 +16,8 @@ cdef class SlcanParser:
     cdef long long _base_us
     cdef long long _last_ms
     cdef RecordFilter _filter
+    cdef unsigned char _ext, _fd, _brs
+    cdef long long _max_std, _max_ext
 
     @cython.locals(size=Py_ssize_t, i=Py_ssize_t, start=Py_ssize_t, o=Py_ssize_t,
                    c=cython.uchar, p=cython.p_uchar, out=cython.p_uchar, hexval=cython.p_uchar,

@@ -51,6 +51,10 @@ class SlcanParser:
         self._base_us = -1
         self._last_ms = 0
         self._filter = record_filter
+        # the CAN facts of wire, as typed attributes (compiled, a module constant is a Python
+        # object looked up by name at every use)
+        self._ext, self._fd, self._brs = FLAG_EXT, FLAG_FD, FLAG_BRS
+        self._max_std, self._max_ext = MAX_STANDARD_ID, MAX_EXTENDED_ID
 
     def feed(self, chunk, now_us):
         pending = self._pending
@@ -121,16 +125,16 @@ class SlcanParser:
             flags = 0
         elif kind == 84 or kind == 82 or kind == 68 or kind == 66:  # T R D B
             idlen = 8
-            flags = FLAG_EXT
+            flags = self._ext
         else:
             if _REPLIES.find(bytes((kind,))) < 0:
                 self._garbage(p, s, e)
             return o
         remote = kind == 114 or kind == 82
         if kind == 100 or kind == 68:
-            flags |= FLAG_FD
+            flags |= self._fd
         elif kind == 98 or kind == 66:
-            flags |= FLAG_FD | FLAG_BRS
+            flags |= self._fd | self._brs
         length = e - s
         if length < idlen + 2:
             self._garbage(p, s, e)
@@ -141,19 +145,19 @@ class SlcanParser:
             self._garbage(p, s, e)
             return o
         dlc = hexval[p[j]]
-        if dlc > 15 or (dlc > 8 and not flags & FLAG_FD):
+        if dlc > 15 or (dlc > 8 and not flags & self._fd):
             self._garbage(p, s, e)
             return o
         n = fdlen[dlc]
         j += 1
         rest = e - j - (0 if remote else 2 * n)
-        if (rest != 0 and rest != 4) or can_id > (MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID):
+        if (rest != 0 and rest != 4) or can_id > (self._max_ext if flags & self._ext else self._max_std):
             self._garbage(p, s, e)
             return o
         if remote:
             self.remote += 1
             return o
-        if self._filter is not None and not self._filter.passes(can_id, flags & FLAG_EXT):
+        if self._filter is not None and not self._filter.passes(can_id, flags & self._ext):
             return o
         # payload first (it may still turn out to be garbage), then the header
         k = 0

@@ -22,7 +22,9 @@ cdef class Packer:
     @cython.locals(count=Py_ssize_t, i=Py_ssize_t, pos=Py_ssize_t, n=Py_ssize_t,
                    start=Py_ssize_t, can_id=cython.longlong, flags=cython.uchar,
                    stamp=cython.double, offset=cython.double, micros=cython.ulonglong,
-                   src=cython.p_uchar, buf=bytearray)
+                   src=cython.p_uchar, buf=bytearray, ext_flag=cython.uchar,
+                   fd_flag=cython.uchar, brs_flag=cython.uchar, esi_flag=cython.uchar,
+                   max_std=cython.longlong, max_ext=cython.longlong)
     cpdef bytes pack(self, list messages)
 
 
@@ -40,7 +42,7 @@ cdef class RecordFilter:
 
     @cython.locals(size=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, keep_from=Py_ssize_t,
                    can_id=cython.ulonglong, p=cython.p_uchar, src=bytes, kept=bytearray,
-                   dropped=bint)
+                   dropped=bint, header=Py_ssize_t, ext_flag=cython.uchar)
     cpdef apply(self, records)
 
 
@@ -52,7 +54,9 @@ cdef class StreamDecoder:
 
     @cython.locals(size=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, n=cython.uint,
                    flags=cython.uint, can_id=cython.uint, micros=cython.ulonglong,
-                   p=cython.p_uchar, out=list, buf=bytearray)
+                   p=cython.p_uchar, out=list, buf=bytearray, header=Py_ssize_t,
+                   defined=cython.uint, ext_flag=cython.uint, fd_flag=cython.uint,
+                   brs_esi=cython.uint, max_std=cython.uint, max_ext=cython.uint)
     cpdef list feed(self, chunk)
 
     cdef _fail(self, str reason, Py_ssize_t pos, list frames)

@@ -32,6 +32,8 @@ MAX_EXTENDED_ID = 0x1FFFFFFF
 FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 #: one microsecond past the last timestamp a record can hold
 MAX_TIMESTAMP_US = 1 << 64
+# Hot loops copy these module constants into typed locals first (see the .pxd): compiled, a
+# module constant is a Python object looked up by name at every use.
 
 _HEADER = struct.Struct(">QIBB")
 _unpack_header_from = _HEADER.unpack_from
@@ -116,6 +118,8 @@ class Packer:
             self._buffer = bytearray(count * MAX_RECORD_SIZE)
         buf = self._buffer
         offset = self.ts_offset
+        ext_flag, fd_flag, brs_flag, esi_flag = FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI
+        max_std, max_ext = MAX_STANDARD_ID, MAX_EXTENDED_ID
         pos = 0
         i = 0
         while i < count:
@@ -135,21 +139,21 @@ class Packer:
             n = len(data)
             can_id = msg.arbitration_id
             if msg.is_extended_id:
-                flags = FLAG_EXT
-                if can_id > MAX_EXTENDED_ID or can_id < 0:
+                flags = ext_flag
+                if can_id > max_ext or can_id < 0:
                     self.invalid += 1
                     continue
             else:
                 flags = 0
-                if can_id > MAX_STANDARD_ID or can_id < 0:
+                if can_id > max_std or can_id < 0:
                     self.invalid += 1
                     continue
             if msg.is_fd or n > 8:
-                flags |= FLAG_FD
+                flags |= fd_flag
                 if msg.bitrate_switch:
-                    flags |= FLAG_BRS
+                    flags |= brs_flag
                 if msg.error_state_indicator:
-                    flags |= FLAG_ESI
+                    flags |= esi_flag
                 if n > 8 and not valid_length(n, True):
                     self.invalid += 1
                     continue
@@ -217,14 +221,15 @@ class RecordFilter:
         else:
             p = src
         kept = bytearray()
+        header, ext_flag = HEADER_SIZE, FLAG_EXT
         pos = 0
         keep_from = 0  # start of a run of passing records not yet copied
         dropped = False
-        while pos + HEADER_SIZE <= size:
+        while pos + header <= size:
             # & 0x1F: a valid id has 29 bits, and the shift stays inside a C int
             can_id = ((p[pos + 8] & 0x1F) << 24) | (p[pos + 9] << 16) | (p[pos + 10] << 8) | p[pos + 11]
-            end = pos + HEADER_SIZE + p[pos + 13]
-            if not self.passes(can_id, p[pos + 12] & FLAG_EXT):
+            end = pos + header + p[pos + 13]
+            if not self.passes(can_id, p[pos + 12] & ext_flag):
                 if pos > keep_from:
                     kept += src[keep_from:pos]
                 keep_from = end
@@ -265,8 +270,10 @@ class StreamDecoder:
         buf += chunk
         size = len(buf)
         out = []
+        header, defined, ext_flag, fd_flag = HEADER_SIZE, FLAGS_DEFINED, FLAG_EXT, FLAG_FD
+        brs_esi, max_std, max_ext = FLAG_BRS | FLAG_ESI, MAX_STANDARD_ID, MAX_EXTENDED_ID
         pos = 0
-        while size - pos >= HEADER_SIZE:
+        while size - pos >= header:
             if cython.compiled:
                 p = cython.cast(cython.p_uchar, buf) + pos
                 micros = ((cython.cast(cython.ulonglong, p[0]) << 56)
@@ -283,21 +290,21 @@ class StreamDecoder:
                 n = p[13]
             else:
                 micros, can_id, flags, n = _unpack_header_from(buf, pos)
-            if flags > FLAGS_DEFINED or n > 8:
+            if flags > defined or n > 8:
                 reason = _header_problem(can_id, flags, n)
                 if reason is not None:
                     self._fail(reason, pos, out)
-            if can_id > (MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID) or (
-                    (flags & (FLAG_BRS | FLAG_ESI)) and not flags & FLAG_FD):
+            if can_id > (max_ext if flags & ext_flag else max_std) or (
+                    (flags & brs_esi) and not flags & fd_flag):
                 self._fail(_header_problem(can_id, flags, n), pos, out)
-            end = pos + HEADER_SIZE + n
+            end = pos + header + n
             if end > size:
                 break
             if cython.compiled:
                 out.append((micros, can_id, flags,
                             PyBytes_FromStringAndSize(cython.cast(cython.p_char, p + 14), n)))
             else:
-                out.append((micros, can_id, flags, bytes(buf[pos + HEADER_SIZE:end])))
+                out.append((micros, can_id, flags, bytes(buf[pos + header:end])))
             pos = end
         if pos:
             del buf[:pos]

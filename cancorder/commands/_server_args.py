@@ -62,7 +62,7 @@ def serve(source, args, process, print_frames=None):
 def make_reporter(args):
     from ..report import Reporter
 
-    return Reporter(debug=getattr(args, "debug", False))
+    return Reporter()
 
 
 # ---- value parsers (argparse turns their ArgumentTypeError into a usage line, exit 2) ----

@@ -32,7 +32,6 @@ class UdsSimulatorSource(Source):
         self._next = None
         self._pacer = WallPacer()
         self._clients = None
-        self.cycles = 0
         self.frames = 0
 
     @property
@@ -72,7 +71,6 @@ class UdsSimulatorSource(Source):
             if kind == CYCLE:
                 if not self._start_cycle(t_us, deadline):
                     break
-                self.cycles = value
             elif pacer.remaining(t_us) > 0:
                 left = deadline - time.monotonic()
                 if records or left <= 0:
