@@ -3,7 +3,7 @@
 Source threads hand over bytes of records with ``submit``; they go to every client with one
 non-blocking ``send`` per client per flush, and a flush happens at most once per ``coalesce``
 seconds (1 ms):
-- on a quiet link (the last flush is 0.9 window old, nothing pending) ``submit`` sends at once,
+- on a quiet link (the last flush is half a window old, nothing pending) ``submit`` sends at once,
   from the caller's thread: no hand-over, no wake-up of the loop, no delay for a lone frame;
 - under load records wait in ``_pending`` for the loop, which flushes them one window after the
   previous flush (select timeouts), so at 30,000 frames/s there are about a thousand flushes a
@@ -32,10 +32,12 @@ _WAKE = "wake"
 _LISTENER = "listener"
 _IOV_MAX = 64  # backlog pieces gathered into one sendmsg (the kernel allows 1024)
 #: A submit at least this fraction of a window after the last flush, with nothing pending,
-#: finds a quiet link and is sent at once. Below 1 so that frames arriving about once per
-#: window (1,000 frames/s, or a source that gathers a window per read) go out directly rather
-#: than each waking the loop for the few microseconds the window still had to run.
-QUIET = 0.9
+#: finds a quiet link and is sent at once. Half a window, so that frames arriving about once
+#: per window (1,000 frames/s, bursts of a USB adapter, a source that gathers a window per
+#: read) go out directly even with the scheduler's jitter, rather than each waking the loop
+#: for what little of the window was left; a busy link (a second submit within half a window)
+#: is coalesced by the loop, one flush per window.
+QUIET = 0.5
 
 
 class Client:
