@@ -171,7 +171,9 @@ def run_stream(subject, binaries, mode, rate, count, clients, idle=15):
         else 0
     return {"cpu_per_10k": cpu / count * 10000, "cpu_percent": cpu / wall * 100,
             "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "max_ms": result["max_ms"],
-            "frames_per_s": count / result["seconds"] if result["seconds"] else 0.0,
+            # a rate only where every client got every frame (a dropped client has no rate)
+            "frames_per_s": count / result["seconds"] if result["seconds"] and
+            result["complete"] == clients and not result["bad"] else 0.0,
             "every_frame": result["complete"] == clients and result["bad"] == 0,
             "clients_short": clients - result["complete"], "bad": result["bad"],
             "lost_at_least": lost, "emulator_rate": count / sent_in if sent_in else 0.0}
