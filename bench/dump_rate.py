@@ -90,6 +90,7 @@ class Dump:
 
 def listener():
     sock = socket.create_server(("127.0.0.1", 0))
+    sock.settimeout(60)  # a dump that never connects fails the run instead of hanging it
     return sock, sock.getsockname()[1]
 
 
