@@ -287,13 +287,11 @@ class Bench:
     def report(self):
         keys = sorted({k[:-1] for k in self.results if k[0] == "stream"})
         targets = {"cpu": [0, 0], "p99": [0, 0], "every": [0, 0]}
-        print()
-        print("CPU-seconds of the server process per 10,000 frames (median), p99 delay from the "
-              "adapter's write to the client's read (median of the runs' p99), every frame to "
-              "every client in every run")
-        print("| frames/s | adapter writes | clients | C proxy | cancorder | ratio | C proxy p99 "
-              "| cancorder p99 | every frame |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        _table("CPU-seconds of the server process per 10,000 frames (median), p99 delay from "
+               "the adapter's write to the client's read (median of the runs' p99), every frame "
+               "to every client in every run",
+               "frames/s", "adapter writes", "clients", "C proxy", "cancorder", "ratio",
+               "C proxy p99", "cancorder p99", "every frame")
         for key in keys:
             _, rate, mode, clients = key
             ref = self.get(key, REFERENCE, "cpu_per_10k")
@@ -313,12 +311,10 @@ class Bench:
                   + ("" if ref_every == "yes" else f" (C proxy: {ref_every})") + " |")
         beside = [k for k in keys if any(k + (s,) in self.results for s in ("pure", "python-can"))]
         if beside:
-            print()
-            print("Beside it (no target): the pure-Python twin (CANCORDER_PURE=1) and python-can's "
-                  "reader (--opt slcan_backend=python-can), same measures")
-            print("| frames/s | adapter writes | clients | pure CPU-s/10k | pure p99 | "
-                  "python-can CPU-s/10k | python-can p99 | every frame (pure / python-can) |")
-            print("|---|---|---|---|---|---|---|---|")
+            _table("Beside it (no target): the pure-Python twin (CANCORDER_PURE=1) and "
+                   "python-can's reader (--opt slcan_backend=python-can), same measures",
+                   "frames/s", "adapter writes", "clients", "pure CPU-s/10k", "pure p99",
+                   "python-can CPU-s/10k", "python-can p99", "every frame (pure / python-can)")
             for key in beside:
                 _, rate, mode, clients = key
                 print(f"| {rate:,} | {_MODE[mode]} | {clients} | "
@@ -328,12 +324,10 @@ class Bench:
                       f"{_f(self.get(key, 'python-can', 'p99_ms'), 2)} | "
                       f"{self.delivered(key, 'pure') or '-'} / "
                       f"{self.delivered(key, 'python-can') or '-'} |")
-        print()
-        print("Unpaced (the emulator writes 64 KiB as fast as the socket takes them): frames/s "
-              "each client received (median)")
-        print("| clients | C proxy | cancorder | cancorder / C proxy | every frame | "
-              "C proxy CPU-s/10k | cancorder CPU-s/10k | pure-Python twin | python-can |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        _table("Unpaced (the emulator writes 64 KiB as fast as the socket takes them): frames/s "
+               "each client received (median; 0 where a client missed frames)",
+               "clients", "C proxy", "cancorder", "cancorder / C proxy", "every frame",
+               "C proxy CPU-s/10k", "cancorder CPU-s/10k", "pure-Python twin", "python-can")
         unpaced = [0, 0]
         for clients in (16, 64):
             key = ("unpaced", clients)
@@ -349,10 +343,8 @@ class Bench:
                   f"{_f(self.get(key, 'cancorder', 'cpu_per_10k'), 4)} | "
                   f"{_f(self.get(key, 'pure', 'frames_per_s'), 0)} | "
                   f"{_f(self.get(key, 'python-can', 'frames_per_s'), 0)} |")
-        print()
-        print("Idle costs: CPU % of one core (median), 1 client connected")
-        print("| bus | C proxy | cancorder | pure-Python twin | python-can |")
-        print("|---|---|---|---|---|")
+        _table("Idle costs: CPU % of one core (median), 1 client connected",
+               "bus", "C proxy", "cancorder", "pure-Python twin", "python-can")
         idle = {}
         for key, label in ((("silent",), "silent"), (("bus100",), "100 frames/s, one write "
                                                                  "per frame")):
@@ -374,6 +366,13 @@ class Bench:
 
 
 _MODE = {"frame": "one per frame", "burst": "every 1 ms"}
+
+
+def _table(title, *columns):
+    print()
+    print(title)
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
 
 
 def _count(tally, ok):
