@@ -39,6 +39,10 @@ bench: dev
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate
+	$(BIN)/python -m bench.mqtt
+	$(BIN)/python -m bench.multibus
+	$(BIN)/python -m bench.monitor
+	$(BIN)/python -m bench.socketcand
 	$(MAKE) exe
 	$(BIN)/python -m bench.exe_startup
 

@@ -107,6 +107,16 @@ def run_max(fmt, sink, frames, extra):
     return frames / (done - start), cpu, dump.bytes_out
 
 
+def paced(batches, every):
+    """Each batch when it is due: batch i at i * ``every`` seconds after the first."""
+    start = time.perf_counter()
+    for index, batch in enumerate(batches):
+        delay = start + index * every - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield batch
+
+
 def run_paced(fmt, sink, rate, seconds, extra):
     batch_every = 0.001  # serve flushes at most once per 1 ms
     per_batch = int(rate * batch_every)
@@ -117,10 +127,7 @@ def run_paced(fmt, sink, rate, seconds, extra):
     conn, _ = sock.accept()
     payload = [make_records(per_batch, int(time.time() * 1e6) + b * 1000) for b in range(batches)]
     start = time.perf_counter()
-    for b, records in enumerate(payload):
-        delay = start + b * batch_every - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for records in paced(payload, batch_every):
         conn.sendall(records)
     last = time.perf_counter()
     done, cpu = dump.wait()

@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect"]
+COMMANDS = ["serve", "toucan", "mock_uds", "dump", "detect", "service", "relay"]
 
 
 def version_text():
@@ -51,6 +51,10 @@ def build_parser():
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks instead of one-line errors")
+    common.add_argument("--log-format", choices=("human", "json"), default=argparse.SUPPRESS,
+                        help="human: timestamped lines (the default); json: one JSON object "
+                             "per line (time, level, bus, event, message, fields) for journald, "
+                             "Loki or any collector")
     parser = _Parser(
         prog="cancorder", parents=[common],
         description="CAN bus logger proxy: streams CAN frames over TCP in the ECUconnect "
@@ -94,7 +98,7 @@ def main(argv=None):
     debug = getattr(args, "debug", False)
     from . import logs
 
-    logs.setup(debug)
+    logs.setup(debug, log_format=getattr(args, "log_format", "human"))
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
@@ -103,7 +107,7 @@ def main(argv=None):
     except USER_ERRORS as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        logs.error_line(str(exc), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -112,6 +116,5 @@ def main(argv=None):
     except Exception as exc:
         if debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-              file=sys.stderr)
+        logs.error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
         return 1

@@ -149,6 +149,7 @@ class Dump:
         self.received = 0  # frames decoded (before --filter)
         self.shown = 0  # frames that passed --filter and --count
         self.reason = None  # why it stopped, for the summary line
+        self.ended = False  # the stream ended by itself (not --count, --duration, a signal)
         self._deadline = None
         self._signal = None
         self._wake_r = self._wake_w = None
@@ -167,7 +168,14 @@ class Dump:
                 try:
                     if self.stats is not None:
                         self.stats.start()
-                    self._connect_and_receive()
+                    if hasattr(self.target, "play"):  # a log file (logread.LogFile)
+                        self._play(self.target)
+                    else:
+                        self._connect_and_receive()
+                    hold = getattr(self.stats, "hold", None)
+                    if hold is not None and self.ended and self._signal is None:
+                        # the monitor: the stream ended, but the table stays until q
+                        hold(self.reason or "the stream ended", lambda: self._signal is not None)
                     failed = False
                 except _Stop:
                     failed = False
@@ -228,10 +236,32 @@ class Dump:
                 if not clean:  # a crash or a network failure, not an end: exit non-zero
                     raise ConnectError(f"{lost} (--reconnect keeps trying)")
                 self.reason = lost
+                self.ended = True
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
             if self._wait(delay):
                 return
+
+    def _play(self, log):
+        """Frames from a log file instead of a logger (paced when ``log.realtime``)."""
+        self.reporter.info(f"reading {log}")
+        if self.recording:
+            self.recording.open()
+        if self.duration:
+            self._deadline = time.monotonic() + self.duration
+
+        def deliver(frames, channel):
+            if self._deliver(frames, channel):
+                self.reason = f"--count {self.count}"
+                return True
+            return self._over()
+
+        if not log.play(deliver, self._wait):
+            self.reason = f"end of {log}"
+            self.ended = True
+        if log.skipped:
+            self.reporter.info(f"{log.skipped:,} remote or error frames in {log} skipped (the "
+                               "ECUconnect format carries neither)")
 
     def _wait(self, seconds):
         """Sleep, but wake for a signal or the --duration deadline; True means stop now."""
@@ -251,6 +281,18 @@ class Dump:
             return True
         return False
 
+    def _next_timeout(self):
+        """How long the receive loop may wait: until --duration ends or the --stats table is
+        due (None: no limit); refreshes the table when it is due."""
+        timeout = None
+        now = time.monotonic()
+        if self._deadline is not None:
+            timeout = max(0.0, self._deadline - now)
+        if self.stats is not None:
+            self.stats.refresh_if_due(now)
+            timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
+        return timeout
+
     def _receive(self, sock):
         """Until the stream ends, returning (why, whether it ended cleanly), or the run is
         over, returning (None, True)."""
@@ -259,14 +301,7 @@ class Dump:
         watched = [sock, wake]
         stats = self.stats
         while True:
-            timeout = None
-            now = time.monotonic()
-            if self._deadline is not None:
-                timeout = max(0.0, self._deadline - now)
-            if stats is not None:
-                stats.refresh_if_due(now)
-                timeout = STATS_INTERVAL if timeout is None else min(timeout, STATS_INTERVAL)
-            readable = select.select(watched, [], [], timeout)[0]
+            readable = select.select(watched, [], [], self._next_timeout())[0]
             if wake in readable:
                 self._drain_wake()
             if self._over():
@@ -298,7 +333,7 @@ class Dump:
                 self.reason = f"--count {self.count}"
                 return None, True
 
-    def _deliver(self, frames):
+    def _deliver(self, frames, channel=None):
         """Filter, count, record, show; True when --count is reached."""
         self.received += len(frames)
         if self.passes is not None:
@@ -313,7 +348,7 @@ class Dump:
         if self.recording:
             self.recording.write(frames)
         if self.stats is not None:
-            self.stats.add(frames)
+            self.stats.add(frames, channel)
         elif self.formatter is not None:
             self._write(self.formatter.format(frames))
         return done

@@ -44,6 +44,10 @@ class SourceLostError(SourceError):
     """The source failed while running (an unplugged adapter): the server reopens it."""
 
 
+class TransmitError(SourceError):
+    """A frame could not be put on the bus (the source cannot transmit, or the adapter refused)."""
+
+
 class SourceCrashedError(SourceError):
     """A source raised something unexpected (a bug, a library error): the server stops, exit 1."""
 
@@ -54,6 +58,22 @@ class SimulationError(SourceError):
 
 class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
+
+
+class PayloadError(CancorderError):
+    """An MQTT message is not a cancorder batch (wrong magic or version, bad records)."""
+
+
+class MqttError(CancorderError):
+    """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
+
+
+class SpoolError(UsageError):
+    """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
+
+
+class ConfigError(UsageError):
+    """A ``--config`` file is wrong: the message names the file, the bus and the key."""
 
 
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)

@@ -73,17 +73,43 @@ class JsonFormatter:
             "true" if flags & bit else "false" for bit in (FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI))
         for flags in range(16))
 
-    def __init__(self, channel="can0"):
+    def __init__(self, channel="can0", signals=None):
         self.channel = channel
+        self.signals = signals  # dbc.SignalDecoder: adds "message" and "signals" (or an error)
 
     def format(self, frames):
+        if self.signals is not None:
+            return self._format_decoded(frames)
+        return "".join(self._lines(frames))
+
+    def _lines(self, frames):
         flag_text = self._FLAGS
         channel = self.channel
-        return "".join([
+        return [
             f'{{"timestamp": {micros // 1000000}.{micros % 1000000:06d}, "timestamp_us": {micros}, '
             f'"channel": "{channel}", "id": {can_id}, {flag_text[flags & 15]}, '
             f'"length": {len(data)}, "data": "{data.hex()}"}}\n'
-            for micros, can_id, flags, data in frames])
+            for micros, can_id, flags, data in frames]
+
+    def _format_decoded(self, frames):
+        import json
+
+        from .dbc import json_value
+
+        lines = self._lines(frames)
+        decode = self.signals.decode
+        for index, frame in enumerate(frames):
+            decoded = decode(frame[1], frame[2], frame[3])
+            if decoded is None:
+                continue
+            extra = {"message": decoded.name}
+            if decoded.error:
+                extra["decode_error"] = decoded.error
+            else:
+                extra["signals"] = {name: json_value(value)
+                                    for name, value in decoded.signals.items()}
+            lines[index] = lines[index][:-2] + ", " + json.dumps(extra)[1:] + "\n"
+        return "".join(lines)
 
     def finish(self):
         return ""
@@ -137,7 +163,8 @@ class PrettyFormatter:
     ID_WIDTH = 8
     FLAGS_WIDTH = 10  # "FD BRS ESI"
 
-    def __init__(self, color_system=None):
+    def __init__(self, color_system=None, signals=None):
+        self.signals = signals  # dbc.SignalDecoder: the message and its signals after the bytes
         self._second = -1
         self._second_text = ""
         self._ids = {}
@@ -182,7 +209,20 @@ class PrettyFormatter:
         return f"{self._second_text}.{micros % 1000000:06d}"
 
     def format(self, frames):
+        if self.signals is not None:
+            return "".join([self.line(frame) + self.decoded_text(frame) + "\n"
+                            for frame in frames])
         return "".join([self.line(frame) + "\n" for frame in frames])
+
+    def decoded_text(self, frame):
+        """``  Name sig=value unit ...`` (``  Name !reason`` when it does not decode)."""
+        decoded = self.signals.decode(frame[1], frame[2], frame[3])
+        if decoded is None:
+            return ""
+        text = decoded.text()
+        if self._style is not None:
+            text = self._paint(text, "red" if decoded.error else "cyan")
+        return "  " + text
 
     def line(self, frame):
         micros, can_id, flags, data = frame
@@ -211,8 +251,9 @@ class StatsTable:
     On a terminal the table updates in place; piped, only the final table is printed.
     """
 
-    def __init__(self, console=None, interval=0.5):
+    def __init__(self, console=None, interval=0.5, signals=None):
         self.console = console
+        self.signals = signals  # dbc.SignalDecoder: the last frame's signals beneath each id
         self.interval = interval
         self.total = 0
         self._rows = {}  # id key -> [count, count at the last redraw, frames/s, last frame]
@@ -234,7 +275,8 @@ class StatsTable:
                           else "ellipsis")
         self._live.start()
 
-    def add(self, frames):
+    def add(self, frames, channel=None):
+        """Count a batch (one row per id: channels are not told apart here)."""
         rows = self._rows
         for frame in frames:
             key = frame[1] | (0x80000000 if frame[2] & FLAG_EXT else 0)
@@ -280,16 +322,34 @@ class StatsTable:
         summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
                        f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
         table = Table()
-        for column in ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data"):
+        columns = ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data")
+        for column in columns:
             table.add_column(column, justify="right" if column in (
-                "Len", "Count", "Frames/s", "Avg/s") else "left", no_wrap=True)
+                "Len", "Count", "Frames/s", "Avg/s") else "left",
+                no_wrap=column != "Last data", overflow="fold")
         for key in sorted(self._rows):
             count, _, rate, (micros, can_id, flags, data) = self._rows[key]
             ident = f"{can_id:08X}" if flags & FLAG_EXT else f"{can_id:03X}"
             table.add_row(ident, flag_names(flags), str(len(data)), f"{count:,}",
                           f"{rate:,.1f}", f"{count / elapsed if elapsed > 0 else 0.0:,.1f}",
                           data.hex(" ").upper())
+            if self.signals is not None:  # the last frame decoded, beneath its bytes
+                for line in self._decoded_lines(can_id, flags, data):
+                    table.add_row("", "", "", "", "", "", line)
         return Group(summary, table)
+
+    def _decoded_lines(self, can_id, flags, data):
+        from rich.text import Text
+
+        from .dbc import signal_texts
+
+        decoded = self.signals.decode(can_id, flags, data)
+        if decoded is None:
+            return []
+        if decoded.error:
+            return [Text(f"{decoded.name} !{decoded.error}", style="red")]
+        return [Text(decoded.name, style="bold")] + [f"  {text}"
+                                                     for text in signal_texts(decoded)]
 
 
 def _id_colour(key):
@@ -316,14 +376,15 @@ def _byte_colour(value):
     return Color.from_rgb(r * 255, g * 255, b * 255)
 
 
-def make_formatter(name, channel="can0", color_system=None):
-    """The formatter for ``--format NAME``; ``color_system`` only matters for pretty."""
+def make_formatter(name, channel="can0", color_system=None, signals=None):
+    """The formatter for ``--format NAME``; ``color_system`` only matters for pretty,
+    ``signals`` (a dbc.SignalDecoder) for pretty and json."""
     if name == "pretty":
-        return PrettyFormatter(color_system)
+        return PrettyFormatter(color_system, signals)
     if name == "candump":
         return CandumpFormatter(channel)
     if name == "json":
-        return JsonFormatter(channel)
+        return JsonFormatter(channel, signals)
     if name == "raw":
         return XxdFormatter()
     raise ValueError(f"unknown format {name!r}")

@@ -11,6 +11,7 @@ passes at most once per interval per key (``rate_interval`` in the extra, defaul
 next one that passes says how many were held back in between.
 """
 import logging
+import sys
 import threading
 import time
 
@@ -85,17 +86,86 @@ class HumanHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup(debug=False, handler=None):
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line, for journald, Loki or any collector.
+
+    ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``bus`` (null for the process),
+    ``event`` (a short stable name where the code gives one with ``extra={"event": ...}``, else
+    the logger's name), ``message`` (the human text) and ``fields`` (every other ``extra=``
+    value, and the traceback when there is one).
+    """
+
+    def format(self, record):
+        import datetime
+        import json
+
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        fields = {key: _plain(value) for key, value in vars(record).items()
+                  if key not in _RECORD_ATTRIBUTES and not key.startswith("_")}
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return json.dumps({
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "bus": getattr(record, "bus", None),
+            "event": getattr(record, "event", None) or record.name,
+            "message": record.getMessage(),
+            "fields": fields,
+        }, ensure_ascii=False, separators=(",", ":"))
+
+
+#: LogRecord attributes that are not extra fields
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "bus", "event", "rate_key", "taskName"}
+
+
+def _plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def json_handler(stream=None):
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+#: the format setup() installed last: the command line's final error line follows it
+_active_format = "human"
+
+
+def error_line(text, exit_code, stream=None):
+    """The last line of a failing command: ``error: text``, or a JSON object in json mode."""
+    stream = stream if stream is not None else sys.stderr
+    if _active_format == "json":
+        record = logging.LogRecord(ROOT, logging.ERROR, __file__, 0, "%s", (text,), None)
+        record.event = "exit"
+        record.exit_code = exit_code
+        print(JsonFormatter().format(record), file=stream)
+    else:
+        print(f"error: {text}", file=stream)
+
+
+def setup(debug=False, handler=None, log_format="human"):
     """Install the one handler (and the shared rate limit) on the ``cancorder`` logger.
 
     python-can logs warnings of its own at import and on a failed open ("Kvaser canlib is
     unavailable"): they would follow our one clear error line, so they show only with --debug.
-    Returns the handler (tests pass their own to read what was logged).
+    ``log_format`` "json" writes JSON lines instead of the human ones. Returns the handler
+    (tests pass their own to read what was logged).
     """
+    global _active_format
     root = logging.getLogger(ROOT)
     for old in list(root.handlers):
         root.removeHandler(old)
-    handler = handler or HumanHandler()
+    _active_format = log_format
+    if handler is None:
+        handler = json_handler() if log_format == "json" else HumanHandler()
     handler.addFilter(RateLimitFilter())
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)

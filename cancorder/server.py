@@ -10,9 +10,7 @@ Every serving subcommand builds its Source and hands it to a Bus; the server kno
 kind. Sources know no server: what they may know of clients comes through a ClientGate.
 """
 import dataclasses
-import errno
 import logging
-import socket
 import threading
 import time
 
@@ -20,7 +18,8 @@ from . import sinks as sinks_module
 from ._fast import broadcast
 from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLostError, \
     UsageError
-from .protocol import DEFAULT_PORT, PORT_SEARCH, RETRY_FIRST, RETRY_MAX
+from .listeners import open_listeners
+from .protocol import RETRY_FIRST, RETRY_MAX
 from .signals import stop_on_signals
 from .sources.base import ClientGate
 
@@ -42,6 +41,13 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
+    allow: list = dataclasses.field(default_factory=list)  # client networks; empty: everyone
+    socketcand: tuple = None  # (host or None, port): serve socketcand's raw mode too
+    beacon: bool = True  # socketcand's UDP discovery beacon
+    allow_transmit: bool = False  # socketcand clients may send frames to the bus
+    listen_only: bool = False  # the bus is opened listen-only: nothing is ever transmitted
+    mqtt: object = None  # mqtt.publisher.MqttOptions: publish every batch to a broker (--mqtt)
+    print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
 
 
 @dataclasses.dataclass
@@ -53,54 +59,9 @@ class ServerOptions:
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
     coalesce: float = 0.001
-
-
-def open_listeners(bind=None, port=None):
-    """Bind the real listening socket: ``bind`` None means every IPv4 and IPv6 address.
-
-    Without ``port`` the first free port from 42420 is taken by binding it for real, so no
-    other process can take it between a test and the use.
-    Returns (sockets, port, bound host strings).
-    """
-    ports = [port] if port else range(DEFAULT_PORT, DEFAULT_PORT + PORT_SEARCH)
-    last = None
-    for candidate in ports:
-        try:
-            return _bind(bind, candidate)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise _bind_error(bind, candidate, exc) from exc
-            last = exc
-    if port:
-        raise UsageError(f"port {port} is already in use (another logger?): choose another "
-                         "with --port, or leave --port out to take the first free one "
-                         f"from {DEFAULT_PORT}") from last
-    raise UsageError(f"no free port in {DEFAULT_PORT}..{DEFAULT_PORT + PORT_SEARCH - 1}: "
-                     "choose one with --port") from last
-
-
-def _bind(bind, port):
-    if bind is None:
-        if socket.has_dualstack_ipv6():
-            sock = socket.create_server(("::", port), family=socket.AF_INET6,
-                                        dualstack_ipv6=True, backlog=64)
-            return [sock], port, ["::", "0.0.0.0"]
-        return [socket.create_server(("0.0.0.0", port), backlog=64)], port, ["0.0.0.0"]
-    try:
-        infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise UsageError(f"--bind {bind}: not an address of this machine ({exc.strerror})")
-    family, _, _, _, address = infos[0]
-    sock = socket.create_server(address, family=family, backlog=64)
-    return [sock], port, [address[0]]
-
-
-def _bind_error(bind, port, exc):
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return UsageError(f"--bind {bind}: this machine has no such address")
-    if exc.errno == errno.EACCES:
-        return UsageError(f"port {port}: permission denied (ports below 1024 need root)")
-    return UsageError(f"cannot listen on {bind or '*'}:{port}: {exc.strerror or exc}")
+    metrics: tuple = None  # --metrics: (host, port) of /metrics and /healthz
+    notifier: object = None  # sdnotify.Notifier (default: from $NOTIFY_SOCKET)
+    stuck_after: float = None  # seconds without a source-thread heartbeat = stuck (watchdog)
 
 
 class _BusLog(logging.LoggerAdapter):
@@ -124,6 +85,12 @@ class BusInfo:
     txt: dict
     source: object  # for transmit; a sink never reads from it
     log: logging.LoggerAdapter
+    # admit(address) -> None to accept a client, or why not: --allow, and --max-clients
+    # counted over every protocol the bus serves (a sink that accepts clients asks it)
+    admit: object = None
+    # failed(what, exc): a sink whose thread died of something unexpected says so here; the
+    # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
+    failed: object = None
 
 
 class Bus:
@@ -149,6 +116,9 @@ class Bus:
         self.crash = None
         self.reopens = 0
         self.last_frame = None  # time.monotonic() of the last batch
+        self.heartbeat = None  # time.monotonic() the source thread last came round its loop
+        self.down_reason = ""  # why the adapter is lost (while not up)
+        self.down_since = None
         self._stop = threading.Event()
         self._on_end = None
         self._threads = []
@@ -157,6 +127,10 @@ class Bus:
 
     def open(self, server_options):
         """Open the source and bind the listener (errors here are the user's to fix)."""
+        if self.options.allow_transmit and not self.options.listen_only and \
+                not self.source.can_transmit:
+            raise UsageError(f"--allow-transmit: {self.source.description} cannot transmit "
+                             "(only adapters can: serve, touCAN)")
         self.source.use_clients(ClientGate(self._client_count, self._wait_for_client))
         self.source.open()
         self.up = True
@@ -168,8 +142,9 @@ class Bus:
             raise
         self.broadcaster = broadcast.Broadcaster(
             listeners, client_buffer=self.options.client_buffer,
-            max_clients=self.options.max_clients, coalesce=server_options.coalesce,
+            max_clients=0, coalesce=server_options.coalesce,  # admit counts every protocol
             log=self._log_client_event)
+        self.broadcaster.admit = self.admit
 
     def start(self, server_options, on_end):
         """Start the broadcaster, advertise, start the sinks and the source thread."""
@@ -191,7 +166,8 @@ class Bus:
         return BusInfo(name=self.name, channel=txt.get("channel", ""),
                        log_channel=self.options.name or "can0",
                        interface=txt.get("interface", ""), bitrate=txt.get("bitrate", ""),
-                       port=self.port, txt=txt, source=self.source, log=self.log)
+                       port=self.port, txt=txt, source=self.source, log=self.log,
+                       admit=self.admit, failed=self._consumer_failed)
 
     def txt(self):
         from .discovery import short_hostname
@@ -238,6 +214,7 @@ class Bus:
         stopping = self._stop.is_set
         try:
             while not stopping():
+                self.heartbeat = time.monotonic()
                 try:
                     records = source.read(READ_TIMEOUT)
                 except SourceLostError as exc:
@@ -263,19 +240,32 @@ class Bus:
         if self._on_end is not None:
             self._on_end(self)
 
+    def _consumer_failed(self, what, exc):
+        """A sink's thread died unexpectedly: the bus counts as crashed (exit 1)."""
+        if self.crash is None:
+            self.crash = exc
+        self.log.error(f"{what} failed unexpectedly: {type(exc).__name__}: {exc}; stopping "
+                       "(exit 1, for a supervisor to restart)", exc_info=exc)
+        if self._on_end is not None:
+            self._on_end(self)
+
     def _drain(self):
         """A finished source: give the clients up to DRAIN_WAIT s to receive everything."""
         give_up = time.monotonic() + DRAIN_WAIT
         while not self._stop.is_set() and time.monotonic() < give_up:
+            self.heartbeat = time.monotonic()  # draining is not being stuck (watchdog)
             if self.broadcaster.wait_drained(0.1):
                 return
 
     def _reopen(self, exc):
         self.up = False
+        self.down_reason = str(exc)
+        self.down_since = time.monotonic()
         self.log.warning(f"{exc}; the server stays up and reopens it")
         self.source.close()
         delay = RETRY_FIRST
         while not self._stop.wait(delay):
+            self.heartbeat = time.monotonic()  # waiting for an adapter is not being stuck
             try:
                 self.source.open()
             except SourceError as again:
@@ -293,7 +283,22 @@ class Bus:
     # ---- pieces ----
 
     def _client_count(self):
-        return self.broadcaster.client_count if self.broadcaster is not None else 0
+        """Clients of every protocol the bus serves (the ECUconnect ones and the sinks')."""
+        count = self.broadcaster.client_count if self.broadcaster is not None else 0
+        return count + sum(getattr(sink, "client_count", 0) for sink in self.sinks)
+
+    def admit(self, address):
+        """None to accept a client of any protocol, or why it is refused (a log line)."""
+        from .socketcand import peer_allowed
+
+        allow = self.options.allow
+        if allow and not peer_allowed(address, allow):
+            return "outside --allow " + ", ".join(str(n) for n in allow)
+        limit = self.options.max_clients
+        count = self._client_count()
+        if limit and count >= limit:
+            return f"already {count} clients (--max-clients {limit})"  # of every protocol
+        return None
 
     def _wait_for_client(self, timeout):
         if self.broadcaster is None:
@@ -344,36 +349,48 @@ class Server:
     """
 
     def __init__(self, buses, options=None):
+        from .supervision import STUCK_AFTER, ServiceMonitor
+
         self.buses = list(buses)
         self.options = options or ServerOptions()
         self._stop = threading.Event()
         self.stop_reason = None
+        opts = self.options
+        #: sd_notify and the metrics page (supervision.py)
+        self.monitor = ServiceMonitor(self.buses, metrics=opts.metrics, notifier=opts.notifier,
+                                      stuck_after=opts.stuck_after or STUCK_AFTER)
 
     def run(self):
         opts = self.options
         opened = []
+        self.monitor.start()  # the metrics port first: a clash is a usage error, nothing served
         try:
-            for bus in self.buses:
-                bus.open(opts)
-                opened.append(bus)
-        except BaseException:
-            for bus in opened:
-                bus.abandon()
-            raise
-        # before the "serving" lines: whoever reads them may send SIGTERM at once
-        with stop_on_signals(self.stop):
-            started = []
             try:
                 for bus in self.buses:
-                    started.append(bus)
-                    bus.start(opts, self._bus_ended)
-                self._wait_and_report()
-            finally:
-                for bus in self.buses:
-                    if bus in started:
-                        bus.stop(opts.drain_timeout)
-                    else:
-                        bus.abandon()
+                    bus.open(opts)
+                    opened.append(bus)
+            except BaseException:
+                for bus in opened:
+                    bus.abandon()
+                raise
+            # before the "serving" lines: whoever reads them may send SIGTERM at once
+            with stop_on_signals(self.stop):
+                started = []
+                try:
+                    for bus in self.buses:
+                        started.append(bus)
+                        bus.start(opts, self._bus_ended)
+                    self.monitor.ready()  # every listener is bound and accepting
+                    self._wait_and_report()
+                finally:
+                    self.monitor.stopping()
+                    for bus in self.buses:
+                        if bus in started:
+                            bus.stop(opts.drain_timeout)
+                        else:
+                            bus.abandon()
+        finally:
+            self.monitor.close()
         for bus in self.buses:
             self._log_totals(bus)
         return self.exit_code
@@ -399,14 +416,16 @@ class Server:
             self.stop("every source finished")
 
     def _wait_and_report(self):
+        """The main loop: the watchdog and STATUS= (monitor.tick), and the status lines."""
         opts = self.options
         show = opts.print_frames or opts.stats
         last_time = time.monotonic()
         last_frames = {bus: 0 for bus in self.buses}
-        while not self._stop.wait(opts.stats_interval if show else 0.5):
-            if not show:
-                continue
+        while not self._stop.wait(self.monitor.tick_interval):
+            self.monitor.tick()
             now = time.monotonic()
+            if not show or now - last_time < opts.stats_interval:
+                continue
             elapsed = max(now - last_time, 1e-9)
             last_time = now
             for bus in self.buses:

@@ -101,6 +101,15 @@ class FramePrinter(RecordSink):
 def build_sinks(bus_options, server_options, bus):
     """The consumers one bus feeds, from its options."""
     sinks = []
-    if server_options.print_frames:
+    print_frames = bus_options.print_frames
+    if print_frames if print_frames is not None else server_options.print_frames:
         sinks.append(FramePrinter())
+    if bus_options.socketcand is not None:
+        from .socketcand import SocketcandServer
+
+        sinks.append(SocketcandServer.from_options(bus_options, server_options, bus))
+    if bus_options.mqtt is not None:
+        from .mqtt.publisher import MqttPublisher
+
+        sinks.append(MqttPublisher.from_options(bus_options.mqtt))
     return sinks

@@ -72,3 +72,25 @@ def cancorder_process():
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """Start Mosquitto brokers (tests/mosquitto.py: each its own folder, config and loopback
+    ports); every one is stopped by its pid at teardown."""
+    import shutil
+
+    from tests.mosquitto import MOSQUITTO, Mosquitto
+
+    if not os.path.exists(MOSQUITTO) or not shutil.which("mosquitto_passwd"):
+        pytest.fail("the MQTT tests need Debian's mosquitto package (.ci/run installs it)")
+    started = []
+
+    def make(**kwargs):
+        instance = Mosquitto(tmp_path / f"broker{len(started)}", **kwargs)
+        started.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in started:
+        instance.stop()

@@ -23,6 +23,17 @@ def cancorder_env(**extra):
     return env
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM by pid, SIGKILL if it does not exit within ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class CancorderProcess:
     """``python -m cancorder ARGS`` with stderr collected line by line."""
 
@@ -75,13 +86,7 @@ class CancorderProcess:
         return code
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._reader.join(5)
 
 
@@ -136,3 +141,15 @@ class StreamClient:
             pass
         self.sock.close()
         self._thread.join(5)
+
+
+def http_get(port, path, host="127.0.0.1"):
+    """(status, body text) of a GET, error statuses included (metrics, /healthz)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import can
 import pytest
@@ -185,6 +186,27 @@ def test_mock_uds_output_is_read_back_by_python_can(exe, scratch, extension):
         [(f.can_id, f.extended, f.data) for f in expected]
 
 
+def test_dump_decodes_a_log_with_a_dbc(exe, scratch):
+    """cantools inside the executable: a mock-uds log read back by dump --dbc, every decoded
+    frame equal to cantools' own decode_message (run in this Python)."""
+    import cantools
+
+    from tests.test_dbc import DBC, check_json_lines
+
+    log, dbc = os.path.join(scratch, "session.log"), os.path.join(scratch, "obd.dbc")
+    with open(dbc, "w") as f:
+        f.write(DBC)
+    code, _, err = run_exe(scratch, "mock-uds", "--seed", "5", "--blocks", "4", "--output", log)
+    assert code == 0, err
+    code, out, err = run_exe(scratch, "dump", log, "--dbc", dbc, "-f", "json")
+    assert code == 0, err
+    with can.LogReader(log) as reader:
+        frames = [(m.arbitration_id, 1 if m.is_extended_id else 0, bytes(m.data))
+                  for m in reader]
+    check_json_lines(out.splitlines(), cantools.database.load_file(dbc), frames)
+    assert '"signals": {"Length"' in out
+
+
 def test_mf4_without_asammdf_is_one_clear_line(exe, scratch):
     code, _, err = run_exe(scratch, "dump", "127.0.0.1:9", "-o", "x.mf4")
     assert code == 2
@@ -215,11 +237,61 @@ def test_serve_slcan_emulator(exe_process, scratch, slcan_emulator, backend):
     assert unpacked_left(scratch) == []  # SIGTERM: the child ended, then the loader cleaned up
 
 
+def test_serve_publishes_to_mqtt_over_tls(exe_process, broker, slcan_emulator, tmp_path):
+    """paho (imported lazily) and TLS are in the executable: serve --mqtt mqtts:// from it,
+    read back by the Python install's dump."""
+    mosquitto = broker(tls=True)
+    ca = mosquitto.certs["ca.crt"]
+    out = str(tmp_path / "dump.log")
+    dump = CancorderProcess(["dump", mosquitto.url("cancorder/+/+", tls=True), "--mqtt-ca", ca,
+                             "-f", "candump", "-n", "50"], stdout=open(out, "w"))
+    try:
+        dump.wait_for("subscribed to")
+        server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--bind", "127.0.0.1", "--mqtt", mosquitto.url(tls=True),
+                             "--mqtt-ca", ca)
+        server.wait_for("MQTT: publishing to mqtts://")
+        slcan_emulator.wait_open()
+        slcan_emulator.send_messages([can.Message(arbitration_id=i, is_extended_id=False,
+                                                  data=bytes([i])) for i in range(50)])
+        assert dump.proc.wait(60) == 0, dump.log
+        with open(out) as handle:
+            assert [line.split()[2] for line in handle] == [f"{i:03X}#{i:02X}" for i in range(50)]
+        assert _stop(server.proc) == 0
+    finally:
+        dump.stop()
+
+
 def test_serve_virtual(exe_process):
     server = exe_process("serve", "-i", "virtual", "-c", "exe-test", "--no-zeroconf",
                          "--bind", "127.0.0.1")
     StreamClient(server.port()).close()
     server.wait_for("serving virtual channel exe-test")
+    assert _stop(server.proc) == 0
+
+
+def test_socketcand_in_the_executable(exe_process, slcan_emulator):
+    """The compiled socketcand encoder and reader are in the executable: python-can's own
+    socketcand client receives from it and transmits through it."""
+    server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                         "--bind", "127.0.0.1", "--socketcand", "127.0.0.1:0", "--no-beacon",
+                         "--allow-transmit")
+    server.port()
+    port = int(server.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1))
+    bus = can.Bus(interface="socketcand", host="127.0.0.1", port=port,
+                  channel=slcan_emulator.url)
+    try:
+        time.sleep(0.3)
+        slcan_emulator.send_messages([can.Message(arbitration_id=0x1ABCDEF0, data=b"\x01")])
+        msg = bus.recv(10)
+        assert msg is not None and msg.arbitration_id == 0x1ABCDEF0 and msg.is_extended_id
+        bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x02\x10"))
+        deadline = time.monotonic() + 10
+        while "t7E020210" not in slcan_emulator.commands:
+            assert time.monotonic() < deadline, slcan_emulator.commands
+            time.sleep(0.05)
+    finally:
+        bus.shutdown()
     assert _stop(server.proc) == 0
 
 
@@ -308,3 +380,20 @@ def test_build_output_is_ignored_by_git(exe):
     ignored = subprocess.run(["git", "check-ignore", "dist/cancorder", "build/pyinstaller",
                               ".venv-exe"], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == ["dist/cancorder", "build/pyinstaller", ".venv-exe"]
+
+
+def test_service_files_and_config_inside_the_executable(exe, scratch, tmp_path):
+    """The unit, udev rules, plist and example are package data the executable carries; the
+    installed unit starts the executable itself; tomllib and prometheus-client are inside."""
+    code, out, err = run_exe(scratch, "service", "show", "udev")
+    assert code == 0, err
+    assert 'ATTRS{idVendor}=="1d50"' in out
+    code, out, err = run_exe(scratch, "service", "install", "car", "--root", str(tmp_path))
+    assert code == 0, err
+    unit = (tmp_path / "etc/systemd/system/cancorder@.service").read_text()
+    assert f"ExecStart={EXE} serve --config /etc/cancorder/%i.toml" in unit
+    code, out, err = run_exe(scratch, "serve", "--config",
+                             str(tmp_path / "etc/cancorder/car.toml"), "--check",
+                             "--metrics", "127.0.0.1:9100")
+    assert code == 0, err
+    assert 'name = "powertrain"' in out and 'metrics = "127.0.0.1:9100"' in out

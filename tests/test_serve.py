@@ -300,7 +300,7 @@ def test_permission_denied_is_explained():
 
 
 def test_default_port_is_first_free_from_42420(cancorder_process, slcan_emulator):
-    from cancorder.server import DEFAULT_PORT
+    from cancorder.protocol import DEFAULT_PORT
 
     holders = []
     try:

@@ -203,3 +203,30 @@ def test_the_shared_rate_limit_says_how_many_it_held_back():
     assert limit.filter(slow)
     now[0] += 30.0
     assert not limit.filter(record("unplugged", rate_key="r", rate_interval=60.0))
+
+
+def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1(monkeypatch):
+    """A sink's bug must not leave a process that serves on without it and later exits 0."""
+    from cancorder import sinks
+    from cancorder.sinks import RecordSink
+
+    class CrashingSink(RecordSink):
+        def start(self, bus):
+            self.bus = bus
+
+        def put(self, records):
+            threading.Thread(target=self._work, daemon=True).start()
+
+        def _work(self):
+            try:
+                raise ValueError("a bug in the consumer")
+            except ValueError as exc:
+                self.bus.failed("the test consumer", exc)
+
+    monkeypatch.setattr(sinks, "build_sinks", lambda *args: [CrashingSink()])
+    source = ScriptedSource([record(0x123)])
+    server, bus = make_server(source)
+    thread, result = run_in_thread(server)
+    thread.join(10)
+    assert result["code"] == EXIT_FAILURE
+    assert isinstance(bus.crash, ValueError)

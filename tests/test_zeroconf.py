@@ -32,3 +32,25 @@ def test_mock_uds_is_advertised_with_its_tester_and_ecu_ids():
                    "ecu_id": "0x18DAF110", "port": str(result["port"])}
     assert result["exit_code"] == 0
     assert result["removed"] == result["names"], result["log"]
+
+
+def test_each_bus_of_a_config_has_its_own_zeroconf_record():
+    result = run_in_netns("tests/netns_zeroconf_multibus.py")
+    services = result["services"]
+    names = {f"ECUconnect-Logger car-{n}._ecuconnect-log._tcp.local."
+             for n in ("powertrain", "body", "sim")}
+    assert set(services) == names, result["log"]
+    by_name = {name.split()[1].split(".")[0]: info for name, info in services.items()}
+    ports = {info["port"] for info in services.values()}
+    assert len(ports) == 3  # each bus its own listener
+    for info in services.values():
+        assert set(info["txt"]) >= {"system", "process", "interface", "channel", "bitrate",
+                                    "port"}
+        assert info["txt"]["port"] == str(info["port"])
+    powertrain, body = by_name["car-powertrain"]["txt"], by_name["car-body"]["txt"]
+    assert powertrain["channel"] != body["channel"]
+    assert (powertrain["bitrate"], body["bitrate"]) == ("500000", "250000")
+    assert by_name["car-sim"]["txt"]["process"] == "cancorder mock-uds"
+    assert powertrain["process"] == "cancorder serve"
+    assert result["exit_code"] == 0
+    assert result["removed"] == sorted(names), result["log"]

@@ -35,6 +35,7 @@ cdef class Broadcaster:
     cdef public Py_ssize_t clients_accepted
     cdef public Py_ssize_t clients_refused
     cdef public Py_ssize_t clients_dropped_lag
+    cdef public object admit
 
     cpdef submit(self, records)
     cdef _on_wake(self)

@@ -94,6 +94,9 @@ class Broadcaster:
         self.clients_accepted = 0
         self.clients_refused = 0
         self.clients_dropped_lag = 0
+        # admit(address) -> None to accept a client, or the reason it is refused (--allow and
+        # a --max-clients shared with other protocols); checked before any byte is sent
+        self.admit = None
 
     # ---- called from any thread ----
 
@@ -301,13 +304,20 @@ class Broadcaster:
             except OSError as exc:  # EMFILE and friends: say so, keep serving the others
                 self._log("warning", f"cannot accept a client: {exc.strerror or exc}")
                 return
-            name = _peer_name(address)
+            name = peer_name(address)
             if self.max_clients and len(self._clients) >= self.max_clients:
                 self.clients_refused += 1
                 self._log("warning", f"client {name} refused: already {len(self._clients)} "
                                      f"clients (--max-clients {self.max_clients})")
                 sock.close()
                 continue
+            if self.admit is not None:
+                refusal = self.admit(address)
+                if refusal:
+                    self.clients_refused += 1
+                    self._log("warning", f"client {name} refused: {refusal}")
+                    sock.close()
+                    continue
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -411,7 +421,8 @@ class Broadcaster:
             self._changed.notify_all()
 
 
-def _peer_name(address):
+def peer_name(address):
+    """host:port of a peer for log lines ([v6]:port; an IPv4-mapped address as IPv4)."""
     host, port = address[0], address[1]
     if ":" in host:
         if host.startswith("::ffff:"):

@@ -60,3 +60,7 @@ cdef class StreamDecoder:
     cpdef list feed(self, chunk)
 
     cdef _fail(self, str reason, Py_ssize_t pos, list frames)
+
+
+@cython.locals(size=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, count=Py_ssize_t)
+cpdef tuple take_records(const unsigned char[:] buf, Py_ssize_t start, Py_ssize_t limit)

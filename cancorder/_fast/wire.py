@@ -349,6 +349,25 @@ def _header_problem(can_id, flags, n):
     return None
 
 
+def take_records(buf, start, limit):
+    """Walk the whole records of ``buf`` from offset ``start``.
+
+    Returns ``(end, count)``: the offset after the last record that keeps ``end - start``
+    within ``limit`` bytes (one record at least, when one is whole) and how many records that
+    is. Batchers cut a stream of records at record boundaries with it without decoding frames.
+    """
+    size = len(buf)
+    pos = start
+    count = 0
+    while size - pos >= 14:
+        end = pos + 14 + buf[pos + 13]
+        if end > size or (end - start > limit and count):
+            break
+        pos = end
+        count += 1
+    return pos, count
+
+
 def pack_frame(micros, can_id, flags, data):
     """One record from its fields (tests, the simulator, replay and relays use it).
 

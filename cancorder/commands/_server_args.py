@@ -23,25 +23,51 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
                      help="drop a client that falls this far behind (bytes, or 512K, 4M; "
                           "default: 4M)")
+    net.add_argument("--allow", metavar="CIDR", action="append", default=[],
+                     help="accept clients (ECUconnect and socketcand) only from this network, "
+                          "e.g. 192.168.1.0/24 (repeatable; default: everyone)")
+    scd = parser.add_argument_group("socketcand (SavvyCAN, Kayak, python-can's socketcand)")
+    scd.add_argument("--socketcand", metavar="[ADDR:]PORT", nargs="?", type=socketcand_address,
+                     const=("", 29536), default=None,
+                     help="also serve socketcand's raw mode on this port (default port 29536); "
+                          "clients open the bus by its channel name")
+    scd.add_argument("--no-beacon", action="store_true",
+                     help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+    scd.add_argument("--allow-transmit", action="store_true",
+                     help="let socketcand clients put frames on the bus (< send >): only "
+                          "peers inside --allow, or this machine when --allow is not given; "
+                          "--listen-only always wins")
+    net.add_argument("--metrics", type=listen_address, default=None, metavar="[ADDR:]PORT",
+                     help="serve Prometheus metrics on http://ADDR:PORT/metrics and a health "
+                          "check on /healthz (default ADDR: every address)")
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--stats", action="store_true",
                         help="a status line (frames/s, clients, drops) every 2 seconds")
+    add_mqtt_arguments(parser)
 
 
 def bus_options(args, process):
     """How the one bus of a command line is served."""
     from ..server import BusOptions
+    from ..socketcand import parse_networks
 
+    check(args.socketcand is not None or not (args.no_beacon or args.allow_transmit),
+          "--no-beacon and --allow-transmit are socketcand options: add --socketcand [PORT]")
     return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
                       client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
-                      service_name=args.service_name, process=process)
+                      service_name=args.service_name, process=process,
+                      allow=parse_networks(args.allow),
+                      socketcand=args.socketcand,
+                      beacon=not args.no_beacon, allow_transmit=args.allow_transmit,
+                      listen_only=getattr(args, "listen_only", False),
+                      mqtt=mqtt_options(args))
 
 
 def server_options(args, print_frames=None):
     from ..server import ServerOptions
 
     return ServerOptions(print_frames=args.verbose if print_frames is None else print_frames,
-                         stats=args.stats)
+                         stats=args.stats, metrics=args.metrics)
 
 
 def record_filter(args):
@@ -59,6 +85,14 @@ def serve(source, args, process, print_frames=None):
                   server_options(args, print_frames)).run()
 
 
+def serve_buses(buses, config):
+    """Serve the buses of a config file (config.ProcessConfig); returns the exit code."""
+    from ..server import Server, ServerOptions
+
+    return Server(buses, ServerOptions(print_frames=config.verbose, stats=config.stats,
+                                       metrics=config.metrics)).run()
+
+
 def make_reporter(args):
     from ..report import Reporter
 
@@ -72,6 +106,26 @@ def port_number(text):
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text}: a port is 1..65535")
     return value
+
+
+def listen_address(text, free_port_allowed=False):
+    """``[ADDR:]PORT`` -> (host, port); host "" means every address (``[::1]:9100`` for IPv6).
+
+    With ``free_port_allowed`` a port of 0 means "any free one" (the server logs which).
+    """
+    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]:|([^\s:\[\]]*):)?(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected [ADDR:]PORT, e.g. 9100 or "
+                                         "127.0.0.1:9100")
+    host = match.group(1) or match.group(2) or ""
+    if free_port_allowed and int(match.group(3)) == 0:
+        return host, 0
+    return host, port_number(match.group(3))
+
+
+def socketcand_address(text):
+    """--socketcand: ``[ADDR:]PORT``, 0 for any free port (tests)."""
+    return listen_address(text, free_port_allowed=True)
 
 
 def positive_int(text):
@@ -147,3 +201,56 @@ def _int(text, what):
 def check(condition, message):
     if not condition:
         raise UsageError(message)
+
+
+# ---- MQTT (issue 14) ----
+
+def add_mqtt_login_arguments(group):
+    """How to reach the broker: TLS files and where the password comes from."""
+    group.add_argument("--mqtt-ca", metavar="FILE", default=None,
+                       help="CA certificate(s) (PEM) that signed the broker's certificate "
+                            "(mqtts://; default: the system's)")
+    group.add_argument("--mqtt-cert", metavar="FILE", default=None,
+                       help="client certificate (PEM) for brokers that ask for one")
+    group.add_argument("--mqtt-key", metavar="FILE", default=None,
+                       help="the client certificate's private key (PEM)")
+    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
+                       help="read the password from FILE instead of the URL (or set "
+                            "$CANCORDER_MQTT_PASSWORD)")
+
+
+def add_mqtt_arguments(parser):
+    """``--mqtt URL`` and its spool, for every serving command."""
+    group = parser.add_argument_group("MQTT publishing")
+    group.add_argument("--mqtt", metavar="URL", default=None,
+                       help="also publish the frames to an MQTT broker: "
+                            "mqtt[s]://[USER[:PASS]@]HOST[:PORT][/TOPIC]; TOPIC may use "
+                            "{system} {channel} {interface} (default: "
+                            "cancorder/{system}/{channel})")
+    group.add_argument("--mqtt-spool", metavar="DIR", default=None,
+                       help="keep the batches the broker has not acknowledged in DIR: they "
+                            "survive a lost broker and a restart of cancorder")
+    group.add_argument("--mqtt-spool-size", type=byte_size, default=1 << 30, metavar="SIZE",
+                       help="at most this much in the spool; beyond it the oldest batches are "
+                            "dropped and counted (default: 1G)")
+    add_mqtt_login_arguments(group)
+
+
+def mqtt_settings(args, url, subscribe=False):
+    from ..mqtt.connection import parse_url
+
+    return parse_url(url, ca=args.mqtt_ca, cert=args.mqtt_cert, key=args.mqtt_key,
+                     password_file=args.mqtt_password_file, subscribe=subscribe)
+
+
+def mqtt_options(args):
+    """What ``--mqtt`` asks for (None without it); every flag is checked now."""
+    if not args.mqtt:
+        check(not args.mqtt_spool, "--mqtt-spool needs --mqtt URL")
+        return None
+    from ..mqtt.publisher import MqttOptions
+
+    settings = mqtt_settings(args, args.mqtt)
+    check(args.mqtt_spool_size >= 1 << 20, "--mqtt-spool-size: at least 1M (a batch is up "
+                                           "to 64K)")
+    return MqttOptions(settings, spool_dir=args.mqtt_spool, spool_size=args.mqtt_spool_size)

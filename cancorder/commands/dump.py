@@ -10,8 +10,12 @@ def add_subparser(subparsers, common):
                     "proxies, ECUconnect hardware) and print one line per frame. Without a "
                     "target, look for loggers on the network over Zeroconf and connect when "
                     "exactly one answers.")
-    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]",
-                        help="the logger (default port 42420); leave out to browse Zeroconf")
+    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE|mqtt://...",
+                        help="the logger (default port 42420), or a log file to read (.asc "
+                             ".blf .csv .db .log .mf4 .trc; --monitor and --stats replay it in "
+                             "real time), or mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe "
+                             "to loggers publishing to a broker (wildcards allowed: "
+                             "cancorder/+/+); leave out to browse Zeroconf")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
     parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
@@ -36,11 +40,20 @@ def add_subparser(subparsers, common):
     parser.add_argument("--stats", action="store_true",
                         help="instead of one line per frame, a live table of frames/s per id "
                              "and in total (files given with -o are still written)")
+    parser.add_argument("--monitor", action="store_true",
+                        help="a full-screen live table, one row per id: count, rate, period "
+                             "and jitter, the bytes that changed lit up (keys: q quit, p pause, "
+                             "s sort, c clear, / filter, arrows and PageUp/PageDown scroll)")
+    parser.add_argument("--dbc", action="append", default=[], metavar="FILE",
+                        help="decode signals with this database (.dbc .arxml .kcd .sym, "
+                             "through cantools; repeatable): in pretty, json, --stats and "
+                             "--monitor")
     parser.add_argument("--reconnect", action="store_true",
                         help="when the logger goes away (or is not up yet), keep retrying "
                              "with backoff")
     parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default: 5)")
+    sa.add_mqtt_login_arguments(parser.add_argument_group("MQTT (with an mqtt:// target)"))
     parser.set_defaults(func=_do_dump)
 
 
@@ -49,28 +62,72 @@ def _do_dump(args):
 
     from rich.console import Console
 
-    from ..client import Dump, parse_target
+    from ..client import Dump
     from ..formats import StatsTable, make_formatter
     from ..recording import Recording, check_output_path
 
     sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
                                                 "leave out the target")
+    sa.check(not (args.monitor and args.stats), "--monitor and --stats are two views of the "
+                                                "same counts: choose one")
+    sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
+                                                 "--monitor")
     for path in args.output:
         check_output_path(path)  # before browsing or connecting
+    mqtt = None
+    if args.target and args.target.startswith(("mqtt://", "mqtts://")):
+        mqtt = sa.mqtt_settings(args, args.target, subscribe=True)
+    signals = None
+    if args.dbc:
+        from ..dbc import load_databases
+
+        signals = load_databases(args.dbc)  # a bad database stops here, before connecting
+    if args.monitor:
+        from ..monitor import require_terminal
+
+        require_terminal()
     reporter = sa.make_reporter(args)
     if args.browse:
         return _print_browse(args.browse_time, sys.stdout)
-    target = parse_target(args.target) if args.target else _browse_one(args.browse_time,
-                                                                       reporter)
+    target = mqtt or _target(args, reporter)
     screen = Console(highlight=False)
-    stats = StatsTable(screen) if args.stats else None
+    stats = StatsTable(screen, signals=signals) if args.stats else None
+    if args.monitor:
+        from ..monitor import Monitor
+
+        stats = Monitor(screen, signals=signals, title=str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
-    formatter = make_formatter(args.format, args.channel, colour)
+    formatter = make_formatter(args.format, args.channel, colour, signals)
     recording = Recording(args.output, args.channel)  # opened once connected
-    dump = Dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
+    make_dump = Dump
+    if mqtt is not None:
+        from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing
+    dump = make_dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
-    return dump.run()
+    if not args.monitor:
+        return dump.run()
+    stats.on_quit = lambda: dump.stop("q pressed")
+    code = dump.run()
+    if stats.error is not None:
+        from ..errors import CancorderError
+
+        raise CancorderError(f"the monitor failed: {stats.error!r}") from stats.error
+    return code
+
+
+def _target(args, reporter):
+    """A logger (HOST[:PORT], or the one Zeroconf finds) or a log file."""
+    from ..client import parse_target
+    from ..logread import LogFile, looks_like_log
+
+    if not args.target:
+        return _browse_one(args.browse_time, reporter)
+    if looks_like_log(args.target):
+        log = LogFile(args.target, realtime=args.monitor or args.stats)
+        log.check()
+        return log
+    return parse_target(args.target)
 
 
 def _browse(seconds):

@@ -59,12 +59,64 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_mock_uds)
 
 
+#: the process TXT key of its Zeroconf record
+PROCESS = "cancorder mock-uds"
+#: -v narrates the scenario here instead of printing frames
+PRINTS_FRAMES = False
+
+
 def _do_mock_uds(args):
-    import random
     import time
 
+    from ..uds.simulation import check_log_path, write_log
+
+    config, seed = _simulation(args)
+    reporter = sa.make_reporter(args)
+    narrate = reporter.info if args.verbose else None
+
+    if args.output:
+        serving_only = [flag for flag, given in (
+            ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
+            ("--service-name", args.service_name), ("--stats", args.stats)) if given]
+        sa.check(not serving_only, f"--output writes a file instead of serving: "
+                                   f"{', '.join(serving_only)} cannot apply (leave it out)")
+        check_log_path(args.output, args.fd)
+        if args.duration is None:
+            config.loop = False  # a file gets one cycle unless --duration says how long
+        started = time.perf_counter()
+        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
+                                                record_filter=sa.record_filter(args))
+        reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
+                      f"{args.output} in {time.perf_counter() - started:.2f} s"
+                      + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
+        return 0
+
+    source = _source(args, config, narrate)
+    if not args.free_running:
+        reporter.info("the simulation starts when a client connects (--async: at once)")
+    return sa.serve(source, args, PROCESS, print_frames=PRINTS_FRAMES)
+
+
+def source_from_args(args):
+    """The simulator one set of mock-uds flags describes (a command line or a [[bus]] table)."""
+    config, _ = _simulation(args)
+    narrate = sa.make_reporter(args).info if args.verbose else None
+    return _source(args, config, narrate)
+
+
+def _source(args, config, narrate):
+    from ..sources.uds import UdsSimulatorSource
+
+    return UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate,
+                              record_filter=sa.record_filter(args))
+
+
+def _simulation(args):
+    """The checked simulation settings and the seed (a new one when none is given)."""
+    import random
+
     from ..uds.ecu import FLASH_SIZE
-    from ..uds.simulation import SimulationConfig, check_log_path, write_log
+    from ..uds.simulation import SimulationConfig
 
     defaults = DEFAULT_EXTENDED_IDS if args.extended_ids else DEFAULT_IDS
     tester_id = defaults[0] if args.tester_id is None else args.tester_id
@@ -87,34 +139,7 @@ def _do_mock_uds(args):
     sa.check(args.blocks * args.block_size <= FLASH_SIZE,
              f"--blocks {args.blocks} x --block-size {args.block_size} is more than the "
              f"simulated ECU's {FLASH_SIZE >> 20} MiB of flash: use fewer or smaller blocks")
-    reporter = sa.make_reporter(args)
-    narrate = reporter.info if args.verbose else None
-
-    if args.output:
-        serving_only = [flag for flag, given in (
-            ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
-            ("--service-name", args.service_name), ("--stats", args.stats)) if given]
-        sa.check(not serving_only, f"--output writes a file instead of serving: "
-                                   f"{', '.join(serving_only)} cannot apply (leave it out)")
-        check_log_path(args.output, args.fd)
-        if args.duration is None:
-            config.loop = False  # a file gets one cycle unless --duration says how long
-        started = time.perf_counter()
-        frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
-                                                record_filter=sa.record_filter(args))
-        reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
-                      f"{args.output} in {time.perf_counter() - started:.2f} s"
-                      + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
-        return 0
-
-    from ..sources.uds import UdsSimulatorSource
-
-    source = UdsSimulatorSource(config, wait_for_client=not args.free_running, narrate=narrate,
-                                record_filter=sa.record_filter(args))
-    if not args.free_running:
-        reporter.info("the simulation starts when a client connects (--async: at once)")
-    # -v narrates the scenario here instead of printing frames
-    return sa.serve(source, args, "cancorder mock-uds", print_frames=False)
+    return config, seed
 
 
 # ---- value parsers ----

@@ -30,10 +30,28 @@ def add_subparser(subparsers, common):
                      default=[], metavar="KEY=VALUE",
                      help="pass an option to the python-can backend (repeatable)")
     sa.add_server_arguments(parser)
+    several = parser.add_argument_group("several buses")
+    several.add_argument("--config", metavar="FILE.toml", default=None,
+                         help="serve every [[bus]] of this TOML file in one process (the keys "
+                              "are these flags' long names; see README, Production)")
+    several.add_argument("--check", action="store_true",
+                         help="with --config: validate the file, print the resolved buses, exit")
     parser.set_defaults(func=_do_serve)
 
 
+#: the process TXT key of its Zeroconf record
+PROCESS = "cancorder serve"
+
+
 def _do_serve(args):
+    if args.config:
+        return _serve_config(args)
+    sa.check(not args.check, "--check checks a config file: give it with --config FILE.toml")
+    return sa.serve(source_from_args(args), args, PROCESS)
+
+
+def source_from_args(args):
+    """The source one set of serve flags describes (a command line or a [[bus]] table)."""
     from ..sources.pycan import PythonCanSource, default_interface
 
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
@@ -65,4 +83,20 @@ def _do_serve(args):
         source = open_first_usable(make_source, reporter)
     else:
         source = make_source(args.interface or default_interface(), args.channel)
-    return sa.serve(source, args, "cancorder serve")
+    return source
+
+
+def _serve_config(args):
+    from .. import config
+
+    parsers = config.serving_parsers()
+    beside = config.flags_given_beside(parsers["serve"], args)
+    sa.check(not beside, f"--config {args.config} holds the bus settings: "
+                         f"{', '.join(beside)} cannot be given beside it (put it in the file)")
+    resolved = config.load(args.config, parsers)
+    config.apply_command_line(resolved, args)
+    buses = config.build_buses(resolved, check=args.check)
+    if args.check:
+        print(config.describe(resolved, buses))
+        return 0
+    return sa.serve_buses(buses, resolved)

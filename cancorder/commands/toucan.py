@@ -30,10 +30,18 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_toucan)
 
 
+#: the process TXT key of its Zeroconf record
+PROCESS = "cancorder touCAN"
+
+
 def _do_toucan(args):
+    return sa.serve(source_from_args(args), args, PROCESS)
+
+
+def source_from_args(args):
+    """The source one set of touCAN flags describes (a command line or a [[bus]] table)."""
     from ..sources.toucan import ToucanSource
 
-    source = ToucanSource(channel=args.channel, bitrate=args.bitrate, library=args.library,
-                          listen_only=args.listen_only, error_frames=args.error_frames,
-                          record_filter=sa.record_filter(args))
-    return sa.serve(source, args, "cancorder touCAN")
+    return ToucanSource(channel=args.channel, bitrate=args.bitrate, library=args.library,
+                        listen_only=args.listen_only, error_frames=args.error_frames,
+                        record_filter=sa.record_filter(args))

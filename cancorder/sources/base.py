@@ -18,6 +18,7 @@ import abc
 import dataclasses
 
 from .._fast import wire
+from ..errors import TransmitError
 
 #: frames a source hands over in one batch at most (more waiting are left for the next read)
 MAX_BATCH = 1024
@@ -67,6 +68,9 @@ class ClientGate:
 
 
 class Source(abc.ABC):
+    #: True for sources that can put frames on the bus (``send``); the server refuses
+    #: --allow-transmit at start-up for the others
+    can_transmit = False
     #: True where the source applies ``record_filter`` itself (the SLCAN parser's loop)
     filters_itself = False
 
@@ -107,6 +111,13 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def close(self):
         """Release the adapter. Must be safe to call twice and after a failure."""
+
+    def send(self, can_id, flags, data):
+        """Put one frame on the bus (any thread). ``flags``: the wire flags (EXT, FD, BRS).
+
+        Raises TransmitError when the frame could not be sent.
+        """
+        raise TransmitError(f"{self.description}: this source cannot transmit")
 
     def counters(self):
         """Frame totals: data frames handed over and what was skipped (SourceCounters)."""

@@ -3,7 +3,7 @@ import errno
 import sys
 import time
 
-from ..errors import SourceInitError, SourceLostError, UsageError
+from ..errors import SourceInitError, SourceLostError, TransmitError, UsageError
 from .base import MAX_BATCH, Source
 
 #: how to ask each backend for listen-only (python-can has no common flag for it)
@@ -42,6 +42,8 @@ def channel_value(channel):
 
 class PythonCanSource(Source):
     """Reads a python-can Bus; batches what the driver already holds; maps timestamps."""
+
+    can_transmit = True
 
     def __init__(self, interface, channel=None, bitrate=500000, fd=False, data_bitrate=None,
                  record_filter=None, listen_only=False, timestamps="adapter", options=None):
@@ -125,6 +127,20 @@ class PythonCanSource(Source):
         self._clock_checked = True
         now = time.time()
         self.packer.ts_offset = 0.0 if abs(now - stamp) < UNIX_TIME_TOLERANCE else now - stamp
+
+    def send(self, can_id, flags, data):
+        import can
+
+        bus = self.bus
+        if bus is None:
+            raise TransmitError(f"{self.description} is not open")
+        message = can.Message(arbitration_id=can_id, is_extended_id=bool(flags & 1),
+                              is_fd=bool(flags & 2), bitrate_switch=bool(flags & 4),
+                              data=data)
+        try:
+            bus.send(message, timeout=1.0)
+        except Exception as exc:  # CanOperationError, CanError, OSError...
+            raise TransmitError(f"{self.description}: {_root_message(exc)}") from exc
 
     def close(self):
         bus, self.bus = self.bus, None

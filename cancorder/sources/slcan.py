@@ -12,10 +12,11 @@ second ``O``; they do nothing useful, so this source leaves them out.
 import logging
 import os
 import select
+import threading
 import time
 
-from .._fast import slcan
-from ..errors import SourceInitError, SourceLostError, UsageError
+from .._fast import slcan, wire
+from ..errors import SourceInitError, SourceLostError, TransmitError, UsageError
 from .base import Source, SourceCounters
 
 #: python-can's table (S9 = 83.3 kbit/s, as in the CANable firmware)
@@ -52,6 +53,20 @@ def split_channel(channel):
     return str(channel), None
 
 
+def frame_line(can_id, flags, data):
+    """The SLCAN command that transmits a frame: t/T (classic), d/D (FD), b/B (FD + BRS)."""
+    n = len(data)
+    if flags & wire.FLAG_FD:
+        kind = "b" if flags & wire.FLAG_BRS else "d"
+        dlc = wire.FD_LENGTHS.index(n)
+    else:
+        kind = "t"
+        dlc = n
+    if flags & wire.FLAG_EXT:
+        return f"{kind.upper()}{can_id:08X}{dlc:X}{data.hex().upper()}\r".encode("ascii")
+    return f"{kind}{can_id:03X}{dlc:X}{data.hex().upper()}\r".encode("ascii")
+
+
 def _option_flag(key, text):
     value = str(text).strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -69,6 +84,7 @@ def _option_number(key, text, convert):
 
 
 class SlcanSource(Source):
+    can_transmit = True
     filters_itself = True  # inside the compiled parser
 
     def __init__(self, channel, bitrate=500000, data_bitrate=None, listen_only=False,
@@ -118,6 +134,7 @@ class SlcanSource(Source):
         self.port = None
         self._poll = self._raw_fd = None
         self._last_read_ns = 0
+        self._write_lock = threading.Lock()  # transmit lines never interleave
         self._seen_garbage = 0
         self._seen_bell = 0
 
@@ -216,6 +233,18 @@ class SlcanSource(Source):
         self._seen_garbage, self._seen_bell = parser.garbage, parser.bell
         log.warning(f"{self.description}: " + "; ".join(parts),
                     extra={"rate_key": ("slcan bad input", self.channel)})
+
+    def send(self, can_id, flags, data):
+        port = self.port
+        if port is None:
+            raise TransmitError(f"{self.description} is not open")
+        line = frame_line(can_id, flags, bytes(data))
+        try:
+            with self._write_lock:
+                port.write(line)
+                port.flush()
+        except Exception as exc:  # SerialException, OSError, a write timeout
+            raise TransmitError(f"{self.description}: {exc}") from exc
 
     def close(self):
         port, self.port = self.port, None

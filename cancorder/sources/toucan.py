@@ -18,7 +18,8 @@ import threading
 import time
 
 from .._fast import wire
-from ..errors import LayoutError, SourceInitError, SourceLostError, UsageError
+from ..errors import LayoutError, SourceInitError, SourceLostError, TransmitError, \
+    UsageError
 from .base import MAX_BATCH, Source, SourceCounters
 
 log = logging.getLogger("cancorder.source")
@@ -331,6 +332,9 @@ MAX_ID = (wire.MAX_STANDARD_ID, wire.MAX_EXTENDED_ID)  # by the xtd bit
 class ToucanSource(Source):
     """Frames from one TouCAN channel through the CAN API V3 library."""
 
+    can_transmit = True
+    TRANSMIT_TIMEOUT_MS = 100
+
     def __init__(self, channel=0, bitrate=500000, library=None, listen_only=False,
                  error_frames=False, record_filter=None):
         super().__init__(record_filter)
@@ -402,6 +406,24 @@ class ToucanSource(Source):
             self._handle = None
             self.lib.can_reset(handle)
             self.lib.can_exit(handle)
+
+    def send(self, can_id, flags, data):
+        """can_write, outside the read lock: the library serves a reader and a writer at once."""
+        handle = self._handle
+        if handle is None:
+            raise TransmitError(f"{self.description} is not open")
+        message = CanMessage()
+        message.id = can_id
+        message.xtd = 1 if flags & wire.FLAG_EXT else 0
+        message.fdf = 1 if flags & wire.FLAG_FD else 0
+        message.brs = 1 if flags & wire.FLAG_BRS else 0
+        n = len(data)
+        message.dlc = wire.FD_LENGTHS.index(n) if flags & wire.FLAG_FD else n
+        ctypes.memmove(message.data, bytes(data), n)
+        rc = self.lib.can_write(handle, ctypes.byref(message), self.TRANSMIT_TIMEOUT_MS)
+        if rc != 0:
+            raise TransmitError(f"{self.description}: can_write returned "
+                                f"{return_code_text(rc)}")
 
     # ---- reading ----
 

@@ -11,7 +11,8 @@ import socket
 import threading
 
 CAN_FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
-KNOWN_COMMANDS = set("CSOLVNsFZMmXY")
+KNOWN_COMMANDS = set("CSOLVNsFZMmXYtTdDbB")
+TRANSMIT_COMMANDS = "tTdDbB"  # answered z/Z (transmitted), as a CANable does
 
 
 def slcan_line(msg, timestamp_ms=None):
@@ -111,6 +112,9 @@ class SlcanEmulator:
             except OSError:
                 return
             conn.settimeout(None)
+            # a USB serial adapter sends at once: no Nagle (else a write waits for the ACK of
+            # the previous one, up to the 40 ms of a delayed ACK)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 old, self._conn = self._conn, conn
                 self.connections += 1
@@ -141,6 +145,8 @@ class SlcanEmulator:
             reply = b"V1013\r"
         elif command == "N":
             reply = b"NA123\r"
+        elif command and command[0] in TRANSMIT_COMMANDS:
+            reply = b"Z\r" if command[0].isupper() else b"z\r"
         try:
             conn.sendall(reply)
         except OSError:

@@ -25,7 +25,7 @@
  *         fail RC                              (can_read returns RC after the frames queued)
  *         burst COUNT ID                       (COUNT 8-byte frames stamped now)
  *     FAKE_TOUCAN_LOG names a file that gets one line per call (init, start, reset, exit, kill,
- *     injected read failures); FAKE_TOUCAN_CHANNELS is the number of adapters present (1).
+ *     write, injected read failures); FAKE_TOUCAN_CHANNELS is the number of adapters present (1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -482,11 +482,20 @@ int can_write(int handle, const can_message_t *msg, uint16_t timeout) {
         return CANERR_HANDLE;
     if (!msg)
         return CANERR_NULLPTR;
+    int rc = CANERR_NOERROR;
     if (!chan[handle].started)
-        return CANERR_OFFLINE;
-    if (chan[handle].mode & CANMODE_MON)
-        return CANERR_ILLPARA;
-    return CANERR_NOERROR;
+        rc = CANERR_OFFLINE;
+    else if (chan[handle].mode & CANMODE_MON)
+        rc = CANERR_ILLPARA;
+    static const int lengths[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64};
+    int n = msg->fdf ? lengths[msg->dlc & 0x0F] : (msg->dlc > 8 ? 8 : msg->dlc);
+    char hex[129];
+    for (int i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02X", msg->data[i]);
+    hex[2 * n] = 0;
+    log_line("write handle=%d id=%X xtd=%d fdf=%d brs=%d dlc=%d data=%s rc=%d", handle,
+             (unsigned)msg->id, msg->xtd, msg->fdf, msg->brs, msg->dlc, n ? hex : "-", rc);
+    return rc;
 }
 
 static long remaining_ms(const struct timespec *deadline) {

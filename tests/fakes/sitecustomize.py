@@ -5,6 +5,8 @@ CANCORDER_FAKE_SERIAL_PORTS  JSON list of pyserial ListPortInfo fields ({"device
                              "pid", "description", ...}): what serial.tools.list_ports.comports
                              returns
 CANCORDER_FAKE_GS_USB=none   gs_usb's GsUsb.scan() finds no device (instead of asking libusb)
+CANCORDER_FAKE_SLCAN_CRASH   a channel: cancorder's SLCAN source on that channel raises
+                             RuntimeError (a bug, not a lost adapter) once frames came
 """
 import json
 import os
@@ -26,6 +28,19 @@ def _install():
         from gs_usb.gs_usb import GsUsb
 
         GsUsb.scan = classmethod(lambda cls: [])
+    crash_channel = os.environ.get("CANCORDER_FAKE_SLCAN_CRASH")
+    if crash_channel is not None:
+        from cancorder.sources.slcan import SlcanSource
+
+        real_parse = SlcanSource._parse
+
+        def parse(self, chunk):
+            records = real_parse(self, chunk)
+            if self.channel == crash_channel and records:
+                raise RuntimeError("the fake driver fell over")
+            return records
+
+        SlcanSource._parse = parse
 
 
 _install()

@@ -1,0 +1,55 @@
+"""Listening sockets for the servers of a bus (the ECUconnect port, the socketcand port)."""
+import errno
+import socket
+
+from .errors import UsageError
+from .protocol import DEFAULT_PORT, PORT_SEARCH
+
+
+def open_listeners(bind=None, port=None):
+    """Bind the real listening socket: ``bind`` None means every IPv4 and IPv6 address.
+
+    Without ``port`` the first free port from 42420 is taken by binding it for real, so no
+    other process can take it between a test and the use.
+    Returns (sockets, port, bound host strings).
+    """
+    ports = [port] if port else range(DEFAULT_PORT, DEFAULT_PORT + PORT_SEARCH)
+    last = None
+    for candidate in ports:
+        try:
+            return bind_listener(bind, candidate)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise bind_error(bind, candidate, exc) from exc
+            last = exc
+    if port:
+        raise UsageError(f"port {port} is already in use (another logger?): choose another "
+                         "with --port, or leave --port out to take the first free one "
+                         f"from {DEFAULT_PORT}") from last
+    raise UsageError(f"no free port in {DEFAULT_PORT}..{DEFAULT_PORT + PORT_SEARCH - 1}: "
+                     "choose one with --port") from last
+
+
+def bind_listener(bind, port, flag="--bind"):
+    """One listening socket on ``bind`` (None: every IPv4 and IPv6 address), ``port``."""
+    if bind is None:
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True, backlog=64)
+            return [sock], port, ["::", "0.0.0.0"]
+        return [socket.create_server(("0.0.0.0", port), backlog=64)], port, ["0.0.0.0"]
+    try:
+        infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"{flag} {bind}: not an address of this machine ({exc.strerror})")
+    family, _, _, _, address = infos[0]
+    sock = socket.create_server(address, family=family, backlog=64)
+    return [sock], port, [address[0]]
+
+
+def bind_error(bind, port, exc, flag="--bind"):
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return UsageError(f"{flag} {bind}: this machine has no such address")
+    if exc.errno == errno.EACCES:
+        return UsageError(f"port {port}: permission denied (ports below 1024 need root)")
+    return UsageError(f"cannot listen on {bind or '*'}:{port}: {exc.strerror or exc}")

@@ -1,0 +1,352 @@
+"""The outbox: every batch waits here, in order, until the broker has acknowledged it.
+
+The publisher appends each batch, takes them in order with ``next_unsent`` to publish, and
+``commit``s each one (in order) when its PUBACK comes; when the connection drops it
+``rewind``s to the first unacknowledged one, so nothing is lost and the subscriber removes the
+duplicates by sequence number. Full, the outbox drops its oldest batches and counts them.
+
+    MemoryOutbox  without --mqtt-spool: a bounded deque (lost when cancorder stops)
+    DiskSpool     --mqtt-spool DIR: segment files of length-prefixed payloads and a cursor file
+                  naming the first unacknowledged byte, so a restart resumes where it stopped
+
+Spool files (DIR/000000000001.seg ...): each entry is a uint32 big-endian length then the
+payload (payload.py); DIR/cursor holds "SEGMENT OFFSET" of the first entry not acknowledged;
+DIR/lock is held (flock) by the cancorder using the folder.
+"""
+import collections
+import os
+import struct
+import time
+
+from ..errors import PayloadError, SpoolError
+from . import payload as mqtt_payload
+
+_LENGTH = struct.Struct(">I")
+SUFFIX = ".seg"
+CURSOR_EVERY = 0.25  # seconds between cursor writes (a crash re-sends at most that: duplicates)
+MEMORY_LIMIT = 64 << 20
+
+
+class MemoryOutbox:
+    """Batches in memory, oldest dropped beyond ``max_bytes``. Tokens are entry numbers."""
+
+    def __init__(self, max_bytes=MEMORY_LIMIT):
+        self.max_bytes = max_bytes
+        self._entries = collections.deque()  # (payload, frames)
+        self._base = 0  # number of _entries[0]
+        self._read = 0  # number of the next entry to hand out
+        self.bytes = 0
+        self.dropped_batches = 0
+        self.dropped_frames = 0
+        self.where = "memory"
+
+    @property
+    def batches(self):
+        return len(self._entries)
+
+    def append(self, data, frames):
+        """Keep a batch; returns the (batches, frames) dropped to make room."""
+        before = (self.dropped_batches, self.dropped_frames)
+        if len(data) > self.max_bytes:
+            self._count_drop(frames)
+        else:
+            while self._entries and self.bytes + len(data) > self.max_bytes:
+                old, old_frames = self._entries.popleft()
+                self.bytes -= len(old)
+                self._base += 1
+                self._count_drop(old_frames)
+            self._read = max(self._read, self._base)
+            self._entries.append((data, frames))
+            self.bytes += len(data)
+        return self.dropped_batches - before[0], self.dropped_frames - before[1]
+
+    def _count_drop(self, frames):
+        self.dropped_batches += 1
+        self.dropped_frames += frames
+
+    def next_unsent(self):
+        """(token, payload, frames) of the next batch to publish, or None."""
+        index = self._read - self._base
+        if index >= len(self._entries):
+            return None
+        data, frames = self._entries[index]
+        self._read += 1
+        return self._read, data, frames
+
+    def commit(self, token):
+        """The broker has the batch ``token`` (and every one before it)."""
+        while self._entries and self._base < token:
+            data, _ = self._entries.popleft()
+            self.bytes -= len(data)
+            self._base += 1
+        self._read = max(self._read, self._base)
+
+    def rewind(self):
+        """The connection dropped: hand out again from the first unacknowledged batch."""
+        self._read = self._base
+
+    def close(self):
+        pass
+
+
+class _Segment:
+    __slots__ = ("number", "path", "size", "batches", "frames", "done_batches", "done_frames")
+
+    def __init__(self, number, path):
+        self.number = number
+        self.path = path
+        self.size = 0
+        self.batches = self.frames = self.done_batches = self.done_frames = 0
+
+
+class DiskSpool:
+    """Batches in segment files under ``directory``, at most ``max_bytes`` on disk.
+
+    Tokens are (segment number, offset after the entry, frames). Every batch is written before
+    it is published (page cache, no fsync: a power cut may lose the last moments, a crash or
+    restart of cancorder does not), so one path serves a connected and a lost broker.
+    """
+
+    def __init__(self, directory, max_bytes, log=None):
+        import fcntl
+
+        self.directory = directory
+        self.where = directory
+        self.max_bytes = max_bytes
+        self.segment_limit = min(max(max_bytes // 16, 64 << 10), 64 << 20)
+        self.dropped_batches = 0
+        self.dropped_frames = 0
+        self._log = log
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._lock = open(os.path.join(directory, "lock"), "a+")
+        except OSError as exc:
+            raise SpoolError(f"--mqtt-spool {directory}: cannot use it as the spool folder "
+                             f"({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise SpoolError(f"--mqtt-spool {directory} is in use by another cancorder: give "
+                             "each logger its own spool folder") from None
+        self._segments = []
+        self._writer = None  # append handle of self._segments[-1], or None: start a new one
+        self._reader = None  # (number, handle)
+        self._cursor_written = 0.0
+        self._cursor_dirty = False
+        self._load()
+
+    # ---- start-up: what an earlier run left ----
+
+    def _load(self):
+        done = self._read_cursor()
+        numbers = sorted(int(name[:-len(SUFFIX)]) for name in os.listdir(self.directory)
+                         if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit())
+        for number in numbers:
+            segment = _Segment(number, self._path(number))
+            if done is not None and number < done[0]:
+                os.remove(segment.path)  # published before the restart
+                continue
+            self._scan(segment, done[1] if done is not None and number == done[0] else 0)
+            if segment.batches > segment.done_batches:
+                self._segments.append(segment)
+            else:
+                os.remove(segment.path)
+        first = self._segments[0] if self._segments else None
+        self._done = (first.number, done[1] if done and done[0] == first.number else 0) \
+            if first else (0, 0)
+        self._next = self._done
+        if not self._segments:
+            self._remove_cursor()
+        elif self._log is not None:
+            self._log.info(f"MQTT spool {self.directory}: {self.batches:,} batches "
+                           f"({self.pending_frames:,} frames) from an earlier run to publish")
+
+    def _scan(self, segment, done_offset):
+        """Count the entries of a segment file; cut a torn last entry (a crash mid-write)."""
+        with open(segment.path, "r+b") as handle:
+            pos = 0
+            while True:
+                head = handle.read(_LENGTH.size + mqtt_payload.HEADER_SIZE)
+                if len(head) < _LENGTH.size:
+                    break
+                (length,) = _LENGTH.unpack_from(head)
+                try:
+                    header, _ = mqtt_payload.read_header(head[_LENGTH.size:])
+                except PayloadError:
+                    header = None
+                end = pos + _LENGTH.size + length
+                if header is None or end > os.fstat(handle.fileno()).st_size:
+                    if self._log is not None:
+                        self._log.warning(f"MQTT spool {segment.path}: a damaged entry at "
+                                          f"byte {pos} and what follows are dropped")
+                    handle.truncate(pos)
+                    break
+                segment.batches += 1
+                segment.frames += header.count
+                if end <= done_offset:
+                    segment.done_batches += 1
+                    segment.done_frames += header.count
+                pos = end
+                handle.seek(pos)
+            segment.size = pos
+
+    # ---- the outbox interface ----
+
+    @property
+    def batches(self):
+        return sum(s.batches - s.done_batches for s in self._segments)
+
+    @property
+    def pending_frames(self):
+        return sum(s.frames - s.done_frames for s in self._segments)
+
+    @property
+    def bytes(self):
+        return sum(s.size for s in self._segments)
+
+    def append(self, data, frames):
+        before = (self.dropped_batches, self.dropped_frames)
+        size = _LENGTH.size + len(data)
+        if size > self.max_bytes:
+            self.dropped_batches += 1
+            self.dropped_frames += frames
+        else:
+            total = self.bytes
+            while self._segments and total + size > self.max_bytes:
+                total -= self._drop_oldest()
+            if self._writer is None or self._segments[-1].size >= self.segment_limit:
+                self._new_segment()
+            segment = self._segments[-1]
+            try:
+                self._writer.write(_LENGTH.pack(len(data)) + data)
+            except OSError as exc:
+                raise SpoolError(f"MQTT spool {self.directory}: writing failed "
+                                 f"({exc.strerror or exc}; disk full?)") from None
+            segment.size += size
+            segment.batches += 1
+            segment.frames += frames
+        return self.dropped_batches - before[0], self.dropped_frames - before[1]
+
+    def next_unsent(self):
+        while True:
+            segment = next((s for s in self._segments if s.number >= self._next[0]), None)
+            if segment is None:
+                return None
+            offset = self._next[1] if segment.number == self._next[0] else 0
+            if offset + _LENGTH.size > segment.size:
+                if segment is self._segments[-1]:
+                    return None
+                self._next = (segment.number + 1, 0)
+                continue
+            handle = self._read_handle(segment.number)
+            handle.seek(offset)
+            (length,) = _LENGTH.unpack(handle.read(_LENGTH.size))
+            data = handle.read(length)
+            frames = mqtt_payload.read_header(data)[0].count
+            self._next = (segment.number, offset + _LENGTH.size + length)
+            return (segment.number, self._next[1], frames), data, frames
+
+    def commit(self, token):
+        number, end, frames = token
+        if (number, end) <= self._done:
+            return  # its segment was dropped (full) or it was committed before a rewind
+        segment = next((s for s in self._segments if s.number == number), None)
+        if segment is None:
+            return
+        segment.done_batches += 1
+        segment.done_frames += frames
+        self._done = (number, end)
+        while self._segments and (self._segments[0].number < number or
+                                  self._segments[0].done_batches == self._segments[0].batches):
+            self._remove_segment(self._segments[0])
+        if not self._segments:
+            self._remove_cursor()  # empty: nothing left on disk
+            return
+        self._cursor_dirty = True
+        if time.monotonic() - self._cursor_written >= CURSOR_EVERY:
+            self._write_cursor()
+
+    def rewind(self):
+        self._next = self._done
+
+    def close(self):
+        if self._cursor_dirty and self._segments:
+            self._write_cursor()
+        for handle in (self._writer, self._reader[1] if self._reader else None):
+            if handle is not None:
+                handle.close()
+        self._writer = self._reader = None
+        self._lock.close()
+
+    # ---- files ----
+
+    def _path(self, number):
+        return os.path.join(self.directory, f"{number:012d}{SUFFIX}")
+
+    def _new_segment(self):
+        if self._writer is not None:
+            self._writer.close()
+        number = self._segments[-1].number + 1 if self._segments else max(self._done[0], 0) + 1
+        segment = _Segment(number, self._path(number))
+        try:
+            self._writer = open(segment.path, "ab", buffering=0)
+        except OSError as exc:
+            raise SpoolError(f"MQTT spool {self.directory}: cannot create a file "
+                             f"({exc.strerror or exc})") from None
+        self._segments.append(segment)
+
+    def _read_handle(self, number):
+        if self._reader is None or self._reader[0] != number:
+            if self._reader is not None:
+                self._reader[1].close()
+            self._reader = (number, open(self._path(number), "rb"))
+        return self._reader[1]
+
+    def _drop_oldest(self):
+        """Full: delete the oldest segment, counting the batches never acknowledged."""
+        segment = self._segments[0]
+        self.dropped_batches += segment.batches - segment.done_batches
+        self.dropped_frames += segment.frames - segment.done_frames
+        self._remove_segment(segment)
+        after = (segment.number + 1, 0)
+        self._done = max(self._done, after)
+        self._next = max(self._next, after)
+        return segment.size
+
+    def _remove_segment(self, segment):
+        self._segments.remove(segment)
+        if self._reader is not None and self._reader[0] == segment.number:
+            self._reader[1].close()
+            self._reader = None
+        if self._writer is not None and not self._segments:
+            self._writer.close()
+            self._writer = None
+        try:
+            os.remove(segment.path)
+        except FileNotFoundError:
+            pass
+
+    def _read_cursor(self):
+        try:
+            with open(os.path.join(self.directory, "cursor"), encoding="ascii") as handle:
+                number, offset = handle.read().split()
+                return int(number), int(offset)
+        except (OSError, ValueError):
+            return None
+
+    def _write_cursor(self):
+        path = os.path.join(self.directory, "cursor")
+        with open(path + ".tmp", "w", encoding="ascii") as handle:
+            handle.write(f"{self._done[0]} {self._done[1]}\n")
+        os.replace(path + ".tmp", path)
+        self._cursor_written = time.monotonic()
+        self._cursor_dirty = False
+
+    def _remove_cursor(self):
+        for name in ("cursor", "cursor.tmp"):
+            try:
+                os.remove(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
+        self._cursor_dirty = False

@@ -1,0 +1,29 @@
+"""Inside a private network namespace (no DNS server can be reached, nothing leaves the
+machine): serve with --mqtt naming a host that does not resolve. Prints one JSON object."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.emulators.slcan_adapter import SlcanEmulator, build_lines  # noqa: E402
+from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
+
+emulator = SlcanEmulator()
+serve = CancorderProcess(["serve", "-i", "slcan", "-c", emulator.url, "--no-zeroconf",
+                          "--mqtt", "mqtt://no-such-broker.invalid/cancorder/x/y"])
+try:
+    client = StreamClient(serve.port())
+    emulator.wait_open()
+    emulator.send_lines(b"".join(build_lines(3000)))
+    frames = len(client.wait_frames(3000))
+    serve.wait_for("unknown host")
+    time.sleep(3.0)  # retries with backoff say nothing new
+    client.close()
+    code = serve.terminate()
+finally:
+    serve.stop()
+    emulator.close()
+print(json.dumps({"frames": frames, "exit": code,
+                  "lines": [line for line in serve.lines if "MQTT broker" in line]}))

@@ -1,0 +1,52 @@
+"""--log-format json: one JSON object per line."""
+import json
+import logging
+
+from cancorder.logs import JsonFormatter
+
+
+def record(message, *args, level=logging.WARNING, name="cancorder.source", **extra):
+    rec = logging.LogRecord(name, level, __file__, 1, message, args, None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_fields():
+    rec = record("%s lost; reopening", "slcan on socket://x", bus="powertrain",
+                 event="adapter_lost", rate_key="lost", attempt=3, delay=0.5)
+    rec.created = 1_700_000_000.25
+    line = JsonFormatter().format(rec)
+    assert "\n" not in line
+    assert json.loads(line) == {
+        "time": "2023-11-14T22:13:20.250Z", "level": "warning", "bus": "powertrain",
+        "event": "adapter_lost", "message": "slcan on socket://x lost; reopening",
+        "fields": {"attempt": 3, "delay": 0.5}}
+
+
+def test_defaults_and_odd_values():
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        import sys
+
+        rec = record("crashed", level=logging.ERROR, exc_info=sys.exc_info(), path=object())
+    data = json.loads(JsonFormatter().format(rec))
+    assert data["bus"] is None and data["event"] == "cancorder.source"
+    assert data["level"] == "error" and "ValueError: boom" in data["fields"]["traceback"]
+    assert data["fields"]["path"].startswith("<object object")
+
+
+def test_the_final_error_line_is_json_too(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--log-format", "json",
+                           "--config", str(tmp_path / "nope.toml")], cwd=ROOT,
+                          env=cancorder_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    line = json.loads(done.stderr)
+    assert line["level"] == "error" and line["event"] == "exit"
+    assert line["message"].startswith(f"config {tmp_path / 'nope.toml'}: cannot read it")
+    assert line["fields"] == {"exit_code": 2}
