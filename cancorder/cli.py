@@ -79,6 +79,18 @@ def _parse(parser, argv):
 
 
 def main(argv=None):
+    from .signals import interrupt_startup
+
+    with interrupt_startup():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # a signal during start-up: a stop by signal, like later
+            from .errors import EXIT_OK
+
+            return EXIT_OK
+
+
+def _main(argv):
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
@@ -109,12 +121,19 @@ def main(argv=None):
             raise
         logs.error_line(str(exc), exc.exit_code)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:
         if debug:
             raise
-        logs.error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+        logs.error_line(f"{_exception_name(exc)}: {exc} (run with --debug for the traceback)",
+                        1)
         return 1
+
+
+def _exception_name(exc):
+    """``ValueError``; ``struct.error`` rather than a bare ``error`` (which read as "error: error:")."""
+    kind = type(exc)
+    if kind.__name__[:1].isupper() or kind.__module__ in ("builtins", None):
+        return kind.__name__
+    return f"{kind.__module__.lstrip('_')}.{kind.__name__}"

@@ -18,11 +18,15 @@ import time
 from ._fast import wire
 from .errors import CancorderError, ConnectError, UsageError, WireFormatError
 from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
+from .report import plural
 from .signals import stop_on_signals
 
 CONNECT_TIMEOUT = 5.0
 RECV_SIZE = 1 << 20
 STATS_INTERVAL = 0.5
+#: a connection closed without a byte within this long was most likely refused (a full logger
+#: accepts and closes at once; a quiet bus sends nothing too, but is not closed so soon)
+REFUSED_WITHIN = 2.0
 
 
 class Target:
@@ -153,6 +157,7 @@ class Dump:
         self._deadline = None
         self._signal = None
         self._wake_r = self._wake_w = None
+        self._connection_bytes = 0
 
     # ---- the whole run ----
 
@@ -220,7 +225,6 @@ class Dump:
                 except BaseException:
                     sock.close()
                     raise
-            delay = RETRY_FIRST
             outages += 1  # the next outage says its first line again
             rep.info(f"{'reconnected' if connected_before else 'connected'} to {self.target}")
             connected_before = True
@@ -239,6 +243,8 @@ class Dump:
                 self.ended = True
                 return
             rep.warning(f"{lost}; reconnecting to {self.target} (--reconnect)")
+            # a connection that brought frames starts the backoff again; a refusal does not
+            delay = RETRY_FIRST if self._connection_bytes else min(delay * 2, RETRY_MAX)
             if self._wait(delay):
                 return
 
@@ -300,6 +306,8 @@ class Dump:
         wake = self._wake_r
         watched = [sock, wake]
         stats = self.stats
+        connected_at = time.monotonic()
+        received = self._connection_bytes = 0  # bytes on this connection
         while True:
             readable = select.select(watched, [], [], self._next_timeout())[0]
             if wake in readable:
@@ -316,13 +324,12 @@ class Dump:
             else:
                 why, clean = "the logger closed the connection", True
             if not chunk:
-                try:
-                    decoder.finish()
-                except WireFormatError as exc:
-                    if not self.reconnect:
-                        raise
-                    self.reporter.warning(f"{exc}; that incomplete record is dropped")
+                if clean:
+                    why, clean = self._why_closed(decoder, received,
+                                                  time.monotonic() - connected_at)
                 return why, clean
+            received += len(chunk)
+            self._connection_bytes = received
             try:
                 frames = decoder.feed(chunk)
             except WireFormatError as exc:
@@ -332,6 +339,23 @@ class Dump:
             if frames and self._deliver(frames):
                 self.reason = f"--count {self.count}"
                 return None, True
+
+    def _why_closed(self, decoder, received, after):
+        """The logger closed the connection: (why, clean). A close before the first byte is
+        most likely a refusal (a full logger accepts and closes at once); a close inside a
+        record most likely a drop for lag (the logger cuts a client that falls too far
+        behind); neither is a clean end."""
+        if not received and after < REFUSED_WITHIN:
+            return (f"the logger closed the connection at once without sending a byte: it "
+                    f"probably refused this client (a logger serves at most --max-clients "
+                    f"clients, 64 unless set, and --max-clients-per-host from one address: "
+                    f"raise them on the logger, or close another client)"), False
+        if decoder.pending:
+            return (f"the logger closed the connection in the middle of a record (stream byte "
+                    f"{decoder.offset}, {decoder.pending} bytes of it received): it probably "
+                    f"dropped this client for lag (it was more than the logger's "
+                    f"--client-buffer behind; that incomplete record is not recorded)"), False
+        return "the logger closed the connection", True
 
     def _deliver(self, frames, channel=None):
         """Filter, count, record, show; True when --count is reached."""
@@ -382,17 +406,15 @@ class Dump:
                 self.recording.close()
             except CancorderError as exc:
                 problems.append(exc)
-            else:
-                rep.info(f"recorded {self.recording.frames:,} frames to "
-                         f"{', '.join(self.recording.paths)}")
+            rep.info(f"recorded {self.recording.summary()}")
             for note in self.recording.notes():
                 rep.warning(note)
         filtered = f" ({self.received:,} received)" if self.received != self.shown else ""
         if failed:
             if self.shown:
-                rep.info(f"{self.shown:,} frames{filtered} before the error")
+                rep.info(f"{plural(self.shown, 'frame')}{filtered} before the error")
         else:
-            rep.info(f"{self.shown:,} frames{filtered}; stopped: {self.reason or 'done'}")
+            rep.info(f"{plural(self.shown, 'frame')}{filtered}; stopped: {self.reason or 'done'}")
         if problems and not failed:
             raise problems[0]
 

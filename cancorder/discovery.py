@@ -27,13 +27,20 @@ def instance_name(service_name, port):
     return service_name.replace(".", "-")  # a dot would split the DNS-SD instance label
 
 
-def zeroconf_interfaces():
-    """``CANCORDER_ZEROCONF_INTERFACES=127.0.0.1`` restricts mDNS to those addresses (tests
-    run it inside a private network namespace on loopback); the default is every interface."""
+def zeroconf_interfaces(bound=None):
+    """The interfaces mDNS runs on: those whose addresses the server listens on (``bound``:
+    its host strings; a wildcard, or None for a browser, means every interface), so that
+    ``--bind 127.0.0.1`` is not announced to the network. ``CANCORDER_ZEROCONF_INTERFACES=
+    127.0.0.1`` restricts it further (tests run it inside a private network namespace)."""
     from zeroconf import InterfaceChoice
 
     chosen = os.environ.get("CANCORDER_ZEROCONF_INTERFACES", "")
-    return [x.strip() for x in chosen.split(",") if x.strip()] or InterfaceChoice.All
+    forced = [x.strip() for x in chosen.split(",") if x.strip()]
+    if forced:
+        return forced
+    if bound and not any(host in ("0.0.0.0", "::") for host in bound):
+        return [host.split("%")[0] for host in bound]
+    return InterfaceChoice.All
 
 
 def listening_addresses(bound):
@@ -58,8 +65,9 @@ def listening_addresses(bound):
 class Advertiser:
     """Registers one ``_ecuconnect-log._tcp`` service; ``close`` unregisters it."""
 
-    def __init__(self, name, port, addresses, properties):
+    def __init__(self, name, port, addresses, properties, bound=None):
         self.name = name
+        self.bound = bound
         self.port = port
         self.addresses = addresses
         self.properties = {k: str(v) for k, v in properties.items()}
@@ -74,7 +82,7 @@ class Advertiser:
             SERVICE_TYPE, f"{self.name}.{SERVICE_TYPE}", port=self.port,
             parsed_addresses=self.addresses, properties=self.properties,
             server=f"{host}.local.")
-        self._zeroconf = Zeroconf(interfaces=zeroconf_interfaces())
+        self._zeroconf = Zeroconf(interfaces=zeroconf_interfaces(self.bound))
         try:
             self._zeroconf.register_service(self._info, allow_name_change=True)
         except Exception:

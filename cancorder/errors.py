@@ -78,3 +78,12 @@ class ConfigError(UsageError):
 
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM before the command installed its clean stop (during start-up): start-up
+    is abandoned and the process exits like a stop by signal (EXIT_OK)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum

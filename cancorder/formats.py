@@ -7,6 +7,7 @@ instead of once per frame: that is what lets `dump` keep up with a saturated bus
 import time
 
 from ._fast import wire
+from .report import plural
 
 FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI = wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_BRS, wire.FLAG_ESI
 
@@ -319,7 +320,7 @@ class StatsTable:
 
         elapsed = time.monotonic() - self._started if self._started else 0.0
         average = self.total / elapsed if elapsed > 0 else 0.0
-        summary = Text(f"{self.total:,} frames, {self._total_rate:,.0f} frames/s now, "
+        summary = Text(f"{plural(self.total, 'frame')}, {self._total_rate:,.0f} frames/s now, "
                        f"{average:,.0f} frames/s on average over {elapsed:,.1f} s")
         table = Table()
         columns = ("ID", "Flags", "Len", "Count", "Frames/s", "Avg/s", "Last data")
@@ -352,15 +353,20 @@ class StatsTable:
                                                      for text in signal_texts(decoded)]
 
 
-def _id_colour(key):
-    """A stable colour per id: hues spread by the golden ratio, so neighbouring ids differ."""
-    import colorsys
+#: sixteen colours in hue order, readable on a dark background, exact on a 256-colour terminal
+_ID_HUES = ((215, 95, 95), (255, 175, 175), (255, 95, 0), (255, 215, 0), (255, 255, 95),
+            (95, 135, 0), (135, 255, 0), (135, 175, 95), (175, 255, 175), (0, 175, 0),
+            (0, 255, 95), (0, 255, 215), (95, 255, 255), (0, 135, 255), (135, 135, 215),
+            (255, 95, 255))  # chosen from the 6x6x6 cube: any two are >= 100 apart in RGB
 
+
+def _id_colour(key):
+    """A stable colour per id, far from the colours of nearby ids: ids 1 to 15 apart (7E0 and
+    its reply 7E8, neighbours 7DF and 7E0) always get different palette entries, which are
+    5 x 16 steps apart on the hue circle for neighbours and opposite for ids 8 apart."""
     from rich.color import Color
 
-    hue = (key * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hls_to_rgb(hue, 0.62, 0.85)
-    return Color.from_rgb(r * 255, g * 255, b * 255)
+    return Color.from_rgb(*_ID_HUES[(key % 16) * 5 % 16])
 
 
 def _byte_colour(value):

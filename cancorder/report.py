@@ -24,3 +24,8 @@ class Reporter:
 
     def debug(self, text):
         self.log("debug", text)
+
+
+def plural(count, word):
+    """``1 frame``, ``2 frames``, ``1,000 clients``: a count and its noun, agreeing."""
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"

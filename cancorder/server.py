@@ -20,6 +20,7 @@ from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLo
     UsageError
 from .listeners import open_listeners
 from .protocol import RETRY_FIRST, RETRY_MAX
+from .report import plural
 from .signals import stop_on_signals
 from .sources.base import ClientGate
 
@@ -37,7 +38,9 @@ class BusOptions:
     bind: str = None
     port: int = None
     max_clients: int = 64
+    max_clients_per_host: int = 32
     client_buffer: int = 4 << 20
+    client_buffer_total: int = 64 << 20
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
@@ -142,7 +145,10 @@ class Bus:
             raise
         self.broadcaster = broadcast.Broadcaster(
             listeners, client_buffer=self.options.client_buffer,
-            max_clients=0, coalesce=server_options.coalesce,  # admit counts every protocol
+            total_buffer=self.options.client_buffer_total,
+            max_clients=0,  # admit counts --max-clients over every protocol the bus serves
+            max_clients_per_host=self.options.max_clients_per_host,
+            coalesce=server_options.coalesce,
             log=self._log_client_event)
         self.broadcaster.admit = self.admit
 
@@ -297,7 +303,7 @@ class Bus:
         limit = self.options.max_clients
         count = self._client_count()
         if limit and count >= limit:
-            return f"already {count} clients (--max-clients {limit})"  # of every protocol
+            return f"already {plural(count, 'client')} (--max-clients {limit})"  # every protocol
         return None
 
     def _wait_for_client(self, timeout):
@@ -305,15 +311,18 @@ class Bus:
             return False
         return self.broadcaster.wait_for_clients(1, timeout)
 
-    def _log_client_event(self, level, text):
-        self.log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
+    def _log_client_event(self, level, text, rate_key=None):
+        """The broadcaster's lines; a ``rate_key`` (a storm of connects, refusals, drops) goes
+        through the shared rate limit: one line per interval with the count."""
+        self.log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text,
+                     extra={"rate_key": (self.name, rate_key)} if rate_key else None)
 
     def _advertise(self):
         from .discovery import Advertiser, instance_name, listening_addresses
 
         name = instance_name(self.options.service_name, self.port)
         self.advertiser = Advertiser(name, self.port, listening_addresses(self.bound),
-                                     self.txt())
+                                     self.txt(), bound=self.bound)
         try:
             self.advertiser.start()
         except Exception as exc:
@@ -435,12 +444,9 @@ class Server:
                 b = bus.broadcaster
                 extra = "".join(f", {s}" for s in (sink.summary() for sink in bus.sinks) if s)
                 bus.log.info(f"{rate:,.0f} frames/s, {frames:,} in all, "
-                             f"{_count(b.client_count, 'client')}, "
+                             f"{plural(b.client_count, 'client')}, "
                              f"{b.clients_dropped_lag} dropped for lag{extra}")
 
     def _log_totals(self, bus):
         bus.log.info(f"totals: {bus.totals()}")
 
-
-def _count(n, noun):
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")

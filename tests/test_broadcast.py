@@ -13,12 +13,14 @@ class Harness:
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
         self.events = []
+        self.keys = []
         self.b = fast.broadcast.Broadcaster([listener], log=self._log, **kwargs)
         self.thread = threading.Thread(target=self.b.run, daemon=True)
         self.thread.start()
 
-    def _log(self, level, text):
+    def _log(self, level, text, rate_key=None):
         self.events.append((level, text))
+        self.keys.append(rate_key)
 
     def stop(self, drain=2.0):
         self.b.stop(drain)
@@ -88,7 +90,7 @@ def test_laggard_is_dropped_and_others_keep_receiving(fast, harness):
     dropped = [(level, text) for level, text in h.events if "dropped" in text]
     assert len(dropped) == 1 and dropped[0][0] == "warning"
     dropped = [dropped[0][1]]
-    assert "bytes (" in dropped[0] and "behind" in dropped[0] and "65536" in dropped[0]
+    assert "bytes (" in dropped[0] and "behind" in dropped[0] and "65,536" in dropped[0]
     assert stalled.getsockname()[1] == int(dropped[0].split()[1].rsplit(":", 1)[1])
     h.stop()
     stalled.close()
@@ -148,6 +150,242 @@ def test_wait_drained(fast, harness):
     assert h.b.wait_drained(5)
     assert len(client.wait_frames(100)) == 100
     h.stop()
+
+
+# ---- hostile and unlucky clients (issue 11) ----
+
+def odd_records(fast, count, start=0):
+    """Records of many sizes (14 to 78 bytes), so that a partial send lands inside one."""
+    frames = []
+    for i in range(start, start + count):
+        n = (0, 1, 5, 8, 12, 20, 48, 64)[i % 8]
+        frames.append(fast.wire.pack_frame(i, i % 0x800, 2 if n > 8 else 0, bytes([i % 256]) * n))
+    return b"".join(frames)
+
+
+def drain(sock, timeout=10.0):
+    """Everything a socket receives until EOF."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+def stalled_client(port, rcvbuf=4096):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_dropped_client_is_closed_on_a_record_boundary(fast, harness):
+    """What a client dropped for lag received decodes to whole records: the record it was in
+    the middle of is finished before the close (dump would say "malformed" otherwise)."""
+    h = harness(client_buffer=32 << 10)
+    stalled = [stalled_client(h.port) for _ in range(4)]
+    assert h.b.wait_for_clients(4, 5)
+    sent = 0
+    while h.b.clients_dropped_lag < 4 and sent < 200000:
+        h.b.submit(odd_records(fast, 97, sent))
+        sent += 97
+        time.sleep(0.001)
+    assert h.b.clients_dropped_lag == 4
+    for sock in stalled:
+        data = drain(sock)
+        decoder = fast.wire.StreamDecoder()
+        frames = decoder.feed(data)
+        decoder.finish()  # raises if the stream ended inside a record
+        assert frames and [frame[0] for frame in frames] == list(range(len(frames)))
+        sock.close()
+    h.stop()
+
+
+def test_client_buffer_is_a_hard_bound_and_the_lag_is_real(fast, harness):
+    h = harness(client_buffer=256 << 10)
+    stalled = stalled_client(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    chunk = records(fast, 100)
+    started = time.monotonic()
+    while not h.b.clients_dropped_lag and time.monotonic() - started < 30:
+        h.b.submit(chunk)
+        time.sleep(0.01)  # ~180 kB/s: the 256 kB bound is passed after more than a second
+    assert h.b.clients_dropped_lag == 1
+    (text,) = [text for _, text in h.events if "dropped" in text]
+    behind = int(text.split(" dropped: ")[1].split(" bytes")[0].replace(",", ""))
+    assert behind <= (256 << 10) + len(chunk)  # the backlog never held more than the bound
+    seconds = float(text.split(" bytes (")[1].split(" s)")[0])
+    assert seconds >= 0.5, text  # the age of the oldest byte owed, not "0.0 s"
+    h.b.submit(b"".join([chunk] * 2000))  # one flush far over the bound: dropped, not kept
+    stalled.close()
+    h.stop()
+
+
+def test_all_backlogs_together_stay_under_the_total_bound(fast, harness):
+    h = harness(client_buffer=512 << 10, total_buffer=600 << 10)
+    stalled = [stalled_client(h.port) for _ in range(3)]
+    assert h.b.wait_for_clients(3, 5)
+    chunk = records(fast, 1000)
+    for _ in range(3000):  # the kernel's buffers take a few MB before backlogs grow
+        h.b.submit(chunk)
+        time.sleep(0.002)
+        if h.b.clients_dropped_lag >= 2:
+            break
+    assert h.b.clients_dropped_lag >= 2
+    dropped = [text for _, text in h.events if "dropped" in text]
+    assert all("--client-buffer-total" in text for text in dropped), dropped
+    for sock in stalled:
+        sock.close()
+    h.stop()
+
+
+def test_dead_connections_are_reaped_before_counting(fast, harness):
+    """Clients that connect and close at once (some with a reset) do not keep a real client
+    out: they are reaped before the new one is counted, on a quiet bus too."""
+    h = harness(max_clients=3)
+    for k in range(3):
+        gone = socket.create_connection(("127.0.0.1", h.port))
+        if k == 0:  # a reset instead of a close
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        gone.close()
+    assert wait_until(lambda: h.b.clients_accepted == 3)
+    real = StreamClient(h.port)
+    assert wait_until(lambda: h.b.clients_accepted == 4), h.events
+    assert h.b.clients_refused == 0
+    h.b.submit(records(fast, 5))
+    assert len(real.wait_frames(5)) == 5
+    h.stop()
+
+
+def test_keepalive_on_every_client_socket(fast, harness):
+    h = harness()
+    client = socket.create_connection(("127.0.0.1", h.port))
+    assert h.b.wait_for_clients(1, 5)
+    client_port = client.getsockname()[1]
+    # /proc/net/tcp: the server's side of the connection (local = the listening port) has
+    # timer 2, the keepalive timer, armed
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    mine = [row for row in rows if int(row[1].split(":")[1], 16) == h.port
+            and int(row[2].split(":")[1], 16) == client_port]
+    assert len(mine) == 1
+    timer = mine[0][5].split(":")[0]
+    assert timer == "02", mine[0]
+    client.close()
+    h.stop()
+
+
+def test_max_clients_per_host(fast, harness):
+    h = harness(max_clients=10, max_clients_per_host=2)
+    mine = [StreamClient(h.port) for _ in range(2)]
+    assert h.b.wait_for_clients(2, 5)
+    third = socket.create_connection(("127.0.0.1", h.port))
+    third.settimeout(5)
+    assert third.recv(10) == b""  # refused
+    refusal = [text for _, text in h.events if "refused" in text]
+    assert len(refusal) == 1 and "already 2 clients from 127.0.0.1" in refusal[0] and \
+        "--max-clients-per-host 2" in refusal[0]
+    other = socket.socket()
+    other.bind(("127.0.0.2", 0))  # another host (all of 127/8 is this machine)
+    other.connect(("127.0.0.1", h.port))
+    assert h.b.wait_for_clients(3, 5)
+    for client in mine:
+        client.close()
+    other.close()
+    third.close()
+    h.stop()
+
+
+def test_a_half_closed_client_keeps_receiving(fast, harness):
+    """`nc -N`, socat with stdin at EOF: the client shuts its sending side and reads on."""
+    h = harness()
+    client = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    client.sock.shutdown(socket.SHUT_WR)
+    time.sleep(0.3)
+    assert h.b.client_count == 1
+    for i in range(20):
+        h.b.submit(records(fast, 10, i * 10))
+        time.sleep(0.01)
+    assert len(client.wait_frames(200)) == 200
+    assert not any("disconnected" in text for _, text in h.events)
+    h.stop()
+    assert client.closed.wait(5)
+
+
+class _NoDescriptors(socket.socket):
+    """A listener whose accept fails with EMFILE while ``empty`` is set."""
+
+    empty = True
+    attempts = 0
+
+    def accept(self):
+        _NoDescriptors.attempts += 1
+        if _NoDescriptors.empty:
+            import errno
+
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_out_of_descriptors_backs_off_instead_of_spinning(fast):
+    _NoDescriptors.attempts, _NoDescriptors.empty = 0, True
+    listener = _NoDescriptors(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    events = []
+    b = fast.broadcast.Broadcaster([listener], log=lambda *event: events.append(event))
+    thread = threading.Thread(target=b.run, daemon=True)
+    thread.start()
+    waiting = socket.create_connection(("127.0.0.1", port))  # stays in the backlog
+    try:
+        time.sleep(1.2)
+        assert 1 <= _NoDescriptors.attempts <= 5  # not thousands a second
+        assert all(key == "accept failed" for _, _, key in events)
+        assert "pausing accepts" in events[0][1] and "ulimit -n" in events[0][1]
+        _NoDescriptors.empty = False
+        assert b.wait_for_clients(1, 5)  # accepting resumes by itself
+    finally:
+        waiting.close()
+        b.stop(0)
+        thread.join(10)
+
+
+def test_connection_churn_is_summarised(fast, harness):
+    """500 connects and closes: the lines that reach the log stay bounded (the shared rate
+    limit summarises the storm), each client is still counted."""
+    import logging
+
+    from cancorder.logs import RateLimitFilter
+
+    h = harness()
+    started = time.monotonic()
+    for _ in range(500):
+        socket.create_connection(("127.0.0.1", h.port)).close()
+    assert wait_until(lambda: h.b.clients_accepted == 500, 30)
+    elapsed = time.monotonic() - started
+    keyed = [key for key in h.keys if key is not None]
+    assert len(keyed) >= len(h.keys) - 20 * (elapsed + 2)  # 20 a second, then summarised
+    assert len(keyed) > 250
+    limit = RateLimitFilter()
+    shown = 0
+    for (level, text), key in zip(list(h.events), list(h.keys)):
+        record = logging.LogRecord("cancorder.bus", logging.INFO, __file__, 0, text, (), None)
+        if key is not None:
+            record.rate_key = key
+        shown += limit.filter(record)
+    assert shown <= 20 * (elapsed + 2) + 3 * (elapsed / 5 + 2), (shown, elapsed)
 
 
 def test_quiet_link_sent_by_submit_itself_busy_link_coalesced(fast, harness):

@@ -197,7 +197,7 @@ def test_config_error_is_one_line_and_exit_2(tmp_path):
     done = run_cli("serve", "--config", path, "--check")
     assert done.returncode == 2
     assert done.stderr == (f'error: config {path}, bus "powertrain": bitrate "fast": expected a '
-                           "bit rate in bit/s such as 500000\n")
+                           "bit rate in bit/s such as 500000, 500k or 1M\n")
 
 
 def test_bus_flags_beside_config_are_refused(tmp_path):

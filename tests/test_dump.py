@@ -530,14 +530,6 @@ BAD_CASES = {
         GOOD + wire.pack_frame(1, 0x800, 0, b""),
         "11-bit id 0x800 out of range (max 0x7ff; 29-bit ids need the EXT flag)",
         "00 00 00 00 00 00 00 01 00 00 08 00 00 00"),
-    "truncated header then close": (
-        GOOD + wire.pack_frame(1, 0x123, 0, b"\x01\x02")[:10],
-        "stream ended inside a record (10 of at least 14 bytes)",
-        "00 00 00 00 00 00 00 01 00 00"),
-    "truncated payload then close": (
-        GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:17],
-        "stream ended inside a record (17 of 22 bytes)",
-        "00 00 00 00 00 00 00 01 00 00 01 23 00 08"),
 }
 
 
@@ -556,6 +548,58 @@ def test_malformed_stream_stops_with_the_offset_and_bytes(dump, fake_loggers, tm
     assert errors == [f"error: malformed stream at byte {len(GOOD)}: {reason} (bytes: {shown})"]
     assert "Traceback" not in run.log
     check_recording(path, KNOWN[:2])
+
+
+@pytest.mark.parametrize("cut,received", [(10, 10), (17, 17)], ids=["in the header",
+                                                                      "in the payload"])
+def test_a_close_inside_a_record_is_reported_as_a_probable_lag_drop(dump, fake_loggers,
+                                                                   tmp_path, cut, received):
+    """A logger that drops a client for lag used to cut it anywhere: dump says what probably
+    happened (not "malformed stream"), exits non-zero, and keeps every whole frame."""
+    fake = fake_loggers(GOOD + wire.pack_frame(1, 0x123, 0, bytes(8))[:cut])
+    path = str(tmp_path / "before.blf")
+    run = dump(fake.target, "-f", "candump", "-o", path)
+    assert run.wait() == 1, run.log
+    assert run.lines == KNOWN_CANDUMP[:2]
+    assert run.log.splitlines()[-1] == (
+        f"error: the logger closed the connection in the middle of a record (stream byte "
+        f"{len(GOOD)}, {received} bytes of it received): it probably dropped this client for "
+        "lag (it was more than the logger's --client-buffer behind; that incomplete record is "
+        "not recorded) (--reconnect keeps trying)")
+    assert "malformed" not in run.log and "Traceback" not in run.log
+    check_recording(path, KNOWN[:2])
+
+
+def test_a_close_on_a_record_boundary_is_a_clean_end(dump, fake_loggers):
+    fake = fake_loggers(GOOD)
+    run = dump(fake.target, "-f", "candump")
+    assert run.wait() == 0, run.log
+    assert "2 frames; stopped: the logger closed the connection" in run.log
+
+
+def test_a_connection_closed_without_a_byte_is_a_probable_refusal(dump, fake_loggers):
+    fake = fake_loggers(b"")
+    run = dump(fake.target)
+    assert run.wait() == 1, run.log
+    assert run.log.splitlines()[-1].startswith(
+        "error: the logger closed the connection at once without sending a byte: it probably "
+        "refused this client (a logger serves at most --max-clients clients")
+
+
+def test_the_client_over_max_clients_is_told_it_was_refused(slcan_emulator, cancorder_process,
+                                                           dump):
+    server = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                               "--no-zeroconf", "--max-clients", "1")
+    port = server.port()
+    first = StreamClient(port)
+    server.wait_for(r"connected \(1 connected\)")
+    try:
+        run = dump(f"127.0.0.1:{port}", "-f", "candump")
+        assert run.wait() == 1, run.log
+        assert "probably refused this client" in run.log and "--max-clients" in run.log
+        assert "0 frames; stopped" not in run.log
+    finally:
+        first.close()
 
 
 def test_connection_refused_is_one_line(dump):
@@ -720,3 +764,141 @@ def test_dump_records_a_whole_mock_uds_session(cancorder_process, dump, tmp_path
         assert relative == [f.t_us - expected[0].t_us for f in expected], source
     assert "the logger closed the connection" in run.log, run.log
     assert f"{len(expected):,} frames" in run.log, run.log
+
+
+# ---- files: a full disk, records a format cannot hold, outputs checked first ----
+
+#: runs cancorder with a limit on the size of every file it writes: a write past it fails with
+#: EFBIG after writing what fits, as a write to a disk that fills up does (ENOSPC)
+FILE_SIZE_LIMITED = [sys.executable, "-c",
+                     "import resource, runpy, sys; limit = int(sys.argv.pop(1)); "
+                     "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+                     "sys.argv[0] = 'cancorder'; runpy.run_module('cancorder', "
+                     "run_name='__main__', alter_sys=True)"]
+
+
+def many_frames(count):
+    return [(1_700_000_000_000_000 + i * 1000, 0x100 + i % 0x600, 0, bytes([i % 256] * (i % 9)))
+            for i in range(count)]
+
+
+def recorded_counts(log):
+    """{path: frames} from the "recorded ..." line (one count for all, or one per file)."""
+    line = next(line for line in log.splitlines() if " recorded " in line)
+    text = line.split(" recorded ", 1)[1]
+    counts = {}
+    for part in re.findall(r"([\d,]+) frames? to ((?:[^,]|, (?!\d))+)", text):
+        for path in part[1].split(", "):
+            counts[path] = int(part[0].replace(",", ""))
+    return counts
+
+
+def test_a_full_disk_leaves_every_file_readable_and_the_counts_true(cancorder_process,
+                                                                    fake_loggers, tmp_path):
+    frames = many_frames(3000)
+    fake = fake_loggers(records(frames), close=False)
+    paths = [str(tmp_path / f"full{suffix}") for suffix in (".log", ".csv", ".asc", ".blf")]
+    proc = cancorder_process("dump", fake.target, "-f", "candump",
+                             *sum((["-o", p] for p in paths), []),
+                             command=FILE_SIZE_LIMITED + ["40000"], env=cancorder_env(TZ="UTC"))
+    assert proc.proc.wait(30) == 1, proc.log
+    proc._reader.join(5)
+    assert "Traceback" not in proc.log
+    errors = [line for line in proc.log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "(disk full?)" in errors[0], proc.log
+    counts = recorded_counts(proc.log)
+    assert set(counts) == set(paths), proc.log
+    assert any(count < len(frames) for count in counts.values())
+    for path in paths:
+        back = list(can.LogReader(path))  # python-can reads each to its end: no cut line
+        assert len(back) == counts[path], (path, proc.log)
+        for msg, frame in zip(back, frames):
+            same_frame(msg, frame, timestamp=not path.endswith((".asc", ".blf")))
+
+
+def test_a_record_a_format_cannot_hold_is_counted_and_skipped(dump, fake_loggers, tmp_path):
+    huge = ((1 << 64) - 1, 0x321, 0, b"\x01")
+    frames = KNOWN[:2] + [huge] + KNOWN[2:4]
+    fake = fake_loggers(records(frames))
+    paths = [str(tmp_path / "x.blf"), str(tmp_path / "x.asc"), str(tmp_path / "x.log")]
+    run = dump(fake.target, "-f", "candump", *sum((["-o", p] for p in paths), []))
+    assert run.wait() == 0, run.log
+    assert len(run.lines) == 5  # shown, and recorded where the format can hold it
+    assert "Traceback" not in run.log and "error" not in run.log
+    for path in paths[:2]:
+        check_recording(path, KNOWN[:4])
+        assert (f"{path}: 1 frame not recorded: their timestamps are beyond what "
+                f"{path[-4:]} can store") in run.log
+    assert len(list(can.LogReader(paths[2]))) == 5
+    assert recorded_counts(run.log) == {paths[0]: 4, paths[1]: 4, paths[2]: 5}
+
+
+@pytest.mark.parametrize("name,message", [
+    ("x.blf.gz", "python-can cannot gzip .blf files"),
+    ("x.db.gz", "python-can cannot gzip .db files"),
+    ("x.v2.log.gz", "exactly two extensions"),
+    ("folder.log", "that is a folder"),
+    ("/proc/x.log", "cannot write the file"),
+])
+def test_an_output_that_cannot_be_written_fails_before_connecting(fake_loggers, dump, tmp_path,
+                                                                  name, message):
+    (tmp_path / "folder.log").mkdir()
+    fake = fake_loggers(records(KNOWN))
+    run = dump(fake.target, "-o", str(tmp_path / name))
+    assert run.wait() == 2, run.log
+    assert message in run.log
+    assert "connected" not in run.log and not fake.connections  # the session is not lost
+
+
+def test_db_and_trc_say_what_they_leave_out_and_count_what_they_hold(dump, fake_loggers,
+                                                                     tmp_path):
+    fake = fake_loggers(records(KNOWN))
+    fd = sum(1 for frame in KNOWN if frame[2] & 2)
+    assert 0 < fd < len(KNOWN)
+    db, trc = str(tmp_path / "x.db"), str(tmp_path / "x.trc")
+    run = dump(fake.target, "-o", db, "-o", trc)
+    assert run.wait() == 0, run.log
+    assert f"{db}: {fd} CAN FD frame" in run.log and "without their FD/BRS/ESI flags" in run.log
+    assert f"{trc}: {fd} CAN FD frame" in run.log and "not recorded" in run.log
+    counts = recorded_counts(run.log)
+    assert counts == {db: len(KNOWN), trc: len(KNOWN) - fd}
+    assert len(list(can.LogReader(trc))) == counts[trc]
+    assert len(list(can.LogReader(db))) == counts[db]
+
+
+def test_a_client_dropped_for_lag_sees_a_clean_end(slcan_emulator, cancorder_process, dump,
+                                                   tmp_path):
+    """The logger drops a dump that stopped reading (SIGSTOP): the stream it gets ends on a
+    record boundary, so dump says "the logger closed the connection" (not "malformed") and its
+    file holds every frame it printed."""
+    from tests.emulators.slcan_adapter import build_lines
+
+    server = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                               "--no-zeroconf", "--client-buffer", "64K")
+    port = server.port()
+    slcan_emulator.wait_open()
+    path = str(tmp_path / "lag.log")
+    run = dump(f"127.0.0.1:{port}", "-f", "candump", "-o", path)
+    server.wait_for(r"connected \(1 connected\)")
+    run.process.proc.send_signal(signal.SIGSTOP)
+    flooding = threading.Event()
+    flooding.set()
+
+    def flood():
+        lines = b"".join(build_lines(2000))
+        while flooding.is_set():
+            slcan_emulator.send_lines(lines)
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    try:
+        server.wait_for(r"dropped: [\d,]+ bytes .* behind", timeout=120)
+    finally:
+        flooding.clear()
+        run.process.proc.send_signal(signal.SIGCONT)
+        sender.join(10)
+    assert run.wait(60) == 0, run.log[-2000:]
+    assert "stopped: the logger closed the connection" in run.log
+    assert "malformed" not in run.log and "middle of a record" not in run.log
+    recorded = list(can.LogReader(path))
+    assert len(recorded) == len(run.lines) > 0

@@ -91,9 +91,9 @@ def test_stalled_client_dropped_others_keep_full_rate(cancorder_process, slcan_e
         frames = reader.wait_frames(40000, timeout=60)
         assert [int.from_bytes(f[3][:4], "big") for f in frames] == list(range(40000))
     elapsed = time.monotonic() - start
-    match = proc.wait_for(r"client 127\.0\.0\.1:(\d+) dropped: (\d+) bytes .* behind")
+    match = proc.wait_for(r"client 127\.0\.0\.1:(\d+) dropped: ([\d,]+) bytes .* behind")
     assert int(match.group(1)) == stalled.getsockname()[1]
-    assert int(match.group(2)) > 16 * 1024
+    assert int(match.group(2).replace(",", "")) > 16 * 1024
     stalled.close()
     assert proc.terminate() == 0
     assert "dropped for lag 1" in proc.log
@@ -139,15 +139,25 @@ def test_500_connect_disconnect_cycles_leak_no_fds(cancorder_process, slcan_emul
             if i % 2:
                 s.sendall(b"x")  # some talk before leaving: read and discarded
             s.close()
-        deadline = time.monotonic() + 30
-        while proc.log.count(" disconnected") < 50 * (wave + 1) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert proc.log.count(" disconnected") == 500
-    slcan_emulator.send_messages(MIXED)  # the server still works for the one that stayed
-    keeper.wait_frames(5)
-    assert _fd_count(proc.proc.pid) == before
+        time.sleep(0.2)
+    # A client's EOF is not a disconnect (it may still read, like `nc -N`): on a quiet bus the
+    # server cannot tell those that left from those that read on, and keeps them until a slot
+    # is needed (reaped before counting) or a send fails. At most --max-clients-per-host.
+    assert _fd_count(proc.proc.pid) <= before + 32
+    late = StreamClient(port)  # never refused: the dead ones are reaped to make room
+    time.sleep(0.5)
+    assert "refused" not in proc.log
+    for _ in range(3):  # frames reveal the ones that left: their sockets answer with a reset
+        slcan_emulator.send_messages(MIXED)
+        time.sleep(0.3)
+    assert len(keeper.wait_frames(15)) == 15 and len(late.wait_frames(15)) == 15
+    deadline = time.monotonic() + 10
+    while _fd_count(proc.proc.pid) != before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _fd_count(proc.proc.pid) == before + 1  # the keeper and the late one, nothing else
     assert proc.terminate() == 0
-    assert "clients served 501" in proc.log
+    assert "clients served 502" in proc.log
+    assert len(proc.log.splitlines()) < 300  # 1,000 connection events, summarised
 
 
 def test_filter_listen_only_and_backend_options(cancorder_process, slcan_emulator):
@@ -350,7 +360,7 @@ def test_max_clients_end_to_end(cancorder_process, slcan_emulator):
     proc.wait_for("1 connected")
     extra = socket.create_connection(("127.0.0.1", port), timeout=5)
     assert extra.recv(10) == b""  # closed at once
-    proc.wait_for(r"refused: already 1 clients \(--max-clients 1\)")
+    proc.wait_for(r"refused: already 1 client \(--max-clients 1\)")
     slcan_emulator.send_messages(MIXED[:1])
     assert first.wait_frames(1)[0][1] == 0x123
     extra.close()

@@ -1,4 +1,5 @@
 """cancorder's SLCAN source: the parser on both variants, and the source against the emulator."""
+import threading
 import time
 
 import can
@@ -239,6 +240,127 @@ def test_python_can_backend_still_available(cancorder_process, slcan_emulator):
     assert client.wait_frames(1)[0][1] == 0x321
     assert "" in slcan_emulator.commands  # python-can's empty command: its backend ran
     assert proc.terminate() == 0
+
+
+# ---- lines that are not valid SLCAN, however they arrive (issue 11) ----
+
+def feed_all(parser, *reads, now_us=1_700_000_000_000_000):
+    return b"".join(parser.feed(read, now_us) for read in reads)
+
+
+@pytest.mark.parametrize("adapter_time", [True, False], ids=["adapter", "host"])
+def test_the_stamp_is_checked_even_when_host_time_is_used(fast, adapter_time):
+    parser = fast.slcan.SlcanParser(adapter_time=adapter_time)
+    assert feed_all(parser, b"t1231AAZZZZ\r", b"t1231AA12G4\r") == b""
+    assert parser.garbage == 2 and parser.frames == 0
+    assert feed_all(parser, b"t1231AA1234\r") != b""
+    assert parser.frames == 1
+
+
+def test_stamps_above_59999_are_refused(fast):
+    parser = fast.slcan.SlcanParser(adapter_time=True)
+    assert feed_all(parser, b"t1231AAEA60\r", b"t1231AAFFFF\r") == b""
+    assert parser.garbage == 2
+    assert feed_all(parser, b"t1231AAEA5F\r") != b""  # 59,999 ms: the last of the minute
+
+
+def test_reply_lines_are_counted(fast):
+    parser = fast.slcan.SlcanParser()
+    assert feed_all(parser, b"\rz\rZ\rF00\rV1013\rv1013\rN1234\r") == b""
+    assert parser.replies == 7 and parser.garbage == 0 and parser.frames == 0
+
+
+def test_an_overlong_line_is_junk_up_to_its_cr_however_the_reads_split_it(fast):
+    """200 bytes of junk and then `t1230` in a later read, without a CR between them, are one
+    junk line: the tail is not a fresh frame. Split anywhere, the result is the same."""
+    stream = (b"t1230\r" + b"A" * 200 + b"t1230\r" + b"t4561AA\r" + b"N" + b"B" * 170
+              + b"\a" + b"T000000012BEEF\r" + b"C" * 400 + b"\r" + b"t7FF0\r")
+    whole = fast.slcan.SlcanParser(adapter_time=False)
+    expected = whole.feed(stream, 10 ** 15)
+    assert [frame[1] for frame in fast.wire.StreamDecoder().feed(expected)] == [
+        0x123, 0x456, 0x00000001, 0x7FF]
+    counts = (whole.frames, whole.garbage, whole.bell, whole.replies, whole.pending)
+    assert counts == (4, 3, 1, 0, 0)
+    for cut in range(len(stream) + 1):
+        for second in (cut, (cut + len(stream)) // 2):
+            parser = fast.slcan.SlcanParser(adapter_time=False)
+            got = feed_all(parser, stream[:cut], stream[cut:second], stream[second:],
+                           now_us=10 ** 15)
+            assert got == expected, (cut, second)
+            assert (parser.frames, parser.garbage, parser.bell, parser.replies,
+                    parser.pending) == counts, (cut, second)
+
+
+# ---- a port that is not an SLCAN adapter (issue 11) ----
+
+class _SilentPort:
+    """A serial port with nothing SLCAN behind it: accepts, reads, never answers."""
+
+    def __init__(self, answer=b""):
+        import socket as socket_module
+
+        self.listener = socket_module.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.answer = answer
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        self.conns.append(conn)
+        if self.answer:
+            conn.sendall(self.answer)
+
+    def close(self):
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def _read_for(source, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        source.read(0.05)
+
+
+@pytest.mark.parametrize("answer", [b"", b"$GPGGA,123519,4807.038,N*47\r\n" * 3],
+                         ids=["silent", "a GPS"])
+def test_a_port_that_is_not_slcan_is_named_once(monkeypatch, caplog, answer):
+    import cancorder.sources.slcan as slcan_source
+
+    monkeypatch.setattr(slcan_source, "NOT_SLCAN_AFTER", 0.5)
+    port = _SilentPort(answer)
+    source = slcan_source.SlcanSource(port.url)
+    try:
+        with caplog.at_level("WARNING", logger="cancorder.source"):
+            source.open()
+            _read_for(source, 1.5)
+        said = [r.getMessage() for r in caplog.records if "no SLCAN reply" in r.getMessage()]
+        assert said == [f"{port.url}: no SLCAN reply and no frame in 0.5 s: is it an SLCAN "
+                        "adapter (CANable, USBtin, LAWICEL)? An adapter answers every setup "
+                        "command; if this one does not, a quiet bus alone would explain the "
+                        "silence, and all may be well"]
+    finally:
+        source.close()
+        port.close()
+
+
+def test_a_real_adapter_on_a_quiet_bus_is_not_suspected(monkeypatch, caplog, slcan_emulator):
+    import cancorder.sources.slcan as slcan_source
+
+    monkeypatch.setattr(slcan_source, "NOT_SLCAN_AFTER", 0.5)
+    source = slcan_source.SlcanSource(slcan_emulator.url)
+    try:
+        with caplog.at_level("WARNING", logger="cancorder.source"):
+            source.open()
+            _read_for(source, 1.5)  # no frame at all: only the answers to the setup commands
+        assert not [r for r in caplog.records if "no SLCAN reply" in r.getMessage()]
+        assert source.parser.replies >= 2
+    finally:
+        source.close()
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.003])

@@ -171,3 +171,24 @@ def test_decoder_malformed_names_offset(fast, header, reason):
     with pytest.raises(fast.wire.WireFormatError) as again:
         decoder.finish()
     assert again.value.frames == []
+
+
+# ---- out of range: both twins count, neither raises (issue 11) ----
+
+@pytest.mark.parametrize("timestamp,can_id", [
+    (float("nan"), 0x123), (float("inf"), 0x123), (float("-inf"), 0x123),
+    (1.8446744073709552e13, 0x123), (1e30, 0x123),
+    (1.0, 1 << 63), (1.0, (1 << 64) - 1), (1.0, 1 << 64), (1.0, 1 << 80), (1.0, -(1 << 64)),
+])
+def test_out_of_range_frames_are_counted_invalid_by_both_twins(fast, timestamp, can_id):
+    import can
+
+    good = can.Message(timestamp=1.0, arbitration_id=0x7FF, is_extended_id=False, data=b"\x01")
+    bad = can.Message(timestamp=1.0, arbitration_id=0, data=b"\x02", check=False)
+    bad.timestamp, bad.arbitration_id = timestamp, can_id
+    for extended in (False, True):
+        bad.is_extended_id = extended
+        packer = fast.wire.Packer()
+        records = packer.pack([good, bad, good])
+        assert (packer.packed, packer.invalid) == (2, 1)
+        assert records == fast.wire.pack_frame(1_000_000, 0x7FF, 0, b"\x01") * 2

@@ -34,6 +34,15 @@ def test_mock_uds_is_advertised_with_its_tester_and_ecu_ids():
     assert result["removed"] == result["names"], result["log"]
 
 
+def test_zeroconf_runs_only_on_the_interfaces_the_server_listens_on():
+    """--bind 127.0.0.1 is not announced on the other interfaces (issue 11)."""
+    result = run_in_netns("tests/netns_zeroconf_bind.py")
+    assert result["before"] == []
+    assert result["bind_lo"]["devices"] == ["lo"], result["bind_lo"]["log"]
+    assert result["bind_d0"]["devices"] == ["d0"], result["bind_d0"]["log"]
+    assert result["everywhere"]["devices"] == ["d0", "lo"], result["everywhere"]["log"]
+
+
 def test_each_bus_of_a_config_has_its_own_zeroconf_record():
     result = run_in_netns("tests/netns_zeroconf_multibus.py")
     services = result["services"]

@@ -4,16 +4,34 @@ import cython
 cdef class Client:
     cdef public object sock
     cdef public str name
+    cdef public str host
     cdef public object backlog
+    cdef public object times
     cdef public Py_ssize_t backlog_bytes
     cdef public double behind_since
+    cdef public object head_origin
+    cdef public Py_ssize_t head_skip
     cdef public unsigned long long sent
     cdef public bint closed
+    cdef public bint half_closed
+    cdef public unsigned long long sent_at_eof
+    cdef public bint finishing
+    cdef public double finish_by
+    cdef public int mask
 
 
 cdef class Broadcaster:
     cdef public Py_ssize_t client_buffer
     cdef public Py_ssize_t max_clients
+    cdef public Py_ssize_t max_clients_per_host
+    cdef public Py_ssize_t total_buffer
+    cdef Py_ssize_t _backlog_total
+    cdef dict _per_host
+    cdef dict _finishing
+    cdef double _next_check
+    cdef double _accept_resume
+    cdef double _churn_window
+    cdef Py_ssize_t _churn_count
     cdef public double coalesce
     cdef object _log
     cdef object _selector
@@ -44,12 +62,23 @@ cdef class Broadcaster:
     cdef _send_all(self, data, double now)
     @cython.locals(sent=Py_ssize_t)
     cdef _send(self, Client client, data)
-    @cython.locals(sent=Py_ssize_t, backlog=object)
+    @cython.locals(size=Py_ssize_t)
+    cdef _queue(self, Client client, data, double now=*)
+    @cython.locals(sent=Py_ssize_t, backlog=object, skip=Py_ssize_t)
     cdef _write_backlog(self, Client client)
+    cdef _watch(self, Client client, bint write)
     cdef _accept(self, listener)
+    cdef _refusal(self, address, host)
+    cdef _pause_accepting(self, exc)
+    cdef _schedule(self, double when)
+    cdef _housekeeping(self)
+    cdef _reap(self)
     cdef _read(self, Client client)
-    cdef _drop_laggard(self, Client client)
-    cdef _close(self, Client client, str why, str level=*)
+    @cython.locals(phase=Py_ssize_t)
+    cdef _drop_laggard(self, Client client, unqueued, str why)
+    cdef _uncount(self, Client client)
+    cdef _churn(self, str event)
+    cdef _close(self, Client client, str why, str level=*, bint quiet=*)
     cdef _wake(self)
     cdef bint _stopping_done(self)
     cdef _close_listeners(self)

@@ -14,13 +14,25 @@ seconds (1 ms):
 ``_lock`` makes the two senders one: the loop holds it while it handles events (never while it
 waits in select), ``submit`` while it sends.
 
-A client that cannot keep up accumulates a backlog; when it passes ``client_buffer`` bytes the
-client is dropped with a log line naming it and how far behind it was. Nobody else waits for it.
-Bytes a client sends are read and discarded; a closed client is noticed at once.
+A client that cannot keep up accumulates a backlog; it never holds more than ``client_buffer``
+bytes, and all backlogs together never more than ``total_buffer``: the client that would pass
+either is dropped with a log line naming it and how far behind it was (bytes, and seconds since
+the oldest byte it is owed was handed over). A dropped client's stream ends on a record boundary:
+the record it was in the middle of is finished first (for at most DROP_FINISH seconds). Nobody
+else waits for it.
+
+Bytes a client sends are read and discarded. A client's EOF is not a disconnect: a half-closed
+client (``nc -N``, socat with stdin at EOF) keeps receiving; only an error or a reset ends it.
+Client sockets have TCP keepalive, so a peer that vanished is found. Slots: ``max_clients`` in
+all and ``max_clients_per_host`` from one address; dead connections are reaped before a new
+client is counted against them. When accept fails for want of descriptors (EMFILE), accepting
+pauses for ACCEPT_BACKOFF; repeated events (refusals, a storm of connects) are logged through the
+shared rate limit (the ``rate_key`` passed to ``log``), so that logs stay bounded.
 
 Plain Python; broadcast.pxd types it and setup.py compiles it when it can.
 """
 import collections
+import errno
 import itertools
 import selectors
 import socket
@@ -32,6 +44,13 @@ _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"
 _LISTENER = "listener"
 _IOV_MAX = 64  # backlog pieces gathered into one sendmsg (the kernel allows 1024)
+DROP_FINISH = 5.0  # seconds a dropped client may take to receive the rest of its last record
+ACCEPT_BACKOFF = 0.5  # seconds without accepting after EMFILE/ENFILE (no descriptors left)
+CHURN_FREE = 20  # connection events per second logged one by one; beyond, summarised
+#: idle seconds before the first probe, seconds between probes, probes: a vanished peer is
+#: closed after about two minutes
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 #: A submit at least this fraction of a window after the last flush, with nothing pending,
 #: finds a quiet link and is sent at once. Half a window, so that frames arriving about once
 #: per window (1,000 frames/s, bursts of a USB adapter, a source that gathers a window per
@@ -48,26 +67,47 @@ DIRECT_CLIENTS = 16
 class Client:
     """One connected client and what it has not been sent yet."""
 
-    def __init__(self, sock, name):
+    def __init__(self, sock, name, host):
         self.sock = sock
         self.name = name
+        self.host = host
         self.backlog = collections.deque()
+        self.times = collections.deque()  # when each backlog piece was handed over
         self.backlog_bytes = 0
         self.behind_since = 0.0
+        # the backlog's first piece is the tail of head_origin (whole records) after its
+        # first head_skip bytes: where the record boundaries are, found only when dropped
+        self.head_origin = None
+        self.head_skip = 0
         self.sent = 0
         self.closed = False
+        self.half_closed = False  # sent EOF: reads no more, still receives
+        self.sent_at_eof = 0
+        self.finishing = False  # dropped: sending the rest of its last record, then closed
+        self.finish_by = 0.0
+        self.mask = _READ  # the selector events it is registered for (0: none)
 
 
 class Broadcaster:
     """Sends every submitted byte to every client, in order, without letting one hold others up.
 
-    ``log(level, text)`` receives connection events ("info") and drops ("warning").
+    ``log(level, text, rate_key)`` receives connection events ("info") and drops ("warning");
+    ``rate_key`` is None, or the key under which a repeated event is summarised.
     """
 
     def __init__(self, listeners, client_buffer=4 << 20, max_clients=64, coalesce=0.001,
-                 log=None):
+                 log=None, max_clients_per_host=32, total_buffer=64 << 20):
         self.client_buffer = client_buffer
+        self.total_buffer = max(total_buffer, client_buffer)
         self.max_clients = max_clients
+        self.max_clients_per_host = max_clients_per_host
+        self._backlog_total = 0
+        self._per_host = {}
+        self._finishing = {}  # fileno -> dropped client still owed the rest of a record
+        self._next_check = -1.0  # when _housekeeping is due (-1: nothing to do)
+        self._accept_resume = -1.0
+        self._churn_window = 0.0
+        self._churn_count = 0
         self.coalesce = coalesce
         self._log = log if log is not None else _no_log
         self._selector = selectors.DefaultSelector()
@@ -164,6 +204,9 @@ class Broadcaster:
                     timeout = max(0.0, self._flush_due - time.monotonic())
                 if self._stop_requested:
                     timeout = 0.01 if timeout is None else min(timeout, 0.01)
+                if self._next_check >= 0.0:
+                    wait = max(0.0, self._next_check - time.monotonic())
+                    timeout = wait if timeout is None else min(timeout, wait)
                 events = selector.select(timeout)
                 with self._lock:
                     for key, mask in events:
@@ -182,6 +225,8 @@ class Broadcaster:
                             self._flush()
                         else:
                             self._go_idle()
+                    if self._next_check >= 0.0 and time.monotonic() >= self._next_check:
+                        self._housekeeping()
                     if self._stop_requested and self._stopping_done():
                         break
         finally:
@@ -236,11 +281,10 @@ class Broadcaster:
                 self._changed.notify_all()
 
     def _send(self, client, data):
+        if client.finishing or client.closed:  # dropped during this flush
+            return
         if client.backlog:
-            client.backlog.append(data)
-            client.backlog_bytes += len(data)
-            if client.backlog_bytes > self.client_buffer:
-                self._drop_laggard(client)
+            self._queue(client, data)
             return
         try:
             sent = client.sock.send(data)
@@ -252,14 +296,35 @@ class Broadcaster:
         client.sent += sent
         self.bytes_sent += sent
         if sent < len(data):
-            rest = memoryview(data)[sent:]
-            client.backlog.append(rest)
-            client.backlog_bytes = len(rest)
-            client.behind_since = time.monotonic()
-            if client.backlog_bytes > self.client_buffer:
-                self._drop_laggard(client)
+            now = time.monotonic()
+            client.head_origin = data  # whole records: a boundary at 0
+            client.head_skip = sent
+            client.behind_since = now
+            self._queue(client, memoryview(data)[sent:], now)
+            if not client.closed:
+                self._watch(client, True)
+
+    def _queue(self, client, data, now=0.0):
+        """Add to a client's backlog, within its --client-buffer and the total bound."""
+        size = len(data)
+        if client.backlog_bytes + size > self.client_buffer:
+            self._drop_laggard(client, data, f"over its --client-buffer of "
+                                             f"{self.client_buffer:,} bytes")
+            return
+        if self._backlog_total + size > self.total_buffer:
+            furthest = client
+            for other in self._clients.values():
+                if other.backlog_bytes > furthest.backlog_bytes:
+                    furthest = other
+            self._drop_laggard(furthest, data if furthest is client else None,
+                               f"the furthest behind when all backlogs reached "
+                               f"{self.total_buffer:,} bytes (--client-buffer-total)")
+            if furthest is client:
                 return
-            self._selector.modify(client.sock, _READ_WRITE, client)
+        client.backlog.append(data)
+        client.times.append(now if now else time.monotonic())
+        client.backlog_bytes += size
+        self._backlog_total += size
 
     def _write_backlog(self, client):
         """Send what a lagging client is owed: the queued pieces as they are (sendmsg gathers
@@ -280,20 +345,45 @@ class Broadcaster:
         client.sent += sent
         self.bytes_sent += sent
         client.backlog_bytes -= sent
+        self._backlog_total -= sent
+        times = client.times
+        skip = client.head_skip
         while sent:
             head = backlog[0]
             if sent >= len(head):
                 sent -= len(head)
                 backlog.popleft()
+                times.popleft()
+                skip = 0  # the next piece is whole records
+                client.head_origin = backlog[0] if backlog else None
             else:
                 backlog[0] = memoryview(head)[sent:]
+                skip += sent
                 sent = 0
+        client.head_skip = skip
         if not backlog:
+            self._backlog_total -= client.backlog_bytes
             client.backlog_bytes = 0
-            self._selector.modify(client.sock, _READ, client)
+            if client.finishing:  # its last record is complete: now it can go
+                self._close(client, "", "info", True)
+                return
+            self._watch(client, False)
             if self._watchers:
                 with self._changed:
                     self._changed.notify_all()
+
+    def _watch(self, client, write):
+        """Register the events a client needs: reads until its EOF, writes while it is owed."""
+        mask = (0 if client.half_closed else _READ) | (selectors.EVENT_WRITE if write else 0)
+        if mask == client.mask:
+            return
+        if client.mask == 0:
+            self._selector.register(client.sock, mask, client)
+        elif mask == 0:
+            self._selector.unregister(client.sock)
+        else:
+            self._selector.modify(client.sock, mask, client)
+        client.mask = mask
 
     def _accept(self, listener):
         while True:
@@ -301,35 +391,104 @@ class Broadcaster:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: say so, keep serving the others
-                self._log("warning", f"cannot accept a client: {exc.strerror or exc}")
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:  # accepting again at once would spin
+                    self._pause_accepting(exc)
+                else:
+                    self._log("warning", f"cannot accept a client: {exc.strerror or exc}",
+                              "accept failed")
                 return
             name = peer_name(address)
-            if self.max_clients and len(self._clients) >= self.max_clients:
+            host = _host(address)
+            refused = self._refusal(address, host)
+            if refused is not None:  # reap the connections already gone, then count again
+                self._reap()
+                refused = self._refusal(address, host)
+            if refused is not None:
                 self.clients_refused += 1
-                self._log("warning", f"client {name} refused: already {len(self._clients)} "
-                                     f"clients (--max-clients {self.max_clients})")
+                self._log("warning", f"client {name} refused: {refused}", "client refused")
                 sock.close()
                 continue
-            if self.admit is not None:
-                refusal = self.admit(address)
-                if refusal:
-                    self.clients_refused += 1
-                    self._log("warning", f"client {name} refused: {refusal}")
-                    sock.close()
-                    continue
             sock.setblocking(False)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            client = Client(sock, name)
+            _tune(sock)
+            client = Client(sock, name, host)
             self._clients[sock.fileno()] = client
+            self._per_host[host] = self._per_host.get(host, 0) + 1
             self._selector.register(sock, _READ, client)
             self.clients_accepted += 1
-            self._log("info", f"client {name} connected ({len(self._clients)} connected)")
+            self._log("info", f"client {name} connected ({len(self._clients)} connected)",
+                      self._churn("client connected"))
             with self._changed:
                 self._changed.notify_all()
+
+    def _refusal(self, address, host):
+        """None to accept a client, or why not: --max-clients, --max-clients-per-host, and
+        ``admit`` (the bus's own rules: --allow, a limit counted over every protocol)."""
+        count = len(self._clients)
+        if self.max_clients and count >= self.max_clients:
+            return f"already {count} {'client' if count == 1 else 'clients'} " \
+                   f"(--max-clients {self.max_clients})"
+        from_host = self._per_host.get(host, 0)
+        if self.max_clients_per_host and from_host >= self.max_clients_per_host:
+            return f"already {from_host} {'client' if from_host == 1 else 'clients'} from " \
+                   f"{host} (--max-clients-per-host {self.max_clients_per_host})"
+        if self.admit is not None:
+            return self.admit(address) or None
+        return None
+
+    def _pause_accepting(self, exc):
+        for listener in self._listeners:
+            try:
+                self._selector.unregister(listener)
+            except (KeyError, ValueError):
+                pass
+        self._accept_resume = time.monotonic() + ACCEPT_BACKOFF
+        self._schedule(self._accept_resume)
+        self._log("warning", f"cannot accept clients: {exc.strerror or exc} (raise the "
+                             f"descriptor limit, ulimit -n, or lower --max-clients); pausing "
+                             f"accepts for {ACCEPT_BACKOFF:g} s", "accept failed")
+
+    def _schedule(self, when):
+        if self._next_check < 0.0 or when < self._next_check:
+            self._next_check = when
+
+    def _housekeeping(self):
+        """Resume accepting after a pause; close dropped clients that took too long."""
+        now = time.monotonic()
+        self._next_check = -1.0
+        if self._accept_resume >= 0.0:
+            if now >= self._accept_resume:
+                self._accept_resume = -1.0
+                for listener in self._listeners:
+                    self._selector.register(listener, _READ, _LISTENER)
+            else:
+                self._schedule(self._accept_resume)
+        for client in list(self._finishing.values()):
+            if now >= client.finish_by:
+                self._close(client, "", "info", True)  # it never took its last record
+            else:
+                self._schedule(client.finish_by)
+
+    def _reap(self):
+        """Before a client is counted against --max-clients: close the connections that are
+        already gone (a reset or close waiting to be read, an error pending), and half-closed
+        ones that took nothing since their EOF (a client that connected and closed looks
+        exactly like that)."""
+        for key, mask in self._selector.select(0):
+            if isinstance(key.data, Client) and mask & _READ:
+                self._read(key.data)
+        for client in list(self._clients.values()):
+            if not client.half_closed:
+                continue
+            try:
+                pending_error = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError:
+                pending_error = -1
+            if pending_error:
+                self._close(client, "disconnected")
+            elif client.sent == client.sent_at_eof:
+                self._close(client, "closed its side and took nothing since: taken as gone "
+                                    "to make room")
 
     def _read(self, client):
         try:
@@ -340,27 +499,82 @@ class Broadcaster:
             self._close(client, f"disconnected ({exc.strerror or exc})")
             return
         if not data:
-            self._close(client, "disconnected")
+            # EOF: the client sends nothing more, but may well go on reading (nc -N)
+            client.half_closed = True
+            client.sent_at_eof = client.sent
+            self._watch(client, bool(client.backlog))
 
-    def _drop_laggard(self, client):
+    def _drop_laggard(self, client, unqueued, why):
+        """Drop a client that fell too far behind; ``unqueued``: data it was owed that did not
+        go into its backlog (None: none)."""
         self.clients_dropped_lag += 1
-        behind = time.monotonic() - client.behind_since
-        self._close(client, f"dropped: {client.backlog_bytes} bytes ({behind:.1f} s) behind, "
-                            f"over its --client-buffer of {self.client_buffer} bytes",
-                    "warning")
+        now = time.monotonic()
+        lag = now - client.times[0] if client.times else 0.0
+        behind = client.backlog_bytes + (len(unqueued) if unqueued is not None else 0)
+        self._log("warning", f"client {client.name} dropped: {behind:,} bytes ({lag:.1f} s) "
+                             f"behind, {why}", self._churn("client dropped"))
+        head = client.backlog[0] if client.backlog else unqueued
+        phase = 0
+        if head is not None and client.head_origin is not None:
+            phase = _phase(client.head_origin, 0, client.head_skip)
+        if not phase:
+            self._close(client, "", "info", True)
+            return
+        # Its stream must end on a record boundary: keep only the rest of the record it is in
+        # the middle of, send that, then close.
+        owed = memoryview(head)[:phase]
+        self._backlog_total -= client.backlog_bytes - len(owed)
+        client.backlog.clear()
+        client.times.clear()
+        client.backlog.append(owed)
+        client.times.append(now)
+        client.backlog_bytes = len(owed)
+        client.finishing = True
+        client.finish_by = now + DROP_FINISH
+        self._uncount(client)
+        self._finishing[client.sock.fileno()] = client
+        self._schedule(client.finish_by)
+        self._watch(client, True)
 
-    def _close(self, client, why, level="info"):
+    def _uncount(self, client):
+        """No longer one of the clients (it gets no more data and holds no slot)."""
+        if self._clients.pop(client.sock.fileno(), None) is not None:
+            left = self._per_host.get(client.host, 1) - 1
+            if left > 0:
+                self._per_host[client.host] = left
+            else:
+                self._per_host.pop(client.host, None)
+
+    def _churn(self, event):
+        """None while connections come and go at a human pace; under a storm, the rate key
+        that makes the shared limit summarise ``event`` once per interval."""
+        now = time.monotonic()
+        if now - self._churn_window >= 1.0:
+            self._churn_window = now
+            self._churn_count = 0
+        self._churn_count += 1
+        return event if self._churn_count > CHURN_FREE else None
+
+    def _close(self, client, why, level="info", quiet=False):
         if client.closed:
             return
         client.closed = True
-        self._clients.pop(client.sock.fileno(), None)
-        try:
-            self._selector.unregister(client.sock)
-        except (KeyError, ValueError):
-            pass
+        self._uncount(client)
+        self._finishing.pop(client.sock.fileno(), None)
+        if client.mask:
+            try:
+                self._selector.unregister(client.sock)
+            except (KeyError, ValueError):
+                pass
+            client.mask = 0
         client.sock.close()
+        self._backlog_total -= client.backlog_bytes
+        client.backlog_bytes = 0
         client.backlog.clear()
-        self._log(level, f"client {client.name} {why} ({len(self._clients)} connected)")
+        client.times.clear()
+        if not quiet:
+            self._log(level, f"client {client.name} {why} ({len(self._clients)} connected)",
+                      self._churn("client closed"))
         with self._changed:
             self._changed.notify_all()
 
@@ -413,6 +627,8 @@ class Broadcaster:
                 pass
             self._close(client, "closed at shutdown" + (
                 f" with {unsent} bytes unsent" if unsent else ""))
+        for client in list(self._finishing.values()):
+            self._close(client, "", "info", True)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -431,5 +647,31 @@ def peer_name(address):
     return f"{host}:{port}"
 
 
-def _no_log(level, text):
+def _host(address):
+    """The peer's address alone (an IPv4 client of a dual-stack listener as IPv4)."""
+    host = address[0]
+    return host[7:] if host.startswith("::ffff:") else host
+
+
+def _tune(sock):
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE:
+            if hasattr(socket, name):  # not every platform has every knob
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError:
+        pass
+
+
+def _phase(data, boundary, upto):
+    """Bytes from ``upto`` to the first record boundary at or after it, walking the records of
+    ``data`` from ``boundary`` (a record boundary)."""
+    pos = boundary
+    while pos < upto:
+        pos += 14 + data[pos + 13]
+    return pos - upto
+
+
+def _no_log(level, text, rate_key=None):
     pass

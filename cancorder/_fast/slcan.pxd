@@ -10,6 +10,8 @@ cdef class SlcanParser:
     cdef public unsigned long long remote
     cdef public unsigned long long bell
     cdef public unsigned long long garbage
+    cdef public unsigned long long replies
+    cdef bint _skipping
     cdef public bytes last_garbage
     cdef bytearray _pending
     cdef bytearray _out
@@ -21,7 +23,8 @@ cdef class SlcanParser:
 
     @cython.locals(size=Py_ssize_t, i=Py_ssize_t, start=Py_ssize_t, o=Py_ssize_t,
                    c=cython.uchar, p=cython.p_uchar, out=cython.p_uchar, hexval=cython.p_uchar,
-                   fdlen=cython.p_uchar, data=bytearray, pending=bytearray, out_buf=bytearray)
+                   fdlen=cython.p_uchar, data=bytearray, pending=bytearray, out_buf=bytearray,
+                   skipping=bint)
     cpdef bytes feed(self, chunk, long long now_us)
 
     @cython.locals(kind=cython.uchar, idlen=Py_ssize_t, flags=cython.uchar, remote=bint,

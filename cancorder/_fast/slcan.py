@@ -5,10 +5,14 @@ Lines end in ``\\r``; ``\\a`` (BEL) is the adapter's error reply. Frame lines:
     rIIIL       11-bit remote                RIIIIIIIIL  29-bit remote
     dIIILDD..   FD          DIIIIIIIILDD..   FD 29-bit   (L: hex DLC code 0..F -> 0..64 bytes)
     bIIILDD..   FD + BRS    BIIIIIIIILDD..   FD + BRS 29-bit
-each optionally followed by 4 hex digits: the adapter's millisecond clock (0..59999, wraps).
+each optionally followed by 4 hex digits: the adapter's millisecond clock (0..59999, wraps),
+checked whether or not it is used (``--timestamps host``). Replies to commands (an empty line:
+OK; z/Z: transmit done; F: status; V/v: version; N: serial number) are counted in ``replies``.
 
-The parser keeps a partial line across reads. Anything else is counted as garbage and skipped
-(the source warns, rate-limited); it never raises on input.
+The parser keeps a partial line across reads. A line longer than any SLCAN line is junk up to
+its terminator, however the reads split it. Anything else is counted as garbage and skipped
+(the source warns, rate-limited); it never raises on input. The result never depends on how
+the stream is split into reads.
 
 The same code runs compiled and pure: ``p``/``out`` are C pointers when compiled and the
 bytearrays themselves in pure Python, and indexing means the same for both.
@@ -45,7 +49,9 @@ class SlcanParser:
         self.remote = 0
         self.bell = 0
         self.garbage = 0
+        self.replies = 0
         self.last_garbage = b""
+        self._skipping = False  # inside an overlong line: junk up to the next terminator
         self._pending = bytearray()
         self._out = bytearray(4096)
         self._base_us = -1
@@ -81,6 +87,7 @@ class SlcanParser:
         o = 0
         start = 0
         i = 0
+        skipping = self._skipping
         while i < size:
             c = p[i]
             if c != 13 and c != 7:
@@ -89,14 +96,20 @@ class SlcanParser:
             # a whole line: p[start:i]
             if c == 7:
                 self.bell += 1
-            if i > start:
+            if skipping:  # the end of an overlong line, already counted
+                skipping = False
+            elif i > start:
                 o = self._line(p, start, i, out, o, hexval, fdlen, now_us)
+            elif c == 13:
+                self.replies += 1  # an empty line: the adapter's OK to a command
             i += 1
             start = i
-        if start < size:
-            if size - start > _MAX_LINE:  # no terminator in sight: not SLCAN
+        if start < size and (skipping or size - start > _MAX_LINE):
+            if not skipping:  # no terminator in sight: junk up to the next one
                 self._garbage(data, start, size)
-                start = size
+                skipping = True
+            start = size
+        self._skipping = skipping
         if start == 0 and data is pending:
             pass  # everything is still one partial line
         elif start < size:
@@ -119,6 +132,9 @@ class SlcanParser:
 
     def _line(self, p, s, e, out, o, hexval, fdlen, now_us):
         """Parse the line p[s:e]; write its record at out[o:]; return the new end of out."""
+        if e - s > _MAX_LINE:  # as an unterminated one would be, however the reads split it
+            self._garbage(p, s, e)
+            return o
         kind = p[s]
         if kind == 116 or kind == 114 or kind == 100 or kind == 98:  # t r d b
             idlen = 3
@@ -129,6 +145,8 @@ class SlcanParser:
         else:
             if _REPLIES.find(bytes((kind,))) < 0:
                 self._garbage(p, s, e)
+            else:
+                self.replies += 1
             return o
         remote = kind == 114 or kind == 82
         if kind == 100 or kind == 68:
@@ -171,12 +189,13 @@ class SlcanParser:
             j += 2
             k += 1
         micros = now_us
-        if rest == 4 and self.adapter_time:
+        if rest == 4:  # checked even when unused: a line with a bad stamp is not SLCAN
             stamp = _hex_number(p, j, e, hexval)
-            if stamp < 0:
+            if stamp < 0 or stamp >= 60000:
                 self._garbage(p, s, e)
                 return o
-            micros = self._adapter_time(stamp, now_us)
+            if self.adapter_time:
+                micros = self._adapter_time(stamp, now_us)
         write_header(self._out, o, micros, can_id, flags, n)  # out points into self._out
         self.frames += 1
         return o + 14 + n

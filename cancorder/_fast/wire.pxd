@@ -22,6 +22,7 @@ cdef class Packer:
     @cython.locals(count=Py_ssize_t, i=Py_ssize_t, pos=Py_ssize_t, n=Py_ssize_t,
                    start=Py_ssize_t, can_id=cython.longlong, flags=cython.uchar,
                    stamp=cython.double, offset=cython.double, micros=cython.ulonglong,
+                   scaled=cython.double,
                    src=cython.p_uchar, buf=bytearray, ext_flag=cython.uchar,
                    fd_flag=cython.uchar, brs_flag=cython.uchar, esi_flag=cython.uchar,
                    max_std=cython.longlong, max_ext=cython.longlong)

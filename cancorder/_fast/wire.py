@@ -99,7 +99,8 @@ class Packer:
     """Turns batches of python-can Messages into one bytes object of records.
 
     Counts what has no representation on the wire: remote frames, error frames, and frames
-    that cannot exist (an id out of range, a length no CAN or CAN FD frame has).
+    that cannot exist (an id out of range, a length no CAN or CAN FD frame has) or cannot be
+    stamped (a NaN or infinite timestamp, or one beyond 2^64 us); both twins count the same.
     ``ts_offset`` (seconds) is added to every timestamp: it maps a device clock to Unix time.
     """
 
@@ -137,7 +138,11 @@ class Packer:
             elif type(data) is not bytearray and type(data) is not bytes:
                 data = bytes(data)
             n = len(data)
-            can_id = msg.arbitration_id
+            try:
+                can_id = msg.arbitration_id
+            except OverflowError:  # compiled: an id beyond 64 bits cannot be one (pure: below)
+                self.invalid += 1
+                continue
             if msg.is_extended_id:
                 flags = ext_flag
                 if can_id > max_ext or can_id < 0:
@@ -158,12 +163,18 @@ class Packer:
                     self.invalid += 1
                     continue
             stamp = msg.timestamp + offset
+            scaled = stamp * 1000000.0 + 0.5
+            # NaN, infinite (beyond the largest double), or at or beyond 2^64 us; literals, so
+            # that the compiled twin compares C doubles
+            if not -1.7976931348623157e308 <= scaled < 18446744073709551616.0:
+                self.invalid += 1
+                continue
             if stamp <= 0.0:
                 micros = 0
             elif cython.compiled:
-                micros = cython.cast(cython.ulonglong, stamp * 1000000.0 + 0.5)
+                micros = cython.cast(cython.ulonglong, scaled)
             else:
-                micros = int(stamp * 1000000.0 + 0.5)
+                micros = int(scaled)
             start = write_header(buf, pos, micros, can_id, flags, n)
             if n:
                 if cython.compiled:

@@ -20,9 +20,15 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                      help="do not advertise the service over Zeroconf/mDNS")
     net.add_argument("--max-clients", type=positive_int, default=64,
                      help="refuse clients beyond this many (default: 64)")
+    net.add_argument("--max-clients-per-host", type=positive_int, default=32, metavar="N",
+                     help="refuse clients beyond this many from one address, so that one host "
+                          "cannot take every slot (default: 32)")
     net.add_argument("--client-buffer", type=byte_size, default=4 << 20, metavar="SIZE",
-                     help="drop a client that falls this far behind (bytes, or 512K, 4M; "
-                          "default: 4M)")
+                     help="drop a client that falls this far behind: the most a client's "
+                          "backlog may hold (bytes, or 512K, 4M; default: 4M)")
+    net.add_argument("--client-buffer-total", type=byte_size, default=64 << 20, metavar="SIZE",
+                     help="the most all clients' backlogs together may hold; beyond it the "
+                          "client furthest behind is dropped (default: 64M)")
     net.add_argument("--allow", metavar="CIDR", action="append", default=[],
                      help="accept clients (ECUconnect and socketcand) only from this network, "
                           "e.g. 192.168.1.0/24 (repeatable; default: everyone)")
@@ -54,7 +60,9 @@ def bus_options(args, process):
     check(args.socketcand is not None or not (args.no_beacon or args.allow_transmit),
           "--no-beacon and --allow-transmit are socketcand options: add --socketcand [PORT]")
     return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
-                      client_buffer=args.client_buffer, zeroconf=not args.no_zeroconf,
+                      max_clients_per_host=args.max_clients_per_host,
+                      client_buffer=args.client_buffer,
+                      client_buffer_total=args.client_buffer_total, zeroconf=not args.no_zeroconf,
                       service_name=args.service_name, process=process,
                       allow=parse_networks(args.allow),
                       socketcand=args.socketcand,
@@ -143,9 +151,15 @@ def non_negative_int(text):
 
 
 def bitrate(text):
-    value = _int(text, "a bit rate in bit/s such as 500000")
+    """Bit/s: ``500000``, ``500k``, ``1M``, ``83.3k`` (SLCAN's 83.3 kbit/s; ``83333`` too)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:bit/s|bps)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected a bit rate in bit/s such as 500000, "
+                                         "500k or 1M")
+    scale = {"": 1, "k": 1000, "m": 1_000_000}[match.group(2).lower()]
+    value = round(float(match.group(1)) * scale)
     if not 1000 <= value <= 20_000_000:
-        raise argparse.ArgumentTypeError(f"{text}: a CAN bit rate is in bit/s, e.g. 500000")
+        raise argparse.ArgumentTypeError(f"{text}: a CAN bit rate is 1k..20M bit/s, e.g. 500k")
     return value
 
 

@@ -52,23 +52,49 @@ def _do_detect(args):
     return 0
 
 
-def _print_table(found):
+def _print_table(found, console=None):
+    """The table; every command stays on one line, whatever the terminal's width, so that it
+    can be copied: the other columns wrap around it, and when even that does not fit (a narrow
+    terminal) each command goes on its own line under its row instead."""
     from rich.console import Console
+    from rich.markup import escape
+
+    if console is None:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console.width = max(console.width, 160)  # piped: keep each row on one line
+    # kind, a name folded to 12 columns, details wrapped to 16, the command, 13 for borders
+    needed = (max((len(f.kind) for f in found), default=0) + 12 + 16 + 13
+              + max((len(f.command) for f in found), default=0))
+    beside = needed <= console.width
+    table = _table(found, commands_beside=beside)
+    console.print(table)
+    if not beside:
+        commands = [f for f in found if f.command]
+        if commands:
+            console.print("Commands:")
+        for f in commands:
+            console.print(escape(f.command), soft_wrap=True, style="bold")
+
+
+def _table(found, commands_beside):
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="What cancorder can serve from", title_justify="left")
     table.add_column("Kind", no_wrap=True)
-    table.add_column("Name", no_wrap=True)
-    table.add_column("Details")
-    table.add_column("Command / fix")
+    table.add_column("Name", overflow="fold",
+                     min_width=min(12, max((len(f.name) for f in found), default=0)))
+    table.add_column("Details", min_width=16)
+    if commands_beside:
+        table.add_column("Command", no_wrap=True,
+                         min_width=max((len(f.command) for f in found), default=0))
     for f in found:
         style = "yellow" if f.kind == "problem" else ("" if f.usable or f.command else "dim")
-        use = escape(f.command)
-        if f.fix:
-            use += ("\n" if use else "") + f"[yellow]{escape(f.fix)}[/yellow]"
-        table.add_row(escape(f.kind), escape(f.name), escape(f.details), use, style=style)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # piped: keep each command on one line
-    console.print(table)
+        fix = f"[yellow]{escape(f.fix)}[/yellow]" if f.fix else ""
+        cells = [escape(f.kind), escape(f.name),
+                 escape(f.details) + ("\n" if f.details and fix else "") + fix]
+        if commands_beside:
+            cells.append(escape(f.command))
+        table.add_row(*cells, style=style)
+    return table

@@ -49,11 +49,15 @@ def add_subparser(subparsers, common):
                      help="run free from the start (default: a session starts when a client "
                           "is connected)")
     sim.add_argument("--duration", type=sa.seconds, default=None, metavar="SECONDS",
-                     help="stop after this much traffic time (the last exchange completes)")
+                     help="stop after exactly this much traffic time (an exchange that would "
+                          "run past it is left out whole)")
     sim.add_argument("--output", default=None, metavar="FILE",
                      help="write the traffic to FILE instead of serving, as fast as it is "
                           "generated: .log (candump), .asc, .blf, .csv or .trc; one cycle "
                           "unless --duration says how long")
+    sim.add_argument("--channel", default="can0",
+                     help="with --output: the channel name written in the file (.log lines; "
+                          "can-utils' log2asc and canplayer match it; default: can0)")
     sa.add_server_arguments(parser, verbose_help="narrate the phases of the simulation "
                                                  "(sessions, security access, erase, download)")
     parser.set_defaults(func=_do_mock_uds)
@@ -68,12 +72,15 @@ PRINTS_FRAMES = False
 def _do_mock_uds(args):
     import time
 
+    from ..report import plural
     from ..uds.simulation import check_log_path, write_log
 
     config, seed = _simulation(args)
     reporter = sa.make_reporter(args)
     narrate = reporter.info if args.verbose else None
 
+    sa.check(args.output or args.channel == "can0", "--channel names the channel in the "
+             "--output file: without --output it cannot apply (leave it out)")
     if args.output:
         serving_only = [flag for flag, given in (
             ("--async", args.free_running), ("-p/--port", args.port), ("--bind", args.bind),
@@ -85,9 +92,10 @@ def _do_mock_uds(args):
             config.loop = False  # a file gets one cycle unless --duration says how long
         started = time.perf_counter()
         frames, traffic, stopped_by = write_log(config, args.output, narrate=narrate,
-                                                record_filter=sa.record_filter(args))
-        reporter.info(f"wrote {frames:,} frames ({traffic:,.1f} s of traffic, seed {seed}) to "
-                      f"{args.output} in {time.perf_counter() - started:.2f} s"
+                                                record_filter=sa.record_filter(args),
+                                                channel=args.channel)
+        reporter.info(f"wrote {plural(frames, 'frame')} ({traffic:,.1f} s of traffic, seed "
+                      f"{seed}) to {args.output} in {time.perf_counter() - started:.2f} s"
                       + (f"; stopped by {stopped_by}, the file is complete" if stopped_by else ""))
         return 0
 

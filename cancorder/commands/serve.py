@@ -15,12 +15,13 @@ def add_subparser(subparsers, common):
                      help="channel: can0, a device index, /dev/ttyACM0, COM8, a pyserial URL "
                           "(socket://host:port)")
     bus.add_argument("-b", "--bitrate", type=sa.bitrate, default=500000,
-                     help="bit rate in bit/s (default: 500000)")
+                     help="bit rate in bit/s: 500000, 500k, 1M, 83.3k (default: 500k)")
     bus.add_argument("--auto", action="store_true",
                      help="use the first adapter that opens among those cancorder detect finds")
     bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
-    bus.add_argument("--data-bitrate", type=sa.bitrate, default=None,
-                     help="CAN FD data-phase bit rate in bit/s (with --fd)")
+    bus.add_argument("--data-bitrate", "--data_bitrate", type=sa.bitrate, default=None,
+                     help="CAN FD data-phase bit rate in bit/s, e.g. 2M (with --fd; "
+                          "--data_bitrate as python-can spells it works too)")
     bus.add_argument("--listen-only", action="store_true",
                      help="never acknowledge or send on the bus (where the backend can)")
     bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",

@@ -21,7 +21,8 @@ from .base import Source, SourceCounters
 
 #: python-can's table (S9 = 83.3 kbit/s, as in the CANable firmware)
 BITRATE_COMMANDS = {10000: "S0", 20000: "S1", 50000: "S2", 100000: "S3", 125000: "S4",
-                    250000: "S5", 500000: "S6", 750000: "S7", 1000000: "S8", 83300: "S9"}
+                    250000: "S5", 500000: "S6", 750000: "S7", 1000000: "S8", 83300: "S9",
+                    83333: "S9"}  # 83.3k as python-can writes it, and as 1e6 / 12 rounds
 DATA_BITRATE_COMMANDS = {2000000: "Y2", 5000000: "Y5"}
 #: --opt keys this source understands (the rest belong to python-can's backend)
 OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
@@ -35,6 +36,8 @@ BUSY_INTERVAL_NS = 300000
 GATHER = 0.001
 
 log = logging.getLogger("cancorder.source")
+#: seconds after opening without one reply or frame before saying the port may not be SLCAN
+NOT_SLCAN_AFTER = 5.0
 
 
 def _reads_plain_fd(port):
@@ -137,6 +140,8 @@ class SlcanSource(Source):
         self._write_lock = threading.Lock()  # transmit lines never interleave
         self._seen_garbage = 0
         self._seen_bell = 0
+        self._opened_at = None  # while nothing SLCAN was heard since opening
+        self._said_not_slcan = False
 
     @property
     def description(self):
@@ -167,6 +172,7 @@ class SlcanSource(Source):
         self.port = port
         self._poll = self._raw_fd = None
         self._last_read_ns = 0
+        self._opened_at = time.monotonic()
         try:
             fileno = port.fileno()
         except Exception:  # Windows handles, rfc2217: no select, fall back to timed reads
@@ -177,6 +183,8 @@ class SlcanSource(Source):
             self._raw_fd = fileno
 
     def _read(self, timeout):
+        if self._opened_at is not None:
+            self._check_heard()
         poll = self._poll
         if poll is None:
             return self._read_timed(timeout)
@@ -220,6 +228,24 @@ class SlcanSource(Source):
         if parser.garbage != self._seen_garbage or parser.bell != self._seen_bell:
             self._warn_bad_input()
         return records
+
+    def _check_heard(self):
+        """A port that is not an SLCAN adapter (``-c /dev/ttyS0``) would run silently for
+        ever: after NOT_SLCAN_AFTER seconds without one reply or frame, say so, once."""
+        p = self.parser
+        if p.frames or p.remote or p.replies or p.bell or p.filtered:
+            self._opened_at = None  # it speaks SLCAN
+            return
+        if time.monotonic() - self._opened_at < NOT_SLCAN_AFTER:
+            return
+        self._opened_at = None
+        if self._said_not_slcan:
+            return
+        self._said_not_slcan = True
+        log.warning(f"{self.channel}: no SLCAN reply and no frame in {NOT_SLCAN_AFTER:g} s: is "
+                    "it an SLCAN adapter (CANable, USBtin, LAWICEL)? An adapter answers every "
+                    "setup command; if this one does not, a quiet bus alone would explain the "
+                    "silence, and all may be well")
 
     def _warn_bad_input(self):
         """Said at most once per interval however much garbage arrives (the shared limit)."""

@@ -4,6 +4,7 @@ The simulator computes its traffic on a virtual timeline (cancorder.uds); this s
 frame over when its instant is due and stamps it with that instant, so the records carry exactly
 the simulated timing however the operating system schedules the threads.
 """
+import logging
 import time
 
 from .._fast import wire
@@ -12,13 +13,17 @@ from ..uds.clock import WallPacer
 from ..uds.simulation import timeline
 from .base import MAX_BATCH, Source
 
+log = logging.getLogger("cancorder.source")
+
 
 class UdsSimulatorSource(Source):
     """Serves the simulator's timeline.
 
-    ``wait_for_client``: a cycle (OBD polling + session) starts only while a client is
-    connected, and the timeline is re-anchored to the moment one connects (the default of
-    mock-uds); otherwise it runs free (--async). ``narrate(text)`` receives the scenario's notes
+    ``wait_for_client``: the simulation runs only while a client is connected (the default of
+    mock-uds): a cycle (OBD polling + session) starts when one is, re-anchored to that moment;
+    when the last one leaves, the cycle in progress is abandoned (nobody would see it) and the
+    next client gets a cycle from its start: the next one, or with --no-loop the only one
+    again. Otherwise it runs free (--async). ``narrate(text)`` receives the scenario's notes
     when they are due (-v). When the timeline ends (--no-loop, --duration) ``read`` returns
     None and the server sees that the clients get everything before it stops.
     """
@@ -32,6 +37,7 @@ class UdsSimulatorSource(Source):
         self._next = None
         self._pacer = WallPacer()
         self._clients = None
+        self._in_cycle = False
         self.frames = 0
 
     @property
@@ -77,6 +83,12 @@ class UdsSimulatorSource(Source):
                     break
                 pacer.sleep_until(t_us, left)
                 continue
+            elif self._in_cycle and self.wait_for_client and self._clients is not None and \
+                    self._clients.count() == 0:
+                self._abandon_cycle()
+                if records:
+                    break
+                continue
             elif kind == FRAME:
                 can_id, flags, data = value
                 records.append(wire.pack_frame(pacer.unix_time_us(t_us), can_id, flags, data))
@@ -96,7 +108,22 @@ class UdsSimulatorSource(Source):
             self._pacer.anchor(t_us)  # the session starts now, not when it was due
         elif not self._pacer.anchored:
             self._pacer.anchor(t_us)
+        self._in_cycle = True
         return True
+
+    def _abandon_cycle(self):
+        """The last client left mid-cycle: skip to the start of the next cycle (computed, not
+        waited for), or with --no-loop start the one cycle again, and wait there."""
+        log.info(
+            "no client: the simulation pauses; the next client gets a cycle from its start")
+        self._in_cycle = False
+        entry = next(self._timeline, None)
+        while entry is not None and entry[1] != CYCLE:
+            entry = next(self._timeline, None)
+        if entry is None and not self.config.loop:
+            self._timeline = timeline(self.config)  # the same seed: the same cycle
+            entry = next(self._timeline, None)
+        self._next = entry
 
     def counters(self):
         counters = super().counters()

@@ -9,8 +9,10 @@ Three layers, each unaware of the one above it:
 
 simulation.py puts them together into one timeline of entries ``(t_us, kind, value)``:
 FRAME (a frame ``(can_id, flags, data)``: wire flags, integer microseconds, no Message), NOTE (a sentence for -v) and CYCLE (the start of OBD polling + session
-number ``value``: where the live source waits for a client).
+number ``value``: where the live source waits for a client). The scenario also marks the
+boundaries between exchanges (BOUNDARY), which only simulation.timeline sees.
 """
 FRAME = 0
 NOTE = 1
 CYCLE = 2
+BOUNDARY = 3

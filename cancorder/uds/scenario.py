@@ -20,7 +20,7 @@ The scenario produces messages; IsoTpLink frames them; the VirtualClock says whe
 import collections
 
 from ..errors import SimulationError
-from . import CYCLE, NOTE
+from . import BOUNDARY, CYCLE, NOTE
 from .ecu import (BUSY_REPEAT_REQUEST, CHECK_DEPENDENCIES_ROUTINE, DID_NAMES, ERASE_ROUTINE,
                   FLASH_START, GENERAL_PROGRAMMING_FAILURE, INVALID_KEY, NEGATIVE_RESPONSE,
                   NRC_NAMES, P2_SERVER_MAX, P2_STAR_SERVER_MAX, RESPONSE_PENDING, S3_SERVER,
@@ -96,7 +96,7 @@ class Scenario:
         end = clock.scenario_seconds + seconds
         first = True
         while clock.scenario_seconds < end:
-            self._check_time()
+            yield from self._boundary()
             pids = (BITMAP_PIDS if first else ()) + LIVE_PIDS
             for pid in pids:
                 yield from self.obd_request(bytes((0x01, pid)))
@@ -179,7 +179,7 @@ class Scenario:
 
     def step(self, request, note=None):
         """One request of the session: expected to end positively."""
-        self._check_time()
+        yield from self._boundary()
         if note:
             yield self._note(note)
         self._think(0.005, 0.06)
@@ -228,7 +228,7 @@ class Scenario:
         counter = 1
         sent = 0
         while sent < size:
-            self._check_time()
+            yield from self._boundary()
             request = bytes((0x36, counter)) + self.rng.randbytes(min(block_data, size - sent))
             wrong = 0
             while True:
@@ -336,9 +336,12 @@ class Scenario:
     def _note(self, text):
         return (self.clock.now_us, NOTE, text)
 
-    def _check_time(self):
+    def _boundary(self):
+        """Between two exchanges: stop here once --duration is reached, and say where an
+        exchange ends, so that the timeline can leave out one that --duration would cut."""
         if self._end_us is not None and self.clock.now_us >= self._end_us:
             raise _TimeUp()
+        yield (self.clock.now_us, BOUNDARY, None)
 
 
 _TESTER_FAULT = "tester"

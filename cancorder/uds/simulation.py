@@ -6,7 +6,7 @@ import time
 
 from .._fast.wire import FLAG_EXT
 from ..errors import CancorderError, UsageError
-from . import FRAME, NOTE
+from . import BOUNDARY, FRAME, NOTE
 from .clock import VirtualClock
 from .isotp import IsoTpLink
 from .scenario import Scenario
@@ -45,12 +45,31 @@ class SimulationConfig:
 
 
 def timeline(config):
-    """Every entry of the simulated traffic: (t_us, FRAME|NOTE|CYCLE, value), in time order."""
+    """Every entry of the simulated traffic: (t_us, FRAME|NOTE|CYCLE, value), in time order.
+
+    With ``config.duration`` the traffic ends exactly there: nothing after it, and no exchange
+    cut in half (one that would run past the end is left out whole)."""
     rng = random.Random(config.seed)
     clock = VirtualClock(config.speed)
     link = IsoTpLink(clock, rng, extended=config.extended, fd=config.fd, padding=config.padding,
                      bitrate=config.bitrate, data_bitrate=config.data_bitrate)
-    return Scenario(config, clock, link, rng).run()
+    entries = Scenario(config, clock, link, rng).run()
+    if config.duration is None:
+        return (entry for entry in entries if entry[1] != BOUNDARY)
+    return _whole_exchanges_until(entries, int(round(config.duration * 1e6)))
+
+
+def _whole_exchanges_until(entries, end_us):
+    exchange = []  # the entries since the last boundary
+    for entry in entries:
+        if entry[1] == BOUNDARY:
+            yield from exchange
+            exchange.clear()
+        elif entry[0] > end_us:
+            return  # the exchange in progress would run past the end: it is left out
+        else:
+            exchange.append(entry)
+    yield from exchange
 
 
 def check_log_path(path, fd):
@@ -64,9 +83,10 @@ def check_log_path(path, fd):
                          f"store CAN FD frames: with --fd use {', '.join(FD_LOG_FORMATS)}")
 
 
-def write_log(config, path, start_us=None, narrate=None, record_filter=None):
+def write_log(config, path, start_us=None, narrate=None, record_filter=None, channel="can0"):
     """Write the traffic to ``path`` with python-can's writer for its extension, as fast as it
-    is generated; timestamps start at ``start_us`` (default: now). Returns (frames, seconds of
+    is generated; timestamps start at ``start_us`` (default: now), frames are on ``channel``
+    (the name in .log lines, which can-utils' log2asc and canplayer match). Returns (frames, seconds of
     traffic, the signal that stopped it or None). SIGINT/SIGTERM stop it between two frames,
     never inside the writer, and the file is closed on every way out: it stays readable."""
     import can
@@ -94,7 +114,8 @@ def write_log(config, path, start_us=None, narrate=None, record_filter=None):
                     if record_filter is not None and not record_filter.passes(
                             can_id, flags & FLAG_EXT):
                         continue
-                    write(frame_to_message((base_us + t_us, can_id, flags, data)))
+                    # the channel: python-can's .log writer says vcan0 without one
+                    write(frame_to_message((base_us + t_us, can_id, flags, data), channel))
                     frames += 1
                     last_us = t_us
                 elif kind == NOTE and narrate is not None:
