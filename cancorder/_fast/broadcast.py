@@ -148,16 +148,24 @@ class Broadcaster:
         lock = self._lock
         lock.acquire()
         try:
+            direct = False
+            now = 0.0
             if not self._pending and not self._stop_requested and \
                     len(self._clients) <= DIRECT_CLIENTS:
                 now = time.monotonic()
-                if now >= self._last_flush + self.coalesce * QUIET:
-                    self._send_all(records, now)
+                direct = now >= self._last_flush + self.coalesce * QUIET
+            if direct:
+                check = self._next_check
+                self._send_all(records, now)
+                if self._next_check == check:
                     return
-            self._pending.append(records)
-            if self._wake_armed:
-                return  # the loop flushes within the window: nobody needs to wake it
-            self._wake_armed = True
+                # a client dropped just now has a deadline to finish its last record: the
+                # loop, maybe asleep without a timeout, must learn of it
+            else:
+                self._pending.append(records)
+                if self._wake_armed:
+                    return  # the loop flushes within the window: nobody needs to wake it
+                self._wake_armed = True
         finally:
             lock.release()
         self._wake()
