@@ -123,7 +123,9 @@ class Subject:
             extra, env = SUBJECTS[name]
             self.server = CancorderProcess(
                 ["serve", "-i", "slcan", "-c", f"socket://127.0.0.1:{self.emulator.port}",
-                 "--bind", "127.0.0.1", "--no-zeroconf"] + extra, env=cancorder_env(**env))
+                 "--bind", "127.0.0.1", "--no-zeroconf",
+                 # every client comes from 127.0.0.1: 64 of them need more than the default 32
+                 "--max-clients-per-host", "64"] + extra, env=cancorder_env(**env))
         self.port = self.server.port()
         self.emulator.wait_open()
         self.pid = self.server.proc.pid

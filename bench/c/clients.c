@@ -142,6 +142,10 @@ int main(int argc, char **argv) {
         if (clients[i].frames > fmax) fmax = clients[i].frames;
         bad += clients[i].bad + (clients[i].frames > count ? clients[i].frames - count : 0);
         complete += clients[i].frames == count;
+        /* a reset, not a FIN: a server takes a half-closed client for one still listening
+           (nc -N), and the next run must start with no clients connected */
+        struct linger reset = {1, 0};
+        setsockopt(clients[i].fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
         close(clients[i].fd);
     }
     printf("{\"clients\": %d, \"complete\": %d, \"frames_min\": %llu, \"frames_max\": %llu, "
