@@ -34,8 +34,8 @@ test: dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: dev
+	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.core
-	$(BIN)/python -m bench.slcan
 	$(BIN)/python -m bench.mock_uds
 	$(BIN)/python -m bench.toucan
 	$(BIN)/python -m bench.dump_rate

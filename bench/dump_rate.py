@@ -7,9 +7,9 @@ Two measurements per format and output:
 - max: a logger in this process sends ``--frames`` records as fast as `dump` takes them
   (sendall blocks while dump is behind, so the rate is dump's own limit); frames/s from the
   moment dump connected to the moment it exited after --count.
-- paced: ``--rate`` frames/s (30,000: a saturated CAN FD bus) for ``--seconds``, sent in 10 ms
-  batches like the server's coalesced flushes; dump keeps up if it exits right after the last
-  batch (the lag column) and its CPU use is that share of one core.
+- paced: ``--rate`` frames/s (30,000: a saturated CAN FD bus) for ``--seconds``, sent in 1 ms
+  batches like `serve`'s coalesced flushes (at most one per 1 ms); dump keeps up if it exits
+  right after the last batch (the lag column) and its CPU use is that share of one core.
 
 The logger is a plain socket in this process, not `cancorder serve`: the source (python-can's
 slcan reads ~4,000 frames/s) would otherwise be the limit, not dump. Loopback only.
@@ -90,6 +90,7 @@ class Dump:
 
 def listener():
     sock = socket.create_server(("127.0.0.1", 0))
+    sock.settimeout(60)  # a dump that never connects fails the run instead of hanging it
     return sock, sock.getsockname()[1]
 
 
@@ -117,14 +118,14 @@ def paced(batches, every):
 
 
 def run_paced(fmt, sink, rate, seconds, extra):
-    batch_every = 0.01
+    batch_every = 0.001  # serve flushes at most once per 1 ms
     per_batch = int(rate * batch_every)
     batches = int(seconds / batch_every)
     total = per_batch * batches
     sock, port = listener()
     dump = Dump(port, fmt, total, sink, extra)
     conn, _ = sock.accept()
-    payload = [make_records(per_batch, int(time.time() * 1e6) + b * 10000) for b in range(batches)]
+    payload = [make_records(per_batch, int(time.time() * 1e6) + b * 1000) for b in range(batches)]
     start = time.perf_counter()
     for records in paced(payload, batch_every):
         conn.sendall(records)

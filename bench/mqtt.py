@@ -29,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.slcan import process_cpu  # noqa: E402
+from bench.serve import process_cpu  # noqa: E402
 from cancorder.mqtt import payload  # noqa: E402
 from tests.helpers import CancorderProcess, cancorder_env  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402

@@ -386,4 +386,53 @@ def test_connection_churn_is_summarised(fast, harness):
             record.rate_key = key
         shown += limit.filter(record)
     assert shown <= 20 * (elapsed + 2) + 3 * (elapsed / 5 + 2), (shown, elapsed)
+
+
+def test_quiet_link_sent_by_submit_itself_busy_link_coalesced(fast, harness):
+    """A record after a quiet window goes out inside submit (no hand-over to the loop); one
+    right behind it waits for the loop's flush one window later (a long window here, so that
+    the test does not depend on the machine's speed)."""
+    h = harness(coalesce=2.0)
+    client = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    time.sleep(2.1)  # a window with nothing: the link is quiet
+    first, second = records(fast, 3, 0), records(fast, 3, 3)
+    h.b.submit(first)
+    assert h.b.bytes_sent == len(first)  # already handed to the socket by submit
+    h.b.submit(second)
+    assert h.b.bytes_sent == len(first)  # queued: the loop sends it when the window ends
+    frames = client.wait_frames(6, timeout=10)
+    assert [int.from_bytes(f[3], "big") for f in frames] == list(range(6))
+    h.stop()
+
+
+def test_direct_and_coalesced_sends_mixed_keep_order_for_fast_and_slow_clients(fast, harness):
+    """Bursts (queued for the loop) and pauses (sent by submit from this thread) mixed, to a
+    reading client and to one that reads only at the end (its backlog grows while submit sends
+    directly to the others): every client gets every frame once, in order."""
+    h = harness()
+    fast_clients = [StreamClient(h.port) for _ in range(2)]
+    slow = socket.create_connection(("127.0.0.1", h.port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert h.b.wait_for_clients(3, 5)
+    total = 0
+    for round_ in range(40):
+        for _ in range(20):  # a burst: within one window
+            h.b.submit(records(fast, 10, total))
+            total += 10
+        time.sleep(0.003 if round_ % 2 else 0.0)  # then a quiet link, every other round
+    for c in fast_clients:
+        frames = c.wait_frames(total, timeout=30)
+        assert [int.from_bytes(f[3], "big") for f in frames] == list(range(total))
+    from cancorder._fast import wire
+
+    decoder = wire.StreamDecoder()  # the slow one reads only now
+    got = []
+    slow.settimeout(10)
+    while len(got) < total:
+        chunk = slow.recv(1 << 16)
+        assert chunk, f"the slow client was closed after {len(got)} frames"
+        got.extend(decoder.feed(chunk))
+    assert [int.from_bytes(f[3], "big") for f in got] == list(range(total))
+    slow.close()
     h.stop()

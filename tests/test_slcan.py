@@ -361,3 +361,46 @@ def test_a_real_adapter_on_a_quiet_bus_is_not_suspected(monkeypatch, caplog, slc
         assert source.parser.replies >= 2
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.003])
+def test_source_line_by_line_every_frame_in_order(slcan_emulator, pause):
+    """An adapter writing one line per write, back to back (the source gathers a window per read
+    when the link is busy) or 3 ms apart (each line read at once): nothing lost, split or
+    reordered, and one read returns many frames only when they came back to back."""
+    from cancorder._fast import wire
+    from cancorder.sources.slcan import SlcanSource
+
+    count = 3000 if pause == 0.0 else 60
+    lines = build_lines(count)
+    source = SlcanSource(slcan_emulator.url)
+    source.open()
+    try:
+        slcan_emulator.wait_open()
+
+        def write():
+            for line in lines:
+                slcan_emulator.send_lines(line)
+                if pause:
+                    time.sleep(pause)
+
+        import threading
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        decoder = wire.StreamDecoder()
+        frames, reads = [], []
+        deadline = time.monotonic() + 60
+        while len(frames) < count and time.monotonic() < deadline:
+            got = decoder.feed(source.read(0.1))
+            if got:
+                reads.append(len(got))
+                frames.extend(got)
+        writer.join(10)
+    finally:
+        source.close()
+    assert [f[1] for f in frames] == [i % 0x20000000 for i in range(count)]
+    assert all(f[3] == i.to_bytes(8, "big") for i, f in enumerate(frames))
+    assert source.counters().frames == count
+    if pause == 0.0:
+        assert len(reads) < count  # gathered: fewer reads than lines

@@ -39,6 +39,7 @@ cdef class Broadcaster:
     cdef object _wake_r
     cdef object _wake_w
     cdef object _pending
+    cdef object _lock
     cdef bint _wake_armed
     cdef double _flush_due
     cdef double _last_flush
@@ -58,6 +59,7 @@ cdef class Broadcaster:
     cdef _on_wake(self)
     cdef _go_idle(self)
     cdef _flush(self)
+    cdef _send_all(self, data, double now)
     @cython.locals(sent=Py_ssize_t)
     cdef _send(self, Client client, data)
     @cython.locals(size=Py_ssize_t)

@@ -10,6 +10,7 @@ then ``S0``..``S9`` (or ``sXXYY`` register timing), ``Y2``/``Y5`` for a CAN FD d
 second ``O``; they do nothing useful, so this source leaves them out.
 """
 import logging
+import os
 import select
 import threading
 import time
@@ -26,10 +27,25 @@ DATA_BITRATE_COMMANDS = {2000000: "Y2", 5000000: "Y5"}
 #: --opt keys this source understands (the rest belong to python-can's backend)
 OPTIONS = {"tty_baudrate", "rtscts", "sleep_after_open", "btr"}
 READ_SIZE = 1 << 16
+#: A read that comes this soon after the previous one means the link is busy (over ~3,000
+#: reads/s: an adapter writing frame by frame at a high rate) ...
+BUSY_INTERVAL_NS = 300000
+#: ... and then waits one flush window (the broadcaster's 1 ms) first, so that one read takes
+#: what came meanwhile instead of one read, one parse call and one hand-over per line. Under
+#: load the broadcaster would hold the records that long anyway; on a quiet link nothing waits.
+GATHER = 0.001
 
 log = logging.getLogger("cancorder.source")
 #: seconds after opening without one reply or frame before saying the port may not be SLCAN
 NOT_SLCAN_AFTER = 5.0
+
+
+def _reads_plain_fd(port):
+    """True when the port's bytes are its file descriptor's bytes (a POSIX serial port or a
+    socket:// URL): then one os.read replaces pyserial's read, which would select again and
+    loop. Other URL handlers (spy://, rfc2217://, loop://) transform or log: pyserial reads."""
+    module = type(port).__module__
+    return module in ("serial.serialposix", "serial.urlhandler.protocol_socket")
 
 
 def split_channel(channel):
@@ -119,7 +135,8 @@ class SlcanSource(Source):
         self.parser = slcan.SlcanParser(adapter_time=timestamps == "adapter",
                                         record_filter=record_filter)
         self.port = None
-        self._fileno = None
+        self._poll = self._raw_fd = None
+        self._last_read_ns = 0
         self._write_lock = threading.Lock()  # transmit lines never interleave
         self._seen_garbage = 0
         self._seen_bell = 0
@@ -153,39 +170,61 @@ class SlcanSource(Source):
             port.close()
             raise SourceInitError(f"cannot configure {self.description}: {exc}") from exc
         self.port = port
+        self._poll = self._raw_fd = None
+        self._last_read_ns = 0
         self._opened_at = time.monotonic()
         try:
-            self._fileno = port.fileno()
-        except Exception:  # Windows handles: no select, fall back to timed reads
-            self._fileno = None
+            fileno = port.fileno()
+        except Exception:  # Windows handles, rfc2217: no select, fall back to timed reads
+            return
+        self._poll = select.poll()
+        self._poll.register(fileno, select.POLLIN)
+        if _reads_plain_fd(port):
+            self._raw_fd = fileno
 
     def _read(self, timeout):
         if self._opened_at is not None:
             self._check_heard()
-        port = self.port
+        poll = self._poll
+        if poll is None:
+            return self._read_timed(timeout)
         try:
-            if self._fileno is not None:
-                if not select.select([self._fileno], [], [], timeout)[0]:
-                    return b""
+            if not poll.poll(timeout * 1000.0):
+                return b""
+            now_ns = time.time_ns()  # the first bytes' arrival: the timestamp of the lines
+            if now_ns - self._last_read_ns < BUSY_INTERVAL_NS:
+                time.sleep(GATHER)
+                self._last_read_ns = time.time_ns()
             else:
-                port.timeout = timeout
-                first = port.read(1)
-                port.timeout = 0
-                if not first:
-                    return b""
-                chunk = first + port.read(READ_SIZE)
-                return self._parse(chunk)
-            chunk = port.read(READ_SIZE)
+                self._last_read_ns = now_ns
+            if self._raw_fd is not None:
+                chunk = os.read(self._raw_fd, READ_SIZE)
+            else:
+                chunk = self.port.read(READ_SIZE)
             if not chunk:
                 # readable but empty: the device went away (pyserial says so for sockets)
                 raise OSError("the adapter stopped answering (unplugged?)")
         except Exception as exc:  # SerialException, OSError, ValueError on a closed port
             raise SourceLostError(f"{self.description} failed: {exc}") from exc
-        return self._parse(chunk)
+        return self._parse(chunk, now_ns // 1000)
 
-    def _parse(self, chunk):
+    def _read_timed(self, timeout):
+        """Where the port has no file descriptor to poll: pyserial's own timed read."""
+        port = self.port
+        try:
+            port.timeout = timeout
+            first = port.read(1)
+            port.timeout = 0
+            if not first:
+                return b""
+            chunk = first + port.read(READ_SIZE)
+        except Exception as exc:
+            raise SourceLostError(f"{self.description} failed: {exc}") from exc
+        return self._parse(chunk, time.time_ns() // 1000)
+
+    def _parse(self, chunk, now_us):
         parser = self.parser
-        records = parser.feed(chunk, int(time.time() * 1000000))
+        records = parser.feed(chunk, now_us)
         if parser.garbage != self._seen_garbage or parser.bell != self._seen_bell:
             self._warn_bad_input()
         return records

@@ -160,38 +160,3 @@ class SlcanEmulator:
 def build_lines(count):
     """``count`` 29-bit frames whose 8-byte payload is their sequence number."""
     return [f"T{i % 0x20000000:08X}8{i:016X}\r".encode() for i in range(count)]
-
-
-def blast(count, rate, port=0):
-    """Serve once: when the channel is open and a line comes on stdin, write ``count``
-    pre-built lines, as fast as the socket takes them (rate 0) or paced at ``rate`` lines/s.
-    For benchmarks, in a process of its own."""
-    import sys
-    import time
-
-    lines = build_lines(count)
-    emu = SlcanEmulator(port=port)
-    print(emu.port, flush=True)
-    emu.wait_open(60)
-    sys.stdin.readline()  # "go": the benchmark's client is connected
-    start = time.monotonic()
-    step = 1000 if rate == 0 else max(1, rate // 200)  # paced: 200 writes a second
-    for k in range(0, count, step):
-        emu.send_lines(b"".join(lines[k:k + step]))
-        if rate:
-            delay = start + (k + step) / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    print(f"sent {count} in {time.monotonic() - start:.3f} s", file=sys.stderr, flush=True)
-    sys.stdin.read()  # keep the connection until the benchmark closes our stdin
-    emu.close()
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="SLCAN adapter emulator (benchmark mode)")
-    parser.add_argument("--count", type=int, default=100000)
-    parser.add_argument("--rate", type=int, default=0, help="lines/s (0: as fast as possible)")
-    args = parser.parse_args()
-    blast(args.count, args.rate)

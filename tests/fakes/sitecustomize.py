@@ -34,8 +34,8 @@ def _install():
 
         real_parse = SlcanSource._parse
 
-        def parse(self, chunk):
-            records = real_parse(self, chunk)
+        def parse(self, chunk, *rest):
+            records = real_parse(self, chunk, *rest)
             if self.channel == crash_channel and records:
                 raise RuntimeError("the fake driver fell over")
             return records
