@@ -436,3 +436,26 @@ def test_direct_and_coalesced_sends_mixed_keep_order_for_fast_and_slow_clients(f
     assert [int.from_bytes(f[3], "big") for f in got] == list(range(total))
     slow.close()
     h.stop()
+
+
+def test_the_queue_shared_by_all_clients_is_bounded_when_the_loop_falls_behind(fast):
+    """Issue 11 item 2: if the loop does not run, what waits for it stays under
+    --client-buffer-total; the excess is counted, and the next flush drops every client."""
+    import socket as socket_module
+
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    b = fast.broadcast.Broadcaster([listener], client_buffer=4096, total_buffer=8192)
+    record = bytes(22)
+    b.submit(record)  # an idle link: sent at once (to nobody), and the link is busy now
+    for _ in range(1000):  # the loop is not running: everything else waits for it
+        b.submit(record)
+    assert b.queued_bytes <= 8192
+    loop = threading.Thread(target=b.run, daemon=True)
+    loop.start()
+    deadline = time.monotonic() + 5
+    while b.bytes_overflowed == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b.stop(0.5)
+    loop.join(5)
+    assert b.bytes_overflowed + b.queued_bytes >= 999 * 22 - 8192
+    assert b.bytes_overflowed > 0

@@ -39,6 +39,9 @@ cdef class Broadcaster:
     cdef object _wake_r
     cdef object _wake_w
     cdef object _pending
+    cdef public Py_ssize_t queued_bytes
+    cdef Py_ssize_t _overflow
+    cdef public unsigned long long bytes_overflowed
     cdef object _lock
     cdef bint _wake_armed
     cdef double _flush_due

@@ -120,6 +120,8 @@ class Broadcaster:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, _WAKE)
         self._pending = collections.deque()
+        self.queued_bytes = 0  # what _pending holds: at most total_buffer
+        self._overflow = 0  # bytes refused since the last flush: every client is dropped then
         self._lock = threading.Lock()
         self._wake_armed = False
         self._flush_due = -1.0
@@ -134,6 +136,7 @@ class Broadcaster:
         self.clients_accepted = 0
         self.clients_refused = 0
         self.clients_dropped_lag = 0
+        self.bytes_overflowed = 0  # records refused because the loop fell too far behind
         # admit(address) -> None to accept a client, or the reason it is refused (--allow and
         # a --max-clients shared with other protocols); checked before any byte is sent
         self.admit = None
@@ -162,7 +165,14 @@ class Broadcaster:
                 # a client dropped just now has a deadline to finish its last record: the
                 # loop, maybe asleep without a timeout, must learn of it
             else:
-                self._pending.append(records)
+                size = len(records)
+                if self.queued_bytes + size > self.total_buffer:
+                    # The loop has not run for that long: no client can get these in order any
+                    # more. They are counted, and every client is dropped at the next flush.
+                    self._overflow += size
+                else:
+                    self._pending.append(records)
+                    self.queued_bytes += size
                 if self._wake_armed:
                     return  # the loop flushes within the window: nobody needs to wake it
                 self._wake_armed = True
@@ -276,7 +286,16 @@ class Broadcaster:
                 chunks.append(pending.popleft())
                 count -= 1
             data = b"".join(chunks)
+        self.queued_bytes = 0
         self._send_all(data, now)
+        if self._overflow:
+            lost, self._overflow = self._overflow, 0
+            self.bytes_overflowed += lost
+            for client in list(self._clients.values()):
+                if not client.finishing and not client.closed:
+                    self._drop_laggard(client, None, f"and {lost:,} bytes more could not be "
+                                                     "queued: the server fell more than "
+                                                     "--client-buffer-total behind the source")
 
     def _send_all(self, data, now):
         """One flush: the same bytes to every client (held by _lock)."""
