@@ -301,3 +301,26 @@ def test_replay_is_advertised_with_its_channel(tmp_path):
     assert txt["process"] == "cancorder replay"
     assert txt["interface"] == "replay" and txt["channel"] == "vcan3"
     assert result["exit_code"] == 0
+
+
+def test_replay_is_a_bus_of_a_config_file(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import cancorder_env
+
+    log = tmp_path / "x.log"
+    log.write_text("(1700000000.000000) can0 123#11\n(1700000000.100000) can0 124#22\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[bus]]\nname = "rp"\nsource = "replay"\nfiles = ["{log}"]\n'
+                      'zeroconf = false\nloop = true\n')
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(config),
+                           "--check"], capture_output=True, text=True, env=cancorder_env(),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'source = "replay"' in done.stdout and "loop = true" in done.stdout
+    config.write_text(f'[[bus]]\nsource = "replay"\nfiles = ["{tmp_path / "none.log"}"]\n')
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(config),
+                           "--check"], capture_output=True, text=True, env=cancorder_env(),
+                          timeout=60)
+    assert done.returncode == 2 and "no such file" in done.stderr, done.stderr

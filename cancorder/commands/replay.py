@@ -35,7 +35,21 @@ def add_subparser(subparsers, common):
     parser.set_defaults(func=_do_replay)
 
 
+PROCESS = "cancorder replay"
+
+
 def _do_replay(args):
+    source = source_from_args(args)
+    if not args.free_running:
+        sa.make_reporter(args).info("the replay starts when a client connects (--async: at once)")
+    status = sa.serve(source, args, PROCESS)
+    if source.failure is not None:
+        raise source.failure  # one line naming the file and where; the frames before it went out
+    return status
+
+
+def source_from_args(args):
+    """The ReplaySource these flags describe (also a [[bus]] of a config: source = "replay")."""
     from ..sources.replay import ReplaySource, check_replay_file
 
     for path in args.files:
@@ -43,18 +57,11 @@ def _do_replay(args):
     sa.check(args.start is None or args.end is None or args.start < args.end,
              f"--start {args.start:g} is not before --end {args.end:g}" if args.end is not None
              and args.start is not None else "")
-    reporter = sa.make_reporter(args)
-    source = ReplaySource(args.files, speed=args.speed, loop=args.loop, start=args.start,
-                          end=args.end, max_gap=args.max_gap, channel=args.channel,
-                          record_filter=sa.record_filter(args),
-                          original_time=args.original_time,
-                          wait_for_client=not args.free_running)
-    if not args.free_running:
-        reporter.info("the replay starts when a client connects (--async: at once)")
-    status = sa.serve(source, args, "cancorder replay")
-    if source.failure is not None:
-        raise source.failure  # one line naming the file and where; the frames before it went out
-    return status
+    return ReplaySource(args.files, speed=args.speed, loop=args.loop, start=args.start,
+                        end=args.end, max_gap=args.max_gap, channel=args.channel,
+                        record_filter=sa.record_filter(args),
+                        original_time=args.original_time,
+                        wait_for_client=not args.free_running)
 
 
 def speed(text):
