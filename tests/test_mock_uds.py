@@ -409,7 +409,9 @@ def test_output_interrupted_leaves_a_complete_readable_file(tmp_path, extension,
                             env=cancorder_env(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while (not path.exists() or path.stat().st_size < 200_000) and time.monotonic() < deadline:
+        part = tmp_path / f"long{extension}.part"  # the recorder's name while it writes
+        while time.monotonic() < deadline and not any(
+                p.exists() and p.stat().st_size >= 200_000 for p in (path, part)):
             time.sleep(0.05)
         proc.send_signal(getattr(signal, signame))
         assert proc.wait(30) == 0
