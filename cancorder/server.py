@@ -25,6 +25,7 @@ from .signals import stop_on_signals
 from .sources.base import ClientGate
 
 READ_TIMEOUT = 0.1  # a bounded read keeps shutdown prompt
+SIGNAL_CHECK = 0.1  # how soon the main loop acts on a SIGINT/SIGTERM it was told of
 DRAIN_WAIT = 30.0  # how long a finished source's last frames may take to reach the clients
 
 log = logging.getLogger("cancorder.server")
@@ -371,6 +372,7 @@ class Server:
         self.options = options or ServerOptions()
         self._stop = threading.Event()
         self.stop_reason = None
+        self._signal = None  # set by the signal handler, read by the main loop
         opts = self.options
         #: sd_notify and the metrics page (supervision.py)
         self.monitor = ServiceMonitor(self.buses, metrics=opts.metrics, notifier=opts.notifier,
@@ -390,7 +392,7 @@ class Server:
                     bus.abandon()
                 raise
             # before the "serving" lines: whoever reads them may send SIGTERM at once
-            with stop_on_signals(self.stop):
+            with stop_on_signals(self._on_signal):
                 started = []
                 try:
                     for bus in self.buses:
@@ -415,8 +417,14 @@ class Server:
     def exit_code(self):
         return EXIT_FAILURE if any(bus.crash is not None for bus in self.buses) else EXIT_OK
 
+    def _on_signal(self, name):
+        """SIGINT/SIGTERM: only noted here. A handler runs in the main thread between two
+        bytecodes, maybe inside Event.wait holding the Event's own lock, so setting the Event
+        from it could deadlock; the main loop turns the note into a stop within one tick."""
+        self._signal = name
+
     def stop(self, reason="stopped"):
-        """Ask the server to shut down (thread-safe; signal handlers call it)."""
+        """Ask the server to shut down (thread-safe; not from a signal handler: _on_signal)."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stop.set()
@@ -437,7 +445,10 @@ class Server:
         show = opts.print_frames or opts.stats
         last_time = time.monotonic()
         last_frames = {bus: 0 for bus in self.buses}
-        while not self._stop.wait(self.monitor.tick_interval):
+        while not self._stop.wait(min(self.monitor.tick_interval, SIGNAL_CHECK)):
+            if self._signal is not None:
+                self.stop(self._signal)
+                break
             self.monitor.tick()
             now = time.monotonic()
             if not show or now - last_time < opts.stats_interval:
