@@ -79,27 +79,29 @@ def _parse(parser, argv):
 
 
 def main(argv=None):
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        from . import errors  # noqa: F401  (loads the core: the first thing that can fail)
+    except ImportError as exc:  # the core asked for is not in this build (CANCORDER_PURE=1)
+        if debug or getattr(exc, "exit_code", None) is None:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     from .signals import interrupt_startup
 
     with interrupt_startup():
         try:
-            return _main(argv)
+            return _main(argv, debug)
         except KeyboardInterrupt:  # a signal during start-up: a stop by signal, like later
             from .errors import EXIT_OK
 
             return EXIT_OK
 
 
-def _main(argv):
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    try:
-        parser = build_parser()
-        from .errors import USER_ERRORS
-    except ImportError as exc:  # the core asked for is not in this build (CANCORDER_PURE=1)
-        if debug or getattr(exc, "exit_code", None) is None:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def _main(argv, debug):
+    from .errors import USER_ERRORS
+
+    parser = build_parser()
     try:
         args = _parse(parser, argv)
     except USER_ERRORS as exc:
