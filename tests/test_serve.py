@@ -410,3 +410,21 @@ def test_touCAN_and_mock_uds_take_filter_too(cancorder_process):
     assert 0x7E8 in ids and 0x7DF not in ids  # the OBD requests (7DF) are held back
     assert proc.terminate() == 0
     assert "filtered" in proc.log
+
+
+def test_opt_btr_0014_from_the_command_line_reaches_the_source_as_text():
+    """Issue 10: `--opt btr=0014` was typed as 14.0 by the command line before the source saw
+    it; through the real parser, the text reaches the backend that owns the key."""
+    from cancorder.cli import build_parser
+    from cancorder.commands.serve import source_from_args
+
+    args = build_parser().parse_args(["serve", "-i", "slcan", "-c", "socket://127.0.0.1:1",
+                                      "--opt", "btr=0014", "--opt", "rtscts=false"])
+    assert dict(args.options) == {"btr": "0014", "rtscts": "false"}
+    slcan = source_from_args(args)
+    assert "s0014" in slcan.setup and slcan.rtscts is False
+    args = build_parser().parse_args(["serve", "-i", "virtual", "-c", "x", "--opt",
+                                      "rx_queue_size=0014", "--opt", "name=1e3"])
+    pycan = source_from_args(args)
+    # python-can's cast_from_string decides: "0014" is an int to it, "1e3" stays text
+    assert pycan.kwargs["rx_queue_size"] == 14 and pycan.kwargs["name"] == "1e3"
