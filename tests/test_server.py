@@ -230,3 +230,30 @@ def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1(monkeypatc
     thread.join(10)
     assert result["code"] == EXIT_FAILURE
     assert isinstance(bus.crash, ValueError)
+
+
+def test_bad_usage_raises_a_usage_error_exit_2_before_anything_is_served():
+    """The third exit code of the server, in process: a usage mistake found when the bus opens
+    (a port in use; --allow-transmit on a source that cannot transmit) is a UsageError
+    (exit_code 2), raised before a listener is left open, and the source is closed again."""
+    from cancorder.errors import EXIT_USAGE, UsageError
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        source = ScriptedSource([record(0x123)])
+        bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False,
+                                     port=taken.getsockname()[1]))
+        with pytest.raises(UsageError) as error:
+            Server([bus], ServerOptions()).run()
+        assert error.value.exit_code == EXIT_USAGE == 2
+        assert "already in use" in str(error.value)
+        assert source.opened == 1 and source.closed == 1
+    finally:
+        taken.close()
+    source = ScriptedSource([record(0x123)])
+    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=_free_port(),
+                                 allow_transmit=True))
+    with pytest.raises(UsageError) as error:
+        Server([bus], ServerOptions()).run()
+    assert error.value.exit_code == 2 and "cannot transmit" in str(error.value)
+    assert source.opened == 0  # refused before the adapter was touched
