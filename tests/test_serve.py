@@ -254,6 +254,8 @@ def _run(*args, env=None):
     (["serve", "--data-bitrate", "2000000"], 2, "--data-bitrate needs --fd"),
     (["serve", "-i", "socketcan", "--listen-only"], 2, "cannot be put in listen-only"),
     (["serve", "--client-buffer", "lots"], 2, "expected a size"),
+    (["serve", "--client-buffer-total", "2M"], 2,
+     "--client-buffer-total (2,097,152 bytes) is less than --client-buffer (4,194,304 bytes)"),
     (["serve", "--bogus"], 2, "unrecognized arguments: --bogus (see cancorder serve --help)"),
     (["mock-uds", "--bogus"], 2, "(see cancorder mock-uds --help)"),
     (["serve", "-b", "fast"], 2, "(see cancorder serve --help)"),

@@ -257,3 +257,42 @@ def test_bad_usage_raises_a_usage_error_exit_2_before_anything_is_served():
         Server([bus], ServerOptions()).run()
     assert error.value.exit_code == 2 and "cannot transmit" in str(error.value)
     assert source.opened == 0  # refused before the adapter was touched
+
+
+def test_the_client_limit_flags_reach_the_served_bus():
+    """--max-clients-per-host (default 32) and --client-buffer-total from the command line to
+    the bus's broadcaster: one host is held to its share while another still gets in."""
+    from cancorder.cli import build_parser
+    from cancorder.commands import _server_args as sa
+
+    defaults = sa.bus_options(build_parser().parse_args(["serve"]), "cancorder serve")
+    assert (defaults.max_clients_per_host, defaults.client_buffer_total) == (32, 64 << 20)
+    args = build_parser().parse_args(["serve", "--bind", "127.0.0.1", "--no-zeroconf",
+                                      "--port", str(_free_port()), "--max-clients-per-host", "1",
+                                      "--client-buffer", "1M", "--client-buffer-total", "2M"])
+    both_in = threading.Event()
+    source = ScriptedSource([lambda: record(0x7E8) if both_in.wait(10) else b""])
+    bus = Bus(source, sa.bus_options(args, "cancorder serve"))
+    server = Server([bus], ServerOptions())
+    thread, result = run_in_thread(server)
+    first = connect(bus)
+    deadline = time.monotonic() + 10
+    while bus.broadcaster.client_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (bus.broadcaster.client_buffer, bus.broadcaster.total_buffer) == (1 << 20, 2 << 20)
+    second = connect(bus)  # the same host: over its share
+    assert second.recv(10) == b""
+    third = socket.socket()
+    third.bind(("127.0.0.2", 0))  # another host
+    third.settimeout(10)
+    third.connect(("127.0.0.1", bus.port))
+    while bus.broadcaster.client_count < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bus.broadcaster.client_count == 2 and bus.broadcaster.clients_refused == 1
+    both_in.set()
+    assert first.recv(100) == record(0x7E8) and third.recv(100) == record(0x7E8)
+    server.stop("test")
+    thread.join(10)
+    for sock in (first, second, third):
+        sock.close()
+    assert result["code"] == EXIT_OK
