@@ -367,6 +367,7 @@ def test_max_clients_end_to_end(cancorder_process, slcan_emulator):
     assert first.wait_frames(1)[0][1] == 0x123
     extra.close()
     assert proc.terminate() == 0
+    assert "clients served 1, dropped for lag 0, refused 1," in proc.log  # reported (issue 10)
 
 
 @pytest.mark.parametrize("mode", ["adapter", "host"])
