@@ -166,9 +166,11 @@ class Broadcaster:
                 # loop, maybe asleep without a timeout, must learn of it
             else:
                 size = len(records)
-                if self.queued_bytes + size > self.total_buffer:
+                if self._overflow or self.queued_bytes + size > self.total_buffer:
                     # The loop has not run for that long: no client can get these in order any
-                    # more. They are counted, and every client is dropped at the next flush.
+                    # more. They are counted, and every client is dropped at the next flush;
+                    # nothing after the first of them is queued (a client would get the frames
+                    # after the hole).
                     self._overflow += size
                 else:
                     self._pending.append(records)
