@@ -477,3 +477,20 @@ def test_nothing_after_an_overflow_reaches_a_client_before_it_is_dropped(fast, h
     assert client.closed.wait(10)
     assert [int.from_bytes(f[3], "big") for f in client.frames] == [0, 1]
     assert h.b.clients_dropped_lag == 1
+
+
+def test_a_batch_larger_than_the_total_bound_drops_the_clients_by_itself(fast, harness):
+    """A single batch over --client-buffer-total, on a busy link: nothing else is queued, yet
+    the clients must still be dropped at once, and a later batch sent on a quiet link must not
+    reach them after the hole."""
+    h = harness(client_buffer=4096, total_buffer=8192, coalesce=0.05)
+    client = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    h.b.submit(records(fast, 1, 0))  # a quiet link: sent at once; the link is busy now
+    h.b.submit(records(fast, 500, 1))  # within the window: for the loop, but over the bound
+    assert client.closed.wait(10)  # dropped by the loop's next flush, with nothing queued
+    h.b.submit(records(fast, 1, 501))  # a quiet link again
+    time.sleep(0.3)
+    assert [int.from_bytes(f[3], "big") for f in client.frames] == [0]
+    assert h.b.clients_dropped_lag == 1 and h.b.bytes_overflowed > 8192
+    h.stop()

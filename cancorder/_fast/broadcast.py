@@ -153,7 +153,7 @@ class Broadcaster:
         try:
             direct = False
             now = 0.0
-            if not self._pending and not self._stop_requested and \
+            if not self._pending and not self._overflow and not self._stop_requested and \
                     len(self._clients) <= DIRECT_CLIENTS:
                 now = time.monotonic()
                 direct = now >= self._last_flush + self.coalesce * QUIET
@@ -241,7 +241,7 @@ class Broadcaster:
                             if mask & selectors.EVENT_WRITE and not tag.closed:
                                 self._write_backlog(tag)
                     if self._flush_due >= 0.0 and time.monotonic() >= self._flush_due:
-                        if self._pending:
+                        if self._pending or self._overflow:
                             self._flush()
                         else:
                             self._go_idle()
@@ -260,7 +260,7 @@ class Broadcaster:
             pass
         if self._stop_requested:
             self._close_listeners()
-        if self._pending and self._flush_due < 0.0:
+        if (self._pending or self._overflow) and self._flush_due < 0.0:
             due = self._last_flush + self.coalesce
             if time.monotonic() >= due:
                 self._flush()
@@ -271,7 +271,7 @@ class Broadcaster:
         """A window passed with nothing to send: from now on a submit must wake the loop."""
         self._flush_due = -1.0
         self._wake_armed = False
-        if self._pending:  # came in while still armed: nobody will wake us for it
+        if self._pending or self._overflow:  # came in while still armed: nobody will wake us
             self._flush()
 
     def _flush(self):
@@ -289,7 +289,8 @@ class Broadcaster:
                 count -= 1
             data = b"".join(chunks)
         self.queued_bytes = 0
-        self._send_all(data, now)
+        if data:  # empty when all that came was one batch over the bound
+            self._send_all(data, now)
         if self._overflow:
             lost, self._overflow = self._overflow, 0
             self.bytes_overflowed += lost
@@ -624,7 +625,7 @@ class Broadcaster:
         return True
 
     def _stopping_done(self):
-        if self._pending:
+        if self._pending or self._overflow:
             self._flush()
         if time.monotonic() >= self._drain_deadline:
             return True
