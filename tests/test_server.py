@@ -246,7 +246,7 @@ def test_bad_usage_raises_a_usage_error_exit_2_before_anything_is_served():
     finally:
         taken.close()
     source = ScriptedSource([record(0x123)])
-    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=_free_port(),
+    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=free_port(),
                                  allow_transmit=True))
     with pytest.raises(UsageError) as error:
         Server([bus], ServerOptions()).run()
@@ -263,7 +263,7 @@ def test_the_client_limit_flags_reach_the_served_bus():
     defaults = sa.bus_options(build_parser().parse_args(["serve"]), "cancorder serve")
     assert (defaults.max_clients_per_host, defaults.client_buffer_total) == (32, 64 << 20)
     args = build_parser().parse_args(["serve", "--bind", "127.0.0.1", "--no-zeroconf",
-                                      "--port", str(_free_port()), "--max-clients-per-host", "1",
+                                      "--port", str(free_port()), "--max-clients-per-host", "1",
                                       "--client-buffer", "1M", "--client-buffer-total", "2M"])
     both_in = threading.Event()
     source = ScriptedSource([lambda: record(0x7E8) if both_in.wait(10) else b""])
