@@ -39,6 +39,8 @@ import socket
 import threading
 import time
 
+from .wire import HEADER_SIZE
+
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"
@@ -699,7 +701,7 @@ def _phase(data, boundary, upto):
     ``data`` from ``boundary`` (a record boundary)."""
     pos = boundary
     while pos < upto:
-        pos += 14 + data[pos + 13]
+        pos += HEADER_SIZE + data[pos + HEADER_SIZE - 1]  # the header's last byte: the length
     return pos - upto
 
 
