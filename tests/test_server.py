@@ -291,3 +291,35 @@ def test_the_client_limit_flags_reach_the_served_bus():
     for sock in (first, second, third):
         sock.close()
     assert result["code"] == EXIT_OK
+
+
+def test_the_cli_installs_one_handler_with_the_shared_rate_limit():
+    """Issue 10: one handler on the cancorder logger (however often set up), human lines by
+    default, and the one rate limit every part shares; sources' records reach it."""
+    import io
+    import logging
+
+    from cancorder import logs
+    from cancorder.logs import HumanHandler, RateLimitFilter
+
+    root = logging.getLogger("cancorder")
+    saved = (list(root.handlers), root.level, root.propagate)
+    try:
+        logs.setup()
+        handler = logs.setup()
+        assert root.handlers == [handler] and isinstance(handler, HumanHandler)
+        assert [type(f) for f in handler.filters] == [RateLimitFilter]
+        stream = io.StringIO()
+        mine = logs.setup(handler=logging.StreamHandler(stream))
+        source_log = logging.getLogger("cancorder.source")
+        for _ in range(50):
+            source_log.warning("adapter says no", extra={"rate_key": "test"})
+        assert root.handlers == [mine]
+        assert stream.getvalue().count("adapter says no") == 1  # the other 49 held back
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
