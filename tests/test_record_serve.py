@@ -195,3 +195,55 @@ def test_replay_with_v_and_stats(tmp_path):
     assert done.stdout.splitlines() == [candump_line(frame) for frame in frames]
     assert "frames/s" in done.stderr and "recorded" in done.stderr.split("frames/s", 1)[1]
     assert "recorded 300 frames to" in done.stderr
+
+
+def test_every_bus_of_a_config_records_to_its_own_files(tmp_path):
+    """Two [[bus]] tables with the same record template: {channel} keeps their files apart."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    lines = {"vcan0": ["(1700000000.000000) vcan0 123#11", "(1700000000.100000) vcan0 124#22"],
+             "vcan1": ["(1700000000.000000) vcan1 321#33", "(1700000000.1) vcan1 322#44",
+                       "(1700000000.2) vcan1 323#55"]}
+    tables = []
+    for (channel, text), port in zip(lines.items(), ports):
+        (tmp_path / f"{channel}.log").write_text("\n".join(text) + "\n")
+        tables.append(f'[[bus]]\nsource = "replay"\nfiles = ["{tmp_path / channel}.log"]\n'
+                      f'zeroconf = false\nasync = true\nbind = "127.0.0.1"\nport = {port}\n'
+                      f'record = ["{tmp_path}/rec/%Y/{{channel}}-{{n}}.log.gz"]\n')
+    (tmp_path / "c.toml").write_text("\n".join(tables))
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config",
+                           str(tmp_path / "c.toml")], capture_output=True, text=True,
+                          env=cancorder_env(), cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    year = time.strftime("%Y")
+    for channel, text in lines.items():
+        path = tmp_path / "rec" / year / f"{channel}-1.log.gz"
+        got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(path))]
+        assert got == [(int(line.split()[2].split("#")[0], 16),
+                        bytes.fromhex(line.split("#")[1])) for line in text], channel
+
+
+def test_mock_uds_output_takes_the_rotation_flags(tmp_path):
+    """--output is the recorder of --record: the same seed to one file and rotated into
+    several gives the same frames."""
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "cancorder", "mock-uds", "--seed", "7",
+                               "--blocks", "30", *args], capture_output=True, text=True,
+                              env=cancorder_env(), cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    def frames(*paths):  # the simulated time starts now: compare the spacing
+        got = [(m.timestamp, m.arbitration_id, bytes(m.data)) for path in paths
+               for m in can.LogReader(path)]
+        return [(round((t - got[0][0]) * 1e6), i, d) for t, i, d in got]
+
+    run("--output", str(tmp_path / "one.log"))
+    run("--output", str(tmp_path / "r-{n}.log"), "--rotate-size", "8K")
+    files = closed_files(str(tmp_path), "r-*.log")
+    assert len(files) >= 3 and all(os.path.getsize(p) <= 8192 + 2048 for p in files), files
+    assert frames(*files) == frames(str(tmp_path / "one.log"))
