@@ -218,4 +218,6 @@ class ReplaySource(Source):
         parts = [f"{getattr(counts, key):,} {name}" for key, name in (
             ("remote", "remote frames"), ("error", "error frames"),
             ("filtered", "held back by --channel/--filter")) if getattr(counts, key)]
+        if self.start_us and self._ts0 is not None:
+            parts.append(f"none from --start {self.start_us / 1e6:g} s on")
         return f" (skipped: {', '.join(parts)})" if parts else ""
