@@ -76,15 +76,17 @@ def test_batches_by_channel_in_file_order(core, tmp_path):
     assert runs == [("can0", 5), ("can1", 5)] * 3
     messages = [can.Message(timestamp=1.0 + i / 100, arbitration_id=i, channel=i // 4 % 2,
                             data=b"\x02") for i in range(16)]
-    with can.Logger(str(tmp_path / "two.asc")) as writer:
-        for msg in messages:
-            writer.on_message_received(msg)
-    records = logread.LogRecords(str(tmp_path / "two.asc"))
-    runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
-            for channel, batch in records.batches(by_channel=True)]
-    assert runs == [("1", 4), ("2", 4)] * 2
-    _, got = read(tmp_path / "two.asc", channel="2")
-    assert [f[1] for _, f in got] == [4, 5, 6, 7, 12, 13, 14, 15]
+    for name in ("two.asc", "two.blf"):
+        with can.Logger(str(tmp_path / name)) as writer:
+            for msg in messages:
+                writer.on_message_received(msg)
+        records = logread.LogRecords(str(tmp_path / name))
+        runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
+                for channel, batch in records.batches(by_channel=True)]
+        assert runs == [("1", 4), ("2", 4)] * 2, name
+        records, got = read(tmp_path / name, channel="2")  # --channel 2: as the file counts
+        assert [f[1] for _, f in got] == [4, 5, 6, 7, 12, 13, 14, 15], name
+        assert records.other_channel == 8 and records.first_channel == "2", name
 
 
 def damaged(tmp_path):

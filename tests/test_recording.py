@@ -315,3 +315,44 @@ def test_size_and_time_rotation_together_whichever_comes_first(tmp_path):
     assert names[:2] == ["105958-1.log", "110000-2.log"] and len(names) > 3, names
     assert all(os.path.getsize(p) <= 5_000 + 2_000 for p in log.files[1:])
     assert sum((read_back(p) for p in log.files), []) == expected(0, 400)
+
+
+def test_a_stalled_disk_never_blocks_put_and_what_is_dropped_is_counted(tmp_path, monkeypatch):
+    """The writing thread stuck in a write (a disk that does not answer): put() still returns
+    at once, batches beyond the queue's bound are dropped, counted and said once, and what was
+    queued is written when the disk answers again."""
+    import threading
+
+    recorder = Recorder(RecordOptions(str(tmp_path / "s.log")), max_queued=64 << 10)
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    release = threading.Event()
+    entered = threading.Event()
+    real_write = recorder._rotating.write
+
+    def stalled(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(recorder._rotating, "write", stalled)
+    batch = records(0, 1000)  # 22 KB
+    recorder.put(batch)
+    assert entered.wait(10)  # the writer is stuck in that first batch
+    started = time.perf_counter()
+    for _ in range(49):
+        recorder.put(batch)
+    took = time.perf_counter() - started
+    assert took < 1.0, took  # never waited for the disk
+    assert recorder.dropped == 47_000  # two batches fit in 64 KiB behind the stuck one
+    assert Bus.log.text().count("cannot keep up") == 1
+    release.set()
+    recorder.close()
+    stats = recorder.stats()
+    assert stats == {"recorded": 3000, "record_lost": 47_000, "record_files": 1}
+    assert len(read_back(tmp_path / "s.log")) == 3000
+    assert "47,000 frames could not be recorded" in recorder.summary()
