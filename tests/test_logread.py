@@ -213,3 +213,19 @@ def test_remote_error_and_impossible_frames_counted_and_skipped(core, tmp_path):
     records, got = read(tmp_path / "re.blf")
     assert [(f[1], f[3]) for _, f in got] == [(0x123, b"\x11"), (0x125, b"\x22")]
     assert (records.remote, records.error) == (1, 1)
+
+
+def test_dump_of_a_log_file_prints_its_frames_and_says_what_it_skipped(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    (tmp_path / "re.log").write_text("(1.000000) can0 123#11\n(1.1) can0 456#R\n(1.2) can0 "
+                                     "20000080#0000000000000000\n(1.3) can1 124#22\n")
+    done = subprocess.run([sys.executable, "-m", "cancorder", "dump", "-f", "candump",
+                           str(tmp_path / "re.log")], capture_output=True, text=True,
+                          env=cancorder_env(), cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["(1.000000) can0 123#11", "(1.300000) can0 124#22"]
+    assert "2 remote, error or impossible frames in" in done.stderr
