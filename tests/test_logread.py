@@ -187,11 +187,15 @@ def test_dump_shows_the_frames_before_the_damage_then_the_error(core, tmp_path):
     ("x.db.gz", "", "cannot tell the format from the extension '.db.gz'"),
     ("empty.asc", "", "empty.asc: the file is empty"),
     ("folder.log", "DIR", "folder.log: is a folder, not a log file"),
+    # unreadable even for root: reading /proc/self/mem at 0 fails with EIO
+    ("mem.log", "MEM", "mem.log: cannot read it: Input/output error"),
 ])
 def test_a_file_that_cannot_be_read_at_all_is_a_usage_error(tmp_path, name, content, message):
     path = tmp_path / name
     if content == "DIR":
         path.mkdir()
+    elif content == "MEM":
+        path.symlink_to("/proc/self/mem")
     elif content is not None:
         path.write_text(content)
     with pytest.raises(UsageError) as caught:
