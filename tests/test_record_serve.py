@@ -199,13 +199,9 @@ def test_replay_with_v_and_stats(tmp_path):
 
 def test_every_bus_of_a_config_records_to_its_own_files(tmp_path):
     """Two [[bus]] tables with the same record template: {channel} keeps their files apart."""
-    import socket
+    from tests.helpers import free_port
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
+    ports = [free_port(), free_port()]
     lines = {"vcan0": ["(1700000000.000000) vcan0 123#11", "(1700000000.100000) vcan0 124#22"],
              "vcan1": ["(1700000000.000000) vcan1 321#33", "(1700000000.1) vcan1 322#44",
                        "(1700000000.2) vcan1 323#55"]}
