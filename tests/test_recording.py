@@ -132,7 +132,7 @@ def test_size_rotation_keeps_every_frame_once_in_order(tmp_path):
 
 def test_every_python_can_writer_and_gzip_text(tmp_path):
     for ext in (".asc", ".asc.gz", ".blf", ".csv", ".csv.gz", ".db", ".log", ".log.gz",
-                ".trc", ".txt", ".txt.gz"):
+                ".mf4", ".trc", ".txt", ".txt.gz"):
         path = tmp_path / f"x{ext}"
         log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
         log.write(records(0, 50))
