@@ -236,3 +236,34 @@ def test_verbose_prints_frames_of_every_bus_but_the_narrating_simulator(tmp_path
     assert serve_bus.options.print_frames is True
     assert sim_bus.options.print_frames is False
     assert sim_bus.source.narrate is not None  # -v narrates the scenario instead
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('mqtt = "mqtt://127.0.0.1/fleet/{vehicle}"',
+     'bus "p": --mqtt mqtt://127.0.0.1/fleet/{vehicle}: unknown topic field {vehicle}'),
+    ('mqtt = "http://127.0.0.1/x"', 'bus "p": --mqtt http://127.0.0.1/x: expected an mqtt://'),
+    ('mqtt = "mqtts://127.0.0.1/x"\nmqtt_ca = "/nonexistent.pem"',
+     'bus "p": --mqtt-ca /nonexistent.pem: no such file'),
+    ('mqtt_spool = "/tmp/x"', 'bus "p": --mqtt-spool needs --mqtt URL'),
+    ('allow_transmit = true', 'bus "p": --no-beacon and --allow-transmit are socketcand options'),
+])
+def test_serving_flag_checks_name_the_file_and_bus(tmp_path, parsers, line, expected):
+    """The checks that run when a bus is built (its serving flags: --mqtt, --record...) name
+    the file and the bus too, with --check and when serving."""
+    cfg = load(tmp_path, f'[[bus]]\nname = "p"\nchannel = "can0"\n{line}\n', parsers)
+    with pytest.raises(ConfigError) as caught:
+        config.build_buses(cfg, check=True)
+    message = str(caught.value)
+    assert message.startswith(f"config {tmp_path / 'cancorder.toml'}, "), message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_a_bad_mqtt_key_with_check_is_one_line(tmp_path):
+    path = write(tmp_path, '[[bus]]\nname = "p"\nchannel = "can0"\n'
+                           'mqtt = "mqtt://127.0.0.1/a/{foo}"\n')
+    done = run_cli("serve", "--config", path, "--check")
+    assert done.returncode == 2
+    assert done.stderr == (f'error: config {path}, bus "p": --mqtt mqtt://127.0.0.1/a/{{foo}}: '
+                           "unknown topic field {foo}: the topic may use {system}, {channel} "
+                           "and {interface}\n")

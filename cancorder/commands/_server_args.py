@@ -330,7 +330,13 @@ def mqtt_options(args):
         return None
     from ..mqtt.publisher import MqttOptions
 
-    settings = mqtt_settings(args, args.mqtt)
+    try:
+        settings = mqtt_settings(args, args.mqtt)
+    except UsageError as exc:
+        if str(exc).startswith(("--", "TLS ")):  # these name their flag already
+            raise
+        # a message about the URL names its flag (its config key, in a config file)
+        raise UsageError(f"--mqtt {exc}") from None
     check(args.mqtt_spool_size >= 1 << 20, "--mqtt-spool-size: at least 1M (a batch is up "
                                            "to 64K)")
     return MqttOptions(settings, spool_dir=args.mqtt_spool, spool_size=args.mqtt_spool_size)
