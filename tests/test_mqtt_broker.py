@@ -188,9 +188,15 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
                                                  tmp_path):
     mosquitto = broker()
     mosquitto.stop()  # down from the start: everything goes to the spool
+    from tests.helpers import http_get
+    from tests.mosquitto import free_port
+    from tests.test_metrics import samples
+
     spool = str(tmp_path / "spool")
+    metrics_port = free_port()
     serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC),
-                        "--mqtt-spool", spool, "--mqtt-spool-size", "1M")
+                        "--mqtt-spool", spool, "--mqtt-spool-size", "1M",
+                        "--metrics", f"127.0.0.1:{metrics_port}")
     slcan_emulator.wait_open()
     total = 120000  # 31 bytes a frame: 3.7 MB through a 1 MB spool
     stream = Stream(slcan_emulator, total, 40000)
@@ -201,14 +207,33 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     time.sleep(1.0)
     size = sum(os.path.getsize(os.path.join(spool, n)) for n in os.listdir(spool))
     assert size <= (1 << 20) + 4096
+
+    def mqtt_metrics():
+        page = samples(http_get(metrics_port, "/metrics")[1])
+        return {name[len("cancorder_mqtt_"):]: value for (name, labels), value in page.items()
+                if name.startswith("cancorder_mqtt_")}
+
+    down = mqtt_metrics()  # the drops are on the metrics page while the broker is away
+    assert down["connected"] == 0 and down["published_frames"] == 0
+    assert down["dropped_frames"] > total // 2 and down["dropped_batches"] > 0
+    assert 0 < down["spool_bytes"] <= 1 << 20 and down["waiting_batches"] > 0
     mosquitto.start()
     dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
     serve.wait_for("MQTT: reconnected to")
+    deadline = time.monotonic() + 30
+    while True:  # the spool published: published + dropped = every frame the bus gave
+        up = mqtt_metrics()
+        if up["waiting_batches"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert up["connected"] == 1 and up["waiting_batches"] == 0
+    assert up["published_frames"] + up["dropped_frames"] == total, up
     assert serve.terminate() == 0
     dropped = int(serve.wait_for(r"published in [\d,]+ batches, ([\d,]+) frames dropped")
                   .group(1).replace(",", ""))
     published = int(serve.wait_for(r"([\d,]+) frames published").group(1).replace(",", ""))
     assert dropped > total // 2 and dropped + published == total
+    assert (dropped, published) == (up["dropped_frames"], up["published_frames"])
     # what the broker kept is the newest frames, in order (the dump subscribed after
     # publishing started, so it checks against the retained session only if it was quick)
     numbers = wait_lines(out, 1, timeout=5)
@@ -240,8 +265,18 @@ def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, canc
 
 # ---- errors: one clear line each, TCP serving goes on, publishing retries ----
 
+def connection_attempts(mosquitto):
+    """Connections the broker saw so far: a line each, "New connection from" once the
+    connection is set up, "Client connection from ... failed" for a failed TLS handshake."""
+    log = mosquitto.log()
+    return log.count("New connection from") + log.count("Client connection from")
+
+
 def serve_despite(cancorder_process, emulator, url, *extra, pattern, retries_in=None):
-    """Serve with a broker problem: the TCP client gets every frame, the problem is one line."""
+    """Serve with a broker problem: the TCP client gets every frame, the problem is one line;
+    with ``retries_in`` (the Mosquitto), publishing is seen retrying with backoff: a few
+    connections in the 4 s watched, neither one (no retry) nor one every 0.5 s (no backoff)."""
+    before = connection_attempts(retries_in) if retries_in is not None else 0
     serve = start_serve(cancorder_process, emulator, url, *extra)
     client = StreamClient(serve.port())
     emulator.wait_open()
@@ -252,6 +287,9 @@ def serve_despite(cancorder_process, emulator, url, *extra, pattern, retries_in=
     time.sleep(4.0)  # several retries (backoff 0.5, 1, 2 s)
     matching = [line for line in serve.lines if "MQTT broker" in line]
     assert len(matching) == 1, matching
+    if retries_in is not None:
+        attempts = connection_attempts(retries_in) - before
+        assert 3 <= attempts <= 7, (attempts, retries_in.log())  # 0, .5, 1.5, 3.5, 7.5 s...
     assert "Traceback" not in serve.log
     client.close()
     assert serve.terminate() == 0
@@ -262,7 +300,7 @@ def test_wrong_password(broker, slcan_emulator, cancorder_process, tmp_path):
     mosquitto = broker(users={"truck42": "right"})
     _, line = serve_despite(cancorder_process, slcan_emulator,
                             mosquitto.url(SERVE_TOPIC, user="truck42:wrong"),
-                            pattern="refused the login as 'truck42'")
+                            pattern="refused the login as 'truck42'", retries_in=mosquitto)
     assert "wrong" not in line.replace("wrong user", "")  # the password is never shown
     assert mosquitto.log().count("not authorised") >= 2  # it retried
 
@@ -303,14 +341,15 @@ def test_tls_with_and_without_the_ca(broker, slcan_emulator, cancorder_process, 
     # without the CA: the broker's certificate is not trusted
     serve_despite(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
                   pattern=r"TLS certificate is not trusted .*give the CA that signed it "
-                          "with --mqtt-ca")
+                          "with --mqtt-ca", retries_in=mosquitto)
     dump.terminate()
 
 
 def test_plain_mqtt_to_a_tls_port(broker, slcan_emulator, cancorder_process):
     mosquitto = broker(tls=True)
     url = f"mqtt://127.0.0.1:{mosquitto.tls_port}/{SERVE_TOPIC}"
-    serve_despite(cancorder_process, slcan_emulator, url, pattern=r"MQTT broker mqtt://.*")
+    serve_despite(cancorder_process, slcan_emulator, url, pattern=r"MQTT broker mqtt://.*",
+                  retries_in=mosquitto)
 
 
 def test_broker_refusing_the_topic(broker, slcan_emulator, cancorder_process, tmp_path):
@@ -319,7 +358,7 @@ def test_broker_refusing_the_topic(broker, slcan_emulator, cancorder_process, tm
     serve_despite(cancorder_process, slcan_emulator,
                   mosquitto.url(SERVE_TOPIC, user="truck42:pw"),
                   pattern=r"refused to publish on 'cancorder/truck42/.*': Not authorized "
-                          r"\(check the broker's ACL")
+                          r"\(check the broker's ACL", retries_in=mosquitto)
 
 
 def test_dump_errors_are_one_line(broker, cancorder_process, tmp_path):
