@@ -241,13 +241,15 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     dump.terminate()
 
 
-def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, cancorder_process):
+def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, cancorder_process,
+                                                    tmp_path):
     mosquitto = broker()
     serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC))
     serve.wait_for("MQTT: publishing to")
     channel = "socket:__127.0.0.1:%d" % slcan_emulator.port
+    recorded = tmp_path / "relay.log"
     relay = cancorder_process("relay", mosquitto.url(f"cancorder/truck42/{channel}"),
-                              "--no-zeroconf")
+                              "--no-zeroconf", "--record", str(recorded))
     port = relay.port()
     client = StreamClient(port)
     slcan_emulator.wait_open()
@@ -260,6 +262,7 @@ def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, canc
     client.close()
     assert relay.terminate() == 0
     assert "frames in 20,000" in relay.log or "out 20,000" in relay.log
+    assert candump_numbers(recorded) == list(range(20000))  # --record: the remote bus on disk
     assert serve.terminate() == 0
 
 
@@ -388,6 +391,10 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
 
     mosquitto = broker()
     dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
+    pretty_out = str(tmp_path / "pretty.txt")  # pretty: the logger as the first column
+    pretty = cancorder_process("dump", mosquitto.url("cancorder/+/+"), "-f", "pretty",
+                               stdout=open(pretty_out, "w"))
+    pretty.wait_for("subscribed to", 30)
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
@@ -410,6 +417,13 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
     publisher.loop_stop()
     assert dump.terminate() == 0
     assert "1 duplicate batches removed, 1,200 frames missing in all" in dump.log
+    pretty.wait_for(r"truck42/can0: 1,200 frames missing")
+    assert pretty.terminate() == 0
+    with open(pretty_out) as handle:
+        rows = [line.split() for line in handle if line.strip()]
+    assert {row[0] for row in rows} == {"truck42/can0"}, rows[:3]
+    assert [int("".join(row[4:12]), 16) for row in rows] == \
+        list(range(200)) + list(range(1400, 1500))
 
 
 def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_process):
