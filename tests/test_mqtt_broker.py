@@ -611,3 +611,59 @@ def test_relay_as_a_bus_of_a_config(broker, slcan_emulator, cancorder_process, t
     client.close()
     assert relay.terminate() == 0
     assert serve.terminate() == 0
+
+
+def test_batches_on_the_wire(broker, slcan_emulator, cancorder_process):
+    """What a plain MQTT subscriber sees: QoS 1 messages, one session id, sequence 1, 2, 3...
+    with no gap, first-frame numbers that continue, at most 64 KB of records each; a steady
+    stream is cut every 50 ms (batches of about 500 frames at 10,000 frames/s), a burst at
+    64 KB."""
+    from paho.mqtt import client as mqtt
+
+    from cancorder.mqtt import payload
+
+    mosquitto = broker()
+    messages = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscriber.on_message = lambda c, u, m: messages.append((m.topic, m.qos, m.payload))
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.subscribe("cancorder/truck42/+", qos=2)  # the message keeps the sender's QoS
+    subscriber.loop_start()
+    try:
+        serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC))
+        serve.wait_for("MQTT: publishing to")
+        slcan_emulator.wait_open()
+        stream = Stream(slcan_emulator, 20000, 10000)  # 2 s, steady
+        stream.send_until(20000)
+        stream.wait_sent()
+        deadline = time.monotonic() + 30
+        while sum(payload.decode(m[2]).count for m in messages) < 20000:
+            assert time.monotonic() < deadline, len(messages)
+            time.sleep(0.1)
+        steady = len(messages)
+        slcan_emulator.send_lines(b"".join(build_lines(40000)[20000:]))  # a burst: 880 KB
+        while sum(payload.decode(m[2]).count for m in messages) < 40000:
+            assert time.monotonic() < deadline + 30, len(messages)
+            time.sleep(0.1)
+        assert serve.terminate() == 0
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    batches = [payload.decode(data) for _, _, data in messages]
+    assert {qos for _, qos, _ in messages} == {1}
+    assert len({topic for topic, _, _ in messages}) == 1
+    assert len({b.session for b in batches}) == 1
+    assert [b.sequence for b in batches] == list(range(1, len(batches) + 1))
+    first = 0
+    numbers = []
+    for batch in batches:
+        assert batch.first_frame == first and batch.count == len(batch.records)
+        first += batch.count
+        numbers += [int.from_bytes(f[3], "big") for f in batch.records]
+    assert numbers == list(range(40000))
+    sizes = [len(data) - payload.HEADER_SIZE for _, _, data in messages]
+    assert max(sizes) <= 64 << 10
+    counts = sorted(b.count for b in batches[:steady])
+    # 2 s of a steady 10,000 frames/s: cut by time, about 500 frames (50 ms) a batch
+    assert 20 <= steady and 250 <= counts[len(counts) // 2] <= 1000, counts
+    assert max(sizes[steady:]) > (64 << 10) - 22  # the burst: cut at 64 KB
