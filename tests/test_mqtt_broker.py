@@ -351,8 +351,9 @@ def test_tls_with_and_without_the_ca(broker, slcan_emulator, cancorder_process, 
 def test_plain_mqtt_to_a_tls_port(broker, slcan_emulator, cancorder_process):
     mosquitto = broker(tls=True)
     url = f"mqtt://127.0.0.1:{mosquitto.tls_port}/{SERVE_TOPIC}"
-    serve_despite(cancorder_process, slcan_emulator, url, pattern=r"MQTT broker mqtt://.*",
-                  retries_in=mosquitto)
+    serve_despite(cancorder_process, slcan_emulator, url,
+                  pattern=r"MQTT broker mqtt://.* closed the connection before answering "
+                          r"\(a TLS port needs mqtts://\)", retries_in=mosquitto)
 
 
 def test_broker_refusing_the_topic(broker, slcan_emulator, cancorder_process, tmp_path):
@@ -667,3 +668,32 @@ def test_batches_on_the_wire(broker, slcan_emulator, cancorder_process):
     # 2 s of a steady 10,000 frames/s: cut by time, about 500 frames (50 ms) a batch
     assert 20 <= steady and 250 <= counts[len(counts) // 2] <= 1000, counts
     assert max(sizes[steady:]) > (64 << 10) - 22  # the burst: cut at 64 KB
+
+
+def test_a_broker_that_requires_a_client_certificate(broker, slcan_emulator, cancorder_process,
+                                                     tmp_path):
+    """--mqtt-cert/--mqtt-key are really sent: a broker that demands a client certificate takes
+    cancorder with them, and refuses it without (one line, TCP serving goes on, retries)."""
+    mosquitto = broker(tls=True, require_certificate=True)
+    dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
+    serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
+                        "--mqtt-ca", mosquitto.certs["ca.crt"],
+                        "--mqtt-cert", mosquitto.certs["client.crt"],
+                        "--mqtt-key", mosquitto.certs["client.key"])
+    serve.wait_for("MQTT: publishing to mqtts://127.0.0.1")
+    slcan_emulator.wait_open()
+    Stream(slcan_emulator, 1000, 5000).send_until(1000)
+    assert wait_lines(out, 1000) == list(range(1000))
+    assert serve.terminate() == 0
+    slcan_emulator.opened.clear()
+    serve_despite(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
+                  "--mqtt-ca", mosquitto.certs["ca.crt"],
+                  pattern=r"MQTT broker mqtts://.* closed the TLS connection before answering: "
+                          r"does it require a client certificate\? give one with --mqtt-cert",
+                  retries_in=mosquitto)
+    assert dump.terminate() == 0
+    refused = cancorder_process("dump", mosquitto.url("cancorder/#", tls=True),
+                                "--mqtt-ca", mosquitto.certs["ca.crt"])
+    assert refused.proc.wait(30) == 1
+    assert refused.log.count("\n") == 0 and "does it require a client certificate" in \
+        refused.log, refused.log

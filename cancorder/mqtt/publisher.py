@@ -241,6 +241,9 @@ class MqttPublisher(RecordSink):
                 self._connect()
             return
         if not self._connected:
+            if self._problem is not None and client.socket() is None:
+                self._fail(self._problem)  # closed during connect itself (a TLS alert)
+                return
             if now - self._connect_started > CONNECT_TIMEOUT:
                 self._fail(self.settings.no_connack())
             return
@@ -358,7 +361,7 @@ class MqttPublisher(RecordSink):
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self._problem is None:
             self._problem = (f"{LOST} {self.settings.where} ({reason_code})"
-                             if self._connected else self.settings.refusal(reason_code))
+                             if self._connected else self.settings.closed_early(reason_code))
 
     def _fail(self, message):
         """Drop the connection; everything unacknowledged goes out again after a backoff."""
