@@ -481,3 +481,23 @@ def test_a_crashing_bus_ends_the_service_with_exit_1(cancorder_process, emulator
     b.send_lines(numbered(0, 5))
     assert proc.proc.wait(30) == 1
     proc.wait_for(r"failed unexpectedly: RuntimeError: the fake driver fell over")
+
+
+def test_a_bus_that_cannot_open_is_named_in_the_error():
+    """With several buses, the one line of a bus that fails to open says which bus it is."""
+    from cancorder.errors import SourceInitError
+
+    class Unpluggable(HangingSource):
+        def open(self):
+            raise SourceInitError("cannot open slcan channel /dev/ttyACM0: no such device")
+
+    buses = [Bus(HangingSource(), BusOptions(name="good", bind="127.0.0.1", zeroconf=False)),
+             Bus(Unpluggable(), BusOptions(name="body", bind="127.0.0.1", zeroconf=False))]
+    with pytest.raises(SourceInitError) as caught:
+        Server(buses, ServerOptions()).run()
+    assert str(caught.value) == ('bus "body": cannot open slcan channel /dev/ttyACM0: no such '
+                                 "device")
+    assert caught.value.exit_code == 1
+    alone = Bus(Unpluggable(), BusOptions(name="body", bind="127.0.0.1", zeroconf=False))
+    with pytest.raises(SourceInitError, match=r"^cannot open slcan"):  # one bus: as before
+        Server([alone], ServerOptions()).run()
