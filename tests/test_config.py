@@ -139,6 +139,9 @@ def test_unnamed_bus_is_named_by_index(tmp_path, parsers):
     ('[[bus]]\nchannel = "can0"\n[[bus\n', "not valid TOML"),
     ('[[bus]]\nsource = "mock-uds"\nbitrate = 5\n', "bitrate is not a flag of the mock-uds source"),
     ('[[bus]]\nsource = "mock-uds"\noutput = "x.log"\n', "output belongs to the whole process"),
+    ('[[bus]]\nchannel = "can0"\nmqtt_spool_size = "512K"\n',
+     'bus 1: mqtt_spool_size "512K": at least 1M (a batch is up to 64K)'),
+    ('[[bus]]\nchannel = "can0"\nmqtt_spool_size = "10"\n', 'mqtt_spool_size "10": at least 1M'),
 ])
 def test_config_mistakes(tmp_path, parsers, text, expected):
     message = error_of(tmp_path, text, parsers)
