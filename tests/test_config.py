@@ -48,6 +48,12 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
         zeroconf = false
         data-bitrate = 2000000
         fd = true
+        listen_only = true
+        timestamps = "host"
+        port = 42500
+        bind = "127.0.0.1"
+        service_name = "car-powertrain"
+        max_clients = 8
         [[bus]]
         source = "mock-uds"
         seed = 7
@@ -65,7 +71,9 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
     cli = parsers["serve"].parse_args(
         ["-i", "slcan", "-c", "socket://127.0.0.1:5000", "-b", "250000", "--filter", "7E8:7FF",
          "--filter", "18DAF110:1FFFFFFF", "--opt", "sleep_after_open=0", "--client-buffer",
-         "512K", "--no-zeroconf", "--data-bitrate", "2000000", "--fd"])
+         "512K", "--no-zeroconf", "--data-bitrate", "2000000", "--fd", "--listen-only",
+         "--timestamps", "host", "-p", "42500", "--bind", "127.0.0.1", "--service-name",
+         "car-powertrain", "--max-clients", "8"])
     for key, value in vars(cli).items():
         if key not in ("func", "debug"):
             assert getattr(powertrain.args, key) == value, key
