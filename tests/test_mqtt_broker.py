@@ -455,6 +455,10 @@ def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_proc
     assert flag and status["online"] is True
     assert status["interface"] == "slcan" and status["channel"] == slcan_emulator.url
     assert status["bitrate"] == "500000" and status["port"] == str(serve.port())
+    from cancorder.discovery import short_hostname  # the six TXT keys, all of them
+
+    assert status["system"] == short_hostname() and status["process"] == "cancorder serve"
+    assert status["topic"] == f"cancorder/truck42/{channel}" and len(status["session"]) == 16
     serve.proc.kill()  # vanished: the broker publishes the last will
     serve.proc.wait()
     deadline = time.monotonic() + 40  # the will comes when keep-alive (15 s x 1.5) runs out
