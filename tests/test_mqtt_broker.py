@@ -189,7 +189,7 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     mosquitto = broker()
     mosquitto.stop()  # down from the start: everything goes to the spool
     from tests.helpers import http_get
-    from tests.mosquitto import free_port
+    from tests.helpers import free_port
     from tests.test_metrics import samples
 
     spool = str(tmp_path / "spool")
