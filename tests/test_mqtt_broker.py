@@ -188,8 +188,7 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
                                                  tmp_path):
     mosquitto = broker()
     mosquitto.stop()  # down from the start: everything goes to the spool
-    from tests.helpers import http_get
-    from tests.helpers import free_port
+    from tests.helpers import free_port, http_get
     from tests.test_metrics import samples
 
     spool = str(tmp_path / "spool")
