@@ -97,6 +97,7 @@ class MqttPublisher(RecordSink):
         self._drops_logged = (0, 0.0)
         self.published_batches = 0
         self.published_frames = 0
+        self.connect_attempts = 0  # how often it tried the broker (retries show here)
         self._stats = {}
 
     # ---- RecordSink ----
@@ -302,6 +303,7 @@ class MqttPublisher(RecordSink):
     # ---- connection ----
 
     def _connect(self):
+        self.connect_attempts += 1
         client = self.settings.client(f"cc-{self.session:016x}",
                                       will=(self.status_topic, self._status(False)))
         client.on_connect = self._on_connect
@@ -429,6 +431,7 @@ class MqttPublisher(RecordSink):
         outbox = self._outbox
         self._stats = {
             "connected": int(self._connected),
+            "connect_attempts": self.connect_attempts,
             "published_batches": self.published_batches,
             "published_frames": self.published_frames,
             "waiting_batches": outbox.batches,
