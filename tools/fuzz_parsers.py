@@ -86,8 +86,8 @@ def _packer(fast, messages):
 
 def _logfile(fast, reads):
     parser = fast.logfile.CandumpParser()
-    out = [parser.feed(read) for read in reads]
-    out.append(parser.finish())  # must not raise: a bad line is reported in error_reason
+    out = [(parser.feed(read), list(parser.runs)) for read in reads]
+    out.append((parser.finish(), list(parser.runs)))  # must not raise: see error_reason
     encoder = fast.logfile.CandumpEncoder()
     try:
         lines = encoder.encode(b"".join(reads))
