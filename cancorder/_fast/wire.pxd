@@ -5,10 +5,13 @@ from libc.string cimport memcpy
 
 cpdef bint valid_length(Py_ssize_t n, bint is_fd)
 
-@cython.locals(p=cython.p_uchar)
 cpdef Py_ssize_t write_header(bytearray buf, Py_ssize_t pos, unsigned long long micros,
                               unsigned long long can_id, unsigned char flags,
                               unsigned char n) except -1
+
+cdef Py_ssize_t put_header(unsigned char *p, Py_ssize_t pos, unsigned long long micros,
+                           unsigned long long can_id, unsigned char flags,
+                           unsigned char n) noexcept
 
 
 cdef class Packer:
@@ -25,7 +28,7 @@ cdef class Packer:
                    scaled=cython.double,
                    src=cython.p_uchar, buf=bytearray, ext_flag=cython.uchar,
                    fd_flag=cython.uchar, brs_flag=cython.uchar, esi_flag=cython.uchar,
-                   max_std=cython.longlong, max_ext=cython.longlong)
+                   max_std=cython.longlong, max_ext=cython.longlong, base=cython.p_uchar)
     cpdef bytes pack(self, list messages)
 
 

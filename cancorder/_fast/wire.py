@@ -37,6 +37,7 @@ MAX_TIMESTAMP_US = 1 << 64
 
 _HEADER = struct.Struct(">QIBB")
 _unpack_header_from = _HEADER.unpack_from
+_pack_header_into = _HEADER.pack_into
 
 
 class WireFormatError(Exception):
@@ -75,9 +76,18 @@ def max_id(flags):
 def write_header(buf, pos, micros, can_id, flags, n):
     """Write a record header at ``buf[pos:pos + 14]``; returns where the payload starts."""
     if cython.compiled:
-        p = cython.cast(cython.p_uchar, buf)
-    else:
-        p = buf
+        return put_header(cython.cast(cython.p_uchar, buf), pos, micros, can_id, flags, n)
+    return put_header(buf, pos, micros, can_id, flags, n)
+
+
+def put_header(p, pos, micros, can_id, flags, n):
+    """``write_header`` where the buffer's address is known (compiled: a pointer, inlined in
+    the packer's loop; pure: the bytearray itself)."""
+    if not cython.compiled:
+        # the same 14 bytes as the stores below in one call instead of 14 Python stores, which
+        # made the pure packer 2.5x slower (the compiled build drops this branch)
+        _pack_header_into(p, pos, micros & 0xFFFFFFFFFFFFFFFF, can_id & 0xFFFFFFFF, flags, n)
+        return pos + 14
     p[pos] = (micros >> 56) & 0xFF
     p[pos + 1] = (micros >> 48) & 0xFF
     p[pos + 2] = (micros >> 40) & 0xFF
@@ -121,70 +131,80 @@ class Packer:
         offset = self.ts_offset
         ext_flag, fd_flag, brs_flag, esi_flag = FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI
         max_std, max_ext = MAX_STANDARD_ID, MAX_EXTENDED_ID
+        if cython.compiled:
+            base = cython.cast(cython.p_uchar, buf)
+        else:
+            base = buf
         pos = 0
         i = 0
+        # The try is around a run of frames, not each one: entering it per frame costs the
+        # compiled packer 4 % (callgrind). Only the id's conversion to a C integer raises here.
         while i < count:
-            msg = messages[i]
-            i += 1
-            if msg.is_remote_frame:
-                self.remote += 1
-                continue
-            if msg.is_error_frame:
-                self.error += 1
-                continue
-            data = msg.data
-            if data is None:
-                data = b""
-            elif type(data) is not bytearray and type(data) is not bytes:
-                data = bytes(data)
-            n = len(data)
             try:
-                can_id = msg.arbitration_id
+                while i < count:
+                    msg = messages[i]
+                    i += 1
+                    if msg.is_remote_frame:
+                        self.remote += 1
+                        continue
+                    if msg.is_error_frame:
+                        self.error += 1
+                        continue
+                    data = msg.data
+                    if data is None:
+                        data = b""
+                    elif type(data) is not bytearray and type(data) is not bytes:
+                        data = bytes(data)
+                    n = len(data)
+                    can_id = msg.arbitration_id  # compiled: beyond 64 bits raises OverflowError
+                    if msg.is_extended_id:
+                        flags = ext_flag
+                        if can_id > max_ext or can_id < 0:
+                            self.invalid += 1
+                            continue
+                    else:
+                        flags = 0
+                        if can_id > max_std or can_id < 0:
+                            self.invalid += 1
+                            continue
+                    if msg.is_fd or n > 8:
+                        flags |= fd_flag
+                        if msg.bitrate_switch:
+                            flags |= brs_flag
+                        if msg.error_state_indicator:
+                            flags |= esi_flag
+                        if n > 8 and not valid_length(n, True):
+                            self.invalid += 1
+                            continue
+                    stamp = msg.timestamp + offset
+                    scaled = stamp * 1000000.0 + 0.5
+                    # NaN, infinite (beyond the largest double), or at or beyond 2^64 us;
+                    # literals, so that the compiled twin compares C doubles
+                    if not -1.7976931348623157e308 <= scaled < 18446744073709551616.0:
+                        self.invalid += 1
+                        continue
+                    if stamp <= 0.0:
+                        micros = 0
+                    elif cython.compiled:
+                        micros = cython.cast(cython.ulonglong, scaled)
+                    else:
+                        micros = int(scaled)
+                    if cython.compiled:
+                        start = put_header(base, pos, micros, can_id, flags, n)
+                    else:  # put_header's pure branch without the call (a fifth of the pure time)
+                        _pack_header_into(buf, pos, micros, can_id, flags, n)
+                        start = pos + 14
+                    if n:
+                        if cython.compiled:
+                            src = cython.cast(cython.p_uchar, data) if type(data) is bytearray \
+                                else cython.cast(cython.p_uchar, cython.cast(bytes, data))
+                            memcpy(base + start, src, n)
+                        else:
+                            buf[start:start + n] = data
+                    pos = start + n
+                    self.packed += 1
             except OverflowError:  # compiled: an id beyond 64 bits cannot be one (pure: below)
                 self.invalid += 1
-                continue
-            if msg.is_extended_id:
-                flags = ext_flag
-                if can_id > max_ext or can_id < 0:
-                    self.invalid += 1
-                    continue
-            else:
-                flags = 0
-                if can_id > max_std or can_id < 0:
-                    self.invalid += 1
-                    continue
-            if msg.is_fd or n > 8:
-                flags |= fd_flag
-                if msg.bitrate_switch:
-                    flags |= brs_flag
-                if msg.error_state_indicator:
-                    flags |= esi_flag
-                if n > 8 and not valid_length(n, True):
-                    self.invalid += 1
-                    continue
-            stamp = msg.timestamp + offset
-            scaled = stamp * 1000000.0 + 0.5
-            # NaN, infinite (beyond the largest double), or at or beyond 2^64 us; literals, so
-            # that the compiled twin compares C doubles
-            if not -1.7976931348623157e308 <= scaled < 18446744073709551616.0:
-                self.invalid += 1
-                continue
-            if stamp <= 0.0:
-                micros = 0
-            elif cython.compiled:
-                micros = cython.cast(cython.ulonglong, scaled)
-            else:
-                micros = int(scaled)
-            start = write_header(buf, pos, micros, can_id, flags, n)
-            if n:
-                if cython.compiled:
-                    src = cython.cast(cython.p_uchar, data) if type(data) is bytearray \
-                        else cython.cast(cython.p_uchar, cython.cast(bytes, data))
-                    memcpy(cython.cast(cython.p_uchar, buf) + start, src, n)
-                else:
-                    buf[start:start + n] = data
-            pos = start + n
-            self.packed += 1
         if cython.compiled:
             return PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), pos)
         return bytes(memoryview(buf)[:pos])
