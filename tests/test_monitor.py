@@ -429,6 +429,19 @@ def test_channels_get_their_own_rows():
     assert "00000100" in text and "EXT" in text
 
 
+def test_flags_column_names_ext_fd_brs():
+    monitor, _ = make_monitor()
+    monitor.add([(0, 0x100, 0, b"\x01"),
+                 (0, 0x101, wire.FLAG_FD | wire.FLAG_BRS, bytes(12)),
+                 (0, 0x1ABCDE, wire.FLAG_EXT | wire.FLAG_FD, bytes(16))])
+    lines = {line.split()[0]: line for line in screen_text(monitor).splitlines()
+             if line.split()[:1] and line.split()[0] in ("100", "101", "001ABCDE")}
+    assert set(lines) == {"100", "101", "001ABCDE"}, lines
+    assert lines["101"].split()[1:3] == ["FD", "BRS"], lines["101"]
+    assert lines["001ABCDE"].split()[1:3] == ["EXT", "FD"], lines["001ABCDE"]
+    assert not {"EXT", "FD", "BRS"} & set(lines["100"].split()), lines["100"]
+
+
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.blf", None, r"missing\.blf: no such log file"),
     ("notes.xyz", "hello", r"notes\.xyz: python-can cannot read this kind of log"),

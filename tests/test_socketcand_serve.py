@@ -374,3 +374,21 @@ no_beacon = true
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "touCAN", "mock-uds", "replay", "relay"])
+def test_socketcand_alone_means_socketcands_port_on_every_serving_command(command):
+    """``--socketcand`` without a value: socketcand's own port 29536, on every address
+    (``--bind``'s); with one, that port or address (0: any free port)."""
+    from cancorder import config
+    from cancorder.socketcand import DEFAULT_PORT
+
+    parser = config.serving_parsers()[command]
+    required = {"serve": ["-i", "slcan", "-c", "x"], "replay": ["x.blf"],
+                "relay": ["mqtt://127.0.0.1"]}.get(command, [])
+    assert parser.parse_args(required).socketcand is None
+    assert parser.parse_args(required + ["--socketcand"]).socketcand == ("", DEFAULT_PORT)
+    assert DEFAULT_PORT == 29536
+    assert parser.parse_args(required + ["--socketcand", "1234"]).socketcand == ("", 1234)
+    assert parser.parse_args(required + ["--socketcand", "127.0.0.1:0"]).socketcand == \
+        ("127.0.0.1", 0)
