@@ -49,3 +49,8 @@ cdef tuple _parse_send(list tokens, bint fd_command)
 
 @cython.locals(size=Py_ssize_t, i=Py_ssize_t, value=cython.longlong, v=cython.uint)
 cdef long long _hex_token(bytes token)
+
+
+@cython.locals(size=Py_ssize_t, top=cython.longlong, high=cython.longlong, width=Py_ssize_t,
+               value=cython.longlong)
+cdef long long _negative_hex(bytes token, int bits)

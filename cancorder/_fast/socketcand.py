@@ -331,9 +331,10 @@ def _parse_send(tokens, fd_command):
     """``< send ID LEN DATA.. >`` / ``< sendfd ID LEN DATA.. >`` -> (SEND, id, flags, data).
 
     ID: 1..8 hex digits; 8 digits, a value above 0x7FF, or bit 31 set (socketcand's
-    CAN_EFF_FLAG, as SavvyCAN writes it) make a 29-bit id. LEN: the number of data bytes, in
+    CAN_EFF_FLAG, as SavvyCAN writes it, also as a negative number: see _negative_hex) make a
+    29-bit id. LEN: the number of data bytes, in
     decimal as socketcand reads it or in hex as python-can writes it (they differ only above
-    9, where the count of data bytes tells which was meant). DATA: 1 or 2 hex digits a byte.
+    9, where the count of data bytes tells which was meant). DATA: 1 or 2 hex digits a byte (or SavvyCAN's negative form).
     More than 8 bytes, or sendfd, is a CAN FD frame (a CAN FD length: 0..8, 12, ..., 64).
     """
     count = len(tokens)
@@ -342,11 +343,14 @@ def _parse_send(tokens, fd_command):
         return (ERROR, f"{what} needs an id and a length, e.g. {what} 123 2 11 22")
     id_token = tokens[1]
     digits = len(id_token)
-    if digits > 8:
-        return (ERROR, "id out of range (at most 8 hex digits)")
-    can_id = _hex_token(id_token)
-    if can_id < 0:
-        return (ERROR, f"bad hex in id '{_shown(id_token)}'")
+    if digits <= 8 and id_token[0] != 45:
+        can_id = _hex_token(id_token)
+        if can_id < 0:
+            return (ERROR, f"bad hex in id '{_shown(id_token)}'")
+    else:
+        can_id = _negative_hex(id_token, 32)
+        if can_id < 0:
+            return (ERROR, "id out of range (at most 8 hex digits)")
     flags = 0
     if can_id & 0x80000000:  # socketcand's CAN_EFF_FLAG
         can_id &= 0x7FFFFFFF
@@ -373,7 +377,10 @@ def _parse_send(tokens, fd_command):
     k = 0
     while k < n:
         token = tokens[3 + k]
-        value = _hex_token(token) if len(token) <= 2 else -1
+        if len(token) <= 2 and token[0] != 45:
+            value = _hex_token(token)
+        else:
+            value = _negative_hex(token, 8)
         if value < 0:
             return (ERROR, f"bad hex byte '{_shown(token)}'")
         data[k] = value
@@ -399,6 +406,34 @@ def _hex_token(token):
             return -1
         value = (value << 4) | v
         i += 1
+    return value
+
+
+def _negative_hex(token, bits):
+    """A ``bits``-wide value written as the hex of a negative number, as SavvyCAN writes an id
+    with bit 31 set and a data byte of 0x80 or more (Qt's ``QString::number(int, 16)`` of a
+    signed value: ``-6725ef0f``, or 16 digits sign-extended, ``ffffffff98da10f1``; socketcand's
+    sscanf reads both). The value, with its top bit set, or -1 for anything else."""
+    size = len(token)
+    top = 1  # shifted as a long long when compiled (a C int would overflow)
+    top <<= bits - 1
+    high = 1
+    high <<= 64 - bits
+    width = bits // 4
+    if token[0] == 45:  # '-'
+        if size < 2 or size - 1 > width:
+            return -1
+        value = _hex_token(token[1:])
+        if value <= 0 or value > top:
+            return -1
+        return (top << 1) - value
+    if size != 16:
+        return -1
+    if _hex_token(token[:16 - width]) != high - 1:
+        return -1
+    value = _hex_token(token[16 - width:])
+    if value < top:
+        return -1
     return value
 
 
