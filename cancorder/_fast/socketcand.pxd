@@ -1,5 +1,7 @@
 import cython
 
+from cancorder._fast.wire cimport hex_number
+
 
 cdef class FrameEncoder:
     cdef public unsigned long long frames
@@ -47,7 +49,7 @@ cdef class CommandReader:
 cdef tuple _parse_send(list tokens, bint fd_command)
 
 
-@cython.locals(size=Py_ssize_t, i=Py_ssize_t, value=cython.longlong, v=cython.uint)
+@cython.locals(size=Py_ssize_t)
 cdef long long _hex_token(bytes token)
 
 

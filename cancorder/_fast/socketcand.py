@@ -23,7 +23,10 @@ try:
 except ImportError:  # Cython is a build dependency only; the pure twin runs without it
     from . import _nocython as cython
 
-from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, MAX_EXTENDED_ID, MAX_STANDARD_ID
+from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, HEX_VALUES, MAX_EXTENDED_ID, MAX_STANDARD_ID
+
+if not cython.compiled:  # compiled, socketcand.pxd cimports it: a C call
+    from .wire import hex_number
 
 MAX_COMMAND = 512  # bytes between '<' and '>': "< sendfd 1FFFFFFF 64 ff ff ... >" is 210
 MAX_BUS_NAME = 64
@@ -37,9 +40,6 @@ SEND = 4       # (SEND, can_id, flags, data): flags as in the wire records (EXT,
 BCMMODE = 5    # (BCMMODE,)
 
 _UPPER_HEX = b"0123456789ABCDEF"
-# ascii -> hex digit value, 255 for anything that is not a hex digit
-_HEXVAL = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255
-                for c in range(256))
 # socketcand commands of its other modes (BCM, control, ISO-TP): known, not served here
 _OTHER_MODES = (b"add", b"update", b"delete", b"filter", b"muxfilter", b"subscribe",
                 b"unsubscribe", b"controlmode", b"statistics", b"isotpmode", b"isotpconf",
@@ -398,15 +398,10 @@ def _hex_token(token):
     size = len(token)
     if size == 0:
         return -1
-    value = 0
-    i = 0
-    while i < size:
-        v = _HEXVAL[token[i]]
-        if v > 15:
-            return -1
-        value = (value << 4) | v
-        i += 1
-    return value
+    if cython.compiled:
+        return hex_number(cython.cast(cython.p_uchar, token), 0, size,
+                          cython.cast(cython.p_uchar, cython.cast(bytes, HEX_VALUES)))
+    return hex_number(token, 0, size, HEX_VALUES)
 
 
 def _negative_hex(token, bits):

@@ -5,6 +5,10 @@ from libc.string cimport memcpy
 
 cpdef bint valid_length(Py_ssize_t n, bint is_fd)
 
+@cython.locals(value=cython.longlong, v=cython.uchar)
+cdef long long hex_number(const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                          const unsigned char *hexval) noexcept
+
 @cython.locals(p=cython.p_uchar)
 cpdef Py_ssize_t write_header(bytearray buf, Py_ssize_t pos, unsigned long long micros,
                               unsigned long long can_id, unsigned char flags,
