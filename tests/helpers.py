@@ -13,6 +13,14 @@ from cancorder._fast import wire
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def free_port(host="127.0.0.1"):
+    """A TCP port the kernel has just handed out on ``host``: from its ephemeral range, away from
+    the 42420 default that any other cancorder on the machine takes first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as sock:
+        return sock.getsockname()[1]
+
+
 def cancorder_env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")

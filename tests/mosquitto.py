@@ -10,15 +10,9 @@ import socket
 import subprocess
 import time
 
-from tests.helpers import stop_process
+from tests.helpers import free_port, stop_process
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_certificates(folder, server_names="IP:127.0.0.1,DNS:localhost"):

@@ -17,7 +17,10 @@ try:
     client = StreamClient(serve.port())
     emulator.wait_open()
     emulator.send_lines(b"".join(build_lines(3000)))
-    frames = len(client.wait_frames(3000))
+    try:
+        frames = len(client.wait_frames(3000))
+    except AssertionError as exc:  # what the server said is what explains it
+        raise AssertionError(f"{exc}; the server's log:\n" + "\n".join(serve.lines)) from None
     serve.wait_for("unknown host")
     time.sleep(3.0)  # retries with backoff say nothing new
     client.close()

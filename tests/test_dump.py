@@ -18,7 +18,7 @@ import can
 import pytest
 
 from cancorder._fast import wire
-from tests.helpers import StreamClient, cancorder_env
+from tests.helpers import StreamClient, cancorder_env, free_port
 from tests.test_formats import CANDUMP, FRAMES, PRETTY
 from tests.netns import netns_available, run_in_netns, SETUP
 
@@ -477,8 +477,12 @@ def test_stats_table_instead_of_lines(dump, fake_loggers):
 
 
 def test_reconnect_after_the_server_restarts(slcan_emulator, cancorder_process, dump):
-    first = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf")
-    port = first.port()
+    # a port of its own: between the two servers another cancorder on the machine could take
+    # the first free one from the 42420 default
+    port = free_port()
+    first = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                              "-p", str(port))
+    first.port()
     run = dump(f"127.0.0.1:{port}", "-f", "candump", "--reconnect")
     first.wait_for(r"connected \(1 connected\)")
     slcan_emulator.send_messages(MESSAGES[:3])

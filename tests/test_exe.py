@@ -18,9 +18,9 @@ import time
 import can
 import pytest
 
-from tests.helpers import ROOT, CancorderProcess, StreamClient, cancorder_env
+from tests.helpers import ROOT, CancorderProcess, StreamClient, cancorder_env, free_port
 from tests.netns import run_in_netns
-from tests.test_mock_uds_serve import expected_frames, free_port
+from tests.test_mock_uds_serve import expected_frames
 
 pytestmark = pytest.mark.exe
 
@@ -143,7 +143,7 @@ def test_pure_core_asked_for_is_one_clear_line(exe, scratch):
 
 
 def test_mock_uds_session_printed_by_dump(exe_process, exe, scratch, tmp_path):
-    port, count = free_port(), 2000
+    port, count = free_port("::" if socket.has_ipv6 else "0.0.0.0"), 2000
     server = exe_process("mock-uds", "--no-zeroconf", "--port", str(port), "--no-loop",
                          "--speed", "50", "--seed", "31")
     assert server.port() == port

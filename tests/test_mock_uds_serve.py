@@ -3,16 +3,10 @@ import socket
 import time
 
 from cancorder.uds.simulation import SimulationConfig, timeline
-from tests.helpers import StreamClient
+from tests.helpers import StreamClient, free_port
 from tests.uds_check import Expect, check_traffic, frames_from_records, frames_from_timeline
 
 EXTENDED = dict(extended=True, tester_id=0x18DA10F1, ecu_id=0x18DAF110)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as probe:
-        probe.bind(("::" if socket.has_ipv6 else "0.0.0.0", 0))
-        return probe.getsockname()[1]
 
 
 def receive_until_closed(client, timeout=60.0):
@@ -29,7 +23,7 @@ def expected_frames(**settings):
 
 
 def test_a_client_receives_a_whole_session_then_the_process_exits_by_itself(cancorder_process):
-    port = free_port()
+    port = free_port("::" if socket.has_ipv6 else "0.0.0.0")
     server = cancorder_process("mock-uds", "--port", str(port), "--no-zeroconf", "--speed", "50",
                                "--no-loop", "--seed", "21", "-v")
     assert server.port() == port

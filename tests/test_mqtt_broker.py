@@ -493,7 +493,7 @@ def test_config_buses_publish_each_with_its_metrics(broker, cancorder_process, t
     name; the metrics page counts what each published."""
     from tests.emulators.slcan_adapter import SlcanEmulator
     from tests.helpers import http_get
-    from tests.mosquitto import free_port
+    from tests.helpers import free_port
     from tests.test_metrics import samples
 
     mosquitto = broker()

@@ -17,7 +17,7 @@ from cancorder.server import Bus, BusOptions, Server, ServerOptions
 from cancorder.sources.base import Source
 from cancorder.sources.slcan import SlcanSource
 from tests.emulators.slcan_adapter import SlcanEmulator, slcan_line
-from tests.helpers import http_get
+from tests.helpers import free_port, http_get
 
 
 # ---- helpers ----
@@ -310,11 +310,6 @@ def test_notify_ready_status_watchdog_stopping_and_the_watchdog_stops_on_a_hang(
 
 
 # ---- the service as a process ----
-
-def free_port():
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return sock.getsockname()[1]
-
 
 def test_serve_config_as_a_service_process(cancorder_process, emulators, tmp_path):
     """serve --config: two buses, metrics, JSON logs, notify; SIGTERM ends it with 0."""

@@ -12,6 +12,7 @@ from cancorder.errors import EXIT_FAILURE, EXIT_OK, SourceLostError
 from cancorder.filters import parse_rules, record_filter
 from cancorder.server import Bus, BusOptions, Server, ServerOptions
 from cancorder.sources.base import Source
+from tests.helpers import free_port
 
 
 def record(can_id, data=b"\x01", micros=1_700_000_000_000_000):
@@ -59,14 +60,8 @@ class ScriptedSource(Source):
 
 
 def make_server(source, **options):
-    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=_free_port()))
+    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=free_port()))
     return Server([bus], ServerOptions(**options)), bus
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_in_thread(server):

@@ -314,7 +314,8 @@ def test_config_buses_each_serve_socketcand_with_metrics(cancorder_process, tmp_
     transmit counts show up as cancorder_socketcand_* metrics."""
     from tests.emulators.slcan_adapter import SlcanEmulator
     from tests.helpers import http_get
-    from tests.test_production import free_port, metric, wait_until
+    from tests.helpers import free_port
+    from tests.test_production import metric, wait_until
 
     a, b = SlcanEmulator(), SlcanEmulator()
     metrics_port = free_port()
