@@ -148,11 +148,22 @@ def test_max_clients_counts_both_protocols(cancorder_process, slcan_emulator):
     assert proc.terminate() == 0
 
 
-def test_allow_transmit_refused_for_a_source_that_cannot(cancorder_process):
-    proc = cancorder_process("mock-uds", "--no-zeroconf", "--socketcand", "127.0.0.1:0",
+@pytest.mark.parametrize("source", ["mock-uds", "replay"])
+def test_allow_transmit_refused_for_a_source_that_cannot(cancorder_process, tmp_path, source):
+    """mock-uds and replay have no bus to write to: --allow-transmit is one line, exit 2."""
+    args = ["mock-uds"]
+    if source == "replay":
+        log = tmp_path / "one.asc"
+        with can.ASCWriter(str(log)) as writer:
+            writer.on_message_received(can.Message(arbitration_id=0x123, data=b"\x01"))
+        args = ["replay", str(log)]
+    proc = cancorder_process(*args, "--no-zeroconf", "--socketcand", "127.0.0.1:0",
                              "--no-beacon", "--allow-transmit")
     assert proc.proc.wait(30) == 2
-    assert "error: --allow-transmit: " in proc.log and "cannot transmit" in proc.log
+    errors = [line for line in proc.log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --allow-transmit: ") \
+        and "cannot transmit" in errors[0], proc.log
+    assert "Traceback" not in proc.log
 
 
 def test_socketcand_options_need_socketcand(cancorder_process, slcan_emulator):
