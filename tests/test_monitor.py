@@ -456,3 +456,21 @@ def test_a_log_file_target_that_cannot_be_read_is_one_line(tmp_path, name, conte
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(expected, lines[0]), lines
+
+
+def test_the_readme_picture_is_what_the_script_makes(tmp_path):
+    """docs/monitor.svg is the script's output (rich's save_svg of the real monitor), byte for
+    byte: made again here from the same frames, it must not differ (a hand-edited or stale
+    picture fails), and it shows the rows and decoded signals the README says it does."""
+    out = tmp_path / "monitor.svg"
+    run = subprocess.run([sys.executable, os.path.join("docs", "monitor_screenshot.py"),
+                          str(out)], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    made = out.read_text()
+    with open(os.path.join(ROOT, "docs", "monitor.svg")) as committed:
+        assert made == committed.read(), "docs/monitor.svg is not what the script makes: " \
+                                         "run .venv/bin/python docs/monitor_screenshot.py"
+    assert made.startswith("<svg") and "cancorder monitor" in made.replace("&#160;", " ")
+    for text in ("7DF", "7E8", "0CF00400", "EEC1", "EngineSpeed"):
+        assert text in made, text
