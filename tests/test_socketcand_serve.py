@@ -82,8 +82,26 @@ def test_python_can_transmits_the_exact_slcan_line(cancorder_process, slcan_emul
     assert [c for c in slcan_emulator.commands if c[:1] in "tT"] == [
         "t7E03021003", "T18DA10F180102030405060708", "t1230"]
     proc.wait_for(r"socketcand: transmitted 7E0#021003 from 127\.0\.0\.1:\d+ to the bus")
+    # many more: each reaches the bus and is counted; the log says so at most once per 5 s
+    bus = python_can_bus(scd, slcan_emulator.url)
+    started = time.monotonic()
+    try:
+        for index in range(200):
+            bus.send(can.Message(arbitration_id=0x7DF, is_extended_id=False,
+                                 data=bytes((2, 1, index))))
+        deadline = time.monotonic() + 20
+        while len([c for c in slcan_emulator.commands if c.startswith("t7DF")]) < 200:
+            assert time.monotonic() < deadline, len(slcan_emulator.commands)
+            time.sleep(0.05)
+    finally:
+        bus.shutdown()
+    elapsed = time.monotonic() - started
+    assert [c for c in slcan_emulator.commands if c.startswith("t7DF")] == \
+        [f"t7DF30201{index:02X}" for index in range(200)]
     assert proc.terminate() == 0
-    assert "frames transmitted 3 (refused 0, failed 0)" in proc.log
+    assert "frames transmitted 203 (refused 0, failed 0)" in proc.log
+    lines = [line for line in proc.log.splitlines() if "socketcand: transmitted" in line]
+    assert 1 <= len(lines) <= 2 + elapsed / 5, lines  # not 203 lines
 
 
 def test_transmit_refused_without_allow_transmit(cancorder_process, slcan_emulator):
