@@ -1,6 +1,6 @@
 import cython
 
-from cancorder._fast.wire cimport hex_number
+from cancorder._fast.wire cimport hex_number, write_hex, write_hex_digits
 
 
 cdef class FrameEncoder:
@@ -11,7 +11,7 @@ cdef class FrameEncoder:
 
     @cython.locals(size=Py_ssize_t, need=Py_ssize_t, o=Py_ssize_t, pos=Py_ssize_t,
                    start=Py_ssize_t, k=Py_ssize_t, end=Py_ssize_t, n=Py_ssize_t,
-                   digits=Py_ssize_t, micros=cython.ulonglong, can_id=cython.uint,
+                   micros=cython.ulonglong, can_id=cython.uint,
                    flags=cython.uchar, ext=cython.uchar, fd=cython.uchar,
                    p=cython.p_uchar, out=cython.p_uchar,
                    hexd=cython.p_uchar, out_buf=bytearray, fd_spans=list, with_fd=bytes)

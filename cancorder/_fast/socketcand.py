@@ -25,8 +25,8 @@ except ImportError:  # Cython is a build dependency only; the pure twin runs wit
 
 from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, HEX_VALUES, MAX_EXTENDED_ID, MAX_STANDARD_ID
 
-if not cython.compiled:  # compiled, socketcand.pxd cimports it: a C call
-    from .wire import hex_number
+if not cython.compiled:  # compiled, socketcand.pxd cimports them: C calls
+    from .wire import hex_number, write_hex, write_hex_digits
 
 MAX_COMMAND = 512  # bytes between '<' and '>': "< sendfd 1FFFFFFF 64 ff ff ... >" is 210
 MAX_BUS_NAME = 64
@@ -113,25 +113,13 @@ class FrameEncoder:
             out[o + 4] = 101
             out[o + 5] = 32
             o += 6
-            digits = 8 if flags & ext else 3
-            k = digits - 1
-            while k >= 0:
-                out[o + k] = hexd[can_id & 0xF]
-                can_id >>= 4
-                k -= 1
-            o += digits
+            o = write_hex_digits(out, o, can_id, 8 if flags & ext else 3, hexd)
             out[o] = 32
             o += 1
             o = _decimal_stamp(out, o, micros)
             out[o] = 32
             o += 1
-            k = pos + 14
-            end = k + n
-            while k < end:
-                out[o] = hexd[p[k] >> 4]
-                out[o + 1] = hexd[p[k] & 0xF]
-                o += 2
-                k += 1
+            o = write_hex(out, o, p, pos + 14, pos + 14 + n, hexd)
             out[o] = 32
             out[o + 1] = 62  # '>'
             o += 2

@@ -86,6 +86,28 @@ def hex_number(p, start, end, hexval):
     return value
 
 
+def write_hex(out, o, src, start, end, hexd):
+    """Bytes src[start:end] as hex digits (``hexd``: the 16 digits) at out[o:]; returns the
+    end. The text encoders (candump lines, socketcand frames) write a frame's data with it."""
+    while start < end:
+        out[o] = hexd[src[start] >> 4]
+        out[o + 1] = hexd[src[start] & 0xF]
+        o += 2
+        start += 1
+    return o
+
+
+def write_hex_digits(out, o, value, digits, hexd):
+    """``value`` as exactly ``digits`` hex digits at out[o:] (a CAN id: 3 or 8); returns the
+    end."""
+    k = digits - 1
+    while k >= 0:
+        out[o + k] = hexd[value & 0xF]
+        value >>= 4
+        k -= 1
+    return o + digits
+
+
 def max_id(flags):
     """The largest id a frame with these flags can carry."""
     return MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID
