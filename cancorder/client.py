@@ -266,8 +266,8 @@ class Dump:
             self.reason = f"end of {log}"
             self.ended = True
         if log.skipped:
-            self.reporter.info(f"{log.skipped:,} remote or error frames in {log} skipped (the "
-                               "ECUconnect format carries neither)")
+            self.reporter.info(f"{log.skipped:,} remote, error or impossible frames in {log} "
+                               "skipped (the ECUconnect format carries none of them)")
 
     def _wait(self, seconds):
         """Sleep, but wake for a signal or the --duration deadline; True means stop now."""

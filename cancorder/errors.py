@@ -60,9 +60,9 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
-class ReplayFileError(CancorderError):
-    """A log file given to ``cancorder replay`` is damaged (the message names the file and the
-    line or byte where): the frames before the damage have been served."""
+class LogFileError(CancorderError):
+    """A log file read (``cancorder replay``, ``dump FILE``) is damaged: the message names the
+    file and the line or byte where; the frames before the damage have been handed on."""
 
 
 class PayloadError(CancorderError):

@@ -1,44 +1,331 @@
-"""Log files as a frame feed for ``dump FILE`` (the monitor replays them): python-can's
-LogReader reads every format it knows (.asc .blf .csv .db .log .mf4 .trc, also gzipped).
+"""Reading log files: the one reader of every log python-can reads, for ``cancorder replay``
+(sources/replay.py) and ``dump FILE`` (the frames, the monitor and --stats of a log file).
 
-Frames come out as ``(timestamp_us, can_id, flags, data, channel)``; ``LogFile.play`` hands them
-on in batches, paced by their timestamps when asked (the monitor and --stats show rates, which
-only mean something in real time), or as fast as they are read (pretty, json...).
+``LogRecords`` turns a file into batches of wire records: candump ``.log``/``.log.gz`` by the
+compiled parser (``_fast.logfile``, no python-can Message per frame), every other format
+(``.asc .blf .csv .db .trc``, ``.mf4`` with asammdf, gzip of the text ones and of ``.blf``)
+through python-can's reader for the extension, with the recorded (absolute) timestamps. Remote
+and error frames are counted and skipped (the wire format carries neither). Damage (a line that
+is not a frame, a frame missing bytes, a truncated gzip or BLF) raises LogFileError naming the
+file and the line or byte, after the batches before it.
+
+``LogFile`` is ``dump``'s view of one: frames ``(timestamp_us, can_id, flags, data, channel)``
+handed on in batches, paced by their timestamps when asked (the monitor and --stats show rates,
+which only mean something in real time), or as fast as they are read (pretty, json...).
 """
+import gzip
 import os
 import time
+import zlib
 
-from ._fast import wire
-from .errors import CancorderError, UsageError
+from ._fast import logfile, wire
+from .errors import LogFileError, UsageError
 
-#: what python-can's LogReader reads (a .gz of any of them too)
+#: what python-can's LogReader reads (a .gz of the text ones and of .blf too)
 SUFFIXES = (".asc", ".blf", ".csv", ".db", ".log", ".mf4", ".trc")
+NO_GZIP = (".db", ".mf4")  # python-can opens these by name only
+TEXT = (".asc", ".csv", ".trc")  # read through a file object that counts lines
+CHUNK = 256 << 10  # bytes of a .log read at once
+MESSAGE_BATCH = 2048  # python-can Messages packed at once
 PLAY_BATCH = 2000  # frames per batch when reading as fast as possible
 PACE_STEP = 0.02  # seconds between batches when paced
 
 
+# ---- what a path is ----
+
+def log_suffix(path):
+    """(suffix, gz) of a log file, or a UsageError naming what can be read."""
+    name = os.path.basename(path).lower()
+    gz = name.endswith(".gz")
+    suffix = os.path.splitext(name[:-3] if gz else name)[1]
+    if suffix not in SUFFIXES or (gz and suffix in NO_GZIP):
+        raise UsageError(f"{path}: cannot tell the format from the extension "
+                         f"'{suffix + ('.gz' if gz else '') or '(none)'}': python-can reads "
+                         f"{' '.join(SUFFIXES)} (and .gz of the text ones and .blf)")
+    return suffix, gz
+
+
 def looks_like_log(text):
     """True when TARGET names a log file rather than a logger (HOST[:PORT])."""
-    return _log_name(text).endswith(SUFFIXES) or os.path.isfile(text)
+    name = text.lower()
+    return (name[:-3] if name.endswith(".gz") else name).endswith(SUFFIXES) or \
+        os.path.isfile(text)
 
 
-def _log_name(path):
-    name = path.lower()
-    return name[:-3] if name.endswith(".gz") else name
+def check_log_file(path, missing="no such file"):
+    """One UsageError, before anything starts, for a file that cannot be read at all."""
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a folder, not a log file")
+    log_suffix(path)
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: {missing}")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if not head:
+        raise UsageError(f"{path}: the file is empty")
 
 
-def message_to_frame(message):
-    """A python-can Message -> ``(timestamp_us, can_id, flags, data, channel)``; None for remote
-    and error frames (the wire format carries neither)."""
-    if message.is_remote_frame or message.is_error_frame:
+#: python-can numbers these formats' channels from 0, the files (and Vector's tools) from 1
+ZERO_BASED = (".asc", ".blf")
+
+
+def channel_label(channel, suffix):
+    """A python-can Message's channel as the file counts it (None stays None)."""
+    if channel is None:
         return None
-    flags = ((wire.FLAG_EXT if message.is_extended_id else 0)
-             | (wire.FLAG_FD if message.is_fd else 0)
-             | (wire.FLAG_BRS if message.bitrate_switch else 0)
-             | (wire.FLAG_ESI if message.error_state_indicator else 0))
-    return (int(round(message.timestamp * 1e6)), message.arbitration_id, flags,
-            bytes(message.data), message.channel)
+    if isinstance(channel, int) and suffix in ZERO_BASED:
+        return str(channel + 1)
+    return str(channel)
 
+
+# ---- the records of one file ----
+
+class _CountingLines:
+    """A text file that counts the lines python-can's reader takes (for error messages)."""
+
+    def __init__(self, file):
+        self._file = file
+        self.line = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = next(self._file)
+        self.line += 1
+        return line
+
+    def readline(self, *args):
+        line = self._file.readline(*args)
+        if line:
+            self.line += 1
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+class LogRecords:
+    """The records of one file, in batches (``batches``); damage raises LogFileError naming
+    the place, after the batches before it. ``channel``: keep only that channel (its name in a
+    .log, its number from 1 in an .asc/.blf); the others are counted in ``other_channel``.
+    ``remote``, ``error`` (skipped), ``invalid`` (no frame on the wire), ``frames`` (served),
+    ``first_channel`` (the label of the first frame's channel, None before one)."""
+
+    def __init__(self, path, channel=None):
+        self.path = path
+        self.suffix, self.gz = log_suffix(path)
+        self.channel = channel
+        self.first_channel = None
+        self.remote = self.error = self.invalid = self.other_channel = 0
+        self.frames = 0
+
+    def batches(self, by_channel=False):
+        """``(channel, records)`` pairs; with ``by_channel`` each batch holds one channel's
+        frames and names it (its label, or None where the file has none), otherwise the
+        channel is None."""
+        try:
+            if self.suffix == ".log":
+                yield from self._candump(by_channel)
+            else:
+                yield from self._python_can(by_channel)
+        except LogFileError:
+            raise
+        except EOFError as exc:
+            raise LogFileError(f"{self.path}: the file ends early (truncated after "
+                               f"{self.frames:,} frames: {exc})") from None
+        except OSError as exc:
+            raise LogFileError(f"{self.path}: cannot read it: {exc.strerror or exc}"
+                               ) from None
+
+    # ---- candump .log: compiled ----
+
+    def _chunks(self):
+        """The file's bytes (gzip decompressed here, so that a truncated file still gives
+        everything before the cut, and the cut's byte offset)."""
+        with open(self.path, "rb") as file:
+            unzip = zlib.decompressobj(wbits=31) if self.gz else None
+            offset = 0
+            member_open = False
+            while True:
+                raw = file.read(CHUNK)
+                if not raw:
+                    break
+                offset += len(raw)
+                if unzip is None:
+                    yield raw
+                    continue
+                while raw:
+                    member_open = True
+                    try:
+                        out = unzip.decompress(raw)
+                    except zlib.error as exc:
+                        raise LogFileError(f"{self.path}: not a valid gzip file near byte "
+                                           f"{offset - len(raw)} ({exc})") from None
+                    if out:
+                        yield out
+                    if not unzip.eof:
+                        break
+                    member_open = False
+                    raw = unzip.unused_data  # another gzip member may follow
+                    unzip = zlib.decompressobj(wbits=31)
+            if member_open:
+                raise LogFileError(f"{self.path}: the file ends early at byte {offset} (a "
+                                   "truncated gzip)")
+
+    def _candump(self, by_channel):
+        parser = logfile.CandumpParser(self.channel.encode() if self.channel else None)
+        chunks = self._chunks()
+        while True:
+            chunk = next(chunks, b"")
+            records = parser.feed(chunk) if chunk else parser.finish()
+            self.remote, self.error = parser.remote, parser.error
+            self.other_channel = parser.other_channel
+            if self.first_channel is None and parser.first_channel:
+                self.first_channel = parser.first_channel.decode("ascii", "replace")
+            if records:
+                self.frames += logfile.count_records(records)
+                if by_channel:
+                    runs = parser.runs
+                    for k, (start, name) in enumerate(runs):
+                        end = runs[k + 1][0] if k + 1 < len(runs) else len(records)
+                        yield name.decode("ascii", "replace"), records[start:end]
+                else:
+                    yield None, records
+            if parser.error_reason is not None:
+                raise LogFileError(f"{self.path}: line {parser.error_line}: "
+                                   f"{parser.error_reason}")
+            if not chunk:
+                return
+
+    # ---- everything else: python-can's readers ----
+
+    def _open_reader(self):
+        """(python-can reader, line counter or None)."""
+        from can.io.player import MESSAGE_READERS
+
+        cls = MESSAGE_READERS[self.suffix]
+        kwargs = {"relative_timestamp": False} if self.suffix == ".asc" else {}
+        if self.gz or self.suffix in TEXT:
+            if self.suffix == ".blf":  # binary through gzip: no lines to count
+                return cls(gzip.open(self.path, "rb"), **kwargs), None
+            opener = gzip.open if self.gz else open
+            counter = _CountingLines(opener(self.path, "rt", encoding="utf-8",
+                                            errors="replace"))
+            return cls(counter, **kwargs), counter
+        try:
+            return cls(self.path, **kwargs), None
+        except Exception as exc:  # python-can's readers raise their own kinds (BLFParseError)
+            raise LogFileError(f"{self.path}: not a readable {self.suffix} file "
+                               f"({_why(exc)})") from None
+
+    def _python_can(self, by_channel):
+        reader, counter = self._open_reader()
+        packer = wire.Packer()
+        wanted = self.channel
+        batch = []
+        batch_channel = None
+        try:
+            iterator = iter(reader)
+            while True:
+                try:
+                    msg = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    if batch:  # the frames before the damage go out first
+                        yield batch_channel, self._pack(packer, batch, reader, counter)
+                        batch = []
+                    if isinstance(exc, EOFError):
+                        raise
+                    raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
+                                       f"{_why(exc)}") from None
+                label = channel_label(msg.channel, self.suffix)
+                if wanted is not None and label != wanted:
+                    self.other_channel += 1
+                    continue
+                damage = _damage(msg)
+                if damage:
+                    if batch:
+                        yield batch_channel, self._pack(packer, batch, reader, counter)
+                    raise LogFileError(f"{self.path}: {self._where(reader, counter)}: {damage}")
+                if self.first_channel is None and label is not None:
+                    self.first_channel = label
+                if by_channel and label != batch_channel:
+                    if batch:
+                        yield batch_channel, self._pack(packer, batch, reader, counter)
+                        batch = []
+                    batch_channel = label
+                batch.append(msg)
+                if len(batch) == MESSAGE_BATCH:
+                    yield batch_channel, self._pack(packer, batch, reader, counter)
+                    batch = []
+            if batch:
+                yield batch_channel, self._pack(packer, batch, reader, counter)
+            self._check_complete(reader)
+        finally:
+            try:
+                reader.stop()
+            except Exception:
+                pass
+
+    def _check_complete(self, reader):
+        """python-can's BLF reader stops quietly at a cut: the header knows the real size."""
+        announced = getattr(reader, "file_size", None) if self.suffix == ".blf" else None
+        if self.gz or not announced:
+            return
+        actual = os.path.getsize(self.path)
+        if announced > actual:
+            raise LogFileError(f"{self.path}: the file ends early at byte {actual} (its "
+                               f"header says {announced})")
+
+    def _pack(self, packer, batch, reader, counter):
+        try:
+            records = packer.pack(batch)
+        except (TypeError, ValueError, OverflowError) as exc:  # a field of the wrong kind
+            raise LogFileError(f"{self.path}: {self._where(reader, counter)}: a frame that "
+                               f"cannot be one ({_why(exc)})") from None
+        self.remote, self.error, self.invalid = packer.remote, packer.error, packer.invalid
+        self.frames = packer.packed
+        return records
+
+    def _where(self, reader, counter):
+        if counter is not None:
+            return f"line {counter.line}"
+        file = getattr(reader, "file", None)
+        try:
+            return f"byte {file.tell()}"
+        except Exception:
+            return f"after {self.frames:,} frames"
+
+
+def _damage(msg):
+    """What makes a Message python-can read no frame ("" when it is one): a field missing (a
+    damaged SQLite row), fewer data bytes than its length says (a line cut short)."""
+    if not isinstance(msg.timestamp, (int, float)):
+        return f"a frame without a timestamp ({msg.timestamp!r})"
+    if not isinstance(msg.arbitration_id, int):
+        return f"a frame without an id ({msg.arbitration_id!r})"
+    if msg.is_remote_frame or msg.is_error_frame:
+        return ""
+    data = msg.data if msg.data is not None else b""
+    dlc = msg.dlc if isinstance(msg.dlc, int) else len(data)
+    wanted = dlc if msg.is_fd else min(dlc, 8)  # classic DLC 9..15 means 8 bytes
+    if len(data) < wanted:
+        return (f"the frame says {wanted} data bytes but holds {len(data)} (a line or record "
+                "cut short)")
+    return ""
+
+
+def _why(exc):
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---- dump's view of a log file ----
 
 class LogFile:
     """A log file given as the dump target."""
@@ -46,76 +333,75 @@ class LogFile:
     def __init__(self, path, realtime=True):
         self.path = path
         self.realtime = realtime
-        self.skipped = 0  # remote and error frames
+        self.skipped = 0  # remote and error frames, and frames the wire cannot carry
         self.label = path
-        self._reader = None  # opened by check()
+        self._records = None
+        self._batches = None  # opened by check(): the first batch read already
+        self._first = None
 
     def __str__(self):
         return self.path
 
     def check(self):
-        """UsageError unless the file is there and python-can has a reader for it."""
-        if not os.path.isfile(self.path):
-            raise UsageError(f"{self.path}: no such log file (a logger is given as "
-                             "HOST[:PORT])")
-        if not _log_name(self.path).endswith(SUFFIXES):
-            raise UsageError(f"{self.path}: python-can cannot read this kind of log (it reads "
-                             f"{' '.join(SUFFIXES)}, also gzipped)")
-        self._reader = self._open()  # a file that is no log fails here, before any screen
-
-    def _open(self):
-        import can
-
+        """UsageError unless the file is there and is a log python-can reads: the first batch
+        is read here, so that a file that is no log fails before any screen."""
+        check_log_file(self.path, "no such log file (a logger is given as HOST[:PORT])")
+        self._records = LogRecords(self.path)
+        self._batches = self._records.batches(by_channel=True)
         try:
-            return can.LogReader(self.path)
-        except OSError as exc:
-            raise UsageError(f"{self.path}: {exc.strerror or exc}") from None
-        except Exception as exc:  # python-can's readers raise their own kinds (BLFParseError...)
-            raise UsageError(f"{self.path}: cannot read it: {_reason(exc)}") from None
+            self._first = next(self._batches, None)
+        except LogFileError as exc:
+            raise UsageError(str(exc)) from None
 
     def frames(self):
-        """Every data frame in the file, in file order."""
-        reader, self._reader = self._reader or self._open(), None
+        """Every data frame in the file, in file order, as 5-tuples with the channel label;
+        LogFileError (after the frames before it) at damage."""
+        if self._batches is None:
+            self.check()
+        batches, first = self._batches, self._first
+        self._batches = self._first = None
+        records = self._records
+        decode = wire.StreamDecoder().feed
         try:
-            for message in reader:
-                frame = message_to_frame(message)
-                if frame is None:
-                    self.skipped += 1
-                    continue
-                yield frame
-        except Exception as exc:  # a damaged file: what came before it was handed on
-            raise CancorderError(f"{self.path}: unreadable after the frames shown: "
-                                 f"{_reason(exc)}") from None
+            if first is not None:
+                for frame in decode(first[1]):
+                    yield (*frame, first[0])
+            for channel, batch in batches:
+                for frame in decode(batch):
+                    yield (*frame, channel)
         finally:
-            stop = getattr(reader, "stop", None)
-            if stop is not None:
-                stop()
+            self.skipped = records.remote + records.error + records.invalid
 
     def play(self, deliver, wait):
         """Hand the frames to ``deliver(frames, channel) -> True to stop`` in batches;
         ``wait(seconds) -> True to stop`` paces them when ``realtime``. Returns True when
-        stopped early, False at the end of the file."""
+        stopped early, False at the end of the file. At damage, the frames before it are
+        handed on first."""
         pending = {}  # channel -> [4-tuples]
         count = 0
         started = first = None
-        for frame in self.frames():
-            if self.realtime:
-                if first is None:
-                    started, first = time.monotonic(), frame[0]
-                due = started + (frame[0] - first) / 1e6
-                ahead = due - time.monotonic()
-                if ahead > 0:  # hand on what is due, then sleep (at least a step: batches)
-                    if count and self._flush(pending, deliver):
+        try:
+            for frame in self.frames():
+                if self.realtime:
+                    if first is None:
+                        started, first = time.monotonic(), frame[0]
+                    due = started + (frame[0] - first) / 1e6
+                    ahead = due - time.monotonic()
+                    if ahead > 0:  # hand on what is due, then sleep (at least a step)
+                        if count and self._flush(pending, deliver):
+                            return True
+                        count = 0
+                        if wait(max(ahead, PACE_STEP)):
+                            return True
+                pending.setdefault(frame[4], []).append(frame[:4])
+                count += 1
+                if count >= PLAY_BATCH:
+                    if self._flush(pending, deliver):
                         return True
                     count = 0
-                    if wait(max(ahead, PACE_STEP)):
-                        return True
-            pending.setdefault(frame[4], []).append(frame[:4])
-            count += 1
-            if count >= PLAY_BATCH:
-                if self._flush(pending, deliver):
-                    return True
-                count = 0
+        except LogFileError:
+            self._flush(pending, deliver)
+            raise
         return self._flush(pending, deliver)
 
     @staticmethod
@@ -126,8 +412,3 @@ class LogFile:
             if deliver(frames, channel):
                 return True
         return False
-
-
-def _reason(exc):
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

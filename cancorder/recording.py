@@ -43,6 +43,7 @@ DATED = (".asc", ".blf", ".trc")
 LAST_DATED_US = 253402300800 * 1000000  # 10000-01-01 00:00:00 UTC
 FLUSH_INTERVAL = 1.0  # text reaches the disk at least this often
 SIZE_CHECK_INTERVAL = 0.1  # python-can writers: how often their file size is looked at
+SLICE_BYTES = 64 << 10  # ...and after how many record bytes at most (see RotatingLog)
 FLUSH_BYTES = 256 << 10  # candump: also write out once this much is pending
 RETRY_INTERVAL = 5.0  # after a failure, how often a new file is tried
 MIN_FREE = 256 << 10  # ...and the free space it needs before trying
@@ -463,6 +464,11 @@ class RotatingLog:
         self._retry_at = 0.0
         self._lost_in_failure = 0
         self._retention_done = False
+        # --rotate-size: batches are written in slices of at most this many record bytes, and
+        # a python-can writer's size is looked at after as many (or SIZE_CHECK_INTERVAL)
+        rotate_size = options.rotate_size or 0
+        self._slice_bytes = max(1 << 10, min(SLICE_BYTES, rotate_size // 8))
+        self._unchecked = 0  # record bytes written since the size was looked at
 
     # ---- the interface ----
 
@@ -476,6 +482,19 @@ class RotatingLog:
         if not records:
             return
         now = self.clock() if now is None else now
+        size_limit = self.options.rotate_size
+        if size_limit and len(records) > self._slice_bytes:
+            # a large batch (a client reading a fast logger) goes in slices, so that a file
+            # is rotated near --rotate-size rather than after the whole batch
+            start = 0
+            while start < len(records):
+                end = logfile.whole_prefix(records, start, self._slice_bytes)
+                self._write(records[start:end], now, None)
+                start = end
+            return
+        self._write(records, now, count)
+
+    def _write(self, records, now, count):
         if count is None:
             count = logfile.count_records(records)
         if self._boundary is not None and now >= self._boundary and self._file is not None:
@@ -493,6 +512,7 @@ class RotatingLog:
             self._fail(exc, count)
             return
         self.frames += written  # what the file holds (a format may leave frames out)
+        self._unchecked += len(records)
         self._after_write(now)
 
     def tick(self, now=None):
@@ -579,8 +599,10 @@ class RotatingLog:
     def _after_write(self, now):
         size_limit = self.options.rotate_size
         if size_limit:
-            if self.format.fast or now - self._last_size_check >= SIZE_CHECK_INTERVAL:
+            if (self.format.fast or now - self._last_size_check >= SIZE_CHECK_INTERVAL
+                    or self._unchecked >= self._slice_bytes):
                 self._last_size_check = now
+                self._unchecked = 0
                 if self._file.size >= size_limit:
                     self._rotate(now)
                     return
@@ -618,8 +640,8 @@ class RotatingLog:
             self.fd_frames[final] += fd
         if getattr(file, "unholdable", 0):
             self.unholdable[final] = (file.unholdable, file.unholdable_why)
-        if not file.frames and file.good == 0:
-            _remove(final + PART)  # nothing made it to the disk: leave no empty file
+        if not file.frames:
+            _remove(final + PART)  # no frame made it to the disk: leave no empty file
             return
         try:
             os.rename(final + PART, final)

@@ -114,6 +114,23 @@ def test_parser_keeps_one_channel(fast):
     assert parser.other_channel == 2
 
 
+def test_parser_tells_where_each_channel_runs(fast):
+    lines = b"".join(candump_line((1_000_000 + i, 0x100 + i, 0, b"\x01"),
+                                  "can1" if i in (2, 3, 5) else "vcan0").encode() + b"\n"
+                     for i in range(7))
+    parser = fast.logfile.CandumpParser()
+    size = fast.wire.HEADER_SIZE + 1
+    records = parser.feed(lines[:len(lines) // 2]) + b"|"  # runs are per feed
+    assert parser.runs == [(0, b"vcan0"), (2 * size, b"can1")]
+    records = parser.feed(lines[len(lines) // 2:]) + parser.finish()
+    assert parser.runs == [(0, b"can1"), (size, b"vcan0"), (2 * size, b"can1"),
+                           (3 * size, b"vcan0")]
+    assert len(records) == 4 * size
+    kept = fast.logfile.CandumpParser(b"can1")
+    kept.feed(lines)
+    assert kept.runs == [(0, b"can1")] and kept.other_channel == 4
+
+
 def test_retimer_and_due_prefix(fast):
     lf = fast.logfile
     frames = [(1000, 1, 0, b""), (3000, 2, 0, b""), (2000, 3, 1, b""), (10_003_000, 4, 0, b"")]
@@ -127,3 +144,19 @@ def test_retimer_and_due_prefix(fast):
     assert again[0][0] == 50_501_000  # a loop continues without a gap
     assert lf.due_prefix(records, 2999) == 14 and lf.due_prefix(records, 3000) == 42
     assert lf.first_stamp(records) == 1000 and lf.count_records(records) == 4
+
+
+def test_whole_prefix_cuts_at_record_boundaries(fast):
+    frames = random_frames(300)
+    records = pack(fast, frames)
+    start, cuts = 0, []
+    while start < len(records):
+        end = fast.logfile.whole_prefix(records, start, 500)
+        assert end > start and (end - start <= 500 or fast.logfile.count_records(
+            records[start:end]) == 1)
+        cuts.append(records[start:end])
+        start = end
+    assert len(cuts) > 5
+    decoded = [f for cut in cuts for f in fast.wire.StreamDecoder().feed(cut)]
+    assert decoded == frames
+    assert fast.logfile.whole_prefix(records, 0, 1) == 14 + len(frames[0][3])  # one at least

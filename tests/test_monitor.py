@@ -444,8 +444,9 @@ def test_flags_column_names_ext_fd_brs():
 
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.blf", None, r"missing\.blf: no such log file"),
-    ("notes.xyz", "hello", r"notes\.xyz: python-can cannot read this kind of log"),
-    ("broken.blf", "not a BLF file at all" * 10, r"broken\.blf: cannot read it: \w+"),
+    ("notes.xyz", "hello", r"notes\.xyz: cannot tell the format from the extension '\.xyz'"),
+    ("broken.blf", "not a BLF file at all" * 10, r"broken\.blf: not a readable \.blf file \(\w+"),
+    ("broken.log", "hello\n", r"broken\.log: line 1: expected '\(' and a timestamp"),
 ])
 def test_a_log_file_target_that_cannot_be_read_is_one_line(tmp_path, name, content, expected):
     path = tmp_path / name

@@ -121,3 +121,125 @@ def test_mock_uds_records_what_its_clients_get(cancorder_process, tmp_path):
         got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(tmp_path / name))]
         assert got == sent, name
     assert proc.log.count(f"recorded {len(sent):,} frames to") == 2
+
+
+def test_records_from_the_start_with_no_client_connected(cancorder_process, slcan_emulator,
+                                                         tmp_path):
+    proc = cancorder_process(
+        "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
+        "--record", str(tmp_path / "alone.log"))
+    proc.port()
+    slcan_emulator.wait_open()
+    send_paced(slcan_emulator, build_lines(3000), 5000)  # nobody connected
+    proc.wait_for(r"frames in 3,000|", timeout=5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not os.path.exists(tmp_path / ("alone.log" + PART)):
+        time.sleep(0.1)
+    time.sleep(2.0)  # a flush
+    assert proc.terminate() == 0
+    assert sequence_numbers(str(tmp_path / "alone.log")) == list(range(3000)), proc.log
+    assert "recorded 3,000 frames to" in proc.log
+
+
+def test_dump_o_rotates_and_keeps_with_the_same_flags(cancorder_process, tmp_path):
+    """dump -o with --rotate-size/--keep-files, from a replayed file: every frame once, in
+    order, across the rotations, the oldest files deleted."""
+    from cancorder.formats import candump_line
+
+    count = 40_000
+    with open(tmp_path / "src.log", "w") as file:
+        for i in range(count):
+            file.write(candump_line((1_700_000_000_000_000 + i * 50, i % 0x800, 0,
+                                     i.to_bytes(8, "big"))) + "\n")
+    server = cancorder_process("replay", "--no-zeroconf", "--speed", "max",
+                               str(tmp_path / "src.log"))
+    out = tmp_path / "out"
+    dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "-f", "raw",
+                             "-o", str(out / "d-{n}.log.gz"), "-o", str(out / "b-{n}.blf"),
+                             "--rotate-size", "64K", "--keep-files", "100")
+    assert dump.proc.wait(60) == 0, dump.log
+    assert server.proc.wait(30) == 0, server.log
+    for pattern in ("d-*.log.gz", "b-*.blf"):
+        files = closed_files(str(out), pattern)
+        assert len(files) >= 3, (pattern, files)
+        numbers = []
+        for path in files:
+            numbers.extend(sequence_numbers(path))
+        assert numbers == list(range(count)), pattern
+    assert not glob.glob(str(out / ("*" + PART)))
+    # retention: the same recording again, keeping 2 files of each
+    server = cancorder_process("replay", "--no-zeroconf", "--speed", "max",
+                               str(tmp_path / "src.log"))
+    dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "-f", "raw",
+                             "-o", str(out / "d-{n}.log.gz"), "--rotate-size", "64K",
+                             "--keep-files", "2")
+    assert dump.proc.wait(60) == 0, dump.log
+    assert len(glob.glob(str(out / "d-*.log.gz"))) == 2
+    assert "deleted the oldest recording" in dump.log and "--keep-files 2" in dump.log
+
+
+def test_replay_with_v_and_stats(tmp_path):
+    """-v prints every frame replayed; --stats the status line, with the recorder's counts."""
+    from cancorder.formats import candump_line
+
+    frames = [(1_700_000_000_000_000 + i * 10_000, 0x100 + i % 16, 0, bytes([i % 256]))
+              for i in range(300)]  # 3 s
+    with open(tmp_path / "v.log", "w") as file:
+        file.writelines(candump_line(frame, "can0") + "\n" for frame in frames)
+    done = subprocess.run(
+        [sys.executable, "-m", "cancorder", "replay", "--no-zeroconf", "--async", "-v",
+         "--stats", "--original-time", "--record", str(tmp_path / "r.log"),
+         str(tmp_path / "v.log")], capture_output=True, text=True, env=cancorder_env(),
+        cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [candump_line(frame) for frame in frames]
+    assert "frames/s" in done.stderr and "recorded" in done.stderr.split("frames/s", 1)[1]
+    assert "recorded 300 frames to" in done.stderr
+
+
+def test_every_bus_of_a_config_records_to_its_own_files(tmp_path):
+    """Two [[bus]] tables with the same record template: {channel} keeps their files apart."""
+    from tests.helpers import free_port
+
+    ports = [free_port(), free_port()]
+    lines = {"vcan0": ["(1700000000.000000) vcan0 123#11", "(1700000000.100000) vcan0 124#22"],
+             "vcan1": ["(1700000000.000000) vcan1 321#33", "(1700000000.1) vcan1 322#44",
+                       "(1700000000.2) vcan1 323#55"]}
+    tables = []
+    for (channel, text), port in zip(lines.items(), ports):
+        (tmp_path / f"{channel}.log").write_text("\n".join(text) + "\n")
+        tables.append(f'[[bus]]\nsource = "replay"\nfiles = ["{tmp_path / channel}.log"]\n'
+                      f'zeroconf = false\nasync = true\nbind = "127.0.0.1"\nport = {port}\n'
+                      f'record = ["{tmp_path}/rec/%Y/{{channel}}-{{n}}.log.gz"]\n')
+    (tmp_path / "c.toml").write_text("\n".join(tables))
+    done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config",
+                           str(tmp_path / "c.toml")], capture_output=True, text=True,
+                          env=cancorder_env(), cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    year = time.strftime("%Y")
+    for channel, text in lines.items():
+        path = tmp_path / "rec" / year / f"{channel}-1.log.gz"
+        got = [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(path))]
+        assert got == [(int(line.split()[2].split("#")[0], 16),
+                        bytes.fromhex(line.split("#")[1])) for line in text], channel
+
+
+def test_mock_uds_output_takes_the_rotation_flags(tmp_path):
+    """--output is the recorder of --record: the same seed to one file and rotated into
+    several gives the same frames."""
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "cancorder", "mock-uds", "--seed", "7",
+                               "--blocks", "30", *args], capture_output=True, text=True,
+                              env=cancorder_env(), cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    def frames(*paths):  # the simulated time starts now: compare the spacing
+        got = [(m.timestamp, m.arbitration_id, bytes(m.data)) for path in paths
+               for m in can.LogReader(path)]
+        return [(round((t - got[0][0]) * 1e6), i, d) for t, i, d in got]
+
+    run("--output", str(tmp_path / "one.log"))
+    run("--output", str(tmp_path / "r-{n}.log"), "--rotate-size", "8K")
+    files = closed_files(str(tmp_path), "r-*.log")
+    assert len(files) >= 3 and all(os.path.getsize(p) <= 8192 + 2048 for p in files), files
+    assert frames(*files) == frames(str(tmp_path / "one.log"))

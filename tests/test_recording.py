@@ -263,3 +263,96 @@ def test_gzip_names_python_can_can_read_back(tmp_path):
         check_record_options(RecordOptions(str(tmp_path / "x.v2.log.gz")))
     assert "exactly two extensions" in str(caught.value)
     check_record_options(RecordOptions(str(tmp_path / "%Y%m%d-{n}.log.gz")))
+
+
+def test_flags_and_timestamps_survive_every_format_that_holds_them(tmp_path):
+    """Each frame's own timestamp and its extended/FD/BRS/ESI flags, read back by python-can."""
+    frames = []
+    for i in range(64):
+        flags = (wire.FLAG_EXT if i % 2 else 0) | (
+            wire.FLAG_FD | (wire.FLAG_BRS if i % 3 else 0) | (wire.FLAG_ESI if i % 5 == 0 else 0)
+            if i % 4 else 0)
+        length = (0, 1, 8, 12, 64)[i % 5] if flags & wire.FLAG_FD else i % 9
+        frames.append((int(T0 * 1e6) + i * 1234 + (i % 7), (0x1ABCDE00 + i) if flags & 1 else
+                       0x7F0 + i % 16, flags, bytes([i]) * length))
+    batch = b"".join(wire.pack_frame(*frame) for frame in frames)
+    for ext in (".log", ".log.gz", ".blf", ".asc"):
+        path = tmp_path / f"f{ext}"
+        log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
+        log.write(batch)
+        log.close()
+        reader = (can.ASCReader(str(path), relative_timestamp=False) if ext == ".asc" else
+                  can.LogReader(str(path)))
+        back = list(reader)
+        assert len(back) == len(frames), ext
+        for msg, (micros, can_id, flags, data) in zip(back, frames):
+            assert (msg.arbitration_id, bytes(msg.data)) == (can_id, data), ext
+            assert (msg.is_extended_id, msg.is_fd, msg.bitrate_switch,
+                    msg.error_state_indicator) == (bool(flags & wire.FLAG_EXT),
+                                                   bool(flags & wire.FLAG_FD),
+                                                   bool(flags & wire.FLAG_BRS),
+                                                   bool(flags & wire.FLAG_ESI)), (ext, flags)
+            # spacing exact to the microsecond; the absolute time too where the format keeps
+            # it (BLF's header holds the start to the millisecond)
+            offset = (msg.timestamp - back[0].timestamp) * 1e6
+            assert abs(offset - (micros - frames[0][0])) < 1.5, ext
+            assert abs(msg.timestamp * 1e6 - micros) < (1000 if ext == ".blf" else 1.5), ext
+
+
+def test_size_and_time_rotation_together_whichever_comes_first(tmp_path):
+    clock = Clock()  # 10:59:58
+    log = RotatingLog(RecordOptions(str(tmp_path / "%H%M%S-{n}.log"), rotate_size=5_000,
+                                    rotate_time=3600.0), {}, Lines(), clock)
+    log.write(records(0, 20))  # ~700 bytes: no size rotation
+    clock.now += 2.0  # 11:00:00: the hour comes first
+    log.write(records(20, 20))
+    assert [os.path.basename(p) for p in log.files] == ["105958-1.log"]
+    for k in range(40, 400, 20):  # then the size comes first, within the hour
+        clock.now += 1.0
+        log.write(records(k, 20))
+    log.close()
+    names = [os.path.basename(p) for p in log.files]
+    assert names[:2] == ["105958-1.log", "110000-2.log"] and len(names) > 3, names
+    assert all(os.path.getsize(p) <= 5_000 + 2_000 for p in log.files[1:])
+    assert sum((read_back(p) for p in log.files), []) == expected(0, 400)
+
+
+def test_a_stalled_disk_never_blocks_put_and_what_is_dropped_is_counted(tmp_path, monkeypatch):
+    """The writing thread stuck in a write (a disk that does not answer): put() still returns
+    at once, batches beyond the queue's bound are dropped, counted and said once, and what was
+    queued is written when the disk answers again."""
+    import threading
+
+    recorder = Recorder(RecordOptions(str(tmp_path / "s.log")), max_queued=64 << 10)
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    release = threading.Event()
+    entered = threading.Event()
+    real_write = recorder._rotating.write
+
+    def stalled(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(recorder._rotating, "write", stalled)
+    batch = records(0, 1000)  # 22 KB
+    recorder.put(batch)
+    assert entered.wait(10)  # the writer is stuck in that first batch
+    started = time.perf_counter()
+    for _ in range(49):
+        recorder.put(batch)
+    took = time.perf_counter() - started
+    assert took < 1.0, took  # never waited for the disk
+    assert recorder.dropped == 47_000  # two batches fit in 64 KiB behind the stuck one
+    assert Bus.log.text().count("cannot keep up") == 1
+    release.set()
+    recorder.close()
+    stats = recorder.stats()
+    assert stats == {"recorded": 3000, "record_lost": 47_000, "record_files": 1}
+    assert len(read_back(tmp_path / "s.log")) == 3000
+    assert "47,000 frames could not be recorded" in recorder.summary()

@@ -269,6 +269,16 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     assert code == 2 and message in proc.lines[-1], proc.log  # argparse adds its usage
 
 
+def test_a_start_after_the_last_frame_is_one_line(tmp_path):
+    write_log(tmp_path / "ok.log", source_frames(3))
+    proc = CancorderProcess(["replay", "--no-zeroconf", "--async", "--start", "9", "ok.log"],
+                            cwd=str(tmp_path))
+    code = proc.proc.wait(30)
+    proc.stop()
+    assert code == 1 and proc.lines[-1] == ("error: ok.log: no CAN frames to replay (skipped: "
+                                            "none from --start 9 s on)"), proc.log
+
+
 def test_record_while_replaying(replay, tmp_path):
     frames = source_frames(200)
     write_log(tmp_path / "in.log", frames)

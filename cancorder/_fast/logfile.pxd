@@ -35,6 +35,9 @@ cdef class CandumpEncoder:
 @cython.locals(size=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t, count=Py_ssize_t)
 cpdef Py_ssize_t count_records(records) except -1
 
+@cython.locals(size=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t, end=Py_ssize_t)
+cpdef Py_ssize_t whole_prefix(records, Py_ssize_t start, Py_ssize_t limit) except -1
+
 @cython.locals(src=cython.p_uchar)
 cpdef unsigned long long first_stamp(records) except? 0
 
@@ -65,6 +68,8 @@ cdef class CandumpParser:
     cdef public unsigned long long error
     cdef public unsigned long long other_channel
     cdef public bytes first_channel
+    cdef public list runs
+    cdef bytes _run_channel
     cdef public object error_reason
     cdef public Py_ssize_t error_line
     cdef bytearray _out
@@ -81,3 +86,6 @@ cdef class CandumpParser:
     cpdef bytes feed(self, chunk, bint final=*)
 
     cdef bint _channel_wanted(self, bytes data, Py_ssize_t start, Py_ssize_t end)
+
+    @cython.locals(run=bytes, n=Py_ssize_t, i=Py_ssize_t)
+    cdef bint _same_as_run(self, bytes data, Py_ssize_t start, Py_ssize_t end) except -1

@@ -162,6 +162,23 @@ def count_records(records):
     return count
 
 
+def whole_prefix(records, start, limit):
+    """End offset of the whole records from ``start`` that fit in ``limit`` bytes (at least
+    one record, whatever its size): cuts a large batch at record boundaries."""
+    size = len(records)
+    if cython.compiled:
+        src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
+    else:
+        src = records
+    pos = start
+    while size - pos >= _HEADER:
+        end = _record_end(src, pos, size)
+        if end - start > limit and pos > start:
+            break
+        pos = end
+    return pos
+
+
 def first_stamp(records):
     """The timestamp of the first record (``records`` must hold one)."""
     if len(records) < _HEADER:
@@ -240,6 +257,8 @@ class CandumpParser:
     A line that is not a candump frame stops the parser: ``feed`` returns the records of the
     lines before it and sets ``error`` (what is wrong) and ``error_line`` (its number, from 1).
     ``first_channel`` is the channel name of the first frame line (bytes, b"" before one).
+    ``runs`` tells the channels of what the last ``feed`` returned: ``(offset, name)`` where a
+    run of records of one channel starts (a multi-channel log shown per channel).
     """
 
     def __init__(self, channel=None):
@@ -251,11 +270,14 @@ class CandumpParser:
         self.error = 0
         self.other_channel = 0
         self.first_channel = b""
+        self.runs = []
+        self._run_channel = b""
         self.error_reason = None
         self.error_line = 0
         self._out = bytearray(64 * MAX_RECORD_SIZE)
 
     def feed(self, chunk, final=False):
+        self.runs = []
         if self.error_reason is not None:
             return b""
         data = self._tail + chunk if self._tail else bytes(chunk)
@@ -393,6 +415,9 @@ class CandumpParser:
             else:
                 if not self.first_channel:
                     self.first_channel = data[chan_start:chan_end]
+                if o == 0 or not self._same_as_run(data, chan_start, chan_end):
+                    self._run_channel = data[chan_start:chan_end]
+                    self.runs.append((o, self._run_channel))
                 micros = seconds * 1000000 + fraction
                 o = write_header(self._out, o, micros, can_id, flags, n) + n
                 self.frames += 1
@@ -408,6 +433,19 @@ class CandumpParser:
         if end - start != len(want):
             return False
         return data[start:end] == want
+
+    def _same_as_run(self, data, start, end):
+        """The channel name at ``data[start:end]`` is the current run's (no slice per frame)."""
+        run = self._run_channel
+        n = end - start
+        if n != len(run):
+            return False
+        i = 0
+        while i < n:
+            if data[start + i] != run[i]:
+                return False
+            i += 1
+        return True
 
     def finish(self):
         """The last line, if it had no newline; an empty result if there was none."""

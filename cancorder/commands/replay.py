@@ -50,10 +50,11 @@ def _do_replay(args):
 
 def source_from_args(args):
     """The ReplaySource these flags describe (also a [[bus]] of a config: source = "replay")."""
-    from ..sources.replay import ReplaySource, check_replay_file
+    from ..logread import check_log_file
+    from ..sources.replay import ReplaySource
 
     for path in args.files:
-        check_replay_file(path)
+        check_log_file(path)
     sa.check(args.start is None or args.end is None or args.start < args.end,
              f"--start {args.start:g} is not before --end {args.end:g}" if args.end is not None
              and args.start is not None else "")

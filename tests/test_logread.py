@@ -1,0 +1,235 @@
+"""logread: the one reader of log files (replay and dump FILE), on both cores: every format
+python-can reads into records with the recorded timestamps, batches per channel, and damage
+named by file and line or byte after the frames before it."""
+import gzip
+import shutil
+import sqlite3
+
+import can
+import pytest
+
+from cancorder import logread
+from cancorder.errors import LogFileError, UsageError
+from cancorder.formats import candump_line
+
+BASE = 1_700_000_000_000_000
+
+
+@pytest.fixture
+def core(fast, monkeypatch):
+    """logread running on one core (compiled or pure)."""
+    monkeypatch.setattr(logread, "logfile", fast.logfile)
+    monkeypatch.setattr(logread, "wire", fast.wire)
+    return fast
+
+
+def frames_of(count=60):
+    return [(BASE + i * 10_000, (0x10000 + i) if i % 3 == 0 else 0x100 + i,
+             1 if i % 3 == 0 else 0, bytes([i % 256]) * (i % 9)) for i in range(count)]
+
+
+def write_all_formats(folder, frames):
+    """The frames as every format python-can writes and reads, channel 0 (ASC/BLF: 1)."""
+    with open(folder / "x.log", "w") as file:
+        file.writelines(candump_line(frame, "can0") + "\n" for frame in frames)
+    messages = list(can.LogReader(str(folder / "x.log")))
+    for ext in (".asc", ".blf", ".csv", ".trc", ".db"):
+        with can.Logger(str(folder / f"x{ext}")) as writer:
+            for msg in messages:
+                writer.on_message_received(msg)
+    for ext in (".log", ".asc", ".blf", ".csv", ".trc"):
+        with open(folder / f"x{ext}", "rb") as src, gzip.open(folder / f"z{ext}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def read(path, **kwargs):
+    records = logread.LogRecords(str(path), **kwargs)
+    out = []
+    for channel, batch in records.batches(by_channel=True):
+        out.extend((channel, frame) for frame in logread.wire.StreamDecoder().feed(batch))
+    return records, out
+
+
+def test_every_format_reads_back_with_recorded_timestamps(core, tmp_path):
+    frames = frames_of()
+    write_all_formats(tmp_path, frames)
+    for name in ("x.log", "z.log.gz", "x.asc", "z.asc.gz", "x.blf", "z.blf.gz", "x.csv",
+                 "z.csv.gz", "x.trc", "z.trc.gz", "x.db"):
+        records, got = read(tmp_path / name)
+        assert [f[1:] for _, f in got] == [f[1:] for f in frames], name
+        # absolute (recorded) time, to the format's resolution (TRC: 1 us, CSV: float)
+        assert all(abs(f[0] - e[0]) <= 1 for (_, f), e in zip(got, frames)), name
+        assert records.frames == len(frames), name
+        assert {channel for channel, _ in got} == {"can0" if ".log" in name else
+                                                    "1" if name[2:5] in ("asc", "blf", "trc") else
+                                                    None}, name
+
+
+def test_batches_by_channel_in_file_order(core, tmp_path):
+    with open(tmp_path / "two.log", "w") as file:
+        for i in range(30):
+            file.write(candump_line((BASE + i, 0x100 + i, 0, b"\x01"),
+                                    "can1" if i // 5 % 2 else "can0") + "\n")
+    records = logread.LogRecords(str(tmp_path / "two.log"))
+    runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
+            for channel, batch in records.batches(by_channel=True)]
+    assert runs == [("can0", 5), ("can1", 5)] * 3
+    messages = [can.Message(timestamp=1.0 + i / 100, arbitration_id=i, channel=i // 4 % 2,
+                            data=b"\x02") for i in range(16)]
+    for name in ("two.asc", "two.blf"):
+        with can.Logger(str(tmp_path / name)) as writer:
+            for msg in messages:
+                writer.on_message_received(msg)
+        records = logread.LogRecords(str(tmp_path / name))
+        runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
+                for channel, batch in records.batches(by_channel=True)]
+        assert runs == [("1", 4), ("2", 4)] * 2, name
+        records, got = read(tmp_path / name, channel="2")  # --channel 2: as the file counts
+        assert [f[1] for _, f in got] == [4, 5, 6, 7, 12, 13, 14, 15], name
+        assert records.other_channel == 8 and records.first_channel == "2", name
+
+
+def damaged(tmp_path):
+    """(file, where the error must say it went wrong, frames before the damage)."""
+    frames = frames_of(40)
+    write_all_formats(tmp_path, frames)
+    cases = []
+
+    def lines(name):
+        return open(tmp_path / name).read().splitlines(True)
+
+    text = lines("x.log")
+    text[30] = "(1700000000.300000) can0 1G0#00\n"
+    (tmp_path / "bad.log").write_text("".join(text))
+    cases.append(("bad.log", "line 31: expected a hex id and '#' (ID#DATA)", 30))
+
+    text = lines("x.asc")
+    frame_lines = [k for k, line in enumerate(text) if " Rx " in line]
+    k = frame_lines[25]
+    text[k] = text[k].rstrip().rsplit(" ", 1)[0] + " ZZ\n"  # the last data byte
+    (tmp_path / "bad.asc").write_text("".join(text))
+    cases.append(("bad.asc", f"line {k + 1}: ", 25))
+
+    text = lines("x.asc")
+    k = frame_lines[20]  # frame 20 has 2 data bytes: cut inside them, the rest gone
+    (tmp_path / "cut.asc").write_text("".join(text[:k]) + text[k][:text[k].rindex(" ")])
+    cases.append(("cut.asc", f"line {k + 1}: the frame says 2 data bytes but holds 1", 20))
+
+    text = lines("x.csv")
+    text[11] = "1700000000.1,zz,1\n"
+    (tmp_path / "bad.csv").write_text("".join(text))
+    cases.append(("bad.csv", "line 12: ", 10))
+
+    text = lines("x.trc")
+    frame_lines = [k for k, line in enumerate(text) if " DT " in line]
+    k = frame_lines[15]
+    text[k] = text[k].replace(text[k].split()[4], "1Q0", 1)  # the id column
+    (tmp_path / "bad.trc").write_text("".join(text))
+    cases.append(("bad.trc", f"line {k + 1}: ", 15))
+
+    many = [(BASE + i * 100, i % 0x800, 0, i.to_bytes(4, "big")) for i in range(20000)]
+    with open(tmp_path / "many.log", "w") as file:
+        file.writelines(candump_line(frame) + "\n" for frame in many)
+    zipped = gzip.compress((tmp_path / "many.log").read_bytes())
+    (tmp_path / "cut.log.gz").write_bytes(zipped[:len(zipped) // 2])
+    cases.append(("cut.log.gz", f"the file ends early at byte {len(zipped) // 2} (a "
+                                "truncated gzip)", None))
+    with can.Logger(str(tmp_path / "many.blf")) as writer:
+        for msg in can.LogReader(str(tmp_path / "many.log")):
+            writer.on_message_received(msg)
+    data = (tmp_path / "many.blf").read_bytes()
+    (tmp_path / "cut.blf").write_bytes(data[:len(data) // 2])
+    cases.append(("cut.blf", f"the file ends early at byte {len(data) // 2} (its header says "
+                             f"{len(data)})", None))
+
+    shutil.copy(tmp_path / "x.db", tmp_path / "bad.db")
+    with sqlite3.connect(tmp_path / "bad.db") as db:  # a row without its id and timestamp
+        db.execute("UPDATE messages SET ts = NULL, arbitration_id = NULL WHERE rowid = 7")
+    cases.append(("bad.db", "a frame without a timestamp (None)", 6))
+    return cases
+
+
+def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_path):
+    for name, where, before in damaged(tmp_path):
+        records = logread.LogRecords(str(tmp_path / name))
+        got = []
+        with pytest.raises(LogFileError) as caught:
+            for _, batch in records.batches():
+                got.extend(logread.wire.StreamDecoder().feed(batch))
+        message = str(caught.value)
+        assert message.startswith(f"{tmp_path / name}: ") and where in message, (name, message)
+        if before is not None:
+            assert [f[1:] for f in got] == [f[1:] for f in frames_of(40)[:before]], name
+        else:
+            assert 0 < len(got) < 20000, name
+
+
+def test_dump_shows_the_frames_before_the_damage_then_the_error(core, tmp_path):
+    cases = damaged(tmp_path)
+    for name, where, before in cases:
+        log = logread.LogFile(str(tmp_path / name), realtime=False)
+        try:
+            log.check()
+        except UsageError as exc:  # damage before the first frame read: no log at all
+            assert before == 0 or before is None, (name, exc)
+            continue
+        shown = []
+        with pytest.raises(LogFileError) as caught:
+            log.play(lambda frames, channel: shown.extend(frames), lambda seconds: False)
+        assert where in str(caught.value), name
+        if before is not None:
+            assert [f[1:] for f in shown] == [f[1:] for f in frames_of(40)[:before]], name
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("none.log", None, "none.log: no such file"),
+    ("x.pcap", "", "cannot tell the format from the extension '.pcap'"),
+    ("x.db.gz", "", "cannot tell the format from the extension '.db.gz'"),
+    ("empty.asc", "", "empty.asc: the file is empty"),
+    ("folder.log", "DIR", "folder.log: is a folder, not a log file"),
+    # unreadable even for root: reading /proc/self/mem at 0 fails with EIO
+    ("mem.log", "MEM", "mem.log: cannot read it: Input/output error"),
+])
+def test_a_file_that_cannot_be_read_at_all_is_a_usage_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content == "DIR":
+        path.mkdir()
+    elif content == "MEM":
+        path.symlink_to("/proc/self/mem")
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError) as caught:
+        logread.check_log_file(str(path))
+    assert message in str(caught.value)
+
+
+def test_remote_error_and_impossible_frames_counted_and_skipped(core, tmp_path):
+    messages = [can.Message(timestamp=1.0, arbitration_id=0x123, data=b"\x11",
+                            is_extended_id=False),
+                can.Message(timestamp=1.1, arbitration_id=0x124, is_remote_frame=True,
+                            is_extended_id=False),
+                can.Message(timestamp=1.2, is_error_frame=True),
+                can.Message(timestamp=1.3, arbitration_id=0x125, data=b"\x22",
+                            is_extended_id=False)]
+    with can.Logger(str(tmp_path / "re.blf")) as writer:
+        for msg in messages:
+            writer.on_message_received(msg)
+    records, got = read(tmp_path / "re.blf")
+    assert [(f[1], f[3]) for _, f in got] == [(0x123, b"\x11"), (0x125, b"\x22")]
+    assert (records.remote, records.error) == (1, 1)
+
+
+def test_dump_of_a_log_file_prints_its_frames_and_says_what_it_skipped(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    (tmp_path / "re.log").write_text("(1.000000) can0 123#11\n(1.1) can0 456#R\n(1.2) can0 "
+                                     "20000080#0000000000000000\n(1.3) can1 124#22\n")
+    done = subprocess.run([sys.executable, "-m", "cancorder", "dump", "-f", "candump",
+                           str(tmp_path / "re.log")], capture_output=True, text=True,
+                          env=cancorder_env(), cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["(1.000000) can0 123#11", "(1.300000) can0 124#22"]
+    assert "2 remote, error or impossible frames in" in done.stderr
