@@ -89,7 +89,7 @@ class Subscriber:
 
 def emulator(count, rate):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulators.slcan_adapter", "--count", str(count),
+        [sys.executable, "-m", "bench._slcan_blast", "--count", str(count),
          "--rate", str(rate)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, env=cancorder_env())
     return proc, int(proc.stdout.readline())

@@ -117,7 +117,7 @@ def encoder_rates():
 def run(kinds, rate, seconds):
     count = rate * seconds
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulators.slcan_adapter", "--count", str(count),
+        [sys.executable, "-m", "bench._slcan_blast", "--count", str(count),
          "--rate", str(rate)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, env=cancorder_env())
     url = f"socket://127.0.0.1:{int(emulator.stdout.readline())}"

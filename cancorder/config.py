@@ -429,11 +429,12 @@ def build_buses(config, check=False):
             continue
         try:
             source = module.source_from_args(bus.args)
+            # the serving flags' own checks (--mqtt's URL and files, --record's folder...)
+            options = sa.bus_options(bus.args, module.PROCESS)
         except ConfigError:
             raise
         except UsageError as exc:
             raise ConfigError(f"config {config.path}, {bus.label}: {exc}") from None
-        options = sa.bus_options(bus.args, module.PROCESS)
         options.name = bus.name
         # verbose prints frames, except where -v means something else (mock-uds narrates)
         options.print_frames = config.verbose and getattr(module, "PRINTS_FRAMES", True)

@@ -450,6 +450,8 @@ class RotatingLog:
         self.clock = clock
         self.frames = 0  # frames in files (on disk, or handed to a writer still open)
         self.lost = 0  # frames that could not be written
+        self.errors = 0  # times writing failed (a full disk, a vanished folder...)
+        self.closed_bytes = 0  # bytes of the finished files of this run
         self.files = []  # the closed files of this run, in order
         self.deleted = []  # files retention removed
         self.current = None  # final name of the file being written
@@ -541,6 +543,13 @@ class RotatingLog:
     @property
     def failing(self):
         return self._failure is not None
+
+    @property
+    def bytes_written(self):
+        """Bytes on disk in this run's files (the one open: what is flushed). Read by the
+        metrics page from another thread: only plain attribute reads."""
+        file = self._file
+        return self.closed_bytes + (file.good if file is not None else 0)
 
     @property
     def file_count(self):
@@ -649,6 +658,10 @@ class RotatingLog:
             self.log.warning(f"could not rename {final + PART} to {final}: "
                              f"{exc.strerror or exc}")
             final += PART
+        try:
+            self.closed_bytes += os.path.getsize(final)
+        except OSError:
+            pass
         self.files.append(final)
 
     def _fail(self, exc, count):
@@ -666,6 +679,7 @@ class RotatingLog:
     def _note_failure(self, why, now):
         self._retry_at = now + RETRY_INTERVAL
         if self._failure is None:
+            self.errors += 1
             self._failure = why
             self.log.warning(f"recording stopped: {why}; serving goes on, frames not recorded "
                              f"are counted, and recording resumes in a new file when there is "

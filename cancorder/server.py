@@ -385,7 +385,12 @@ class Server:
         try:
             try:
                 for bus in self.buses:
-                    bus.open(opts)
+                    try:
+                        bus.open(opts)
+                    except CancorderError as exc:
+                        if len(self.buses) > 1 and len(exc.args) == 1:
+                            exc.args = (f'bus "{bus.name}": {exc}',)  # which of the buses
+                        raise
                     opened.append(bus)
             except BaseException:
                 for bus in opened:

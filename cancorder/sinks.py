@@ -106,6 +106,7 @@ class Recorder(RecordSink):
 
     MAX_QUEUED_BYTES = 32 << 20
     CLOSE_WAIT = 30.0
+    metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
     def __init__(self, options, clock=time.time, max_queued=None):
         from .recording import check_record_options
@@ -216,11 +217,14 @@ class Recorder(RecordSink):
     # ---- reporting ----
 
     def stats(self):
+        """On the metrics page as cancorder_recording_<key>{bus} (several --record of one
+        bus add up)."""
         r = self._rotating
         if r is None:
-            return {"recorded": 0, "record_lost": self.dropped, "record_files": 0}
-        return {"recorded": r.frames, "record_lost": r.lost + self.dropped,
-                "record_files": r.file_count}
+            return {"frames": 0, "lost_frames": self.dropped, "files": 0, "bytes": 0,
+                    "errors": 0}
+        return {"frames": r.frames, "lost_frames": r.lost + self.dropped,
+                "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
 
     def summary(self):
         r = self._rotating

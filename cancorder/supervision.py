@@ -40,7 +40,14 @@ def snapshot_of(bus, now=None):
     sinks = {}
     for sink in bus.sinks:
         name = getattr(sink, "metrics_name", None) or type(sink).__name__.lower()
-        sinks[name] = sink.stats()
+        stats = sink.stats()
+        if name in sinks:  # two sinks of one kind on a bus (--record twice): their sum
+            merged = sinks[name]
+            for key, value in stats.items():
+                if _number(value) and _number(merged.get(key, 0)):
+                    merged[key] = merged.get(key, 0) + value
+            continue
+        sinks[name] = dict(stats)
     return BusSnapshot(
         name=bus.name, up=up, down_reason=reason, frames_received=counters.received,
         frames_sent=counters.frames, bytes_sent=b.bytes_sent if b is not None else 0,
@@ -51,6 +58,10 @@ def snapshot_of(bus, now=None):
         skipped={kind: getattr(counters, kind) for kind in
                  ("remote", "error", "invalid", "garbage", "filtered")},
         sinks=sinks)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ServiceMonitor:

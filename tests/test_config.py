@@ -48,6 +48,12 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
         zeroconf = false
         data-bitrate = 2000000
         fd = true
+        listen_only = true
+        timestamps = "host"
+        port = 42500
+        bind = "127.0.0.1"
+        service_name = "car-powertrain"
+        max_clients = 8
         [[bus]]
         source = "mock-uds"
         seed = 7
@@ -65,7 +71,9 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
     cli = parsers["serve"].parse_args(
         ["-i", "slcan", "-c", "socket://127.0.0.1:5000", "-b", "250000", "--filter", "7E8:7FF",
          "--filter", "18DAF110:1FFFFFFF", "--opt", "sleep_after_open=0", "--client-buffer",
-         "512K", "--no-zeroconf", "--data-bitrate", "2000000", "--fd"])
+         "512K", "--no-zeroconf", "--data-bitrate", "2000000", "--fd", "--listen-only",
+         "--timestamps", "host", "-p", "42500", "--bind", "127.0.0.1", "--service-name",
+         "car-powertrain", "--max-clients", "8"])
     for key, value in vars(cli).items():
         if key not in ("func", "debug"):
             assert getattr(powertrain.args, key) == value, key
@@ -139,6 +147,9 @@ def test_unnamed_bus_is_named_by_index(tmp_path, parsers):
     ('[[bus]]\nchannel = "can0"\n[[bus\n', "not valid TOML"),
     ('[[bus]]\nsource = "mock-uds"\nbitrate = 5\n', "bitrate is not a flag of the mock-uds source"),
     ('[[bus]]\nsource = "mock-uds"\noutput = "x.log"\n', "output belongs to the whole process"),
+    ('[[bus]]\nchannel = "can0"\nmqtt_spool_size = "512K"\n',
+     'bus 1: mqtt_spool_size "512K": at least 1M (a batch is up to 64K)'),
+    ('[[bus]]\nchannel = "can0"\nmqtt_spool_size = "10"\n', 'mqtt_spool_size "10": at least 1M'),
 ])
 def test_config_mistakes(tmp_path, parsers, text, expected):
     message = error_of(tmp_path, text, parsers)
@@ -236,3 +247,34 @@ def test_verbose_prints_frames_of_every_bus_but_the_narrating_simulator(tmp_path
     assert serve_bus.options.print_frames is True
     assert sim_bus.options.print_frames is False
     assert sim_bus.source.narrate is not None  # -v narrates the scenario instead
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('mqtt = "mqtt://127.0.0.1/fleet/{vehicle}"',
+     'bus "p": --mqtt mqtt://127.0.0.1/fleet/{vehicle}: unknown topic field {vehicle}'),
+    ('mqtt = "http://127.0.0.1/x"', 'bus "p": --mqtt http://127.0.0.1/x: expected an mqtt://'),
+    ('mqtt = "mqtts://127.0.0.1/x"\nmqtt_ca = "/nonexistent.pem"',
+     'bus "p": --mqtt-ca /nonexistent.pem: no such file'),
+    ('mqtt_spool = "/tmp/x"', 'bus "p": --mqtt-spool needs --mqtt URL'),
+    ('allow_transmit = true', 'bus "p": --no-beacon and --allow-transmit are socketcand options'),
+])
+def test_serving_flag_checks_name_the_file_and_bus(tmp_path, parsers, line, expected):
+    """The checks that run when a bus is built (its serving flags: --mqtt, --record...) name
+    the file and the bus too, with --check and when serving."""
+    cfg = load(tmp_path, f'[[bus]]\nname = "p"\nchannel = "can0"\n{line}\n', parsers)
+    with pytest.raises(ConfigError) as caught:
+        config.build_buses(cfg, check=True)
+    message = str(caught.value)
+    assert message.startswith(f"config {tmp_path / 'cancorder.toml'}, "), message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_a_bad_mqtt_key_with_check_is_one_line(tmp_path):
+    path = write(tmp_path, '[[bus]]\nname = "p"\nchannel = "can0"\n'
+                           'mqtt = "mqtt://127.0.0.1/a/{foo}"\n')
+    done = run_cli("serve", "--config", path, "--check")
+    assert done.returncode == 2
+    assert done.stderr == (f'error: config {path}, bus "p": --mqtt mqtt://127.0.0.1/a/{{foo}}: '
+                           "unknown topic field {foo}: the topic may use {system}, {channel} "
+                           "and {interface}\n")

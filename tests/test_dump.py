@@ -423,19 +423,22 @@ def test_unknown_extension_and_impossible_folder_fail_before_connecting(dump, tm
     assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
 
 
-def test_mf4_needs_asammdf(dump, fake_loggers, tmp_path):
-    try:
-        import asammdf  # noqa: F401
-    except ImportError:
-        run = dump("127.0.0.1:1", "-o", str(tmp_path / "x.mf4"))
-        assert run.wait() == 2
-        assert "needs asammdf (pip install asammdf)" in run.log
-    else:
-        fake = fake_loggers(records(KNOWN))
-        run = dump(fake.target, "-o", str(tmp_path / "x.mf4"))
-        assert run.wait() == 0, run.log
-        back = list(can.LogReader(str(tmp_path / "x.mf4")))
-        assert [m.arbitration_id for m in back] == [f[1] for f in KNOWN]
+def test_mf4_through_asammdf(dump, fake_loggers, tmp_path):
+    fake = fake_loggers(records(KNOWN))
+    run = dump(fake.target, "-o", str(tmp_path / "x.mf4"))
+    assert run.wait() == 0, run.log
+    back = list(can.LogReader(str(tmp_path / "x.mf4")))
+    assert [(m.arbitration_id, bytes(m.data)) for m in back] == [(f[1], f[3]) for f in KNOWN]
+
+
+def test_mf4_without_asammdf_is_a_usage_error(monkeypatch, tmp_path):
+    from cancorder.errors import UsageError
+    from cancorder.recording import log_format
+
+    monkeypatch.setitem(sys.modules, "asammdf", None)  # import asammdf raises ImportError
+    with pytest.raises(UsageError, match=r"-o .*x\.mf4: writing MF4 needs asammdf "
+                                         r"\(pip install asammdf\), or record to"):
+        log_format(str(tmp_path / "x.mf4"), "-o")
 
 
 # ---- what to show, and for how long ----

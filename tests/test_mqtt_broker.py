@@ -188,9 +188,14 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
                                                  tmp_path):
     mosquitto = broker()
     mosquitto.stop()  # down from the start: everything goes to the spool
+    from tests.helpers import free_port, http_get
+    from tests.test_metrics import samples
+
     spool = str(tmp_path / "spool")
+    metrics_port = free_port()
     serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC),
-                        "--mqtt-spool", spool, "--mqtt-spool-size", "1M")
+                        "--mqtt-spool", spool, "--mqtt-spool-size", "1M",
+                        "--metrics", f"127.0.0.1:{metrics_port}")
     slcan_emulator.wait_open()
     total = 120000  # 31 bytes a frame: 3.7 MB through a 1 MB spool
     stream = Stream(slcan_emulator, total, 40000)
@@ -201,14 +206,33 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     time.sleep(1.0)
     size = sum(os.path.getsize(os.path.join(spool, n)) for n in os.listdir(spool))
     assert size <= (1 << 20) + 4096
+
+    def mqtt_metrics():
+        page = samples(http_get(metrics_port, "/metrics")[1])
+        return {name[len("cancorder_mqtt_"):]: value for (name, labels), value in page.items()
+                if name.startswith("cancorder_mqtt_")}
+
+    down = mqtt_metrics()  # the drops are on the metrics page while the broker is away
+    assert down["connected"] == 0 and down["published_frames"] == 0
+    assert down["dropped_frames"] > total // 2 and down["dropped_batches"] > 0
+    assert 0 < down["spool_bytes"] <= 1 << 20 and down["waiting_batches"] > 0
     mosquitto.start()
     dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
     serve.wait_for("MQTT: reconnected to")
+    deadline = time.monotonic() + 30
+    while True:  # the spool published: published + dropped = every frame the bus gave
+        up = mqtt_metrics()
+        if up["waiting_batches"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert up["connected"] == 1 and up["waiting_batches"] == 0
+    assert up["published_frames"] + up["dropped_frames"] == total, up
     assert serve.terminate() == 0
     dropped = int(serve.wait_for(r"published in [\d,]+ batches, ([\d,]+) frames dropped")
                   .group(1).replace(",", ""))
     published = int(serve.wait_for(r"([\d,]+) frames published").group(1).replace(",", ""))
     assert dropped > total // 2 and dropped + published == total
+    assert (dropped, published) == (up["dropped_frames"], up["published_frames"])
     # what the broker kept is the newest frames, in order (the dump subscribed after
     # publishing started, so it checks against the retained session only if it was quick)
     numbers = wait_lines(out, 1, timeout=5)
@@ -216,13 +240,15 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     dump.terminate()
 
 
-def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, cancorder_process):
+def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, cancorder_process,
+                                                    tmp_path):
     mosquitto = broker()
     serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC))
     serve.wait_for("MQTT: publishing to")
     channel = "socket:__127.0.0.1:%d" % slcan_emulator.port
+    recorded = tmp_path / "relay.log"
     relay = cancorder_process("relay", mosquitto.url(f"cancorder/truck42/{channel}"),
-                              "--no-zeroconf")
+                              "--no-zeroconf", "--record", str(recorded))
     port = relay.port()
     client = StreamClient(port)
     slcan_emulator.wait_open()
@@ -235,13 +261,24 @@ def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, canc
     client.close()
     assert relay.terminate() == 0
     assert "frames in 20,000" in relay.log or "out 20,000" in relay.log
+    assert candump_numbers(recorded) == list(range(20000))  # --record: the remote bus on disk
     assert serve.terminate() == 0
 
 
 # ---- errors: one clear line each, TCP serving goes on, publishing retries ----
 
+def connection_attempts(mosquitto):
+    """Connections the broker saw so far: a line each, "New connection from" once the
+    connection is set up, "Client connection from ... failed" for a failed TLS handshake."""
+    log = mosquitto.log()
+    return log.count("New connection from") + log.count("Client connection from")
+
+
 def serve_despite(cancorder_process, emulator, url, *extra, pattern, retries_in=None):
-    """Serve with a broker problem: the TCP client gets every frame, the problem is one line."""
+    """Serve with a broker problem: the TCP client gets every frame, the problem is one line;
+    with ``retries_in`` (the Mosquitto), publishing is seen retrying with backoff: a few
+    connections in the 4 s watched, neither one (no retry) nor one every 0.5 s (no backoff)."""
+    before = connection_attempts(retries_in) if retries_in is not None else 0
     serve = start_serve(cancorder_process, emulator, url, *extra)
     client = StreamClient(serve.port())
     emulator.wait_open()
@@ -252,6 +289,9 @@ def serve_despite(cancorder_process, emulator, url, *extra, pattern, retries_in=
     time.sleep(4.0)  # several retries (backoff 0.5, 1, 2 s)
     matching = [line for line in serve.lines if "MQTT broker" in line]
     assert len(matching) == 1, matching
+    if retries_in is not None:
+        attempts = connection_attempts(retries_in) - before
+        assert 3 <= attempts <= 7, (attempts, retries_in.log())  # 0, .5, 1.5, 3.5, 7.5 s...
     assert "Traceback" not in serve.log
     client.close()
     assert serve.terminate() == 0
@@ -262,7 +302,7 @@ def test_wrong_password(broker, slcan_emulator, cancorder_process, tmp_path):
     mosquitto = broker(users={"truck42": "right"})
     _, line = serve_despite(cancorder_process, slcan_emulator,
                             mosquitto.url(SERVE_TOPIC, user="truck42:wrong"),
-                            pattern="refused the login as 'truck42'")
+                            pattern="refused the login as 'truck42'", retries_in=mosquitto)
     assert "wrong" not in line.replace("wrong user", "")  # the password is never shown
     assert mosquitto.log().count("not authorised") >= 2  # it retried
 
@@ -303,14 +343,16 @@ def test_tls_with_and_without_the_ca(broker, slcan_emulator, cancorder_process, 
     # without the CA: the broker's certificate is not trusted
     serve_despite(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
                   pattern=r"TLS certificate is not trusted .*give the CA that signed it "
-                          "with --mqtt-ca")
+                          "with --mqtt-ca", retries_in=mosquitto)
     dump.terminate()
 
 
 def test_plain_mqtt_to_a_tls_port(broker, slcan_emulator, cancorder_process):
     mosquitto = broker(tls=True)
     url = f"mqtt://127.0.0.1:{mosquitto.tls_port}/{SERVE_TOPIC}"
-    serve_despite(cancorder_process, slcan_emulator, url, pattern=r"MQTT broker mqtt://.*")
+    serve_despite(cancorder_process, slcan_emulator, url,
+                  pattern=r"MQTT broker mqtt://.* closed the connection before answering "
+                          r"\(a TLS port needs mqtts://\)", retries_in=mosquitto)
 
 
 def test_broker_refusing_the_topic(broker, slcan_emulator, cancorder_process, tmp_path):
@@ -319,7 +361,7 @@ def test_broker_refusing_the_topic(broker, slcan_emulator, cancorder_process, tm
     serve_despite(cancorder_process, slcan_emulator,
                   mosquitto.url(SERVE_TOPIC, user="truck42:pw"),
                   pattern=r"refused to publish on 'cancorder/truck42/.*': Not authorized "
-                          r"\(check the broker's ACL")
+                          r"\(check the broker's ACL", retries_in=mosquitto)
 
 
 def test_dump_errors_are_one_line(broker, cancorder_process, tmp_path):
@@ -339,6 +381,8 @@ def test_unknown_host_in_a_network_namespace():
     assert len(result["lines"]) == 1 and "unknown host 'no-such-broker.invalid'" in \
         result["lines"][0], result
     assert result["exit"] == 0
+    # retrying with backoff (0, 0.5, 1.5, 3.5, 7.5 s...): a few tries, not one every 0.5 s
+    assert len(result["attempts"]) == 1 and 3 <= result["attempts"][0] <= 7, result
 
 
 def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp_path):
@@ -349,6 +393,10 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
 
     mosquitto = broker()
     dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
+    pretty_out = str(tmp_path / "pretty.txt")  # pretty: the logger as the first column
+    pretty = cancorder_process("dump", mosquitto.url("cancorder/+/+"), "-f", "pretty",
+                               stdout=open(pretty_out, "w"))
+    pretty.wait_for("subscribed to", 30)
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
@@ -371,6 +419,13 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
     publisher.loop_stop()
     assert dump.terminate() == 0
     assert "1 duplicate batches removed, 1,200 frames missing in all" in dump.log
+    pretty.wait_for(r"truck42/can0: 1,200 frames missing")
+    assert pretty.terminate() == 0
+    with open(pretty_out) as handle:
+        rows = [line.split() for line in handle if line.strip()]
+    assert {row[0] for row in rows} == {"truck42/can0"}, rows[:3]
+    assert [int("".join(row[4:12]), 16) for row in rows] == \
+        list(range(200)) + list(range(1400, 1500))
 
 
 def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_process):
@@ -401,6 +456,10 @@ def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_proc
     assert flag and status["online"] is True
     assert status["interface"] == "slcan" and status["channel"] == slcan_emulator.url
     assert status["bitrate"] == "500000" and status["port"] == str(serve.port())
+    from cancorder.discovery import short_hostname  # the six TXT keys, all of them
+
+    assert status["system"] == short_hostname() and status["process"] == "cancorder serve"
+    assert status["topic"] == f"cancorder/truck42/{channel}" and len(status["session"]) == 16
     serve.proc.kill()  # vanished: the broker publishes the last will
     serve.proc.wait()
     deadline = time.monotonic() + 40  # the will comes when keep-alive (15 s x 1.5) runs out
@@ -574,3 +633,88 @@ def test_relay_as_a_bus_of_a_config(broker, slcan_emulator, cancorder_process, t
     client.close()
     assert relay.terminate() == 0
     assert serve.terminate() == 0
+
+
+def test_batches_on_the_wire(broker, slcan_emulator, cancorder_process):
+    """What a plain MQTT subscriber sees: QoS 1 messages, one session id, sequence 1, 2, 3...
+    with no gap, first-frame numbers that continue, at most 64 KB of records each; a steady
+    stream is cut every 50 ms (batches of about 500 frames at 10,000 frames/s), a burst at
+    64 KB."""
+    from paho.mqtt import client as mqtt
+
+    from cancorder.mqtt import payload
+
+    mosquitto = broker()
+    messages = []
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscriber.on_message = lambda c, u, m: messages.append((m.topic, m.qos, m.payload))
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.subscribe("cancorder/truck42/+", qos=2)  # the message keeps the sender's QoS
+    subscriber.loop_start()
+    try:
+        serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC))
+        serve.wait_for("MQTT: publishing to")
+        slcan_emulator.wait_open()
+        stream = Stream(slcan_emulator, 20000, 10000)  # 2 s, steady
+        stream.send_until(20000)
+        stream.wait_sent()
+        deadline = time.monotonic() + 30
+        while sum(payload.decode(m[2]).count for m in messages) < 20000:
+            assert time.monotonic() < deadline, len(messages)
+            time.sleep(0.1)
+        steady = len(messages)
+        slcan_emulator.send_lines(b"".join(build_lines(40000)[20000:]))  # a burst: 880 KB
+        while sum(payload.decode(m[2]).count for m in messages) < 40000:
+            assert time.monotonic() < deadline + 30, len(messages)
+            time.sleep(0.1)
+        assert serve.terminate() == 0
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    batches = [payload.decode(data) for _, _, data in messages]
+    assert {qos for _, qos, _ in messages} == {1}
+    assert len({topic for topic, _, _ in messages}) == 1
+    assert len({b.session for b in batches}) == 1
+    assert [b.sequence for b in batches] == list(range(1, len(batches) + 1))
+    first = 0
+    numbers = []
+    for batch in batches:
+        assert batch.first_frame == first and batch.count == len(batch.records)
+        first += batch.count
+        numbers += [int.from_bytes(f[3], "big") for f in batch.records]
+    assert numbers == list(range(40000))
+    sizes = [len(data) - payload.HEADER_SIZE for _, _, data in messages]
+    assert max(sizes) <= 64 << 10
+    counts = sorted(b.count for b in batches[:steady])
+    # 2 s of a steady 10,000 frames/s: cut by time, about 500 frames (50 ms) a batch
+    assert 20 <= steady and 250 <= counts[len(counts) // 2] <= 1000, counts
+    assert max(sizes[steady:]) > (64 << 10) - 22  # the burst: cut at 64 KB
+
+
+def test_a_broker_that_requires_a_client_certificate(broker, slcan_emulator, cancorder_process,
+                                                     tmp_path):
+    """--mqtt-cert/--mqtt-key are really sent: a broker that demands a client certificate takes
+    cancorder with them, and refuses it without (one line, TCP serving goes on, retries)."""
+    mosquitto = broker(tls=True, require_certificate=True)
+    dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"))
+    serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
+                        "--mqtt-ca", mosquitto.certs["ca.crt"],
+                        "--mqtt-cert", mosquitto.certs["client.crt"],
+                        "--mqtt-key", mosquitto.certs["client.key"])
+    serve.wait_for("MQTT: publishing to mqtts://127.0.0.1")
+    slcan_emulator.wait_open()
+    Stream(slcan_emulator, 1000, 5000).send_until(1000)
+    assert wait_lines(out, 1000) == list(range(1000))
+    assert serve.terminate() == 0
+    slcan_emulator.opened.clear()
+    serve_despite(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC, tls=True),
+                  "--mqtt-ca", mosquitto.certs["ca.crt"],
+                  pattern=r"MQTT broker mqtts://.* closed the TLS connection before answering: "
+                          r"does it require a client certificate\? give one with --mqtt-cert",
+                  retries_in=mosquitto)
+    assert dump.terminate() == 0
+    refused = cancorder_process("dump", mosquitto.url("cancorder/#", tls=True),
+                                "--mqtt-ca", mosquitto.certs["ca.crt"])
+    assert refused.proc.wait(30) == 1
+    assert refused.log.count("\n") == 0 and "does it require a client certificate" in \
+        refused.log, refused.log

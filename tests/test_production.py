@@ -1,5 +1,6 @@
 """Several buses in one process, watched by systemd and Prometheus (in process, fake and emulated
 sources); the service as a process (serve --config) at the end."""
+import errno
 import json
 import os
 import socket
@@ -205,6 +206,57 @@ def test_metrics_counters_equal_what_a_client_received(emulators):
         assert metric(page, "process_open_fds") > 0
     finally:
         client.close()
+        assert running.stop() == 0
+
+
+def test_recording_bytes_files_errors_on_the_metrics_page(emulators, tmp_path):
+    """Issue 13's recording metrics, from a real --record (two of them on one bus: their sum):
+    bytes equal to the files on disk, files, frames, errors."""
+    from cancorder.recording import RecordOptions
+
+    emu = emulators()
+    paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
+    running = RunningServer([slcan_bus(emu, "engine",
+                                       record=[RecordOptions(p) for p in paths])],
+                            metrics=("127.0.0.1", 0))
+    try:
+        running.wait_serving()
+        emu.wait_open()
+        emu.send_lines(numbered(0, 500))
+        port = running.server.monitor.metrics.port
+
+        def on_disk():
+            return sum(os.path.getsize(p + ".part") for p in paths if os.path.exists(p + ".part"))
+
+        def page_matches():
+            page = http_get(port, "/metrics")[1]
+            return (metric(page, "cancorder_recording_frames", bus="engine") == 2 * 500
+                    and metric(page, "cancorder_recording_bytes", bus="engine") == on_disk() > 0)
+
+        wait_until(page_matches, what="the recording metrics")  # flushed within a second
+        page = http_get(port, "/metrics")[1]
+        assert metric(page, "cancorder_recording_files", bus="engine") == 2
+        assert metric(page, "cancorder_recording_errors", bus="engine") == 0
+        assert metric(page, "cancorder_recording_lost_frames", bus="engine") == 0
+        # the disk fills under the first recording: one error, its frames counted as lost
+        first = running.server.buses[0].sinks[0]._rotating
+
+        def disk_full(records, count):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        first._file.write = disk_full
+        emu.send_lines(numbered(500, 100))
+
+        def after_the_failure():
+            page = http_get(port, "/metrics")[1]
+            return (metric(page, "cancorder_recording_errors", bus="engine") == 1
+                    and metric(page, "cancorder_recording_lost_frames", bus="engine") == 100
+                    and metric(page, "cancorder_recording_frames", bus="engine") == 500 + 600
+                    and metric(page, "cancorder_recording_bytes", bus="engine")
+                    == os.path.getsize(paths[0]) + on_disk())
+
+        wait_until(after_the_failure, what="the failed write counted")
+    finally:
         assert running.stop() == 0
 
 
@@ -424,3 +476,23 @@ def test_a_crashing_bus_ends_the_service_with_exit_1(cancorder_process, emulator
     b.send_lines(numbered(0, 5))
     assert proc.proc.wait(30) == 1
     proc.wait_for(r"failed unexpectedly: RuntimeError: the fake driver fell over")
+
+
+def test_a_bus_that_cannot_open_is_named_in_the_error():
+    """With several buses, the one line of a bus that fails to open says which bus it is."""
+    from cancorder.errors import SourceInitError
+
+    class Unpluggable(HangingSource):
+        def open(self):
+            raise SourceInitError("cannot open slcan channel /dev/ttyACM0: no such device")
+
+    buses = [Bus(HangingSource(), BusOptions(name="good", bind="127.0.0.1", zeroconf=False)),
+             Bus(Unpluggable(), BusOptions(name="body", bind="127.0.0.1", zeroconf=False))]
+    with pytest.raises(SourceInitError) as caught:
+        Server(buses, ServerOptions()).run()
+    assert str(caught.value) == ('bus "body": cannot open slcan channel /dev/ttyACM0: no such '
+                                 "device")
+    assert caught.value.exit_code == 1
+    alone = Bus(Unpluggable(), BusOptions(name="body", bind="127.0.0.1", zeroconf=False))
+    with pytest.raises(SourceInitError, match=r"^cannot open slcan"):  # one bus: as before
+        Server([alone], ServerOptions()).run()

@@ -132,7 +132,7 @@ def test_size_rotation_keeps_every_frame_once_in_order(tmp_path):
 
 def test_every_python_can_writer_and_gzip_text(tmp_path):
     for ext in (".asc", ".asc.gz", ".blf", ".csv", ".csv.gz", ".db", ".log", ".log.gz",
-                ".trc", ".txt", ".txt.gz"):
+                ".mf4", ".trc", ".txt", ".txt.gz"):
         path = tmp_path / f"x{ext}"
         log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
         log.write(records(0, 50))
@@ -227,9 +227,9 @@ def test_recorder_sink_never_blocks_and_counts_what_it_drops(tmp_path):
     assert time.perf_counter() - started < 2.0
     recorder.close()
     stats = recorder.stats()
-    assert stats["recorded"] + stats["record_lost"] == 200_000
-    assert stats["recorded"] == len(read_back(tmp_path / "r.log"))
-    if stats["record_lost"]:
+    assert stats["frames"] + stats["lost_frames"] == 200_000
+    assert stats["frames"] == len(read_back(tmp_path / "r.log"))
+    if stats["lost_frames"]:
         assert "cannot keep up" in Bus.log.text()
     assert "recorded" in recorder.summary()
 
@@ -255,7 +255,7 @@ def test_a_recorder_bug_is_reported_to_the_bus_never_silent(tmp_path, monkeypatc
     recorder.close()
     assert calls == [("the recorder", "a bug")]
     recorder.put(records(10, 10))  # later batches are counted, never queued
-    assert recorder.stats()["record_lost"] == 20
+    assert recorder.stats()["lost_frames"] == 20
 
 
 def test_gzip_names_python_can_can_read_back(tmp_path):

@@ -84,7 +84,7 @@ def test_every_format_dump_writes_replays_back_with_its_spacing(replay, cancorde
     write_log(tmp_path / "source.log", frames)
     server = replay(tmp_path / "source.log")
     outputs = [tmp_path / f"dumped{ext}" for ext in (
-        ".log", ".log.gz", ".blf", ".asc", ".asc.gz", ".csv", ".trc", ".db")]
+        ".log", ".log.gz", ".blf", ".asc", ".asc.gz", ".csv", ".trc", ".db", ".mf4")]
     dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "-f", "candump",
                              *[arg for path in outputs for arg in ("-o", str(path))])
     assert dump.proc.wait(30) == 0, dump.log
@@ -112,11 +112,11 @@ def test_fd_frames_keep_their_flags_through_log_blf_asc(replay, tmp_path):
     frames = source_frames(120, fd=True)
     write_log(tmp_path / "fd.log", frames)
     messages = list(can.LogReader(str(tmp_path / "fd.log")))
-    for ext in (".blf", ".asc"):
+    for ext in (".blf", ".asc", ".mf4"):
         with can.Logger(str(tmp_path / f"fd{ext}")) as writer:
             for msg in messages:
                 writer.on_message_received(msg)
-    for name in ("fd.log", "fd.blf", "fd.asc"):
+    for name in ("fd.log", "fd.blf", "fd.asc", "fd.mf4"):
         server = replay(tmp_path / name, "--speed", "max")
         client = StreamClient(server.port())
         assert fields(client.wait_frames(len(frames))) == fields(frames), name

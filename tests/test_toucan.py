@@ -546,15 +546,21 @@ def test_touCAN_is_advertised_with_its_process_and_channel(fake_library_path):
     assert result["removed"] == result["names"], result["log"]
 
 
-def test_record_while_serving(toucan_server, control, tmp_path):
-    server = toucan_server("--record", str(tmp_path / "%Y-{interface}-{n}.blf"))
+def two_frames(server, control):
+    """Frames 0x123 and 0x18DAF110 (29-bit) from the fake library, as a client of ``server``
+    receives them."""
     client = connect(server)
     try:
         control.send(control.frame_line(0x123, b"\x01\x02"),
                      control.frame_line(0x18DAF110, b"\x02\x10\x03", flags=XTD))
-        frames = client.wait_frames(2)
+        return client.wait_frames(2)
     finally:
         client.close()
+
+
+def test_record_while_serving(toucan_server, control, tmp_path):
+    server = toucan_server("--record", str(tmp_path / "%Y-{interface}-{n}.blf"))
+    frames = two_frames(server, control)
     assert server.terminate() == 0
     [path] = list(tmp_path.iterdir())
     assert path.name == time.strftime("%Y") + "-toucan-1.blf"
@@ -562,3 +568,22 @@ def test_record_while_serving(toucan_server, control, tmp_path):
                 for m in can.LogReader(str(path))]
     assert recorded == [(f[1], bool(f[2] & wire.FLAG_EXT), f[3]) for f in frames]
     assert "recorded 2 frames to" in server.log
+
+
+def test_a_toucan_bus_of_a_config_file(cancorder_process, fake_library_path, control, tmp_path):
+    """source = "toucan" in serve --config (issue 13: every source can be a bus), beside a
+    simulator bus: its frames reach a TCP client, its bit rate reaches the library."""
+    path = tmp_path / "rig.toml"
+    path.write_text(f'zeroconf = false\nbind = "127.0.0.1"\n'
+                    f'[[bus]]\nname = "rig"\nsource = "toucan"\nlibrary = "{fake_library_path}"\n'
+                    f'channel = 0\nbitrate = 250000\n'
+                    f'[[bus]]\nname = "sim"\nsource = "mock-uds"\nasync = true\n')
+    server = cancorder_process("serve", "--config", str(path),
+                               env=cancorder_env(**control.env()))
+    server.wait_for("serving the UDS simulator")
+    frames = two_frames(server, control)
+    assert [(f[1], f[2], f[3]) for f in frames] == [
+        (0x123, 0, b"\x01\x02"), (0x18DAF110, wire.FLAG_EXT, b"\x02\x10\x03")]
+    assert server.terminate() == 0
+    assert "start handle=0 index=-3 rc=0" in control.calls()  # 250 kbit/s: index 3
+    assert "totals: frames in 2, out 2" in server.log, server.log

@@ -187,15 +187,21 @@ def ranged(convert, what, low, high, complaint):
 seconds = ranged(float, "a number of seconds", 1e-9, float("inf"), "must be more than 0 seconds")
 
 
-def byte_size(text):
+def byte_size(text, minimum=1 << 10, why=""):
     match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"{text}: expected a size such as 4194304, 512K or 4M")
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2).lower()]
     value = int(match.group(1)) * scale
-    if value < 1024:
-        raise argparse.ArgumentTypeError(f"{text}: at least 1K")
+    if value < minimum:
+        shown = f"{minimum >> 20}M" if minimum >= 1 << 20 else f"{minimum >> 10}K"
+        raise argparse.ArgumentTypeError(f"{text}: at least {shown}{why}")
     return value
+
+
+def spool_size(text):
+    """--mqtt-spool-size: a size of at least 1M (a batch is up to 64K)."""
+    return byte_size(text, 1 << 20, " (a batch is up to 64K)")
 
 
 def backend_option(text):
@@ -310,7 +316,7 @@ def add_mqtt_arguments(parser):
     group.add_argument("--mqtt-spool", metavar="DIR", default=None,
                        help="keep the batches the broker has not acknowledged in DIR: they "
                             "survive a lost broker and a restart of cancorder")
-    group.add_argument("--mqtt-spool-size", type=byte_size, default=1 << 30, metavar="SIZE",
+    group.add_argument("--mqtt-spool-size", type=spool_size, default=1 << 30, metavar="SIZE",
                        help="at most this much in the spool; beyond it the oldest batches are "
                             "dropped and counted (default: 1G)")
     add_mqtt_login_arguments(group)
@@ -330,7 +336,11 @@ def mqtt_options(args):
         return None
     from ..mqtt.publisher import MqttOptions
 
-    settings = mqtt_settings(args, args.mqtt)
-    check(args.mqtt_spool_size >= 1 << 20, "--mqtt-spool-size: at least 1M (a batch is up "
-                                           "to 64K)")
+    try:
+        settings = mqtt_settings(args, args.mqtt)
+    except UsageError as exc:
+        if str(exc).startswith(("--", "TLS ")):  # these name their flag already
+            raise
+        # a message about the URL names its flag (its config key, in a config file)
+        raise UsageError(f"--mqtt {exc}") from None
     return MqttOptions(settings, spool_dir=args.mqtt_spool, spool_size=args.mqtt_spool_size)

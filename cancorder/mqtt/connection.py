@@ -17,6 +17,7 @@ CONNECT_TIMEOUT = 5.0
 KEEPALIVE = 15
 #: CONNACK reason codes that mean "who you are is wrong" (MQTT 5: 134, 135; 3.1.1: 4, 5)
 LOGIN_REFUSED = {134, 135, 4, 5}
+UNSPECIFIED = 128  # the reason code paho gives a connection closed under it
 HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 
 
@@ -122,6 +123,21 @@ class MqttSettings:
                     f"the user and password: in the URL, --mqtt-password-file or "
                     f"${PASSWORD_ENV})")
         return f"MQTT broker {self.where} refused the connection: {reason_code}"
+
+    def closed_early(self, reason_code):
+        """One line for a connection closed before the broker's CONNACK. paho reports a
+        closed socket as "Unspecified error" (128): say what usually causes it."""
+        if getattr(reason_code, "value", reason_code) != UNSPECIFIED:
+            return self.refusal(reason_code)  # the broker's own reason
+        if self.tls and not self.cert:
+            return (f"MQTT broker {self.where} closed the TLS connection before answering: "
+                    "does it require a client certificate? give one with --mqtt-cert and "
+                    "--mqtt-key")
+        if self.tls:
+            return (f"MQTT broker {self.where} closed the TLS connection before answering: "
+                    "does it accept the client certificate of --mqtt-cert?")
+        return (f"MQTT broker {self.where} closed the connection before answering (a TLS "
+                "port needs mqtts://)")
 
     def no_connack(self):
         return (f"MQTT broker {self.where}: connected but no MQTT answer within "

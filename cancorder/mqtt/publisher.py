@@ -97,6 +97,7 @@ class MqttPublisher(RecordSink):
         self._drops_logged = (0, 0.0)
         self.published_batches = 0
         self.published_frames = 0
+        self.connect_attempts = 0  # how often it tried the broker (retries show here)
         self._stats = {}
 
     # ---- RecordSink ----
@@ -241,6 +242,9 @@ class MqttPublisher(RecordSink):
                 self._connect()
             return
         if not self._connected:
+            if self._problem is not None and client.socket() is None:
+                self._fail(self._problem)  # closed during connect itself (a TLS alert)
+                return
             if now - self._connect_started > CONNECT_TIMEOUT:
                 self._fail(self.settings.no_connack())
             return
@@ -299,6 +303,7 @@ class MqttPublisher(RecordSink):
     # ---- connection ----
 
     def _connect(self):
+        self.connect_attempts += 1
         client = self.settings.client(f"cc-{self.session:016x}",
                                       will=(self.status_topic, self._status(False)))
         client.on_connect = self._on_connect
@@ -358,7 +363,7 @@ class MqttPublisher(RecordSink):
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         if self._problem is None:
             self._problem = (f"{LOST} {self.settings.where} ({reason_code})"
-                             if self._connected else self.settings.refusal(reason_code))
+                             if self._connected else self.settings.closed_early(reason_code))
 
     def _fail(self, message):
         """Drop the connection; everything unacknowledged goes out again after a backoff."""
@@ -426,6 +431,7 @@ class MqttPublisher(RecordSink):
         outbox = self._outbox
         self._stats = {
             "connected": int(self._connected),
+            "connect_attempts": self.connect_attempts,
             "published_batches": self.published_batches,
             "published_frames": self.published_frames,
             "waiting_batches": outbox.batches,

@@ -128,6 +128,10 @@ class Subscriber:
         self._ready.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if not self.connected and not self._ready.is_set() and self._failure is None:
+            # closed before any CONNACK (a TLS alert: the broker wants a client certificate)
+            self._failure = self.settings.closed_early(reason_code)
+            self._ready.set()
         if self.connected and self.on_problem and self._client is not None:
             self.on_problem(f"MQTT: lost the broker {self.settings.where} ({reason_code}); "
                             "reconnecting, the broker keeps what comes meanwhile")
