@@ -14,6 +14,7 @@ import math
 import time
 
 from .metrics import BusSnapshot, MetricsServer, health
+from .report import plural
 from .sdnotify import Notifier
 
 STATUS_INTERVAL = 5.0  # seconds between two STATUS= lines
@@ -124,7 +125,8 @@ class ServiceMonitor:
         clients = sum(bus.broadcaster.client_count for bus in self.buses
                       if bus.broadcaster is not None)
         ok, line = health(self.snapshot())
-        text = (f"{up}/{len(self.buses)} buses up, {rate:,.0f} frames/s, {clients} clients")
+        text = (f"{up}/{len(self.buses)} buses up, {rate:,.0f} frames/s, "
+                f"{plural(clients, 'client')}")
         return text if ok else f"{text}; {line}"
 
     def stopping(self):

@@ -56,6 +56,23 @@ def test_sources_know_no_server_broadcaster_or_sockets_layer():
                                 "cancorder.sinks", "cancorder.commands"))) == []
 
 
+def test_sources_reference_no_server_and_log_through_logging():
+    """Beyond imports: no source holds a server or a broadcaster (the old ``attach(server)``),
+    and none prints: sources log through ``logging`` (the CLI's one handler formats it)."""
+    found = []
+    for module, path in _modules():
+        if not module.startswith("cancorder.sources"):
+            continue
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+            name = node.id if isinstance(node, ast.Name) else \
+                node.attr if isinstance(node, ast.Attribute) else \
+                node.name if isinstance(node, ast.FunctionDef) else \
+                node.arg if isinstance(node, ast.arg) else None
+            if name in ("attach", "server", "broadcaster", "print", "stderr", "stdout"):
+                found.append(f"{module}:{node.lineno} {name}")
+    assert found == []
+
+
 def test_the_client_side_does_not_import_the_server():
     assert _violations(lambda m: m in ("cancorder.client", "cancorder.formats",
                                        "cancorder.recording", "cancorder.monitor",

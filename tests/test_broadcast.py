@@ -459,3 +459,38 @@ def test_the_queue_shared_by_all_clients_is_bounded_when_the_loop_falls_behind(f
     loop.join(5)
     assert b.bytes_overflowed + b.queued_bytes >= 999 * 22 - 8192
     assert b.bytes_overflowed > 0
+
+
+def test_nothing_after_an_overflow_reaches_a_client_before_it_is_dropped(fast, harness):
+    """Issue 11 item 2: once a batch could not be queued (the loop fell --client-buffer-total
+    behind), a smaller batch after it must not be queued either: the clients would receive the
+    frames after the hole, then be dropped, never knowing some were missing in between."""
+    h = harness(client_buffer=4096, total_buffer=8192, coalesce=1000.0)  # the loop never flushes
+    client = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    h.b.submit(records(fast, 1, 0))  # a quiet link: sent at once; the window is open now
+    assert len(client.wait_frames(1)) == 1
+    h.b.submit(records(fast, 1, 1))  # queued for the (distant) flush
+    h.b.submit(records(fast, 500, 2))  # over --client-buffer-total: cannot be queued
+    h.b.submit(records(fast, 1, 502))  # small enough to fit, but after the hole
+    h.stop(2.0)  # the stop flushes what is queued, then every client is dropped
+    assert client.closed.wait(10)
+    assert [int.from_bytes(f[3], "big") for f in client.frames] == [0, 1]
+    assert h.b.clients_dropped_lag == 1
+
+
+def test_a_batch_larger_than_the_total_bound_drops_the_clients_by_itself(fast, harness):
+    """A single batch over --client-buffer-total, on a busy link: nothing else is queued, yet
+    the clients must still be dropped at once, and a later batch sent on a quiet link must not
+    reach them after the hole."""
+    h = harness(client_buffer=4096, total_buffer=8192, coalesce=0.05)
+    client = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    h.b.submit(records(fast, 1, 0))  # a quiet link: sent at once; the link is busy now
+    h.b.submit(records(fast, 500, 1))  # within the window: for the loop, but over the bound
+    assert client.closed.wait(10)  # dropped by the loop's next flush, with nothing queued
+    h.b.submit(records(fast, 1, 501))  # a quiet link again
+    time.sleep(0.3)
+    assert [int.from_bytes(f[3], "big") for f in client.frames] == [0]
+    assert h.b.clients_dropped_lag == 1 and h.b.bytes_overflowed > 8192
+    h.stop()

@@ -515,3 +515,15 @@ def test_without_a_client_the_simulation_pauses_and_the_next_gets_a_whole_cycle(
     again = _served(source, 0.6)
     expected = cycles[1] if loop else cycles[0]
     assert again and again == expected[:len(again)], (again[:3], expected[:3])
+
+
+def test_the_timeline_yields_frame_tuples_in_integer_microseconds():
+    """Issue 10: no python-can Message per frame; the ISO-TP layer yields (can_id, flags,
+    data) with integer microseconds end to end (a Message is made only for writers)."""
+    frames = [(t_us, value) for t_us, kind, value in
+              timeline(SimulationConfig(seed=5, loop=False, blocks=4)) if kind == FRAME]
+    assert len(frames) > 100
+    for t_us, value in frames:
+        assert type(t_us) is int and type(value) is tuple and len(value) == 3
+        can_id, flags, data = value
+        assert type(can_id) is int and type(flags) is int and type(data) is bytes

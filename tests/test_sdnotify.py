@@ -86,3 +86,6 @@ def test_status_every_few_seconds_with_frames_per_second(notify_socket):
     monitor.tick(now=start + 2 * supervision.STATUS_INTERVAL)
     assert sock.recv(4096).decode().startswith(
         'STATUS=0/1 buses up, 0 frames/s, 3 clients; bus "a" down: connection lost, for ')
+    bus.up, bus.broadcaster.client_count = True, 1
+    monitor.tick(now=start + 3 * supervision.STATUS_INTERVAL)
+    assert sock.recv(4096).decode() == "STATUS=1/1 buses up, 0 frames/s, 1 client"  # issue 11

@@ -254,6 +254,8 @@ def _run(*args, env=None):
     (["serve", "--data-bitrate", "2000000"], 2, "--data-bitrate needs --fd"),
     (["serve", "-i", "socketcan", "--listen-only"], 2, "cannot be put in listen-only"),
     (["serve", "--client-buffer", "lots"], 2, "expected a size"),
+    (["serve", "--client-buffer-total", "2M"], 2,
+     "--client-buffer-total (2,097,152 bytes) is less than --client-buffer (4,194,304 bytes)"),
     (["serve", "--bogus"], 2, "unrecognized arguments: --bogus (see cancorder serve --help)"),
     (["mock-uds", "--bogus"], 2, "(see cancorder mock-uds --help)"),
     (["serve", "-b", "fast"], 2, "(see cancorder serve --help)"),
@@ -365,6 +367,7 @@ def test_max_clients_end_to_end(cancorder_process, slcan_emulator):
     assert first.wait_frames(1)[0][1] == 0x123
     extra.close()
     assert proc.terminate() == 0
+    assert "clients served 1, dropped for lag 0, refused 1," in proc.log  # reported (issue 10)
 
 
 @pytest.mark.parametrize("mode", ["adapter", "host"])
@@ -410,3 +413,21 @@ def test_touCAN_and_mock_uds_take_filter_too(cancorder_process):
     assert 0x7E8 in ids and 0x7DF not in ids  # the OBD requests (7DF) are held back
     assert proc.terminate() == 0
     assert "filtered" in proc.log
+
+
+def test_opt_btr_0014_from_the_command_line_reaches_the_source_as_text():
+    """Issue 10: `--opt btr=0014` was typed as 14.0 by the command line before the source saw
+    it; through the real parser, the text reaches the backend that owns the key."""
+    from cancorder.cli import build_parser
+    from cancorder.commands.serve import source_from_args
+
+    args = build_parser().parse_args(["serve", "-i", "slcan", "-c", "socket://127.0.0.1:1",
+                                      "--opt", "btr=0014", "--opt", "rtscts=false"])
+    assert dict(args.options) == {"btr": "0014", "rtscts": "false"}
+    slcan = source_from_args(args)
+    assert "s0014" in slcan.setup and slcan.rtscts is False
+    args = build_parser().parse_args(["serve", "-i", "virtual", "-c", "x", "--opt",
+                                      "rx_queue_size=0014", "--opt", "name=1e3"])
+    pycan = source_from_args(args)
+    # python-can's cast_from_string decides: "0014" is an int to it, "1e3" stays text
+    assert pycan.kwargs["rx_queue_size"] == 14 and pycan.kwargs["name"] == "1e3"

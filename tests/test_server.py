@@ -225,3 +225,101 @@ def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1(monkeypatc
     thread.join(10)
     assert result["code"] == EXIT_FAILURE
     assert isinstance(bus.crash, ValueError)
+
+
+def test_bad_usage_raises_a_usage_error_exit_2_before_anything_is_served():
+    """The third exit code of the server, in process: a usage mistake found when the bus opens
+    (a port in use; --allow-transmit on a source that cannot transmit) is a UsageError
+    (exit_code 2), raised before a listener is left open, and the source is closed again."""
+    from cancorder.errors import EXIT_USAGE, UsageError
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        source = ScriptedSource([record(0x123)])
+        bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False,
+                                     port=taken.getsockname()[1]))
+        with pytest.raises(UsageError) as error:
+            Server([bus], ServerOptions()).run()
+        assert error.value.exit_code == EXIT_USAGE == 2
+        assert "already in use" in str(error.value)
+        assert source.opened == 1 and source.closed == 1
+    finally:
+        taken.close()
+    source = ScriptedSource([record(0x123)])
+    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=free_port(),
+                                 allow_transmit=True))
+    with pytest.raises(UsageError) as error:
+        Server([bus], ServerOptions()).run()
+    assert error.value.exit_code == 2 and "cannot transmit" in str(error.value)
+    assert source.opened == 0  # refused before the adapter was touched
+
+
+def test_the_client_limit_flags_reach_the_served_bus():
+    """--max-clients-per-host (default 32) and --client-buffer-total from the command line to
+    the bus's broadcaster: one host is held to its share while another still gets in."""
+    from cancorder.cli import build_parser
+    from cancorder.commands import _server_args as sa
+
+    defaults = sa.bus_options(build_parser().parse_args(["serve"]), "cancorder serve")
+    assert (defaults.max_clients_per_host, defaults.client_buffer_total) == (32, 64 << 20)
+    args = build_parser().parse_args(["serve", "--bind", "127.0.0.1", "--no-zeroconf",
+                                      "--port", str(free_port()), "--max-clients-per-host", "1",
+                                      "--client-buffer", "1M", "--client-buffer-total", "2M"])
+    both_in = threading.Event()
+    source = ScriptedSource([lambda: record(0x7E8) if both_in.wait(10) else b""])
+    bus = Bus(source, sa.bus_options(args, "cancorder serve"))
+    server = Server([bus], ServerOptions())
+    thread, result = run_in_thread(server)
+    first = connect(bus)
+    deadline = time.monotonic() + 10
+    while bus.broadcaster.client_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (bus.broadcaster.client_buffer, bus.broadcaster.total_buffer) == (1 << 20, 2 << 20)
+    second = connect(bus)  # the same host: over its share
+    assert second.recv(10) == b""
+    third = socket.socket()
+    third.bind(("127.0.0.2", 0))  # another host
+    third.settimeout(10)
+    third.connect(("127.0.0.1", bus.port))
+    while bus.broadcaster.client_count < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bus.broadcaster.client_count == 2 and bus.broadcaster.clients_refused == 1
+    both_in.set()
+    assert first.recv(100) == record(0x7E8) and third.recv(100) == record(0x7E8)
+    server.stop("test")
+    thread.join(10)
+    for sock in (first, second, third):
+        sock.close()
+    assert result["code"] == EXIT_OK
+
+
+def test_the_cli_installs_one_handler_with_the_shared_rate_limit():
+    """Issue 10: one handler on the cancorder logger (however often set up), human lines by
+    default, and the one rate limit every part shares; sources' records reach it."""
+    import io
+    import logging
+
+    from cancorder import logs
+    from cancorder.logs import HumanHandler, RateLimitFilter
+
+    root = logging.getLogger("cancorder")
+    saved = (list(root.handlers), root.level, root.propagate)
+    try:
+        logs.setup()
+        handler = logs.setup()
+        assert root.handlers == [handler] and isinstance(handler, HumanHandler)
+        assert [type(f) for f in handler.filters] == [RateLimitFilter]
+        stream = io.StringIO()
+        mine = logs.setup(handler=logging.StreamHandler(stream))
+        source_log = logging.getLogger("cancorder.source")
+        for _ in range(50):
+            source_log.warning("adapter says no", extra={"rate_key": "test"})
+        assert root.handlers == [mine]
+        assert stream.getvalue().count("adapter says no") == 1  # the other 49 held back
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        root.propagate = saved[2]

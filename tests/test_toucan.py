@@ -570,6 +570,27 @@ def test_record_while_serving(toucan_server, control, tmp_path):
     assert "recorded 2 frames to" in server.log
 
 
+def test_filter_reaches_toucan_too(toucan_server, control):
+    """Issue 10: --filter is applied by every source in one place, touCAN included (candump's
+    inverse spelling and comma-separated rules too)."""
+    server = toucan_server("--filter", "123:7FF,7DF:7FF", "18DAF110:1FFFFFFF")
+    client = connect(server)
+    try:
+        control.send(control.frame_line(0x123, b"\x01"),
+                     control.frame_line(0x456, b"\x02"),  # held back
+                     control.frame_line(0x18DAF110, b"\x03", flags=XTD),
+                     control.frame_line(0x18DAF111, b"\x04", flags=XTD),  # held back
+                     control.frame_line(0x7DF, b"\x05"))
+        frames = client.wait_frames(3)
+        time.sleep(0.3)  # anything held back that got through would have arrived by now
+    finally:
+        client.close()
+    assert [f[1] for f in frames] == [0x123, 0x18DAF110, 0x7DF]
+    assert len(client.frames) == 3
+    assert server.terminate() == 0
+    assert "totals: frames in 5, out 3" in server.log and "filtered 2" in server.log
+
+
 def test_a_toucan_bus_of_a_config_file(cancorder_process, fake_library_path, control, tmp_path):
     """source = "toucan" in serve --config (issue 13: every source can be a bus), beside a
     simulator bus: its frames reach a TCP client, its bit rate reaches the library."""

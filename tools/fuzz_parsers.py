@@ -9,7 +9,8 @@ you like, outside CI, with coverage guidance:
 
 Targets: ``slcan`` (SlcanParser, the input split into reads where the fuzzer says), ``wire``
 (StreamDecoder, likewise split), ``packer`` (Packer on Messages built from the input: ids and
-timestamps anywhere, NaN and infinities included). A crash, an exception out of a parser, or any
+timestamps anywhere, NaN and infinities included), ``logfile`` (CandumpParser, the candump log
+reader of replay, likewise split; and CandumpEncoder on the same bytes taken as records). A crash, an exception out of a parser, or any
 difference from the pure twin stops the run with the input that caused it (libFuzzer writes it to
 ``crash-*``; run the script with that file as the argument to replay it).
 """
@@ -83,6 +84,19 @@ def _packer(fast, messages):
     return out, packer.packed, packer.remote, packer.error, packer.invalid
 
 
+def _logfile(fast, reads):
+    parser = fast.logfile.CandumpParser()
+    out = [(parser.feed(read), list(parser.runs)) for read in reads]
+    out.append((parser.finish(), list(parser.runs)))  # must not raise: see error_reason
+    encoder = fast.logfile.CandumpEncoder()
+    try:
+        lines = encoder.encode(b"".join(reads))
+    except ValueError as exc:  # records cut short: both twins must say the same
+        lines = str(exc)
+    return out, parser.line, parser.frames, parser.remote, parser.error, parser.error_reason, \
+        parser.error_line, lines, encoder.frames
+
+
 def one_input(data, target):
     fdp = atheris.FuzzedDataProvider(data)
     if target == "slcan":
@@ -95,6 +109,9 @@ def one_input(data, target):
     elif target == "wire":
         reads = _split(data, fdp)
         got, want = _wire(COMPILED, reads), _wire(PURE, reads)
+    elif target == "logfile":
+        reads = _split(data, fdp)
+        got, want = _logfile(COMPILED, reads), _logfile(PURE, reads)
     else:
         messages = _messages(fdp)
         got, want = _packer(COMPILED, messages), _packer(PURE, messages)
@@ -103,7 +120,7 @@ def one_input(data, target):
 
 
 def main():
-    targets = ("slcan", "wire", "packer")
+    targets = ("slcan", "wire", "packer", "logfile")
     if len(sys.argv) < 2 or sys.argv[1] not in targets:
         sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(targets)}}} [libFuzzer options]")
     target = sys.argv.pop(1)

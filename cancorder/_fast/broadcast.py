@@ -39,6 +39,8 @@ import socket
 import threading
 import time
 
+from .wire import HEADER_SIZE
+
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"
@@ -153,7 +155,7 @@ class Broadcaster:
         try:
             direct = False
             now = 0.0
-            if not self._pending and not self._stop_requested and \
+            if not self._pending and not self._overflow and not self._stop_requested and \
                     len(self._clients) <= DIRECT_CLIENTS:
                 now = time.monotonic()
                 direct = now >= self._last_flush + self.coalesce * QUIET
@@ -166,9 +168,11 @@ class Broadcaster:
                 # loop, maybe asleep without a timeout, must learn of it
             else:
                 size = len(records)
-                if self.queued_bytes + size > self.total_buffer:
+                if self._overflow or self.queued_bytes + size > self.total_buffer:
                     # The loop has not run for that long: no client can get these in order any
-                    # more. They are counted, and every client is dropped at the next flush.
+                    # more. They are counted, and every client is dropped at the next flush;
+                    # nothing after the first of them is queued (a client would get the frames
+                    # after the hole).
                     self._overflow += size
                 else:
                     self._pending.append(records)
@@ -239,7 +243,7 @@ class Broadcaster:
                             if mask & selectors.EVENT_WRITE and not tag.closed:
                                 self._write_backlog(tag)
                     if self._flush_due >= 0.0 and time.monotonic() >= self._flush_due:
-                        if self._pending:
+                        if self._pending or self._overflow:
                             self._flush()
                         else:
                             self._go_idle()
@@ -258,7 +262,7 @@ class Broadcaster:
             pass
         if self._stop_requested:
             self._close_listeners()
-        if self._pending and self._flush_due < 0.0:
+        if (self._pending or self._overflow) and self._flush_due < 0.0:
             due = self._last_flush + self.coalesce
             if time.monotonic() >= due:
                 self._flush()
@@ -269,7 +273,7 @@ class Broadcaster:
         """A window passed with nothing to send: from now on a submit must wake the loop."""
         self._flush_due = -1.0
         self._wake_armed = False
-        if self._pending:  # came in while still armed: nobody will wake us for it
+        if self._pending or self._overflow:  # came in while still armed: nobody will wake us
             self._flush()
 
     def _flush(self):
@@ -278,7 +282,8 @@ class Broadcaster:
         self._flush_due = now + self.coalesce
         data = take_all(self._pending)
         self.queued_bytes = 0
-        self._send_all(data, now)
+        if data:  # empty when all that came was one batch over the bound
+            self._send_all(data, now)
         if self._overflow:
             lost, self._overflow = self._overflow, 0
             self.bytes_overflowed += lost
@@ -613,7 +618,7 @@ class Broadcaster:
         return True
 
     def _stopping_done(self):
-        if self._pending:
+        if self._pending or self._overflow:
             self._flush()
         if time.monotonic() >= self._drain_deadline:
             return True
@@ -704,7 +709,7 @@ def _phase(data, boundary, upto):
     ``data`` from ``boundary`` (a record boundary)."""
     pos = boundary
     while pos < upto:
-        pos += 14 + data[pos + 13]
+        pos += HEADER_SIZE + data[pos + HEADER_SIZE - 1]  # the header's last byte: the length
     return pos - upto
 
 

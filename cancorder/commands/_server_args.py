@@ -60,6 +60,10 @@ def bus_options(args, process):
 
     check(args.socketcand is not None or not (args.no_beacon or args.allow_transmit),
           "--no-beacon and --allow-transmit are socketcand options: add --socketcand [PORT]")
+    check(args.client_buffer_total >= args.client_buffer,
+          f"--client-buffer-total ({args.client_buffer_total:,} bytes) is less than "
+          f"--client-buffer ({args.client_buffer:,} bytes): all clients together cannot hold "
+          "less than one; raise --client-buffer-total or lower --client-buffer")
     return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
                       max_clients_per_host=args.max_clients_per_host,
                       client_buffer=args.client_buffer,
