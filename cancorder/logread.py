@@ -20,6 +20,7 @@ import zlib
 
 from ._fast import logfile, wire
 from .errors import LogFileError, UsageError
+from .report import plural
 
 #: what python-can's LogReader reads (a .gz of the text ones and of .blf too)
 SUFFIXES = (".asc", ".blf", ".csv", ".db", ".log", ".mf4", ".trc")
@@ -299,7 +300,7 @@ class LogRecords:
         try:
             return f"byte {file.tell()}"
         except Exception:
-            return f"after {self.frames:,} frames"
+            return f"after {plural(self.frames, 'frame')}"
 
 
 def _damage(msg):

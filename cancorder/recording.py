@@ -34,6 +34,7 @@ import zlib
 
 from ._fast import logfile, wire
 from .errors import CancorderError, UsageError
+from .report import plural
 
 LOG = logging.getLogger("cancorder.record")
 
@@ -583,8 +584,8 @@ class RotatingLog:
         rotate_time = self.options.rotate_time
         self._boundary = _next_boundary(now, rotate_time) if rotate_time else None
         if self._failure is not None:
-            self.log.info(f"recording resumed in {final} ({self._lost_in_failure:,} frames "
-                          "could not be recorded meanwhile)")
+            lost = plural(self._lost_in_failure, "frame")
+            self.log.info(f"recording resumed in {final} ({lost} could not be recorded meanwhile)")
             self._failure = None
             self._lost_in_failure = 0
         if not self._retention_done:  # files of earlier runs count too
@@ -852,15 +853,13 @@ class Recording:
 
     def summary(self):
         """``1,234 frames to a.log, 1,230 frames to b.trc``: each output's own count."""
-        from .report import plural
-
         return ", ".join(f"{plural(log.frames, 'frame')} to {log.describe()}"
                          for log in self.logs)
 
     def notes(self):
         return [note for log in self.logs for note in log.notes()] + [
-            f"{log.options.flag} {log.options.path}: {log.lost:,} frames could not be recorded"
-            for log in self.logs if log.lost]
+            f"{log.options.flag} {log.options.path}: {plural(log.lost, 'frame')} could not be "
+            "recorded" for log in self.logs if log.lost]
 
     def close(self):
         """Finish every file (safe to call twice)."""

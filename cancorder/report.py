@@ -27,5 +27,7 @@ class Reporter:
 
 
 def plural(count, word):
-    """``1 frame``, ``2 frames``, ``1,000 clients``: a count and its noun, agreeing."""
-    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+    """``1 frame``, ``2 frames``, ``1,000 clients``, ``3 batches``: a count and its noun."""
+    if count == 1:
+        return f"{count:,} {word}"
+    return f"{count:,} {word}{'es' if word.endswith(('ch', 'sh', 's', 'x')) else 's'}"

@@ -14,6 +14,7 @@ import threading
 import time
 
 from ._fast import logfile, wire
+from .report import plural
 
 
 class RecordSink:
@@ -77,7 +78,7 @@ class FramePrinter(RecordSink):
         return {"batches_not_printed": self.skipped}
 
     def summary(self):
-        return f"{self.skipped:,} batches not printed" if self.skipped else ""
+        return f"{plural(self.skipped, 'batch')} not printed" if self.skipped else ""
 
     def _run(self):
         from .formats import candump_line
@@ -231,9 +232,9 @@ class Recorder(RecordSink):
         if r is None:
             return "recorded nothing"
         lost = r.lost + self.dropped
-        text = f"recorded {r.frames:,} frames to {r.describe()}"
+        text = f"recorded {plural(r.frames, 'frame')} to {r.describe()}"
         if lost:
-            text += f"; {lost:,} frames could not be recorded"
+            text += f"; {plural(lost, 'frame')} could not be recorded"
         for note in r.notes():
             text += f"; {note}"
         return text

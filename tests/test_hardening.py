@@ -158,6 +158,8 @@ def test_counts_agree_with_their_nouns():
 
     assert [plural(n, "frame") for n in (0, 1, 2, 1000)] == [
         "0 frames", "1 frame", "2 frames", "1,000 frames"]
+    assert [plural(n, "duplicate batch") for n in (1, 3)] == [
+        "1 duplicate batch", "3 duplicate batches"]
 
 
 def test_the_refusal_says_1_client(fast):

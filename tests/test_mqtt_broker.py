@@ -418,7 +418,7 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
     dump.wait_for(r"cancorder/truck42/can0: not a cancorder batch")
     publisher.loop_stop()
     assert dump.terminate() == 0
-    assert "1 duplicate batches removed, 1,200 frames missing in all" in dump.log
+    assert "1 duplicate batch removed, 1,200 frames missing in all" in dump.log
     pretty.wait_for(r"truck42/can0: 1,200 frames missing")
     assert pretty.terminate() == 0
     with open(pretty_out) as handle:

@@ -12,6 +12,7 @@ from ..client import Dump
 from ..errors import MqttError
 from ..protocol import RETRY_FIRST, RETRY_MAX
 from .subscriber import Subscriber
+from ..report import plural
 
 
 class _Labelled:
@@ -70,8 +71,8 @@ class MqttDump(Dump):
             subscriber.close()
             tracker = subscriber.tracker
             if tracker.duplicates or tracker.missing:
-                rep.info(f"MQTT: {tracker.duplicates:,} duplicate batches removed, "
-                         f"{tracker.missing:,} frames missing in all")
+                rep.info(f"MQTT: {plural(tracker.duplicates, 'duplicate batch')} removed, "
+                         f"{plural(tracker.missing, 'frame')} missing in all")
 
     def _receive_batches(self):
         wake = self._wake_r
@@ -109,4 +110,4 @@ class MqttDump(Dump):
             pass
 
     def _on_gap(self, label, missing):
-        self.reporter.warning(f"{label}: {missing:,} frames missing")
+        self.reporter.warning(f"{label}: {plural(missing, 'frame')} missing")

@@ -25,6 +25,7 @@ from ..sinks import RecordSink
 from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
 from .spool import DiskSpool, MemoryOutbox
+from ..report import plural
 
 BATCH_INTERVAL = 0.05
 BATCH_BYTES = 64 << 10
@@ -153,12 +154,12 @@ class MqttPublisher(RecordSink):
         s = self._stats
         waiting = s.get("waiting_batches", 0)
         text = (f"MQTT {self.settings.where}/{self.topic}: {s.get('published_frames', 0):,} "
-                f"frames published in {s.get('published_batches', 0):,} batches")
+                f"frames published in {plural(s.get('published_batches', 0), 'batch')}")
         if waiting:
-            text += f", {waiting:,} batches left in {self._outbox.where}"
+            text += f", {plural(waiting, 'batch')} left in {self._outbox.where}"
         dropped = s.get("dropped_frames", 0) + s.get("queue_dropped_frames", 0)
         if dropped:
-            text += f", {dropped:,} frames dropped"
+            text += f", {plural(dropped, 'frame')} dropped"
         return text
 
     # ---- the thread ----
@@ -215,7 +216,7 @@ class MqttPublisher(RecordSink):
                 dropped = self._outbox.append(data, count)
             except SpoolError as exc:  # disk full: this batch is lost, the next may fit
                 self._unwritable += count
-                self._log.warning(f"{exc}; {self._unwritable:,} frames lost so far",
+                self._log.warning(f"{exc}; {plural(self._unwritable, 'frame')} lost so far",
                                   extra={"rate_key": ("mqtt-spool", self.topic)})
                 dropped = (0, 0)
             if dropped[0]:

@@ -20,6 +20,7 @@ import time
 
 from ..errors import PayloadError, SpoolError
 from . import payload as mqtt_payload
+from ..report import plural
 
 _LENGTH = struct.Struct(">I")
 SUFFIX = ".seg"
@@ -159,8 +160,9 @@ class DiskSpool:
         if not self._segments:
             self._remove_cursor()
         elif self._log is not None:
-            self._log.info(f"MQTT spool {self.directory}: {self.batches:,} batches "
-                           f"({self.pending_frames:,} frames) from an earlier run to publish")
+            frames = plural(self.pending_frames, "frame")
+            self._log.info(f"MQTT spool {self.directory}: {plural(self.batches, 'batch')} "
+                           f"({frames}) from an earlier run to publish")
 
     def _scan(self, segment, done_offset):
         """Count the entries of a segment file; cut a torn last entry (a crash mid-write)."""

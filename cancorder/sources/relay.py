@@ -13,6 +13,7 @@ import threading
 from ..errors import MqttError, SourceInitError, UsageError
 from ..mqtt.subscriber import Subscriber
 from .base import Source, SourceCounters
+from ..report import plural
 
 log = logging.getLogger("cancorder.source")
 STATUS_WAIT = 1.0  # s to wait for the remote logger's retained status before serving
@@ -93,7 +94,7 @@ class MqttRelaySource(Source):
             self._ready.notify()
 
     def _on_gap(self, label, missing):
-        log.warning(f"{label}: {missing:,} frames missing")
+        log.warning(f"{label}: {plural(missing, 'frame')} missing")
 
     def _on_status(self, label, status):
         if isinstance(status, dict):
