@@ -31,7 +31,7 @@ import time
 from xml.sax.saxutils import quoteattr
 
 from ._fast import socketcand as protocol
-from ._fast.broadcast import peer_name
+from ._fast.broadcast import peer_name, take_all
 from .errors import UsageError
 from .listeners import bind_error, bind_listener
 from .sinks import RecordSink
@@ -357,16 +357,7 @@ class SocketcandServer(RecordSink):
         now = time.monotonic()
         self._flush_due = now + self.coalesce
         self._last_flush = now
-        pending = self._pending
-        count = len(pending)
-        if count == 1:
-            records = pending.popleft()
-        else:
-            parts = []
-            while count:
-                parts.append(pending.popleft())
-                count -= 1
-            records = b"".join(parts)
+        records = take_all(self._pending)
         raw = [c for c in self._clients.values() if c.state == "raw"]
         if not raw:
             return

@@ -1,6 +1,6 @@
 """Make docs/monitor.svg, the README's picture of `cancorder dump --monitor`.
 
-    .venv/bin/python docs/monitor_screenshot.py
+    .venv/bin/python docs/monitor_screenshot.py [OUT.svg]     (default: docs/monitor.svg)
 
 The frames are real: the UDS simulator's own timeline (the traffic `cancorder mock-uds` serves,
 seed 7) and a J1939 engine (EEC1 every 10 ms, two source addresses), decoded with
@@ -43,7 +43,7 @@ def frames():
     return sorted(out)
 
 
-def main():
+def main(path=os.path.join(HERE, "monitor.svg")):
     console = Console(record=True, width=132, height=34, force_terminal=True,
                       color_system="truecolor", file=open(os.devnull, "w"))
     clock = [0.0]
@@ -65,10 +65,9 @@ def main():
     monitor.refreshes = 5
     monitor._refresh_times = [SECONDS - 1.0 + i * 0.2 for i in range(6)]
     console.print(monitor.render())
-    path = os.path.join(HERE, "monitor.svg")
     console.save_svg(path, title="cancorder dump --monitor --dbc example-obd.dbc")
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

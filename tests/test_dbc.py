@@ -301,6 +301,127 @@ def test_other_database_formats_and_several_databases(fake_loggers, database, tm
     assert names[5:7] == ["EEC1", "EEC1"] and names[0:2] == ["OBD_Request", "OBD_Response"]
 
 
+# An AUTOSAR 4 system description (written here by hand; cantools cannot write ARXML): one
+# classic frame, 0x3E8, of two signals, reached as cantools reaches it, from the cluster's frame
+# triggering (the id) through the frame and its PDU to the signals.
+ARXML = """<?xml version="1.0" encoding="UTF-8"?>
+<AUTOSAR xmlns="http://autosar.org/schema/r4.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://autosar.org/schema/r4.0 AUTOSAR_4-2-1.xsd">
+  <AR-PACKAGES>
+    <AR-PACKAGE>
+      <SHORT-NAME>Net</SHORT-NAME>
+      <ELEMENTS>
+        <CAN-CLUSTER>
+          <SHORT-NAME>Diag</SHORT-NAME>
+          <CAN-CLUSTER-VARIANTS>
+            <CAN-CLUSTER-CONDITIONAL>
+              <BAUDRATE>500000</BAUDRATE>
+              <PHYSICAL-CHANNELS>
+                <CAN-PHYSICAL-CHANNEL>
+                  <SHORT-NAME>DiagChannel</SHORT-NAME>
+                  <FRAME-TRIGGERINGS>
+                    <CAN-FRAME-TRIGGERING>
+                      <SHORT-NAME>EngineDataTriggering</SHORT-NAME>
+                      <FRAME-REF DEST="CAN-FRAME">/Net/EngineData</FRAME-REF>
+                      <CAN-ADDRESSING-MODE>STANDARD</CAN-ADDRESSING-MODE>
+                      <IDENTIFIER>1000</IDENTIFIER>
+                    </CAN-FRAME-TRIGGERING>
+                  </FRAME-TRIGGERINGS>
+                </CAN-PHYSICAL-CHANNEL>
+              </PHYSICAL-CHANNELS>
+            </CAN-CLUSTER-CONDITIONAL>
+          </CAN-CLUSTER-VARIANTS>
+        </CAN-CLUSTER>
+        <CAN-FRAME>
+          <SHORT-NAME>EngineData</SHORT-NAME>
+          <FRAME-LENGTH>4</FRAME-LENGTH>
+          <PDU-TO-FRAME-MAPPINGS>
+            <PDU-TO-FRAME-MAPPING>
+              <SHORT-NAME>EngineDataMapping</SHORT-NAME>
+              <PACKING-BYTE-ORDER>MOST-SIGNIFICANT-BYTE-LAST</PACKING-BYTE-ORDER>
+              <PDU-REF DEST="I-SIGNAL-I-PDU">/Net/EngineDataPdu</PDU-REF>
+              <START-POSITION>0</START-POSITION>
+            </PDU-TO-FRAME-MAPPING>
+          </PDU-TO-FRAME-MAPPINGS>
+        </CAN-FRAME>
+        <I-SIGNAL-I-PDU>
+          <SHORT-NAME>EngineDataPdu</SHORT-NAME>
+          <LENGTH>4</LENGTH>
+          <I-SIGNAL-TO-PDU-MAPPINGS>
+            <I-SIGNAL-TO-I-PDU-MAPPING>
+              <SHORT-NAME>EngineSpeedMapping</SHORT-NAME>
+              <I-SIGNAL-REF DEST="I-SIGNAL">/Net/EngineSpeed</I-SIGNAL-REF>
+              <PACKING-BYTE-ORDER>MOST-SIGNIFICANT-BYTE-LAST</PACKING-BYTE-ORDER>
+              <START-POSITION>0</START-POSITION>
+            </I-SIGNAL-TO-I-PDU-MAPPING>
+            <I-SIGNAL-TO-I-PDU-MAPPING>
+              <SHORT-NAME>CoolantMapping</SHORT-NAME>
+              <I-SIGNAL-REF DEST="I-SIGNAL">/Net/Coolant</I-SIGNAL-REF>
+              <PACKING-BYTE-ORDER>MOST-SIGNIFICANT-BYTE-LAST</PACKING-BYTE-ORDER>
+              <START-POSITION>16</START-POSITION>
+            </I-SIGNAL-TO-I-PDU-MAPPING>
+          </I-SIGNAL-TO-PDU-MAPPINGS>
+        </I-SIGNAL-I-PDU>
+        <I-SIGNAL>
+          <SHORT-NAME>EngineSpeed</SHORT-NAME>
+          <LENGTH>16</LENGTH>
+          <NETWORK-REPRESENTATION-PROPS>
+            <SW-DATA-DEF-PROPS-VARIANTS>
+              <SW-DATA-DEF-PROPS-CONDITIONAL>
+                <COMPU-METHOD-REF DEST="COMPU-METHOD">/Net/Quarter</COMPU-METHOD-REF>
+                <UNIT-REF DEST="UNIT">/Net/rpm</UNIT-REF>
+              </SW-DATA-DEF-PROPS-CONDITIONAL>
+            </SW-DATA-DEF-PROPS-VARIANTS>
+          </NETWORK-REPRESENTATION-PROPS>
+        </I-SIGNAL>
+        <I-SIGNAL>
+          <SHORT-NAME>Coolant</SHORT-NAME>
+          <LENGTH>8</LENGTH>
+        </I-SIGNAL>
+        <COMPU-METHOD>
+          <SHORT-NAME>Quarter</SHORT-NAME>
+          <CATEGORY>LINEAR</CATEGORY>
+          <COMPU-INTERNAL-TO-PHYS>
+            <COMPU-SCALES>
+              <COMPU-SCALE>
+                <COMPU-RATIONAL-COEFFS>
+                  <COMPU-NUMERATOR><V>0</V><V>0.25</V></COMPU-NUMERATOR>
+                  <COMPU-DENOMINATOR><V>1</V></COMPU-DENOMINATOR>
+                </COMPU-RATIONAL-COEFFS>
+              </COMPU-SCALE>
+            </COMPU-SCALES>
+          </COMPU-INTERNAL-TO-PHYS>
+        </COMPU-METHOD>
+        <UNIT>
+          <SHORT-NAME>rpm</SHORT-NAME>
+          <DISPLAY-NAME>rpm</DISPLAY-NAME>
+        </UNIT>
+      </ELEMENTS>
+    </AR-PACKAGE>
+  </AR-PACKAGES>
+</AUTOSAR>
+"""
+
+
+def test_an_arxml_database_decodes_like_cantools(fake_loggers, tmp_path):  # noqa: F811
+    path = tmp_path / "engine.arxml"
+    path.write_text(ARXML)
+    reference = cantools.database.load_file(str(path))
+    assert [m.frame_id for m in reference.messages] == [0x3E8]
+    frames = [(0x3E8, 0, bytes.fromhex("2C0B5A00")), (0x3E8, 0, bytes.fromhex("FFFF0000")),
+              (0x3E8, 0, b"\x01"), (0x3E9, 0, bytes(4))]  # a short one; an unknown id
+    fake = fake_loggers(records(frames))
+    run = run_dump(fake.target, "--dbc", str(path), "-f", "json")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    check_json_lines(lines, reference, frames)
+    assert json.loads(lines[0])["signals"] == {"EngineSpeed": 0x0B2C, "Coolant": 0x5A}
+    assert json.loads(lines[2])["decode_error"] and "message" not in json.loads(lines[3])
+    fake = fake_loggers(records(frames))
+    run = run_dump(fake.target, "--dbc", str(path))
+    assert run.returncode == 0, run.stderr
+    check_pretty_lines(run.stdout.splitlines(), reference, frames)
+
+
 @pytest.mark.parametrize("name, text, expected", [
     ("broken.dbc", DBC.replace(" SG_ PCI : 0|8@1+", " SG_ PCI 0|8@1+"),
      r"--dbc \S*broken\.dbc: cannot parse it: .*line 2[0-9]"),

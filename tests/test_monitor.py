@@ -429,6 +429,19 @@ def test_channels_get_their_own_rows():
     assert "00000100" in text and "EXT" in text
 
 
+def test_flags_column_names_ext_fd_brs():
+    monitor, _ = make_monitor()
+    monitor.add([(0, 0x100, 0, b"\x01"),
+                 (0, 0x101, wire.FLAG_FD | wire.FLAG_BRS, bytes(12)),
+                 (0, 0x1ABCDE, wire.FLAG_EXT | wire.FLAG_FD, bytes(16))])
+    lines = {line.split()[0]: line for line in screen_text(monitor).splitlines()
+             if line.split()[:1] and line.split()[0] in ("100", "101", "001ABCDE")}
+    assert set(lines) == {"100", "101", "001ABCDE"}, lines
+    assert lines["101"].split()[1:3] == ["FD", "BRS"], lines["101"]
+    assert lines["001ABCDE"].split()[1:3] == ["EXT", "FD"], lines["001ABCDE"]
+    assert not {"EXT", "FD", "BRS"} & set(lines["100"].split()), lines["100"]
+
+
 @pytest.mark.parametrize("name, content, expected", [
     ("missing.blf", None, r"missing\.blf: no such log file"),
     ("notes.xyz", "hello", r"notes\.xyz: cannot tell the format from the extension '\.xyz'"),
@@ -444,3 +457,21 @@ def test_a_log_file_target_that_cannot_be_read_is_one_line(tmp_path, name, conte
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(expected, lines[0]), lines
+
+
+def test_the_readme_picture_is_what_the_script_makes(tmp_path):
+    """docs/monitor.svg is the script's output (rich's save_svg of the real monitor), byte for
+    byte: made again here from the same frames, it must not differ (a hand-edited or stale
+    picture fails), and it shows the rows and decoded signals the README says it does."""
+    out = tmp_path / "monitor.svg"
+    run = subprocess.run([sys.executable, os.path.join("docs", "monitor_screenshot.py"),
+                          str(out)], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    made = out.read_text()
+    with open(os.path.join(ROOT, "docs", "monitor.svg")) as committed:
+        assert made == committed.read(), "docs/monitor.svg is not what the script makes: " \
+                                         "run .venv/bin/python docs/monitor_screenshot.py"
+    assert made.startswith("<svg") and "cancorder monitor" in made.replace("&#160;", " ")
+    for text in ("7DF", "7E8", "0CF00400", "EEC1", "EngineSpeed"):
+        assert text in made, text

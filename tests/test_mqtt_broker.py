@@ -542,6 +542,22 @@ def test_monitor_of_a_broker(broker, cancorder_process, tmux_session, tmp_path):
     session.wait_for(lambda s: {"7DF", "7E0", "7E8"} <= set(rows(s)), what="rows 7DF, 7E0, 7E8")
     screen = session.screen()
     assert "mqtt://127.0.0.1" in screen and "secret" not in screen
+    # a second logger on the same wildcard: its ids get rows of their own, named by topic
+    second = cancorder_process("mock-uds", "--no-zeroconf", "--bind", "127.0.0.1", "--async",
+                               "--mqtt", mosquitto.url("cancorder/sim2/{channel}",
+                                                       user="uds:pw"))
+    second.wait_for("MQTT: publishing to")
+
+    def per_logger(screen):
+        found = {}
+        for line in screen.splitlines():
+            cells = line.split()
+            if len(cells) > 2 and cells[1] == "7E8" and "/" in cells[0]:
+                found[cells[0].split("/")[0]] = line
+        return found if {"sim", "sim2"} <= set(found) else None
+
+    session.wait_for(per_logger, what="a 7E8 row for each logger")
+    assert "Chan" in session.screen()
     session.keys("q")
     assert wait_status(tmp_path) == 0, (tmp_path / "stderr").read_text()
     assert "stopped: q pressed" in (tmp_path / "stderr").read_text()

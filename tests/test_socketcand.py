@@ -361,3 +361,71 @@ def test_beacon_datagram_names_the_bus_and_url():
     assert root.tag == "CANBeacon" and root.attrib["type"] == "SocketCAN"
     assert root.find("URL").text == "can://127.0.0.1:29536"
     assert [bus.attrib["name"] for bus in root.findall("Bus")] == ["can0"]
+
+
+class SavvyCanClient:
+    """SavvyCAN's socketcand connection (connections/socketcand.cpp), as it behaves: each read
+    is compared whole ("< hi >", then "< ok >" to the open), then "< rawmode >"; frame lines
+    are split on spaces, the id read as hex (above 7FF: 29-bit), the data two digits a byte;
+    frames go out as ``< send ID LEN DATA >`` with the id's bit 31 marking 29 bits, LEN in
+    decimal and each byte through Qt's ``QString::number(int, 16)`` of a signed char."""
+
+    def __init__(self, port, bus, qt5):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.qt5 = qt5
+        assert self.sock.recv(4096) == b"< hi >"  # one read, exactly: else "did not greet"
+        self.sock.sendall(f"< open {bus} >".encode())
+        assert self.sock.recv(4096) == b"< ok >"
+        self.sock.sendall(b"< rawmode >")
+        first = self.sock.recv(4096)
+        assert first.startswith(b"< ok >"), first
+        self.pending = first[len(b"< ok >"):].decode()
+
+    def _signed_hex(self, value, bits):
+        if value < 1 << (bits - 1):
+            return f"{value:x}"
+        negative = value - (1 << bits)
+        return f"{negative & ((1 << 64) - 1):x}" if self.qt5 else f"-{-negative:x}"
+
+    def send(self, can_id, extended, data):
+        ident = (can_id | (1 << 31)) if extended else can_id
+        text = f"< send {self._signed_hex(ident, 32)} {len(data)} "
+        text += "".join(self._signed_hex(byte, 8) + " " for byte in data) + ">"
+        self.sock.sendall(text.encode())
+
+    def frames(self, count):
+        got = []
+        while len(got) < count:
+            while ">" not in self.pending:
+                self.pending += self.sock.recv(65536).decode()
+            line, self.pending = self.pending.split(">", 1)
+            parts = line.replace("<", " ").split()
+            assert parts[0] == "frame", line
+            can_id = int(parts[1], 16)
+            data = bytes.fromhex(parts[3]) if len(parts) == 4 else b""
+            got.append((can_id, can_id > 0x7FF, float(parts[2]), data))
+        return got
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("qt5", [False, True], ids=["qt6", "qt5"])
+def test_a_savvycan_style_client_receives_and_transmits(make_server, qt5):
+    source = FakeSource()
+    server = make_server(source=source, allow_transmit=True)
+    client = SavvyCanClient(server.port, "can0", qt5)
+    time.sleep(socketcand.RAWMODE_GRACE + 0.1)
+    server.put(pack_frame(1_700_000_000_250_000, 0x18DA10F1, 1, b"\x02\x10\x03")
+               + pack_frame(1_700_000_000_500_000, 0x7E8, 0, bytes.fromhex("0641008000FF80")))
+    assert client.frames(2) == [(0x18DA10F1, True, 1_700_000_000.25, b"\x02\x10\x03"),
+                                (0x7E8, False, 1_700_000_000.5,
+                                 bytes.fromhex("0641008000FF80"))]
+    client.send(0x18DA10F1, True, b"\x02\x10\x83")
+    client.send(0x7E0, False, bytes.fromhex("0322F190FF807F00"))
+    client.send(0x123, False, b"")
+    wait(lambda: len(source.sent) == 3)
+    assert source.sent == [(0x18DA10F1, 1, b"\x02\x10\x83"),
+                           (0x7E0, 0, bytes.fromhex("0322F190FF807F00")), (0x123, 0, b"")]
+    assert server.clients_closed_errors == 0 and server.transmit_refused == 0
+    client.close()

@@ -82,8 +82,26 @@ def test_python_can_transmits_the_exact_slcan_line(cancorder_process, slcan_emul
     assert [c for c in slcan_emulator.commands if c[:1] in "tT"] == [
         "t7E03021003", "T18DA10F180102030405060708", "t1230"]
     proc.wait_for(r"socketcand: transmitted 7E0#021003 from 127\.0\.0\.1:\d+ to the bus")
+    # many more: each reaches the bus and is counted; the log says so at most once per 5 s
+    bus = python_can_bus(scd, slcan_emulator.url)
+    started = time.monotonic()
+    try:
+        for index in range(200):
+            bus.send(can.Message(arbitration_id=0x7DF, is_extended_id=False,
+                                 data=bytes((2, 1, index))))
+        deadline = time.monotonic() + 20
+        while len([c for c in slcan_emulator.commands if c.startswith("t7DF")]) < 200:
+            assert time.monotonic() < deadline, len(slcan_emulator.commands)
+            time.sleep(0.05)
+    finally:
+        bus.shutdown()
+    elapsed = time.monotonic() - started
+    assert [c for c in slcan_emulator.commands if c.startswith("t7DF")] == \
+        [f"t7DF30201{index:02X}" for index in range(200)]
     assert proc.terminate() == 0
-    assert "frames transmitted 3 (refused 0, failed 0)" in proc.log
+    assert "frames transmitted 203 (refused 0, failed 0)" in proc.log
+    lines = [line for line in proc.log.splitlines() if "socketcand: transmitted" in line]
+    assert 1 <= len(lines) <= 2 + elapsed / 5, lines  # not 203 lines
 
 
 def test_transmit_refused_without_allow_transmit(cancorder_process, slcan_emulator):
@@ -148,11 +166,22 @@ def test_max_clients_counts_both_protocols(cancorder_process, slcan_emulator):
     assert proc.terminate() == 0
 
 
-def test_allow_transmit_refused_for_a_source_that_cannot(cancorder_process):
-    proc = cancorder_process("mock-uds", "--no-zeroconf", "--socketcand", "127.0.0.1:0",
+@pytest.mark.parametrize("source", ["mock-uds", "replay"])
+def test_allow_transmit_refused_for_a_source_that_cannot(cancorder_process, tmp_path, source):
+    """mock-uds and replay have no bus to write to: --allow-transmit is one line, exit 2."""
+    args = ["mock-uds"]
+    if source == "replay":
+        log = tmp_path / "one.asc"
+        with can.ASCWriter(str(log)) as writer:
+            writer.on_message_received(can.Message(arbitration_id=0x123, data=b"\x01"))
+        args = ["replay", str(log)]
+    proc = cancorder_process(*args, "--no-zeroconf", "--socketcand", "127.0.0.1:0",
                              "--no-beacon", "--allow-transmit")
     assert proc.proc.wait(30) == 2
-    assert "error: --allow-transmit: " in proc.log and "cannot transmit" in proc.log
+    errors = [line for line in proc.log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --allow-transmit: ") \
+        and "cannot transmit" in errors[0], proc.log
+    assert "Traceback" not in proc.log
 
 
 def test_socketcand_options_need_socketcand(cancorder_process, slcan_emulator):
@@ -375,3 +404,21 @@ no_beacon = true
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "touCAN", "mock-uds", "replay", "relay"])
+def test_socketcand_alone_means_socketcands_port_on_every_serving_command(command):
+    """``--socketcand`` without a value: socketcand's own port 29536, on every address
+    (``--bind``'s); with one, that port or address (0: any free port)."""
+    from cancorder import config
+    from cancorder.socketcand import DEFAULT_PORT
+
+    parser = config.serving_parsers()[command]
+    required = {"serve": ["-i", "slcan", "-c", "x"], "replay": ["x.blf"],
+                "relay": ["mqtt://127.0.0.1"]}.get(command, [])
+    assert parser.parse_args(required).socketcand is None
+    assert parser.parse_args(required + ["--socketcand"]).socketcand == ("", DEFAULT_PORT)
+    assert DEFAULT_PORT == 29536
+    assert parser.parse_args(required + ["--socketcand", "1234"]).socketcand == ("", 1234)
+    assert parser.parse_args(required + ["--socketcand", "127.0.0.1:0"]).socketcand == \
+        ("127.0.0.1", 0)

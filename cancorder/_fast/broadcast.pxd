@@ -86,3 +86,7 @@ cdef class Broadcaster:
     cdef bint _stopping_done(self)
     cdef _close_listeners(self)
     cdef _close_all(self)
+
+
+@cython.locals(count=Py_ssize_t, chunks=list)
+cpdef object take_all(object pending)

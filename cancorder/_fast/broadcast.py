@@ -280,16 +280,7 @@ class Broadcaster:
         """The loop's flush of what is pending; it stays armed: it looks again one window on."""
         now = time.monotonic()
         self._flush_due = now + self.coalesce
-        pending = self._pending
-        count = len(pending)
-        if count == 1:
-            data = pending.popleft()
-        else:
-            chunks = []
-            while count:
-                chunks.append(pending.popleft())
-                count -= 1
-            data = b"".join(chunks)
+        data = take_all(self._pending)
         self.queued_bytes = 0
         if data:  # empty when all that came was one batch over the bound
             self._send_all(data, now)
@@ -667,6 +658,23 @@ class Broadcaster:
         with self._changed:
             self._finished = True
             self._changed.notify_all()
+
+
+def take_all(pending):
+    """What a deque of batches holds, as one bytes object (a lone batch as it is, no copy).
+
+    Safe while another thread appends: it takes the batches that were there when it started,
+    one popleft each, so a batch added meanwhile stays for the next flush. The broadcaster's
+    and the socketcand server's flushes both start with it.
+    """
+    count = len(pending)
+    if count == 1:
+        return pending.popleft()
+    chunks = []
+    while count:
+        chunks.append(pending.popleft())
+        count -= 1
+    return b"".join(chunks)
 
 
 def peer_name(address):

@@ -1,7 +1,7 @@
 import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from cancorder._fast.wire cimport valid_length, write_header
+from cancorder._fast.wire cimport valid_length, write_header, write_hex, write_hex_digits
 
 cdef Py_ssize_t _HEADER
 
@@ -28,7 +28,7 @@ cdef class CandumpEncoder:
                    pos=Py_ssize_t, o=Py_ssize_t, count=Py_ssize_t, end=Py_ssize_t,
                    micros=cython.ulonglong, can_id=cython.uint, flags=cython.uchar,
                    seconds=cython.ulonglong, fraction=cython.ulonglong, k=cython.int,
-                   i=Py_ssize_t, width=cython.int, tmp=cython.uchar[24])
+                   i=Py_ssize_t, tmp=cython.uchar[24])
     cpdef bytes encode(self, records)
 
 

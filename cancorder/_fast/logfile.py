@@ -18,6 +18,9 @@ except ImportError:  # Cython is a build dependency only; the pure twin runs wit
 
 from .wire import HEADER_SIZE, MAX_RECORD_SIZE, valid_length, write_header
 
+if not cython.compiled:  # compiled, logfile.pxd cimports them: C calls
+    from .wire import write_hex, write_hex_digits
+
 _HEADER = HEADER_SIZE  # a C constant in the compiled loops (logfile.pxd)
 _HEX = b"0123456789ABCDEF"
 #: longest line for one record, without the channel: "(" 20 digits "." 6 ") " " " 8 "##" 1
@@ -124,25 +127,14 @@ class CandumpEncoder:
             o += nchan
             dst[o] = 0x20
             o += 1
-            width = 8 if flags & 1 else 3
-            i = width - 1
-            while i >= 0:
-                dst[o + i] = hexd[can_id & 0xF]
-                can_id >>= 4
-                i -= 1
-            o += width
+            o = write_hex_digits(dst, o, can_id, 8 if flags & 1 else 3, hexd)
             dst[o] = 0x23  # #
             o += 1
             if flags & 2:
                 dst[o] = 0x23
                 dst[o + 1] = hexd[((flags >> 2) & 1) | ((flags >> 2) & 2)]  # BRS 1, ESI 2
                 o += 2
-            i = pos + _HEADER
-            while i < end:
-                dst[o] = hexd[src[i] >> 4]
-                dst[o + 1] = hexd[src[i] & 0xF]
-                o += 2
-                i += 1
+            o = write_hex(dst, o, src, pos + _HEADER, end, hexd)
             dst[o] = 0x0A
             o += 1
             count += 1

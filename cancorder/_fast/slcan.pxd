@@ -1,7 +1,7 @@
 import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from cancorder._fast.wire cimport RecordFilter, write_header
+from cancorder._fast.wire cimport RecordFilter, hex_number, write_header
 
 
 cdef class SlcanParser:
@@ -38,8 +38,3 @@ cdef class SlcanParser:
 
     cdef long long _adapter_time(self, long long stamp_ms, long long now_us)
     cdef _garbage(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e)
-
-
-@cython.locals(value=cython.longlong, v=cython.uchar)
-cdef long long _hex_number(unsigned char *p, Py_ssize_t start, Py_ssize_t end,
-                           unsigned char *hexval)

@@ -22,13 +22,15 @@ try:
 except ImportError:  # Cython is a build dependency only; the pure twin runs without it
     from . import _nocython as cython
 
-from .wire import FD_LENGTHS, FLAG_BRS, FLAG_EXT, FLAG_FD, MAX_EXTENDED_ID, MAX_STANDARD_ID, \
-    write_header
+from .wire import FD_LENGTHS, FLAG_BRS, FLAG_EXT, FLAG_FD, HEX_VALUES, MAX_EXTENDED_ID, \
+    MAX_STANDARD_ID, write_header
+
+if not cython.compiled:  # compiled, slcan.pxd cimports it: a C call
+    from .wire import hex_number
 
 _MAX_LINE = 160  # "B" + 8 id + 1 dlc + 128 data + 4 stamp = 142 bytes, plus slack
 _MINUTE_US = 60000000
-# ascii -> hex digit value, 255 for anything that is not a hex digit
-_HEX = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255 for c in range(256))
+_HEX = HEX_VALUES
 _FD_LENGTHS = bytes(FD_LENGTHS)
 # first letters of the replies an adapter may send besides frames (z/Z: transmit done,
 # F: status flags, V/v: version, N: serial number)
@@ -158,7 +160,7 @@ class SlcanParser:
             self._garbage(p, s, e)
             return o
         j = s + 1 + idlen
-        can_id = _hex_number(p, s + 1, j, hexval)
+        can_id = hex_number(p, s + 1, j, hexval)
         if can_id < 0:
             self._garbage(p, s, e)
             return o
@@ -190,7 +192,7 @@ class SlcanParser:
             k += 1
         micros = now_us
         if rest == 4:  # checked even when unused: a line with a bad stamp is not SLCAN
-            stamp = _hex_number(p, j, e, hexval)
+            stamp = hex_number(p, j, e, hexval)
             if stamp < 0 or stamp >= 60000:
                 self._garbage(p, s, e)
                 return o
@@ -217,14 +219,3 @@ class SlcanParser:
         self.garbage += 1
         self.last_garbage = bytes([p[k] for k in range(s, min(e, s + 40))])
 
-
-def _hex_number(p, start, end, hexval):
-    """The hex digits p[start:end] as a number, or -1 if one is not a hex digit."""
-    value = 0
-    while start < end:
-        v = hexval[p[start]]
-        if v > 15:
-            return -1
-        value = (value << 4) | v
-        start += 1
-    return value

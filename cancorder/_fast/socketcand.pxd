@@ -1,5 +1,7 @@
 import cython
 
+from cancorder._fast.wire cimport hex_number, write_hex, write_hex_digits
+
 
 cdef class FrameEncoder:
     cdef public unsigned long long frames
@@ -9,7 +11,7 @@ cdef class FrameEncoder:
 
     @cython.locals(size=Py_ssize_t, need=Py_ssize_t, o=Py_ssize_t, pos=Py_ssize_t,
                    start=Py_ssize_t, k=Py_ssize_t, end=Py_ssize_t, n=Py_ssize_t,
-                   digits=Py_ssize_t, micros=cython.ulonglong, can_id=cython.uint,
+                   micros=cython.ulonglong, can_id=cython.uint,
                    flags=cython.uchar, ext=cython.uchar, fd=cython.uchar,
                    p=cython.p_uchar, out=cython.p_uchar,
                    hexd=cython.p_uchar, out_buf=bytearray, fd_spans=list, with_fd=bytes)
@@ -47,5 +49,10 @@ cdef class CommandReader:
 cdef tuple _parse_send(list tokens, bint fd_command)
 
 
-@cython.locals(size=Py_ssize_t, i=Py_ssize_t, value=cython.longlong, v=cython.uint)
+@cython.locals(size=Py_ssize_t)
 cdef long long _hex_token(bytes token)
+
+
+@cython.locals(size=Py_ssize_t, top=cython.longlong, high=cython.longlong, width=Py_ssize_t,
+               value=cython.longlong)
+cdef long long _negative_hex(bytes token, int bits)

@@ -23,7 +23,10 @@ try:
 except ImportError:  # Cython is a build dependency only; the pure twin runs without it
     from . import _nocython as cython
 
-from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, MAX_EXTENDED_ID, MAX_STANDARD_ID
+from .wire import FD_LENGTHS, FLAG_EXT, FLAG_FD, HEX_VALUES, MAX_EXTENDED_ID, MAX_STANDARD_ID
+
+if not cython.compiled:  # compiled, socketcand.pxd cimports them: C calls
+    from .wire import hex_number, write_hex, write_hex_digits
 
 MAX_COMMAND = 512  # bytes between '<' and '>': "< sendfd 1FFFFFFF 64 ff ff ... >" is 210
 MAX_BUS_NAME = 64
@@ -37,9 +40,6 @@ SEND = 4       # (SEND, can_id, flags, data): flags as in the wire records (EXT,
 BCMMODE = 5    # (BCMMODE,)
 
 _UPPER_HEX = b"0123456789ABCDEF"
-# ascii -> hex digit value, 255 for anything that is not a hex digit
-_HEXVAL = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255
-                for c in range(256))
 # socketcand commands of its other modes (BCM, control, ISO-TP): known, not served here
 _OTHER_MODES = (b"add", b"update", b"delete", b"filter", b"muxfilter", b"subscribe",
                 b"unsubscribe", b"controlmode", b"statistics", b"isotpmode", b"isotpconf",
@@ -113,25 +113,13 @@ class FrameEncoder:
             out[o + 4] = 101
             out[o + 5] = 32
             o += 6
-            digits = 8 if flags & ext else 3
-            k = digits - 1
-            while k >= 0:
-                out[o + k] = hexd[can_id & 0xF]
-                can_id >>= 4
-                k -= 1
-            o += digits
+            o = write_hex_digits(out, o, can_id, 8 if flags & ext else 3, hexd)
             out[o] = 32
             o += 1
             o = _decimal_stamp(out, o, micros)
             out[o] = 32
             o += 1
-            k = pos + 14
-            end = k + n
-            while k < end:
-                out[o] = hexd[p[k] >> 4]
-                out[o + 1] = hexd[p[k] & 0xF]
-                o += 2
-                k += 1
+            o = write_hex(out, o, p, pos + 14, pos + 14 + n, hexd)
             out[o] = 32
             out[o + 1] = 62  # '>'
             o += 2
@@ -331,9 +319,10 @@ def _parse_send(tokens, fd_command):
     """``< send ID LEN DATA.. >`` / ``< sendfd ID LEN DATA.. >`` -> (SEND, id, flags, data).
 
     ID: 1..8 hex digits; 8 digits, a value above 0x7FF, or bit 31 set (socketcand's
-    CAN_EFF_FLAG, as SavvyCAN writes it) make a 29-bit id. LEN: the number of data bytes, in
+    CAN_EFF_FLAG, as SavvyCAN writes it, also as a negative number: see _negative_hex) make a
+    29-bit id. LEN: the number of data bytes, in
     decimal as socketcand reads it or in hex as python-can writes it (they differ only above
-    9, where the count of data bytes tells which was meant). DATA: 1 or 2 hex digits a byte.
+    9, where the count of data bytes tells which was meant). DATA: 1 or 2 hex digits a byte (or SavvyCAN's negative form).
     More than 8 bytes, or sendfd, is a CAN FD frame (a CAN FD length: 0..8, 12, ..., 64).
     """
     count = len(tokens)
@@ -342,11 +331,14 @@ def _parse_send(tokens, fd_command):
         return (ERROR, f"{what} needs an id and a length, e.g. {what} 123 2 11 22")
     id_token = tokens[1]
     digits = len(id_token)
-    if digits > 8:
-        return (ERROR, "id out of range (at most 8 hex digits)")
-    can_id = _hex_token(id_token)
-    if can_id < 0:
-        return (ERROR, f"bad hex in id '{_shown(id_token)}'")
+    if digits <= 8 and id_token[0] != 45:
+        can_id = _hex_token(id_token)
+        if can_id < 0:
+            return (ERROR, f"bad hex in id '{_shown(id_token)}'")
+    else:
+        can_id = _negative_hex(id_token, 32)
+        if can_id < 0:
+            return (ERROR, "id out of range (at most 8 hex digits)")
     flags = 0
     if can_id & 0x80000000:  # socketcand's CAN_EFF_FLAG
         can_id &= 0x7FFFFFFF
@@ -373,7 +365,10 @@ def _parse_send(tokens, fd_command):
     k = 0
     while k < n:
         token = tokens[3 + k]
-        value = _hex_token(token) if len(token) <= 2 else -1
+        if len(token) <= 2 and token[0] != 45:
+            value = _hex_token(token)
+        else:
+            value = _negative_hex(token, 8)
         if value < 0:
             return (ERROR, f"bad hex byte '{_shown(token)}'")
         data[k] = value
@@ -391,14 +386,37 @@ def _hex_token(token):
     size = len(token)
     if size == 0:
         return -1
-    value = 0
-    i = 0
-    while i < size:
-        v = _HEXVAL[token[i]]
-        if v > 15:
+    if cython.compiled:
+        return hex_number(cython.cast(cython.p_uchar, token), 0, size,
+                          cython.cast(cython.p_uchar, cython.cast(bytes, HEX_VALUES)))
+    return hex_number(token, 0, size, HEX_VALUES)
+
+
+def _negative_hex(token, bits):
+    """A ``bits``-wide value written as the hex of a negative number, as SavvyCAN writes an id
+    with bit 31 set and a data byte of 0x80 or more (Qt's ``QString::number(int, 16)`` of a
+    signed value: ``-6725ef0f``, or 16 digits sign-extended, ``ffffffff98da10f1``; socketcand's
+    sscanf reads both). The value, with its top bit set, or -1 for anything else."""
+    size = len(token)
+    top = 1  # shifted as a long long when compiled (a C int would overflow)
+    top <<= bits - 1
+    high = 1
+    high <<= 64 - bits
+    width = bits // 4
+    if token[0] == 45:  # '-'
+        if size < 2 or size - 1 > width:
             return -1
-        value = (value << 4) | v
-        i += 1
+        value = _hex_token(token[1:])
+        if value <= 0 or value > top:
+            return -1
+        return (top << 1) - value
+    if size != 16:
+        return -1
+    if _hex_token(token[:16 - width]) != high - 1:
+        return -1
+    value = _hex_token(token[16 - width:])
+    if value < top:
+        return -1
     return value
 
 

@@ -5,6 +5,17 @@ from libc.string cimport memcpy
 
 cpdef bint valid_length(Py_ssize_t n, bint is_fd)
 
+cdef Py_ssize_t write_hex(unsigned char *out, Py_ssize_t o, const unsigned char *src,
+                         Py_ssize_t start, Py_ssize_t end, const unsigned char *hexd) noexcept
+
+@cython.locals(k=Py_ssize_t)
+cdef Py_ssize_t write_hex_digits(unsigned char *out, Py_ssize_t o, unsigned int value,
+                                Py_ssize_t digits, const unsigned char *hexd) noexcept
+
+@cython.locals(value=cython.longlong, v=cython.uchar)
+cdef long long hex_number(const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                          const unsigned char *hexval) noexcept
+
 cpdef Py_ssize_t write_header(bytearray buf, Py_ssize_t pos, unsigned long long micros,
                               unsigned long long can_id, unsigned char flags,
                               unsigned char n) except -1

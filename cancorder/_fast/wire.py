@@ -68,6 +68,47 @@ def valid_length(n, is_fd):
     return is_fd and (n == 12 or n == 16 or n == 20 or n == 24 or n == 32 or n == 48 or n == 64)
 
 
+#: ascii -> hex digit value, 255 for anything that is not a hex digit (the text parsers' table)
+HEX_VALUES = bytes(int(chr(c), 16) if chr(c) in "0123456789abcdefABCDEF" else 255
+                   for c in range(256))
+
+
+def hex_number(p, start, end, hexval):
+    """The hex digits p[start:end] as a number, or -1 if one is not a hex digit (``hexval``:
+    HEX_VALUES; compiled, ``p`` and ``hexval`` are pointers to the bytes). SLCAN lines and
+    socketcand commands are read with it."""
+    value = 0
+    while start < end:
+        v = hexval[p[start]]
+        if v > 15:
+            return -1
+        value = (value << 4) | v
+        start += 1
+    return value
+
+
+def write_hex(out, o, src, start, end, hexd):
+    """Bytes src[start:end] as hex digits (``hexd``: the 16 digits) at out[o:]; returns the
+    end. The text encoders (candump lines, socketcand frames) write a frame's data with it."""
+    while start < end:
+        out[o] = hexd[src[start] >> 4]
+        out[o + 1] = hexd[src[start] & 0xF]
+        o += 2
+        start += 1
+    return o
+
+
+def write_hex_digits(out, o, value, digits, hexd):
+    """``value`` as exactly ``digits`` hex digits at out[o:] (a CAN id: 3 or 8); returns the
+    end."""
+    k = digits - 1
+    while k >= 0:
+        out[o + k] = hexd[value & 0xF]
+        value >>= 4
+        k -= 1
+    return o + digits
+
+
 def max_id(flags):
     """The largest id a frame with these flags can carry."""
     return MAX_EXTENDED_ID if flags & FLAG_EXT else MAX_STANDARD_ID
