@@ -23,6 +23,24 @@ def serve(emu, *extra):
     return proc, port
 
 
+def beacon_gaps(count=3, timeout=15.0):
+    """Seconds between ``count`` beacons heard on port 42000, as a listener sees them."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", 42000))
+        sock.settimeout(timeout)
+        heard = []
+        deadline = time.monotonic() + timeout
+        while len(heard) < count and time.monotonic() < deadline:
+            data = sock.recv(4096)
+            if data.startswith(b"<CANBeacon"):
+                heard.append(time.monotonic())
+    return [round(b - a, 3) for a, b in zip(heard, heard[1:])]
+
+
 def main():
     result = {}
     emu = SlcanEmulator()
@@ -30,6 +48,7 @@ def main():
     try:
         result["port"] = port
         result["channel"] = emu.url
+        result["beacon_gaps"] = beacon_gaps()
         configs = can.detect_available_configs(interfaces=["socketcand"])
         result["configs"] = [dict(c) for c in configs]
         bus = can.Bus(**configs[0])

@@ -263,6 +263,9 @@ def test_beacon_found_by_python_can_inside_a_namespace():
                                   "port": result["port"], "channel": result["channel"]}]
     assert result["received"] == [0x123, 0x1ABCDEF0]
     assert result["no_beacon_configs"] == []
+    # every 3 s, as socketcand does (generous: a loaded machine may wake the thread late)
+    assert len(result["beacon_gaps"]) == 2 and all(
+        2.5 <= gap <= 4.5 for gap in result["beacon_gaps"]), result["beacon_gaps"]
 
 
 def test_touCAN_transmits_through_can_write(cancorder_process, fake_library_path, control):
