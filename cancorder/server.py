@@ -305,6 +305,9 @@ class Bus:
             return "outside --allow " + ", ".join(str(n) for n in allow)
         limit = self.options.max_clients
         count = self._client_count()
+        if limit and count >= limit and self.broadcaster is not None:
+            self.broadcaster.reap()  # an ECUconnect connection already gone holds no place
+            count = self._client_count()
         if limit and count >= limit:
             return f"already {plural(count, 'client')} (--max-clients {limit})"  # every protocol
         return None

@@ -323,3 +323,31 @@ def test_the_cli_installs_one_handler_with_the_shared_rate_limit():
             root.addHandler(handler)
         root.setLevel(saved[1])
         root.propagate = saved[2]
+
+
+def test_a_connection_already_gone_does_not_keep_a_socketcand_client_out():
+    """--max-clients counts both protocols. An ECUconnect client that closed on a quiet bus
+    (nothing sent to it since, so no failed send says it is gone) must not hold the place a
+    socketcand client asks for."""
+    scd_port = free_port()
+    bus = Bus(ScriptedSource([]), BusOptions(
+        bind="127.0.0.1", zeroconf=False, port=free_port(), max_clients=1,
+        socketcand=("127.0.0.1", scd_port), beacon=False))
+    server = Server([bus], ServerOptions())
+    thread, result = run_in_thread(server)
+    try:
+        gone = connect(bus)
+        deadline = time.monotonic() + 10
+        while bus.broadcaster.client_count != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gone.close()
+        time.sleep(0.5)  # the broadcaster's loop sees its EOF
+        assert bus.broadcaster.client_count == 1  # half-closed: it may still be reading
+        with socket.create_connection(("127.0.0.1", scd_port), timeout=10) as scd:
+            assert scd.recv(64) == b"< hi >"
+        assert bus.broadcaster.client_count == 0
+    finally:
+        server.stop("test")
+        thread.join(10)
+    assert result["code"] == EXIT_OK

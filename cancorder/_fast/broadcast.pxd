@@ -48,6 +48,7 @@ cdef class Broadcaster:
     cdef double _last_flush
     cdef dict _clients
     cdef object _changed
+    cdef object _loop_thread
     cdef int _watchers
     cdef bint _stop_requested
     cdef double _drain_deadline
@@ -76,6 +77,7 @@ cdef class Broadcaster:
     cdef _schedule(self, double when)
     cdef _housekeeping(self)
     cdef _reap(self)
+    cdef _reap_half_closed(self)
     cdef _read(self, Client client)
     @cython.locals(phase=Py_ssize_t)
     cdef _drop_laggard(self, Client client, unqueued, str why)

@@ -130,6 +130,7 @@ class Broadcaster:
         self._last_flush = 0.0
         self._clients = {}
         self._changed = threading.Condition()
+        self._loop_thread = None  # the thread in run(): the only one that reads the selector
         self._watchers = 0  # threads in wait_for_clients / wait_drained
         self._stop_requested = False
         self._drain_deadline = 0.0
@@ -218,6 +219,7 @@ class Broadcaster:
 
     def run(self):
         """The select loop; returns after stop() once the clients got what was queued."""
+        self._loop_thread = threading.current_thread()
         selector = self._selector
         try:
             while True:
@@ -238,6 +240,8 @@ class Broadcaster:
                         elif tag is _LISTENER:
                             self._accept(key.fileobj)
                         else:
+                            if tag.closed:  # closed by reap() from another thread
+                                continue
                             if mask & selectors.EVENT_READ:
                                 self._read(tag)
                             if mask & selectors.EVENT_WRITE and not tag.closed:
@@ -492,6 +496,16 @@ class Broadcaster:
             else:
                 self._schedule(client.finish_by)
 
+    def reap(self):
+        """Close the connections already gone, before a client of another protocol (socketcand)
+        is counted against the bus's --max-clients. From another thread only the clients the
+        loop has seen close their side are looked at: the loop alone reads the selector."""
+        if threading.current_thread() is self._loop_thread:
+            self._reap()
+            return
+        with self._lock:
+            self._reap_half_closed()
+
     def _reap(self):
         """Before a client is counted against --max-clients: close the connections that are
         already gone (a reset or close waiting to be read, an error pending), and half-closed
@@ -500,6 +514,9 @@ class Broadcaster:
         for key, mask in self._selector.select(0):
             if isinstance(key.data, Client) and mask & _READ:
                 self._read(key.data)
+        self._reap_half_closed()
+
+    def _reap_half_closed(self):
         for client in list(self._clients.values()):
             if not client.half_closed:
                 continue
