@@ -1,4 +1,15 @@
-"""The broadcaster: one select loop that owns the listening sockets and every client socket.
+"""The connection core: one select loop per bus that owns its listening sockets and every client
+socket, for every protocol the bus speaks (ECUconnect records, socketcand's lines, ...).
+
+A protocol supplies only what is its own (a ``Protocol``): how records become its bytes
+(``encode``, once per flush for all its clients), where its units end (``rest_of_unit``: a
+record, a line) and, when it reads commands, a session per client (``connected``) that is fed
+what the client sends and answers through the core (``send``, ``start_stream``,
+``close_after_sending``, ``reply_later``). Everything else is the core's, the same for every
+protocol: accept and admission (``max_clients`` and ``max_clients_per_host`` counted over all
+protocols, and ``admit``, the bus's --allow), TCP keepalive, a handshake deadline for protocols
+that have one, EMFILE/ENFILE back-off, half-close, backlogs, lag drops on a unit boundary and
+churn summaries.
 
 Source threads hand over bytes of records with ``submit``; they go to every client with one
 non-blocking ``send`` per client per flush, and a flush happens at most once per ``coalesce``
@@ -17,17 +28,16 @@ waits in select), ``submit`` while it sends.
 A client that cannot keep up accumulates a backlog; it never holds more than ``client_buffer``
 bytes, and all backlogs together never more than ``total_buffer``: the client that would pass
 either is dropped with a log line naming it and how far behind it was (bytes, and seconds since
-the oldest byte it is owed was handed over). A dropped client's stream ends on a record boundary:
-the record it was in the middle of is finished first (for at most DROP_FINISH seconds). Nobody
+the oldest byte it is owed was handed over). A dropped client's stream ends on a unit boundary:
+the unit it was in the middle of is finished first (for at most DROP_FINISH seconds). Nobody
 else waits for it.
 
-Bytes a client sends are read and discarded. A client's EOF is not a disconnect: a half-closed
-client (``nc -N``, socat with stdin at EOF) keeps receiving; only an error or a reset ends it.
-Client sockets have TCP keepalive, so a peer that vanished is found. Slots: ``max_clients`` in
-all and ``max_clients_per_host`` from one address; dead connections are reaped before a new
-client is counted against them. When accept fails for want of descriptors (EMFILE), accepting
-pauses for ACCEPT_BACKOFF; repeated events (refusals, a storm of connects) are logged through the
-shared rate limit (the ``rate_key`` passed to ``log``), so that logs stay bounded.
+A client's EOF is not a disconnect: a half-closed client (``nc -N``, socat with stdin at EOF)
+keeps receiving; only an error or a reset ends it. Client sockets have TCP keepalive, so a peer
+that vanished is found. Dead connections are reaped before a new client is counted against the
+limits. When accept fails for want of descriptors (EMFILE), accepting pauses for ACCEPT_BACKOFF;
+repeated events (refusals, a storm of connects) are logged through the shared rate limit (the
+``rate_key`` passed to ``log``), so that logs stay bounded.
 
 Plain Python; broadcast.pxd types it and setup.py compiles it when it can.
 """
@@ -44,9 +54,8 @@ from .wire import HEADER_SIZE
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 _WAKE = "wake"
-_LISTENER = "listener"
 _IOV_MAX = 64  # backlog pieces gathered into one sendmsg (the kernel allows 1024)
-DROP_FINISH = 5.0  # seconds a dropped client may take to receive the rest of its last record
+DROP_FINISH = 5.0  # seconds a dropped client may take to receive the rest of its last unit
 ACCEPT_BACKOFF = 0.5  # seconds without accepting after EMFILE/ENFILE (no descriptors left)
 CHURN_FREE = 20  # connection events per second logged one by one; beyond, summarised
 #: idle seconds before the first probe, seconds between probes, probes: a vanished peer is
@@ -66,46 +75,113 @@ QUIET = 0.5
 DIRECT_CLIENTS = 16
 
 
-class Client:
-    """One connected client and what it has not been sent yet."""
+class Protocol:
+    """What a protocol supplies to the core; this base is ECUconnect's: records as they are.
 
-    def __init__(self, sock, name, host):
+    ``passthrough``: every client gets the records themselves from its first flush on (no
+    encoding, no session). Otherwise ``encode(records)`` returns one bytes object per stream a
+    client may ask for (socketcand: classic frames, and frames with CAN FD), with the frames
+    each holds in ``counts``; a client gets nothing until its session starts a stream.
+    ``handshake_timeout``: seconds a new client has to start a stream (0: no handshake).
+    """
+
+    name = "ECUconnect"
+    label = ""  # before "client NAME ..." in log lines: which protocol's client
+    passthrough = True
+    handshake_timeout = 0.0
+
+    def encode(self, records):
+        return (records,)
+
+    counts = (0,)
+
+    def rest_of_unit(self, data, skip):
+        """Bytes from ``skip`` to the next unit boundary of ``data`` (which starts on one)."""
+        return _phase(data, 0, skip)
+
+    def connected(self, core, client):
+        """A session for a new client (fed with ``feed(data)``), or None: its input is discarded."""
+        return None
+
+
+ECUCONNECT = Protocol()
+
+
+class Service:
+    """One protocol served by the core: its clients and its counters."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.passthrough = protocol.passthrough
+        self.label = protocol.label
+        self.clients = {}
+        self.accepted = 0
+        self.refused = 0
+        self.dropped_lag = 0
+        self.bytes_sent = 0
+        self.units_sent = 0
+
+
+class Listener:
+    """A listening socket and the protocol spoken on it."""
+
+    def __init__(self, sock, service):
+        self.sock = sock
+        self.service = service
+
+
+class Client:
+    """One connected client, its protocol's session and what it has not been sent yet."""
+
+    def __init__(self, sock, name, host, service):
         self.sock = sock
         self.name = name
         self.host = host
+        self.service = service
+        self.session = None
+        self.stream = 0 if service.passthrough else -1  # which encoded stream it gets (-1: none)
+        self.held = None  # pieces held until hold_until (a protocol's grace), or None
+        self.hold_until = 0.0
+        self.handshake_by = 0.0  # closed if it has not started a stream by then (0: no deadline)
+        self.close_when_sent = False
+        self.close_reason = ""
         self.backlog = collections.deque()
         self.times = collections.deque()  # when each backlog piece was handed over
         self.backlog_bytes = 0
         self.behind_since = 0.0
-        # the backlog's first piece is the tail of head_origin (whole records) after its
-        # first head_skip bytes: where the record boundaries are, found only when dropped
+        # the backlog's first piece is the tail of head_origin (whole units) after its
+        # first head_skip bytes: where the unit boundaries are, found only when dropped
         self.head_origin = None
         self.head_skip = 0
         self.sent = 0
         self.closed = False
         self.half_closed = False  # sent EOF: reads no more, still receives
         self.sent_at_eof = 0
-        self.finishing = False  # dropped: sending the rest of its last record, then closed
+        self.finishing = False  # dropped: sending the rest of its last unit, then closed
         self.finish_by = 0.0
         self.mask = _READ  # the selector events it is registered for (0: none)
 
 
 class Broadcaster:
-    """Sends every submitted byte to every client, in order, without letting one hold others up.
+    """Sends every submitted byte to every client of every protocol, in order, without letting
+    one hold others up.
 
-    ``log(level, text, rate_key)`` receives connection events ("info") and drops ("warning");
-    ``rate_key`` is None, or the key under which a repeated event is summarised.
+    ``listeners`` speak ``protocol`` (default ECUconnect): the core's first service, whose
+    counters are ``clients_accepted``, ``bytes_sent``...; ``serve`` adds listeners of another
+    protocol. ``log(level, text, rate_key)`` receives connection events ("info") and drops
+    ("warning"); ``rate_key`` is None, or the key under which a repeated event is summarised.
     """
 
     def __init__(self, listeners, client_buffer=4 << 20, max_clients=64, coalesce=0.001,
-                 log=None, max_clients_per_host=32, total_buffer=64 << 20):
+                 log=None, max_clients_per_host=32, total_buffer=64 << 20, protocol=None):
         self.client_buffer = client_buffer
         self.total_buffer = max(total_buffer, client_buffer)
         self.max_clients = max_clients
         self.max_clients_per_host = max_clients_per_host
         self._backlog_total = 0
         self._per_host = {}
-        self._finishing = {}  # fileno -> dropped client still owed the rest of a record
+        self._finishing = {}  # fileno -> dropped client still owed the rest of a unit
+        self._waiting = {}  # fileno -> client with a handshake deadline or held frames
         self._next_check = -1.0  # when _housekeeping is due (-1: nothing to do)
         self._accept_resume = -1.0
         self._churn_window = 0.0
@@ -113,38 +189,39 @@ class Broadcaster:
         self.coalesce = coalesce
         self._log = log if log is not None else _no_log
         self._selector = selectors.DefaultSelector()
-        self._listeners = list(listeners)
-        for listener in self._listeners:
-            listener.setblocking(False)
-            self._selector.register(listener, _READ, _LISTENER)
+        self._services = []
+        self._listeners = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, _WAKE)
         self._pending = collections.deque()
+        self._replies = collections.deque()  # (client, bytes) handed over by other threads
         self.queued_bytes = 0  # what _pending holds: at most total_buffer
         self._overflow = 0  # bytes refused since the last flush: every client is dropped then
         self._lock = threading.Lock()
         self._wake_armed = False
         self._flush_due = -1.0
-        self._last_flush = 0.0
+        self._last_flush = -1.0e9  # never: the first submit finds a quiet link
         self._clients = {}
         self._changed = threading.Condition()
-        self._loop_thread = None  # the thread in run(): the only one that reads the selector
         self._watchers = 0  # threads in wait_for_clients / wait_drained
         self._stop_requested = False
         self._drain_deadline = 0.0
         self._finished = False
-        self.bytes_sent = 0
-        self.clients_accepted = 0
-        self.clients_refused = 0
-        self.clients_dropped_lag = 0
         self.bytes_overflowed = 0  # records refused because the loop fell too far behind
-        # admit(address) -> None to accept a client, or the reason it is refused (--allow and
-        # a --max-clients shared with other protocols); checked before any byte is sent
+        # admit(address) -> None to accept a client, or the reason it is refused (the bus's
+        # --allow); checked, after the limits, before any byte is sent
         self.admit = None
+        self._main = self._add_service(list(listeners), protocol or ECUCONNECT)
 
     # ---- called from any thread ----
+
+    def serve(self, listeners, protocol):
+        """Serve ``protocol`` on these listening sockets too; returns its Service (counters)."""
+        with self._lock:
+            service = self._add_service(list(listeners), protocol)
+        return service
 
     def submit(self, records):
         """Send bytes of records to every client now if the link was idle, else queue them for
@@ -165,7 +242,7 @@ class Broadcaster:
                 self._send_all(records, now)
                 if self._next_check == check:
                     return
-                # a client dropped just now has a deadline to finish its last record: the
+                # a client dropped just now has a deadline to finish its last unit: the
                 # loop, maybe asleep without a timeout, must learn of it
             else:
                 size = len(records)
@@ -185,6 +262,12 @@ class Broadcaster:
             lock.release()
         self._wake()
 
+    def reply_later(self, client, data):
+        """Send ``data`` to one client from the loop (a session's answer computed elsewhere,
+        e.g. the outcome of a transmit on the adapter's thread)."""
+        self._replies.append((client, data))
+        self._wake()
+
     def stop(self, drain_timeout=2.0):
         """Ask the loop to send what is queued (for at most drain_timeout s), then close all."""
         self._drain_deadline = time.monotonic() + drain_timeout
@@ -193,7 +276,29 @@ class Broadcaster:
 
     @property
     def client_count(self):
+        """Clients of every protocol."""
         return len(self._clients)
+
+    @property
+    def clients_accepted(self):
+        return self._main.accepted
+
+    @property
+    def clients_refused(self):
+        return sum(service.refused for service in self._services)
+
+    @property
+    def clients_dropped_lag(self):
+        return self._main.dropped_lag
+
+    @property
+    def bytes_sent(self):
+        return self._main.bytes_sent
+
+    @property
+    def main_clients(self):
+        """Clients of the listeners given at construction (ECUconnect's, on a bus)."""
+        return len(self._main.clients)
 
     def wait_for_clients(self, count=1, timeout=None):
         """Block until at least ``count`` clients are connected; False on timeout or stop."""
@@ -215,11 +320,41 @@ class Broadcaster:
             finally:
                 self._watchers -= 1
 
+    # ---- what a protocol's session calls (from the loop, while it handles the client) ----
+
+    def send(self, client, data):
+        """Send bytes of whole units to one client (a reply, a greeting), behind its backlog."""
+        self._send(client, data)
+
+    def start_stream(self, client, stream, hold=0.0):
+        """From now on the client gets stream ``stream`` of every flush; with ``hold``, what
+        comes in the first ``hold`` seconds is sent together after them."""
+        client.stream = stream
+        client.handshake_by = 0.0
+        if hold > 0.0:
+            client.held = []
+            client.hold_until = time.monotonic() + hold
+            self._waiting[client.sock.fileno()] = client
+            self._schedule(client.hold_until)
+        else:
+            client.held = None
+            self._waiting.pop(client.sock.fileno(), None)
+
+    def stop_stream(self, client):
+        client.stream = -1
+        client.held = None
+
+    def close_after_sending(self, client, why):
+        """Close the client once what it is owed is sent; nothing more is read from it."""
+        client.close_when_sent = True
+        client.close_reason = why
+        if not client.backlog:
+            self._close(client, why)
+
     # ---- the loop (one thread) ----
 
     def run(self):
         """The select loop; returns after stop() once the clients got what was queued."""
-        self._loop_thread = threading.current_thread()
         selector = self._selector
         try:
             while True:
@@ -237,15 +372,18 @@ class Broadcaster:
                         tag = key.data
                         if tag is _WAKE:
                             self._on_wake()
-                        elif tag is _LISTENER:
-                            self._accept(key.fileobj)
+                        elif isinstance(tag, Listener):
+                            self._accept(tag)
                         else:
-                            if tag.closed:  # closed by reap() from another thread
+                            if tag.closed:
                                 continue
                             if mask & selectors.EVENT_READ:
                                 self._read(tag)
                             if mask & selectors.EVENT_WRITE and not tag.closed:
                                 self._write_backlog(tag)
+                    while self._replies:
+                        client, reply = self._replies.popleft()
+                        self._send(client, reply)
                     if self._flush_due >= 0.0 and time.monotonic() >= self._flush_due:
                         if self._pending or self._overflow:
                             self._flush()
@@ -258,6 +396,17 @@ class Broadcaster:
         finally:
             with self._lock:
                 self._close_all()
+
+    def _add_service(self, listeners, protocol):
+        service = Service(protocol)
+        self._services.append(service)
+        for sock in listeners:
+            sock.setblocking(False)
+            listener = Listener(sock, service)
+            self._listeners.append(listener)
+            if self._accept_resume < 0.0:  # else registered when accepting resumes
+                self._selector.register(sock, _READ, listener)
+        return service
 
     def _on_wake(self):
         try:
@@ -298,14 +447,47 @@ class Broadcaster:
                                                      "--client-buffer-total behind the source")
 
     def _send_all(self, data, now):
-        """One flush: the same bytes to every client (held by _lock)."""
+        """One flush: the same records to every client, in each protocol's bytes (held by
+        _lock)."""
         self._last_flush = now
         if data:
-            for client in list(self._clients.values()):
-                self._send(client, data)
+            for service in self._services:
+                if not service.clients:
+                    continue
+                if service.passthrough:
+                    for client in list(service.clients.values()):
+                        self._send(client, data)
+                else:
+                    self._send_encoded(service, data)
         if self._watchers:
             with self._changed:
                 self._changed.notify_all()
+
+    def _send_encoded(self, service, data):
+        """A protocol with its own bytes: encoded once for all its clients, only if one of them
+        has started a stream."""
+        streams = None
+        counts = None
+        for client in list(service.clients.values()):
+            if client.stream < 0 or client.closed:
+                continue
+            if streams is None:
+                protocol = service.protocol
+                streams = protocol.encode(data)
+                counts = protocol.counts
+            piece = streams[client.stream]
+            if not piece:
+                continue
+            service.units_sent += counts[client.stream]
+            if client.held is not None:
+                client.held.append(piece)
+                client.backlog_bytes += len(piece)
+                self._backlog_total += len(piece)
+                if client.backlog_bytes > self.client_buffer:
+                    self._drop_laggard(client, None, f"over its --client-buffer of "
+                                                     f"{self.client_buffer:,} bytes")
+                continue
+            self._send(client, piece)
 
     def _send(self, client, data):
         if client.finishing or client.closed:  # dropped during this flush
@@ -321,15 +503,17 @@ class Broadcaster:
             self._close(client, f"send failed: {exc.strerror or exc}")
             return
         client.sent += sent
-        self.bytes_sent += sent
+        client.service.bytes_sent += sent
         if sent < len(data):
             now = time.monotonic()
-            client.head_origin = data  # whole records: a boundary at 0
+            client.head_origin = data  # whole units: a boundary at 0
             client.head_skip = sent
             client.behind_since = now
             self._queue(client, memoryview(data)[sent:], now)
             if not client.closed:
                 self._watch(client, True)
+        elif client.close_when_sent:
+            self._close(client, client.close_reason)
 
     def _queue(self, client, data, now=0.0):
         """Add to a client's backlog, within its --client-buffer and the total bound."""
@@ -370,7 +554,7 @@ class Broadcaster:
             self._close(client, f"send failed: {exc.strerror or exc}")
             return
         client.sent += sent
-        self.bytes_sent += sent
+        client.service.bytes_sent += sent
         client.backlog_bytes -= sent
         self._backlog_total -= sent
         times = client.times
@@ -381,7 +565,7 @@ class Broadcaster:
                 sent -= len(head)
                 backlog.popleft()
                 times.popleft()
-                skip = 0  # the next piece is whole records
+                skip = 0  # the next piece is whole units
                 client.head_origin = backlog[0] if backlog else None
             else:
                 backlog[0] = memoryview(head)[sent:]
@@ -391,8 +575,11 @@ class Broadcaster:
         if not backlog:
             self._backlog_total -= client.backlog_bytes
             client.backlog_bytes = 0
-            if client.finishing:  # its last record is complete: now it can go
+            if client.finishing:  # its last unit is complete: now it can go
                 self._close(client, "", "info", True)
+                return
+            if client.close_when_sent:
+                self._close(client, client.close_reason)
                 return
             self._watch(client, False)
             if self._watchers:
@@ -413,9 +600,10 @@ class Broadcaster:
         client.mask = mask
 
     def _accept(self, listener):
+        service = listener.service
         while True:
             try:
-                sock, address = listener.accept()
+                sock, address = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -432,25 +620,36 @@ class Broadcaster:
                 self._reap()
                 refused = self._refusal(address, host)
             if refused is not None:
-                self.clients_refused += 1
-                self._log("warning", f"client {name} refused: {refused}", "client refused")
+                service.refused += 1
+                self._log("warning", f"{service.label}client {name} refused: {refused}",
+                          "client refused")
                 sock.close()
                 continue
             sock.setblocking(False)
             _tune(sock)
-            client = Client(sock, name, host)
-            self._clients[sock.fileno()] = client
+            client = Client(sock, name, host, service)
+            fileno = sock.fileno()
+            self._clients[fileno] = client
+            service.clients[fileno] = client
             self._per_host[host] = self._per_host.get(host, 0) + 1
             self._selector.register(sock, _READ, client)
-            self.clients_accepted += 1
-            self._log("info", f"client {name} connected ({len(self._clients)} connected)",
+            service.accepted += 1
+            self._log("info", f"{service.label}client {name} connected "
+                              f"({len(service.clients)} connected)",
                       self._churn("client connected"))
+            protocol = service.protocol
+            if protocol.handshake_timeout > 0.0:
+                client.handshake_by = time.monotonic() + protocol.handshake_timeout
+                self._waiting[fileno] = client
+                self._schedule(client.handshake_by)
+            if not service.passthrough:
+                client.session = protocol.connected(self, client)
             with self._changed:
                 self._changed.notify_all()
 
     def _refusal(self, address, host):
-        """None to accept a client, or why not: --max-clients, --max-clients-per-host, and
-        ``admit`` (the bus's own rules: --allow, a limit counted over every protocol)."""
+        """None to accept a client, or why not: --max-clients, --max-clients-per-host (both
+        over every protocol), and ``admit`` (the bus's --allow)."""
         count = len(self._clients)
         if self.max_clients and count >= self.max_clients:
             return f"already {count} {'client' if count == 1 else 'clients'} " \
@@ -466,7 +665,7 @@ class Broadcaster:
     def _pause_accepting(self, exc):
         for listener in self._listeners:
             try:
-                self._selector.unregister(listener)
+                self._selector.unregister(listener.sock)
             except (KeyError, ValueError):
                 pass
         self._accept_resume = time.monotonic() + ACCEPT_BACKOFF
@@ -480,43 +679,63 @@ class Broadcaster:
             self._next_check = when
 
     def _housekeeping(self):
-        """Resume accepting after a pause; close dropped clients that took too long."""
+        """Resume accepting after a pause; close dropped clients that took too long; release
+        held frames; close clients that did not finish their handshake in time."""
         now = time.monotonic()
         self._next_check = -1.0
         if self._accept_resume >= 0.0:
             if now >= self._accept_resume:
                 self._accept_resume = -1.0
                 for listener in self._listeners:
-                    self._selector.register(listener, _READ, _LISTENER)
+                    self._selector.register(listener.sock, _READ, listener)
             else:
                 self._schedule(self._accept_resume)
         for client in list(self._finishing.values()):
             if now >= client.finish_by:
-                self._close(client, "", "info", True)  # it never took its last record
+                self._close(client, "", "info", True)  # it never took its last unit
             else:
                 self._schedule(client.finish_by)
+        for client in list(self._waiting.values()):
+            self._check_waiting(client, now)
 
-    def reap(self):
-        """Close the connections already gone, before a client of another protocol (socketcand)
-        is counted against the bus's --max-clients. From another thread only the clients the
-        loop has seen close their side are looked at: the loop alone reads the selector."""
-        if threading.current_thread() is self._loop_thread:
-            self._reap()
+    def _check_waiting(self, client, now):
+        if client.closed:
+            self._waiting.pop(client.sock.fileno(), None)
             return
-        with self._lock:
-            self._reap_half_closed()
+        if client.held is not None:
+            if now >= client.hold_until:
+                self._release(client)
+            else:
+                self._schedule(client.hold_until)
+        if client.handshake_by > 0.0:
+            if now >= client.handshake_by:
+                self._close(client, f"did not finish its handshake within "
+                                    f"{client.service.protocol.handshake_timeout:g} s",
+                            "info")
+            else:
+                self._schedule(client.handshake_by)
+        if client.held is None and client.handshake_by <= 0.0:
+            self._waiting.pop(client.sock.fileno(), None)
+
+    def _release(self, client):
+        """The held frames go out now, in one send."""
+        held, client.held = client.held, None
+        size = 0
+        for piece in held:
+            size += len(piece)
+        client.backlog_bytes -= size
+        self._backlog_total -= size
+        if held and not client.closed:
+            self._send(client, b"".join(held))
 
     def _reap(self):
-        """Before a client is counted against --max-clients: close the connections that are
+        """Before a client is counted against the limits: close the connections that are
         already gone (a reset or close waiting to be read, an error pending), and half-closed
         ones that took nothing since their EOF (a client that connected and closed looks
         exactly like that)."""
         for key, mask in self._selector.select(0):
             if isinstance(key.data, Client) and mask & _READ:
                 self._read(key.data)
-        self._reap_half_closed()
-
-    def _reap_half_closed(self):
         for client in list(self._clients.values()):
             if not client.half_closed:
                 continue
@@ -543,25 +762,34 @@ class Broadcaster:
             client.half_closed = True
             client.sent_at_eof = client.sent
             self._watch(client, bool(client.backlog))
+            return
+        if client.session is not None and not client.close_when_sent and not client.finishing:
+            client.session.feed(data)
 
     def _drop_laggard(self, client, unqueued, why):
         """Drop a client that fell too far behind; ``unqueued``: data it was owed that did not
         go into its backlog (None: none)."""
-        self.clients_dropped_lag += 1
+        service = client.service
+        service.dropped_lag += 1
         now = time.monotonic()
         lag = now - client.times[0] if client.times else 0.0
         behind = client.backlog_bytes + (len(unqueued) if unqueued is not None else 0)
-        self._log("warning", f"client {client.name} dropped: {behind:,} bytes ({lag:.1f} s) "
-                             f"behind, {why}", self._churn("client dropped"))
+        self._log("warning", f"{service.label}client {client.name} dropped: {behind:,} bytes "
+                             f"({lag:.1f} s) behind, {why}", self._churn("client dropped"))
+        if client.held is not None:  # nothing of the held frames was sent: nothing owed
+            self._release_held_count(client)
         head = client.backlog[0] if client.backlog else unqueued
         phase = 0
         if head is not None and client.head_origin is not None:
-            phase = _phase(client.head_origin, 0, client.head_skip)
+            if service.passthrough:
+                phase = _phase(client.head_origin, 0, client.head_skip)
+            else:
+                phase = service.protocol.rest_of_unit(client.head_origin, client.head_skip)
         if not phase:
             self._close(client, "", "info", True)
             return
-        # Its stream must end on a record boundary: keep only the rest of the record it is in
-        # the middle of, send that, then close.
+        # Its stream must end on a unit boundary: keep only the rest of the unit it is in the
+        # middle of, send that, then close.
         owed = memoryview(head)[:phase]
         self._backlog_total -= client.backlog_bytes - len(owed)
         client.backlog.clear()
@@ -576,9 +804,20 @@ class Broadcaster:
         self._schedule(client.finish_by)
         self._watch(client, True)
 
+    def _release_held_count(self, client):
+        size = 0
+        for piece in client.held:
+            size += len(piece)
+        client.held = None
+        client.backlog_bytes -= size
+        self._backlog_total -= size
+
     def _uncount(self, client):
         """No longer one of the clients (it gets no more data and holds no slot)."""
-        if self._clients.pop(client.sock.fileno(), None) is not None:
+        fileno = client.sock.fileno()
+        if self._clients.pop(fileno, None) is not None:
+            client.service.clients.pop(fileno, None)
+            self._waiting.pop(fileno, None)
             left = self._per_host.get(client.host, 1) - 1
             if left > 0:
                 self._per_host[client.host] = left
@@ -599,6 +838,8 @@ class Broadcaster:
         if client.closed:
             return
         client.closed = True
+        if client.held is not None:
+            self._release_held_count(client)
         self._uncount(client)
         self._finishing.pop(client.sock.fileno(), None)
         if client.mask:
@@ -613,7 +854,8 @@ class Broadcaster:
         client.backlog.clear()
         client.times.clear()
         if not quiet:
-            self._log(level, f"client {client.name} {why} ({len(self._clients)} connected)",
+            self._log(level, f"{client.service.label}client {client.name} {why} "
+                             f"({len(client.service.clients)} connected)",
                       self._churn("client closed"))
         with self._changed:
             self._changed.notify_all()
@@ -630,13 +872,16 @@ class Broadcaster:
         if self._pending or self._finished:
             return not self._pending
         for client in list(self._clients.values()):
-            if client.backlog:
+            if client.backlog or client.held:
                 return False
         return True
 
     def _stopping_done(self):
         if self._pending or self._overflow:
             self._flush()
+        for client in list(self._waiting.values()):
+            if client.held is not None and not client.closed:
+                self._release(client)
         if time.monotonic() >= self._drain_deadline:
             return True
         for client in list(self._clients.values()):
@@ -647,10 +892,10 @@ class Broadcaster:
     def _close_listeners(self):
         for listener in self._listeners:
             try:
-                self._selector.unregister(listener)
+                self._selector.unregister(listener.sock)
             except (KeyError, ValueError):
                 pass
-            listener.close()
+            listener.sock.close()
         self._listeners = []
 
     def _close_all(self):
