@@ -90,9 +90,10 @@ class BusInfo:
     txt: dict
     source: object  # for transmit; a sink never reads from it
     log: logging.LoggerAdapter
-    # admit(address) -> None to accept a client, or why not: --allow, and --max-clients
-    # counted over every protocol the bus serves (a sink that accepts clients asks it)
-    admit: object = None
+    # serve(listeners, protocol) -> (core, service): a sink that speaks a protocol to clients
+    # (socketcand) has the bus's connection core serve it on its listeners: accept, --allow,
+    # limits over every protocol, buffers, drops (_fast/broadcast)
+    serve: object = None
     # failed(what, exc): a sink whose thread died of something unexpected says so here; the
     # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
     failed: object = None
@@ -149,7 +150,7 @@ class Bus:
         self.broadcaster = broadcast.Broadcaster(
             listeners, client_buffer=self.options.client_buffer,
             total_buffer=self.options.client_buffer_total,
-            max_clients=0,  # admit counts --max-clients over every protocol the bus serves
+            max_clients=self.options.max_clients,  # over every protocol the bus serves
             max_clients_per_host=self.options.max_clients_per_host,
             coalesce=server_options.coalesce,
             log=self._log_client_event)
@@ -158,7 +159,7 @@ class Bus:
     def start(self, server_options, on_end):
         """Start the broadcaster, advertise, start the sinks and the source thread."""
         self._on_end = on_end
-        self._start_thread(self.broadcaster.run, f"broadcaster {self.name}")
+        self._start_thread(self._serve_clients, f"connections {self.name}")
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
                           for h in self.bound[:1])
         self.log.info(f"serving {self.source.description} on TCP {where}")
@@ -176,7 +177,7 @@ class Bus:
                        log_channel=self.options.name or "can0",
                        interface=txt.get("interface", ""), bitrate=txt.get("bitrate", ""),
                        port=self.port, txt=txt, source=self.source, log=self.log,
-                       admit=self.admit, failed=self._consumer_failed)
+                       serve=self._serve_protocol, failed=self._consumer_failed)
 
     def txt(self):
         from .discovery import short_hostname
@@ -292,25 +293,30 @@ class Bus:
     # ---- pieces ----
 
     def _client_count(self):
-        """Clients of every protocol the bus serves (the ECUconnect ones and the sinks')."""
-        count = self.broadcaster.client_count if self.broadcaster is not None else 0
-        return count + sum(getattr(sink, "client_count", 0) for sink in self.sinks)
+        """Clients of every protocol the bus serves."""
+        return self.broadcaster.client_count if self.broadcaster is not None else 0
 
     def admit(self, address):
-        """None to accept a client of any protocol, or why it is refused (a log line)."""
+        """None to accept a client of any protocol, or why it is refused (a log line); the
+        limits are the connection core's."""
         from .socketcand import peer_allowed
 
         allow = self.options.allow
         if allow and not peer_allowed(address, allow):
             return "outside --allow " + ", ".join(str(n) for n in allow)
-        limit = self.options.max_clients
-        count = self._client_count()
-        if limit and count >= limit and self.broadcaster is not None:
-            self.broadcaster.reap()  # an ECUconnect connection already gone holds no place
-            count = self._client_count()
-        if limit and count >= limit:
-            return f"already {plural(count, 'client')} (--max-clients {limit})"  # every protocol
         return None
+
+    def _serve_protocol(self, listeners, protocol):
+        """BusInfo.serve: the connection core serves ``protocol`` on these listeners too."""
+        return self.broadcaster, self.broadcaster.serve(listeners, protocol)
+
+    def _serve_clients(self):
+        """The connection core's loop; a bug in it (or in a protocol's session) stops the
+        server with exit 1, as a crashed source does."""
+        try:
+            self.broadcaster.run()
+        except Exception as exc:
+            self._consumer_failed("the connection loop", exc)
 
     def _wait_for_client(self, timeout):
         if self.broadcaster is None:
@@ -470,7 +476,7 @@ class Server:
                 b = bus.broadcaster
                 extra = "".join(f", {s}" for s in (sink.summary() for sink in bus.sinks) if s)
                 bus.log.info(f"{rate:,.0f} frames/s, {frames:,} in all, "
-                             f"{plural(b.client_count, 'client')}, "
+                             f"{plural(b.main_clients, 'client')}, "
                              f"{b.clients_dropped_lag} dropped for lag{extra}")
 
     def _log_totals(self, bus):

@@ -5,9 +5,12 @@ import socket
 import threading
 import time
 
+import types
+
 import pytest
 
 from cancorder import socketcand
+from cancorder._fast.broadcast import Broadcaster
 from cancorder._fast.wire import pack_frame
 from cancorder.errors import TransmitError, UsageError
 from cancorder.sources.base import Source
@@ -91,25 +94,73 @@ class Peer:
         self.sock.close()
 
 
+class Served:
+    """A SocketcandServer as a bus runs it: on a connection core of its own (no ECUconnect
+    listener), records handed to the core."""
+
+    def __init__(self, server, core, log):
+        self.server = server
+        self.core = core
+        self.log = log
+
+    def put(self, records):
+        self.core.submit(records)
+
+    def drained(self):
+        return self.core.wait_drained(0)
+
+    def sessions(self):
+        return [client.session for client in list(self.server.service.clients.values())]
+
+    @property
+    def client_count(self):
+        return len(self.server.service.clients)
+
+    @property
+    def clients_accepted(self):
+        return self.server.service.accepted
+
+    @property
+    def clients_dropped_lag(self):
+        return self.server.service.dropped_lag
+
+    def __getattr__(self, name):
+        return getattr(self.server, name)
+
+
 @pytest.fixture
 def make_server():
-    servers = []
+    served = []
 
-    def make(**kwargs):
+    def make(client_buffer=4 << 20, **kwargs):
         kwargs.setdefault("bind", "127.0.0.1")
         kwargs.setdefault("port", 0)
         kwargs.setdefault("beacon", False)
         log = []
-        server = socketcand.SocketcandServer(kwargs.pop("bus_name", "can0"),
-                                             log=lambda level, text: log.append((level, text)),
+
+        def log_event(level, text, rate_key=None):
+            log.append((level, text))
+
+        core = Broadcaster([], client_buffer=client_buffer, log=log_event)
+        allow = kwargs.get("allow")
+        if allow:  # as a bus does: --allow is checked by the core for every protocol
+            core.admit = lambda address: None if socketcand.peer_allowed(address, allow) \
+                else "outside --allow " + ", ".join(str(n) for n in allow)
+        thread = threading.Thread(target=core.run, daemon=True)
+        thread.start()
+        server = socketcand.SocketcandServer(kwargs.pop("bus_name", "can0"), log=log_event,
                                              **kwargs)
-        server.log = log
-        server.start()
-        servers.append(server)
-        return server
+        bus = types.SimpleNamespace(
+            serve=lambda listeners, protocol: (core, core.serve(listeners, protocol)),
+            log=None, source=None)
+        server.start(bus)
+        served.append((server, core, thread))
+        return Served(server, core, log)
 
     yield make
-    for server in servers:
+    for server, core, thread in served:
+        core.stop(1.0)
+        thread.join(5)
         server.close(1.0)
 
 
@@ -137,7 +188,7 @@ def test_session_as_socketcand_speaks_it(make_server):
     peer.send(b"< echo >")
     assert peer.element() == b"< echo >"
     server.put(frames(1))  # not in raw mode yet: nothing for this client
-    wait(lambda: not server._pending)
+    wait(server.drained)
     time.sleep(0.05)
     peer.send(b"< rawmode >")
     assert peer.element() == b"< ok >"
@@ -172,7 +223,7 @@ def test_frames_held_during_the_rawmode_grace_come_after_the_ok(make_server):
     peer.send(b"< open can0 >")
     assert peer.element() == b"< ok >"
     peer.send(b"< rawmode >")
-    wait(lambda: any(c.state == "raw" for c in server._clients.values()))
+    wait(lambda: any(s.state == "raw" for s in server.sessions()))
     server.put(frames(3))  # inside the grace: held, not lost
     first = peer.sock.recv(6)
     assert first == b"< ok >"
@@ -295,8 +346,8 @@ def test_endless_line_and_a_flood_of_garbage_are_bounded(make_server):
         assert sent < 32 << 20, "a hostile client was not closed early"  # kernel buffers
         assert peer.closed()
     assert server.clients_closed_errors == 2
-    for client in server._clients.values():
-        assert client.reader.pending <= 512
+    for session in server.sessions():
+        assert session.reader.pending <= 512
     server.put(frames(10))
     assert len(good.elements(10)) == 10
 

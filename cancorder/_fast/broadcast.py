@@ -622,7 +622,7 @@ class Broadcaster:
             if refused is not None:
                 service.refused += 1
                 self._log("warning", f"{service.label}client {name} refused: {refused}",
-                          "client refused")
+                          service.label + "client refused")
                 sock.close()
                 continue
             sock.setblocking(False)
