@@ -16,7 +16,7 @@ import sys
 import time
 
 from ._fast import wire
-from .errors import CancorderError, ConnectError, UsageError, WireFormatError
+from .errors import CancorderError, ConnectError, OutputClosed, UsageError, WireFormatError
 from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
 from .report import plural
 from .signals import stop_on_signals
@@ -125,10 +125,6 @@ def frame_filter(rules):
     return keep
 
 
-class _Stop(Exception):
-    """Internal: leave the receive loop (the screen's reader went away)."""
-
-
 class Dump:
     """Receives from one logger until --count, --duration, a signal or the end of the stream.
 
@@ -182,7 +178,7 @@ class Dump:
                         # the monitor: the stream ended, but the table stays until q
                         hold(self.reason or "the stream ended", lambda: self._signal is not None)
                     failed = False
-                except _Stop:
+                except OutputClosed:
                     failed = False
                 finally:
                     self._finish(failed)
@@ -389,7 +385,7 @@ class Dump:
             _silence(self.out)
             self.reason = "the output was closed"
             self.formatter = None
-            raise _Stop() from None
+            raise OutputClosed() from None
 
     def _finish(self, failed):
         rep = self.reporter
@@ -397,7 +393,7 @@ class Dump:
         if self.formatter is not None and self.stats is None:
             try:
                 self._write(self.formatter.finish())
-            except _Stop:
+            except OutputClosed:
                 pass
         if self.stats is not None:
             self.stats.stop()
