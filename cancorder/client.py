@@ -129,7 +129,7 @@ class Dump:
     """Receives from one logger until --count, --duration, a signal or the end of the stream.
 
     ``formatter`` (formats.*Formatter) writes to ``out`` unless ``stats`` (formats.StatsTable)
-    shows the live table instead; ``recording`` (recording.Recording) gets every frame shown.
+    shows the live table instead; ``recording`` (logfiles.recording.Recording) gets every frame shown.
     """
 
     def __init__(self, target, reporter, formatter=None, out=None, recording=None, stats=None,

@@ -8,7 +8,7 @@ import sqlite3
 import can
 import pytest
 
-from cancorder import logread
+from cancorder.logfiles import readers as logread
 from cancorder.errors import LogFileError, UsageError
 from cancorder.formats import candump_line
 

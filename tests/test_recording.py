@@ -10,7 +10,7 @@ import pytest
 
 from cancorder._fast import wire
 from cancorder.errors import UsageError
-from cancorder.recording import (PART, RecordOptions, RotatingLog, check_record_options,
+from cancorder.logfiles.rotation import (PART, RecordOptions, RotatingLog, check_record_options,
                                  log_format)
 from cancorder.sinks import Recorder
 

@@ -258,7 +258,7 @@ def add_record_arguments(parser, *flags, repeatable=False, help=None):
 
 def record_options(args):
     """The RecordOptions of every recording path given (validated, folders created), or []."""
-    from ..recording import RecordOptions, check_record_options
+    from ..logfiles.rotation import RecordOptions, check_record_options
 
     paths = args.record if isinstance(args.record, list) else (
         [args.record] if args.record else [])

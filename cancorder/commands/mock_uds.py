@@ -88,7 +88,7 @@ def _do_mock_uds(args):
             ("--record", args.record)) if given]
         sa.check(not serving_only, f"--output writes a file instead of serving: "
                                    f"{', '.join(serving_only)} cannot apply (leave it out)")
-        from ..recording import FD_FLAGS_LOST, NO_FD, log_format
+        from ..logfiles.rotation import FD_FLAGS_LOST, NO_FD, log_format
 
         args.record, args.record_flag = args.output, "--output"
         options = sa.record_options(args)[0]

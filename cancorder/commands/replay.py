@@ -50,7 +50,7 @@ def _do_replay(args):
 
 def source_from_args(args):
     """The ReplaySource these flags describe (also a [[bus]] of a config: source = "replay")."""
-    from ..logread import check_log_file
+    from ..logfiles.readers import check_log_file
     from ..sources.replay import ReplaySource
 
     for path in args.files:

@@ -1,6 +1,6 @@
 """Frames from log files (``cancorder replay``), released with their recorded spacing.
 
-Any log python-can reads is turned into wire records by ``logread.LogRecords`` (candump
+Any log python-can reads is turned into wire records by ``logfiles.readers.LogRecords`` (candump
 ``.log``/``.log.gz`` by the compiled parser, with no python-can Message per frame, the others
 through python-can's reader for the extension; the same reader serves ``dump FILE``). Each batch is mapped onto a timeline that starts when the replay
 starts (``Retimer``: the recorded gaps, divided by the speed, long silences shortened to
@@ -15,7 +15,7 @@ import time
 
 from .._fast import logfile
 from ..errors import LogFileError
-from ..logread import LogRecords
+from ..logfiles.readers import LogRecords
 from .base import Source, SourceCounters
 
 LOG = logging.getLogger("cancorder.source")

@@ -32,9 +32,9 @@ import threading
 import time
 import zlib
 
-from ._fast import logfile, wire
-from .errors import CancorderError, UsageError
-from .report import plural
+from .._fast import logfile, wire
+from ..errors import CancorderError, UsageError
+from ..report import plural
 
 LOG = logging.getLogger("cancorder.record")
 
@@ -300,7 +300,7 @@ class _PythonCanFile:
         self.good = 0
 
     def write(self, records, count):
-        from .formats import frame_to_message
+        from ..formats import frame_to_message
 
         receive = self.writer.on_message_received
         channel = self._channel

@@ -18,9 +18,9 @@ import os
 import time
 import zlib
 
-from ._fast import logfile, wire
-from .errors import LogFileError, UsageError
-from .report import plural
+from .._fast import logfile, wire
+from ..errors import LogFileError, UsageError
+from ..report import plural
 
 #: what python-can's LogReader reads (a .gz of the text ones and of .blf too)
 SUFFIXES = (".asc", ".blf", ".csv", ".db", ".log", ".mf4", ".trc")
