@@ -65,7 +65,7 @@ def _do_dump(args):
 
     from ..client import Dump
     from ..formats import StatsTable, make_formatter
-    from ..logfiles.rotation import Recording
+    from ..logfiles.recording import Recording
 
     sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
                                                 "leave out the target")

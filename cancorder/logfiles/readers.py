@@ -1,5 +1,5 @@
 """Reading log files: the one reader of every log python-can reads, for ``cancorder replay``
-(sources/replay.py) and ``dump FILE`` (the frames, the monitor and --stats of a log file).
+and ``dump FILE`` (both through sources/replay.py).
 
 ``LogRecords`` turns a file into batches of wire records: candump ``.log``/``.log.gz`` by the
 compiled parser (``_fast.logfile``, no python-can Message per frame), every other format
@@ -21,11 +21,8 @@ import zlib
 from .._fast import logfile, wire
 from ..errors import LogFileError, UsageError
 from ..report import plural
+from .formats import COMPILED, channel_label, read_format
 
-#: what python-can's LogReader reads (a .gz of the text ones and of .blf too)
-SUFFIXES = (".asc", ".blf", ".csv", ".db", ".log", ".mf4", ".trc")
-NO_GZIP = (".db", ".mf4")  # python-can opens these by name only
-TEXT = (".asc", ".csv", ".trc")  # read through a file object that counts lines
 CHUNK = 256 << 10  # bytes of a .log read at once
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
 PLAY_BATCH = 2000  # frames per batch when reading as fast as possible
@@ -34,30 +31,11 @@ PACE_STEP = 0.02  # seconds between batches when paced
 
 # ---- what a path is ----
 
-def log_suffix(path):
-    """(suffix, gz) of a log file, or a UsageError naming what can be read."""
-    name = os.path.basename(path).lower()
-    gz = name.endswith(".gz")
-    suffix = os.path.splitext(name[:-3] if gz else name)[1]
-    if suffix not in SUFFIXES or (gz and suffix in NO_GZIP):
-        raise UsageError(f"{path}: cannot tell the format from the extension "
-                         f"'{suffix + ('.gz' if gz else '') or '(none)'}': python-can reads "
-                         f"{' '.join(SUFFIXES)} (and .gz of the text ones and .blf)")
-    return suffix, gz
-
-
-def looks_like_log(text):
-    """True when TARGET names a log file rather than a logger (HOST[:PORT])."""
-    name = text.lower()
-    return (name[:-3] if name.endswith(".gz") else name).endswith(SUFFIXES) or \
-        os.path.isfile(text)
-
-
 def check_log_file(path, missing="no such file"):
     """One UsageError, before anything starts, for a file that cannot be read at all."""
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a folder, not a log file")
-    log_suffix(path)
+    read_format(path)
     if not os.path.exists(path):
         raise UsageError(f"{path}: {missing}")
     try:
@@ -67,19 +45,6 @@ def check_log_file(path, missing="no such file"):
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if not head:
         raise UsageError(f"{path}: the file is empty")
-
-
-#: python-can numbers these formats' channels from 0, the files (and Vector's tools) from 1
-ZERO_BASED = (".asc", ".blf")
-
-
-def channel_label(channel, suffix):
-    """A python-can Message's channel as the file counts it (None stays None)."""
-    if channel is None:
-        return None
-    if isinstance(channel, int) and suffix in ZERO_BASED:
-        return str(channel + 1)
-    return str(channel)
 
 
 # ---- the records of one file ----
@@ -118,7 +83,8 @@ class LogRecords:
 
     def __init__(self, path, channel=None):
         self.path = path
-        self.suffix, self.gz = log_suffix(path)
+        self.format, self.gz = read_format(path)
+        self.suffix = self.format.suffix
         self.channel = channel
         self.first_channel = None
         self.remote = self.error = self.invalid = self.other_channel = 0
@@ -129,7 +95,7 @@ class LogRecords:
         frames and names it (its label, or None where the file has none), otherwise the
         channel is None."""
         try:
-            if self.suffix == ".log":
+            if self.format.reader == COMPILED:
                 yield from self._candump(by_channel)
             else:
                 yield from self._python_can(by_channel)
@@ -210,7 +176,7 @@ class LogRecords:
 
         cls = MESSAGE_READERS[self.suffix]
         kwargs = {"relative_timestamp": False} if self.suffix == ".asc" else {}
-        if self.gz or self.suffix in TEXT:
+        if self.gz or self.format.text:
             if self.suffix == ".blf":  # binary through gzip: no lines to count
                 return cls(gzip.open(self.path, "rb"), **kwargs), None
             opener = gzip.open if self.gz else open
@@ -244,7 +210,7 @@ class LogRecords:
                         raise
                     raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
                                        f"{_why(exc)}") from None
-                label = channel_label(msg.channel, self.suffix)
+                label = channel_label(msg.channel, self.format)
                 if wanted is not None and label != wanted:
                     self.other_channel += 1
                     continue

@@ -72,7 +72,7 @@ def write_log(config, options, start_us=None, narrate=None, record_filter=None, 
     the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
     files are finished on every way out: they stay readable."""
     from .._fast.wire import pack_frame
-    from ..logfiles.rotation import Recording
+    from ..logfiles.recording import Recording
     from ..signals import stop_on_signals
 
     base_us = int(time.time() * 1e6) if start_us is None else start_us
