@@ -164,19 +164,43 @@ def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_pa
             assert 0 < len(got) < 20000, name
 
 
+class _Shown:
+    """A formatter that keeps the frames dump hands it."""
+
+    def __init__(self):
+        self.frames = []
+
+    def format(self, frames):
+        self.frames.extend(frames)
+        return ""
+
+    def finish(self):
+        return ""
+
+
 def test_dump_shows_the_frames_before_the_damage_then_the_error(core, tmp_path):
+    """dump FILE (the client reading the replay source in line) shows what comes before the
+    damage, then raises the error that names it."""
+    import io
+
+    from cancorder.client import Dump
+    from cancorder.report import Reporter
+    from cancorder.sources.replay import ReplaySource
+
     cases = damaged(tmp_path)
     for name, where, before in cases:
-        log = logread.LogFile(str(tmp_path / name), realtime=False)
+        source = ReplaySource([str(tmp_path / name)], speed=None, original_time=True,
+                              wait_for_client=False, by_channel=True, empty_ok=True)
         try:
-            log.check()
-        except UsageError as exc:  # damage before the first frame read: no log at all
+            source.open()
+        except LogFileError as exc:  # damage before the first frame read: no log at all
             assert before == 0 or before is None, (name, exc)
             continue
-        shown = []
+        shown = _Shown()
         with pytest.raises(LogFileError) as caught:
-            log.play(lambda frames, channel: shown.extend(frames), lambda seconds: False)
+            Dump(source, Reporter(), formatter=shown, out=io.StringIO()).run()
         assert where in str(caught.value), name
+        shown = shown.frames
         if before is not None:
             assert [f[1:] for f in shown] == [f[1:] for f in frames_of(40)[:before]], name
 

@@ -8,14 +8,9 @@ through python-can's reader for the extension, with the recorded (absolute) time
 and error frames are counted and skipped (the wire format carries neither). Damage (a line that
 is not a frame, a frame missing bytes, a truncated gzip or BLF) raises LogFileError naming the
 file and the line or byte, after the batches before it.
-
-``LogFile`` is ``dump``'s view of one: frames ``(timestamp_us, can_id, flags, data, channel)``
-handed on in batches, paced by their timestamps when asked (the monitor and --stats show rates,
-which only mean something in real time), or as fast as they are read (pretty, json...).
 """
 import gzip
 import os
-import time
 import zlib
 
 from .._fast import logfile, wire
@@ -25,8 +20,6 @@ from .formats import COMPILED, channel_label, read_format
 
 CHUNK = 256 << 10  # bytes of a .log read at once
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
-PLAY_BATCH = 2000  # frames per batch when reading as fast as possible
-PACE_STEP = 0.02  # seconds between batches when paced
 
 
 # ---- what a path is ----
@@ -290,92 +283,3 @@ def _damage(msg):
 def _why(exc):
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# ---- dump's view of a log file ----
-
-class LogFile:
-    """A log file given as the dump target."""
-
-    def __init__(self, path, realtime=True):
-        self.path = path
-        self.realtime = realtime
-        self.skipped = 0  # remote and error frames, and frames the wire cannot carry
-        self.label = path
-        self._records = None
-        self._batches = None  # opened by check(): the first batch read already
-        self._first = None
-
-    def __str__(self):
-        return self.path
-
-    def check(self):
-        """UsageError unless the file is there and is a log python-can reads: the first batch
-        is read here, so that a file that is no log fails before any screen."""
-        check_log_file(self.path, "no such log file (a logger is given as HOST[:PORT])")
-        self._records = LogRecords(self.path)
-        self._batches = self._records.batches(by_channel=True)
-        try:
-            self._first = next(self._batches, None)
-        except LogFileError as exc:
-            raise UsageError(str(exc)) from None
-
-    def frames(self):
-        """Every data frame in the file, in file order, as 5-tuples with the channel label;
-        LogFileError (after the frames before it) at damage."""
-        if self._batches is None:
-            self.check()
-        batches, first = self._batches, self._first
-        self._batches = self._first = None
-        records = self._records
-        decode = wire.StreamDecoder().feed
-        try:
-            if first is not None:
-                for frame in decode(first[1]):
-                    yield (*frame, first[0])
-            for channel, batch in batches:
-                for frame in decode(batch):
-                    yield (*frame, channel)
-        finally:
-            self.skipped = records.remote + records.error + records.invalid
-
-    def play(self, deliver, wait):
-        """Hand the frames to ``deliver(frames, channel) -> True to stop`` in batches;
-        ``wait(seconds) -> True to stop`` paces them when ``realtime``. Returns True when
-        stopped early, False at the end of the file. At damage, the frames before it are
-        handed on first."""
-        pending = {}  # channel -> [4-tuples]
-        count = 0
-        started = first = None
-        try:
-            for frame in self.frames():
-                if self.realtime:
-                    if first is None:
-                        started, first = time.monotonic(), frame[0]
-                    due = started + (frame[0] - first) / 1e6
-                    ahead = due - time.monotonic()
-                    if ahead > 0:  # hand on what is due, then sleep (at least a step)
-                        if count and self._flush(pending, deliver):
-                            return True
-                        count = 0
-                        if wait(max(ahead, PACE_STEP)):
-                            return True
-                pending.setdefault(frame[4], []).append(frame[:4])
-                count += 1
-                if count >= PLAY_BATCH:
-                    if self._flush(pending, deliver):
-                        return True
-                    count = 0
-        except LogFileError:
-            self._flush(pending, deliver)
-            raise
-        return self._flush(pending, deliver)
-
-    @staticmethod
-    def _flush(pending, deliver):
-        batches = list(pending.items())
-        pending.clear()
-        for channel, frames in batches:
-            if deliver(frames, channel):
-                return True
-        return False

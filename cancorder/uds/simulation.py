@@ -65,8 +65,8 @@ def _whole_exchanges_until(entries, end_us):
 
 
 def write_log(config, options, start_us=None, narrate=None, record_filter=None, channel="can0"):
-    """Write the traffic with the recorder (``options``: logfiles.rotation.RecordOptions, so rotation
-    and retention apply too), as fast as it is generated; timestamps start at ``start_us``
+    """Write the traffic with the recorder (``options``: logfiles.rotation.RecordOptions, so
+    rotation and retention apply too), as fast as it is generated; timestamps start at ``start_us``
     (default: now), on ``channel`` (the name in .log lines, which can-utils' log2asc and
     canplayer match). Returns (frames, seconds of traffic, the signal that stopped it or None,
     the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
