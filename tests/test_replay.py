@@ -472,3 +472,49 @@ def test_dump_timing_flags_bad_input_is_one_line(tmp_path, args, message):
     done = run_dump(*[tmp_path / "f.log" if a == "FILE" else a for a in args])
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_simulator_and_replay_start_on_one_first_client_helper():
+    """One "start with the first client": sources.base.first_client, used by both sources;
+    neither waits on the gate by itself."""
+    import inspect
+
+    from cancorder.sources import base, replay, uds
+
+    for module in (replay, uds):
+        text = inspect.getsource(module)
+        assert "first_client(" in text and ".wait_for_client(" not in text, module.__name__
+    assert base.first_client(None, 0.0)  # no gate (dump FILE): at once
+
+    class Gate:
+        def __init__(self, count):
+            self.count = lambda: count
+            self.waited = []
+
+        def wait_for_client(self, timeout):
+            self.waited.append(timeout)
+            return False
+
+    assert base.first_client(Gate(1), 0.0)
+    nobody = Gate(0)
+    assert not base.first_client(nobody, time.monotonic() + 0.2)
+    assert len(nobody.waited) == 1 and 0 < nobody.waited[0] <= 0.2
+
+
+def test_replay_source_by_channel_names_the_channel_of_each_read(tmp_path):
+    """dump FILE's view: every read of one channel, named (the monitor shows channels apart)."""
+    from cancorder._fast import wire
+    from cancorder.sources.replay import ReplaySource
+
+    with open(tmp_path / "two.log", "w") as file:
+        for i in range(30):
+            file.write(candump_line((BASE + i, 0x100 + i, 0, b"\x01"),
+                                    "can1" if i // 5 % 2 else "can0") + "\n")
+    source = ReplaySource([str(tmp_path / "two.log")], speed=None, original_time=True,
+                          wait_for_client=False, by_channel=True)
+    source.open()
+    runs = []
+    while (records := source.read(0.1)) is not None:
+        if records:
+            runs.append((source.read_channel, len(wire.StreamDecoder().feed(records))))
+    assert runs == [("can0", 5), ("can1", 5)] * 3

@@ -238,19 +238,20 @@ CHANNEL_HELP = ("only this channel of a multi-channel file: its number in an .as
 
 def add_playback_arguments(group, channel_group=None, speed_default=1.0,
                            speed_help="as fast as the clients take it (default: 1)",
-                           channel_default=None, channel_help=CHANNEL_HELP):
+                           channel_default=None, channel_help=CHANNEL_HELP,
+                           channel_metavar="N"):
     """``--speed --start --end`` (in ``group``) and ``--channel`` (in ``channel_group``, or
     ``group``) of ``cancorder replay`` and ``dump FILE``: both play through sources/replay.py
     (``--filter`` is filters.add_filter_argument in both). The caller says what its default
-    speed is and, for dump, what --channel also means."""
+    speed is and, for dump, what --channel also means (and its old metavar)."""
     group.add_argument("--speed", type=replay_speed, default=speed_default, metavar="X|max",
                        help=f"play X times faster (0.5 slower); max: {speed_help}")
     group.add_argument("--start", type=offset, default=None, metavar="S",
                        help="begin S seconds after the first frame")
     group.add_argument("--end", type=offset, default=None, metavar="S",
                        help="stop S seconds after the first frame")
-    (channel_group or group).add_argument("--channel", default=channel_default, metavar="N",
-                                          help=channel_help)
+    (channel_group or group).add_argument("--channel", default=channel_default,
+                                          metavar=channel_metavar, help=channel_help)
 
 
 def check_playback(args):

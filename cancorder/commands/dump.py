@@ -41,7 +41,8 @@ def add_subparser(subparsers, common):
                    "rates; max otherwise)",
         channel_help="channel name written in candump/json lines and log files (default: "
                      "can0); with a log FILE, also: only this channel of a multi-channel file "
-                     "(its number in an .asc/.blf, 1, 2...; its name in a .log, can1)")
+                     "(its number in an .asc/.blf, 1, 2...; its name in a .log, can1)",
+        channel_metavar=None)
     parser.add_argument("-n", "--count", type=sa.positive_int, default=None, metavar="N",
                         help="stop after N frames (after --filter)")
     parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
