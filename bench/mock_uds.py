@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cancorder.uds import FRAME  # noqa: E402
-from cancorder.recording import RecordOptions  # noqa: E402
+from cancorder.logfiles.rotation import RecordOptions  # noqa: E402
 from cancorder.uds.simulation import SimulationConfig, timeline, write_log  # noqa: E402
 from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
 

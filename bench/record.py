@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 import cancorder._fast as fast  # noqa: E402
 from cancorder._fast import wire  # noqa: E402
-from cancorder.recording import RecordOptions, RotatingLog  # noqa: E402
+from cancorder.logfiles.rotation import RecordOptions, RotatingLog  # noqa: E402
 
 RATE = 30_000
 

@@ -4,6 +4,9 @@
         --> Recording (python-can writers, every -o FILE)
         --> the screen: one formatter call and one write per received chunk, or the --stats table
 
+A log file (``dump FILE``) comes in the same way from the replay source (sources/replay.py,
+what ``cancorder replay`` serves), read in line instead of from a socket.
+
 Everything runs in the main thread around one ``select`` on the socket and a wake-up socket
 that SIGINT and SIGTERM write to, so a signal, ``--duration`` or the server closing all leave
 through the same ``finally``: the recording is flushed and closed, nothing received is lost.
@@ -16,14 +19,16 @@ import sys
 import time
 
 from ._fast import wire
-from .errors import CancorderError, ConnectError, UsageError, WireFormatError
+from .errors import CancorderError, ConnectError, OutputClosed, UsageError, WireFormatError
 from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
 from .report import plural
 from .signals import stop_on_signals
+from .sources.base import Source
 
 CONNECT_TIMEOUT = 5.0
 RECV_SIZE = 1 << 20
 STATS_INTERVAL = 0.5
+PLAY_READ = 0.1  # dump FILE: the longest a read of the replay source waits (signals, --duration)
 #: a connection closed without a byte within this long was most likely refused (a full logger
 #: accepts and closes at once; a quiet bus sends nothing too, but is not closed so soon)
 REFUSED_WITHIN = 2.0
@@ -125,15 +130,12 @@ def frame_filter(rules):
     return keep
 
 
-class _Stop(Exception):
-    """Internal: leave the receive loop (the screen's reader went away)."""
-
-
 class Dump:
     """Receives from one logger until --count, --duration, a signal or the end of the stream.
 
     ``formatter`` (formats.*Formatter) writes to ``out`` unless ``stats`` (formats.StatsTable)
-    shows the live table instead; ``recording`` (recording.Recording) gets every frame shown.
+    shows the live table instead; ``recording`` (logfiles.recording.Recording) gets every
+    frame shown.
     """
 
     def __init__(self, target, reporter, formatter=None, out=None, recording=None, stats=None,
@@ -173,7 +175,7 @@ class Dump:
                 try:
                     if self.stats is not None:
                         self.stats.start()
-                    if hasattr(self.target, "play"):  # a log file (logread.LogFile)
+                    if isinstance(self.target, Source):  # a log file (ReplaySource)
                         self._play(self.target)
                     else:
                         self._connect_and_receive()
@@ -182,7 +184,7 @@ class Dump:
                         # the monitor: the stream ended, but the table stays until q
                         hold(self.reason or "the stream ended", lambda: self._signal is not None)
                     failed = False
-                except _Stop:
+                except OutputClosed:
                     failed = False
                 finally:
                     self._finish(failed)
@@ -248,25 +250,36 @@ class Dump:
             if self._wait(delay):
                 return
 
-    def _play(self, log):
-        """Frames from a log file instead of a logger (paced when ``log.realtime``)."""
-        self.reporter.info(f"reading {log}")
+    def _play(self, source):
+        """Frames from a log file instead of a logger: the replay source (opened by the
+        command), read in line, paced by its --speed. Damage ends it after the frames before
+        it (LogFileError)."""
+        name = ", ".join(source.paths)
+        self.reporter.info(f"reading {name}")
         if self.recording:
             self.recording.open()
         if self.duration:
             self._deadline = time.monotonic() + self.duration
-
-        def deliver(frames, channel):
-            if self._deliver(frames, channel):
+        decode = wire.StreamDecoder().feed
+        while True:
+            timeout = self._next_timeout()
+            records = source.read(PLAY_READ if timeout is None else min(timeout, PLAY_READ))
+            if records is None:
+                break
+            if records and self._deliver(decode(records), source.read_channel):
                 self.reason = f"--count {self.count}"
-                return True
-            return self._over()
-
-        if not log.play(deliver, self._wait):
-            self.reason = f"end of {log}"
+                break
+            if self._over():
+                break
+        if source.failure is not None:
+            raise source.failure
+        if self.reason is None:
+            self.reason = f"end of {name}"
             self.ended = True
-        if log.skipped:
-            self.reporter.info(f"{log.skipped:,} remote, error or impossible frames in {log} "
+        counts = source.counters()
+        skipped = counts.remote + counts.error + counts.invalid
+        if skipped:
+            self.reporter.info(f"{skipped:,} remote, error or impossible frames in {name} "
                                "skipped (the ECUconnect format carries none of them)")
 
     def _wait(self, seconds):
@@ -389,7 +402,7 @@ class Dump:
             _silence(self.out)
             self.reason = "the output was closed"
             self.formatter = None
-            raise _Stop() from None
+            raise OutputClosed() from None
 
     def _finish(self, failed):
         rep = self.reporter
@@ -397,7 +410,7 @@ class Dump:
         if self.formatter is not None and self.stats is None:
             try:
                 self._write(self.formatter.finish())
-            except _Stop:
+            except OutputClosed:
                 pass
         if self.stats is not None:
             self.stats.stop()

@@ -48,10 +48,6 @@ class TransmitError(SourceError):
     """A frame could not be put on the bus (the source cannot transmit, or the adapter refused)."""
 
 
-class SourceCrashedError(SourceError):
-    """A source raised something unexpected (a bug, a library error): the server stops, exit 1."""
-
-
 class SimulationError(SourceError):
     """The UDS scenario met an answer it has no reaction for (a bug in the simulator)."""
 
@@ -83,6 +79,18 @@ class ConfigError(UsageError):
 
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)
+
+
+# ---- control flow: caught where they are raised, never shown to the user ----
+
+class OutputClosed(Exception):
+    """``dump``: the reader of its output went away (``dump | head`` has enough); the receive
+    loop ends as if asked to stop."""
+
+
+class DurationReached(Exception):
+    """``mock-uds --duration``: the scenario's time is up; it stops at the next boundary
+    between two exchanges, from however deep in the exchange's generators it is."""
 
 
 class Interrupted(KeyboardInterrupt):

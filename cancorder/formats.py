@@ -6,7 +6,7 @@ instead of once per frame: that is what lets `dump` keep up with a saturated bus
 """
 import time
 
-from ._fast import wire
+from ._fast import logfile, wire
 from .report import plural
 
 FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI = wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_BRS, wire.FLAG_ESI
@@ -18,16 +18,10 @@ _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 def candump_line(frame, channel="can0"):
     """The can-utils log line: ``(1700000000.123456) can0 123#01FF``; FD ``123##<flags><data>``.
 
-    python-can's CanutilsLogReader and can-utils' canplayer read it back.
+    python-can's CanutilsLogReader and can-utils' canplayer read it back. One line through the
+    recorder's compiled encoder (CandumpFormatter does whole batches).
     """
-    micros, can_id, flags, data = frame
-    ident = f"{can_id:08X}" if flags & FLAG_EXT else f"{can_id:03X}"
-    if flags & FLAG_FD:
-        fd_flags = (1 if flags & FLAG_BRS else 0) | (2 if flags & FLAG_ESI else 0)
-        body = f"{ident}##{fd_flags:X}{data.hex().upper()}"
-    else:
-        body = f"{ident}#{data.hex().upper()}"
-    return f"({micros // 1000000}.{micros % 1000000:06d}) {channel} {body}"
+    return CandumpFormatter(channel).format([frame])[:-1]
 
 
 def frame_to_message(frame, channel=None):
@@ -49,14 +43,25 @@ def flag_names(flags):
 
 
 class CandumpFormatter:
-    """``--format candump``: can-utils log lines."""
+    """``--format candump``: can-utils log lines, by the compiled encoder the recorder writes
+    ``.log`` files with (the frames packed back into records: one encoder, one text)."""
 
     def __init__(self, channel="can0"):
         self.channel = channel
 
+    @property
+    def channel(self):
+        return self._channel
+
+    @channel.setter
+    def channel(self, name):  # dump mqtt:// names each batch's channel
+        self._channel = name
+        self._encoder = logfile.CandumpEncoder(name)
+
     def format(self, frames):
-        channel = self.channel
-        return "".join([candump_line(frame, channel) + "\n" for frame in frames])
+        pack = wire.pack_frame
+        records = b"".join([pack(*frame) for frame in frames])
+        return self._encoder.encode(records).decode("utf-8")
 
     def finish(self):
         return ""

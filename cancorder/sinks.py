@@ -110,7 +110,7 @@ class Recorder(RecordSink):
     metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
     def __init__(self, options, clock=time.time, max_queued=None):
-        from .recording import check_record_options
+        from .logfiles.rotation import check_record_options
 
         check_record_options(options)
         self.options = options
@@ -132,7 +132,7 @@ class Recorder(RecordSink):
         self._thread = None
 
     def start(self, bus):
-        from .recording import RotatingLog
+        from .logfiles.rotation import RotatingLog
 
         self.log = bus.log
         self._failed = bus.failed

@@ -433,7 +433,7 @@ def test_mf4_through_asammdf(dump, fake_loggers, tmp_path):
 
 def test_mf4_without_asammdf_is_a_usage_error(monkeypatch, tmp_path):
     from cancorder.errors import UsageError
-    from cancorder.recording import log_format
+    from cancorder.logfiles.formats import log_format
 
     monkeypatch.setitem(sys.modules, "asammdf", None)  # import asammdf raises ImportError
     with pytest.raises(UsageError, match=r"-o .*x\.mf4: writing MF4 needs asammdf "

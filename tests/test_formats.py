@@ -137,3 +137,56 @@ def test_stats_table_counts_per_id():
     assert re.search(r"│ 18DAF110 │\s+│\s+3 │\s+2 │", text), text
     assert re.search(r"│ 456\s+│ FD BRS ESI │\s+12 │\s+1 │", text), text
     assert text.startswith("7 frames")
+
+
+def _reference_candump_line(frame, channel):
+    """The candump line as can-utils writes it, spelled out independently of cancorder."""
+    micros, can_id, flags, data = frame
+    ident = f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}"
+    if flags & wire.FLAG_FD:
+        digit = (1 if flags & wire.FLAG_BRS else 0) | (2 if flags & wire.FLAG_ESI else 0)
+        body = f"{ident}##{digit:X}{data.hex().upper()}"
+    else:
+        body = f"{ident}#{data.hex().upper()}"
+    return f"({micros // 1000000}.{micros % 1000000:06d}) {channel} {body}"
+
+
+def test_candump_text_is_the_recorders_compiled_encoder_byte_for_byte():
+    """--format candump and candump_line go through _fast.logfile's CandumpEncoder (the one
+    candump encoder, the recorder's): the same bytes as the recorder's .log files, and the
+    can-utils text for every kind of frame, any channel name (UTF-8 too, renamed per batch)."""
+    import random
+
+    from cancorder._fast import logfile
+
+    rng = random.Random(7)
+    frames = []
+    for i in range(3000):
+        flags = rng.choice((0, wire.FLAG_EXT, wire.FLAG_FD, wire.FLAG_FD | wire.FLAG_BRS,
+                            wire.FLAG_FD | wire.FLAG_ESI | wire.FLAG_EXT,
+                            wire.FLAG_FD | wire.FLAG_BRS | wire.FLAG_ESI))
+        length = rng.choice((0, 1, 8, 12, 16, 20, 24, 32, 48, 64)) if flags & wire.FLAG_FD \
+            else rng.randrange(9)
+        can_id = rng.randrange(1 << 29) if flags & wire.FLAG_EXT else rng.randrange(1 << 11)
+        micros = rng.choice((0, 999_999, 1_700_000_000_000_000 + i, (1 << 63) + i))
+        frames.append((micros, can_id, flags, rng.randbytes(length)))
+    records = b"".join(wire.pack_frame(*frame) for frame in frames)
+    for channel in ("can0", "vcan12", "bus-ä"):
+        expected = "".join(_reference_candump_line(frame, channel) + "\n" for frame in frames)
+        formatter = CandumpFormatter(channel)
+        assert formatter.format(frames) == expected, channel
+        assert logfile.CandumpEncoder(channel).encode(records) == expected.encode(), channel
+        assert candump_line(frames[5], channel) == expected.splitlines()[5]
+    formatter.channel = "can7"  # dump mqtt:// names each batch's channel
+    assert formatter.format(frames[:1]) == _reference_candump_line(frames[0], "can7") + "\n"
+
+
+def test_formats_has_no_candump_encoder_of_its_own():
+    """One candump encoder: formats.py builds no candump line in Python."""
+    import inspect
+
+    import cancorder.formats as formats
+
+    source = inspect.getsource(formats)
+    assert "CandumpEncoder" in source
+    assert "##" not in source.replace('``123##<flags><data>``', "")

@@ -1,4 +1,4 @@
-"""logread: the one reader of log files (replay and dump FILE), on both cores: every format
+"""logfiles.readers: the one reader of log files (replay and dump FILE), on both cores: every format
 python-can reads into records with the recorded timestamps, batches per channel, and damage
 named by file and line or byte after the frames before it."""
 import gzip
@@ -8,7 +8,7 @@ import sqlite3
 import can
 import pytest
 
-from cancorder import logread
+from cancorder.logfiles import readers
 from cancorder.errors import LogFileError, UsageError
 from cancorder.formats import candump_line
 
@@ -17,9 +17,9 @@ BASE = 1_700_000_000_000_000
 
 @pytest.fixture
 def core(fast, monkeypatch):
-    """logread running on one core (compiled or pure)."""
-    monkeypatch.setattr(logread, "logfile", fast.logfile)
-    monkeypatch.setattr(logread, "wire", fast.wire)
+    """The readers running on one core (compiled or pure)."""
+    monkeypatch.setattr(readers, "logfile", fast.logfile)
+    monkeypatch.setattr(readers, "wire", fast.wire)
     return fast
 
 
@@ -43,10 +43,10 @@ def write_all_formats(folder, frames):
 
 
 def read(path, **kwargs):
-    records = logread.LogRecords(str(path), **kwargs)
+    records = readers.LogRecords(str(path), **kwargs)
     out = []
     for channel, batch in records.batches(by_channel=True):
-        out.extend((channel, frame) for frame in logread.wire.StreamDecoder().feed(batch))
+        out.extend((channel, frame) for frame in readers.wire.StreamDecoder().feed(batch))
     return records, out
 
 
@@ -70,8 +70,8 @@ def test_batches_by_channel_in_file_order(core, tmp_path):
         for i in range(30):
             file.write(candump_line((BASE + i, 0x100 + i, 0, b"\x01"),
                                     "can1" if i // 5 % 2 else "can0") + "\n")
-    records = logread.LogRecords(str(tmp_path / "two.log"))
-    runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
+    records = readers.LogRecords(str(tmp_path / "two.log"))
+    runs = [(channel, len(readers.wire.StreamDecoder().feed(batch)))
             for channel, batch in records.batches(by_channel=True)]
     assert runs == [("can0", 5), ("can1", 5)] * 3
     messages = [can.Message(timestamp=1.0 + i / 100, arbitration_id=i, channel=i // 4 % 2,
@@ -80,8 +80,8 @@ def test_batches_by_channel_in_file_order(core, tmp_path):
         with can.Logger(str(tmp_path / name)) as writer:
             for msg in messages:
                 writer.on_message_received(msg)
-        records = logread.LogRecords(str(tmp_path / name))
-        runs = [(channel, len(logread.wire.StreamDecoder().feed(batch)))
+        records = readers.LogRecords(str(tmp_path / name))
+        runs = [(channel, len(readers.wire.StreamDecoder().feed(batch)))
                 for channel, batch in records.batches(by_channel=True)]
         assert runs == [("1", 4), ("2", 4)] * 2, name
         records, got = read(tmp_path / name, channel="2")  # --channel 2: as the file counts
@@ -151,11 +151,11 @@ def damaged(tmp_path):
 
 def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_path):
     for name, where, before in damaged(tmp_path):
-        records = logread.LogRecords(str(tmp_path / name))
+        records = readers.LogRecords(str(tmp_path / name))
         got = []
         with pytest.raises(LogFileError) as caught:
             for _, batch in records.batches():
-                got.extend(logread.wire.StreamDecoder().feed(batch))
+                got.extend(readers.wire.StreamDecoder().feed(batch))
         message = str(caught.value)
         assert message.startswith(f"{tmp_path / name}: ") and where in message, (name, message)
         if before is not None:
@@ -164,19 +164,43 @@ def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_pa
             assert 0 < len(got) < 20000, name
 
 
+class _Shown:
+    """A formatter that keeps the frames dump hands it."""
+
+    def __init__(self):
+        self.frames = []
+
+    def format(self, frames):
+        self.frames.extend(frames)
+        return ""
+
+    def finish(self):
+        return ""
+
+
 def test_dump_shows_the_frames_before_the_damage_then_the_error(core, tmp_path):
+    """dump FILE (the client reading the replay source in line) shows what comes before the
+    damage, then raises the error that names it."""
+    import io
+
+    from cancorder.client import Dump
+    from cancorder.report import Reporter
+    from cancorder.sources.replay import ReplaySource
+
     cases = damaged(tmp_path)
     for name, where, before in cases:
-        log = logread.LogFile(str(tmp_path / name), realtime=False)
+        source = ReplaySource([str(tmp_path / name)], speed=None, original_time=True,
+                              wait_for_client=False, by_channel=True, empty_ok=True)
         try:
-            log.check()
-        except UsageError as exc:  # damage before the first frame read: no log at all
+            source.open()
+        except LogFileError as exc:  # damage before the first frame read: no log at all
             assert before == 0 or before is None, (name, exc)
             continue
-        shown = []
+        shown = _Shown()
         with pytest.raises(LogFileError) as caught:
-            log.play(lambda frames, channel: shown.extend(frames), lambda seconds: False)
+            Dump(source, Reporter(), formatter=shown, out=io.StringIO()).run()
         assert where in str(caught.value), name
+        shown = shown.frames
         if before is not None:
             assert [f[1:] for f in shown] == [f[1:] for f in frames_of(40)[:before]], name
 
@@ -199,7 +223,7 @@ def test_a_file_that_cannot_be_read_at_all_is_a_usage_error(tmp_path, name, cont
     elif content is not None:
         path.write_text(content)
     with pytest.raises(UsageError) as caught:
-        logread.check_log_file(str(path))
+        readers.check_log_file(str(path))
     assert message in str(caught.value)
 
 

@@ -212,7 +212,7 @@ def test_metrics_counters_equal_what_a_client_received(emulators):
 def test_recording_bytes_files_errors_on_the_metrics_page(emulators, tmp_path):
     """Issue 13's recording metrics, from a real --record (two of them on one bus: their sum):
     bytes equal to the files on disk, files, frames, errors."""
-    from cancorder.recording import RecordOptions
+    from cancorder.logfiles.rotation import RecordOptions
 
     emu = emulators()
     paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]

@@ -10,7 +10,7 @@ import zlib
 import can
 import pytest
 
-from cancorder.recording import PART
+from cancorder.logfiles.naming import PART
 from tests.emulators.slcan_adapter import build_lines
 from tests.helpers import ROOT, StreamClient, cancorder_env
 

@@ -10,8 +10,9 @@ import pytest
 
 from cancorder._fast import wire
 from cancorder.errors import UsageError
-from cancorder.recording import (PART, RecordOptions, RotatingLog, check_record_options,
-                                 log_format)
+from cancorder.logfiles.formats import log_format
+from cancorder.logfiles.naming import PART
+from cancorder.logfiles.rotation import RecordOptions, RotatingLog, check_record_options
 from cancorder.sinks import Recorder
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
@@ -357,3 +358,35 @@ def test_a_stalled_disk_never_blocks_put_and_what_is_dropped_is_counted(tmp_path
                      "bytes": os.path.getsize(tmp_path / "s.log")}
     assert len(read_back(tmp_path / "s.log")) == 3000
     assert "47,000 frames could not be recorded" in recorder.summary()
+
+
+def test_one_table_of_formats_serves_reading_and_writing():
+    """logfiles.formats.FORMATS decides for both sides: every writable suffix (and its .gz where
+    the table allows it) is accepted by the recorder, every readable one by the readers; .blf
+    is read through gzip but never written through it (python-can's BLF writer seeks back to
+    its header), .txt is written but never read."""
+    from can.io.logger import MESSAGE_WRITERS
+    from can.io.player import MESSAGE_READERS
+
+    from cancorder.logfiles.formats import FORMATS, read_format
+
+    assert sorted(s for s, f in FORMATS.items() if f.writer) == sorted(MESSAGE_WRITERS)
+    assert sorted(s for s, f in FORMATS.items() if f.reader) == sorted(MESSAGE_READERS)
+    for suffix, fmt in FORMATS.items():
+        if fmt.writer and suffix != ".mf4":
+            assert log_format(f"x{suffix}").spec is fmt
+            if fmt.gzip_write:
+                assert log_format(f"x{suffix}.gz").gz
+            else:
+                with pytest.raises(UsageError, match="cannot write"):
+                    log_format(f"x{suffix}.gz")
+        if fmt.reader:
+            assert read_format(f"x{suffix}") == (fmt, False)
+            if fmt.gzip_read:
+                assert read_format(f"x{suffix}.gz") == (fmt, True)
+            else:
+                with pytest.raises(UsageError, match="cannot tell the format"):
+                    read_format(f"x{suffix}.gz")
+    assert read_format("x.blf.gz")[1] and not FORMATS[".blf"].gzip_write
+    with pytest.raises(UsageError):
+        read_format("x.txt")

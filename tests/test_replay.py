@@ -334,3 +334,187 @@ def test_replay_is_a_bus_of_a_config_file(tmp_path):
                            "--check"], capture_output=True, text=True, env=cancorder_env(),
                           timeout=60)
     assert done.returncode == 2 and "no such file" in done.stderr, done.stderr
+
+
+# ---- dump FILE: the same source, the same flags (--speed --start --end --channel --filter) ----
+
+def run_dump(*args):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    return subprocess.run([sys.executable, "-m", "cancorder", "dump", *map(str, args)],
+                          capture_output=True, text=True, env=cancorder_env(), cwd=ROOT,
+                          timeout=60)
+
+
+def json_frames(lines):
+    """(timestamp_us, id, flags, data) of dump's json lines."""
+    import json
+
+    frames = []
+    for line in lines:
+        obj = json.loads(line)
+        flags = (1 if obj["extended"] else 0) | (2 if obj["fd"] else 0) | \
+            (4 if obj["brs"] else 0) | (8 if obj["esi"] else 0)
+        frames.append((obj["timestamp_us"], obj["id"], flags, bytes.fromhex(obj["data"])))
+    return frames
+
+
+def timed_dump(*args):
+    """dump's json lines as they come out, with when each arrived: (frames, arrivals, stderr)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "cancorder", "dump", "-f", "json",
+                             *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cancorder_env(), cwd=ROOT)
+    lines, arrivals = [], []
+    try:
+        for line in proc.stdout:
+            arrivals.append(time.monotonic())
+            lines.append(line)
+        assert proc.wait(60) == 0, proc.stderr.read()
+        return json_frames(lines), arrivals, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_dump_file_speed_start_end_plays_like_replay(replay, tmp_path):
+    """dump FILE --speed 4 --start 10 --end 20 gives the frames replay serves with the same
+    flags, at the same pace (10 s of recording in 2.5 s), with the recorded timestamps."""
+    frames = [(BASE + i * 100_000, 0x100 + i % 7, 0, i.to_bytes(2, "big")) for i in range(300)]
+    write_log(tmp_path / "t.log", frames)  # 30 s, a frame every 0.1 s
+    flags = ("--speed", "4", "--start", "10", "--end", "20")
+    wanted = [f for f in frames if 10_000_000 <= f[0] - BASE <= 20_000_000]
+    assert len(wanted) == 101
+
+    server = replay(tmp_path / "t.log", *flags)
+    client = TimedClient(server.port())
+    served = client.wait_frames(len(wanted), timeout=30)
+    assert server.proc.wait(30) == 0, server.log
+    client.close()
+    shown, arrivals, log = timed_dump(tmp_path / "t.log", *flags)
+
+    assert fields(shown) == fields(served) == fields(wanted)
+    assert [f[0] for f in shown] == [f[0] for f in wanted]  # dump shows the recorded time
+    assert all(b[0] - a[0] == 25_000 for a, b in zip(served, served[1:]))  # replay: at 4x
+    for name, times in (("replay", client.arrivals), ("dump", arrivals)):
+        elapsed = times[-1] - times[0]
+        assert 2.3 < elapsed < 3.2, (name, elapsed)  # 10 s at 4x: 2.5 s
+        # paced frame by frame, not in bursts: each arrives near its instant at 4x
+        deviation = max(abs((t - times[0]) - k * 0.025) for k, t in enumerate(times))
+        assert deviation < 0.25, (name, deviation)
+    assert "101 frames" in log
+
+
+def test_dump_file_channel_and_filter_like_replay(tmp_path):
+    """--channel picks one channel of a multi-channel file (the name written is that channel),
+    --filter the ids, as replay's do; without --channel every frame, named can0 as before."""
+    with open(tmp_path / "two.log", "w") as file:
+        for i in range(40):
+            file.write(candump_line((BASE + i, 0x100 + i, 0, b"\x01"), f"can{i % 2}") + "\n")
+    done = run_dump("-f", "candump", tmp_path / "two.log", "--channel", "can1", "--filter",
+                    "100:7F0")
+    assert done.returncode == 0, done.stderr
+    odd = [candump_line((BASE + i, 0x100 + i, 0, b"\x01"), "can1") for i in range(1, 16, 2)]
+    assert done.stdout.splitlines() == odd  # id:mask, 100:7F0 passes 100..10F
+    done = run_dump("-f", "candump", tmp_path / "two.log", "--filter", "102:7FF")
+    assert done.stdout.splitlines() == [candump_line((BASE + 2, 0x102, 0, b"\x01"))]
+    everything = run_dump("-f", "candump", tmp_path / "two.log").stdout.splitlines()
+    assert len(everything) == 40 and all(" can0 " in line for line in everything)
+
+    messages = [can.Message(timestamp=1.0 + i / 100, arbitration_id=0x100 + i, channel=i % 2,
+                            data=bytes([i]), is_extended_id=False) for i in range(40)]
+    with can.Logger(str(tmp_path / "two.asc")) as writer:
+        for msg in messages:
+            writer.on_message_received(msg)
+    done = run_dump("-f", "json", tmp_path / "two.asc", "--channel", "2")
+    assert done.returncode == 0, done.stderr
+    assert [f[1] for f in json_frames(done.stdout.splitlines())] == \
+        [0x100 + i for i in range(1, 40, 2)]
+
+
+def test_dump_file_speed_start_end_each(tmp_path):
+    """Each timing flag on its own: --start, --end (as fast as read), --speed (paced)."""
+    frames = [(BASE + i * 100_000, 0x200, 0, bytes([i])) for i in range(30)]  # 3 s
+    write_log(tmp_path / "e.log", frames)
+    done = run_dump("-f", "candump", tmp_path / "e.log", "--start", "2.5")
+    assert done.stdout.splitlines() == [candump_line(f) for f in frames[25:]]
+    done = run_dump("-f", "candump", tmp_path / "e.log", "--end", "0.45")
+    assert done.stdout.splitlines() == [candump_line(f) for f in frames[:5]]
+    started = time.monotonic()
+    done = run_dump("-f", "candump", tmp_path / "e.log", "--speed", "2")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 30
+    assert elapsed > 1.4, elapsed  # 2.9 s at 2x; as fast as read without --speed:
+    started = time.monotonic()
+    run_dump("-f", "candump", tmp_path / "e.log")
+    assert time.monotonic() - started < elapsed - 1.0
+
+
+@pytest.mark.parametrize("args,message", [
+    (("127.0.0.1:9", "--speed", "2"), "--speed: only for a log file (dump FILE)"),
+    (("127.0.0.1:9", "--start", "1", "--end", "2"), "--start, --end: only for a log file"),
+    (("FILE", "--start", "5", "--end", "2"), "--start 5 is not before --end 2"),
+    (("FILE", "--speed", "0"), "the speed factor is 0.001..10000 (or max)"),
+    (("FILE", "--end", "-1"), "must be 0 or more seconds"),
+])
+def test_dump_timing_flags_bad_input_is_one_line(tmp_path, args, message):
+    write_log(tmp_path / "f.log", source_frames(10))
+    done = run_dump(*[tmp_path / "f.log" if a == "FILE" else a for a in args])
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_simulator_and_replay_start_on_one_first_client_helper():
+    """One "start with the first client": sources.base.first_client, used by both sources;
+    neither waits on the gate by itself."""
+    import inspect
+
+    from cancorder.sources import base, replay, uds
+
+    for module in (replay, uds):
+        text = inspect.getsource(module)
+        assert "first_client(" in text and ".wait_for_client(" not in text, module.__name__
+    assert base.first_client(None, 0.0)  # no gate (dump FILE): at once
+
+    class Gate:
+        def __init__(self, count):
+            self.count = lambda: count
+            self.waited = []
+
+        def wait_for_client(self, timeout):
+            self.waited.append(timeout)
+            return False
+
+    assert base.first_client(Gate(1), 0.0)
+    nobody = Gate(0)
+    assert not base.first_client(nobody, time.monotonic() + 0.2)
+    assert len(nobody.waited) == 1 and 0 < nobody.waited[0] <= 0.2
+
+
+def test_replay_source_by_channel_names_the_channel_of_each_read(tmp_path):
+    """dump FILE's view: every read of one channel, named (the monitor shows channels apart)."""
+    from cancorder._fast import wire
+    from cancorder.sources.replay import ReplaySource
+
+    with open(tmp_path / "two.log", "w") as file:
+        for i in range(30):
+            file.write(candump_line((BASE + i, 0x100 + i, 0, b"\x01"),
+                                    "can1" if i // 5 % 2 else "can0") + "\n")
+    source = ReplaySource([str(tmp_path / "two.log")], speed=None, original_time=True,
+                          wait_for_client=False, by_channel=True)
+    source.open()
+    runs = []
+    while (records := source.read(0.1)) is not None:
+        if records:
+            runs.append((source.read_channel, len(wire.StreamDecoder().feed(records))))
+    assert runs == [("can0", 5), ("can1", 5)] * 3

@@ -57,11 +57,11 @@ def _record_end(src, pos, size):
 
 
 class CandumpEncoder:
-    """Records -> candump log lines (ASCII bytes), as python-can's CanutilsLogReader and
-    can-utils' canplayer read them. ``frames`` counts the lines written."""
+    """Records -> candump log lines (bytes: ASCII, the channel name UTF-8), as python-can's
+    CanutilsLogReader and can-utils' canplayer read them. ``frames`` counts the lines written."""
 
     def __init__(self, channel="can0"):
-        self._channel = channel.encode("ascii")
+        self._channel = channel.encode("utf-8")  # any name a user gives, as UTF-8 text
         self._buffer = bytearray(64 * (_LINE_MAX + len(self._channel)))
         self.frames = 0
 

@@ -229,6 +229,57 @@ def check(condition, message):
         raise UsageError(message)
 
 
+# ---- playing log files (replay, and dump FILE: one declaration, one source) ----
+
+#: dump FILE's --channel help: with a logger the flag keeps its meaning of naming the channel
+CHANNEL_HELP = ("only this channel of a multi-channel file: its number in an .asc/.blf (1, "
+                "2...), its name in a .log (can1)")
+
+
+def add_playback_arguments(group, channel_group=None, speed_default=1.0,
+                           speed_help="as fast as the clients take it (default: 1)",
+                           channel_default=None, channel_help=CHANNEL_HELP,
+                           channel_metavar="N"):
+    """``--speed --start --end`` (in ``group``) and ``--channel`` (in ``channel_group``, or
+    ``group``) of ``cancorder replay`` and ``dump FILE``: both play through sources/replay.py
+    (``--filter`` is filters.add_filter_argument in both). The caller says what its default
+    speed is and, for dump, what --channel also means (and its old metavar)."""
+    group.add_argument("--speed", type=replay_speed, default=speed_default, metavar="X|max",
+                       help=f"play X times faster (0.5 slower); max: {speed_help}")
+    group.add_argument("--start", type=offset, default=None, metavar="S",
+                       help="begin S seconds after the first frame")
+    group.add_argument("--end", type=offset, default=None, metavar="S",
+                       help="stop S seconds after the first frame")
+    (channel_group or group).add_argument("--channel", default=channel_default,
+                                          metavar=channel_metavar, help=channel_help)
+
+
+def check_playback(args):
+    """The checks of the playback flags that argparse cannot make alone."""
+    check(args.start is None or args.end is None or args.start < args.end,
+          f"--start {args.start:g} is not before --end {args.end:g}" if args.end is not None
+          and args.start is not None else "")
+
+
+def replay_speed(text):
+    """--speed: a factor, or ``max`` (None: as fast as possible)."""
+    if text.strip().lower() == "max":
+        return None
+    return ranged(float, "a factor such as 2 or 0.5, or max", 0.001, 10000,
+                  "the speed factor is 0.001..10000 (or max)")(text)
+
+
+def offset(text):
+    """--start/--end: seconds from the first frame, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more seconds")
+    return value
+
+
 # ---- recording (--record of the serving commands, -o of dump: one implementation) ----
 
 def add_record_arguments(parser, *flags, repeatable=False, help=None):
@@ -258,7 +309,7 @@ def add_record_arguments(parser, *flags, repeatable=False, help=None):
 
 def record_options(args):
     """The RecordOptions of every recording path given (validated, folders created), or []."""
-    from ..recording import RecordOptions, check_record_options
+    from ..logfiles.rotation import RecordOptions, check_record_options
 
     paths = args.record if isinstance(args.record, list) else (
         [args.record] if args.record else [])

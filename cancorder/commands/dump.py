@@ -1,4 +1,7 @@
-"""``cancorder dump``: show (and record) the stream of any ECUconnect Logger."""
+"""``cancorder dump``: show (and record) the stream of any ECUconnect Logger, or a log file
+(played through the replay source, with replay's --speed --start --end --channel)."""
+import argparse
+
 from ..filters import add_filter_argument
 from . import _server_args as sa
 
@@ -13,9 +16,10 @@ def add_subparser(subparsers, common):
     parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE|mqtt://...",
                         help="the logger (default port 42420), or a log file to read (.asc "
                              ".blf .csv .db .log .mf4 .trc; --monitor and --stats replay it in "
-                             "real time), or mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe "
-                             "to loggers publishing to a broker (wildcards allowed: "
-                             "cancorder/+/+); leave out to browse Zeroconf")
+                             "real time, --speed at any pace), or "
+                             "mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe to loggers "
+                             "publishing to a broker (wildcards allowed: cancorder/+/+); leave "
+                             "out to browse Zeroconf")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
     parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
@@ -30,9 +34,15 @@ def add_subparser(subparsers, common):
                             help="also record to FILE, format by extension: .log .log.gz .asc "
                                  ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
                                  "strftime fields and {channel} {n} in the name; repeatable")
-    parser.add_argument("--channel", default="can0",
-                        help="channel name written in candump/json lines and log files "
-                             "(default: can0)")
+    sa.add_playback_arguments(
+        parser.add_argument_group("a log file (FILE), played like cancorder replay plays it"),
+        channel_group=parser, speed_default=argparse.SUPPRESS,
+        speed_help="as fast as it is read (default: 1 with --monitor and --stats, which show "
+                   "rates; max otherwise)",
+        channel_help="channel name written in candump/json lines and log files (default: "
+                     "can0); with a log FILE, also: only this channel of a multi-channel file "
+                     "(its number in an .asc/.blf, 1, 2...; its name in a .log, can1)",
+        channel_metavar=None)
     parser.add_argument("-n", "--count", type=sa.positive_int, default=None, metavar="N",
                         help="stop after N frames (after --filter)")
     parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
@@ -65,7 +75,7 @@ def _do_dump(args):
 
     from ..client import Dump
     from ..formats import StatsTable, make_formatter
-    from ..recording import Recording
+    from ..logfiles.recording import Recording
 
     sa.check(not (args.browse and args.target), "--browse lists the loggers on the network: "
                                                 "leave out the target")
@@ -73,6 +83,13 @@ def _do_dump(args):
                                                 "same counts: choose one")
     sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
                                                  "--monitor")
+    is_file = bool(args.target) and _is_log_file(args.target)
+    given = [flag for flag, value in (("--speed", "speed" in args),  # no default: given or not
+                                      ("--start", args.start is not None),
+                                      ("--end", args.end is not None)) if value]
+    sa.check(is_file or not given, f"{', '.join(given)}: only for a log file (dump FILE): a "
+                                   "logger streams in real time")
+    channel = args.channel or "can0"
     recordings = sa.record_options(args)  # checked before browsing or connecting
     mqtt = None
     if args.target and args.target.startswith(("mqtt://", "mqtts://")):
@@ -89,16 +106,16 @@ def _do_dump(args):
     reporter = sa.make_reporter(args)
     if args.browse:
         return _print_browse(args.browse_time, sys.stdout)
-    target = mqtt or _target(args, reporter)
+    target = mqtt or (_log_file(args) if is_file else _target(args, reporter))
     screen = Console(highlight=False)
     stats = StatsTable(screen, signals=signals) if args.stats else None
     if args.monitor:
         from ..monitor import Monitor
 
-        stats = Monitor(screen, signals=signals, title=str(target))
+        stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
-    formatter = make_formatter(args.format, args.channel, colour, signals)
-    recording = Recording(recordings, args.channel)  # opened once connected
+    formatter = make_formatter(args.format, channel, colour, signals)
+    recording = Recording(recordings, channel)  # opened once connected
     make_dump = Dump
     if mqtt is not None:
         from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing
@@ -116,18 +133,40 @@ def _do_dump(args):
     return code
 
 
+def _is_log_file(target):
+    from ..logfiles.formats import looks_like_log
+
+    return not target.startswith(("mqtt://", "mqtts://")) and looks_like_log(target)
+
+
 def _target(args, reporter):
-    """A logger (HOST[:PORT], or the one Zeroconf finds) or a log file."""
+    """A logger: HOST[:PORT], or the one Zeroconf finds."""
     from ..client import parse_target
-    from ..logread import LogFile, looks_like_log
 
     if not args.target:
         return _browse_one(args.browse_time, reporter)
-    if looks_like_log(args.target):
-        log = LogFile(args.target, realtime=args.monitor or args.stats)
-        log.check()
-        return log
     return parse_target(args.target)
+
+
+def _log_file(args):
+    """The replay source of a log file, opened: a file that is no log (or damaged before its
+    first frame) fails here, before any screen. Timestamps stay the recorded ones."""
+    from ..errors import LogFileError, UsageError
+    from ..logfiles.readers import check_log_file
+    from ..sources.replay import ReplaySource
+
+    check_log_file(args.target, "no such log file (a logger is given as HOST[:PORT])")
+    sa.check_playback(args)
+    realtime = 1.0 if args.monitor or args.stats else None  # rates mean something in real time
+    source = ReplaySource([args.target], speed=getattr(args, "speed", realtime),
+                          start=args.start, end=args.end, channel=args.channel,
+                          original_time=True, wait_for_client=False, by_channel=True,
+                          empty_ok=True)
+    try:
+        source.open()
+    except LogFileError as exc:
+        raise UsageError(str(exc)) from None
+    return source
 
 
 def _browse(seconds):

@@ -88,12 +88,11 @@ def _do_mock_uds(args):
             ("--record", args.record)) if given]
         sa.check(not serving_only, f"--output writes a file instead of serving: "
                                    f"{', '.join(serving_only)} cannot apply (leave it out)")
-        from ..recording import FD_FLAGS_LOST, NO_FD, log_format
+        from ..logfiles.formats import log_format
 
         args.record, args.record_flag = args.output, "--output"
         options = sa.record_options(args)[0]
-        suffix = log_format(options.path, "--output").suffix
-        fd_problem = NO_FD.get(suffix) or FD_FLAGS_LOST.get(suffix)
+        fd_problem = log_format(options.path, "--output").spec.fd_why
         sa.check(not (args.fd and fd_problem), f"--output {args.output}: cannot store CAN FD "
                                                f"frames ({fd_problem}): with --fd use .log, "
                                                ".log.gz, .asc or .blf")

@@ -16,6 +16,7 @@ inside its own parser says so with ``filters_itself``.
 """
 import abc
 import dataclasses
+import time
 
 from .._fast import wire
 from ..errors import TransmitError
@@ -68,6 +69,16 @@ class ClientGate:
         self.count = count
         self.wait_for_client = wait_for_client
         self.wait_drained = wait_drained or (lambda timeout: True)
+
+
+def first_client(gate, deadline):
+    """The simulator's and replay's "start when the first client connects": True once a
+    client is connected (at once when one is, or without a gate: a source read in line by
+    ``dump FILE``), False when none came before ``deadline`` (time.monotonic())."""
+    if gate is None or gate.count():
+        return True
+    left = deadline - time.monotonic()
+    return left > 0 and gate.wait_for_client(left)
 
 
 class Source(abc.ABC):

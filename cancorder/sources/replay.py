@@ -1,6 +1,6 @@
 """Frames from log files (``cancorder replay``), released with their recorded spacing.
 
-Any log python-can reads is turned into wire records by ``logread.LogRecords`` (candump
+Any log python-can reads is turned into wire records by ``logfiles.readers.LogRecords`` (candump
 ``.log``/``.log.gz`` by the compiled parser, with no python-can Message per frame, the others
 through python-can's reader for the extension; the same reader serves ``dump FILE``). Each batch is mapped onto a timeline that starts when the replay
 starts (``Retimer``: the recorded gaps, divided by the speed, long silences shortened to
@@ -15,8 +15,8 @@ import time
 
 from .._fast import logfile
 from ..errors import LogFileError
-from ..logread import LogRecords
-from .base import Source, SourceCounters
+from ..logfiles.readers import LogRecords
+from .base import Source, SourceCounters, first_client
 
 LOG = logging.getLogger("cancorder.source")
 MAX_SLEEP = 0.05
@@ -30,11 +30,15 @@ class ReplaySource(Source):
     shortened to it; ``channel``: one channel of a multi-channel file (the name in a .log,
     the number in an .asc/.blf); ``record_filter``: --filter (applied by Source.read);
     ``wait_for_client``: start when the first client connects (re-anchored then). At the end
-    ``read`` returns None; a damaged file ends it early, with ``failure`` set.
+    ``read`` returns None; a damaged file ends it early, with ``failure`` set, and so does a
+    file with no frame to serve unless ``empty_ok``. ``by_channel``: every ``read`` returns
+    the records of one channel, named in ``read_channel`` (the file's label; ``dump FILE``
+    shows channels apart).
     """
 
     def __init__(self, paths, speed=1.0, loop=False, start=None, end=None, max_gap=None,
-                 channel=None, record_filter=None, original_time=False, wait_for_client=True):
+                 channel=None, record_filter=None, original_time=False, wait_for_client=True,
+                 by_channel=False, empty_ok=False):
         super().__init__(record_filter)
         self.paths = list(paths)
         self.speed = speed
@@ -45,6 +49,9 @@ class ReplaySource(Source):
         self.channel = channel
         self.original_time = original_time
         self.wait_for_client = wait_for_client
+        self.by_channel = by_channel
+        self.empty_ok = empty_ok
+        self.read_channel = None  # the channel of what the last read returned (by_channel)
         self.failure = None  # the LogFileError that ended the replay early
         self.passes = 0  # times the files were played through
         self.served = 0  # frames handed over (before --filter)
@@ -54,6 +61,7 @@ class ReplaySource(Source):
         self._ts0 = None  # the recorded time of the first frame
         self._pending = b""  # records of the current batch, not handed over yet
         self._pending_orig = b""
+        self._pending_channel = None
         self._retimer = None
         self._anchor_mono = None
         self._anchor_us = None
@@ -133,6 +141,7 @@ class ReplaySource(Source):
         self._pending = self._pending[size:]
         self._pending_orig = self._pending_orig[size:]
         self.served += logfile.count_records(out)
+        self.read_channel = self._pending_channel
         return out
 
     def _now_us(self):
@@ -140,11 +149,8 @@ class ReplaySource(Source):
 
     def _anchor(self, deadline):
         """Start the timeline now (after the first client, unless --async)."""
-        gate = self._gate
-        if self.wait_for_client and gate is not None and gate.count() == 0:
-            left = deadline - time.monotonic()
-            if left <= 0 or not gate.wait_for_client(left):
-                return False
+        if self.wait_for_client and not first_client(self._gate, deadline):
+            return False
         self._anchor_mono = time.monotonic()
         self._anchor_us = int(time.time() * 1e6)
         self._retimer = logfile.Retimer(self._anchor_us, 1.0 if self.speed is None else
@@ -165,23 +171,23 @@ class ReplaySource(Source):
 
     def _all_batches(self):
         for records in self._files:
-            for _, batch in records.batches():
+            for channel, batch in records.batches(self.by_channel):
                 if self._first_channel is None and records.first_channel:
                     self._first_channel = records.first_channel
-                yield batch
+                yield channel, batch
 
     def _fill(self):
         """Take the next batch (cut to --start/--end, filtered, retimed); False at the end."""
         while True:
             try:
-                batch = next(self._batches, None)
+                channel, batch = next(self._batches, (None, None))
             except LogFileError as exc:
                 self.failure = exc
                 LOG.debug("replay stopped: %s", exc)
                 return False
             if batch is None or self._past_end:
                 if not self._yielded:  # a pass with nothing to serve: never loop on it
-                    if self.passes == 1 and self.failure is None:
+                    if self.passes == 1 and self.failure is None and not self.empty_ok:
                         self.failure = LogFileError(
                             f"{', '.join(self.paths)}: no CAN frames to replay"
                             + self._why_none())
@@ -198,6 +204,7 @@ class ReplaySource(Source):
             if not batch:
                 continue
             self._yielded += 1
+            self._pending_channel = channel
             self._pending_orig = batch
             self._pending = self._retimer.retime(batch) if self._retimer is not None else b""
             return True

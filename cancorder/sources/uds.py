@@ -11,7 +11,7 @@ from .._fast import wire
 from ..uds import CYCLE, FRAME
 from ..uds.clock import WallPacer
 from ..uds.simulation import timeline
-from .base import MAX_BATCH, Source
+from .base import MAX_BATCH, Source, first_client
 
 log = logging.getLogger("cancorder.source")
 
@@ -101,13 +101,11 @@ class UdsSimulatorSource(Source):
     def _start_cycle(self, t_us, deadline):
         """False while a cycle has to wait for its first client."""
         gate = self._clients
-        if self.wait_for_client and gate is not None and gate.count() == 0:
-            left = deadline - time.monotonic()
-            if left <= 0 or not gate.wait_for_client(left):
-                return False
-            self._pacer.anchor(t_us)  # the session starts now, not when it was due
-        elif not self._pacer.anchored:
-            self._pacer.anchor(t_us)
+        waited = self.wait_for_client and gate is not None and gate.count() == 0
+        if waited and not first_client(gate, deadline):
+            return False
+        if waited or not self._pacer.anchored:
+            self._pacer.anchor(t_us)  # after a wait the session starts now, not when it was due
         self._in_cycle = True
         return True
 

@@ -19,7 +19,7 @@ The scenario produces messages; IsoTpLink frames them; the VirtualClock says whe
 """
 import collections
 
-from ..errors import SimulationError
+from ..errors import DurationReached, SimulationError
 from . import BOUNDARY, CYCLE, NOTE
 from .ecu import (BUSY_REPEAT_REQUEST, CHECK_DEPENDENCIES_ROUTINE, DID_NAMES, ERASE_ROUTINE,
                   FLASH_START, GENERAL_PROGRAMMING_FAILURE, INVALID_KEY, NEGATIVE_RESPONSE,
@@ -39,10 +39,6 @@ RESPONSE_DELAY = (0.002, 0.035)
 PENDING_INTERVAL = (1.0, 2.5)
 assert RESPONSE_DELAY[1] < P2_SERVER_MAX and PENDING_INTERVAL[1] < P2_STAR_SERVER_MAX
 assert TESTER_PRESENT_PERIOD[1] < S3_SERVER
-
-
-class _TimeUp(Exception):
-    """--duration reached: the scenario stops at the next boundary between exchanges."""
 
 
 class Scenario:
@@ -84,7 +80,7 @@ class Scenario:
                 self.stats.clear()
                 if not self.config.loop:
                     return
-        except _TimeUp:
+        except DurationReached:
             return
 
     # ---- OBD-II polling ----
@@ -340,7 +336,7 @@ class Scenario:
         """Between two exchanges: stop here once --duration is reached, and say where an
         exchange ends, so that the timeline can leave out one that --duration would cut."""
         if self._end_us is not None and self.clock.now_us >= self._end_us:
-            raise _TimeUp()
+            raise DurationReached()
         yield (self.clock.now_us, BOUNDARY, None)
 
 

@@ -65,14 +65,14 @@ def _whole_exchanges_until(entries, end_us):
 
 
 def write_log(config, options, start_us=None, narrate=None, record_filter=None, channel="can0"):
-    """Write the traffic with the recorder (``options``: recording.RecordOptions, so rotation
-    and retention apply too), as fast as it is generated; timestamps start at ``start_us``
+    """Write the traffic with the recorder (``options``: logfiles.rotation.RecordOptions, so
+    rotation and retention apply too), as fast as it is generated; timestamps start at ``start_us``
     (default: now), on ``channel`` (the name in .log lines, which can-utils' log2asc and
     canplayer match). Returns (frames, seconds of traffic, the signal that stopped it or None,
     the Recording). SIGINT/SIGTERM stop it between two frames, never inside a writer, and the
     files are finished on every way out: they stay readable."""
     from .._fast.wire import pack_frame
-    from ..recording import Recording
+    from ..logfiles.recording import Recording
     from ..signals import stop_on_signals
 
     base_us = int(time.time() * 1e6) if start_us is None else start_us

@@ -1,5 +1,5 @@
 """Reading log files: the one reader of every log python-can reads, for ``cancorder replay``
-(sources/replay.py) and ``dump FILE`` (the frames, the monitor and --stats of a log file).
+and ``dump FILE`` (both through sources/replay.py).
 
 ``LogRecords`` turns a file into batches of wire records: candump ``.log``/``.log.gz`` by the
 compiled parser (``_fast.logfile``, no python-can Message per frame), every other format
@@ -8,56 +8,27 @@ through python-can's reader for the extension, with the recorded (absolute) time
 and error frames are counted and skipped (the wire format carries neither). Damage (a line that
 is not a frame, a frame missing bytes, a truncated gzip or BLF) raises LogFileError naming the
 file and the line or byte, after the batches before it.
-
-``LogFile`` is ``dump``'s view of one: frames ``(timestamp_us, can_id, flags, data, channel)``
-handed on in batches, paced by their timestamps when asked (the monitor and --stats show rates,
-which only mean something in real time), or as fast as they are read (pretty, json...).
 """
 import gzip
 import os
-import time
 import zlib
 
-from ._fast import logfile, wire
-from .errors import LogFileError, UsageError
-from .report import plural
+from .._fast import logfile, wire
+from ..errors import LogFileError, UsageError
+from ..report import plural
+from .formats import COMPILED, channel_label, read_format
 
-#: what python-can's LogReader reads (a .gz of the text ones and of .blf too)
-SUFFIXES = (".asc", ".blf", ".csv", ".db", ".log", ".mf4", ".trc")
-NO_GZIP = (".db", ".mf4")  # python-can opens these by name only
-TEXT = (".asc", ".csv", ".trc")  # read through a file object that counts lines
 CHUNK = 256 << 10  # bytes of a .log read at once
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
-PLAY_BATCH = 2000  # frames per batch when reading as fast as possible
-PACE_STEP = 0.02  # seconds between batches when paced
 
 
 # ---- what a path is ----
-
-def log_suffix(path):
-    """(suffix, gz) of a log file, or a UsageError naming what can be read."""
-    name = os.path.basename(path).lower()
-    gz = name.endswith(".gz")
-    suffix = os.path.splitext(name[:-3] if gz else name)[1]
-    if suffix not in SUFFIXES or (gz and suffix in NO_GZIP):
-        raise UsageError(f"{path}: cannot tell the format from the extension "
-                         f"'{suffix + ('.gz' if gz else '') or '(none)'}': python-can reads "
-                         f"{' '.join(SUFFIXES)} (and .gz of the text ones and .blf)")
-    return suffix, gz
-
-
-def looks_like_log(text):
-    """True when TARGET names a log file rather than a logger (HOST[:PORT])."""
-    name = text.lower()
-    return (name[:-3] if name.endswith(".gz") else name).endswith(SUFFIXES) or \
-        os.path.isfile(text)
-
 
 def check_log_file(path, missing="no such file"):
     """One UsageError, before anything starts, for a file that cannot be read at all."""
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a folder, not a log file")
-    log_suffix(path)
+    read_format(path)
     if not os.path.exists(path):
         raise UsageError(f"{path}: {missing}")
     try:
@@ -67,19 +38,6 @@ def check_log_file(path, missing="no such file"):
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if not head:
         raise UsageError(f"{path}: the file is empty")
-
-
-#: python-can numbers these formats' channels from 0, the files (and Vector's tools) from 1
-ZERO_BASED = (".asc", ".blf")
-
-
-def channel_label(channel, suffix):
-    """A python-can Message's channel as the file counts it (None stays None)."""
-    if channel is None:
-        return None
-    if isinstance(channel, int) and suffix in ZERO_BASED:
-        return str(channel + 1)
-    return str(channel)
 
 
 # ---- the records of one file ----
@@ -118,7 +76,8 @@ class LogRecords:
 
     def __init__(self, path, channel=None):
         self.path = path
-        self.suffix, self.gz = log_suffix(path)
+        self.format, self.gz = read_format(path)
+        self.suffix = self.format.suffix
         self.channel = channel
         self.first_channel = None
         self.remote = self.error = self.invalid = self.other_channel = 0
@@ -129,7 +88,7 @@ class LogRecords:
         frames and names it (its label, or None where the file has none), otherwise the
         channel is None."""
         try:
-            if self.suffix == ".log":
+            if self.format.reader == COMPILED:
                 yield from self._candump(by_channel)
             else:
                 yield from self._python_can(by_channel)
@@ -210,7 +169,7 @@ class LogRecords:
 
         cls = MESSAGE_READERS[self.suffix]
         kwargs = {"relative_timestamp": False} if self.suffix == ".asc" else {}
-        if self.gz or self.suffix in TEXT:
+        if self.gz or self.format.text:
             if self.suffix == ".blf":  # binary through gzip: no lines to count
                 return cls(gzip.open(self.path, "rb"), **kwargs), None
             opener = gzip.open if self.gz else open
@@ -244,7 +203,7 @@ class LogRecords:
                         raise
                     raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
                                        f"{_why(exc)}") from None
-                label = channel_label(msg.channel, self.suffix)
+                label = channel_label(msg.channel, self.format)
                 if wanted is not None and label != wanted:
                     self.other_channel += 1
                     continue
@@ -324,92 +283,3 @@ def _damage(msg):
 def _why(exc):
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# ---- dump's view of a log file ----
-
-class LogFile:
-    """A log file given as the dump target."""
-
-    def __init__(self, path, realtime=True):
-        self.path = path
-        self.realtime = realtime
-        self.skipped = 0  # remote and error frames, and frames the wire cannot carry
-        self.label = path
-        self._records = None
-        self._batches = None  # opened by check(): the first batch read already
-        self._first = None
-
-    def __str__(self):
-        return self.path
-
-    def check(self):
-        """UsageError unless the file is there and is a log python-can reads: the first batch
-        is read here, so that a file that is no log fails before any screen."""
-        check_log_file(self.path, "no such log file (a logger is given as HOST[:PORT])")
-        self._records = LogRecords(self.path)
-        self._batches = self._records.batches(by_channel=True)
-        try:
-            self._first = next(self._batches, None)
-        except LogFileError as exc:
-            raise UsageError(str(exc)) from None
-
-    def frames(self):
-        """Every data frame in the file, in file order, as 5-tuples with the channel label;
-        LogFileError (after the frames before it) at damage."""
-        if self._batches is None:
-            self.check()
-        batches, first = self._batches, self._first
-        self._batches = self._first = None
-        records = self._records
-        decode = wire.StreamDecoder().feed
-        try:
-            if first is not None:
-                for frame in decode(first[1]):
-                    yield (*frame, first[0])
-            for channel, batch in batches:
-                for frame in decode(batch):
-                    yield (*frame, channel)
-        finally:
-            self.skipped = records.remote + records.error + records.invalid
-
-    def play(self, deliver, wait):
-        """Hand the frames to ``deliver(frames, channel) -> True to stop`` in batches;
-        ``wait(seconds) -> True to stop`` paces them when ``realtime``. Returns True when
-        stopped early, False at the end of the file. At damage, the frames before it are
-        handed on first."""
-        pending = {}  # channel -> [4-tuples]
-        count = 0
-        started = first = None
-        try:
-            for frame in self.frames():
-                if self.realtime:
-                    if first is None:
-                        started, first = time.monotonic(), frame[0]
-                    due = started + (frame[0] - first) / 1e6
-                    ahead = due - time.monotonic()
-                    if ahead > 0:  # hand on what is due, then sleep (at least a step)
-                        if count and self._flush(pending, deliver):
-                            return True
-                        count = 0
-                        if wait(max(ahead, PACE_STEP)):
-                            return True
-                pending.setdefault(frame[4], []).append(frame[:4])
-                count += 1
-                if count >= PLAY_BATCH:
-                    if self._flush(pending, deliver):
-                        return True
-                    count = 0
-        except LogFileError:
-            self._flush(pending, deliver)
-            raise
-        return self._flush(pending, deliver)
-
-    @staticmethod
-    def _flush(pending, deliver):
-        batches = list(pending.items())
-        pending.clear()
-        for channel, frames in batches:
-            if deliver(frames, channel):
-                return True
-        return False
