@@ -40,7 +40,7 @@ def snapshot_of(bus, now=None):
             (f", for {now - since:.0f} s" if since is not None else "")
     sinks = {}
     for sink in bus.sinks:
-        name = getattr(sink, "metrics_name", None) or type(sink).__name__.lower()
+        name = sink.metrics_name or type(sink).__name__.lower()
         stats = sink.stats()
         if name in sinks:  # two sinks of one kind on a bus (--record twice): their sum
             merged = sinks[name]

@@ -1,6 +1,7 @@
 """``cancorder replay``: serve the frames of log files exactly like a bus."""
 import argparse
 
+from .. import argtypes
 from . import _server_args as sa
 
 
@@ -24,7 +25,7 @@ def add_subparser(subparsers, common):
                         help="begin S seconds after the first frame")
     timing.add_argument("--end", type=offset, default=None, metavar="S",
                         help="stop S seconds after the first frame")
-    timing.add_argument("--max-gap", type=sa.seconds, default=None, metavar="S",
+    timing.add_argument("--max-gap", type=argtypes.seconds, default=None, metavar="S",
                         help="shorten silences longer than S seconds to S (default: keep them)")
     timing.add_argument("--async", dest="free_running", action="store_true",
                         help="start at once (default: when the first client connects)")
@@ -32,17 +33,20 @@ def add_subparser(subparsers, common):
                         help="only this channel of a multi-channel file: its number in an "
                              ".asc/.blf (1, 2...), its name in a .log (can1)")
     sa.add_server_arguments(parser)
-    parser.set_defaults(func=_do_replay)
+    parser.set_defaults(func=_do_replay, process=PROCESS, source_from_args=source_from_args)
+    return parser
 
 
 PROCESS = "cancorder replay"
+#: what a config file's ``source`` key may name for these flags
+SOURCES = {"replay": sa.SourceKind()}
 
 
 def _do_replay(args):
     source = source_from_args(args)
     if not args.free_running:
         sa.make_reporter(args).info("the replay starts when a client connects (--async: at once)")
-    status = sa.serve(source, args, PROCESS)
+    status = sa.serve(source, args)
     if source.failure is not None:
         raise source.failure  # one line naming the file and where; the frames before it went out
     return status
@@ -68,7 +72,7 @@ def source_from_args(args):
 def speed(text):
     if text.strip().lower() == "max":
         return None
-    return sa.ranged(float, "a factor such as 2 or 0.5, or max", 0.001, 10000,
+    return argtypes.ranged(float, "a factor such as 2 or 0.5, or max", 0.001, 10000,
                      "the speed factor is 0.001..10000 (or max)")(text)
 
 

@@ -30,11 +30,13 @@ import threading
 import time
 from xml.sax.saxutils import quoteattr
 
-from ._fast import socketcand as protocol
-from ._fast.broadcast import peer_name, take_all
-from .errors import UsageError
-from .listeners import bind_error, bind_listener
-from .sinks import RecordSink
+from .._fast import socketcand as protocol
+from .._fast.broadcast import peer_name, take_all
+from ..access import LOOPBACK, parse_networks, peer_allowed
+from ..argtypes import listen_address
+from ..errors import UsageError
+from ..listeners import bind_error, bind_listener
+from .base import RecordSink
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -43,7 +45,6 @@ MAX_ERRORS = 5  # bad commands a client may send before it is closed
 RAWMODE_GRACE = 0.1  # s between "< ok >" to rawmode and the first frame (see _start_raw)
 TRANSMIT_QUEUE = 256
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 _READ = selectors.EVENT_READ
 _READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
@@ -62,29 +63,9 @@ def error_reply(message):
     return b"< error " + text.encode("ascii") + b" >"
 
 
-def parse_networks(texts):
-    """--allow values -> ip_network objects (one clear usage error for a bad one)."""
-    networks = []
-    for text in texts:
-        try:
-            networks.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            raise UsageError(f"--allow {text}: expected a network such as 192.168.1.0/24, "
-                             "10.0.0.5 or fd00::/8") from None
-    return networks
-
-
-def peer_allowed(address, networks):
-    """True if the peer address is inside one of ``networks`` (None or empty: everyone)."""
-    if not networks:
-        return True
-    try:
-        ip = ipaddress.ip_address(address[0].split("%")[0])
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in networks if net.version == ip.version)
+def socketcand_address(text):
+    """--socketcand: ``[ADDR:]PORT``, 0 for any free port (tests)."""
+    return listen_address(text, free_port_allowed=True)
 
 
 class Client:
@@ -114,17 +95,48 @@ class SocketcandServer(RecordSink):
 
     ``start(bus)`` takes from the BusInfo: its logger, ``admit(address)`` (None to accept a
     peer, or why not: the bus's --allow and its --max-clients over every protocol) and the
-    source (transmit). Built from the bus's options by ``from_options``.
+    source (transmit). Built from the bus's flags by ``factories``.
     """
 
     @classmethod
-    def from_options(cls, bus_options, server_options, bus):
-        host, port = bus_options.socketcand  # host "": as --bind
-        return cls(bus.channel or bus.name, bind=host or bus_options.bind, port=port,
-                   allow_transmit=bus_options.allow_transmit, allow=bus_options.allow,
-                   listen_only=bus_options.listen_only, beacon=bus_options.beacon,
-                   client_buffer=bus_options.client_buffer, coalesce=server_options.coalesce,
-                   description=f"{bus_options.process}: {bus.source.description}")
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group("socketcand (SavvyCAN, Kayak, python-can's socketcand)")
+        group.add_argument("--socketcand", metavar="[ADDR:]PORT", nargs="?",
+                           type=socketcand_address, const=("", DEFAULT_PORT), default=None,
+                           help="also serve socketcand's raw mode on this port (default port "
+                                "29536); clients open the bus by its channel name")
+        group.add_argument("--no-beacon", action="store_true",
+                           help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+        group.add_argument("--allow-transmit", action="store_true",
+                           help="let socketcand clients put frames on the bus (< send >): only "
+                                "peers inside --allow, or this machine when --allow is not "
+                                "given; --listen-only always wins")
+
+    @classmethod
+    def transmit_flag(cls, args):
+        return "--allow-transmit" if args.socketcand is not None and args.allow_transmit \
+            else None
+
+    @classmethod
+    def factories(cls, args):
+        """``--socketcand``: one server on the bus's --bind (or the address given), its
+        --allow, --client-buffer and listen-only state."""
+        if args.socketcand is None:
+            if args.no_beacon or args.allow_transmit:
+                raise UsageError("--no-beacon and --allow-transmit are socketcand options: add "
+                                 "--socketcand [PORT]")
+            return []
+        host, port = args.socketcand
+        allow = parse_networks(args.allow)
+
+        def build(bus, server_options):
+            return cls(bus.channel or bus.name, bind=host or args.bind, port=port,
+                       allow_transmit=args.allow_transmit, allow=allow,
+                       listen_only=bus.listen_only, beacon=not args.no_beacon,
+                       client_buffer=args.client_buffer, coalesce=server_options.coalesce,
+                       description=f"{bus.txt.get('process')}: {bus.source.description}")
+
+        return [build]
 
     def __init__(self, bus_name, bind=None, port=DEFAULT_PORT, source=None,
                  allow_transmit=False, allow=(), listen_only=False, beacon=True,

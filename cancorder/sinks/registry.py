@@ -1,0 +1,43 @@
+"""The consumers a serving command may feed, by module: their flags on the command's parser, and
+the sinks (as factories) that the parsed flags of one bus ask for.
+
+The server never imports this (it gets the factories in its BusOptions), nor does the interface
+(``base``): a consumer is imported only here, when a serving command's parser is built.
+"""
+import importlib
+
+#: (module of this package, its consumer class), in the order their flags appear in --help
+CONSUMERS = (
+    ("printer", "FramePrinter"),
+    ("socketcand", "SocketcandServer"),
+    ("recorder", "Recorder"),
+    ("mqtt", "MqttSink"),
+)
+
+
+def consumers():
+    """The consumer classes, imported on first use."""
+    return [getattr(importlib.import_module(f".{module}", __package__), name)
+            for module, name in CONSUMERS]
+
+
+def add_arguments(parser):
+    """Every consumer's flags, on a serving command's parser."""
+    for consumer in consumers():
+        consumer.add_arguments(parser)
+
+
+def sink_factories(args):
+    """The factories ``factory(bus_info, server_options) -> RecordSink`` of every sink one
+    bus's parsed flags ask for (each consumer checks its flags here: a UsageError)."""
+    return [factory for consumer in consumers() for factory in consumer.factories(args)]
+
+
+def transmit_flag(args):
+    """The first flag given by which a consumer may put frames on the bus, or None."""
+    return next(filter(None, (consumer.transmit_flag(args) for consumer in consumers())), None)
+
+
+def claims(args):
+    """What the consumers of one bus take for it alone (argtypes.Claim each)."""
+    return [claim for consumer in consumers() for claim in consumer.claims(args)]
