@@ -1,6 +1,7 @@
 """The value types of the command-line flags (and so of a config file's keys): argparse turns
 their ArgumentTypeError into one usage line (exit 2), a config file into one line naming the key."""
 import argparse
+import collections
 import dataclasses
 import re
 
@@ -12,8 +13,17 @@ def port_number(text):
     return value
 
 
+class Address(collections.namedtuple("Address", "host port")):
+    """(host, port) of a listening address; shown as it is written: ``[ADDR:]PORT``."""
+
+    def __str__(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if host else str(self.port)
+
+
 def listen_address(text, free_port_allowed=False):
-    """``[ADDR:]PORT`` -> (host, port); host "" means every address (``[::1]:9100`` for IPv6).
+    """``[ADDR:]PORT`` -> Address(host, port); host "" means every address (``[::1]:9100``
+    for IPv6).
 
     With ``free_port_allowed`` a port of 0 means "any free one" (the server logs which).
     """
@@ -23,8 +33,8 @@ def listen_address(text, free_port_allowed=False):
                                          "127.0.0.1:9100")
     host = match.group(1) or match.group(2) or ""
     if free_port_allowed and int(match.group(3)) == 0:
-        return host, 0
-    return host, port_number(match.group(3))
+        return Address(host, 0)
+    return Address(host, port_number(match.group(3)))
 
 
 def positive_int(text):
@@ -126,5 +136,6 @@ class Claim:
 
     resource: object  # hashable: equal resources clash
     what: str  # the key and its value as a config file spells them, e.g. 'port 42500'
+    # (None: the advice says it all)
     advice: str
     owner: str = None  # who holds it when no bus does (e.g. "the metrics port")

@@ -12,7 +12,7 @@ from cancorder._fast import wire
 from cancorder.errors import UsageError
 from cancorder.recording import (PART, RecordOptions, RotatingLog, check_record_options,
                                  log_format)
-from cancorder.sinks import Recorder
+from cancorder.sinks.recorder import Recorder
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from cancorder import socketcand
+from cancorder import access
+from cancorder.sinks import socketcand
 from cancorder._fast.wire import pack_frame
 from cancorder.errors import TransmitError, UsageError
 from cancorder.sources.base import Source
@@ -250,14 +251,14 @@ def test_transmit_needs_the_peer_inside_allow(make_server):
 
 
 def test_peer_allowed_handles_v4_mapped_and_v6():
-    nets = socketcand.parse_networks(["192.168.1.0/24", "fd00::/8"])
-    assert socketcand.peer_allowed(("192.168.1.7", 1), nets)
-    assert socketcand.peer_allowed(("::ffff:192.168.1.7", 1, 0, 0), nets)
-    assert socketcand.peer_allowed(("fd00::5", 1, 0, 0), nets)
-    assert not socketcand.peer_allowed(("127.0.0.1", 1), nets)
-    assert socketcand.peer_allowed(("127.0.0.1", 1), [])
+    nets = access.parse_networks(["192.168.1.0/24", "fd00::/8"])
+    assert access.peer_allowed(("192.168.1.7", 1), nets)
+    assert access.peer_allowed(("::ffff:192.168.1.7", 1, 0, 0), nets)
+    assert access.peer_allowed(("fd00::5", 1, 0, 0), nets)
+    assert not access.peer_allowed(("127.0.0.1", 1), nets)
+    assert access.peer_allowed(("127.0.0.1", 1), [])
     with pytest.raises(UsageError, match="--allow 300.1.1.1/8: expected a network"):
-        socketcand.parse_networks(["300.1.1.1/8"])
+        access.parse_networks(["300.1.1.1/8"])
 
 
 def test_bus_name_must_be_one_printable_word():

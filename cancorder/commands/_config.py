@@ -198,8 +198,8 @@ def _check_distinct(config, where):
                 first, holder = held[claim.resource]
                 owner, advice = (first.owner, first.advice) if holder is None else \
                     (f"{holder.label}'s", claim.advice)
-                raise ConfigError(f"{where}, {bus.label}: {claim.what} is also {owner}: "
-                                  f"{advice}")
+                clash = f"{claim.what} is also {owner}: {advice}" if claim.what else advice
+                raise ConfigError(f"{where}, {bus.label}: {clash}")
             held[claim.resource] = (claim, bus)
 
 
@@ -226,8 +226,9 @@ def _bus_table(parser):
 
 
 def _key_of(action):
-    if action.dest == argparse.SUPPRESS:  # --help, --version
-        return None
+    if action.dest == argparse.SUPPRESS or (action.nargs == 0 and action.const is None and
+                                            action.default == argparse.SUPPRESS):
+        return None  # it stores nothing: --help, --version
     longs = [s for s in action.option_strings if s.startswith("--")]
     if action.option_strings and not longs:
         return None
@@ -366,6 +367,7 @@ def apply_command_line(config, parser, args):
             continue
         for namespace in [config.args] + [bus.args for bus in config.buses]:
             setattr(namespace, action.dest, value)
+        config.written.pop(_key_of(action), None)  # the file's spelling no longer holds
 
 
 # ---- from buses to Bus objects ----
@@ -421,7 +423,7 @@ def _describe_keys(flags, args, written, skip_unset=False):
             if not skip_unset:
                 lines.append(f"# {key} not set")
         elif not isinstance(value, (str, int, float)):  # filters, --opt pairs: as written
-            lines.append(f"{key} = {_toml(written.get(key, value))}")
+            lines.append(f"{key} = {_toml(written[key] if key in written else str(value))}")
         else:
             lines.append(f"{key} = {_toml(value)}")
     for key, (action, inverted) in flags.items():

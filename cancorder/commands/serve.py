@@ -106,7 +106,7 @@ def tries_adapters(args):
 def adapter_claims(args):
     """The adapter channel is this bus's alone (and --auto's pick: one bus may auto-pick)."""
     if args.auto:
-        return [Claim(("adapter", "auto"), "auto", "auto on more than one bus would pick the "
+        return [Claim(("adapter", "auto"), None, "auto on more than one bus would pick the "
                       "same adapter twice: give the others an interface and channel")]
     if args.channel is None:
         return []
