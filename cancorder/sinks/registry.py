@@ -1,24 +1,20 @@
-"""The consumers a serving command may feed, by module: their flags on the command's parser, and
-the sinks (as factories) that the parsed flags of one bus ask for.
+"""The consumers a serving command may feed: their flags on the command's parser, and the sinks
+(as factories) that the parsed flags of one bus ask for.
 
-The server never imports this (it gets the factories in its BusOptions), nor does the interface
-(``base``): a consumer is imported only here, when a serving command's parser is built.
+The server imports neither this nor a consumer (it gets the factories in its BusOptions), and
+the interface (``base``) imports no consumer: adding one is a module and a line here.
 """
-import importlib
-
-#: (module of this package, its consumer class), in the order their flags appear in --help
-CONSUMERS = (
-    ("printer", "FramePrinter"),
-    ("socketcand", "SocketcandServer"),
-    ("recorder", "Recorder"),
-    ("mqtt", "MqttSink"),
-)
 
 
 def consumers():
-    """The consumer classes, imported on first use."""
-    return [getattr(importlib.import_module(f".{module}", __package__), name)
-            for module, name in CONSUMERS]
+    """The consumer classes, in the order their flags appear in --help (each module is
+    imported here only: a consumer knows no other)."""
+    from .mqtt import MqttSink
+    from .printer import FramePrinter
+    from .recorder import Recorder
+    from .socketcand import SocketcandServer
+
+    return (FramePrinter, SocketcandServer, Recorder, MqttSink)
 
 
 def add_arguments(parser):
