@@ -58,7 +58,7 @@ class BusOptions:
 class ServerOptions:
     """What holds for the whole process."""
 
-    print_frames: bool = False  # -v: a candump line per frame on stdout
+    print_frames: bool = False  # -v: the status lines too (its frames: sinks/printer.py)
     stats: bool = False  # a status line every stats_interval (also shown with print_frames)
     stats_interval: float = 2.0
     drain_timeout: float = 3.0

@@ -58,9 +58,10 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
         parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help),
         parser.add_argument("--stats", action="store_true",
                             help="a status line (frames/s, clients, drops) every 2 seconds")]
-    # what -v does (mock-uds narrates instead); what the adapter takes and whether building
-    # the source opens one (serve, touCAN set them)
-    parser.set_defaults(prints_frames=True, adapter_claims=no_claims,
+    # what -v does (mock-uds narrates instead); the bus is listen-only only where the command
+    # has --listen-only; what the adapter takes and whether building the source opens one
+    # (serve, touCAN set them)
+    parser.set_defaults(prints_frames=True, listen_only=False, adapter_claims=no_claims,
                         source_opens_adapter=opens_no_adapter)
     sink_registry.add_arguments(parser)
 
@@ -81,7 +82,7 @@ def bus_options(args):
                       client_buffer_total=args.client_buffer_total, zeroconf=not args.no_zeroconf,
                       service_name=args.service_name, process=args.process,
                       allow=parse_networks(args.allow),
-                      listen_only=getattr(args, "listen_only", False),
+                      listen_only=args.listen_only,
                       sinks=sink_registry.sink_factories(args),
                       transmit_flag=sink_registry.transmit_flag(args))
 
