@@ -54,9 +54,9 @@ def add_subparser(subparsers, common):
                      help="stop after exactly this much traffic time (an exchange that would "
                           "run past it is left out whole)")
     output = sim.add_argument("--output", default=None, metavar="FILE",
-                     help="write the traffic to FILE instead of serving, as fast as it is "
-                          "generated (any format --record takes; the rotation flags apply); "
-                          "one cycle unless --duration says how long")
+                              help="write the traffic to FILE instead of serving, as fast as it "
+                                   "is generated (any format --record takes; the rotation flags "
+                                   "apply); one cycle unless --duration says how long")
     sim.add_argument("--channel", default="can0",
                      help="with --output: the channel name written in the file (.log lines; "
                           "can-utils' log2asc and canplayer match it; default: can0)")
@@ -180,12 +180,14 @@ def _whole(text):
 
 
 can_id = argtypes.ranged(_hex, "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
-                   "a CAN id is at most 1FFFFFFF")
+                         "a CAN id is at most 1FFFFFFF")
 padding_byte = argtypes.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
-                         "expected one byte in hex, e.g. CC or 0x55")
+                               "expected one byte in hex, e.g. CC or 0x55")
 speed_factor = argtypes.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,
-                         "the speed factor is 0.001..10000")
-probability = argtypes.ranged(float, "a probability such as 0.05", 0.0, 1.0, "a probability is 0..1")
+                               "the speed factor is 0.001..10000")
+probability = argtypes.ranged(float, "a probability such as 0.05", 0.0, 1.0,
+                              "a probability is 0..1")
 block_size = argtypes.ranged(_whole, "a whole number", 1, 65533,
-                       "1..65533 (the ECU announces the block length plus 2 in two bytes)")
-seed_number = argtypes.ranged(_whole, "a whole number", 0, float("inf"), "the seed is 0 or more")
+                             "1..65533 (the ECU announces the block length plus 2 in two bytes)")
+seed_number = argtypes.ranged(_whole, "a whole number", 0, float("inf"),
+                              "the seed is 0 or more")

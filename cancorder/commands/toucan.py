@@ -17,7 +17,8 @@ def add_subparser(subparsers, common):
                     "Logger format. On Linux, TouCAN is a SocketCAN interface: use "
                     "`cancorder serve -i socketcan`.")
     adapter = parser.add_argument_group("adapter")
-    adapter.add_argument("-c", "--channel", type=argtypes.non_negative_int, default=0, metavar="N",
+    adapter.add_argument("-c", "--channel", type=argtypes.non_negative_int, default=0,
+                         metavar="N",
                          help="TouCAN index: 0 is the first adapter plugged in (default: 0)")
     adapter.add_argument("-b", "--bitrate", type=argtypes.bitrate, default=500000,
                          help=f"bit rate in bit/s, one of {BITRATES} (default: 500000)")
