@@ -355,3 +355,40 @@ def test_a_connection_already_gone_does_not_keep_a_socketcand_client_out():
         server.stop("test")
         thread.join(10)
     assert result["code"] == EXIT_OK
+
+
+def test_each_consumer_builds_itself_from_its_own_flags(tmp_path):
+    """The serving flags reach the bus as sink factories (sinks.registry): each consumer reads
+    its own flags, checks them at once, and is built from them and the bus when it starts."""
+    import logging
+
+    from cancorder.cli import build_parser
+    from cancorder.commands import _server_args as sa
+    from cancorder.errors import UsageError
+    from cancorder.sinks.base import BusInfo
+    from cancorder.sinks.printer import FramePrinter
+    from cancorder.sinks.recorder import Recorder
+    from cancorder.sinks.socketcand import SocketcandServer
+
+    parse = build_parser().parse_args
+    paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
+    options = sa.bus_options(parse(["serve", "-v", "--socketcand", "127.0.0.1:0",
+                                    "--allow-transmit", "--listen-only", "--record", paths[0],
+                                    "--record", paths[1]]))
+    assert options.transmit_flag == "--allow-transmit" and options.listen_only
+    info = BusInfo(name="engine", channel="can0", log_channel="can0", interface="socketcan",
+                   bitrate="500000", port=1, txt={"process": "cancorder serve"},
+                   source=ScriptedSource([]), log=logging.getLogger("test"), listen_only=True)
+    sinks = [make(info, ServerOptions()) for make in options.sinks]
+    assert [type(sink) for sink in sinks] == [FramePrinter, SocketcandServer, Recorder, Recorder]
+    scd = sinks[1]
+    assert (scd.bus_name, scd.bind, scd.port) == ("can0", "127.0.0.1", 0)
+    assert scd.transmit_networks is None  # --listen-only wins over --allow-transmit
+    assert [sink.options.path for sink in sinks[2:]] == paths
+    # no consumer flag, no sink; mock-uds's -v narrates instead of printing frames
+    assert sa.bus_options(parse(["serve"])).sinks == []
+    assert sa.bus_options(parse(["mock-uds", "-v"])).sinks == []
+    with pytest.raises(UsageError, match="--allow-transmit are socketcand options"):
+        sa.bus_options(parse(["serve", "--allow-transmit"]))
+    with pytest.raises(UsageError, match="--mqtt-spool needs --mqtt URL"):
+        sa.bus_options(parse(["serve", "--mqtt-spool", str(tmp_path)]))
