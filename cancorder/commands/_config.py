@@ -23,7 +23,8 @@ from . import _server_args as sa
 
 DEFAULT_SOURCE = "python-can"
 #: keys of a bus table that are no flag
-BUS_KEYS = ("name", "source")
+NAME_KEY, SOURCE_KEY = "name", "source"
+BUS_KEYS = (NAME_KEY, SOURCE_KEY)
 #: a process flag's value may also be written as a table of this one key ([metrics] listen = ...)
 TABLE_KEY = "listen"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -108,9 +109,9 @@ def resolve(document, path, sources):
     for key, value in document.items():
         if key in process_table:
             process_values[key] = _table_value(key, value, where)
-        elif key == BUS_KEYS[0]:
+        elif key == NAME_KEY:
             raise ConfigError(f"{where}: {key} belongs in a [[bus]] table, not at the top level")
-        elif key in known_anywhere or key == BUS_KEYS[1]:
+        elif key in known_anywhere or key == SOURCE_KEY:
             defaults[key] = value
         else:
             raise ConfigError(f"{where}: unknown key {key}{_suggest(key, known_anywhere)}")
@@ -149,10 +150,10 @@ class _Listen:
 
 def _resolve_bus(index, raw, defaults, process_argv, where, sources):
     raw = {_key(k): v for k, v in raw.items()}
-    given_name = raw.get("name")
+    given_name = raw.get(NAME_KEY)
     label = f'bus "{given_name}"' if isinstance(given_name, str) else f"bus {index}"
     here = f"{where}, {label}"
-    source_name = raw.get("source", defaults.get("source", DEFAULT_SOURCE))
+    source_name = raw.get(SOURCE_KEY, defaults.get(SOURCE_KEY, DEFAULT_SOURCE))
     if source_name not in sources:
         raise ConfigError(f"{here}: source {_shown(source_name)}: choose one of "
                           + ", ".join(sources))
