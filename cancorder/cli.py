@@ -6,6 +6,7 @@ exit (the traceback only with --debug). Heavy imports (can, zeroconf, rich) happ
 subcommands, so ``--help`` stays fast.
 """
 import argparse
+import dataclasses
 import importlib
 import sys
 
@@ -39,7 +40,31 @@ class _VersionAction(argparse.Action):
 
 class _Parser(argparse.ArgumentParser):
     """argparse's own errors become one line, like every other usage error: the message and
-    where to read more (``see cancorder serve --help``), exit 2, no usage block."""
+    where to read more (``see cancorder serve --help``), exit 2, no usage block.
+
+    It keeps the flags it is given (by ``add_argument``, on itself or one of its argument
+    groups, or from its parents) in ``flags``: the keys a config file reads against. Those a
+    config file sets at its top level are also in ``process_flags``; those that only make
+    sense on a command line (--config, --debug...) in ``command_line_flags``.
+    """
+
+    def __init__(self, *args, parents=(), **kwargs):
+        self.flags = []
+        self.process_flags = []
+        self.command_line_flags = []
+        super().__init__(*args, parents=parents, **kwargs)
+        for parent in parents:
+            self.flags += parent.flags
+            self.process_flags += parent.process_flags
+            self.command_line_flags += parent.command_line_flags
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        self.flags.append(action)
+        return action
+
+    def add_argument_group(self, *args, **kwargs):
+        return _Group(super().add_argument_group(*args, **kwargs), self.flags)
 
     def error(self, message):
         from .errors import UsageError
@@ -47,26 +72,61 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+class _Group:
+    """An argument group of a _Parser: tells the parser of every flag added to it, and is the
+    group it wraps for everything else (argparse's own use of it too)."""
+
+    def __init__(self, group, flags):
+        self.group = group
+        self.flags = flags
+
+    def __getattr__(self, name):
+        return getattr(self.group, name)
+
+    def add_argument(self, *args, **kwargs):
+        action = self.group.add_argument(*args, **kwargs)
+        self.flags.append(action)
+        return action
+
+
 def build_parser():
+    return _build()[0]
+
+
+def _build():
+    """The whole command line, and its registry of sources (source kind -> SourceKind with its
+    command's parser: what a config file's buses may be, gathered from the commands' SOURCES).
+    Every subparser's defaults hold ``command_parser`` (its own parser) and ``sources``."""
     common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks instead of one-line errors")
-    common.add_argument("--log-format", choices=("human", "json"), default=argparse.SUPPRESS,
-                        help="human: timestamped lines (the default); json: one JSON object "
-                             "per line (time, level, bus, event, message, fields) for journald, "
-                             "Loki or any collector")
+    common.command_line_flags.append(
+        common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks instead of one-line errors"))
+    common.process_flags.append(
+        common.add_argument("--log-format", choices=("human", "json"),
+                            default=argparse.SUPPRESS,
+                            help="human: timestamped lines (the default); json: one JSON "
+                                 "object per line (time, level, bus, event, message, fields) "
+                                 "for journald, Loki or any collector"))
     parser = _Parser(
         prog="cancorder", parents=[common],
         description="CAN bus logger proxy: streams CAN frames over TCP in the ECUconnect "
                     "Logger format, advertised over Zeroconf.")
     parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(title="subcommands", metavar="COMMAND")
+    sources = {}
     for name in COMMANDS:
-        importlib.import_module(f".commands.{name}", __package__).add_subparser(
-            subparsers, common)
+        module = importlib.import_module(f".commands.{name}", __package__)
+        command_parser = module.add_subparser(subparsers, common)
+        for kind, source in module.SOURCES.items():
+            sources[kind] = dataclasses.replace(source, parser=command_parser)
     for sub in subparsers.choices.values():
-        sub.set_defaults(command_parser=sub)
-    return parser
+        sub.set_defaults(command_parser=sub, sources=sources)
+    return parser, sources
+
+
+def serving_sources():
+    """source kind -> _server_args.SourceKind (with its command's parser), for this build."""
+    return _build()[1]
 
 
 def _parse(parser, argv):

@@ -14,14 +14,15 @@ import logging
 import threading
 import time
 
-from . import sinks as sinks_module
 from ._fast import broadcast
+from .access import peer_allowed
 from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLostError, \
     UsageError
 from .listeners import open_listeners
 from .protocol import RETRY_FIRST, RETRY_MAX
 from .report import plural
 from .signals import stop_on_signals
+from .sinks.base import BusInfo
 from .sources.base import ClientGate
 
 READ_TIMEOUT = 0.1  # a bounded read keeps shutdown prompt
@@ -45,21 +46,19 @@ class BusOptions:
     zeroconf: bool = True
     service_name: str = None
     process: str = "cancorder serve"
-    record: list = dataclasses.field(default_factory=list)  # recording.RecordOptions each
     allow: list = dataclasses.field(default_factory=list)  # client networks; empty: everyone
-    socketcand: tuple = None  # (host or None, port): serve socketcand's raw mode too
-    beacon: bool = True  # socketcand's UDP discovery beacon
-    allow_transmit: bool = False  # socketcand clients may send frames to the bus
     listen_only: bool = False  # the bus is opened listen-only: nothing is ever transmitted
-    mqtt: object = None  # mqtt.publisher.MqttOptions: publish every batch to a broker (--mqtt)
-    print_frames: bool = None  # -v for this bus only (None: as ServerOptions.print_frames)
+    # the consumers besides the ECUconnect clients: factory(bus_info, server_options) ->
+    # RecordSink each, made by sinks.registry from the consumers' flags
+    sinks: list = dataclasses.field(default_factory=list)
+    transmit_flag: str = None  # the flag by which a consumer may put frames on the bus, if given
 
 
 @dataclasses.dataclass
 class ServerOptions:
     """What holds for the whole process."""
 
-    print_frames: bool = False  # -v: a candump line per frame on stdout
+    print_frames: bool = False  # -v: the status lines too (its frames: sinks/printer.py)
     stats: bool = False  # a status line every stats_interval (also shown with print_frames)
     stats_interval: float = 2.0
     drain_timeout: float = 3.0
@@ -75,28 +74,6 @@ class _BusLog(logging.LoggerAdapter):
     def process(self, msg, kwargs):
         kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
         return msg, kwargs
-
-
-@dataclasses.dataclass
-class BusInfo:
-    """What a RecordSink may know of the bus it serves (handed to ``start``)."""
-
-    name: str
-    channel: str
-    log_channel: str  # the channel written in candump lines and log files (can0 by default)
-    interface: str
-    bitrate: str
-    port: int
-    txt: dict
-    source: object  # for transmit; a sink never reads from it
-    log: logging.LoggerAdapter
-    # serve(listeners, protocol) -> (core, service): a sink that speaks a protocol to clients
-    # (socketcand) has the bus's connection core serve it on its listeners: accept, --allow,
-    # limits over every protocol, buffers, drops (_fast/broadcast)
-    serve: object = None
-    # failed(what, exc): a sink whose thread died of something unexpected says so here; the
-    # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
-    failed: object = None
 
 
 class Bus:
@@ -133,10 +110,10 @@ class Bus:
 
     def open(self, server_options):
         """Open the source and bind the listener (errors here are the user's to fix)."""
-        if self.options.allow_transmit and not self.options.listen_only and \
+        if self.options.transmit_flag and not self.options.listen_only and \
                 not self.source.can_transmit:
-            raise UsageError(f"--allow-transmit: {self.source.description} cannot transmit "
-                             "(only adapters can: serve, touCAN)")
+            raise UsageError(f"{self.options.transmit_flag}: {self.source.description} cannot "
+                             "transmit (only adapters can: serve, touCAN)")
         self.source.use_clients(ClientGate(self._client_count, self._wait_for_client,
                                            self._wait_drained))
         self.source.open()
@@ -166,7 +143,7 @@ class Bus:
         if self.options.zeroconf:
             self._advertise()
         info = self.info()
-        self.sinks = sinks_module.build_sinks(self.options, server_options, info)
+        self.sinks = [make(info, server_options) for make in self.options.sinks]
         for sink in self.sinks:
             sink.start(info)
         self._start_thread(self._pump, f"source {self.name}")
@@ -177,7 +154,8 @@ class Bus:
                        log_channel=self.options.name or "can0",
                        interface=txt.get("interface", ""), bitrate=txt.get("bitrate", ""),
                        port=self.port, txt=txt, source=self.source, log=self.log,
-                       serve=self._serve_protocol, failed=self._consumer_failed)
+                       serve=self._serve_protocol, failed=self._consumer_failed,
+                       listen_only=self.options.listen_only)
 
     def txt(self):
         from .discovery import short_hostname
@@ -299,8 +277,6 @@ class Bus:
     def admit(self, address):
         """None to accept a client of any protocol, or why it is refused (a log line); the
         limits are the connection core's."""
-        from .socketcand import peer_allowed
-
         allow = self.options.allow
         if allow and not peer_allowed(address, allow):
             return "outside --allow " + ", ".join(str(n) for n in allow)

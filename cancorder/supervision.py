@@ -40,7 +40,7 @@ def snapshot_of(bus, now=None):
             (f", for {now - since:.0f} s" if since is not None else "")
     sinks = {}
     for sink in bus.sinks:
-        name = getattr(sink, "metrics_name", None) or type(sink).__name__.lower()
+        name = sink.metrics_name or type(sink).__name__.lower()
         stats = sink.stats()
         if name in sinks:  # two sinks of one kind on a bus (--record twice): their sum
             merged = sinks[name]
@@ -52,7 +52,7 @@ def snapshot_of(bus, now=None):
     return BusSnapshot(
         name=bus.name, up=up, down_reason=reason, frames_received=counters.received,
         frames_sent=counters.frames, bytes_sent=b.bytes_sent if b is not None else 0,
-        clients=b.client_count if b is not None else 0,
+        clients=b.main_clients if b is not None else 0,  # ECUconnect's (socketcand: its own)
         clients_dropped_lag=b.clients_dropped_lag if b is not None else 0,
         reopens=bus.reopens,
         seconds_since_frame=(now - bus.last_frame) if bus.last_frame is not None else math.nan,
@@ -122,7 +122,7 @@ class ServiceMonitor:
             rate = (frames - self._last_frames) / max(now - self._last_status, 1e-9)
         self._last_frames, self._last_status = frames, now
         up = sum(1 for bus in self.buses if bus.up)
-        clients = sum(bus.broadcaster.client_count for bus in self.buses
+        clients = sum(bus.broadcaster.main_clients for bus in self.buses
                       if bus.broadcaster is not None)
         ok, line = health(self.snapshot())
         text = (f"{up}/{len(self.buses)} buses up, {rate:,.0f} frames/s, "

@@ -133,3 +133,143 @@ def test_the_rules_can_fail():
     """The checker sees imports at all (a broken walker would pass every rule)."""
     assert "cancorder._fast.wire" in GRAPH["cancorder.sources.base"]
     assert "cancorder.server" in GRAPH["cancorder.commands._server_args"]
+
+
+# ---- issue 21: no import circle, consumers apart, config through the public parsers ----
+
+def _module_edges():
+    """module -> the cancorder modules it imports (names inside modules dropped). Importing a
+    package's module imports the package too (its __init__ runs first), except for a package
+    the importer lives in (its __init__ ran already, whatever it imports)."""
+    edges = {}
+    for module, targets in GRAPH.items():
+        found = set()
+        for target in targets:
+            while target and target not in GRAPH:
+                target = target.rpartition(".")[0]  # cancorder.sinks.base.RecordSink -> module
+            parts = target.split(".")
+            found.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        edges[module] = {t for t in found if t != module and not module.startswith(t + ".")}
+    return edges
+
+
+def _cycles(edges):
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(edges.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    """Computed from every import of every module (lazy ones inside functions too)."""
+    assert _cycles(_module_edges()) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+CONSUMERS = {m for m in GRAPH if m.startswith("cancorder.sinks.")} - {
+    "cancorder.sinks.base", "cancorder.sinks.registry"}
+
+
+def test_consumers_import_no_other_consumer():
+    assert len(CONSUMERS) >= 4  # printer, recorder, socketcand, mqtt
+    edges = _module_edges()
+    assert sorted((m, t) for m in CONSUMERS for t in edges[m] if t in CONSUMERS - {m}) == []
+
+
+def test_the_server_imports_only_the_sinks_interface():
+    edges = _module_edges()
+    assert {t for t in edges["cancorder.server"] if t.startswith("cancorder.sinks")} == {
+        "cancorder.sinks", "cancorder.sinks.base"}
+    # nor does the interface import a consumer or the registry
+    assert {t for t in edges["cancorder.sinks.base"] if t.startswith("cancorder.")} <= {
+        "cancorder.sinks"}
+
+
+def _flag_names():
+    """Every spelling of every flag of the serving commands: option strings, keys, dests."""
+    from cancorder.cli import serving_sources
+
+    names = set()
+    for source in serving_sources().values():
+        for action in source.parser.flags:
+            names.update(action.option_strings)
+            names.update(s.lstrip("-").replace("-", "_") for s in action.option_strings)
+            names.update(s.lstrip("-") for s in action.option_strings)
+            names.add(action.dest)
+    names.discard("help")  # --help is argparse's, named by nobody
+    return names
+
+
+CONFIG = "cancorder.commands._config"
+
+
+def _named_in(module):
+    """The strings and attribute names a module's code holds."""
+    path = dict(_modules())[module]
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.add(node.value)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+    return found
+
+
+def test_the_config_module_names_no_flag():
+    flags = _flag_names()
+    assert {"--metrics", "port", "mqtt_spool", "auto", "verbose"} <= flags  # it sees them
+    assert sorted(_named_in(CONFIG) & flags) == []
+
+
+def _argparse_private_names():
+    """argparse's private names: its module's and its parsers', groups' and actions'."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    group = parser.add_argument_group("g")
+    objects = (argparse, parser, group, parser.add_argument("--x"),
+               parser.add_subparsers())
+    return {name for thing in objects for name in dir(thing)
+            if name.startswith("_") and not name.startswith("__")}
+
+
+def test_no_private_argparse_attribute_is_used():
+    private = _argparse_private_names()
+    assert {"_actions", "_defaults", "_SubParsersAction", "_StoreConstAction"} <= private
+    found = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+            name = node.attr if isinstance(node, ast.Attribute) else \
+                node.args[1].value if isinstance(node, ast.Call) and \
+                getattr(node.func, "id", None) == "getattr" and len(node.args) > 1 and \
+                isinstance(node.args[1], ast.Constant) else None
+            if name in private:
+                found.append(f"{module}:{node.lineno} {name}")
+    assert found == []

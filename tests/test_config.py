@@ -6,15 +6,16 @@ import textwrap
 
 import pytest
 
-from cancorder import config
-from cancorder.commands import _server_args as sa
+from cancorder import argtypes
+from cancorder.cli import serving_sources
+from cancorder.commands import _config as config
 from cancorder.errors import ConfigError
 from tests.helpers import ROOT, cancorder_env
 
 
 @pytest.fixture(scope="module")
 def parsers():
-    return config.serving_parsers()
+    return serving_sources()
 
 
 def write(tmp_path, text, name="cancorder.toml"):
@@ -65,15 +66,15 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
         channel = 1
         bitrate = 125000
         """, parsers)
-    assert cfg.metrics == ("127.0.0.1", 9100)
+    assert cfg.args.metrics == ("127.0.0.1", 9100)
     powertrain, sim, body = cfg.buses
-    # the same Namespace the command line gives
-    cli = parsers["serve"].parse_args(
+    # the same Namespace the command line gives (the process flags of the file included)
+    cli = parsers["python-can"].parser.parse_args(
         ["-i", "slcan", "-c", "socket://127.0.0.1:5000", "-b", "250000", "--filter", "7E8:7FF",
          "--filter", "18DAF110:1FFFFFFF", "--opt", "sleep_after_open=0", "--client-buffer",
          "512K", "--no-zeroconf", "--data-bitrate", "2000000", "--fd", "--listen-only",
          "--timestamps", "host", "-p", "42500", "--bind", "127.0.0.1", "--service-name",
-         "car-powertrain", "--max-clients", "8"])
+         "car-powertrain", "--max-clients", "8", "--metrics", "127.0.0.1:9100"])
     for key, value in vars(cli).items():
         if key not in ("func", "debug"):
             assert getattr(powertrain.args, key) == value, key
@@ -86,7 +87,7 @@ def test_bus_keys_resolve_like_the_flags(tmp_path, parsers):
 
 def test_a_new_flag_is_a_config_key_without_new_code(tmp_path, parsers):
     # the recording flags came after the config file, and are keys of it without new code
-    parsers = config.serving_parsers()
+    parsers = serving_sources()
     cfg = load(tmp_path, """
         [[bus]]
         channel = "can0"
@@ -185,7 +186,7 @@ def test_describe_is_toml_that_loads_back_the_same(tmp_path, parsers):
         """, parsers)
     text = config.describe(cfg)
     again = config.load(write(tmp_path, text, "again.toml"), parsers)
-    assert again.metrics == cfg.metrics == ("", 9100)
+    assert again.args.metrics == cfg.args.metrics == ("", 9100)
     for first, second in zip(cfg.buses, again.buses):
         assert vars(first.args) == vars(second.args)
     assert "zeroconf = false" in text and "client_buffer = 4194304" in text
@@ -222,13 +223,13 @@ def test_bus_flags_beside_config_are_refused(tmp_path):
 
 
 def test_listen_address_parser():
-    assert sa.listen_address("9100") == ("", 9100)
-    assert sa.listen_address("127.0.0.1:9100") == ("127.0.0.1", 9100)
-    assert sa.listen_address("[::1]:9100") == ("::1", 9100)
-    assert sa.listen_address("localhost:80") == ("localhost", 80)
+    assert argtypes.listen_address("9100") == ("", 9100)
+    assert argtypes.listen_address("127.0.0.1:9100") == ("127.0.0.1", 9100)
+    assert argtypes.listen_address("[::1]:9100") == ("::1", 9100)
+    assert argtypes.listen_address("localhost:80") == ("localhost", 80)
     for bad in ("", "x", "1.2.3.4:", "1:2:3", "99999"):
         with pytest.raises(argparse.ArgumentTypeError):
-            sa.listen_address(bad)
+            argtypes.listen_address(bad)
 
 
 def test_the_readme_example_is_a_valid_config(tmp_path, parsers):
@@ -243,9 +244,15 @@ def test_the_readme_example_is_a_valid_config(tmp_path, parsers):
 def test_verbose_prints_frames_of_every_bus_but_the_narrating_simulator(tmp_path, parsers):
     cfg = load(tmp_path, 'verbose = true\n[[bus]]\nchannel = "can0"\n'
                          '[[bus]]\nsource = "mock-uds"\n', parsers)
+    from cancorder.sinks.printer import FramePrinter
+
     serve_bus, sim_bus = config.build_buses(cfg)
-    assert serve_bus.options.print_frames is True
-    assert sim_bus.options.print_frames is False
+
+    def printers(bus):  # the sinks the bus will build (a printer needs nothing of the bus)
+        return [make(None, None) for make in bus.options.sinks]
+
+    assert [type(sink) for sink in printers(serve_bus)] == [FramePrinter]
+    assert printers(sim_bus) == []
     assert sim_bus.source.narrate is not None  # -v narrates the scenario instead
 
 

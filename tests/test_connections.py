@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cancorder import socketcand
+from cancorder.sinks import socketcand
 from tests.helpers import ROOT, cancorder_env
 
 LISTENERS = ["ecuconnect", "socketcand"]
@@ -332,7 +332,7 @@ def test_a_socketcand_client_that_never_reaches_raw_mode_is_closed(fast, monkeyp
 EMFILE_SCRIPT = textwrap.dedent("""
     import resource, socket, sys, threading, time
     import cancorder._fast as fast_package
-    from cancorder import socketcand
+    from cancorder.sinks import socketcand
 
     fast = fast_package.variant(sys.argv[1])
     kind = sys.argv[2]

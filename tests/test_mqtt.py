@@ -304,7 +304,8 @@ def test_publisher_counts_what_a_full_spool_dropped_in_its_stats(tmp_path, caplo
 
 
 def test_config_buses_need_their_own_spool_folders(tmp_path):
-    from cancorder import config
+    from cancorder.cli import serving_sources
+    from cancorder.commands import _config as config
     from cancorder.errors import ConfigError
 
     path = tmp_path / "two.toml"
@@ -312,8 +313,8 @@ def test_config_buses_need_their_own_spool_folders(tmp_path):
                     '[[bus]]\nname = "a"\nchannel = "can0"\n'
                     '[[bus]]\nname = "b"\nchannel = "can1"\n')
     with pytest.raises(ConfigError, match=r'bus "b": mqtt_spool "/var/spool/x" is also bus "a"'):
-        config.load(str(path))
+        config.load(str(path), serving_sources())
     path.write_text(path.read_text().replace('name = "b"', 'name = "b"\nmqtt_spool = "/y"'))
-    buses = config.load(str(path)).buses
+    buses = config.load(str(path), serving_sources()).buses
     assert [b.args.mqtt for b in buses] == ["mqtt://broker/fleet/{channel}"] * 2
     assert [b.args.mqtt_spool for b in buses] == ["/var/spool/x", "/y"]

@@ -213,11 +213,13 @@ def test_recording_bytes_files_errors_on_the_metrics_page(emulators, tmp_path):
     """Issue 13's recording metrics, from a real --record (two of them on one bus: their sum):
     bytes equal to the files on disk, files, frames, errors."""
     from cancorder.logfiles.rotation import RecordOptions
+    from cancorder.sinks.recorder import Recorder
 
     emu = emulators()
     paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
-    running = RunningServer([slcan_bus(emu, "engine",
-                                       record=[RecordOptions(p) for p in paths])],
+    recorders = [lambda bus, server_options, path=path: Recorder(RecordOptions(path))
+                 for path in paths]
+    running = RunningServer([slcan_bus(emu, "engine", sinks=recorders)],
                             metrics=("127.0.0.1", 0))
     try:
         running.wait_serving()

@@ -13,7 +13,7 @@ from cancorder.errors import UsageError
 from cancorder.logfiles.formats import log_format
 from cancorder.logfiles.naming import PART
 from cancorder.logfiles.rotation import RecordOptions, RotatingLog, check_record_options
-from cancorder.sinks import Recorder
+from cancorder.sinks.recorder import Recorder
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
 

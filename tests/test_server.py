@@ -200,10 +200,9 @@ def test_the_shared_rate_limit_says_how_many_it_held_back():
     assert not limit.filter(record("unplugged", rate_key="r", rate_interval=60.0))
 
 
-def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1(monkeypatch):
+def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1():
     """A sink's bug must not leave a process that serves on without it and later exits 0."""
-    from cancorder import sinks
-    from cancorder.sinks import RecordSink
+    from cancorder.sinks.base import RecordSink
 
     class CrashingSink(RecordSink):
         def start(self, bus):
@@ -218,9 +217,10 @@ def test_a_consumer_whose_thread_crashes_stops_the_server_with_exit_1(monkeypatc
             except ValueError as exc:
                 self.bus.failed("the test consumer", exc)
 
-    monkeypatch.setattr(sinks, "build_sinks", lambda *args: [CrashingSink()])
     source = ScriptedSource([record(0x123)])
-    server, bus = make_server(source)
+    bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=free_port(),
+                                 sinks=[lambda bus, server_options: CrashingSink()]))
+    server = Server([bus], ServerOptions())
     thread, result = run_in_thread(server)
     thread.join(10)
     assert result["code"] == EXIT_FAILURE
@@ -247,7 +247,7 @@ def test_bad_usage_raises_a_usage_error_exit_2_before_anything_is_served():
         taken.close()
     source = ScriptedSource([record(0x123)])
     bus = Bus(source, BusOptions(bind="127.0.0.1", zeroconf=False, port=free_port(),
-                                 allow_transmit=True))
+                                 transmit_flag="--allow-transmit"))
     with pytest.raises(UsageError) as error:
         Server([bus], ServerOptions()).run()
     assert error.value.exit_code == 2 and "cannot transmit" in str(error.value)
@@ -260,14 +260,14 @@ def test_the_client_limit_flags_reach_the_served_bus():
     from cancorder.cli import build_parser
     from cancorder.commands import _server_args as sa
 
-    defaults = sa.bus_options(build_parser().parse_args(["serve"]), "cancorder serve")
+    defaults = sa.bus_options(build_parser().parse_args(["serve"]))
     assert (defaults.max_clients_per_host, defaults.client_buffer_total) == (32, 64 << 20)
     args = build_parser().parse_args(["serve", "--bind", "127.0.0.1", "--no-zeroconf",
                                       "--port", str(free_port()), "--max-clients-per-host", "1",
                                       "--client-buffer", "1M", "--client-buffer-total", "2M"])
     both_in = threading.Event()
     source = ScriptedSource([lambda: record(0x7E8) if both_in.wait(10) else b""])
-    bus = Bus(source, sa.bus_options(args, "cancorder serve"))
+    bus = Bus(source, sa.bus_options(args))
     server = Server([bus], ServerOptions())
     thread, result = run_in_thread(server)
     first = connect(bus)
@@ -329,10 +329,14 @@ def test_a_connection_already_gone_does_not_keep_a_socketcand_client_out():
     """--max-clients counts both protocols. An ECUconnect client that closed on a quiet bus
     (nothing sent to it since, so no failed send says it is gone) must not hold the place a
     socketcand client asks for."""
+    from cancorder.cli import build_parser
+    from cancorder.commands import _server_args as sa
+
     scd_port = free_port()
-    bus = Bus(ScriptedSource([]), BusOptions(
-        bind="127.0.0.1", zeroconf=False, port=free_port(), max_clients=1,
-        socketcand=("127.0.0.1", scd_port), beacon=False))
+    args = build_parser().parse_args([
+        "serve", "--bind", "127.0.0.1", "--no-zeroconf", "--port", str(free_port()),
+        "--max-clients", "1", "--socketcand", f"127.0.0.1:{scd_port}", "--no-beacon"])
+    bus = Bus(ScriptedSource([]), sa.bus_options(args))
     server = Server([bus], ServerOptions())
     thread, result = run_in_thread(server)
     try:
@@ -351,3 +355,40 @@ def test_a_connection_already_gone_does_not_keep_a_socketcand_client_out():
         server.stop("test")
         thread.join(10)
     assert result["code"] == EXIT_OK
+
+
+def test_each_consumer_builds_itself_from_its_own_flags(tmp_path):
+    """The serving flags reach the bus as sink factories (sinks.registry): each consumer reads
+    its own flags, checks them at once, and is built from them and the bus when it starts."""
+    import logging
+
+    from cancorder.cli import build_parser
+    from cancorder.commands import _server_args as sa
+    from cancorder.errors import UsageError
+    from cancorder.sinks.base import BusInfo
+    from cancorder.sinks.printer import FramePrinter
+    from cancorder.sinks.recorder import Recorder
+    from cancorder.sinks.socketcand import SocketcandServer
+
+    parse = build_parser().parse_args
+    paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
+    options = sa.bus_options(parse(["serve", "-v", "--socketcand", "127.0.0.1:0",
+                                    "--allow-transmit", "--listen-only", "--record", paths[0],
+                                    "--record", paths[1]]))
+    assert options.transmit_flag == "--allow-transmit" and options.listen_only
+    info = BusInfo(name="engine", channel="can0", log_channel="can0", interface="socketcan",
+                   bitrate="500000", port=1, txt={"process": "cancorder serve"},
+                   source=ScriptedSource([]), log=logging.getLogger("test"), listen_only=True)
+    sinks = [make(info, ServerOptions()) for make in options.sinks]
+    assert [type(sink) for sink in sinks] == [FramePrinter, SocketcandServer, Recorder, Recorder]
+    scd = sinks[1]
+    assert (scd.bus_name, scd.bind, scd.port) == ("can0", "127.0.0.1", 0)
+    assert scd.transmit_networks is None  # --listen-only wins over --allow-transmit
+    assert [sink.options.path for sink in sinks[2:]] == paths
+    # no consumer flag, no sink; mock-uds's -v narrates instead of printing frames
+    assert sa.bus_options(parse(["serve"])).sinks == []
+    assert sa.bus_options(parse(["mock-uds", "-v"])).sinks == []
+    with pytest.raises(UsageError, match="--allow-transmit are socketcand options"):
+        sa.bus_options(parse(["serve", "--allow-transmit"]))
+    with pytest.raises(UsageError, match="--mqtt-spool needs --mqtt URL"):
+        sa.bus_options(parse(["serve", "--mqtt-spool", str(tmp_path)]))

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from cancorder import config, service
+from cancorder import service
+from cancorder.cli import serving_sources
+from cancorder.commands import _config as config
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -103,7 +105,7 @@ def test_install_writes_files_and_keeps_an_existing_config(tmp_path):
     assert (root / "etc/udev/rules.d/60-cancorder.rules").exists()
     assert "systemctl enable --now cancorder@bench" in out
     # the example config is a valid config
-    assert [b.name for b in config.load(str(conf)).buses] == ["powertrain", "body"]
+    assert [b.name for b in config.load(str(conf), serving_sources()).buses] == ["powertrain", "body"]
     conf.write_text("# mine\n")
     root, out = installed(tmp_path)
     assert conf.read_text() == "# mine\n" and "kept " in out

@@ -9,8 +9,9 @@ import types
 
 import pytest
 
-from cancorder import socketcand
+from cancorder import access
 from cancorder._fast.broadcast import Broadcaster
+from cancorder.sinks import socketcand
 from cancorder._fast.wire import pack_frame
 from cancorder.errors import TransmitError, UsageError
 from cancorder.sources.base import Source
@@ -144,7 +145,7 @@ def make_server():
         core = Broadcaster([], client_buffer=client_buffer, log=log_event)
         allow = kwargs.get("allow")
         if allow:  # as a bus does: --allow is checked by the core for every protocol
-            core.admit = lambda address: None if socketcand.peer_allowed(address, allow) \
+            core.admit = lambda address: None if access.peer_allowed(address, allow) \
                 else "outside --allow " + ", ".join(str(n) for n in allow)
         thread = threading.Thread(target=core.run, daemon=True)
         thread.start()
@@ -301,14 +302,14 @@ def test_transmit_needs_the_peer_inside_allow(make_server):
 
 
 def test_peer_allowed_handles_v4_mapped_and_v6():
-    nets = socketcand.parse_networks(["192.168.1.0/24", "fd00::/8"])
-    assert socketcand.peer_allowed(("192.168.1.7", 1), nets)
-    assert socketcand.peer_allowed(("::ffff:192.168.1.7", 1, 0, 0), nets)
-    assert socketcand.peer_allowed(("fd00::5", 1, 0, 0), nets)
-    assert not socketcand.peer_allowed(("127.0.0.1", 1), nets)
-    assert socketcand.peer_allowed(("127.0.0.1", 1), [])
+    nets = access.parse_networks(["192.168.1.0/24", "fd00::/8"])
+    assert access.peer_allowed(("192.168.1.7", 1), nets)
+    assert access.peer_allowed(("::ffff:192.168.1.7", 1, 0, 0), nets)
+    assert access.peer_allowed(("fd00::5", 1, 0, 0), nets)
+    assert not access.peer_allowed(("127.0.0.1", 1), nets)
+    assert access.peer_allowed(("127.0.0.1", 1), [])
     with pytest.raises(UsageError, match="--allow 300.1.1.1/8: expected a network"):
-        socketcand.parse_networks(["300.1.1.1/8"])
+        access.parse_networks(["300.1.1.1/8"])
 
 
 def test_bus_name_must_be_one_printable_word():
@@ -368,7 +369,12 @@ def test_thousands_of_opens_and_connections(make_server):
     wait(lambda: server.client_count == 1)
     server.put(frames(5))
     assert len(good.elements(5)) == 5
-    assert server.clients_accepted == 302
+    # every connection was taken; on a loaded machine a few of the storm may find 32 from this
+    # host not yet seen closing: those are refused by --max-clients-per-host, never lost
+    refused = [text for _, text in server.log if "refused" in text]
+    assert server.clients_accepted + len(refused) == 302
+    assert all("--max-clients-per-host 32" in text for text in refused), refused[:3]
+    assert len(refused) < 100
 
 
 def test_a_client_that_never_reads_is_dropped_the_others_get_everything(make_server):

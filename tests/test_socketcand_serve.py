@@ -413,10 +413,11 @@ no_beacon = true
 def test_socketcand_alone_means_socketcands_port_on_every_serving_command(command):
     """``--socketcand`` without a value: socketcand's own port 29536, on every address
     (``--bind``'s); with one, that port or address (0: any free port)."""
-    from cancorder import config
-    from cancorder.socketcand import DEFAULT_PORT
+    from cancorder.cli import serving_sources
+    from cancorder.sinks.socketcand import DEFAULT_PORT
 
-    parser = config.serving_parsers()[command]
+    parser = {source.parser.prog.split()[-1]: source.parser
+              for source in serving_sources().values()}[command]
     required = {"serve": ["-i", "slcan", "-c", "x"], "replay": ["x.blf"],
                 "relay": ["mqtt://127.0.0.1"]}.get(command, [])
     assert parser.parse_args(required).socketcand is None

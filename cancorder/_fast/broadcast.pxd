@@ -110,7 +110,7 @@ cdef class Broadcaster:
     @cython.locals(size=Py_ssize_t)
     cdef _release(self, Client client)
     cdef _reap(self)
-    cdef _read(self, Client client)
+    cdef bint _read(self, Client client)
     @cython.locals(phase=Py_ssize_t)
     cdef _drop_laggard(self, Client client, unqueued, str why)
     @cython.locals(size=Py_ssize_t)

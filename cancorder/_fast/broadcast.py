@@ -735,7 +735,12 @@ class Broadcaster:
         exactly like that)."""
         for key, mask in self._selector.select(0):
             if isinstance(key.data, Client) and mask & _READ:
-                self._read(key.data)
+                client = key.data
+                # a client's last command and its EOF may need two reads: read on, so that
+                # one that sent a command and left is seen as gone
+                for _ in range(4):
+                    if not self._read(client) or client.closed or client.half_closed:
+                        break
         for client in list(self._clients.values()):
             if not client.half_closed:
                 continue
@@ -750,21 +755,24 @@ class Broadcaster:
                                     "to make room")
 
     def _read(self, client):
+        """Read what a client sent (True if anything came): its session's commands, or
+        nothing that matters; its EOF; or its end."""
         try:
             data = client.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self._close(client, f"disconnected ({exc.strerror or exc})")
-            return
+            return False
         if not data:
             # EOF: the client sends nothing more, but may well go on reading (nc -N)
             client.half_closed = True
             client.sent_at_eof = client.sent
             self._watch(client, bool(client.backlog))
-            return
+            return False
         if client.session is not None and not client.close_when_sent and not client.finishing:
             client.session.feed(data)
+        return True
 
     def _drop_laggard(self, client, unqueued, why):
         """Drop a client that fell too far behind; ``unqueued``: data it was owed that did not

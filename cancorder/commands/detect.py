@@ -1,7 +1,10 @@
 """``cancorder detect``: the adapters (and loggers) cancorder could use, with the command for each."""
 import argparse
 
-from . import _server_args as sa
+from .. import argtypes
+
+
+SOURCES = {}  # it serves no bus: no source kind of a config file
 
 
 def add_subparser(subparsers, common):
@@ -18,9 +21,10 @@ def add_subparser(subparsers, common):
                              "kvaser, vector, ...); opt-in because it is slow")
     parser.add_argument("--network", action="store_true",
                         help="also list the ECUconnect loggers announced over Zeroconf")
-    parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
+    parser.add_argument("--browse-time", type=argtypes.seconds, default=3.0, metavar="S",
                         help="how long --network listens (default: 3 s)")
     parser.set_defaults(func=_do_detect)
+    return parser
 
 
 def _names(text):

@@ -2,8 +2,14 @@
 (played through the replay source, with replay's --speed --start --end --channel)."""
 import argparse
 
+from .. import argtypes
 from ..filters import add_filter_argument
+from ..mqtt.connection import add_login_arguments
+from ..sinks.recorder import add_record_arguments, record_options
 from . import _server_args as sa
+
+
+SOURCES = {}  # it serves no bus: no source kind of a config file
 
 
 def add_subparser(subparsers, common):
@@ -22,7 +28,7 @@ def add_subparser(subparsers, common):
                              "out to browse Zeroconf")
     parser.add_argument("--browse", action="store_true",
                         help="only list the loggers that answer on the network, then exit")
-    parser.add_argument("--browse-time", type=sa.seconds, default=3.0, metavar="S",
+    parser.add_argument("--browse-time", type=argtypes.seconds, default=3.0, metavar="S",
                         help="how long to listen for loggers (default: 3 s)")
     parser.add_argument("-f", "--format", choices=("pretty", "candump", "raw", "json"),
                         default="pretty",
@@ -30,7 +36,7 @@ def add_subparser(subparsers, common):
                              "terminal); candump: can-utils log lines; raw: xxd-style hex "
                              "dump of the records received (those --filter passes); json: "
                              "one object per line")
-    sa.add_record_arguments(parser, "-o", "--output", repeatable=True,
+    add_record_arguments(parser, "-o", "--output", repeatable=True,
                             help="also record to FILE, format by extension: .log .log.gz .asc "
                                  ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
                                  "strftime fields and {channel} {n} in the name; repeatable")
@@ -43,9 +49,9 @@ def add_subparser(subparsers, common):
                      "can0); with a log FILE, also: only this channel of a multi-channel file "
                      "(its number in an .asc/.blf, 1, 2...; its name in a .log, can1)",
         channel_metavar=None)
-    parser.add_argument("-n", "--count", type=sa.positive_int, default=None, metavar="N",
+    parser.add_argument("-n", "--count", type=argtypes.positive_int, default=None, metavar="N",
                         help="stop after N frames (after --filter)")
-    parser.add_argument("--duration", type=sa.seconds, default=None, metavar="S",
+    parser.add_argument("--duration", type=argtypes.seconds, default=None, metavar="S",
                         help="stop S seconds after connecting")
     add_filter_argument(parser, "show only frames whose id matches")
     parser.add_argument("--stats", action="store_true",
@@ -62,10 +68,11 @@ def add_subparser(subparsers, common):
     parser.add_argument("--reconnect", action="store_true",
                         help="when the logger goes away (or is not up yet), keep retrying "
                              "with backoff")
-    parser.add_argument("--timeout", type=sa.seconds, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=argtypes.seconds, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default: 5)")
-    sa.add_mqtt_login_arguments(parser.add_argument_group("MQTT (with an mqtt:// target)"))
+    add_login_arguments(parser.add_argument_group("MQTT (with an mqtt:// target)"))
     parser.set_defaults(func=_do_dump)
+    return parser
 
 
 def _do_dump(args):
@@ -90,10 +97,12 @@ def _do_dump(args):
     sa.check(is_file or not given, f"{', '.join(given)}: only for a log file (dump FILE): a "
                                    "logger streams in real time")
     channel = args.channel or "can0"
-    recordings = sa.record_options(args)  # checked before browsing or connecting
+    recordings = record_options(args)  # checked before browsing or connecting
     mqtt = None
     if args.target and args.target.startswith(("mqtt://", "mqtts://")):
-        mqtt = sa.mqtt_settings(args, args.target, subscribe=True)
+        from ..mqtt.connection import settings_from_args
+
+        mqtt = settings_from_args(args, args.target, subscribe=True)
     signals = None
     if args.dbc:
         from ..dbc import load_databases

@@ -1,5 +1,7 @@
 """``cancorder mock-uds``: a seeded UDS-on-CAN simulator, served like a real bus (or written to
 a log file with --output)."""
+from .. import argtypes
+from ..sinks.recorder import record_options
 from . import _server_args as sa
 
 DEFAULT_IDS = (0x7E0, 0x7E8)
@@ -30,7 +32,7 @@ def add_subparser(subparsers, common):
     sim.add_argument("--seed", type=seed_number, default=None, metavar="N",
                      help="random seed: the same seed gives the same frames and relative "
                           "timing (default: a new one, shown in the log)")
-    sim.add_argument("--blocks", type=sa.positive_int, default=300, metavar="N",
+    sim.add_argument("--blocks", type=argtypes.positive_int, default=300, metavar="N",
                      help="TransferData blocks per session (default: 300, enough for the block "
                           "counter to wrap from FF to 00)")
     sim.add_argument("--block-size", type=block_size, default=128, metavar="N",
@@ -48,25 +50,29 @@ def add_subparser(subparsers, common):
     sim.add_argument("--async", dest="free_running", action="store_true",
                      help="run free from the start (default: a session starts when a client "
                           "is connected)")
-    sim.add_argument("--duration", type=sa.seconds, default=None, metavar="SECONDS",
+    sim.add_argument("--duration", type=argtypes.seconds, default=None, metavar="SECONDS",
                      help="stop after exactly this much traffic time (an exchange that would "
                           "run past it is left out whole)")
-    sim.add_argument("--output", default=None, metavar="FILE",
-                     help="write the traffic to FILE instead of serving, as fast as it is "
-                          "generated (any format --record takes; the rotation flags apply); "
-                          "one cycle unless --duration says how long")
+    output = sim.add_argument("--output", default=None, metavar="FILE",
+                              help="write the traffic to FILE instead of serving, as fast as it "
+                                   "is generated (any format --record takes; the rotation flags "
+                                   "apply); one cycle unless --duration says how long")
     sim.add_argument("--channel", default="can0",
                      help="with --output: the channel name written in the file (.log lines; "
                           "can-utils' log2asc and canplayer match it; default: can0)")
     sa.add_server_arguments(parser, verbose_help="narrate the phases of the simulation "
                                                  "(sessions, security access, erase, download)")
-    parser.set_defaults(func=_do_mock_uds)
+    parser.command_line_flags.append(output)  # instead of serving: no key of a config file
+    # -v narrates the scenario here instead of printing frames
+    parser.set_defaults(func=_do_mock_uds, process=PROCESS, source_from_args=source_from_args,
+                        prints_frames=False)
+    return parser
 
 
 #: the process TXT key of its Zeroconf record
 PROCESS = "cancorder mock-uds"
-#: -v narrates the scenario here instead of printing frames
-PRINTS_FRAMES = False
+#: what a config file's ``source`` key may name for these flags
+SOURCES = {"mock-uds": sa.SourceKind()}
 
 
 def _do_mock_uds(args):
@@ -91,7 +97,7 @@ def _do_mock_uds(args):
         from ..logfiles.formats import log_format
 
         args.record, args.record_flag = args.output, "--output"
-        options = sa.record_options(args)[0]
+        options = record_options(args)[0]
         fd_problem = log_format(options.path, "--output").spec.fd_why
         sa.check(not (args.fd and fd_problem), f"--output {args.output}: cannot store CAN FD "
                                                f"frames ({fd_problem}): with --fd use .log, "
@@ -111,7 +117,7 @@ def _do_mock_uds(args):
     source = _source(args, config, narrate)
     if not args.free_running:
         reporter.info("the simulation starts when a client connects (--async: at once)")
-    return sa.serve(source, args, PROCESS, print_frames=PRINTS_FRAMES)
+    return sa.serve(source, args)
 
 
 def source_from_args(args):
@@ -172,13 +178,15 @@ def _whole(text):
         return int(text, 0)  # 0x2A
 
 
-can_id = sa.ranged(_hex, "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
-                   "a CAN id is at most 1FFFFFFF")
-padding_byte = sa.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
-                         "expected one byte in hex, e.g. CC or 0x55")
-speed_factor = sa.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,
-                         "the speed factor is 0.001..10000")
-probability = sa.ranged(float, "a probability such as 0.05", 0.0, 1.0, "a probability is 0..1")
-block_size = sa.ranged(_whole, "a whole number", 1, 65533,
-                       "1..65533 (the ECU announces the block length plus 2 in two bytes)")
-seed_number = sa.ranged(_whole, "a whole number", 0, float("inf"), "the seed is 0 or more")
+can_id = argtypes.ranged(_hex, "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
+                         "a CAN id is at most 1FFFFFFF")
+padding_byte = argtypes.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
+                               "expected one byte in hex, e.g. CC or 0x55")
+speed_factor = argtypes.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,
+                               "the speed factor is 0.001..10000")
+probability = argtypes.ranged(float, "a probability such as 0.05", 0.0, 1.0,
+                              "a probability is 0..1")
+block_size = argtypes.ranged(_whole, "a whole number", 1, 65533,
+                             "1..65533 (the ECU announces the block length plus 2 in two bytes)")
+seed_number = argtypes.ranged(_whole, "a whole number", 0, float("inf"),
+                              "the seed is 0 or more")

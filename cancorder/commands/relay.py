@@ -13,18 +13,22 @@ def add_subparser(subparsers, common):
                         help="the broker and the remote bus's topic, e.g. "
                              "mqtt://broker/cancorder/truck42/can0")
     sa.add_server_arguments(parser)
-    parser.set_defaults(func=_do_relay)
+    parser.set_defaults(func=_do_relay, process=PROCESS, source_from_args=source_from_args)
+    return parser
 
 
 PROCESS = "cancorder relay"
+#: what a config file's ``source`` key may name: a remote bus from an MQTT broker
+SOURCES = {"relay": sa.SourceKind()}
 
 
 def _do_relay(args):
-    return sa.serve(source_from_args(args), args, PROCESS)
+    return sa.serve(source_from_args(args), args)
 
 
 def source_from_args(args):
     """The relay source of a command line or of a ``source = "relay"`` bus of a config."""
+    from ..mqtt.connection import settings_from_args
     from ..sources.relay import MqttRelaySource
 
-    return MqttRelaySource(sa.mqtt_settings(args, args.url, subscribe=True))
+    return MqttRelaySource(settings_from_args(args, args.url, subscribe=True))

@@ -1,4 +1,5 @@
 """``cancorder replay``: serve the frames of log files exactly like a bus."""
+from .. import argtypes
 from . import _server_args as sa
 
 
@@ -16,22 +17,25 @@ def add_subparser(subparsers, common):
                         help="keep the recorded timestamps (default: re-based to now)")
     timing.add_argument("--loop", action="store_true",
                         help="start again from the first file after the last frame")
-    timing.add_argument("--max-gap", type=sa.seconds, default=None, metavar="S",
+    timing.add_argument("--max-gap", type=argtypes.seconds, default=None, metavar="S",
                         help="shorten silences longer than S seconds to S (default: keep them)")
     timing.add_argument("--async", dest="free_running", action="store_true",
                         help="start at once (default: when the first client connects)")
     sa.add_server_arguments(parser)
-    parser.set_defaults(func=_do_replay)
+    parser.set_defaults(func=_do_replay, process=PROCESS, source_from_args=source_from_args)
+    return parser
 
 
 PROCESS = "cancorder replay"
+#: what a config file's ``source`` key may name for these flags
+SOURCES = {"replay": sa.SourceKind()}
 
 
 def _do_replay(args):
     source = source_from_args(args)
     if not args.free_running:
         sa.make_reporter(args).info("the replay starts when a client connects (--async: at once)")
-    status = sa.serve(source, args, PROCESS)
+    status = sa.serve(source, args)
     if source.failure is not None:
         raise source.failure  # one line naming the file and where; the frames before it went out
     return status

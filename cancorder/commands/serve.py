@@ -1,5 +1,12 @@
 """``cancorder serve``: any python-can adapter, served to every client."""
+import json
+
+from .. import argtypes
+from ..argtypes import Claim
 from . import _server_args as sa
+
+#: what a config file's ``source`` key may name for these flags
+SOURCES = {"python-can": sa.SourceKind(), "slcan": sa.SourceKind(("--interface=slcan",))}
 
 
 def add_subparser(subparsers, common):
@@ -14,12 +21,12 @@ def add_subparser(subparsers, common):
     bus.add_argument("-c", "--channel", default=None,
                      help="channel: can0, a device index, /dev/ttyACM0, COM8, a pyserial URL "
                           "(socket://host:port)")
-    bus.add_argument("-b", "--bitrate", type=sa.bitrate, default=500000,
+    bus.add_argument("-b", "--bitrate", type=argtypes.bitrate, default=500000,
                      help="bit rate in bit/s: 500000, 500k, 1M, 83.3k (default: 500k)")
     bus.add_argument("--auto", action="store_true",
                      help="use the first adapter that opens among those cancorder detect finds")
     bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
-    bus.add_argument("--data-bitrate", "--data_bitrate", type=sa.bitrate, default=None,
+    bus.add_argument("--data-bitrate", "--data_bitrate", type=argtypes.bitrate, default=None,
                      help="CAN FD data-phase bit rate in bit/s, e.g. 2M (with --fd; "
                           "--data_bitrate as python-can spells it works too)")
     bus.add_argument("--listen-only", action="store_true",
@@ -27,17 +34,21 @@ def add_subparser(subparsers, common):
     bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",
                      help="adapter: the frame's own receive time (device clocks mapped to "
                           "Unix time); host: stamped on arrival (default: adapter)")
-    bus.add_argument("--opt", dest="options", action="append", type=sa.backend_option,
+    bus.add_argument("--opt", dest="options", action="append", type=argtypes.backend_option,
                      default=[], metavar="KEY=VALUE",
                      help="pass an option to the python-can backend (repeatable)")
     sa.add_server_arguments(parser)
     several = parser.add_argument_group("several buses")
-    several.add_argument("--config", metavar="FILE.toml", default=None,
-                         help="serve every [[bus]] of this TOML file in one process (the keys "
-                              "are these flags' long names; see README, Production)")
-    several.add_argument("--check", action="store_true",
-                         help="with --config: validate the file, print the resolved buses, exit")
-    parser.set_defaults(func=_do_serve)
+    parser.command_line_flags += [
+        several.add_argument("--config", metavar="FILE.toml", default=None,
+                             help="serve every [[bus]] of this TOML file in one process (the "
+                                  "keys are these flags' long names; see README, Production)"),
+        several.add_argument("--check", action="store_true",
+                             help="with --config: validate the file, print the resolved buses, "
+                                  "exit")]
+    parser.set_defaults(func=_do_serve, process=PROCESS, source_from_args=source_from_args,
+                        adapter_claims=adapter_claims, source_opens_adapter=tries_adapters)
+    return parser
 
 
 #: the process TXT key of its Zeroconf record
@@ -48,7 +59,7 @@ def _do_serve(args):
     if args.config:
         return _serve_config(args)
     sa.check(not args.check, "--check checks a config file: give it with --config FILE.toml")
-    return sa.serve(source_from_args(args), args, PROCESS)
+    return sa.serve(source_from_args(args), args)
 
 
 def source_from_args(args):
@@ -87,17 +98,37 @@ def source_from_args(args):
     return source
 
 
-def _serve_config(args):
-    from .. import config
+def tries_adapters(args):
+    """--auto opens the adapters it finds to choose one (--check leaves such a bus out)."""
+    return args.auto
 
-    parsers = config.serving_parsers()
-    beside = config.flags_given_beside(parsers["serve"], args)
+
+def adapter_claims(args):
+    """The adapter channel is this bus's alone (and --auto's pick: one bus may auto-pick)."""
+    if args.auto:
+        return [Claim(("adapter", "auto"), None, "auto on more than one bus would pick the "
+                      "same adapter twice: give the others an interface and channel")]
+    if args.channel is None:
+        return []
+    return [Claim(("adapter", PROCESS, args.interface, str(args.channel)),
+                  f"channel {json.dumps(args.channel)}", "one adapter channel feeds one bus")]
+
+
+def _serve_config(args):
+    from . import _config
+
+    beside = _config.flags_given_beside(args.command_parser, args)
     sa.check(not beside, f"--config {args.config} holds the bus settings: "
                          f"{', '.join(beside)} cannot be given beside it (put it in the file)")
-    resolved = config.load(args.config, parsers)
-    config.apply_command_line(resolved, args)
-    buses = config.build_buses(resolved, check=args.check)
+    resolved = _config.load(args.config, args.sources)
+    _config.apply_command_line(resolved, args.command_parser, args)
+    log_format = getattr(resolved.args, "log_format", None)
+    if log_format and log_format != getattr(args, "log_format", None):  # the file's own
+        from .. import logs
+
+        logs.setup(getattr(args, "debug", False), log_format=log_format)
+    buses = _config.build_buses(resolved, check=args.check)
     if args.check:
-        print(config.describe(resolved, buses))
+        print(_config.describe(resolved, buses))
         return 0
-    return sa.serve_buses(buses, resolved)
+    return sa.serve_buses(buses, resolved.args)

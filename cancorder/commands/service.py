@@ -1,6 +1,9 @@
 """``cancorder service``: install the systemd unit, udev rules and launchd plist it ships."""
 
 
+SOURCES = {}  # it serves no bus: no source kind of a config file
+
+
 def add_subparser(subparsers, common):
     parser = subparsers.add_parser(
         "service", parents=[common], help="install cancorder as a systemd or launchd service",
@@ -26,13 +29,17 @@ def add_subparser(subparsers, common):
                               help="print one shipped file (unit, udev, plist, example)")
     show.add_argument("file", choices=("unit", "udev", "plist", "example"))
     show.set_defaults(func=_do_show)
+    return parser
 
 
 def _do_install(args):
     from .. import service
 
+    from . import _config
+
     done = service.install(args.name, root=args.root, platform=args.platform,
-                           config=args.config)
+                           config=args.config,
+                           check_config=lambda path: _config.check(path, args.sources))
     for path in done.written:
         print(f"wrote {path}")
     for path in done.kept:

@@ -251,3 +251,25 @@ def _topic_level(value):
 def _safe(text):
     """The URL without its password, for messages."""
     return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", text)
+
+
+# ---- the login flags (dump mqtt://, relay, --mqtt) ----
+
+def add_login_arguments(group):
+    """How to reach the broker: TLS files and where the password comes from."""
+    group.add_argument("--mqtt-ca", metavar="FILE", default=None,
+                       help="CA certificate(s) (PEM) that signed the broker's certificate "
+                            "(mqtts://; default: the system's)")
+    group.add_argument("--mqtt-cert", metavar="FILE", default=None,
+                       help="client certificate (PEM) for brokers that ask for one")
+    group.add_argument("--mqtt-key", metavar="FILE", default=None,
+                       help="the client certificate's private key (PEM)")
+    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
+                       help="read the password from FILE instead of the URL (or set "
+                            "$CANCORDER_MQTT_PASSWORD)")
+
+
+def settings_from_args(args, url, subscribe=False):
+    """The MqttSettings of ``url`` and the login flags (add_login_arguments) beside it."""
+    return parse_url(url, ca=args.mqtt_ca, cert=args.mqtt_cert, key=args.mqtt_key,
+                     password_file=args.mqtt_password_file, subscribe=subscribe)

@@ -12,7 +12,6 @@ for any of this: ``put`` only appends to a queue (bounded: beyond it, frames are
 dropped, and said once).
 """
 import collections
-import dataclasses
 import json
 import os
 import select
@@ -21,7 +20,7 @@ import time
 
 from .._fast import wire
 from ..errors import CancorderError, SpoolError
-from ..sinks import RecordSink
+from ..sinks.base import RecordSink
 from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
 from .spool import DiskSpool, MemoryOutbox
@@ -38,20 +37,8 @@ DEFAULT_SPOOL_SIZE = 1 << 30
 LOST = "lost the MQTT broker"
 
 
-@dataclasses.dataclass
-class MqttOptions:
-    """``--mqtt URL`` and its spool (one bus's publishing)."""
-
-    settings: object  # connection.MqttSettings
-    spool_dir: str = None
-    spool_size: int = DEFAULT_SPOOL_SIZE
-
-
 class MqttPublisher(RecordSink):
     metrics_name = "mqtt"  # cancorder_mqtt_<stat>{bus} on the metrics page
-    @classmethod
-    def from_options(cls, options):
-        return cls(options.settings, spool_dir=options.spool_dir, spool_size=options.spool_size)
 
     def __init__(self, settings, spool_dir=None, spool_size=DEFAULT_SPOOL_SIZE, session=None,
                  batch_interval=BATCH_INTERVAL, batch_bytes=BATCH_BYTES):

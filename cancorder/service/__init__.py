@@ -59,17 +59,16 @@ class Installed:
     next_steps: list  # commands for the user to run
 
 
-def install(name, root="/", platform=None, config=None):
-    """Write the service files for instance ``name`` under ``root``."""
+def install(name, root="/", platform=None, config=None, check_config=None):
+    """Write the service files for instance ``name`` under ``root``; ``check_config(path)``
+    refuses a broken ``config`` (a ConfigError) before anything is written."""
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise UsageError(f"service name {name!r}: letters, digits, '-', '_' or '.' only "
                          "(it names /etc/cancorder/NAME.toml and the unit instance)")
     platform = platform or ("macos" if sys.platform == "darwin" else "linux")
     if config is not None:
-        from .. import config as config_module
-
         # a broken config is refused before anything is written (its sources built, not opened)
-        config_module.build_buses(config_module.load(config), check=True)
+        check_config(config)
     done = Installed([], [], [])
     if platform == "linux":
         config_path = f"/etc/cancorder/{name}.toml"

@@ -31,11 +31,13 @@ import socket
 import threading
 from xml.sax.saxutils import quoteattr
 
-from ._fast import socketcand as protocol
-from ._fast.broadcast import Protocol
-from .errors import UsageError
-from .listeners import bind_error, bind_listener
-from .sinks import RecordSink
+from .._fast import socketcand as protocol
+from .._fast.broadcast import Protocol
+from ..access import LOOPBACK, parse_networks, peer_allowed
+from ..argtypes import listen_address
+from ..errors import UsageError
+from ..listeners import bind_error, bind_listener
+from .base import RecordSink
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -45,7 +47,6 @@ RAWMODE_GRACE = 0.1  # s between "< ok >" to rawmode and the first frame (see _s
 HANDSHAKE_TIMEOUT = 30.0  # s from connecting to raw mode: an idle connection holds no slot
 TRANSMIT_QUEUE = 256
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 CLASSIC, WITH_FD = 0, 1  # the two streams a client may ask for (rawmode, rawmode fd)
 
 HI = b"< hi >"
@@ -60,29 +61,9 @@ def error_reply(message):
     return b"< error " + text.encode("ascii") + b" >"
 
 
-def parse_networks(texts):
-    """--allow values -> ip_network objects (one clear usage error for a bad one)."""
-    networks = []
-    for text in texts:
-        try:
-            networks.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            raise UsageError(f"--allow {text}: expected a network such as 192.168.1.0/24, "
-                             "10.0.0.5 or fd00::/8") from None
-    return networks
-
-
-def peer_allowed(address, networks):
-    """True if the peer address is inside one of ``networks`` (None or empty: everyone)."""
-    if not networks:
-        return True
-    try:
-        ip = ipaddress.ip_address(address[0].split("%")[0])
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in networks if net.version == ip.version)
+def socketcand_address(text):
+    """--socketcand: ``[ADDR:]PORT``, 0 for any free port (tests)."""
+    return listen_address(text, free_port_allowed=True)
 
 
 class Socketcand(Protocol):
@@ -215,17 +196,47 @@ class SocketcandServer(RecordSink):
     on a listener of its own, through the bus's connection core.
 
     ``start(bus)`` takes from the BusInfo: ``serve(listeners, protocol)`` (the bus's connection
-    core), its logger and the source (transmit). Built from the bus's options by
-    ``from_options``.
+    core), its logger and the source (transmit). Built from the bus's flags by ``factories``.
     """
 
     @classmethod
-    def from_options(cls, bus_options, server_options, bus):
-        host, port = bus_options.socketcand  # host "": as --bind
-        return cls(bus.channel or bus.name, bind=host or bus_options.bind, port=port,
-                   allow_transmit=bus_options.allow_transmit,
-                   listen_only=bus_options.listen_only, beacon=bus_options.beacon,
-                   description=f"{bus_options.process}: {bus.source.description}")
+    def add_arguments(cls, parser):
+        group = parser.add_argument_group("socketcand (SavvyCAN, Kayak, python-can's socketcand)")
+        group.add_argument("--socketcand", metavar="[ADDR:]PORT", nargs="?",
+                           type=socketcand_address, const=("", DEFAULT_PORT), default=None,
+                           help="also serve socketcand's raw mode on this port (default port "
+                                "29536); clients open the bus by its channel name")
+        group.add_argument("--no-beacon", action="store_true",
+                           help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+        group.add_argument("--allow-transmit", action="store_true",
+                           help="let socketcand clients put frames on the bus (< send >): only "
+                                "peers inside --allow, or this machine when --allow is not "
+                                "given; --listen-only always wins")
+
+    @classmethod
+    def transmit_flag(cls, args):
+        return "--allow-transmit" if args.socketcand is not None and args.allow_transmit \
+            else None
+
+    @classmethod
+    def factories(cls, args):
+        """``--socketcand``: one server on the bus's --bind (or the address given), its
+        --allow (who may transmit) and listen-only state."""
+        if args.socketcand is None:
+            if args.no_beacon or args.allow_transmit:
+                raise UsageError("--no-beacon and --allow-transmit are socketcand options: add "
+                                 "--socketcand [PORT]")
+            return []
+        host, port = args.socketcand
+        allow = parse_networks(args.allow)
+
+        def build(bus, server_options):
+            return cls(bus.channel or bus.name, bind=host or args.bind, port=port,
+                       allow_transmit=args.allow_transmit, allow=allow,
+                       listen_only=bus.listen_only, beacon=not args.no_beacon,
+                       description=f"{bus.txt.get('process')}: {bus.source.description}")
+
+        return [build]
 
     def __init__(self, bus_name, bind=None, port=DEFAULT_PORT, source=None,
                  allow_transmit=False, allow=(), listen_only=False, beacon=True, log=None,

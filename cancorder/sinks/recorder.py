@@ -1,104 +1,15 @@
-"""Consumers of records: everything besides the ECUconnect clients that a bus feeds.
-
-Every consumer implements RecordSink. The bus's source thread calls ``put(records)`` for every
-batch, in order, right after handing it to the broadcaster, so ``put`` must never block: a
-consumer with slow work (a terminal, a disk, a network) does it in its own thread behind a
-bounded queue, and counts and says what it had to drop. A feature adds one consumer here
-(its class, its options field in server.BusOptions or ServerOptions, one line in
-``build_sinks``) instead of touching the pump.
-"""
+"""``--record``: every frame of a bus to rotating log files (``recording.RotatingLog``), from a
+thread of its own; and the recording flags, shared with ``dump -o`` and ``mock-uds --output``."""
 import collections
 import logging
-import sys
 import threading
 import time
 
-from ._fast import logfile, wire
-from .report import plural
-
-
-class RecordSink:
-    """The interface; the defaults do nothing, so a sink overrides only what it needs."""
-
-    def start(self, bus):
-        """Called once before the first batch; ``bus`` is a server.BusInfo."""
-
-    def put(self, records):
-        """One batch of records (bytes). Called from the source thread: never block."""
-        raise NotImplementedError
-
-    def close(self, timeout):
-        """Flush what is queued (for at most ``timeout`` s) and stop."""
-
-    def stats(self):
-        """Counters by name, for metrics."""
-        return {}
-
-    def summary(self):
-        """A short phrase for the status and totals lines ("" when there is nothing to say)."""
-        return ""
-
-
-class FramePrinter(RecordSink):
-    """``-v``: one candump line per frame on stdout, from its own thread.
-
-    The queue is bounded: when the terminal cannot keep up with the bus, whole batches are
-    skipped and counted rather than slowing down the proxy.
-    """
-
-    MAX_QUEUED = 2048  # record batches
-
-    def __init__(self, stream=None):
-        self._stream = stream
-        self._channel = "can0"
-        self._queue = collections.deque(maxlen=self.MAX_QUEUED)
-        self._ready = threading.Event()
-        self._stop = False
-        self.skipped = 0
-        self._thread = threading.Thread(target=self._run, name="frame-printer", daemon=True)
-
-    def start(self, bus):
-        self._channel = bus.log_channel
-        if self._stream is None:
-            self._stream = sys.stdout
-        self._thread.start()
-
-    def put(self, records):
-        if len(self._queue) == self.MAX_QUEUED:
-            self.skipped += 1  # the oldest batch falls out of the deque unprinted
-        self._queue.append(records)
-        self._ready.set()
-
-    def close(self, timeout):
-        self._stop = True
-        self._ready.set()
-        self._thread.join(timeout)
-
-    def stats(self):
-        return {"batches_not_printed": self.skipped}
-
-    def summary(self):
-        return f"{plural(self.skipped, 'batch')} not printed" if self.skipped else ""
-
-    def _run(self):
-        from .formats import candump_line
-
-        decoder = wire.StreamDecoder()
-        while True:
-            self._ready.wait()
-            self._ready.clear()
-            lines = []
-            while self._queue:
-                for frame in decoder.feed(self._queue.popleft()):
-                    lines.append(candump_line(frame, self._channel))
-            if lines:
-                try:
-                    self._stream.write("\n".join(lines) + "\n")
-                    self._stream.flush()
-                except (BrokenPipeError, ValueError, OSError):
-                    return
-            if self._stop and not self._queue:
-                return
+from .._fast import logfile
+from ..argtypes import byte_size, duration, positive_int
+from ..errors import UsageError
+from ..report import plural
+from .base import RecordSink
 
 
 class Recorder(RecordSink):
@@ -109,8 +20,18 @@ class Recorder(RecordSink):
     CLOSE_WAIT = 30.0
     metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
+    @classmethod
+    def add_arguments(cls, parser):
+        add_record_arguments(parser, "--record", repeatable=True)
+
+    @classmethod
+    def factories(cls, args):
+        """One recorder per ``--record PATH`` (every path checked and its folder made now)."""
+        return [lambda bus, server_options, options=options: cls(options)
+                for options in record_options(args)]
+
     def __init__(self, options, clock=time.time, max_queued=None):
-        from .logfiles.rotation import check_record_options
+        from ..logfiles.rotation import check_record_options
 
         check_record_options(options)
         self.options = options
@@ -132,7 +53,7 @@ class Recorder(RecordSink):
         self._thread = None
 
     def start(self, bus):
-        from .logfiles.rotation import RotatingLog
+        from ..logfiles.rotation import RotatingLog
 
         self.log = bus.log
         self._failed = bus.failed
@@ -240,19 +161,50 @@ class Recorder(RecordSink):
         return text
 
 
-def build_sinks(bus_options, server_options, bus):
-    """The consumers one bus feeds, from its options."""
-    sinks = []
-    print_frames = bus_options.print_frames
-    if print_frames if print_frames is not None else server_options.print_frames:
-        sinks.append(FramePrinter())
-    sinks.extend(Recorder(options) for options in bus_options.record)
-    if bus_options.socketcand is not None:
-        from .socketcand import SocketcandServer
+def add_record_arguments(parser, *flags, repeatable=False, help=None):
+    """The recording flag (``--record PATH`` or dump's ``-o FILE``) and the rotation and
+    retention flags that go with it."""
+    group = parser.add_argument_group("recording")
+    group.add_argument(*flags, dest="record", metavar="PATH",
+                       action="append" if repeatable else "store",
+                       default=[] if repeatable else None,
+                       help=help or "record every frame to PATH, format by extension (.log "
+                                    ".log.gz .asc .asc.gz .blf .csv .trc .txt .db, .mf4 with "
+                                    "asammdf); strftime fields and {channel} {interface} "
+                                    "{port} {n} make the names, e.g. "
+                                    "logs/%%Y%%m%%d/%%H%%M%%S-{channel}.log.gz")
+    group.add_argument("--rotate-size", type=byte_size, default=None, metavar="SIZE",
+                       help="start a new file once one reaches SIZE (e.g. 100M)")
+    group.add_argument("--rotate-time", type=duration, default=None, metavar="TIME",
+                       help="start a new file on every wall-clock multiple of TIME (e.g. 1h: "
+                            "files start at :00; 30s 15m 1h 1d)")
+    group.add_argument("--keep-files", type=positive_int, default=None, metavar="N",
+                       help="delete the oldest closed recordings beyond N files")
+    group.add_argument("--keep-size", type=byte_size, default=None, metavar="SIZE",
+                       help="delete the oldest closed recordings while all of them take more "
+                            "than SIZE (e.g. 20G)")
+    parser.set_defaults(record_flag=flags[0])
 
-        sinks.append(SocketcandServer.from_options(bus_options, server_options, bus))
-    if bus_options.mqtt is not None:
-        from .mqtt.publisher import MqttPublisher
 
-        sinks.append(MqttPublisher.from_options(bus_options.mqtt))
-    return sinks
+def record_options(args):
+    """The RecordOptions of every recording path given (validated, folders created), or []."""
+    from ..logfiles.rotation import RecordOptions, check_record_options
+
+    paths = args.record if isinstance(args.record, list) else (
+        [args.record] if args.record else [])
+    flag = args.record_flag
+    if not paths:
+        given = [name for name, value in (
+            ("--rotate-size", args.rotate_size), ("--rotate-time", args.rotate_time),
+            ("--keep-files", args.keep_files), ("--keep-size", args.keep_size)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} applies to a recording: add {flag} PATH")
+        return []
+    result = []
+    for path in paths:
+        options = RecordOptions(path, rotate_size=args.rotate_size,
+                                rotate_time=args.rotate_time, keep_files=args.keep_files,
+                                keep_size=args.keep_size, flag=flag)
+        check_record_options(options)  # a UsageError naming the flag
+        result.append(options)
+    return result

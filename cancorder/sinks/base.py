@@ -1,0 +1,83 @@
+"""The interface of every consumer of records, and what a consumer may know of its bus.
+
+The bus's source thread calls ``put(records)`` for every batch, in order, right after handing it
+to the broadcaster, so ``put`` must never block: a consumer with slow work (a terminal, a disk, a
+network) does it in its own thread behind a bounded queue, and counts and says what it had to
+drop. A feature adds one consumer: a module of this package with its class (its flags, how it is
+built from them, what it does) and one line in ``registry.CONSUMERS``; the server and the pump
+stay as they are.
+"""
+import dataclasses
+import logging
+
+
+class RecordSink:
+    """The interface; the defaults do nothing, so a sink overrides only what it needs."""
+
+    #: its stats() on the metrics page as cancorder_<metrics_name>_<stat>{bus}
+    #: (None: the class name in lower case)
+    metrics_name = None
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """Add the flags that ask for this consumer to a serving command's parser (none)."""
+
+    @classmethod
+    def factories(cls, args):
+        """What the parsed flags ask for: a list of ``factory(bus_info, server_options) ->
+        RecordSink``, empty when its flags are not given. The flags are checked here, before
+        anything is served (a UsageError); the sinks are built when the bus starts."""
+        return []
+
+    @classmethod
+    def claims(cls, args):
+        """What its flags take for the bus alone (argtypes.Claim each): a config file refuses
+        two buses that claim the same thing."""
+        return []
+
+    @classmethod
+    def transmit_flag(cls, args):
+        """The flag given by which its clients may put frames on the bus, or None (the bus
+        refuses it, before opening anything, when its source cannot transmit)."""
+        return None
+
+    def start(self, bus):
+        """Called once before the first batch; ``bus`` is a BusInfo."""
+
+    def put(self, records):
+        """One batch of records (bytes). Called from the source thread: never block."""
+        raise NotImplementedError
+
+    def close(self, timeout):
+        """Flush what is queued (for at most ``timeout`` s) and stop."""
+
+    def stats(self):
+        """Counters by name, for metrics."""
+        return {}
+
+    def summary(self):
+        """A short phrase for the status and totals lines ("" when there is nothing to say)."""
+        return ""
+
+
+@dataclasses.dataclass
+class BusInfo:
+    """What a RecordSink may know of the bus it serves (handed to its factory and ``start``)."""
+
+    name: str
+    channel: str
+    log_channel: str  # the channel written in candump lines and log files (can0 by default)
+    interface: str
+    bitrate: str
+    port: int
+    txt: dict
+    source: object  # for transmit; a sink never reads from it
+    log: logging.LoggerAdapter
+    # serve(listeners, protocol) -> (core, service): a sink that speaks a protocol to clients
+    # (socketcand) has the bus's connection core serve it on its listeners: accept, --allow,
+    # limits over every protocol, buffers, drops (_fast/broadcast)
+    serve: object = None
+    # failed(what, exc): a sink whose thread died of something unexpected says so here; the
+    # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
+    failed: object = None
+    listen_only: bool = False  # the bus is opened listen-only: nothing may be transmitted
