@@ -273,3 +273,16 @@ def test_no_private_argparse_attribute_is_used():
             if name in private:
                 found.append(f"{module}:{node.lineno} {name}")
     assert found == []
+
+
+def test_the_tests_mirror_the_package():
+    """A module's tests are found next to its name: a folder of tests/ that holds test files is
+    named after a package of cancorder (tests/sinks/ for cancorder/sinks/ ...)."""
+    tests = os.path.join(ROOT, "tests")
+    for folder in sorted(os.listdir(tests)):
+        path = os.path.join(tests, folder)
+        if not os.path.isdir(path):
+            continue
+        if any(name.startswith("test_") and name.endswith(".py") for name in os.listdir(path)):
+            assert os.path.isfile(os.path.join(PACKAGE, folder, "__init__.py")), \
+                f"tests/{folder}/ holds tests, but cancorder has no package {folder}"

@@ -14,7 +14,7 @@ from cancorder._fast import wire
 from cancorder.dbc import format_value, load_databases
 from cancorder.errors import UsageError
 from tests.helpers import ROOT, cancorder_env
-from tests.test_dump import fake_loggers  # noqa: F401 (a fixture)
+from tests.commands.test_dump import fake_loggers  # noqa: F401 (a fixture)
 
 # Multiplexed: the OBD-II answer on 7E8 carries a different signal per PID (byte 2).
 # J1939: EEC1 (PGN F004) matches whatever the priority and the source address.

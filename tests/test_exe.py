@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import ROOT, CancorderProcess, StreamClient, cancorder_env, free_port
 from tests.netns import run_in_netns
-from tests.test_mock_uds_serve import expected_frames
+from tests.commands.test_mock_uds_serve import expected_frames
 
 pytestmark = pytest.mark.exe
 

@@ -18,7 +18,7 @@ from cancorder.dbc import load_databases, signal_texts
 from cancorder.monitor import Monitor
 from tests.helpers import ROOT, cancorder_env
 from tests.test_dbc import DBC, EXT, cantools_decode, records
-from tests.test_dump import fake_loggers  # noqa: F401 (a fixture)
+from tests.commands.test_dump import fake_loggers  # noqa: F401 (a fixture)
 
 
 

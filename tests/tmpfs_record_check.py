@@ -1,4 +1,4 @@
-"""Run by tests/test_record_serve.py inside ``unshare -m`` with a 1 MiB tmpfs at argv[1]:
+"""Run by tests/sinks/test_recorder.py inside ``unshare -m`` with a 1 MiB tmpfs at argv[1]:
 serve from the SLCAN emulator with --record there, fill the disk, free it, check everything.
 Prints "ok" last, or fails with an assertion."""
 import glob
@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.emulators.slcan_adapter import SlcanEmulator, build_lines  # noqa: E402
 from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
-from tests.test_record_serve import send_paced, sequence_numbers  # noqa: E402
+from tests.sinks.test_recorder import send_paced, sequence_numbers  # noqa: E402
 
 
 def main(folder):

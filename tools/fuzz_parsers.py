@@ -1,6 +1,6 @@
 """Fuzz the compiled parsers with libFuzzer (atheris), checking each against its pure twin.
 
-The suite runs a fixed, small hypothesis budget (tests/test_twins_fuzz.py); this runs as long as
+The suite runs a fixed, small hypothesis budget (tests/_fast/test_twins_fuzz.py); this runs as long as
 you like, outside CI, with coverage guidance:
 
     .venv/bin/pip install -e '.[fuzz]'           # atheris

@@ -1,4 +1,4 @@
-"""Test-only hardware fakes for cancorder subprocesses (never installed; tests/test_detect.py
+"""Test-only hardware fakes for cancorder subprocesses (never installed; tests/commands/test_detect.py
 puts this folder first on PYTHONPATH so Python imports it at start-up).
 
 CANCORDER_FAKE_SERIAL_PORTS  JSON list of pyserial ListPortInfo fields ({"device", "vid",

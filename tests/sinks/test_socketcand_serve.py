@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import StreamClient, cancorder_env
 from tests.netns import run_in_netns
-from tests.test_socketcand import Peer
-from tests.test_toucan import control, fake_library_path  # noqa: F401 (fixtures)
+from tests.sinks.test_socketcand import Peer
+from tests.sources.test_toucan import control, fake_library_path  # noqa: F401 (fixtures)
 
 FRAMES = [
     can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes.fromhex("01FF23456789ABCD")),

@@ -11,6 +11,7 @@ import pytest
 from cancorder import service
 from cancorder.cli import serving_sources
 from cancorder.commands import _config as config
+from tests.helpers import ROOT
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -20,7 +21,7 @@ def installed(tmp_path, *extra):
     done = subprocess.run(
         [sys.executable, "-m", "cancorder", "service", "install", "bench", "--root", str(root), *extra],
         capture_output=True, text=True, timeout=60,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return root, done.stdout
 
@@ -117,6 +118,6 @@ def test_install_refuses_a_bad_config_before_writing(tmp_path):
     done = subprocess.run([sys.executable, "-m", "cancorder", "service", "install", "x",
                            "--root", str(tmp_path / "root"), "--config", str(bad)],
                           capture_output=True, text=True, timeout=60,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=ROOT)
     assert done.returncode == 2 and 'bitrate "fast"' in done.stderr
     assert not (tmp_path / "root").exists()

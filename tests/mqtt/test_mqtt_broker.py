@@ -7,11 +7,11 @@ import threading
 import time
 
 from tests.emulators.slcan_adapter import build_lines
-from tests.helpers import StreamClient
+from tests.helpers import ROOT, StreamClient
 from tests.netns import run_in_netns
 from tests.test_monitor import tmux_session  # noqa: F401 (a fixture)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(ROOT, "tests")  # the namespace scripts
 TOPIC = "cancorder/truck42/can0"
 SERVE_TOPIC = "cancorder/truck42/{channel}"
 
