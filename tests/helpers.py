@@ -21,6 +21,16 @@ def free_port(host="127.0.0.1"):
         return sock.getsockname()[1]
 
 
+def wait_until(condition, timeout=10.0):
+    """True once ``condition()`` is, False if it is not within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def cancorder_env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")

@@ -72,7 +72,7 @@ def test_status_every_few_seconds_with_frames_per_second(notify_socket):
     bus = types.SimpleNamespace(
         name="a", up=True, finished=False, crash=None, heartbeat=None, reopens=0,
         last_frame=None, sinks=[], source=types.SimpleNamespace(counters=lambda: counters),
-        broadcaster=types.SimpleNamespace(client_count=3, bytes_sent=0, clients_dropped_lag=0))
+        broadcaster=types.SimpleNamespace(main_clients=3, bytes_sent=0, clients_dropped_lag=0))
     monitor = supervision.ServiceMonitor([bus], notifier=Notifier({"NOTIFY_SOCKET": name}))
     monitor.ready()
     assert sock.recv(4096).decode().startswith("READY=1\nSTATUS=1/1 buses up, 0 frames/s")
@@ -86,6 +86,6 @@ def test_status_every_few_seconds_with_frames_per_second(notify_socket):
     monitor.tick(now=start + 2 * supervision.STATUS_INTERVAL)
     assert sock.recv(4096).decode().startswith(
         'STATUS=0/1 buses up, 0 frames/s, 3 clients; bus "a" down: connection lost, for ')
-    bus.up, bus.broadcaster.client_count = True, 1
+    bus.up, bus.broadcaster.main_clients = True, 1
     monitor.tick(now=start + 3 * supervision.STATUS_INTERVAL)
     assert sock.recv(4096).decode() == "STATUS=1/1 buses up, 0 frames/s, 1 client"  # issue 11

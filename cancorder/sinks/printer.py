@@ -3,7 +3,7 @@ import collections
 import sys
 import threading
 
-from .._fast import wire
+from .._fast import logfile
 from ..report import plural
 from .base import RecordSink
 
@@ -56,19 +56,18 @@ class FramePrinter(RecordSink):
         return f"{plural(self.skipped, 'batch')} not printed" if self.skipped else ""
 
     def _run(self):
-        from ..formats import candump_line
-
-        decoder = wire.StreamDecoder()
+        # the batches are whole records: the recorder's compiled candump encoder writes them
+        # as they come, with no frame tuple on the way
+        encoder = logfile.CandumpEncoder(self._channel)
         while True:
             self._ready.wait()
             self._ready.clear()
-            lines = []
+            chunks = []
             while self._queue:
-                for frame in decoder.feed(self._queue.popleft()):
-                    lines.append(candump_line(frame, self._channel))
-            if lines:
+                chunks.append(encoder.encode(self._queue.popleft()))
+            if chunks:
                 try:
-                    self._stream.write("\n".join(lines) + "\n")
+                    self._stream.write(b"".join(chunks).decode("utf-8"))
                     self._stream.flush()
                 except (BrokenPipeError, ValueError, OSError):
                     return

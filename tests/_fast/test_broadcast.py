@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.helpers import StreamClient
+from tests.helpers import StreamClient, wait_until
 
 
 class Harness:
@@ -159,15 +159,6 @@ def stalled_client(port, rcvbuf=4096):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.connect(("127.0.0.1", port))
     return sock
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_client_buffer_is_a_hard_bound_and_the_lag_is_real(fast, harness):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from cancorder.sinks import socketcand
-from tests.helpers import ROOT, cancorder_env
+from tests.helpers import ROOT, cancorder_env, wait_until
 
 LISTENERS = ["ecuconnect", "socketcand"]
 
@@ -132,15 +132,6 @@ def frame_numbers(fast, kind, data):
             seconds, micros = words[3].split(b".")
             numbers.append(int(seconds) * 1_000_000 + int(micros))
     return numbers
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def server_side_timer(port, client_port):
