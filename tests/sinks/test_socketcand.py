@@ -366,15 +366,17 @@ def test_thousands_of_opens_and_connections(make_server):
         peer = Peer(server.port)
         peer.send(b"< open can0 >")
         peer.close()
-    wait(lambda: server.client_count == 1)
+    # every connection is taken (a loaded machine may still hold some in the listen backlog
+    # when the client is done); a few of the storm may find 32 from this host not yet seen
+    # closing: those are refused by --max-clients-per-host, never lost or kept
+    def refused():
+        return [text for _, text in server.log if "refused" in text]
+
+    wait(lambda: server.clients_accepted + len(refused()) == 302 and server.client_count == 1)
     server.put(frames(5))
     assert len(good.elements(5)) == 5
-    # every connection was taken; on a loaded machine a few of the storm may find 32 from this
-    # host not yet seen closing: those are refused by --max-clients-per-host, never lost
-    refused = [text for _, text in server.log if "refused" in text]
-    assert server.clients_accepted + len(refused) == 302
-    assert all("--max-clients-per-host 32" in text for text in refused), refused[:3]
-    assert len(refused) < 100
+    assert all("--max-clients-per-host 32" in text for text in refused()), refused()[:3]
+    assert len(refused()) < 100
 
 
 def test_a_client_that_never_reads_is_dropped_the_others_get_everything(make_server):
