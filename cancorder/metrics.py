@@ -214,31 +214,33 @@ class MetricsServer:
         self._open[writer] = True
         if len(self._open) > self.max_connections:
             self._make_room(writer)
+        answered = False
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
                                               self.request_timeout)
             except asyncio.LimitOverrunError:
-                self._refused("a request longer than {} bytes".format(MAX_REQUEST))
-                reply = _reply(431, b"request too large\n", "text/plain")
+                self._refused(f"a request longer than {MAX_REQUEST:,} bytes")
+                return
             except asyncio.TimeoutError:
                 self._refused(f"no complete request within {self.request_timeout:g} s")
                 return
             except (asyncio.IncompleteReadError, ConnectionError):
                 return  # closed by the peer, or to make room for a newer connection
-            else:
-                reply = self._answer(head)
             self._open[writer] = False  # answering: no longer the first to make room
-            writer.write(reply)
-            await asyncio.wait_for(writer.drain(), self.request_timeout)
+            writer.write(self._answer(head))
+            writer.close()  # once the answer is sent
+            await asyncio.wait_for(writer.wait_closed(), self.request_timeout)
+            answered = True
         except (asyncio.TimeoutError, ConnectionError):
-            pass  # a reader that does not take its answer: closed below
+            pass  # a reader that does not take its answer: cut off below
         except Exception as exc:  # a bug: said, and the port keeps serving
             log.error(f"metrics: answering failed: {type(exc).__name__}: {exc}",
                       extra={"rate_key": ("metrics", "bug", type(exc).__name__)})
         finally:
             self._open.pop(writer, None)
-            writer.transport.abort()
+            if not answered:
+                writer.transport.abort()
 
     def _make_room(self, newcomer):
         """Every slot taken: close the oldest connection still sending its request, or, when

@@ -107,6 +107,8 @@ class Sandbox:
     def _hidden(self, path):
         for candidate in dict.fromkeys([path, os.path.realpath(path)]):
             for folder, setting in self.hidden.items():
+                if candidate == folder:
+                    return f"the unit hides {folder} ({setting}yes)"
                 if _inside(candidate, folder):
                     return f"{candidate} is in {folder}, which the unit hides ({setting}yes)"
         return None
