@@ -67,9 +67,9 @@ class Sandbox:
             key, sep, value = line.partition("=")
             if sep and not line.startswith(("#", ";")):
                 settings.setdefault(key.strip(), []).extend(value.split())
-        on = {"yes", "true", "on", "1", "read-only", "tmpfs", "strict"}
+        on = {"yes", "true", "on", "1"}
         hidden = {}
-        if set(settings.get("ProtectHome", [])) & on:
+        if set(settings.get("ProtectHome", [])) & (on | {"tmpfs"}):  # read-only: still seen
             hidden.update({folder: "ProtectHome=" for folder in ("/home", "/root", "/run/user")})
         if set(settings.get("PrivateTmp", [])) & on:  # its own, empty /tmp: gone at the stop
             hidden.update({folder: "PrivateTmp=" for folder in ("/tmp", "/var/tmp")})
