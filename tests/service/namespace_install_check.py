@@ -70,7 +70,7 @@ def main(work, port):
     # 3. A config the service could not use: refused, naming the file, the bus and the key.
     configs = os.path.join(work, "configs")
     os.makedirs(configs)
-    for record, reason in (("/srv/can/r-{n}.log", "may write only in /var/lib/cancorder"),
+    for record, reason in (("/opt/can/r-{n}.log", "may write only in /var/lib/cancorder"),
                            ("/tmp/r-{n}.log", "the unit hides /tmp (PrivateTmp=yes)")):
         path = os.path.join(configs, "bad.toml")
         with open(path, "w") as handle:
@@ -98,7 +98,7 @@ def main(work, port):
     for folder in ("/home", "/root", "/run/user", "/tmp", "/var/tmp"):
         if os.path.isdir(folder):
             mount("-t", "tmpfs", "tmpfs", folder)
-    os.makedirs("/var/lib/cancorder")  # StateDirectory=, the service user's
+    os.makedirs("/var/lib/cancorder", exist_ok=True)  # StateDirectory=, the service user's
     os.chown("/var/lib/cancorder", SERVICE_UID, SERVICE_UID)
     as_service = ["setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_UID}",
                   "--clear-groups", "--"]
