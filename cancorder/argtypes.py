@@ -128,6 +128,27 @@ def duration(text):
     return value
 
 
+# ---- paths: the value stays as written; the type says what the process does with it (the
+# service installer checks that the unit lets the service do it: service/__init__.py) ----
+
+def read_path(text):
+    """A file the process reads (a log file to replay, a TLS certificate, a library)."""
+    return text
+
+
+def write_folder(text):
+    """A folder the process writes in (the MQTT spool)."""
+    return text
+
+
+def write_pattern(text):
+    """A file name pattern the process writes, in the folder its fixed part names (--record)."""
+    return text
+
+
+PATH_TYPES = (read_path, write_folder, write_pattern)
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """Something a bus's flags take for the bus alone (its port, its adapter, its spool folder):

@@ -6,13 +6,21 @@ so serving metrics costs nothing between scrapes. ``/healthz`` answers 200 while
 up and 503 with a one-line reason otherwise (for a load balancer, a container probe or a
 watchdog script).
 """
+import asyncio
 import dataclasses
-import http.server
+import http
+import logging
 import math
-import socket
 import threading
 
 from .errors import UsageError
+from .listeners import bind_listener
+
+MAX_CONNECTIONS = 16  # at once: a scraper, a probe or two and room to spare
+MAX_REQUEST = 8 << 10  # bytes of request line and headers (a scrape sends a few hundred)
+REQUEST_TIMEOUT = 5.0  # s for a whole request to arrive, and for its answer to be taken
+
+log = logging.getLogger("cancorder.metrics")
 
 #: skipped-frame kinds, in the order of the source counters
 SKIPPED_KINDS = ("remote", "error", "invalid", "garbage", "filtered")
@@ -134,79 +142,152 @@ def build_registry(snapshot):
 
 
 class MetricsServer:
-    """A small HTTP server on its own thread: /metrics and /healthz."""
+    """/metrics and /healthz on one thread of its own: an asyncio loop, whatever is asked.
 
-    def __init__(self, address, snapshot):
+    The port is open to the network, so nothing on it may reach the data path: at most
+    ``max_connections`` connections at once (one descriptor each; the listener's backlog holds
+    the rest in the kernel), a request of at most MAX_REQUEST bytes that must arrive whole
+    within ``request_timeout`` s, one request per connection, no thread per connection. When
+    every slot is taken, a new connection closes the oldest one still sending its request, so a
+    crowd of idle connections never keeps a scrape or a health check waiting. Every problem is
+    a log line through the shared rate limit, never a traceback on stderr.
+    """
+
+    def __init__(self, address, snapshot, max_connections=MAX_CONNECTIONS,
+                 request_timeout=REQUEST_TIMEOUT):
         self.host, self.port = address
         self._snapshot = snapshot
         self.registry = build_registry(snapshot)
-        self._httpd = None
+        self.max_connections = max_connections
+        self.request_timeout = request_timeout
+        self.connections_closed = 0  # closed before a complete request: slow, too big, evicted
+        self._open = {}  # writer -> True while it is still sending its request (in age order)
+        self._loop = None
         self._thread = None
 
     def start(self):
-        handler = _handler(self.registry, self._snapshot)
         try:
-            self._httpd = _HTTPServer(self.host, self.port, handler)
+            listeners, _, _ = bind_listener(self.host or None, self.port, "--metrics")
         except OSError as exc:
             where = f"{self.host}:{self.port}" if self.host else str(self.port)
             raise UsageError(f"--metrics {where}: cannot listen ({exc.strerror or exc}): choose "
                              "another port") from None
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
+        self.port = listeners[0].getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._loop_error)
+        self._thread = threading.Thread(target=self._run, args=(listeners,), name="metrics",
+                                        daemon=True)
         self._thread.start()
         return self
 
     def close(self):
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(2.0)
-            self._httpd = None
+            self._thread = None
 
+    # ---- the loop's thread ----
 
-class _HTTPServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, host, port, handler):
-        if not host and socket.has_dualstack_ipv6():
-            self.address_family = socket.AF_INET6
-            host = "::"
-        elif ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host or "0.0.0.0", port), handler, bind_and_activate=False)
+    def _run(self, listeners):
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        servers = []
         try:
-            if self.address_family == socket.AF_INET6 and host == "::":
-                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            self.server_bind()
-            self.server_activate()
-        except BaseException:
-            self.server_close()
-            raise
+            for sock in listeners:  # bound and listening already: clients queue meanwhile
+                servers.append(loop.run_until_complete(asyncio.start_server(
+                    self._connection, sock=sock, limit=MAX_REQUEST)))
+            loop.run_forever()
+        finally:
+            for server in servers:
+                server.close()
+            for writer in list(self._open):
+                writer.transport.abort()
+            for sock in listeners:
+                sock.close()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    async def _connection(self, reader, writer):
+        self._open[writer] = True
+        if len(self._open) > self.max_connections:
+            self._make_room(writer)
+        answered = False
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
+                                              self.request_timeout)
+            except asyncio.LimitOverrunError:
+                self._refused(f"a request longer than {MAX_REQUEST:,} bytes")
+                return
+            except asyncio.TimeoutError:
+                self._refused(f"no complete request within {self.request_timeout:g} s")
+                return
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return  # closed by the peer, or to make room for a newer connection
+            self._open[writer] = False  # answering: no longer the first to make room
+            writer.write(self._answer(head))
+            writer.close()  # once the answer is sent
+            await asyncio.wait_for(writer.wait_closed(), self.request_timeout)
+            answered = True
+        except (asyncio.TimeoutError, ConnectionError):
+            pass  # a reader that does not take its answer: cut off below
+        except Exception as exc:  # a bug: said, and the port keeps serving
+            log.error(f"metrics: answering failed: {type(exc).__name__}: {exc}",
+                      extra={"rate_key": ("metrics", "bug", type(exc).__name__)})
+        finally:
+            self._open.pop(writer, None)
+            if not answered:
+                writer.transport.abort()
+
+    def _make_room(self, newcomer):
+        """Every slot taken: close the oldest connection still sending its request, or, when
+        every one is being answered, the newcomer."""
+        oldest = next((w for w, reading in self._open.items() if reading and w is not newcomer),
+                      newcomer)
+        self._open.pop(oldest, None)
+        oldest.transport.abort()
+        self._refused(f"more than {self.max_connections} connections at once")
+
+    def _refused(self, why):
+        self.connections_closed += 1
+        log.warning(f"metrics: closed a connection: {why} ({self.connections_closed:,} so far)",
+                    extra={"rate_key": ("metrics", why)})
+
+    def _loop_error(self, loop, context):
+        """The loop's own trouble (an accept that failed: out of descriptors...), as a line."""
+        exc = context.get("exception")
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message")
+        log.warning(f"metrics: {context.get('message', 'error')}: {what}",
+                    extra={"rate_key": ("metrics", "loop", type(exc).__name__)})
+
+    def _answer(self, head):
+        """The reply to one request's head (its request line; the headers do not matter)."""
+        words = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            return _reply(400, b"bad request\n", "text/plain")
+        method, target = words[0], words[1]
+        if method not in ("GET", "HEAD"):
+            return _reply(405, b"only GET\n", "text/plain", extra="Allow: GET, HEAD\r\n")
+        path = target.split("?", 1)[0]
+        if path == "/metrics":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            code, body, kind = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+        elif path == "/healthz":
+            ok, line = health(self._snapshot())
+            code, body, kind = 200 if ok else 503, (line + "\n").encode(), \
+                "text/plain; charset=utf-8"
+        else:
+            code, body, kind = 404, b"not found: try /metrics or /healthz\n", "text/plain"
+        return _reply(code, body, kind, head_only=method == "HEAD")
 
 
-def _handler(registry, snapshot):
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok, line = health(snapshot())
-                self._reply(200 if ok else 503, (line + "\n").encode(), "text/plain; charset=utf-8")
-            else:
-                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain")
-
-        def _reply(self, code, body, content_type):
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):  # no line per scrape on stderr
-            pass
-
-    return Handler
+def _reply(code, body, content_type, extra="", head_only=False):
+    """One HTTP/1.1 response that closes the connection."""
+    head = (f"HTTP/1.1 {code} {http.HTTPStatus(code).phrase}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}Connection: close\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body

@@ -133,19 +133,27 @@ class Bus:
             log=self._log_client_event)
         self.broadcaster.admit = self.admit
 
+    def start_sinks(self, server_options):
+        """Build and start the consumers (after ``open``, before ``start``): what they take
+        (socketcand's port, the spool) is taken before any bus serves or is advertised. They
+        get no batch before ``start``."""
+        info = self.info()
+        for make in self.options.sinks:
+            sink = make(info, server_options)
+            sink.start(info)
+            self.sinks.append(sink)  # only a started sink is closed
+
     def start(self, server_options, on_end):
-        """Start the broadcaster, advertise, start the sinks and the source thread."""
+        """Start the broadcaster, advertise, start the source thread."""
         self._on_end = on_end
+        if self.crash is not None:  # a consumer died between start_sinks and now
+            on_end(self)
         self._start_thread(self._serve_clients, f"connections {self.name}")
         where = ", ".join(f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
                           for h in self.bound[:1])
         self.log.info(f"serving {self.source.description} on TCP {where}")
         if self.options.zeroconf:
             self._advertise()
-        info = self.info()
-        self.sinks = [make(info, server_options) for make in self.options.sinks]
-        for sink in self.sinks:
-            sink.start(info)
         self._start_thread(self._pump, f"source {self.name}")
 
     def info(self):
@@ -166,9 +174,11 @@ class Bus:
         return txt
 
     def abandon(self):
-        """Undo ``open`` for a bus that never started (another bus failed to open)."""
+        """Undo ``open`` (and ``start_sinks``) for a bus that never started (another bus
+        failed to open)."""
         self.broadcaster.stop(0)
-        self.broadcaster.run()  # returns at once, having closed the listener
+        self.broadcaster.run()  # returns at once, having closed the listeners
+        self._close_sinks(0)
         self.source.close()
 
     def stop(self, drain_timeout):
@@ -186,12 +196,15 @@ class Bus:
                 self.advertiser.close()
             except Exception as exc:
                 self.log.warning(f"Zeroconf unregister failed: {exc}")
+        self._close_sinks(drain_timeout)
+        self.source.close()
+
+    def _close_sinks(self, drain_timeout):
         for sink in self.sinks:
             try:
                 sink.close(drain_timeout)
             except Exception as exc:  # one consumer's trouble never hides the others' totals
                 self.log.error(f"{type(sink).__name__} did not close cleanly: {exc}")
-        self.source.close()
 
     # ---- the source thread ----
 
@@ -369,14 +382,13 @@ class Server:
         self.monitor.start()  # the metrics port first: a clash is a usage error, nothing served
         try:
             try:
+                # every bus's adapter, listeners and consumers, before any bus serves or is
+                # advertised: a mistake found here leaves nothing half served
                 for bus in self.buses:
-                    try:
-                        bus.open(opts)
-                    except CancorderError as exc:
-                        if len(self.buses) > 1 and len(exc.args) == 1:
-                            exc.args = (f'bus "{bus.name}": {exc}',)  # which of the buses
-                        raise
+                    self._naming_bus(bus, bus.open, opts)
                     opened.append(bus)
+                for bus in self.buses:
+                    self._naming_bus(bus, bus.start_sinks, opts)
             except BaseException:
                 for bus in opened:
                     bus.abandon()
@@ -402,6 +414,15 @@ class Server:
         for bus in self.buses:
             self._log_totals(bus)
         return self.exit_code
+
+    def _naming_bus(self, bus, step, opts):
+        """``step(opts)``; with several buses its error line says which bus."""
+        try:
+            step(opts)
+        except CancorderError as exc:
+            if len(self.buses) > 1 and len(exc.args) == 1:
+                exc.args = (f'bus "{bus.name}": {exc}',)
+            raise
 
     @property
     def exit_code(self):

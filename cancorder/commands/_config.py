@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 
+from .. import argtypes
 from ..errors import ConfigError, UsageError
 from . import _server_args as sa
 
@@ -65,8 +66,26 @@ def load(path, sources):
 
 def check(path, sources):
     """Refuse a broken config file (ConfigError) without serving it: every bus's source is
-    built, not opened."""
-    build_buses(load(path, sources), check=True)
+    built, not opened. Returns the resolved config."""
+    config = load(path, sources)
+    build_buses(config, check=True)
+    return config
+
+
+def paths(config):
+    """Every path the buses of a config give, as (where, key, value, what the process does
+    with it: one of argtypes.PATH_TYPES), from the flags' own types: for the service
+    installer, which checks that the unit lets the service see or write them."""
+    found = []
+    for bus in config.buses:
+        for key, (action, inverted) in bus.flags.items():
+            if inverted or action.type not in argtypes.PATH_TYPES:
+                continue
+            value = getattr(bus.args, action.dest, None)
+            for item in value if isinstance(value, list) else [value]:
+                if item:
+                    found.append((f"config {config.path}, {bus.label}", key, item, action.type))
+    return found
 
 
 def _read_toml(path):

@@ -10,7 +10,8 @@ def add_subparser(subparsers, common):
                     "asammdf, .gz of the text ones) to ECUconnect clients with their recorded "
                     "spacing, re-based to now, like a live bus: same server, Zeroconf, "
                     "--record, --stats, -v. Several files play as one timeline, in order.")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="the log files, in order")
+    parser.add_argument("files", nargs="+", metavar="FILE", type=argtypes.read_path,
+                        help="the log files, in order")
     timing = parser.add_argument_group("timing")
     sa.add_playback_arguments(timing, channel_group=parser)
     timing.add_argument("--original-time", action="store_true",

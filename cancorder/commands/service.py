@@ -39,7 +39,8 @@ def _do_install(args):
 
     done = service.install(args.name, root=args.root, platform=args.platform,
                            config=args.config,
-                           check_config=lambda path: _config.check(path, args.sources))
+                           check_config=lambda path: _config.paths(
+                               _config.check(path, args.sources)))
     for path in done.written:
         print(f"wrote {path}")
     for path in done.kept:

@@ -22,7 +22,7 @@ def add_subparser(subparsers, common):
                          help="TouCAN index: 0 is the first adapter plugged in (default: 0)")
     adapter.add_argument("-b", "--bitrate", type=argtypes.bitrate, default=500000,
                          help=f"bit rate in bit/s, one of {BITRATES} (default: 500000)")
-    adapter.add_argument("-l", "--library", metavar="PATH", default=None,
+    adapter.add_argument("-l", "--library", metavar="PATH", default=None, type=argtypes.read_path,
                          help="the CAN API V3 library (default: $CANCORDER_TOUCAN_LIBRARY, else "
                               "/usr/local/lib/libUVCANTOU.dylib, else the loader's search)")
     adapter.add_argument("--listen-only", action="store_true",

@@ -8,6 +8,7 @@ import socket
 import string
 import urllib.parse
 
+from ..argtypes import read_path
 from ..errors import UsageError
 
 DEFAULT_TOPIC = "cancorder/{system}/{channel}"
@@ -257,14 +258,14 @@ def _safe(text):
 
 def add_login_arguments(group):
     """How to reach the broker: TLS files and where the password comes from."""
-    group.add_argument("--mqtt-ca", metavar="FILE", default=None,
+    group.add_argument("--mqtt-ca", metavar="FILE", default=None, type=read_path,
                        help="CA certificate(s) (PEM) that signed the broker's certificate "
                             "(mqtts://; default: the system's)")
-    group.add_argument("--mqtt-cert", metavar="FILE", default=None,
+    group.add_argument("--mqtt-cert", metavar="FILE", default=None, type=read_path,
                        help="client certificate (PEM) for brokers that ask for one")
-    group.add_argument("--mqtt-key", metavar="FILE", default=None,
+    group.add_argument("--mqtt-key", metavar="FILE", default=None, type=read_path,
                        help="the client certificate's private key (PEM)")
-    group.add_argument("--mqtt-password-file", metavar="FILE", default=None,
+    group.add_argument("--mqtt-password-file", metavar="FILE", default=None, type=read_path,
                        help="read the password from FILE instead of the URL (or set "
                             "$CANCORDER_MQTT_PASSWORD)")
 

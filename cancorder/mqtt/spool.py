@@ -28,6 +28,27 @@ CURSOR_EVERY = 0.25  # seconds between cursor writes (a crash re-sends at most t
 MEMORY_LIMIT = 64 << 20
 
 
+def check_folder(directory):
+    """SpoolError unless ``directory`` can be the spool folder: a folder this process may write
+    in, or one it may create there. Creates nothing: ``--check`` and the real start run it while
+    the flags are checked, before anything is served (the lock is the running process's, so a
+    folder in use is found when the spool opens)."""
+    existing = os.path.abspath(directory)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise _unusable(directory, f"{existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _unusable(directory, f"{existing} is not writable for this user")
+    lock = os.path.join(directory, "lock")
+    if os.path.exists(lock) and not os.access(lock, os.W_OK):
+        raise _unusable(directory, f"{lock} is not writable for this user")
+
+
+def _unusable(directory, why):
+    return SpoolError(f"--mqtt-spool {directory}: cannot use it as the spool folder ({why})")
+
+
 class MemoryOutbox:
     """Batches in memory, oldest dropped beyond ``max_bytes``. Tokens are entry numbers."""
 
@@ -122,8 +143,7 @@ class DiskSpool:
             os.makedirs(directory, exist_ok=True)
             self._lock = open(os.path.join(directory, "lock"), "a+")
         except OSError as exc:
-            raise SpoolError(f"--mqtt-spool {directory}: cannot use it as the spool folder "
-                             f"({exc.strerror or exc})") from None
+            raise _unusable(directory, exc.strerror or exc) from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -4,13 +4,19 @@
 config; they are package data, so a pip install and the standalone executable both carry them.
 ``install`` writes them under a root folder (``/`` on a real machine, a temporary folder in the
 tests) with the program's own path filled in, and never overwrites an existing config.
+
+The unit hides the home folders and /tmp from the service and lets it write in a few folders
+only, as a user of its own (``Sandbox``, read from the unit's own text): ``install`` refuses a
+program, or a path of the config, that the service could not reach, and says what to do.
 """
 import dataclasses
+import json
 import os
 import shutil
 import sys
 from importlib import resources
 
+from .. import argtypes
 from ..errors import UsageError
 
 UNIT = "cancorder@.service"
@@ -38,6 +44,154 @@ def program():
     return [os.path.abspath(sys.executable), "-m", "cancorder"]
 
 
+#: where the README's production set-up puts cancorder (the advice when the program is hidden)
+PRODUCTION_SETUP = ("sudo /usr/bin/python3 -m venv /opt/cancorder && sudo /opt/cancorder/bin/pip "
+                    "install . && sudo /opt/cancorder/bin/cancorder service install {name} "
+                    "(README, \"Running it as a service\")")
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """What the unit lets the service see and write (from its text, the one home of these
+    facts): ``hidden`` folder -> the setting that hides it; ``writable`` folders;
+    ``own_user``: DynamicUser=, so what it reads must be open to every user."""
+
+    hidden: dict
+    writable: list
+    own_user: bool
+
+    @classmethod
+    def of_unit(cls, text):
+        settings = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith(("#", ";")):
+                settings.setdefault(key.strip(), []).extend(value.split())
+        on = {"yes", "true", "on", "1"}
+        hidden = {}
+        if set(settings.get("ProtectHome", [])) & (on | {"tmpfs"}):  # read-only: still seen
+            hidden.update({folder: "ProtectHome=" for folder in ("/home", "/root", "/run/user")})
+        if set(settings.get("PrivateTmp", [])) & on:  # its own, empty /tmp: gone at the stop
+            hidden.update({folder: "PrivateTmp=" for folder in ("/tmp", "/var/tmp")})
+        writable = [path.lstrip("-") for path in settings.get("ReadWritePaths", [])]
+        writable += ["/var/lib/" + name for name in settings.get("StateDirectory", [])]
+        return cls(hidden, list(dict.fromkeys(writable)),
+                   own_user=bool(set(settings.get("DynamicUser", [])) & on))
+
+    def cannot_read(self, path):
+        """Why the service cannot read (or run) ``path``, or None. Relative paths are from its
+        working folder, /."""
+        path = os.path.join("/", path)
+        hidden = self._hidden(path)
+        if hidden:
+            return hidden
+        if self.own_user and os.path.exists(path):
+            closed = _closed_to_others(os.path.realpath(path))
+            if closed:
+                return (f"the service runs as a user of its own (DynamicUser=), and {closed}: "
+                        "make it readable by every user (o+r, o+x on its folders)")
+        return None
+
+    def cannot_write(self, folder):
+        """Why the service cannot write in ``folder``, or None."""
+        folder = os.path.join("/", folder)
+        hidden = self._hidden(folder)
+        if hidden:
+            return hidden
+        real = os.path.realpath(folder)
+        if not any(_inside(real, allowed) for allowed in self.writable):
+            return (f"the service may write only in {', '.join(self.writable)} "
+                    "(ProtectSystem=strict)")
+        return None
+
+    def _hidden(self, path):
+        for candidate in dict.fromkeys([path, os.path.realpath(path)]):
+            for folder, setting in self.hidden.items():
+                if candidate == folder:
+                    return f"the unit hides {folder} ({setting}yes)"
+                if _inside(candidate, folder):
+                    return f"{candidate} is in {folder}, which the unit hides ({setting}yes)"
+        return None
+
+
+def _inside(path, folder):
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _closed_to_others(path):
+    """What keeps a user other than the owner from reading ``path`` (None: nothing)."""
+    import stat
+
+    parts = path.split(os.sep)
+    for i in range(2, len(parts)):
+        folder = os.sep.join(parts[:i]) or os.sep
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return f"{folder} is closed to other users"
+    mode = os.stat(path).st_mode
+    if not mode & stat.S_IROTH or (stat.S_ISDIR(mode) and not mode & stat.S_IXOTH):
+        return f"{path} is not readable by other users"
+    return None
+
+
+def program_files(command):
+    """The files starting ``command`` needs: the program, the interpreter of its ``#!`` line,
+    and for this Python the interpreter, its library and cancorder's package."""
+    files = [command[0]]
+    if getattr(sys, "frozen", False):
+        return files
+    try:
+        with open(command[0], "rb") as handle:
+            first = handle.readline(512)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!") and first[2:].split():
+        files.append(os.fsdecode(first[2:].split()[0]))
+    files += [sys.executable, sys.base_prefix, sys.prefix,
+              os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    return list(dict.fromkeys(files))
+
+
+def check_reachable(name, command, configured, unit):
+    """UsageError unless the service of ``unit`` can start ``command`` and use every path of
+    ``configured`` ((where, key, value, argtypes path type) each, _config.paths)."""
+    sandbox = Sandbox.of_unit(unit)
+    for path in program_files(command):
+        why = sandbox.cannot_read(path)
+        if why:
+            if getattr(sys, "frozen", False):
+                todo = (f"copy it where the service can run it: sudo install -m 755 {command[0]} "
+                        f"/usr/local/bin/cancorder && sudo /usr/local/bin/cancorder service "
+                        f"install {name}")
+            else:
+                todo = "install cancorder outside the home folders, e.g. " + \
+                    PRODUCTION_SETUP.format(name=name)
+            needs = "" if path == command[0] else f" (it needs {path})"
+            raise UsageError(f"the service could not start {command[0]}{needs}: {why}; {todo}")
+    for where, key, value, kind in configured:
+        if kind is argtypes.read_path:
+            why = sandbox.cannot_read(value)
+            todo = "move it outside the home folders and /tmp"
+        else:
+            folder = value if kind is argtypes.write_folder else _fixed_folder(value)
+            why = sandbox.cannot_write(folder)
+            todo = (f"use a folder under {sandbox.writable[0]}, or add {folder} to "
+                    f"ReadWritePaths= in a drop-in (systemctl edit cancorder@{name})")
+        if why:
+            raise UsageError(f"{where}: {key} {json.dumps(value)}: the service could not use "
+                             f"it: {why}; {todo}")
+
+
+def _fixed_folder(pattern):
+    """The folder of a file name pattern up to its first field (strftime %, or {name})."""
+    parts = os.path.join("/", pattern).split("/")[:-1]
+    fixed = []
+    for part in parts:
+        if "%" in part or "{" in part:
+            break
+        fixed.append(part)
+    return "/".join(fixed) or "/"
+
+
 def unit_text(command=None):
     command = command or program()
     return shipped(UNIT).replace(SHIPPED_PROGRAM, " ".join(command), 1)
@@ -61,16 +215,22 @@ class Installed:
 
 def install(name, root="/", platform=None, config=None, check_config=None):
     """Write the service files for instance ``name`` under ``root``; ``check_config(path)``
-    refuses a broken ``config`` (a ConfigError) before anything is written."""
+    refuses a broken ``config`` (a ConfigError) before anything is written and returns its
+    paths (_config.paths). Installing for this machine (``root`` /), a program or a path the
+    unit would hide from the service is refused too (under another root the files are staged
+    for a package, whose layout decides)."""
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise UsageError(f"service name {name!r}: letters, digits, '-', '_' or '.' only "
                          "(it names /etc/cancorder/NAME.toml and the unit instance)")
     platform = platform or ("macos" if sys.platform == "darwin" else "linux")
+    configured = []
     if config is not None:
         # a broken config is refused before anything is written (its sources built, not opened)
-        check_config(config)
+        configured = check_config(config) or []
     done = Installed([], [], [])
     if platform == "linux":
+        if os.path.abspath(root) == "/":  # under another root: staged for a package
+            check_reachable(name, program(), configured, shipped(UNIT))
         config_path = f"/etc/cancorder/{name}.toml"
         _write(root, "/etc/systemd/system/" + UNIT, unit_text(), done)
         _write(root, "/etc/udev/rules.d/" + UDEV_RULES, shipped(UDEV_RULES), done)

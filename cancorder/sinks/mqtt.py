@@ -3,10 +3,11 @@ and the spool, is ``mqtt.publisher``); its flags and how it is built from them."
 import json
 import os
 
-from ..argtypes import Claim, byte_size
+from ..argtypes import Claim, byte_size, write_folder
 from ..errors import UsageError
 from ..mqtt.connection import add_login_arguments, settings_from_args
 from ..mqtt.publisher import DEFAULT_SPOOL_SIZE, MqttPublisher
+from ..mqtt.spool import check_folder
 
 
 def spool_size(text):
@@ -25,7 +26,7 @@ class MqttSink(MqttPublisher):
                                 "mqtt[s]://[USER[:PASS]@]HOST[:PORT][/TOPIC]; TOPIC may use "
                                 "{system} {channel} {interface} (default: "
                                 "cancorder/{system}/{channel})")
-        group.add_argument("--mqtt-spool", metavar="DIR", default=None,
+        group.add_argument("--mqtt-spool", metavar="DIR", default=None, type=write_folder,
                            help="keep the batches the broker has not acknowledged in DIR: they "
                                 "survive a lost broker and a restart of cancorder")
         group.add_argument("--mqtt-spool-size", type=spool_size, default=DEFAULT_SPOOL_SIZE,
@@ -49,6 +50,8 @@ class MqttSink(MqttPublisher):
             # a message about the URL names its flag (its config key, in a config file)
             raise UsageError(f"--mqtt {exc}") from None
         spool_dir, size = args.mqtt_spool, args.mqtt_spool_size
+        if spool_dir:
+            check_folder(spool_dir)  # here, not when the bus starts: nothing served yet
         return [lambda bus, server_options: cls(settings, spool_dir=spool_dir, spool_size=size)]
 
     @classmethod

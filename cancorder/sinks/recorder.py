@@ -6,7 +6,7 @@ import threading
 import time
 
 from .._fast import logfile
-from ..argtypes import byte_size, duration, positive_int
+from ..argtypes import byte_size, duration, positive_int, write_pattern
 from ..errors import UsageError
 from ..report import plural
 from .base import RecordSink
@@ -165,7 +165,7 @@ def add_record_arguments(parser, *flags, repeatable=False, help=None):
     """The recording flag (``--record PATH`` or dump's ``-o FILE``) and the rotation and
     retention flags that go with it."""
     group = parser.add_argument_group("recording")
-    group.add_argument(*flags, dest="record", metavar="PATH",
+    group.add_argument(*flags, dest="record", metavar="PATH", type=write_pattern,
                        action="append" if repeatable else "store",
                        default=[] if repeatable else None,
                        help=help or "record every frame to PATH, format by extension (.log "

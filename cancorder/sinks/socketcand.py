@@ -34,7 +34,7 @@ from xml.sax.saxutils import quoteattr
 from .._fast import socketcand as protocol
 from .._fast.broadcast import Protocol
 from ..access import LOOPBACK, parse_networks, peer_allowed
-from ..argtypes import listen_address
+from ..argtypes import Claim, listen_address
 from ..errors import UsageError
 from ..listeners import bind_error, bind_listener
 from .base import RecordSink
@@ -217,6 +217,16 @@ class SocketcandServer(RecordSink):
     def transmit_flag(cls, args):
         return "--allow-transmit" if args.socketcand is not None and args.allow_transmit \
             else None
+
+    @classmethod
+    def claims(cls, args):
+        """Its port: no other bus's (ECUconnect or socketcand) nor the metrics port (0: any
+        free one, taken by nobody else)."""
+        if args.socketcand is None or not args.socketcand[1]:
+            return []
+        port = args.socketcand[1]
+        return [Claim(("tcp port", port), f"socketcand port {port}",
+                      "a port serves one bus and one protocol: give socketcand another port")]
 
     @classmethod
     def factories(cls, args):

@@ -285,3 +285,37 @@ def test_a_bad_mqtt_key_with_check_is_one_line(tmp_path):
     assert done.stderr == (f'error: config {path}, bus "p": --mqtt mqtt://127.0.0.1/a/{{foo}}: '
                            "unknown topic field {foo}: the topic may use {system}, {channel} "
                            "and {interface}\n")
+
+
+# ---- issue 22, item 7: --check refuses what the real start refuses, before serving ----
+
+@pytest.mark.parametrize("case", ["socketcand twice", "socketcand on a bus port", "spool"])
+def test_check_and_start_refuse_alike_before_serving(tmp_path, case):
+    """Each of the issue's three configs: --check exits 2 with one line naming the file and
+    the bus, and the real start exits 2 with that very line, nothing served before it."""
+    from tests.helpers import free_port
+
+    port_a, port_b, shared = free_port(), free_port(), free_port()
+    (tmp_path / "file").write_text("not a folder\n")
+    second = {
+        "socketcand twice": (f'socketcand = "127.0.0.1:{shared}"',
+                             f'socketcand port {shared} is also bus "a"\'s: a port serves one '
+                             "bus and one protocol: give socketcand another port"),
+        "socketcand on a bus port": (f'socketcand = "127.0.0.1:{port_a}"',
+                                     f'socketcand port {port_a} is also bus "a"\'s: a port '
+                                     "serves one bus and one protocol"),
+        "spool": (f'mqtt = "mqtt://127.0.0.1:1/t"\nmqtt_spool = "{tmp_path}/file/spool"',
+                  f"--mqtt-spool {tmp_path}/file/spool: cannot use it as the spool folder "
+                  f"({tmp_path}/file is not a folder)"),
+    }
+    line, reason = second[case]
+    path = write(tmp_path, f'source = "mock-uds"\nzeroconf = false\n'
+                           f'[[bus]]\nname = "a"\nport = {port_a}\n'
+                           f'socketcand = "127.0.0.1:{shared}"\n'
+                           f'[[bus]]\nname = "b"\nport = {port_b}\n{line}\n')
+    expected = f'error: config {path}, bus "b": {reason}'
+    checked = run_cli("serve", "--config", path, "--check")
+    assert checked.returncode == 2 and checked.stderr.startswith(expected), checked.stderr
+    assert checked.stderr.count("\n") == 1, checked.stderr
+    started = run_cli("serve", "--config", path)
+    assert started.returncode == 2 and started.stderr == checked.stderr, started.stderr

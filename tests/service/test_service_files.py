@@ -121,3 +121,31 @@ def test_install_refuses_a_bad_config_before_writing(tmp_path):
                           cwd=ROOT)
     assert done.returncode == 2 and 'bitrate "fast"' in done.stderr
     assert not (tmp_path / "root").exists()
+
+
+# ---- issue 22, item 11: the unit can start what install wrote ----
+
+def test_readme_production_path_in_the_units_sandbox(tmp_path):
+    """In a mount namespace that hides what the unit hides (tests/service/
+    namespace_install_check.py): install refuses the checkout's venv (pyenv's Python is in
+    /root) and a config writing outside /var/lib/cancorder or in /tmp, and the README's
+    /opt/cancorder set-up installs a unit whose ExecStart runs as a user of its own and
+    records."""
+    from tests.helpers import cancorder_env, free_port
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("needs root, unshare -m and setpriv for the unit's sandbox")
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", sys.executable,
+         "tests/service/namespace_install_check.py", str(tmp_path), str(free_port())],
+        capture_output=True, text=True, env=cancorder_env(), cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "ok", done.stdout
+
+
+def test_unit_has_descriptors_for_many_clients():
+    """LimitNOFILE=: systemd's default soft limit (1024) is too few for 8 buses at the
+    default --max-clients over both protocols, with their recordings and the metrics port."""
+    limits = [line.split("=", 1)[1] for line in service.shipped(service.UNIT).splitlines()
+              if line.startswith("LimitNOFILE=")]
+    assert limits and int(limits[0]) >= 8 * 2 * 64 + 1024
