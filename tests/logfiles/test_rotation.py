@@ -533,7 +533,7 @@ def test_crash_leftovers_are_cut_back_renamed_said_and_counted(tmp_path, ext):
         assert got == sent, got[-3:]
     assert f"finished {part}, left by an earlier run" in lines.text(), lines.text()
     assert str(finished) in lines.text() and f"{len(got):,} frames" in lines.text()
-    assert [p for p, _ in log.closed_files()] == [str(finished), str(tmp_path / f"c-2{ext}")]
+    assert [p for p, _ in log.closed_files()] == [str(finished), str(tmp_path / f"c-1-2{ext}")]
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
