@@ -191,8 +191,7 @@ class RotatingLog:
             if self._boundary is not None and now >= self._boundary:
                 self._rotate(now)
             elif now - self._last_flush >= FLUSH_INTERVAL:
-                if self._still_ours(now):
-                    self._flush(now)
+                self._flush(now)
         elif self._failure is not None and now >= self._retry_at:
             self._open(now)
 
@@ -296,11 +295,14 @@ class RotatingLog:
             self._flush(now)
 
     def _flush(self, now):
+        """At least once a second: the file is still ours (then flushed)."""
         self._last_flush = now
+        if not self._still_ours(now):
+            return
         try:
             self._file.flush()
         except OSError as exc:
-            self._fail(exc, 0)
+            self._fail(exc)
 
     def _rotate(self, now):
         if self._still_ours(now) and self._close_current():
@@ -315,7 +317,7 @@ class RotatingLog:
             file.close()
         except OSError as exc:
             self._file = file
-            self._fail(exc, 0)
+            self._fail(exc)
             return False
         self._finish_name(file, final)
         return True

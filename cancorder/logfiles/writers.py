@@ -501,7 +501,9 @@ def finish_leftover(part, final, fmt):
                         writer.on_message_received(message)
             _write_new(final, rewrite, close=False)
             os.remove(part)
-    frames = kept.count(b"\n") if fmt.fast else count_frames(final, fmt.suffix)
+    # candump and python-can's printer (never read back): one line a frame
+    frames = (kept.count(b"\n") if fmt.fast or not fmt.spec.reader else
+              count_frames(final, fmt.suffix))
     if not frames:
         os.remove(final)  # nothing whole in it: no empty recording is left
     return frames
