@@ -135,7 +135,10 @@ class DiskText:
             self._cut(0)
 
     def close(self):
-        os.close(self.fd)
+        """Let the descriptor go (once: its number may be another file's afterwards)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
     # ---- cutting at a whole frame ----
 
@@ -317,6 +320,7 @@ class PythonCanFile:
         self.unholdable = 0  # frames the format cannot store (a timestamp after the year 9999)
         self.unholdable_why = ""
         self._good = 0
+        self._aborted = False
 
     frames = property(lambda self: self.disk.frames if self.disk else self._frames)
     unflushed = property(lambda self: self.disk.unflushed if self.disk else self._unflushed)
@@ -411,6 +415,9 @@ class PythonCanFile:
         """After a failure: text is cut back to its last whole frame; a binary file is left
         as its writer left it, and its frames counted by reading it back (``keep=False``: the
         file is no longer ours, and is only let go)."""
+        if self._aborted:
+            return
+        self._aborted = True
         if self.disk is not None:
             if keep:
                 self.disk.abort()
@@ -423,9 +430,39 @@ class PythonCanFile:
             self.writer.stop()
         except Exception:
             pass
+        try:  # a stop that failed left it open: nothing buffered may reach the disk later
+            self.writer.file.close()
+        except Exception:
+            pass
         if keep:
+            if self.suffix == ".blf":
+                _cut_blf(self._path)
             self._frames = count_frames(self._path, self.suffix)
         self._unflushed = max(0, self._unflushed - self._frames)
+
+
+def _cut_blf(path):
+    """A BLF its writer could not finish (a full disk): cut after its last whole object (a
+    128 KiB container of frames), so that readers take it to its end without an error."""
+    from can.io.blf import FILE_HEADER_SIZE, OBJ_HEADER_BASE_STRUCT
+
+    try:
+        with open(path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            end = FILE_HEADER_SIZE if size >= FILE_HEADER_SIZE else 0
+            while end:
+                file.seek(end)
+                head = file.read(OBJ_HEADER_BASE_STRUCT.size)
+                if len(head) < OBJ_HEADER_BASE_STRUCT.size:
+                    break
+                signature, _, _, obj_size, _ = OBJ_HEADER_BASE_STRUCT.unpack(head)
+                following = end + obj_size + obj_size % 4
+                if signature != b"LOBJ" or obj_size < len(head) or following > size:
+                    break
+                end = following
+            file.truncate(end)
+    except OSError:
+        pass
 
 
 def count_frames(path, suffix):
