@@ -425,6 +425,10 @@ class RotatingLog:
         """The ``.part`` files earlier runs of this recording left (a crash): each cut back to
         its last whole frame, given its final name, and said; no other run writes them (a
         writer holds a lock on its .part)."""
+        try:
+            self.index.forget([])  # names whose files are gone (deleted by hand) go
+        except OSError:
+            pass
         for final in self.index.paths():
             part = final + PART
             if os.path.exists(final) or not os.path.exists(part):
