@@ -63,11 +63,23 @@ class RecordingIndex:
 
     def forget(self, gone):
         """Drop ``gone`` and every listed name whose file (and .part) no longer exists."""
+        listed = self.paths()
+        if not listed:
+            return
         gone = {os.path.abspath(p) for p in gone}
-        keep = [p for p in self.paths() if os.path.abspath(p) not in gone
+        keep = [p for p in listed if os.path.abspath(p) not in gone
                 and (os.path.exists(p) or os.path.exists(p + PART))]
+        if keep == listed:
+            return
         text = self._header + "".join(os.path.relpath(p, self.folder) + "\n" for p in keep)
         temporary = self.path + ".new"
-        with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as file:
-            file.write(text)
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as file:
+                file.write(text)
+            os.replace(temporary, self.path)  # whole, or the old one as it was
+        except OSError:
+            try:
+                os.remove(temporary)
+            except OSError:
+                pass
+            raise
