@@ -104,8 +104,8 @@ class Recorder(RecordSink):
             if self._thread.is_alive():
                 self.log.warning("the recorder did not finish within "
                                  f"{max(timeout, self.CLOSE_WAIT):g} s: the file being written "
-                                 "stays a .part file (finished at the next start), and only "
-                                 "the finished files count as recorded")
+                                 "stays a .part file (the next start keeps what of it reads), "
+                                 "and only the finished files count as recorded")
 
     def _run(self):
         try:
