@@ -51,7 +51,7 @@ class RecordingIndex:
         try:
             with open(self.path, "rb") as file:
                 lines = file.read().decode("utf-8", "surrogateescape").splitlines()
-        except FileNotFoundError:
+        except OSError:  # none yet (or unreadable): nothing is known to be ours
             return []
         seen, paths = set(), []
         for line in lines:

@@ -598,3 +598,15 @@ def test_a_writer_that_falls_behind_is_counted_and_the_file_is_finished(tmp_path
     assert stats["frames"] + stats["lost_frames"] == 20_000, stats
     assert f"recorded {frames:,} frames to {tmp_path / 'slow.log'}" in summary, summary
     assert "cannot keep up" in Bus.log.text() and "behind" in Bus.log.text()
+
+
+def test_the_totals_never_name_a_file_that_was_not_written(tmp_path):
+    (tmp_path / "file").write_text("")
+    lines = Lines()
+    log = RotatingLog(RecordOptions(str(tmp_path / "file" / "x-{n}.log")), {}, lines, Clock())
+    log.write(records(0, 10))
+    log.close()
+    assert log.frames == 0 and log.lost == 10
+    assert log.describe() == f"no file ({tmp_path / 'file' / 'x-{n}.log'}: nothing could be " \
+                             "written)", log.describe()
+    assert "recording stopped: cannot create" in lines.text()
