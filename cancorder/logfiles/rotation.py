@@ -439,9 +439,10 @@ class RotatingLog:
                 continue  # being written by a run still alive
             try:
                 frames = finish_leftover(part, final, self.format)
-            except OSError as exc:
-                self.log.warning(f"could not finish {part}, left by an earlier run: "
-                                 f"{exc.strerror or exc}")
+            except Exception as exc:  # no room, or a writer refusing what its reader took
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.log.warning(f"could not finish {part}, left by an earlier run: {why}; "
+                                 "it stays as it is")
                 continue
             finally:
                 os.close(lock)
