@@ -42,7 +42,6 @@ class Recorder(RecordSink):
         self.max_queued = max_queued or self.MAX_QUEUED_BYTES
         self.log = logging.getLogger("cancorder.record")
         self.dropped = 0  # frames dropped at the queue (the disk or the writer was too slow)
-        self.received = 0  # frames put
         self._rotating = None
         self._queue = collections.deque()
         self._queued = 0
@@ -72,22 +71,20 @@ class Recorder(RecordSink):
 
     def put(self, records):
         size = len(records)
-        count = logfile.count_records(records)
-        self.received += count
         with self._lock:
             if self._dead or self._queued + size > self.max_queued:
                 full = True
             else:
                 full = False
-                self._queue.append((time.monotonic(), records, count))
+                self._queue.append((time.monotonic(), records))
                 self._queued += size
         if full:
-            self._drop(count, "the disk is too slow")
+            self._drop(records, "the disk is too slow")
             return
         self._ready.set()
 
-    def _drop(self, count, why):
-        self.dropped += count
+    def _drop(self, records, why):
+        self.dropped += logfile.count_records(records)
         if not self._said_slow:
             self._said_slow = True
             self.log.warning(f"recording cannot keep up ({why}): frames are dropped from the "
@@ -113,8 +110,8 @@ class Recorder(RecordSink):
         except Exception as exc:  # a bug (a full disk is handled inside): never silent
             self._dead = True
             with self._lock:
-                for _, _, count in self._in_hand[self._written:] + list(self._queue):
-                    self.dropped += count
+                for _, records in self._in_hand[self._written:] + list(self._queue):
+                    self.dropped += logfile.count_records(records)
                 self._queue.clear()
             if self._failed is not None:
                 self._failed("the recorder", exc)  # the server stops with exit 1
@@ -137,19 +134,19 @@ class Recorder(RecordSink):
                     self._queue.clear()
                     self._queued = 0
                 now = self.clock()
-                for put_at, records, count in batch:
+                for put_at, records in batch:
                     late = time.monotonic()
                     if self._stop_writing_at is not None and late >= self._stop_writing_at:
-                        self._drop(count, "the stop came with more queued than could be "
+                        self._drop(records, "the stop came with more queued than could be "
                                           "written in time")
                     elif late - put_at > self.MAX_LAG:
                         # a writer slower than the bus (asammdf's for .mf4 at 30,000 frames/s)
                         # would fall ever further behind: skipping what is stale lets it catch
                         # up, and what it skips is counted like a full disk's
-                        self._drop(count, f"the {rotating.format.extension} writer is more "
+                        self._drop(records, f"the {rotating.format.extension} writer is more "
                                           f"than {self.MAX_LAG:g} s behind the bus")
                     else:
-                        rotating.write(records, now, count)
+                        rotating.write(records, now)
                     self._written += 1
                 self._in_hand, self._written = [], 0
             rotating.tick()
@@ -179,9 +176,13 @@ class Recorder(RecordSink):
             return "recorded nothing"
         recorded, lost, where = r.frames, r.lost + self.dropped, r.describe()
         if self._thread is not None and self._stopping and not self._finished:
-            # the thread is still writing: only the finished files hold their frames
+            # the thread is still writing: only the finished files hold their frames; those
+            # taken by the open file or still queued are not recorded
+            with self._lock:
+                queued = self._in_hand[self._written:] + list(self._queue)
             recorded = r.recorded
-            lost = self.received - recorded
+            lost += r.frames - recorded + sum(logfile.count_records(records)
+                                              for _, records in queued)
             where = r.describe(finished_only=True)
         text = f"recorded {plural(recorded, 'frame')} to {where}"
         if lost:

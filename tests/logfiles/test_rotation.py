@@ -610,3 +610,40 @@ def test_the_totals_never_name_a_file_that_was_not_written(tmp_path):
     assert log.describe() == f"no file ({tmp_path / 'file' / 'x-{n}.log'}: nothing could be " \
                              "written)", log.describe()
     assert "recording stopped: cannot create" in lines.text()
+
+
+def test_a_recorder_that_cannot_finish_claims_only_finished_files(tmp_path, monkeypatch):
+    """The writing thread stuck past the stop's wait: the totals count only what finished
+    files hold; everything else is counted as not recorded, and no unwritten file is named."""
+    import threading
+
+    recorder = Recorder(RecordOptions(str(tmp_path / "stuck.log")))
+    recorder.CLOSE_WAIT = 1.5
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    release = threading.Event()
+    real_write = recorder._rotating.write
+    calls = []
+
+    def stuck(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(30)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(recorder._rotating, "write", stuck)
+    try:
+        for k in range(5):
+            recorder.put(records(k * 100, 100))
+            time.sleep(0.1)
+        recorder.close(timeout=0.5)
+        summary = recorder.summary()
+        assert "did not finish within" in Bus.log.text()
+        assert summary.startswith("recorded 0 frames to no file"), summary
+        assert "500 frames could not be recorded" in summary, summary
+    finally:
+        release.set()
