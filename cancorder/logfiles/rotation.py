@@ -477,6 +477,7 @@ class RotatingLog:
         current = self._file.size if self._file is not None else 0
         total = sum(size for _, size in files) + current
         count = len(files) + (1 if self._file is not None else 0)
+        removed = []
         for path, size in files:
             over_count = keep_files and count > keep_files
             over_size = keep_size and total > keep_size
@@ -490,11 +491,14 @@ class RotatingLog:
             count -= 1
             total -= size
             self.deleted.append(path)
+            removed.append(path)
             why = (f"--keep-files {keep_files}" if over_count else
                    f"--keep-size {_size_text(keep_size)}")
             self.log.info(f"deleted the oldest recording {path} ({why})")
-        try:
-            self.index.forget(self.deleted)
+        if not removed:
+            return
+        try:  # only these: a name of this run may be taken again by a newer file
+            self.index.forget(removed)
         except OSError as exc:  # the names stay listed: deleted files are skipped anyway
             self.log.warning(f"retention: could not update {self.index.path}: "
                              f"{exc.strerror or exc}")
