@@ -1,7 +1,7 @@
 """What a recording's path means: the template (strftime fields, ``{channel} {interface}
 {port} {n}``), the ``.part`` name of a file being written, and the wall-clock boundaries of
 time rotation."""
-import glob
+import os
 import re
 import string
 import time
@@ -54,38 +54,20 @@ class PathTemplate:
         text = time.strftime(self.pattern, time.localtime(now))
         return text.format(n=n, **self.fields)
 
-    def matcher(self):
-        """(glob, regex) for the closed files this template names, of any run: what
-        retention counts. A ``-N`` before the extension (a name that was taken) matches too."""
-        ext = self.format.extension
-        pattern = self.pattern
-        if pattern.lower().endswith(ext):
-            pattern = pattern[:-len(ext)]
-        globs, regex = [], []
-        for literal, name, spec, _ in string.Formatter().parse(pattern):
-            for piece in re.split(r"(%.)", literal):
-                if re.fullmatch(r"%.", piece):
-                    if piece == "%%":
-                        globs.append("%")
-                        regex.append("%")
-                    else:
-                        globs.append("*")
-                        regex.append(r"[^/]+")
-                elif piece:
-                    globs.append(glob.escape(piece))
-                    regex.append(re.escape(piece))
-            if name is None:
-                continue
-            if name == "n":
-                globs.append("*")
-                regex.append(r"\d+")
-            else:
-                value = format(self.fields[name], spec or "")
-                globs.append(glob.escape(value))
-                regex.append(re.escape(value))
-        return ("".join(globs) + "*" + glob.escape(ext),
-                re.compile("".join(regex) + r"(?:-\d+)?" + re.escape(ext), re.IGNORECASE))
+    def fixed_folder(self):
+        """The deepest folder every name of this template is in (the part of the path before
+        its first field): where the recording's index lives."""
+        cuts = [i for i in (self.pattern.find("%"), self.pattern.find("{")) if i >= 0]
+        head = self.pattern[:min(cuts)] if cuts else self.pattern
+        return os.path.dirname(head) or "."
 
+    def key(self):
+        """What tells this recording from any other in the same folder: the template, the bus
+        (its channel and interface: two buses with one template are two recordings) and any
+        other field the template names."""
+        named = {name for _, name, _, _ in string.Formatter().parse(self.pattern) if name}
+        return self.pattern + "".join(f"\0{k}={v}" for k, v in sorted(self.fields.items())
+                                      if k in ("channel", "interface") or k in named)
 
 
 def next_boundary(now, period):

@@ -5,14 +5,18 @@ files its template names, for ``--record`` (every serving command, through ``sin
 - A file being written is ``NAME.part`` (naming.py); it is renamed to NAME when it is complete.
   Rotation by size and/or on wall-clock boundaries; retention by count and/or total size
   deletes the oldest closed files.
+- Retention deletes only files this recording created (this template for this bus, earlier
+  runs included), as listed in its index (index.py); ``.part`` files a crash left are finished
+  at the start (cut back to their last whole frame) and then count like any other.
 - Text is flushed to disk at least once a second. A write that fails (disk full) never raises
-  into the caller: the file is cut back to its last flush and finished, one line says what
-  happened, frames are counted as not recorded, and recording resumes in a new file once there
-  is space again.
+  into the caller: the file is cut back to its last whole frame and finished, one line says
+  what happened, frames are counted as not recorded, and recording resumes in a new file once
+  there is room again. A file being written that another program deletes or replaces is
+  noticed within a second, said, and recording goes on in a new one.
 """
 import collections
 import dataclasses
-import glob
+import fcntl
 import logging
 import os
 import time
@@ -20,8 +24,9 @@ import time
 from .._fast import logfile
 from ..errors import UsageError
 from ..report import plural
+from .index import RecordingIndex
 from .naming import PART, PathTemplate, next_boundary
-from .writers import open_file
+from .writers import finish_leftover, open_file
 
 LOG = logging.getLogger("cancorder.record")
 
@@ -29,7 +34,8 @@ FLUSH_INTERVAL = 1.0  # text reaches the disk at least this often
 SIZE_CHECK_INTERVAL = 0.1  # python-can writers: how often their file size is looked at
 SLICE_BYTES = 64 << 10  # ...and after how many record bytes at most (see RotatingLog)
 RETRY_INTERVAL = 5.0  # after a failure, how often a new file is tried
-MIN_FREE = 256 << 10  # ...and the free space it needs before trying
+MIN_FREE = 256 << 10  # ...and the free space it needs before trying (on a small file system,
+# an eighth of it)
 
 
 # ---- the writer of one template ----
@@ -101,7 +107,8 @@ class RotatingLog:
         self.channel = log_channel  # what the files say (candump's channel column)
         self.log = log if log is not None else LOG
         self.clock = clock
-        self.frames = 0  # frames in files (on disk, or handed to a writer still open)
+        self.index = RecordingIndex(self.template)
+        self.recorded = 0  # frames in the finished files of this run (what they hold)
         self.lost = 0  # frames that could not be written
         self.errors = 0  # times writing failed (a full disk, a vanished folder...)
         self.closed_bytes = 0  # bytes of the finished files of this run
@@ -111,6 +118,7 @@ class RotatingLog:
         self.fd_frames = collections.Counter()  # path -> CAN FD frames a format could not keep
         self.unholdable = {}  # path -> (frames the format cannot store, why)
         self._file = None
+        self._watch = None  # a descriptor of the .part being written: locked, and its identity
         self._n = 0
         self._boundary = None
         self._last_flush = 0.0
@@ -119,6 +127,7 @@ class RotatingLog:
         self._retry_at = 0.0
         self._lost_in_failure = 0
         self._retention_done = False
+        self._leftovers_done = False
         # --rotate-size: batches are written in slices of at most this many record bytes, and
         # a python-can writer's size is looked at after as many (or SIZE_CHECK_INTERVAL)
         rotate_size = options.rotate_size or 0
@@ -126,6 +135,13 @@ class RotatingLog:
         self._unchecked = 0  # record bytes written since the size was looked at
 
     # ---- the interface ----
+
+    @property
+    def frames(self):
+        """Frames recorded: in the finished files, and taken by the file being written. Read
+        by the metrics page from another thread: only plain attribute reads."""
+        file = self._file
+        return self.recorded + (file.frames + file.unflushed if file is not None else 0)
 
     def open(self, now=None):
         """Open the first file now (otherwise the first write does)."""
@@ -162,11 +178,10 @@ class RotatingLog:
                 self._lose(count)
                 return
         try:
-            written = self._file.write(records, count)
+            self._file.write(records, count)  # on OSError its frames are in file.unflushed
         except OSError as exc:
-            self._fail(exc, count)
+            self._fail(exc)
             return
-        self.frames += written  # what the file holds (a format may leave frames out)
         self._unchecked += len(records)
         self._after_write(now)
 
@@ -189,7 +204,7 @@ class RotatingLog:
 
     def close(self):
         """Finish the file being written (renamed from .part) and apply retention."""
-        if self._file is not None:
+        if self._file is not None and self._still_ours(self.clock(), reopen=False):
             self._close_current()
             self._apply_retention()
 
@@ -217,6 +232,9 @@ class RotatingLog:
         if self._failure is not None and not self._has_room(now):
             self._retry_at = now + RETRY_INTERVAL
             return False
+        if not self._leftovers_done:
+            self._leftovers_done = True
+            self._finish_leftovers()
         self._n += 1
         final = self.template.render(now, self._n)
         try:
@@ -224,11 +242,16 @@ class RotatingLog:
             if folder:
                 os.makedirs(folder, exist_ok=True)
             final = self._free_name(final)
+            self.index.add(final)  # listed first: every file of the recording is listed
             self._file = open_file(final + PART, self.format, self.channel)
         except OSError as exc:
             self._n -= 1
             self._note_failure(f"cannot create {final}: {exc.strerror or exc}", now)
             return False
+        try:
+            self._watch = _lock(final + PART)
+        except OSError:
+            self._watch = None  # cannot tell it from a newcomer: it is written all the same
         except (ValueError, NotImplementedError) as exc:  # a writer refusing its options
             raise UsageError(f"{self.options.flag} {self.options.path}: {exc}") from exc
         self.current = final
@@ -272,14 +295,17 @@ class RotatingLog:
             self._flush(now)
 
     def _flush(self, now):
+        """At least once a second: the file is still ours (then flushed)."""
         self._last_flush = now
+        if not self._still_ours(now):
+            return
         try:
             self._file.flush()
         except OSError as exc:
-            self._fail(exc, 0)
+            self._fail(exc)
 
     def _rotate(self, now):
-        if self._close_current():
+        if self._still_ours(now) and self._close_current():
             self._open(now)
             self._apply_retention()  # with the new file counted: it is one of the N
 
@@ -291,7 +317,7 @@ class RotatingLog:
             file.close()
         except OSError as exc:
             self._file = file
-            self._fail(exc, 0)
+            self._fail(exc)
             return False
         self._finish_name(file, final)
         return True
@@ -302,9 +328,18 @@ class RotatingLog:
             self.fd_frames[final] += fd
         if getattr(file, "unholdable", 0):
             self.unholdable[final] = (file.unholdable, file.unholdable_why)
-        if not file.frames:
-            _remove(final + PART)  # no frame made it to the disk: leave no empty file
-            return
+        watch, self._watch = self._watch, None
+        try:
+            if not file.frames:
+                _remove(final + PART)  # no frame made it to the disk: leave no empty file
+                return
+            self._keep(final)
+            self.recorded += file.frames
+        finally:
+            if watch is not None:
+                os.close(watch)  # after the rename: no other run takes it for a leftover
+
+    def _keep(self, final):
         try:
             os.rename(final + PART, final)
         except OSError as exc:
@@ -317,17 +352,49 @@ class RotatingLog:
             pass
         self.files.append(final)
 
-    def _fail(self, exc, count):
-        """A write, flush or close failed: keep what is whole, count the rest, say so once."""
+    def _fail(self, exc):
+        """A write, flush or close failed: keep the whole frames that are on disk, count the
+        rest (the file took them: ``unflushed``), say so once."""
         file, final = self._file, self.current
         self._file = None
-        lost = count + file.unflushed
         file.abort()
-        self.frames -= file.unflushed
-        file.unflushed = 0
+        self._lose(file.unflushed)
         self._finish_name(file, final)
-        self._lose(lost)
         self._note_failure(f"cannot write {final}: {exc.strerror or exc}", self.clock())
+
+    def _still_ours(self, now, reopen=True):
+        """False (said, counted, and a new file opened) when the file being written was
+        deleted, moved or replaced by another program: frames must not go on into it."""
+        part = self.current + PART
+        if self._watch is None:
+            return True
+        try:
+            mine = os.fstat(self._watch)
+            there = os.stat(part)
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+            what = "replaced by another file"
+        except FileNotFoundError:
+            what = "deleted or moved away"
+        except OSError:
+            return True  # cannot tell: writing goes on and says what fails
+        file, self._file = self._file, None
+        lost = file.frames + file.unflushed
+        file.abort(keep=False)
+        os.close(self._watch)
+        self._watch = None
+        self.lost += lost
+        self.errors += 1
+        try:
+            self.index.forget([self.current])  # whatever is there now is not ours
+        except OSError:
+            pass
+        self.log.warning(f"recording: {part} was {what} while being written: the "
+                         f"{plural(lost, 'frame')} in it are lost; recording goes on in a new "
+                         "file")
+        if reopen:
+            self._open(now)
+        return False
 
     def _note_failure(self, why, now):
         self._retry_at = now + RETRY_INTERVAL
@@ -350,37 +417,71 @@ class RotatingLog:
             stat = os.statvfs(folder or ".")
         except OSError:
             return True  # let the open say what is wrong
-        return stat.f_bavail * stat.f_frsize >= MIN_FREE
+        # a file system smaller than a few MIN_FREE (a small tmpfs) resumes with less
+        needed = min(MIN_FREE, stat.f_blocks * stat.f_frsize // 8)
+        return stat.f_bavail * stat.f_frsize >= needed
+
+    def _finish_leftovers(self):
+        """The ``.part`` files earlier runs of this recording left (a crash): each cut back to
+        its last whole frame, given its final name, and said; no other run writes them (a
+        writer holds a lock on its .part)."""
+        try:
+            self.index.forget([])  # names whose files are gone (deleted by hand) go
+        except OSError:
+            pass
+        for final in self.index.paths():
+            part = final + PART
+            if os.path.exists(final) or not os.path.exists(part):
+                continue
+            try:
+                lock = _lock(part)
+            except OSError:
+                continue  # being written by a run still alive
+            try:
+                frames = finish_leftover(part, final, self.format)
+            except Exception as exc:  # no room, or a writer refusing what its reader took
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.log.warning(f"could not finish {part}, left by an earlier run: {why}; "
+                                 "it stays as it is")
+                continue
+            finally:
+                os.close(lock)
+            if frames:
+                self.log.warning(f"finished {part}, left by an earlier run that did not end "
+                                 f"cleanly: cut back to its last whole frame and renamed to "
+                                 f"{final} ({plural(frames, 'frame')})")
+            else:
+                self.log.warning(f"removed {part}, left by an earlier run that did not end "
+                                 "cleanly: it held no whole frame")
 
     # ---- retention ----
 
     def closed_files(self):
-        """The closed files of this template (every run), oldest first: (path, size)."""
-        pattern, regex = self.template.matcher()
+        """The closed files of this recording (every run), oldest first: (path, size). Only
+        files its index lists: nothing else is ever deleted."""
         found = []
-        for path in glob.glob(pattern):
-            if not regex.fullmatch(path):
-                continue
+        for path in self.index.paths():
             try:
-                stat = os.stat(path)
+                found.append((path, os.stat(path).st_size))
             except OSError:
                 continue
-            found.append((stat.st_mtime, path, stat.st_size))
-        found.sort()
-        return [(path, size) for _, path, size in found]
+        return found
 
     def _apply_retention(self):
         keep_files, keep_size = self.options.keep_files, self.options.keep_size
         if not keep_files and not keep_size:
             return
         files = self.closed_files()
+        # at the end of a run, its last recording stays, whatever its size
+        last = os.path.abspath(self.files[-1]) if self._file is None and self.files else None
         current = self._file.size if self._file is not None else 0
         total = sum(size for _, size in files) + current
         count = len(files) + (1 if self._file is not None else 0)
+        removed = []
         for path, size in files:
             over_count = keep_files and count > keep_files
             over_size = keep_size and total > keep_size
-            if not over_count and not over_size:
+            if not over_count and not over_size or os.path.abspath(path) == last:
                 break
             try:
                 os.remove(path)
@@ -390,9 +491,17 @@ class RotatingLog:
             count -= 1
             total -= size
             self.deleted.append(path)
+            removed.append(path)
             why = (f"--keep-files {keep_files}" if over_count else
                    f"--keep-size {_size_text(keep_size)}")
             self.log.info(f"deleted the oldest recording {path} ({why})")
+        if not removed:
+            return
+        try:  # only these: a name of this run may be taken again by a newer file
+            self.index.forget(removed)
+        except OSError as exc:  # the names stay listed: deleted files are skipped anyway
+            self.log.warning(f"retention: could not update {self.index.path}: "
+                             f"{exc.strerror or exc}")
 
     # ---- reporting ----
 
@@ -413,9 +522,17 @@ class RotatingLog:
                          f"what {self.format.suffix} can store ({why}; .log holds any)")
         return notes
 
-    def describe(self):
-        files = self.file_count
-        where = self.files[-1] if self.files else (self.current or self.options.path)
+    def describe(self, finished_only=False):
+        """Where the frames are: the file being written, or the last one kept (never a file
+        retention deleted, nor a name no file was written to; ``finished_only``: never the
+        file being written)."""
+        files = len(self.files) if finished_only else self.file_count
+        if self._file is not None and not finished_only:
+            where = self.current
+        elif self.files:
+            where = self.files[-1]
+        else:
+            return f"no file ({self.options.path}: nothing could be written)"
         if files > 1:
             where = f"{files} files, the last {where}"
         return where
@@ -426,6 +543,18 @@ def _size_text(size):
         if size >= scale and size % scale == 0:
             return f"{size // scale}{unit}"
     return str(size)
+
+
+def _lock(path):
+    """A descriptor of ``path`` holding an exclusive lock on it (OSError when another holds
+    one): the writer's claim on its .part, and what tells the file from a newcomer."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _remove(path):

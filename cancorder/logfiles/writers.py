@@ -1,182 +1,391 @@
 """One open log file, written from wire records: ``CandumpFile`` (candump ``.log``/``.log.gz``
-by the compiled encoder, gzip with zlib directly) and ``PythonCanFile`` (every other format,
-through python-can's writer for the extension). ``open_file`` picks by the format table.
+by the compiled encoder) and ``PythonCanFile`` (every other format, through python-can's writer
+for the extension). ``open_file`` picks by the format table.
 
 Both offer the same small interface to ``rotation.RotatingLog``: ``write(records, count)``
-(frames the file holds), ``flush``, ``size``, ``close``, ``abort`` (after a failed write: keep
-what is whole on disk), and the counts ``frames`` (on disk), ``unflushed``, ``good`` (bytes on
-disk).
+(frames the file holds), ``flush``, ``size``, ``close``, ``abort`` (after a failure: keep what
+is whole on disk), and the counts ``frames`` (whole on disk), ``unflushed`` (taken, not on disk
+yet: after a failure, the frames lost), ``good`` (bytes on disk). A write, flush or close that
+raises OSError has already counted the frames it took in ``unflushed``.
+
+Text (candump and python-can's text formats, plain or gzip) goes to the disk through
+``DiskText``, which knows the file offset after each whole frame: a disk that takes only part
+of a flush leaves the file cut back to the last whole frame that fits, never half a line.
 """
-import io
+import bisect
+import errno
 import os
+import re
 import struct
 import zlib
 
 from .._fast import logfile, wire
-from .naming import PART
 
 #: formats that write calendar dates (python-can's datetime): nothing after the year 9999
 LAST_DATED_US = 253402300800 * 1000000  # 10000-01-01 00:00:00 UTC
-FLUSH_BYTES = 256 << 10  # candump: also write out once this much is pending
+FLUSH_BYTES = 256 << 10  # text: also written out once this much is pending
 GZIP_LEVEL = 6
 ZIP_SYNC_BYTES = 64 << 10  # text through zlib between two sync points (what it may hold back)
 
 
-class CandumpFile:
-    """candump lines from the records, by the compiled encoder; gzip with zlib directly.
+def _create(path):
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
 
-    Everything reaches the disk in whole flushes (``flush``: at least once a second, or when
-    FLUSH_BYTES are pending), each ending at a gzip sync point: the file on disk is always
-    whole lines (plain) or a readable gzip prefix, and ``abort`` after a failed write cuts the
-    file back to the last whole flush and, for gzip, finishes the stream there (a copy of the
-    compressor as it was at that point knows the CRC and length).
+
+def _write_all(fd, data, offset):
+    """Write ``data`` at ``offset``; on OSError, ``exc.written`` says how much got there."""
+    view = memoryview(data)
+    done = 0
+    try:
+        while done < len(view):
+            step = os.pwrite(fd, view[done:], offset + done)
+            if step == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += step
+    except OSError as exc:
+        exc.written = done
+        raise
+
+
+class DiskText:
+    """The text of one file on its way to the disk, only ever cut at a whole frame.
+
+    ``add(data)`` takes text (bytes); ``mark(frames)`` says that the text so far ends after
+    ``frames`` more whole frames (``lines_are_frames``: every line is one frame, and the cut
+    may fall after any of them). ``flush`` writes out what is pending (gzip: up to a sync
+    point). When the disk takes only part of it, the file is cut back to the last whole frame
+    that fits (gzip: the stream is finished right there, so it reads to its end) and the OSError
+    is raised: then ``frames`` is what the file holds and ``unflushed`` what it could not take.
     """
 
-    def __init__(self, path, channel, gz):
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._encoder = logfile.CandumpEncoder(channel or "can0")
+    def __init__(self, fd, gz, lines_are_frames=False):
+        self.fd = fd
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None
         self._z_at_good = self._z.copy() if gz else None
-        self._pending = []
-        self._pending_bytes = 0
+        self._lines_are_frames = lines_are_frames
+        self._text = []  # pending text, as written (gzip: before compression)
+        self._text_bytes = 0
+        self._compressed = 0  # gzip: pieces of _text compressed already
+        self._out = []  # gzip: the compressed pending bytes
+        self._out_bytes = 0
         self._z_in = 0
-        self.good = 0  # bytes on disk, all of them whole
-        self.frames = 0  # frames on disk
-        self.unflushed = 0  # frames taken but not on disk yet
+        self._marks = []  # (end of a whole frame in the pending text, frames up to there)
+        self.good = 0  # bytes on disk, ending on a whole frame
+        self.frames = 0  # whole frames on disk
+        self.unflushed = 0  # frames taken, not on disk yet
+        self.finished = False  # nothing more goes to this file (closed, or cut)
 
-    def write(self, records, count):
-        text = self._encoder.encode(records)
-        if self._z is not None:
-            self._z_in += len(text)
-            text = self._z.compress(text)
-            if self._z_in >= ZIP_SYNC_BYTES:  # make zlib give out what it holds: the size
-                self._z_in = 0                # seen by --rotate-size stays true
-                text += self._z.flush(zlib.Z_SYNC_FLUSH)
-        if text:
-            self._pending.append(text)
-            self._pending_bytes += len(text)
-        self.unflushed += count
-        if self._pending_bytes >= FLUSH_BYTES:
-            self.flush()
-        return count  # candump lines hold every frame
+    def add(self, data):
+        if data:
+            self._text.append(data)
+            self._text_bytes += len(data)
+
+    def mark(self, frames):
+        self.unflushed += frames
+        if not self._lines_are_frames:
+            self._marks.append((self._text_bytes, self.unflushed))
+
+    def settle(self):
+        """gzip: compress what came in since (so that ``pending`` stays near the truth)."""
+        if self._z is None or self._compressed == len(self._text):
+            return
+        data = b"".join(self._text[self._compressed:])
+        self._compressed = len(self._text)
+        self._z_in += len(data)
+        out = self._z.compress(data)
+        if self._z_in >= ZIP_SYNC_BYTES:  # make zlib give out what it holds: the size
+            self._z_in = 0                # seen by --rotate-size stays true
+            out += self._z.flush(zlib.Z_SYNC_FLUSH)
+        if out:
+            self._out.append(out)
+            self._out_bytes += len(out)
+
+    @property
+    def pending(self):
+        """Bytes waiting for the disk (gzip: compressed)."""
+        return self._out_bytes if self._z is not None else self._text_bytes
 
     def flush(self, finish=False):
+        if self.finished:
+            return
         if self._z is not None:
-            tail = self._z.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH)
-            self._pending.append(tail)
-        data = b"".join(self._pending)
-        self._pending = []
-        self._pending_bytes = 0
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+            self.settle()
+            self._out.append(self._z.flush(zlib.Z_FINISH if finish else zlib.Z_SYNC_FLUSH))
+            data = b"".join(self._out)
+        else:
+            data = b"".join(self._text)
+        try:
+            _write_all(self.fd, data, self.good)
+        except OSError as exc:
+            self._cut(exc.written)
+            raise
         self.good += len(data)
         self.frames += self.unflushed
         self.unflushed = 0
-        if self._z is not None and not finish:
+        self._clear()
+        if finish:
+            self.finished = True
+        elif self._z is not None:
             self._z_at_good = self._z.copy()
+
+    def abort(self):
+        """After a failure elsewhere: what is on disk stays, ending on a whole frame (gzip: with
+        its trailer where there is room)."""
+        if not self.finished:
+            self._cut(0)
+
+    def close(self):
+        """Let the descriptor go (once: its number may be another file's afterwards)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    # ---- cutting at a whole frame ----
+
+    def _clear(self):
+        self._text, self._text_bytes, self._compressed = [], 0, 0
+        self._out, self._out_bytes, self._marks = [], 0, []
+
+    def _whole_frames(self, text):
+        """Where whole frames end in the pending ``text``: [(end, frames up to there)]."""
+        if self._lines_are_frames:
+            return [(m.end(), k + 1) for k, m in enumerate(re.finditer(b"\n", text))]
+        return self._marks
+
+    def _cut(self, written):
+        """The disk took ``written`` bytes of the pending ones: keep the whole frames that fit,
+        and finish the file there."""
+        self.finished = True
+        text = b"".join(self._text)
+        points = self._whole_frames(text)
+        kept = frames = 0
+        try:
+            if self._z is None:
+                index = bisect.bisect_right([end for end, _ in points], written) - 1
+                if index >= 0:
+                    kept, frames = points[index]
+                os.ftruncate(self.fd, self.good + kept)
+            else:
+                kept, frames = self._fit_gzip(text, points)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, self.good)
+            except OSError:
+                pass
+            kept = frames = 0
+        self.good += kept
+        self.frames += frames
+        self.unflushed -= frames
+        self._clear()
+
+    def _fit_gzip(self, text, points):
+        """The most whole frames whose compressed text and the gzip trailer fit after the last
+        sync point (bisection: each try is written for real)."""
+        def stream(count):
+            z = self._z_at_good.copy()
+            end = points[count - 1][0] if count else 0
+            return z.compress(text[:end]) + z.flush(zlib.Z_FINISH)
+
+        def fits(data):
+            try:
+                _write_all(self.fd, data, self.good)
+                return True
+            except OSError:
+                return False
+            finally:
+                os.ftruncate(self.fd, self.good)
+
+        os.ftruncate(self.fd, self.good)
+        if not fits(stream(0)):
+            return 0, 0  # not even the trailer: the prefix reads up to the sync point
+        low, high = 0, len(points)  # stream(low) fits; find the largest
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(stream(middle)):
+                low = middle
+            else:
+                high = middle - 1
+        data = stream(low)
+        _write_all(self.fd, data, self.good)
+        return len(data), (points[low - 1][1] if low else 0)
+
+
+class CandumpFile:
+    """candump lines from the records, by the compiled encoder (one line per frame); gzip with
+    zlib directly. Everything reaches the disk in flushes (at least once a second, or when
+    FLUSH_BYTES are pending), each ending at a gzip sync point."""
+
+    def __init__(self, path, channel, gz):
+        self.disk = DiskText(_create(path), gz, lines_are_frames=True)
+        self._encoder = logfile.CandumpEncoder(channel or "can0")
+
+    def write(self, records, count):
+        disk = self.disk
+        disk.add(self._encoder.encode(records))
+        disk.mark(count)
+        disk.settle()
+        if disk.pending >= FLUSH_BYTES:
+            disk.flush()
+        return count  # candump lines hold every frame
+
+    def flush(self):
+        self.disk.flush()
+
+    frames = property(lambda self: self.disk.frames)
+    unflushed = property(lambda self: self.disk.unflushed)
+    good = property(lambda self: self.disk.good)
 
     @property
     def size(self):
-        return self.good + self._pending_bytes
+        return self.disk.good + self.disk.pending
 
     def close(self):
-        self.flush(finish=True)  # on failure the fd stays open: abort() cuts and closes
-        os.close(self._fd)
+        self.disk.flush(finish=True)  # on failure the fd stays open: abort() cuts and closes
+        self.disk.close()
 
-    def abort(self):
-        """After a failed write: keep what is whole on disk; frames lost are ``unflushed``."""
-        self._pending = []
+    def abort(self, keep=True):
+        """After a failure: the file ends on its last whole frame (``keep=False``: it is no
+        longer ours, and is only let go)."""
+        if keep:
+            self.disk.abort()
         try:
-            os.ftruncate(self._fd, self.good)
-            if self._z_at_good is not None and self.good:
-                os.lseek(self._fd, self.good, os.SEEK_SET)
-                os.write(self._fd, self._z_at_good.flush(zlib.Z_FINISH))
-        except OSError:
-            pass  # still no room for the gzip trailer: the prefix reads up to the cut
-        try:
-            os.close(self._fd)
+            self.disk.close()
         except OSError:
             pass
 
 
+class _TextSink:
+    """What one of python-can's text writers writes to: its text goes into the file's
+    DiskText (python-can takes any object with ``write``; TRC asks for ``\\r\\n`` through
+    ``reconfigure`` and for the ``name``)."""
+
+    def __init__(self, disk, name):
+        self._disk = disk
+        self.name = name
+        self.closed = False
+        self._newline = None
+
+    def write(self, text):
+        if self._newline:
+            text = text.replace("\n", self._newline)
+        self._disk.add(text.encode("utf-8"))
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def reconfigure(self, newline=None, **kwargs):
+        self._newline = newline if newline not in (None, "", "\n") else None
+
+    def tell(self):
+        return self._disk.good + self._disk.pending
+
+    def flush(self):
+        pass  # the DiskText decides when text reaches the disk
+
+    def close(self):
+        self.closed = True
+
+
 class PythonCanFile:
-    """Every other format, through python-can's writer for the extension (opened on the
-    ``.part`` path directly, so the writer never sees the real name)."""
+    """Every other format, through python-can's writer for the extension. Text formats write
+    into a DiskText (whole frames on disk, cut at a whole frame); the others (.blf .db .mf4)
+    are opened on the ``.part`` path directly and hold their frames once closed."""
 
     def __init__(self, path, fmt, channel):
+        from can.io.generic import TextIOMessageWriter
         from can.io.logger import MESSAGE_WRITERS
 
         self.suffix = fmt.suffix
         self._spec = fmt.spec
         self._channel = channel
-        self._raw = None
         cls = MESSAGE_WRITERS[fmt.suffix]
-        if fmt.gz:
-            import gzip
-
-            self._raw = open(path, "xb")
-            zipped = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=GZIP_LEVEL,
-                                   filename=os.path.basename(path)[:-len(PART + ".gz")])
-            self.writer = cls(file=io.TextIOWrapper(zipped, encoding="utf-8"))
+        self.disk = None
+        if issubclass(cls, TextIOMessageWriter):
+            self.disk = DiskText(_create(path), fmt.gz)
+            try:
+                self.writer = cls(file=_TextSink(self.disk, path))
+            except BaseException:
+                self.disk.close()
+                raise
         else:
-            open(path, "xb").close()  # the name is ours (O_EXCL), then the writer opens it
+            os.close(_create(path))  # the name is ours (O_EXCL), then the writer opens it
             self.writer = cls(file=path)
         self._path = path
         self._decoder = wire.StreamDecoder()
-        self.frames = 0
-        self.unflushed = 0
+        self._frames = 0  # binary formats: frames in the file once it is closed
+        self._unflushed = 0
         self.fd_frames = 0  # CAN FD frames dropped or stored without their flags
         self.unholdable = 0  # frames the format cannot store (a timestamp after the year 9999)
         self.unholdable_why = ""
-        self.good = 0
+        self._good = 0
+        self._aborted = False
+
+    frames = property(lambda self: self.disk.frames if self.disk else self._frames)
+    unflushed = property(lambda self: self.disk.unflushed if self.disk else self._unflushed)
+    good = property(lambda self: self.disk.good if self.disk else self._good)
 
     def write(self, records, count):
         from ..formats import frame_to_message
 
         receive = self.writer.on_message_received
         channel = self._channel
+        disk = self.disk
         # TRC's writer logs a warning per FD frame and drops it: such frames are not passed
         # to it, and counted (as are FD frames stored without their flags)
         no_fd = self._spec.fd_lost == "frames"
         counts_fd = bool(self._spec.fd_lost)
         dated = self._spec.dated
-        written = 0
-        for frame in self._decoder.feed(records):
-            if frame[2] & wire.FLAG_FD and counts_fd:
-                self.fd_frames += 1
-                if no_fd:
+        written = skipped = 0
+        try:
+            for frame in self._decoder.feed(records):
+                if frame[2] & wire.FLAG_FD and counts_fd:
+                    self.fd_frames += 1
+                    if no_fd:
+                        skipped += 1
+                        continue
+                if dated and frame[0] >= LAST_DATED_US:
+                    self.unholdable += 1
+                    self.unholdable_why = "after the year 9999"
+                    skipped += 1
                     continue
-            if dated and frame[0] >= LAST_DATED_US:
-                self.unholdable += 1
-                self.unholdable_why = "after the year 9999"
-                continue
-            try:
-                receive(frame_to_message(frame, channel))
-            except (ValueError, OverflowError, struct.error) as exc:
-                # a valid record this format cannot hold: counted and skipped, the rest goes on
-                self.unholdable += 1
-                self.unholdable_why = str(exc)
-                continue
-            written += 1
-        self.unflushed += written
+                try:
+                    receive(frame_to_message(frame, channel))
+                except (ValueError, OverflowError, struct.error) as exc:
+                    # a valid record this format cannot hold: counted and skipped
+                    self.unholdable += 1
+                    self.unholdable_why = str(exc)
+                    skipped += 1
+                    continue
+                written += 1
+                if disk is not None:
+                    disk.mark(1)
+        except OSError:
+            if disk is None:  # a binary writer failed mid-batch: the batch is lost with it
+                self._unflushed += count - skipped
+            raise
+        if disk is not None:
+            disk.settle()
+            if disk.pending >= FLUSH_BYTES:
+                disk.flush()
+        else:
+            self._unflushed += written
         return written
 
     def flush(self):
+        if self.disk is not None:
+            self.disk.flush()
+            return
         file = getattr(self.writer, "file", None)
         if file is not None and hasattr(file, "flush"):
             file.flush()
-        if self._raw is not None:
-            self._raw.flush()
-        self.frames += self.unflushed
-        self.unflushed = 0
-        self.good = self.size
+        self._good = self.size
 
     @property
     def size(self):
-        if self._raw is not None:
-            return self._raw.tell()
+        if self.disk is not None:
+            return self.disk.good + self.disk.pending
         try:
             # BLF: what is on disk plus its container still being filled (uncompressed: a
             # file is rotated a little early rather than late)
@@ -190,24 +399,173 @@ class PythonCanFile:
 
     def close(self):
         try:
-            self.writer.stop()
-            if self._raw is not None:
-                self._raw.close()
+            self.writer.stop()  # text: the writer's last lines (ASC's End TriggerBlock)
+            if self.disk is not None:
+                self.disk.flush(finish=True)
+                self.disk.close()
         except BaseException:
             self.abort()
             raise
-        self.frames += self.unflushed
-        self.unflushed = 0
+        if self.disk is None:
+            self._frames += self._unflushed
+            self._unflushed = 0
+            self._good = self.size
 
-    def abort(self):
-        for close in (self.writer.stop, getattr(self._raw, "close", None)):
-            if close is None:
-                continue
+    def abort(self, keep=True):
+        """After a failure: text is cut back to its last whole frame; a binary file is left
+        as its writer left it, and its frames counted by reading it back (``keep=False``: the
+        file is no longer ours, and is only let go)."""
+        if self._aborted:
+            return
+        self._aborted = True
+        if self.disk is not None:
+            if keep:
+                self.disk.abort()
             try:
-                close()
-            except Exception:
+                self.disk.close()
+            except OSError:
                 pass
+            return
+        try:
+            self.writer.stop()
+        except Exception:
+            pass
+        try:  # a stop that failed left it open: nothing buffered may reach the disk later
+            self.writer.file.close()
+        except Exception:
+            pass
+        if keep:
+            if self.suffix == ".blf":
+                _cut_blf(self._path)
+            self._frames = count_frames(self._path, self.suffix)
+        self._unflushed = max(0, self._unflushed - self._frames)
 
+
+def _cut_blf(path):
+    """A BLF its writer could not finish (a full disk): cut after its last whole object (a
+    128 KiB container of frames), so that readers take it to its end without an error."""
+    from can.io.blf import FILE_HEADER_SIZE, OBJ_HEADER_BASE_STRUCT
+
+    try:
+        with open(path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            end = FILE_HEADER_SIZE if size >= FILE_HEADER_SIZE else 0
+            while end:
+                file.seek(end)
+                head = file.read(OBJ_HEADER_BASE_STRUCT.size)
+                if len(head) < OBJ_HEADER_BASE_STRUCT.size:
+                    break
+                signature, _, _, obj_size, _ = OBJ_HEADER_BASE_STRUCT.unpack(head)
+                following = end + obj_size + obj_size % 4
+                if signature != b"LOBJ" or obj_size < len(head) or following > size:
+                    break
+                end = following
+            file.truncate(end)
+    except OSError:
+        pass
+
+
+def count_frames(path, suffix):
+    """The frames python-can reads from ``path`` (a file of format ``suffix``), up to any
+    damage: what such a file holds."""
+    from can.io.player import MESSAGE_READERS
+
+    count = 0
+    try:
+        with MESSAGE_READERS[suffix](path) as reader:
+            for _ in reader:
+                count += 1
+    except Exception:  # damage ends the count: the frames before it are what can be read
+        pass
+    return count
+
+
+def finish_leftover(part, final, fmt):
+    """A ``.part`` file an earlier run left (a crash, ``kill -9``, a power cut) becomes
+    ``final``, cut back to its last whole frame: text after its last whole line (gzip: the
+    readable prefix, recompressed and finished); a binary format rewritten by python-can from
+    the frames its reader takes before any damage (a BLF's header is completed that way). Returns the frames the file holds (0: there
+    was nothing to keep, and ``part`` is removed); raises OSError when it cannot be done."""
+    text_kind = fmt.fast or fmt.spec.text or fmt.suffix == ".txt"
+    if text_kind and not fmt.gz:
+        with open(part, "r+b") as file:
+            data = file.read()
+            end = data.rfind(b"\n") + 1
+            file.truncate(end)
+        kept = data[:end]
+    elif text_kind:
+        with open(part, "rb") as file:
+            data = file.read()
+        unzip = zlib.decompressobj(wbits=31)
+        text = b""
+        for start in range(0, len(data), 4096):  # stop at the damage, keep what came before
+            try:
+                text += unzip.decompress(data[start:start + 4096])
+            except zlib.error:
+                break
+            if unzip.eof:
+                break
+        kept = text[:text.rfind(b"\n") + 1]
+    else:
+        kept = None
+    if text_kind and not fmt.gz:
+        os.rename(part, final)
+    elif text_kind:
+        _write_new(final, lambda fd: _write_all(fd, _gzip(kept), 0))
+        os.remove(part)
+    else:
+        from can.io.logger import MESSAGE_WRITERS
+        from can.io.player import MESSAGE_READERS
+
+        messages = []
+        damaged = False
+        try:
+            with MESSAGE_READERS[fmt.suffix](part) as reader:
+                for message in reader:
+                    messages.append(message)
+        except Exception:  # damage (a container cut short): keep the frames before it
+            damaged = True
+        if not messages:
+            os.remove(part)
+            return 0
+        if not damaged and fmt.suffix == ".db":  # SQLite: whole after every transaction
+            os.rename(part, final)
+        else:
+            def rewrite(fd):
+                os.close(fd)
+                with MESSAGE_WRITERS[fmt.suffix](final) as writer:
+                    for message in messages:
+                        writer.on_message_received(message)
+            _write_new(final, rewrite, close=False)
+            os.remove(part)
+    # candump and python-can's printer (never read back): one line a frame
+    frames = (kept.count(b"\n") if fmt.fast or not fmt.spec.reader else
+              count_frames(final, fmt.suffix))
+    if not frames:
+        os.remove(final)  # nothing whole in it: no empty recording is left
+    return frames
+
+
+def _gzip(text):
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    return z.compress(text) + z.flush(zlib.Z_FINISH)
+
+
+def _write_new(path, write, close=True):
+    """Create ``path`` (never over another file) and fill it; on failure nothing is left."""
+    fd = _create(path)
+    try:
+        write(fd)
+    except BaseException:
+        if close:
+            os.close(fd)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        raise
+    if close:
+        os.close(fd)
 
 
 def open_file(path, fmt, channel):

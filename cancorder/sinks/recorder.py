@@ -13,11 +13,14 @@ from .base import RecordSink
 
 
 class Recorder(RecordSink):
-    """``--record``: a record sink. ``put`` only queues (bounded: when the disk cannot keep up,
-    batches are dropped and counted, never waited for); the writing thread does the rest."""
+    """``--record``: a record sink. ``put`` only queues (bounded: when the disk or the format's
+    writer cannot keep up, batches are dropped and counted, never waited for); the writing
+    thread does the rest."""
 
     MAX_QUEUED_BYTES = 32 << 20
-    CLOSE_WAIT = 30.0
+    MAX_LAG = 10.0  # a batch older than this when the writer gets to it is dropped, counted
+    CLOSE_WAIT = 30.0  # on a stop: queued batches are written for a third of it at most (the
+    # rest dropped and counted), then the file is finished
     metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
     @classmethod
@@ -38,13 +41,15 @@ class Recorder(RecordSink):
         self.clock = clock
         self.max_queued = max_queued or self.MAX_QUEUED_BYTES
         self.log = logging.getLogger("cancorder.record")
-        self.dropped = 0  # frames dropped at the queue (the disk was too slow)
+        self.dropped = 0  # frames dropped at the queue (the disk or the writer was too slow)
         self._rotating = None
         self._queue = collections.deque()
         self._queued = 0
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stopping = False
+        self._stop_writing_at = None  # monotonic: after a stop, when queued batches are dropped
+        self._finished = False  # the thread is done and the file finished
         self._said_slow = False
         self._dead = False
         self._failed = None
@@ -71,18 +76,22 @@ class Recorder(RecordSink):
                 full = True
             else:
                 full = False
-                self._queue.append(records)
+                self._queue.append((time.monotonic(), records))
                 self._queued += size
         if full:
-            self.dropped += logfile.count_records(records)
-            if not self._said_slow:
-                self._said_slow = True
-                self.log.warning("recording cannot keep up (the disk is too slow): frames "
-                                 "are dropped from the recording and counted; serving goes on")
+            self._drop(records, "the disk is too slow")
             return
         self._ready.set()
 
+    def _drop(self, records, why):
+        self.dropped += logfile.count_records(records)
+        if not self._said_slow:
+            self._said_slow = True
+            self.log.warning(f"recording cannot keep up ({why}): frames are dropped from the "
+                             "recording and counted; serving goes on")
+
     def close(self, timeout=5.0):
+        self._stop_writing_at = time.monotonic() + max(timeout, self.CLOSE_WAIT) / 3
         self._stopping = True
         self._ready.set()
         if self._thread is not None:
@@ -92,7 +101,8 @@ class Recorder(RecordSink):
             if self._thread.is_alive():
                 self.log.warning("the recorder did not finish within "
                                  f"{max(timeout, self.CLOSE_WAIT):g} s: the file being written "
-                                 "stays a .part file")
+                                 "stays a .part file (the next start keeps what of it reads), "
+                                 "and only the finished files count as recorded")
 
     def _run(self):
         try:
@@ -100,7 +110,7 @@ class Recorder(RecordSink):
         except Exception as exc:  # a bug (a full disk is handled inside): never silent
             self._dead = True
             with self._lock:
-                for records in self._in_hand[self._written:] + list(self._queue):
+                for _, records in self._in_hand[self._written:] + list(self._queue):
                     self.dropped += logfile.count_records(records)
                 self._queue.clear()
             if self._failed is not None:
@@ -124,8 +134,19 @@ class Recorder(RecordSink):
                     self._queue.clear()
                     self._queued = 0
                 now = self.clock()
-                for records in batch:
-                    rotating.write(records, now)
+                for put_at, records in batch:
+                    late = time.monotonic()
+                    if self._stop_writing_at is not None and late >= self._stop_writing_at:
+                        self._drop(records, "the stop came with more queued than could be "
+                                          "written in time")
+                    elif late - put_at > self.MAX_LAG:
+                        # a writer slower than the bus (asammdf's for .mf4 at 30,000 frames/s)
+                        # would fall ever further behind: skipping what is stale lets it catch
+                        # up, and what it skips is counted like a full disk's
+                        self._drop(records, f"the {rotating.format.extension} writer is more "
+                                          f"than {self.MAX_LAG:g} s behind the bus")
+                    else:
+                        rotating.write(records, now)
                     self._written += 1
                 self._in_hand, self._written = [], 0
             rotating.tick()
@@ -135,6 +156,7 @@ class Recorder(RecordSink):
                 if empty:
                     break
         rotating.close()
+        self._finished = True
 
     # ---- reporting ----
 
@@ -152,8 +174,17 @@ class Recorder(RecordSink):
         r = self._rotating
         if r is None:
             return "recorded nothing"
-        lost = r.lost + self.dropped
-        text = f"recorded {plural(r.frames, 'frame')} to {r.describe()}"
+        recorded, lost, where = r.frames, r.lost + self.dropped, r.describe()
+        if self._thread is not None and self._stopping and not self._finished:
+            # the thread is still writing: only the finished files hold their frames; those
+            # taken by the open file or still queued are not recorded
+            with self._lock:
+                queued = self._in_hand[self._written:] + list(self._queue)
+            recorded = r.recorded
+            lost += r.frames - recorded + sum(logfile.count_records(records)
+                                              for _, records in queued)
+            where = r.describe(finished_only=True)
+        text = f"recorded {plural(recorded, 'frame')} to {where}"
         if lost:
             text += f"; {plural(lost, 'frame')} could not be recorded"
         for note in r.notes():

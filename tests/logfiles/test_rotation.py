@@ -2,6 +2,9 @@
 retention by count and size, every python-can format read back, failures."""
 import gzip
 import os
+import shutil
+import subprocess
+import sys
 import time
 import zlib
 
@@ -14,6 +17,7 @@ from cancorder.logfiles.formats import log_format
 from cancorder.logfiles.naming import PART
 from cancorder.logfiles.rotation import RecordOptions, RotatingLog, check_record_options
 from cancorder.sinks.recorder import Recorder
+from tests.helpers import ROOT, cancorder_env
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
 
@@ -148,10 +152,16 @@ def test_every_python_can_writer_and_gzip_text(tmp_path):
 
 
 def test_retention_by_count_and_by_size_never_the_open_file(tmp_path):
+    earlier = RotatingLog(RecordOptions(str(tmp_path / "rec-{n}.log")), {}, Lines(),
+                          Clock(T0 - 3600))
+    earlier.write(records(0, 1))
+    earlier.close()
     old = tmp_path / "rec-1.log"  # from an earlier run: counts too
-    old.write_text("(1.0) can0 001#00\n")
     os.utime(old, (1, 1))
     (tmp_path / "other.log").write_text("not ours\n")
+    foreign = tmp_path / "rec-500.log"  # named like ours, but not written by this recording
+    foreign.write_text("(1.0) can0 001#00\n")
+    os.utime(foreign, (1, 1))
     lines = Lines()
     clock = Clock()
     log = RotatingLog(RecordOptions(str(tmp_path / "rec-{n}.log"), rotate_size=10_000,
@@ -160,8 +170,9 @@ def test_retention_by_count_and_by_size_never_the_open_file(tmp_path):
         clock.now += 1
         log.write(records(k, 100))
     kept = sorted(os.listdir(tmp_path))
-    assert "other.log" in kept and "rec-1.log" not in kept
-    closed = [name for name in kept if name.startswith("rec-") and not name.endswith(PART)]
+    assert "other.log" in kept and "rec-1.log" not in kept and "rec-500.log" in kept
+    closed = [name for name in kept if name.startswith("rec-") and not name.endswith(PART)
+              and name != "rec-500.log"]
     assert len(closed) == 2 and os.path.exists(log.current + PART)  # 2 closed + the open one
     assert "deleted the oldest recording" in lines.text() and "--keep-files 3" in lines.text()
     log.close()
@@ -390,3 +401,249 @@ def test_one_table_of_formats_serves_reading_and_writing():
     assert read_format("x.blf.gz")[1] and not FORMATS[".blf"].gzip_write
     with pytest.raises(UsageError):
         read_format("x.txt")
+
+
+# ---- issue 22: retention, a full disk, crash leftovers, a writer that falls behind ----
+
+def _frames_of(path):
+    return [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(path))]
+
+
+def test_retention_deletes_only_files_this_recording_created(tmp_path):
+    """Two buses record 'DIR/%H%M%S.log' into one folder with --keep-files 3, beside a user's
+    file and another program's: each bus deletes only its own files (earlier runs included)."""
+    important = tmp_path / "important.log"
+    important.write_text("notes\n")
+    os.utime(important, (1, 1))  # older than anything recorded
+    other = tmp_path / "other-bus-can1.log"
+    other.write_text("x\n")
+    clock = Clock()
+    lines = Lines()
+
+    def bus(channel):
+        return RotatingLog(RecordOptions(str(tmp_path / "%H%M%S.log"), rotate_size=5_000,
+                                         keep_files=3), {"channel": channel}, lines, clock,
+                           log_channel=channel)
+
+    for run in range(2):  # the second run deletes the first one's files, and only those
+        logs = {"can0": bus("can0"), "can1": bus("can1")}
+        for k in range(0, 2000, 50):
+            clock.now += 1
+            for log in logs.values():
+                log.write(records(k, 50))
+        for log in logs.values():
+            log.close()
+    assert important.read_text() == "notes\n" and other.read_text() == "x\n"
+    for channel, log in logs.items():
+        assert log.deleted, channel
+        kept = [path for path in log.files if os.path.exists(path)]
+        assert len(kept) == 3, (channel, kept)
+        for path in kept:  # the files of the other bus were never counted as its own
+            with open(path) as file:
+                assert {line.split()[1] for line in file} == {channel}, path
+    names = sorted(os.listdir(tmp_path))
+    recorded = [n for n in names if n.endswith(".log") and n[0].isdigit()]
+    assert len(recorded) == 6, names  # 3 of each bus, nothing else deleted
+    assert "important.log" not in lines.text() and "other-bus" not in lines.text()
+
+
+def test_keep_size_below_one_file_keeps_the_last_recording_and_names_only_kept_files(tmp_path):
+    """--keep-size smaller than one file: the last recording stays at the end of the run; the
+    status and totals name the file being written or the one kept, never a deleted one."""
+    clock = Clock()
+    log = RotatingLog(RecordOptions(str(tmp_path / "k-{n}.log"), rotate_size=4_000,
+                                    keep_size=1_000), {}, Lines(), clock)
+    for k in range(0, 600, 50):
+        clock.now += 1
+        log.write(records(k, 50))
+        named = log.describe().rsplit(" ", 1)[-1]
+        assert os.path.exists(named + PART) or os.path.exists(named), log.describe()
+    log.close()
+    last = log.describe().rsplit(" ", 1)[-1]
+    assert os.path.exists(last), (last, os.listdir(tmp_path))
+    assert read_back(last)[-1] == expected(599, 1)[0]
+
+
+def test_a_full_disk_keeps_every_whole_frame_of_every_format(tmp_path):
+    """Each format on a 128 KiB and a 2 MiB tmpfs at 5,000 frames/s: the file that meets the
+    full disk is cut back to its last whole frame (even when less than one flush fits), read
+    back by can.LogReader without error; recording resumes once there is room; recorded (read
+    back from the files) + lost = frames sent."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare -m for a private tmpfs")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for size in (128 << 10, 2 << 20):
+        done = subprocess.run(["unshare", "-m", sys.executable, "tests/tmpfs_full_formats_check.py",
+                               str(folder), str(size)], capture_output=True, text=True,
+                              env=cancorder_env(), cwd=ROOT, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count("ok ") == 7, done.stdout
+
+
+def _crash_script(template, count):
+    """A recording killed by SIGKILL after ``count`` frames reached the disk and more were
+    pending."""
+    return f"""
+import os, signal, sys
+sys.path.insert(0, {ROOT!r})
+from cancorder._fast import wire
+from cancorder.logfiles.rotation import RecordOptions, RotatingLog
+now = [1_700_000_000.0]
+log = RotatingLog(RecordOptions({template!r}), {{}}, clock=lambda: now[0])
+log.write(b"".join(wire.pack_frame(1_700_000_000_000_000 + i, 0x123, 0, bytes([i % 256, 0x8F]))
+                   for i in range({count})))
+now[0] += 2
+log.tick()  # flushed: on disk
+log.write(b"".join(wire.pack_frame(1_700_000_001_000_000 + i, 0x124, 0, b"\\x01") for i in range(50)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+HALF_LINES = {".log": b"(1700000009.000000) can0 7FF#8", ".asc": b"   9.000000 1  7FF   Rx   d 8 8",
+              ".csv": b"1700000009.000000,0x7FF,0,0,0,8,j"}
+
+
+@pytest.mark.parametrize("ext", [".log", ".log.gz", ".asc", ".csv", ".blf"])
+def test_crash_leftovers_are_cut_back_renamed_said_and_counted(tmp_path, ext):
+    """A .part left by kill -9 (with half a line after it, as a power cut leaves): the next
+    run of the same recording cuts it back to its last whole frame, gives it its final name,
+    says so, and retention counts it. (BLF holds frames in 128 KiB containers: those written.)"""
+    template = str(tmp_path / f"c-{{n}}{ext}")
+    count = 6000 if ext == ".blf" else 300
+    done = subprocess.run([sys.executable, "-c", _crash_script(template, count)],
+                          env=cancorder_env(), cwd=ROOT, timeout=60)
+    assert done.returncode == -9
+    part = tmp_path / f"c-1{ext}{PART}"
+    assert part.exists()
+    if ext in HALF_LINES:
+        with open(part, "ab") as file:
+            file.write(HALF_LINES[ext])
+    lines = Lines()
+    log = RotatingLog(RecordOptions(template, keep_files=5), {}, lines, Clock())
+    log.write(records(0, 10))
+    log.close()
+    assert not list(tmp_path.glob("*" + PART)), os.listdir(tmp_path)
+    finished = tmp_path / f"c-1{ext}"
+    got = _frames_of(finished)
+    sent = [(0x123, bytes([i % 256, 0x8F])) for i in range(count)]
+    if ext == ".blf":
+        assert len(got) >= 2000 and got == sent[:len(got)], len(got)
+    else:
+        assert got == sent, got[-3:]
+    assert f"finished {part}, left by an earlier run" in lines.text(), lines.text()
+    assert str(finished) in lines.text() and f"{len(got):,} frames" in lines.text()
+    assert [p for p, _ in log.closed_files()] == [str(finished), str(tmp_path / f"c-1-2{ext}")]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_recording_file_that_vanishes_is_noticed_said_and_replaced(tmp_path, how):
+    clock = Clock()
+    lines = Lines()
+    log = RotatingLog(RecordOptions(str(tmp_path / "v-{n}.log")), {}, lines, clock)
+    log.write(records(0, 100))
+    clock.now += 1.0
+    log.tick()
+    part = log.current + PART
+    if how == "deleted":
+        os.remove(part)
+    else:
+        (tmp_path / "other").write_text("someone else's\n")
+        os.replace(tmp_path / "other", part)
+    log.write(records(100, 100))
+    clock.now += 1.0
+    log.tick()  # within a second: noticed
+    assert "v-1.log.part was" in lines.text() and "while being written" in lines.text()
+    assert log.current.endswith("v-2.log")
+    log.write(records(200, 100))
+    log.close()
+    assert read_back(tmp_path / "v-2.log") == expected(200, 100)
+    assert log.frames == 100 and log.lost == 200, (log.frames, log.lost)
+    assert log.describe() == str(tmp_path / "v-2.log")
+    if how == "replaced":
+        assert open(part).read() == "someone else's\n"  # never renamed nor written to
+
+
+def test_a_writer_that_falls_behind_is_counted_and_the_file_is_finished(tmp_path,
+                                                                      monkeypatch):
+    """A format's writer slower than the bus (asammdf's .mf4 at 30,000 frames/s): batches it
+    cannot get to in time are dropped, counted and said like a full disk's; on a stop it is
+    finished in time, and "recorded N" is what the file holds."""
+    recorder = Recorder(RecordOptions(str(tmp_path / "slow.log")))
+    recorder.CLOSE_WAIT = 3.0  # writes for 1 s after the stop at most
+    recorder.MAX_LAG = 1.0
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    real_write = recorder._rotating.write
+
+    def slow(*args, **kwargs):
+        time.sleep(0.05)  # 20 batches a second at most
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(recorder._rotating, "write", slow)
+    for k in range(200):  # 200 batches in 2 s: the writer falls 8 s behind
+        recorder.put(records(k * 100, 100))
+        time.sleep(0.01)
+    started = time.monotonic()
+    recorder.close(timeout=1.0)
+    assert time.monotonic() - started < 3.0
+    summary = recorder.summary()
+    frames = len(read_back(tmp_path / "slow.log"))
+    stats = recorder.stats()
+    assert stats["frames"] == frames > 0
+    assert stats["frames"] + stats["lost_frames"] == 20_000, stats
+    assert f"recorded {frames:,} frames to {tmp_path / 'slow.log'}" in summary, summary
+    assert "cannot keep up" in Bus.log.text() and "behind" in Bus.log.text()
+
+
+def test_the_totals_never_name_a_file_that_was_not_written(tmp_path):
+    (tmp_path / "file").write_text("")
+    lines = Lines()
+    log = RotatingLog(RecordOptions(str(tmp_path / "file" / "x-{n}.log")), {}, lines, Clock())
+    log.write(records(0, 10))
+    log.close()
+    assert log.frames == 0 and log.lost == 10
+    assert log.describe() == f"no file ({tmp_path / 'file' / 'x-{n}.log'}: nothing could be " \
+                             "written)", log.describe()
+    assert "recording stopped: cannot create" in lines.text()
+
+
+def test_a_recorder_that_cannot_finish_claims_only_finished_files(tmp_path, monkeypatch):
+    """The writing thread stuck past the stop's wait: the totals count only what finished
+    files hold; everything else is counted as not recorded, and no unwritten file is named."""
+    import threading
+
+    recorder = Recorder(RecordOptions(str(tmp_path / "stuck.log")))
+    recorder.CLOSE_WAIT = 1.5
+
+    class Bus:
+        channel, log_channel, interface, port, log = "can0", "can0", "virtual", 1, Lines()
+        failed = None
+
+    recorder.start(Bus)
+    release = threading.Event()
+    real_write = recorder._rotating.write
+    calls = []
+
+    def stuck(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(30)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(recorder._rotating, "write", stuck)
+    try:
+        for k in range(5):
+            recorder.put(records(k * 100, 100))
+            time.sleep(0.1)
+        recorder.close(timeout=0.5)
+        summary = recorder.summary()
+        assert "did not finish within" in Bus.log.text()
+        assert summary.startswith("recorded 0 frames to no file"), summary
+        assert "500 frames could not be recorded" in summary, summary
+    finally:
+        release.set()

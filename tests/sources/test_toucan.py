@@ -562,7 +562,7 @@ def test_record_while_serving(toucan_server, control, tmp_path):
     server = toucan_server("--record", str(tmp_path / "%Y-{interface}-{n}.blf"))
     frames = two_frames(server, control)
     assert server.terminate() == 0
-    [path] = list(tmp_path.iterdir())
+    [path] = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # not the index
     assert path.name == time.strftime("%Y") + "-toucan-1.blf"
     recorded = [(m.arbitration_id, m.is_extended_id, bytes(m.data))
                 for m in can.LogReader(str(path))]
