@@ -35,6 +35,7 @@ class CandumpFile:
     def __init__(self, path, channel, gz):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self._encoder = logfile.CandumpEncoder(channel or "can0")
+        self._encoders = {}  # channel -> encoder, for batches of other channels (dump mqtt://)
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None
         self._z_at_good = self._z.copy() if gz else None
         self._pending = []
@@ -44,8 +45,13 @@ class CandumpFile:
         self.frames = 0  # frames on disk
         self.unflushed = 0  # frames taken but not on disk yet
 
-    def write(self, records, count):
-        text = self._encoder.encode(records)
+    def write(self, records, count, channel=None):
+        encoder = self._encoder
+        if channel is not None:
+            encoder = self._encoders.get(channel)
+            if encoder is None:
+                encoder = self._encoders[channel] = logfile.CandumpEncoder(channel)
+        text = encoder.encode(records)
         if self._z is not None:
             self._z_in += len(text)
             text = self._z.compress(text)
@@ -132,11 +138,13 @@ class PythonCanFile:
         self.unholdable_why = ""
         self.good = 0
 
-    def write(self, records, count):
+    def write(self, records, count, channel=None):
+        """``channel``: what the writer is given for these frames instead of the file's own
+        (a name, or a number for a format that keeps numbers)."""
         from ..formats import frame_to_message
 
         receive = self.writer.on_message_received
-        channel = self._channel
+        channel = self._channel if channel is None else channel
         # TRC's writer logs a warning per FD frame and drops it: such frames are not passed
         # to it, and counted (as are FD frames stored without their flags)
         no_fd = self._spec.fd_lost == "frames"

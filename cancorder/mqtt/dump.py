@@ -97,7 +97,7 @@ class MqttDump(Dump):
         elif hasattr(formatter, "channel"):
             formatter.channel = label
         if self.recording:
-            self.recording.channel = label
+            self.recording.source_channel = label  # each logger its own channel in the files
 
     # ---- from the subscriber's thread ----
 
