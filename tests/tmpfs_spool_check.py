@@ -95,6 +95,7 @@ def main(spool, work):
         restarted.wait_for("MQTT: reconnected to", 30)
         numbers = wait_last(out, 48 * RATE - 1)
         assert numbers[-1] == 48 * RATE - 1, numbers[-3:]
+        dump.wait_for(r"cc/t: the logger restarted \(a new session\)")  # the subscriber knows
         assert restarted.proc.poll() is None, restarted.log
         code = restarted.terminate()
         assert code == 0, restarted.log

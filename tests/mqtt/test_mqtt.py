@@ -57,8 +57,12 @@ def test_tracker_drops_duplicates_and_counts_missing_frames():
     assert tracker.accept("t", payload.decode(batch(5, 1215, 5))) == 1200
     assert tracker.accept("t", payload.decode(batch(3, 15, 5))) is None  # late and old
     assert tracker.accept("other", payload.decode(batch(1, 0, 1))) == 0  # another logger
-    assert tracker.accept("t", payload.decode(batch(1, 500, 1, session=8))) == 0  # restarted
-    assert (tracker.duplicates, tracker.missing) == (2, 1200)
+    restarted = payload.decode(batch(1, 500, 1, session=8))
+    assert tracker.is_new_session("t", restarted)
+    assert not tracker.is_new_session("new", restarted)  # a topic's first session: no restart
+    assert tracker.accept("t", restarted) == 0  # restarted
+    assert not tracker.is_new_session("t", payload.decode(batch(2, 501, 1, session=8)))
+    assert (tracker.duplicates, tracker.missing, tracker.new_sessions) == (2, 1200, 1)
 
 
 def test_labels_are_what_the_wildcards_matched():
