@@ -46,7 +46,7 @@ def main(spool, work):
         serve.wait_for("MQTT: publishing to")
         emulator.wait_open()
         total = 24 * RATE
-        stream = Stream(emulator, 48 * RATE, RATE)
+        stream = Stream(emulator, 50 * RATE, RATE)
         stream.send_until(4 * RATE)
         stream.wait_sent()
         broker.stop()  # 15 s away: 30,000 frames, about 930 KB for a 600 KiB disk
@@ -72,9 +72,12 @@ def main(spool, work):
 
         # the broker away again until the disk is full, then a crash: the restart serves
         broker.stop()
-        stream.send_until(34 * RATE)
+        stream.send_until(40 * RATE)  # 16 s: 700 KB
         stream.wait_sent()
         time.sleep(1.0)
+        stat = os.statvfs(spool)
+        assert stat.f_bavail * stat.f_frsize < 64 << 10, "the disk is not full"
+        assert serve.proc.poll() is None, serve.log
         serve.proc.kill()
         serve.proc.wait()
         connections = emulator.connections
@@ -83,18 +86,18 @@ def main(spool, work):
         restarted.wait_for(r"MQTT spool .*from an earlier run to publish")
         while emulator.connections == connections or not emulator.opened.is_set():
             time.sleep(0.05)
-        stream.send_until(40 * RATE)
+        stream.send_until(46 * RATE)
         stream.wait_sent()
         assert restarted.proc.poll() is None, restarted.log
         frames = client.wait_frames(6 * RATE, timeout=20)  # it serves
-        assert [int.from_bytes(f[3], "big") for f in frames] == list(range(34 * RATE,
-                                                                           40 * RATE))
+        assert [int.from_bytes(f[3], "big") for f in frames] == list(range(40 * RATE,
+                                                                           46 * RATE))
         broker.start()
-        stream.send_until(48 * RATE)
+        stream.send_until(50 * RATE)
         stream.wait_sent()
         restarted.wait_for("MQTT: reconnected to", 30)
-        numbers = wait_last(out, 48 * RATE - 1)
-        assert numbers[-1] == 48 * RATE - 1, numbers[-3:]
+        numbers = wait_last(out, 50 * RATE - 1)
+        assert numbers[-1] == 50 * RATE - 1, numbers[-3:]
         dump.wait_for(r"cc/t: the logger restarted \(a new session\)")  # the subscriber knows
         assert restarted.proc.poll() is None, restarted.log
         code = restarted.terminate()
