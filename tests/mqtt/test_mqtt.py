@@ -222,13 +222,14 @@ def full_disk_check(folder):
     for _ in range(3):  # acknowledged with no room left for the cursor: kept in memory
         spool.commit(spool.next_unsent()[0])
     filler = os.path.join(folder, "filler")
-    with open(filler, "wb") as handle:
-        try:
-            while True:
-                handle.write(bytes(4096))
-                handle.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # take every byte that is left
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     token = spool.next_unsent()[0]
     import time
 
