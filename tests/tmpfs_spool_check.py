@@ -30,6 +30,16 @@ def wait_last(path, last, timeout=60):
         time.sleep(0.2)
 
 
+def send(stream, count, proc):
+    """Feed frames up to ``count`` at the stream's rate; ``proc`` must live all along."""
+    stream.send_until(count)
+    deadline = time.monotonic() + 120
+    while stream.sent < count:
+        assert proc.proc.poll() is None, f"exit {proc.proc.returncode}:\n{proc.log}"
+        assert time.monotonic() < deadline, f"sent only {stream.sent} of {count}"
+        time.sleep(0.05)
+
+
 def main(spool, work):
     broker = Mosquitto(os.path.join(work, "broker")).start()
     emulator = SlcanEmulator()
@@ -47,18 +57,16 @@ def main(spool, work):
         emulator.wait_open()
         total = 24 * RATE
         stream = Stream(emulator, 50 * RATE, RATE)
-        stream.send_until(4 * RATE)
-        stream.wait_sent()
+        send(stream, 4 * RATE, serve)
         broker.stop()  # 15 s away: 30,000 frames, about 930 KB for a 600 KiB disk
-        stream.send_until(19 * RATE)
-        serve.wait_for(FULL, 30)
-        stream.wait_sent()
+        send(stream, 19 * RATE, serve)
         assert serve.proc.poll() is None, serve.log
         broker.start()
-        stream.send_until(total)
-        stream.wait_sent()
+        send(stream, total, serve)
+        numbers = wait_last(out, total - 1, timeout=30)
+        assert serve.proc.poll() is None, serve.log  # acknowledgements on a full disk
         serve.wait_for("MQTT: reconnected to", 30)
-        numbers = wait_last(out, total - 1)
+        serve.wait_for(FULL)
         # serving never stopped: every frame, in order, to the TCP client
         frames = client.wait_frames(total, timeout=30)
         assert [int.from_bytes(f[3], "big") for f in frames] == list(range(total))
@@ -72,8 +80,7 @@ def main(spool, work):
 
         # the broker away again until the disk is full, then a crash: the restart serves
         broker.stop()
-        stream.send_until(40 * RATE)  # 16 s: 700 KB
-        stream.wait_sent()
+        send(stream, 40 * RATE, serve)  # 16 s: 700 KB
         time.sleep(1.0)
         stat = os.statvfs(spool)
         assert stat.f_bavail * stat.f_frsize < 64 << 10, "the disk is not full"
@@ -86,15 +93,13 @@ def main(spool, work):
         restarted.wait_for(r"MQTT spool .*from an earlier run to publish")
         while emulator.connections == connections or not emulator.opened.is_set():
             time.sleep(0.05)
-        stream.send_until(46 * RATE)
-        stream.wait_sent()
+        send(stream, 46 * RATE, restarted)
         assert restarted.proc.poll() is None, restarted.log
         frames = client.wait_frames(6 * RATE, timeout=20)  # it serves
         assert [int.from_bytes(f[3], "big") for f in frames] == list(range(40 * RATE,
                                                                            46 * RATE))
         broker.start()
-        stream.send_until(50 * RATE)
-        stream.wait_sent()
+        send(stream, 50 * RATE, restarted)
         restarted.wait_for("MQTT: reconnected to", 30)
         numbers = wait_last(out, 50 * RATE - 1)
         assert numbers[-1] == 50 * RATE - 1, numbers[-3:]
