@@ -30,7 +30,9 @@ class FileFormat:
     and ``fd_why`` why; ``dated``: python-can writes calendar dates (nothing after the year
     9999); ``text``: read through a file object that counts lines (for error messages);
     ``channels_from_one``: python-can numbers the channels from 0, the file (and Vector's
-    tools) from 1."""
+    tools) from 1. ``channel_column``: what a written file keeps of a frame's channel: "name"
+    (any text), "number" (python-can's writer stores ``channel_base`` plus the number it is
+    given) or "" (nothing: the frames of several channels cannot be told apart)."""
 
     suffix: str
     reader: str = PYTHON_CAN
@@ -42,20 +44,23 @@ class FileFormat:
     dated: bool = False
     text: bool = False
     channels_from_one: bool = False
+    channel_column: str = "number"
+    channel_base: int = 1
 
 
 FORMATS = {fmt.suffix: fmt for fmt in (
     FileFormat(".asc", dated=True, text=True, channels_from_one=True),
     FileFormat(".blf", gzip_write=False, dated=True, channels_from_one=True),
-    FileFormat(".csv", fd_lost="flags", text=True,
+    FileFormat(".csv", fd_lost="flags", text=True, channel_column="",
                fd_why="python-can's CSV format has no FD, BRS or ESI columns"),
-    FileFormat(".db", gzip_read=False, gzip_write=False, fd_lost="flags",
+    FileFormat(".db", gzip_read=False, gzip_write=False, fd_lost="flags", channel_column="",
                fd_why="python-can's SQLite table has no FD, BRS or ESI columns"),
-    FileFormat(".log", reader=COMPILED, writer=COMPILED),
-    FileFormat(".mf4", gzip_read=False, gzip_write=False),
+    FileFormat(".log", reader=COMPILED, writer=COMPILED, channel_column="name"),
+    FileFormat(".mf4", gzip_read=False, gzip_write=False, channel_base=0),
     FileFormat(".trc", fd_lost="frames", dated=True, text=True,
                fd_why="python-can's TRC writer has no CAN FD support"),
-    FileFormat(".txt", reader=None),  # python-can's Printer: written, never read back
+    # python-can's Printer: written, never read back
+    FileFormat(".txt", reader=None, channel_column="name"),
 )}
 
 #: the extensions read, and written

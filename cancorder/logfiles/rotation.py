@@ -149,7 +149,9 @@ class RotatingLog:
         if self._file is None and self._failure is None:
             self._open(now)
 
-    def write(self, records, now=None, count=None):
+    def write(self, records, now=None, count=None, channel=None):
+        """``channel``: these frames' channel as the file writer takes it (None: the file's
+        own, ``log_channel``)."""
         if not records:
             return
         now = self.clock() if now is None else now
@@ -160,12 +162,12 @@ class RotatingLog:
             start = 0
             while start < len(records):
                 end = logfile.whole_prefix(records, start, self._slice_bytes)
-                self._write(records[start:end], now, None)
+                self._write(records[start:end], now, None, channel)
                 start = end
             return
-        self._write(records, now, count)
+        self._write(records, now, count, channel)
 
-    def _write(self, records, now, count):
+    def _write(self, records, now, count, channel=None):
         if count is None:
             count = logfile.count_records(records)
         if self._boundary is not None and now >= self._boundary and self._file is not None:
@@ -178,7 +180,7 @@ class RotatingLog:
                 self._lose(count)
                 return
         try:
-            self._file.write(records, count)  # on OSError its frames are in file.unflushed
+            self._file.write(records, count, channel)  # on OSError: in file.unflushed
         except OSError as exc:
             self._fail(exc)
             return

@@ -218,10 +218,16 @@ class CandumpFile:
     def __init__(self, path, channel, gz):
         self.disk = DiskText(_create(path), gz, lines_are_frames=True)
         self._encoder = logfile.CandumpEncoder(channel or "can0")
+        self._encoders = {}  # channel -> encoder, for batches of other channels (dump mqtt://)
 
-    def write(self, records, count):
+    def write(self, records, count, channel=None):
+        encoder = self._encoder
+        if channel is not None:
+            encoder = self._encoders.get(channel)
+            if encoder is None:
+                encoder = self._encoders[channel] = logfile.CandumpEncoder(channel)
         disk = self.disk
-        disk.add(self._encoder.encode(records))
+        disk.add(encoder.encode(records))
         disk.mark(count)
         disk.settle()
         if disk.pending >= FLUSH_BYTES:
@@ -326,11 +332,13 @@ class PythonCanFile:
     unflushed = property(lambda self: self.disk.unflushed if self.disk else self._unflushed)
     good = property(lambda self: self.disk.good if self.disk else self._good)
 
-    def write(self, records, count):
+    def write(self, records, count, channel=None):
+        """``channel``: what the writer is given for these frames instead of the file's own
+        (a name, or a number for a format that keeps numbers)."""
         from ..formats import frame_to_message
 
         receive = self.writer.on_message_received
-        channel = self._channel
+        channel = self._channel if channel is None else channel
         disk = self.disk
         # TRC's writer logs a warning per FD frame and drops it: such frames are not passed
         # to it, and counted (as are FD frames stored without their flags)

@@ -47,7 +47,8 @@ class MqttDump(Dump):
         delay = RETRY_FIRST
         while True:
             subscriber = Subscriber(self.settings, self._on_batch, on_gap=self._on_gap,
-                                    on_problem=rep.warning, role="dump")
+                                    on_problem=rep.warning, role="dump",
+                                    on_restart=self._on_restart)
             try:
                 subscriber.connect(self.timeout)
                 break
@@ -70,9 +71,11 @@ class MqttDump(Dump):
         finally:
             subscriber.close()
             tracker = subscriber.tracker
-            if tracker.duplicates or tracker.missing:
+            if tracker.duplicates or tracker.missing or tracker.new_sessions:
+                restarts = (f", {plural(tracker.new_sessions, 'logger restart')}"
+                            if tracker.new_sessions else "")
                 rep.info(f"MQTT: {plural(tracker.duplicates, 'duplicate batch')} removed, "
-                         f"{plural(tracker.missing, 'frame')} missing in all")
+                         f"{plural(tracker.missing, 'frame')} missing in all{restarts}")
 
     def _receive_batches(self):
         wake = self._wake_r
@@ -97,7 +100,7 @@ class MqttDump(Dump):
         elif hasattr(formatter, "channel"):
             formatter.channel = label
         if self.recording:
-            self.recording.channel = label
+            self.recording.source_channel = label  # each logger its own channel in the files
 
     # ---- from the subscriber's thread ----
 
@@ -111,3 +114,7 @@ class MqttDump(Dump):
 
     def _on_gap(self, label, missing):
         self.reporter.warning(f"{label}: {plural(missing, 'frame')} missing")
+
+    def _on_restart(self, label):
+        self.reporter.warning(f"{label}: the logger restarted (a new session): frames its last "
+                              "session did not publish cannot be counted as missing")

@@ -73,21 +73,37 @@ class SequenceTracker:
 
     def __init__(self):
         self._streams = collections.OrderedDict()  # (topic, session) -> [sequence, next frame]
+        self._sessions = collections.OrderedDict()  # topic -> the session of its last batch
         self.duplicates = 0
         self.missing = 0
+        self.new_sessions = 0  # a topic's logger restarted: what its last session did not
+                               # publish can never be counted
+
+    def is_new_session(self, topic, batch):
+        """True for the first batch of a session on a topic that had another before."""
+        last = self._sessions.get(topic)
+        return last is not None and last != batch.session and \
+            (topic, batch.session) not in self._streams
 
     def accept(self, topic, batch):
         key = (topic, batch.session)
         state = self._streams.get(key)
         if state is None:
+            if self.is_new_session(topic, batch):
+                self.new_sessions += 1
             if len(self._streams) >= self.MAX_STREAMS:
                 self._streams.popitem(last=False)
             self._streams[key] = [batch.sequence, batch.first_frame + batch.count]
+            self._sessions[topic] = batch.session
+            self._sessions.move_to_end(topic)
+            if len(self._sessions) > self.MAX_STREAMS:
+                self._sessions.popitem(last=False)
             return 0
         self._streams.move_to_end(key)
         if batch.sequence <= state[0]:
             self.duplicates += 1
             return None
+        self._sessions[topic] = batch.session
         missing = max(0, batch.first_frame - state[1])
         self.missing += missing
         state[0] = batch.sequence

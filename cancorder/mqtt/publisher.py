@@ -19,7 +19,7 @@ import threading
 import time
 
 from .._fast import wire
-from ..errors import CancorderError, SpoolError
+from ..errors import CancorderError
 from ..sinks.base import RecordSink
 from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
@@ -59,7 +59,6 @@ class MqttPublisher(RecordSink):
         self._queued = 0
         self._queue_dropped = 0
         self._said_behind = False
-        self._unwritable = 0  # frames of batches the spool could not write (disk full)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -199,13 +198,7 @@ class MqttPublisher(RecordSink):
             data = mqtt_payload.encode(self.session, self._sequence, self._frame_number, count,
                                        bytes(pending[start:end]))
             self._frame_number += count
-            try:
-                dropped = self._outbox.append(data, count)
-            except SpoolError as exc:  # disk full: this batch is lost, the next may fit
-                self._unwritable += count
-                self._log.warning(f"{exc}; {plural(self._unwritable, 'frame')} lost so far",
-                                  extra={"rate_key": ("mqtt-spool", self.topic)})
-                dropped = (0, 0)
+            dropped = self._outbox.append(data, count)  # a full disk drops, counts, goes on
             if dropped[0]:
                 self._say_dropped()
             start = end
@@ -426,7 +419,7 @@ class MqttPublisher(RecordSink):
             "spool_bytes": outbox.bytes,
             "dropped_batches": outbox.dropped_batches,
             "dropped_frames": outbox.dropped_frames,
-            "queue_dropped_frames": self._queue_dropped + self._unwritable,
+            "queue_dropped_frames": self._queue_dropped,
         }
 
     def _wake(self):

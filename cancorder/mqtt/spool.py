@@ -9,11 +9,18 @@ duplicates by sequence number. Full, the outbox drops its oldest batches and cou
     DiskSpool     --mqtt-spool DIR: segment files of length-prefixed payloads and a cursor file
                   naming the first unacknowledged byte, so a restart resumes where it stopped
 
+A disk that fills up before --mqtt-spool-size is not a failure: the oldest batches are dropped
+to make room (counted, said once), and a cursor that cannot be saved is kept in memory and
+saved again later (a restart before then re-sends a little: the subscribers remove duplicates).
+Nothing here raises OSError once the spool is open, so the publisher, the TCP serving and the
+recording never stop for it.
+
 Spool files (DIR/000000000001.seg ...): each entry is a uint32 big-endian length then the
 payload (payload.py); DIR/cursor holds "SEGMENT OFFSET" of the first entry not acknowledged;
 DIR/lock is held (flock) by the cancorder using the folder.
 """
 import collections
+import errno
 import os
 import struct
 import time
@@ -26,6 +33,8 @@ _LENGTH = struct.Struct(">I")
 SUFFIX = ".seg"
 CURSOR_EVERY = 0.25  # seconds between cursor writes (a crash re-sends at most that: duplicates)
 MEMORY_LIMIT = 64 << 20
+#: errors that mean "no room": the oldest batches make room; any other is this batch's loss
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def check_folder(directory):
@@ -155,6 +164,8 @@ class DiskSpool:
         self._reader = None  # (number, handle)
         self._cursor_written = 0.0
         self._cursor_dirty = False
+        self._said_full = False  # the disk filled up: said once, again after the spool emptied
+        self._said_cursor = False  # the cursor could not be saved: said once until it is
         self._load()
 
     # ---- start-up: what an earlier run left ----
@@ -229,26 +240,29 @@ class DiskSpool:
 
     def append(self, data, frames):
         before = (self.dropped_batches, self.dropped_frames)
-        size = _LENGTH.size + len(data)
-        if size > self.max_bytes:
-            self.dropped_batches += 1
-            self.dropped_frames += frames
+        entry = _LENGTH.pack(len(data)) + data
+        if len(entry) > self.max_bytes:
+            self._count_drop(frames)
         else:
             total = self.bytes
-            while self._segments and total + size > self.max_bytes:
+            while self._segments and total + len(entry) > self.max_bytes:
                 total -= self._drop_oldest()
-            if self._writer is None or self._segments[-1].size >= self.segment_limit:
-                self._new_segment()
-            segment = self._segments[-1]
-            try:
-                self._writer.write(_LENGTH.pack(len(data)) + data)
-            except OSError as exc:
-                raise SpoolError(f"MQTT spool {self.directory}: writing failed "
-                                 f"({exc.strerror or exc}; disk full?)") from None
-            segment.size += size
-            segment.batches += 1
-            segment.frames += frames
+            while True:
+                problem = self._write_entry(entry, frames)
+                if problem is None:
+                    break
+                # the disk is full before max_bytes: the oldest batches make room, as they
+                # do at max_bytes; with nothing of ours left to drop, this batch is the loss
+                self._say_full(problem)
+                if problem.errno not in _NO_ROOM or not self.bytes:
+                    self._count_drop(frames)
+                    break
+                self._drop_oldest()
         return self.dropped_batches - before[0], self.dropped_frames - before[1]
+
+    def _count_drop(self, frames):
+        self.dropped_batches += 1
+        self.dropped_frames += frames
 
     def next_unsent(self):
         while True:
@@ -284,6 +298,7 @@ class DiskSpool:
             self._remove_segment(self._segments[0])
         if not self._segments:
             self._remove_cursor()  # empty: nothing left on disk
+            self._said_full = False
             return
         self._cursor_dirty = True
         if time.monotonic() - self._cursor_written >= CURSOR_EVERY:
@@ -295,9 +310,16 @@ class DiskSpool:
     def close(self):
         if self._cursor_dirty and self._segments:
             self._write_cursor()
+            if self._cursor_dirty and self._log is not None:
+                self._log.warning(f"MQTT spool {self.directory}: the cursor could not be saved "
+                                  "at the stop: the next start re-sends batches the broker "
+                                  "already has (the subscribers remove the duplicates)")
         for handle in (self._writer, self._reader[1] if self._reader else None):
             if handle is not None:
-                handle.close()
+                try:
+                    handle.close()
+                except OSError:
+                    pass
         self._writer = self._reader = None
         self._lock.close()
 
@@ -306,16 +328,44 @@ class DiskSpool:
     def _path(self, number):
         return os.path.join(self.directory, f"{number:012d}{SUFFIX}")
 
+    def _write_entry(self, entry, frames):
+        """Append one entry to the newest segment (a new one when it is full); None when it
+        is written, else the OSError, with nothing of the entry left in the file."""
+        try:
+            if self._writer is None or self._segments[-1].size >= self.segment_limit:
+                self._new_segment()
+            view = memoryview(entry)
+            while view:  # unbuffered: a write short of room writes part and returns its size
+                view = view[self._writer.write(view):]
+        except OSError as exc:
+            if self._writer is not None:
+                try:  # cut what part of the entry got in: the file stays whole entries
+                    os.ftruncate(self._writer.fileno(), self._segments[-1].size)
+                except OSError:
+                    pass
+            return exc
+        segment = self._segments[-1]
+        segment.size += len(entry)
+        segment.batches += 1
+        segment.frames += frames
+        return None
+
+    def _say_full(self, exc):
+        if self._said_full or self._log is None:
+            return
+        self._said_full = True
+        self._log.warning(f"MQTT spool {self.directory}: cannot write ({exc.strerror or exc}) "
+                          f"with {self.bytes:,} of its {self.max_bytes:,} bytes used: the "
+                          "oldest batches are dropped to make room (counted); TCP serving and "
+                          "recording go on")
+
     def _new_segment(self):
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None
+            writer.close()
         number = self._segments[-1].number + 1 if self._segments else max(self._done[0], 0) + 1
         segment = _Segment(number, self._path(number))
-        try:
-            self._writer = open(segment.path, "ab", buffering=0)
-        except OSError as exc:
-            raise SpoolError(f"MQTT spool {self.directory}: cannot create a file "
-                             f"({exc.strerror or exc})") from None
+        self._writer = open(segment.path, "ab", buffering=0)  # OSError: the caller's
         self._segments.append(segment)
 
     def _read_handle(self, number):
@@ -346,7 +396,7 @@ class DiskSpool:
             self._writer = None
         try:
             os.remove(segment.path)
-        except FileNotFoundError:
+        except OSError:
             pass
 
     def _read_cursor(self):
@@ -358,17 +408,33 @@ class DiskSpool:
             return None
 
     def _write_cursor(self):
+        """Save where publishing stands; a full disk keeps it in memory until a later try."""
         path = os.path.join(self.directory, "cursor")
-        with open(path + ".tmp", "w", encoding="ascii") as handle:
-            handle.write(f"{self._done[0]} {self._done[1]}\n")
-        os.replace(path + ".tmp", path)
-        self._cursor_written = time.monotonic()
+        self._cursor_written = time.monotonic()  # a failed try waits CURSOR_EVERY too
+        try:
+            with open(path + ".tmp", "w", encoding="ascii") as handle:
+                handle.write(f"{self._done[0]} {self._done[1]}\n")
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            _remove(path + ".tmp")
+            if not self._said_cursor and self._log is not None:
+                self._log.warning(f"MQTT spool {self.directory}: cannot save the cursor "
+                                  f"({exc.strerror or exc}): it is kept in memory and saved "
+                                  "when there is room (a restart before then re-sends batches "
+                                  "the broker has; the subscribers remove the duplicates)")
+            self._said_cursor = True
+            return
+        self._said_cursor = False
         self._cursor_dirty = False
 
     def _remove_cursor(self):
         for name in ("cursor", "cursor.tmp"):
-            try:
-                os.remove(os.path.join(self.directory, name))
-            except FileNotFoundError:
-                pass
+            _remove(os.path.join(self.directory, name))
         self._cursor_dirty = False
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass

@@ -35,15 +35,18 @@ class Subscriber:
 
     ``on_batch(label, batch, records)``: a new batch (frames decoded and validated in
     ``batch.records``, the raw records bytes in ``records``), never a duplicate.
-    ``on_gap(label, missing)``: frames lost before a batch. ``on_status(label, dict)``: a
-    logger's retained status. ``on_problem(text)``: a bad message or a lost broker, one line.
+    ``on_gap(label, missing)``: frames lost before a batch. ``on_restart(label)``: the
+    first batch of a new session on a topic (its logger restarted). ``on_status(label,
+    dict)``: a logger's retained status. ``on_problem(text)``: a bad message or a lost broker,
+    one line.
     """
 
     def __init__(self, settings, on_batch, on_gap=None, on_status=None, on_problem=None,
-                 role="dump", status=False):
+                 role="dump", status=False, on_restart=None):
         self.settings = settings
         self.on_batch = on_batch
         self.on_gap = on_gap
+        self.on_restart = on_restart
         self.on_status = on_status
         self.on_problem = on_problem
         self.role = role
@@ -156,9 +159,12 @@ class Subscriber:
                 self.on_problem(f"{topic}: not a cancorder batch, skipped ({exc}); further "
                                 "ones on this topic are skipped silently")
             return
+        restarted = self.tracker.is_new_session(topic, batch)
         missing = self.tracker.accept(topic, batch)
         if missing is None:
             return
+        if restarted and self.on_restart is not None:
+            self.on_restart(label)
         if missing and self.on_gap is not None:
             self.on_gap(label, missing)
         self.batches += 1

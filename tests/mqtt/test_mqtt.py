@@ -57,8 +57,12 @@ def test_tracker_drops_duplicates_and_counts_missing_frames():
     assert tracker.accept("t", payload.decode(batch(5, 1215, 5))) == 1200
     assert tracker.accept("t", payload.decode(batch(3, 15, 5))) is None  # late and old
     assert tracker.accept("other", payload.decode(batch(1, 0, 1))) == 0  # another logger
-    assert tracker.accept("t", payload.decode(batch(1, 500, 1, session=8))) == 0  # restarted
-    assert (tracker.duplicates, tracker.missing) == (2, 1200)
+    restarted = payload.decode(batch(1, 500, 1, session=8))
+    assert tracker.is_new_session("t", restarted)
+    assert not tracker.is_new_session("new", restarted)  # a topic's first session: no restart
+    assert tracker.accept("t", restarted) == 0  # restarted
+    assert not tracker.is_new_session("t", payload.decode(batch(2, 501, 1, session=8)))
+    assert (tracker.duplicates, tracker.missing, tracker.new_sessions) == (2, 1200, 1)
 
 
 def test_labels_are_what_the_wildcards_matched():
@@ -198,6 +202,69 @@ def test_disk_spool_cuts_a_torn_last_entry(tmp_path):
     again = DiskSpool(folder, 4 << 20)
     assert drain(again) == [1, 2]
     again.close()
+
+
+def full_disk_check(folder):
+    """Run in a private mount namespace with a 256 KiB tmpfs at ``folder`` (below)."""
+    import logging
+
+    log = logging.getLogger("cancorder.test-spool")
+    said = []
+    log.warning = lambda text, *a, **k: said.append(text)
+    spool = DiskSpool(os.path.join(folder, "spool"), 1 << 20, log)
+    appended = 0
+    for seq in range(1, 2001):  # 6 MB: the disk is full long before the 1 MiB limit
+        spool.append(batch(seq, seq * 100, 100), 100)
+        appended += 100
+    assert spool.dropped_batches > 1000
+    assert spool.pending_frames + spool.dropped_frames == appended  # each frame kept or counted
+    assert len([t for t in said if "cannot write (No space left on device)" in t]) == 1, said
+    for _ in range(3):  # acknowledged with no room left for the cursor: kept in memory
+        spool.commit(spool.next_unsent()[0])
+    filler = os.path.join(folder, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # take every byte that is left
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    token = spool.next_unsent()[0]
+    import time
+
+    time.sleep(0.3)  # CURSOR_EVERY: this commit saves the cursor, or tries to
+    spool.commit(token)
+    pending = spool.pending_frames
+    spool.close()  # no room for the cursor at the stop either: said, no exception
+    assert any("cannot save the cursor" in t for t in said), said
+    again = DiskSpool(os.path.join(folder, "spool"), 1 << 20, log)
+    assert again.pending_frames >= pending  # at worst re-sent: the subscribers drop them
+    sequences = drain(again)
+    assert sequences == sorted(set(sequences)) and sequences[-1] == 2000
+    again.close()
+    os.remove(filler)
+    print("ok")
+
+
+def test_a_spool_on_a_full_disk_drops_the_oldest_and_never_raises(tmp_path):
+    """Issue 22 item 1, the spool alone: a 256 KiB tmpfs (a private mount namespace)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare -m for a private tmpfs")
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=256k tmpfs "$1" && shift && '
+         'exec "$@"', "sh", str(tmp_path), sys.executable, "-c",
+         "import sys; from tests.mqtt.test_mqtt import full_disk_check; "
+         "full_disk_check(sys.argv[1])", str(tmp_path)],
+        capture_output=True, text=True, env=cancorder_env(), cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "ok", done.stdout
 
 
 def test_disk_spool_is_one_cancorder_s(tmp_path):

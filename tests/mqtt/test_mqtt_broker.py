@@ -240,6 +240,30 @@ def test_spool_full_drops_the_oldest_and_says_so(broker, slcan_emulator, cancord
     dump.terminate()
 
 
+def test_a_full_spool_disk_stops_nothing_and_a_restart_on_it_serves(tmp_path):
+    """Issue 22 item 1: the spool on a 600 KiB tmpfs (a private mount namespace), the broker
+    away 15 s at 2,000 frames/s (tests/tmpfs_spool_check.py)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    from tests.helpers import cancorder_env
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare -m for a private tmpfs")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=600k tmpfs "$1" && shift && '
+         'exec "$@"', "sh", str(spool), sys.executable, "tests/tmpfs_spool_check.py",
+         str(spool), str(tmp_path)], capture_output=True, text=True, env=cancorder_env(),
+        cwd=ROOT, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok" in done.stdout.splitlines()[-1], done.stdout
+
+
 def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, cancorder_process,
                                                     tmp_path):
     mosquitto = broker()
@@ -426,6 +450,63 @@ def test_dump_removes_duplicates_and_reports_gaps(broker, cancorder_process, tmp
     assert {row[0] for row in rows} == {"truck42/can0"}, rows[:3]
     assert [int("".join(row[4:12]), 16) for row in rows] == \
         list(range(200)) + list(range(1400, 1500))
+
+
+def test_dump_of_a_fleet_keeps_each_logger_s_channel_in_every_file(broker, cancorder_process,
+                                                                  tmp_path):
+    """Issue 22 item 10: three loggers under one wildcard, recorded to every format."""
+    import can
+    from paho.mqtt import client as mqtt
+
+    from cancorder._fast import wire
+    from cancorder.logfiles.formats import FORMATS, channel_label
+    from cancorder.mqtt import payload
+
+    loggers = ["truck2/can1", "vm/mock-uds", "truck1/can0"]  # channel2int: 1, None, 0
+    mosquitto = broker()
+    outputs = {suffix: str(tmp_path / f"fleet{suffix}")
+               for suffix in (".log", ".blf", ".asc", ".trc", ".mf4", ".csv")}
+    options = [arg for path in outputs.values() for arg in ("-o", path)]
+    dump, out = start_dump(cancorder_process, tmp_path, mosquitto.url("cancorder/+/+"),
+                           *options)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    per_batch, batches = 50, 4
+    for number in range(batches):  # interleaved: a batch of each logger in turn
+        for index, logger in enumerate(loggers):
+            first = number * per_batch
+            records = b"".join(wire.pack_frame(1000 * i + 1, 0x100 + index, 0,
+                                               bytes([index]) + i.to_bytes(7, "big"))
+                               for i in range(first, first + per_batch))
+            publisher.publish(f"cancorder/{logger}",
+                              payload.encode(7 + index, number + 1, first, per_batch, records),
+                              qos=1).wait_for_publish(10)
+    total = per_batch * batches * len(loggers)
+    assert len(wait_lines(out, total)) == total  # every batch reached the dump
+    publisher.loop_stop()
+    assert dump.terminate() == 0
+    legend = {int(m.group(1)): m.group(2)
+              for m in re.finditer(r"fleet\.blf, \S*fleet\.asc, \S*fleet\.trc, \S*fleet\.mf4: "
+                                   r"channel (\d) is (\S+)", dump.log)}
+    for suffix, path in outputs.items():  # .log first: it names the loggers
+        if suffix == ".csv":
+            continue
+        with can.LogReader(path) as reader:
+            messages = list(reader)
+        assert len(messages) == total, (suffix, len(messages))
+        channels = {}
+        for message in messages:  # the channel column says which logger sent the frame
+            sender = loggers[message.data[0]]
+            column = str(message.channel)
+            if suffix != ".log":
+                column = legend.get(int(channel_label(message.channel, FORMATS[suffix])))
+            channels.setdefault(sender, set()).add(column)
+        assert channels == {logger: {logger} for logger in loggers}, (suffix, channels)
+    assert legend == {1: "truck2/can1", 2: "vm/mock-uds", 3: "truck1/can0"}, dump.log
+    assert re.search(r"recorded .*; channels in \S*fleet\.blf, \S*fleet\.asc, \S*fleet\.trc, "
+                     r"\S*fleet\.mf4: 1 truck2/can1, 2 vm/mock-uds, 3 truck1/can0", dump.log)
+    assert re.search(r"-o .*fleet\.csv: \.csv has no channel column", dump.log), dump.log
 
 
 def test_status_topic_online_then_offline(broker, slcan_emulator, cancorder_process):
