@@ -11,6 +11,7 @@ file and the line or byte, after the batches before it.
 """
 import gzip
 import os
+import re
 import zlib
 
 from .._fast import logfile, wire
@@ -42,29 +43,118 @@ def check_log_file(path, missing="no such file"):
 
 # ---- the records of one file ----
 
-class _CountingLines:
-    """A text file that counts the lines python-can's reader takes (for error messages)."""
+#: lines python-can's text readers skip on purpose (headers, comments, events that are no
+#: frame: statistics, status, J1939, markers); any other line they skip is damage
+_SKIPPED_ON_PURPOSE = {
+    ".asc": re.compile(r"(//|date\s|base\s|(no\s+)?internal\s+events\s+logged|begin\s+"
+                       r"triggerblock|end\s+triggerblock|\d+\.\d+\s+\S)", re.IGNORECASE),
+    ".trc": re.compile(r"(;|\d+\)?\s+\d+(\.\d+)?\s+\S)"),
+    ".csv": re.compile(r"timestamp,"),  # its header line
+}
+#: a line shaped like a frame that the reader skipped all the same (a damaged column)
+_FRAME_SHAPED = {
+    ".asc": re.compile(r"\d+\.\d+\s+(\d+\s+[0-9a-f]+x?\s+(rx|tx)|canfd)\s", re.IGNORECASE),
+    ".trc": re.compile(r"\d+\)?\s+\d+(\.\d+)?\s+(\d+\s+)?(rx|tx|dt|fd|fb|fe|bi|rr)\s",
+                       re.IGNORECASE),
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL bytes, random bytes
+_BEGIN_BLOCK = re.compile(r"begin\s+triggerblock", re.IGNORECASE)
+_END_BLOCK = re.compile(r"end\s+triggerblock", re.IGNORECASE)
+_ENDS_NOTHING = re.compile(r"(//|;|end\s+triggerblock)", re.IGNORECASE)
 
-    def __init__(self, file):
+
+class _TextLines:
+    """A text file handed to python-can's reader that keeps the lines the reader took since
+    its last frame. python-can's text readers skip every line they cannot parse, so a
+    garbage line, NUL bytes or a damaged column would lose a frame silently: each line the
+    reader skipped is checked against what the format holds besides frames (``skipped``),
+    and at the end (``finished``) the file must not stop inside a line or an ASC trigger
+    block (a cut file). Both return ``(line number, why)`` for damage, else None."""
+
+    def __init__(self, file, suffix):
         self._file = file
+        self._purpose = _SKIPPED_ON_PURPOSE.get(suffix)
+        self._frame_shaped = _FRAME_SHAPED.get(suffix)
+        self.suffix = suffix
         self.line = 0
+        self.skipped_lines = 0  # lines taken that held no frame
+        self._taken = []  # the lines taken since the last frame
+        self._last = ""
+        self._open_block = None  # the line of a Begin Triggerblock not ended yet
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        line = next(self._file)
-        self.line += 1
-        return line
+        return self._took(next(self._file))
 
     def readline(self, *args):
         line = self._file.readline(*args)
-        if line:
-            self.line += 1
+        return self._took(line) if line else line
+
+    def _took(self, line):
+        self.line += 1
+        self._taken.append(line)
+        self._last = line
         return line
 
     def __getattr__(self, name):
         return getattr(self._file, name)
+
+    def skipped(self):
+        """The reader made a frame of the line it took last: the lines before it, checked."""
+        taken = self._taken
+        self._taken = []
+        if len(taken) < 2:
+            return None
+        return self._check(taken[:-1], self.line - len(taken) + 1)
+
+    def finished(self):
+        """The reader is done: the lines after its last frame, then the file's end."""
+        taken = self._taken
+        self._taken = []
+        cut = self.cut_short()
+        damage = self._check(taken[:-1] if cut and taken else taken,
+                             self.line - len(taken) + 1)
+        if damage:
+            return damage
+        if cut:
+            return self.line, cut
+        if self._open_block is not None:
+            return self.line, (f"the file ends early: no End TriggerBlock closes the Begin "
+                               f"Triggerblock of line {self._open_block} (a truncated file: "
+                               "the frames after it are missing)")
+        return None
+
+    def cut_short(self):
+        """Why the line taken last is the end of a cut file ("" when it is not): a line
+        without its end of line is the file's last, and every writer ends its lines."""
+        last = self._last.strip()
+        if not last or self._last.endswith(("\n", "\r")) or _ENDS_NOTHING.match(last):
+            return ""
+        return ("the file ends in the middle of this line (a truncated file: the frames "
+                "after it are missing)")
+
+    def _check(self, lines, number):
+        for k, line in enumerate(lines):
+            self.skipped_lines += 1
+            text = line.strip()
+            if not text:
+                continue
+            if _BEGIN_BLOCK.match(text):
+                self._open_block = number + k
+            elif _END_BLOCK.match(text):
+                self._open_block = None
+            shown = ascii(text[:32]) + ("..." if len(text) > 32 else "")
+            if _CONTROL.search(text):
+                return number + k, f"control or NUL bytes where a line should be: {shown}"
+            if self._frame_shaped is not None and self._frame_shaped.match(text):
+                return number + k, (f"a frame python-can's {self.suffix} reader cannot read, "
+                                    f"so would skip: {shown}")
+            if self._purpose is not None and not self._purpose.match(text):
+                return number + k, (f"not a frame, nor anything else a {self.suffix} file "
+                                    f"holds: {shown}")
+        return None
 
 
 class LogRecords:
@@ -173,8 +263,8 @@ class LogRecords:
             if self.suffix == ".blf":  # binary through gzip: no lines to count
                 return cls(gzip.open(self.path, "rb"), **kwargs), None
             opener = gzip.open if self.gz else open
-            counter = _CountingLines(opener(self.path, "rt", encoding="utf-8",
-                                            errors="replace"))
+            counter = _TextLines(opener(self.path, "rt", encoding="utf-8", errors="replace"),
+                                 self.suffix)
             return cls(counter, **kwargs), counter
         try:
             return cls(self.path, **kwargs), None
@@ -194,6 +284,11 @@ class LogRecords:
                 try:
                     msg = next(iterator)
                 except StopIteration:
+                    damage = counter.finished() if counter is not None else None
+                    if damage:
+                        if batch:
+                            yield batch_channel, self._pack(packer, batch, reader, counter)
+                        raise LogFileError(f"{self.path}: line {damage[0]}: {damage[1]}")
                     break
                 except Exception as exc:
                     if batch:  # the frames before the damage go out first
@@ -201,8 +296,14 @@ class LogRecords:
                         batch = []
                     if isinstance(exc, EOFError):
                         raise
+                    cut = counter.cut_short() if counter is not None else ""
                     raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
-                                       f"{_why(exc)}") from None
+                                       f"{cut or _why(exc)}") from None
+                damage = counter.skipped() if counter is not None else None
+                if damage:  # a line before this frame was lost: the frames before it go out
+                    if batch:
+                        yield batch_channel, self._pack(packer, batch, reader, counter)
+                    raise LogFileError(f"{self.path}: line {damage[0]}: {damage[1]}")
                 label = channel_label(msg.channel, self.format)
                 if wanted is not None and label != wanted:
                     self.other_channel += 1
