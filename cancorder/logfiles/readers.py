@@ -12,6 +12,7 @@ file and the line or byte, after the batches before it.
 import gzip
 import os
 import re
+import struct
 import zlib
 
 from .._fast import logfile, wire
@@ -20,6 +21,7 @@ from ..report import plural
 from .formats import COMPILED, channel_label, read_format
 
 CHUNK = 256 << 10  # bytes of a .log read at once
+GZIP_PIECE = 16 << 10  # bytes of a .log.gz decompressed at once (a damaged one: retried bytewise)
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
 
 
@@ -172,6 +174,7 @@ class LogRecords:
         self.first_channel = None
         self.remote = self.error = self.invalid = self.other_channel = 0
         self.frames = 0
+        self._blf_since = None
 
     def batches(self, by_channel=False):
         """``(channel, records)`` pairs; with ``by_channel`` each batch holds one channel's
@@ -194,31 +197,41 @@ class LogRecords:
     # ---- candump .log: compiled ----
 
     def _chunks(self):
-        """The file's bytes (gzip decompressed here, so that a truncated file still gives
-        everything before the cut, and the cut's byte offset)."""
+        """The file's bytes (gzip decompressed here, so that a damaged or truncated file still
+        gives everything before the damage, and the damage's byte offset)."""
         with open(self.path, "rb") as file:
-            unzip = zlib.decompressobj(wbits=31) if self.gz else None
-            offset = 0
+            if not self.gz:
+                while True:
+                    raw = file.read(CHUNK)
+                    if not raw:
+                        return
+                    yield raw
+            unzip = zlib.decompressobj(wbits=31)
+            offset = 0  # bytes of the file decompressed so far
             member_open = False
             while True:
-                raw = file.read(CHUNK)
+                raw = file.read(GZIP_PIECE)
                 if not raw:
                     break
-                offset += len(raw)
-                if unzip is None:
-                    yield raw
-                    continue
                 while raw:
                     member_open = True
+                    before = unzip.copy()
                     try:
                         out = unzip.decompress(raw)
                     except zlib.error as exc:
-                        raise LogFileError(f"{self.path}: not a valid gzip file near byte "
-                                           f"{offset - len(raw)} ({exc})") from None
+                        # zlib gives nothing of a piece it fails on: take the piece again
+                        # byte by byte, for the data before the damage and its exact place
+                        good, used = _decompress_until_error(before, raw)
+                        if good:
+                            yield good
+                        raise LogFileError(f"{self.path}: byte {offset + used}: damaged gzip "
+                                           f"data ({_gzip_why(exc)})") from None
                     if out:
                         yield out
                     if not unzip.eof:
+                        offset += len(raw)
                         break
+                    offset += len(raw) - len(unzip.unused_data)
                     member_open = False
                     raw = unzip.unused_data  # another gzip member may follow
                     unzip = zlib.decompressobj(wbits=31)
@@ -278,9 +291,13 @@ class LogRecords:
         wanted = self.channel
         batch = []
         batch_channel = None
+        # a BLF's place: where the reader was before the object that failed (see _where)
+        blf = reader.file if self.suffix == ".blf" and not self.gz else None
         try:
             iterator = iter(reader)
             while True:
+                if blf is not None:
+                    self._blf_since = blf.tell()
                 try:
                     msg = next(iterator)
                 except StopIteration:
@@ -296,8 +313,11 @@ class LogRecords:
                         batch = []
                     if isinstance(exc, EOFError):
                         raise
+                    if self.gz and isinstance(exc, (gzip.BadGzipFile, zlib.error)):
+                        raise LogFileError(f"{self.path}: near byte {_raw_offset(reader, counter)}"
+                                           f": damaged gzip data ({_gzip_why(exc)})") from None
                     cut = counter.cut_short() if counter is not None else ""
-                    raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
+                    raise LogFileError(f"{self.path}: {self._where(reader, counter, exc)}: "
                                        f"{cut or _why(exc)}") from None
                 damage = counter.skipped() if counter is not None else None
                 if damage:  # a line before this frame was lost: the frames before it go out
@@ -353,10 +373,15 @@ class LogRecords:
         self.frames = packer.packed
         return records
 
-    def _where(self, reader, counter):
+    def _where(self, reader, counter, exc=None):
         if counter is not None:
             return f"line {counter.line}"
         file = getattr(reader, "file", None)
+        if self._blf_since is not None:
+            try:
+                return _blf_place(self.path, self._blf_since, file.tell(), exc)
+            except (OSError, ValueError, struct.error):
+                pass
         try:
             return f"byte {file.tell()}"
         except Exception:
@@ -381,6 +406,77 @@ def _damage(msg):
     return ""
 
 
+_BLF_OBJECT = struct.Struct("<4sHHLL")  # python-can's OBJ_HEADER_BASE: LOBJ, sizes, type
+_BLF_CONTAINER = struct.Struct("<H6xL4x")  # a LOG_CONTAINER's head: method, size
+_BLF_ZLIB = 2
+
+
+def _blf_place(path, since, until, exc):
+    """Where in a BLF the reader failed: python-can reads a whole container (a compressed
+    run of frames) before it parses any of it, so its file position is that container's end.
+    The containers from ``since`` (the position before the failing read) to ``until`` are
+    walked to name the one that holds the damage, and a zlib error in it is located by
+    decompressing its data again."""
+    with open(path, "rb") as file:
+        start = since
+        while True:
+            file.seek(start)
+            head = file.read(_BLF_OBJECT.size)
+            if len(head) < _BLF_OBJECT.size:
+                return f"byte {start}"
+            signature, _, _, size, _ = _BLF_OBJECT.unpack(head)
+            if signature != b"LOBJ" or size < _BLF_OBJECT.size:
+                return f"byte {start} (an object header)"
+            end = start + size + size % 4
+            if end >= until:
+                break
+            start = end
+        place = f"the container at bytes {start}-{end}"
+        if not isinstance(exc, zlib.error):
+            return place
+        method, _ = _BLF_CONTAINER.unpack(file.read(_BLF_CONTAINER.size))
+        data_at = start + _BLF_OBJECT.size + _BLF_CONTAINER.size
+        if method != _BLF_ZLIB:
+            return place
+        _, used = _decompress_until_error(zlib.decompressobj(), file.read(end - data_at))
+        if used + 4 >= end - data_at:  # its checksum (the last 4 bytes) found it
+            return f"{place} (its checksum does not match: a byte of its data is damaged)"
+        return f"damage noticed at byte {data_at + used}, in {place}"
+
+
+def _decompress_until_error(unzip, raw):
+    """(the bytes ``unzip`` gives of ``raw`` before it fails, how many bytes of ``raw`` it
+    took without failing)."""
+    out = []
+    for used in range(len(raw)):
+        try:
+            out.append(unzip.decompress(raw[used:used + 1]))
+        except zlib.error:
+            return b"".join(out), used
+    return b"".join(out), len(raw)
+
+
+def _raw_offset(reader, counter):
+    """How far python-can's reader has read the compressed file (gzip reads ahead a little)."""
+    zipped = counter.buffer if counter is not None else reader.file
+    try:
+        return zipped.fileobj.tell()
+    except (AttributeError, OSError, ValueError):
+        return "?"
+
+
+def _gzip_why(exc):
+    """zlib's words for a gzip that fails, said plainly where they are cryptic."""
+    text = str(exc)
+    if any(words in text for words in ("incorrect data check", "incorrect length check",
+                                       "CRC check failed", "Incorrect length of data")):
+        return ("its checksum does not match the data: some byte of it is damaged, and the "
+                "frames read may hold it")
+    return text
+
+
 def _why(exc):
     text = " ".join(str(exc).split())
+    if isinstance(exc, zlib.error):  # its class is called "error"
+        return f"zlib: {text}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
