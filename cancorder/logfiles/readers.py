@@ -55,9 +55,12 @@ _SKIPPED_ON_PURPOSE = {
 }
 #: a line shaped like a frame that the reader skipped all the same (a damaged column)
 _FRAME_SHAPED = {
-    ".asc": re.compile(r"\d+\.\d+\s+(\d+\s+[0-9a-f]+x?\s+(rx|tx)|canfd)\s", re.IGNORECASE),
-    ".trc": re.compile(r"\d+\)?\s+\d+(\.\d+)?\s+(\d+\s+)?(rx|tx|dt|fd|fb|fe|bi|rr)\s",
+    # time, channel, id, then the direction or (damaged) anything and the d/r column
+    ".asc": re.compile(r"\d+\.\d+\s+(\d+\s+[0-9a-f]+x?\s+(rx|tx|\S+\s+[dr])|canfd)\s",
                        re.IGNORECASE),
+    # number, time, [type] [bus], then id and direction (2.x) or direction and id (1.x)
+    ".trc": re.compile(r"\d+\)?\s+\d+(\.\d+)?\s+(\S+\s+)?(\d+\s+)?([0-9a-f]{3,8}\s+(rx|tx)|"
+                       r"(rx|tx)\s+[0-9a-f]{3,8})\s", re.IGNORECASE),
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL bytes, random bytes
 _BEGIN_BLOCK = re.compile(r"begin\s+triggerblock", re.IGNORECASE)
@@ -151,8 +154,8 @@ class _TextLines:
             if _CONTROL.search(text):
                 return number + k, f"control or NUL bytes where a line should be: {shown}"
             if self._frame_shaped is not None and self._frame_shaped.match(text):
-                return number + k, (f"a frame python-can's {self.suffix} reader cannot read, "
-                                    f"so would skip: {shown}")
+                return number + k, (f"a frame line python-can's {self.suffix} reader cannot "
+                                    f"read (it would skip it): {shown}")
             if self._purpose is not None and not self._purpose.match(text):
                 return number + k, (f"not a frame, nor anything else a {self.suffix} file "
                                     f"holds: {shown}")
