@@ -331,8 +331,8 @@ class LogRecords:
                 if wanted is not None and label != wanted:
                     self.other_channel += 1
                     continue
-                damage = _damage(msg)
-                if damage:
+                damage = _damage(msg) or (counter.cut_short() if counter is not None else "")
+                if damage:  # (a frame on a cut line: its last byte may be cut too, "08" to "0")
                     if batch:
                         yield batch_channel, self._pack(packer, batch, reader, counter)
                     raise LogFileError(f"{self.path}: {self._where(reader, counter)}: {damage}")
@@ -441,9 +441,9 @@ def _blf_place(path, since, until, exc):
         data_at = start + _BLF_OBJECT.size + _BLF_CONTAINER.size
         if method != _BLF_ZLIB:
             return place
-        _, used = _decompress_until_error(zlib.decompressobj(), file.read(end - data_at))
-        if used + 4 >= end - data_at:  # its checksum (the last 4 bytes) found it
+        if "incorrect data check" in str(exc):  # found by its checksum: anywhere in it
             return f"{place} (its checksum does not match: a byte of its data is damaged)"
+        _, used = _decompress_until_error(zlib.decompressobj(), file.read(end - data_at))
         return f"damage noticed at byte {data_at + used}, in {place}"
 
 
