@@ -780,6 +780,12 @@ def test_browse_and_connect_without_a_target():
     assert loggers[0]["command"] == f"cancorder dump 127.0.0.1:{port}"
     assert result["empty_browse_code"] == 1
     assert "no logger answered on _ecuconnect-log._tcp.local. within 1 s" in result["empty_log"]
+    # issue 22 item 12: its socketcand port by mistake names the ECUconnect port, exit 3
+    assert result["socketcand_code"] == 3, result["socketcand_log"]
+    assert result["socketcand_log"].splitlines()[-1] == (
+        "error: 127.0.0.1:29536 is a socketcand port (it greets with '< hi >'), not an "
+        f"ECUconnect Logger's port: the ECUconnect port of this logger is {port} (cancorder "
+        f"dump 127.0.0.1:{port})")
 
 
 def test_no_file_is_left_when_the_logger_cannot_be_reached(dump, tmp_path):
