@@ -164,6 +164,11 @@ def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_pa
             assert 0 < len(got) < 20000, name
 
 
+def many_frames(count):
+    return [(BASE + i * 10_000, (0x10000 + i) if i % 3 == 0 else 0x100 + i % 0x600,
+             1 if i % 3 == 0 else 0, bytes([i % 256]) * (i % 9)) for i in range(count)]
+
+
 def read_until_damage(path):
     """(frames read before the LogFileError, its message); the message is None if none."""
     records = readers.LogRecords(str(path))
@@ -212,7 +217,7 @@ def test_a_line_the_reader_would_skip_is_damage(core, tmp_path):
 def test_a_cut_text_file_is_damage_after_the_frames_before_the_cut(core, tmp_path):
     """A truncated .asc served the frames before the cut and said nothing; a .trc or .csv cut
     inside a line lost the rest of it."""
-    frames = frames_of(4260)
+    frames = many_frames(4260)
     write_all_formats(tmp_path, frames)
     data = (tmp_path / "x.asc").read_bytes()
     half = data[:len(data) // 2]
@@ -264,7 +269,7 @@ def test_lines_that_are_no_frame_on_purpose_are_not_damage(core, tmp_path):
 
 def test_damaged_gzip_serves_every_frame_before_the_damage(core, tmp_path):
     """A gzip whose checksum was changed served 0 frames and said "near byte 0"."""
-    frames = frames_of(4260)
+    frames = many_frames(4260)
     write_all_formats(tmp_path, frames)
     for name in ("z.log.gz", "z.asc.gz"):
         zipped = bytearray((tmp_path / name).read_bytes())
@@ -274,14 +279,14 @@ def test_damaged_gzip_serves_every_frame_before_the_damage(core, tmp_path):
         assert [f[1:] for f in got] == [f[1:] for f in frames], name
         assert message is not None and "damaged gzip data (its checksum does not match the " \
                                        "data" in message, message
-        if name == "z.log.gz":
-            assert f": byte {len(zipped) - 8}: " in message
+        if name == "z.log.gz":  # in its trailer (CRC-32, length), where zlib finds it
+            assert len(zipped) - 8 <= int(message.split(": byte ")[1].split(":")[0]) < len(zipped)
 
 
 def test_damaged_blf_names_the_container_and_the_byte(core, tmp_path):
     """Two BLF files damaged at different places both said "byte 9902" (where python-can's
     reader stood: the end of what it had read)."""
-    frames = frames_of(4260)
+    frames = many_frames(4260)
     write_all_formats(tmp_path, frames)
     data = (tmp_path / "x.blf").read_bytes()
     places = []
