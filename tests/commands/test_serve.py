@@ -267,8 +267,8 @@ def _run(*args, env=None):
     (["serve", "-i", "slcan", "-c", "/dev/ttyNOPE", "--socketcand", "0", "--allow-t"], 2,
      "unrecognized arguments: --allow-t (flags are written in full: --allow-transmit)"),
     (["dump", "127.0.0.1:9", "--coun", "5"], 2,
-     "unrecognized arguments: --coun 5 (flags are written in full: --count) (see cancorder "
-     "dump --help)"),
+     "unrecognized arguments: --coun 5 --no-zeroconf (flags are written in full: --count) "
+     "(see cancorder dump --help)"),  # (dump has no --no-zeroconf: _run adds it)
     (["replay", "x.log", "--spee", "max"], 2, "(flags are written in full: --speed)"),
     (["mock-uds", "--tester-i", "7E0"], 2, "(flags are written in full: --tester-id)"),
     (["serve", "--log-form", "json"], 2, "(flags are written in full: --log-format)"),
