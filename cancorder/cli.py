@@ -52,6 +52,9 @@ class _Parser(argparse.ArgumentParser):
         self.flags = []
         self.process_flags = []
         self.command_line_flags = []
+        # a prefix of a long flag is refused (--bitrat, --allow-t): every flag exactly as
+        # written, as in a config file; the subcommands' parsers are of this class too
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, parents=parents, **kwargs)
         for parent in parents:
             self.flags += parent.flags
@@ -134,8 +137,21 @@ def _parse(parser, argv):
     args, extra = parser.parse_known_args(argv)
     if extra:
         owner = getattr(args, "command_parser", parser)
-        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        owner.error(f"unrecognized arguments: {' '.join(extra)}"
+                    f"{_spelled_out(owner.flags + parser.flags, extra)}")
     return args
+
+
+def _spelled_out(flags, words):
+    """A hint for a word that starts a flag's name (prefixes are refused: allow_abbrev)."""
+    hints = []
+    for word in words:
+        name = word.split("=", 1)[0]
+        if not name.startswith("--") or len(name) < 3:
+            continue
+        hints += sorted({option for action in flags for option in action.option_strings
+                         if option.startswith(name) and option != name})
+    return f" (flags are written in full: {', '.join(hints)})" if hints else ""
 
 
 def main(argv=None):

@@ -19,7 +19,8 @@ import sys
 import time
 
 from ._fast import wire
-from .errors import CancorderError, ConnectError, OutputClosed, UsageError, WireFormatError
+from .errors import (CancorderError, ConnectError, ForeignStreamError, OutputClosed, UsageError,
+                     WireFormatError)
 from .protocol import DEFAULT_PORT, RETRY_FIRST, RETRY_MAX
 from .report import plural
 from .signals import stop_on_signals
@@ -32,6 +33,14 @@ PLAY_READ = 0.1  # dump FILE: the longest a read of the replay source waits (sig
 #: a connection closed without a byte within this long was most likely refused (a full logger
 #: accepts and closes at once; a quiet bus sends nothing too, but is not closed so soon)
 REFUSED_WITHIN = 2.0
+#: connected, and not a byte this long: said once (a quiet bus sends nothing, but neither does
+#: a port that is not a logger's: its --metrics port, any server that waits to be spoken to)
+QUIET_NOTICE = 5.0
+#: the first bytes of a connection kept to tell another protocol from ECUconnect records
+HEAD_SIZE = 80
+#: how long dump asks Zeroconf for the logger's ECUconnect port behind a socketcand port
+ZEROCONF_LOOKUP = 1.5
+SOCKETCAND_HI = b"< hi >"
 
 
 class Target:
@@ -321,12 +330,25 @@ class Dump:
         stats = self.stats
         connected_at = time.monotonic()
         received = self._connection_bytes = 0  # bytes on this connection
+        head = b""  # its first bytes
+        quiet_said = False
         while True:
-            readable = select.select(watched, [], [], self._next_timeout())[0]
+            timeout = self._next_timeout()
+            if not received and not quiet_said:
+                left = max(0.0, connected_at + QUIET_NOTICE - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
+            readable = select.select(watched, [], [], timeout)[0]
             if wake in readable:
                 self._drain_wake()
             if self._over():
                 return None, True
+            if not received and not quiet_said and \
+                    time.monotonic() - connected_at >= QUIET_NOTICE:
+                quiet_said = True
+                self.reporter.warning(
+                    f"connected to {self.target}, but not a byte in {QUIET_NOTICE:g} s: a quiet "
+                    "bus sends nothing, and neither does a port that is not a logger's (its "
+                    "--metrics port, a server waiting to be spoken to); still waiting")
             if sock not in readable:
                 continue
             try:
@@ -341,6 +363,12 @@ class Dump:
                     why, clean = self._why_closed(decoder, received,
                                                   time.monotonic() - connected_at)
                 return why, clean
+            if len(head) < HEAD_SIZE and not decoder.frames:
+                head += chunk[:HEAD_SIZE - len(head)]
+                foreign = foreign_stream(head)
+                if foreign:
+                    raise ForeignStreamError(f"{self.target} {foreign}"
+                                             f"{self._logger_port(sock, head)}")
             received += len(chunk)
             self._connection_bytes = received
             try:
@@ -352,6 +380,22 @@ class Dump:
             if frames and self._deliver(frames):
                 self.reason = f"--count {self.count}"
                 return None, True
+
+    def _logger_port(self, sock, head):
+        """For a socketcand port: where this logger's ECUconnect port is, if Zeroconf says."""
+        if not head.startswith(SOCKETCAND_HI):
+            return ""
+        try:
+            peer = sock.getpeername()[0]
+        except OSError:
+            peer = None
+        ports = logger_ports(peer, ZEROCONF_LOOKUP) if peer else []
+        if ports:
+            return (f": the ECUconnect port of this logger is "
+                    f"{' or '.join(str(port) for port in ports)} (cancorder dump "
+                    f"{_with_port(self.target.host, ports[0])})")
+        return (f": connect to its ECUconnect port ({DEFAULT_PORT} unless the logger's -p says "
+                f"otherwise; Zeroconf did not name it within {ZEROCONF_LOOKUP:g} s)")
 
     def _why_closed(self, decoder, received, after):
         """The logger closed the connection: (why, clean). A close before the first byte is
@@ -437,6 +481,49 @@ class Dump:
                 pass
         except OSError:
             pass
+
+
+def foreign_stream(head):
+    """What the first bytes of a connection are when they are not ECUconnect records (""
+    when they may be): a record starts with its timestamp's top byte, 0 until the year 4000,
+    so text is another protocol: socketcand's greeting, HTTP, a banner (SSH, SMTP...)."""
+    if not head or head[0] == 0:
+        return ""
+    if head.startswith(SOCKETCAND_HI):
+        return ("is a socketcand port (it greets with '< hi >'), not an ECUconnect Logger's "
+                "port")
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line or not all(32 <= byte < 127 or byte == 9 for byte in line):
+        return ""  # not text: the record decoder names what is wrong
+    text = line.decode("ascii")
+    if head.startswith(b"HTTP/"):
+        return (f"answers in HTTP ('{text}'), not in ECUconnect records: a web server (a "
+                "logger's --metrics port?), not a logger's port")
+    return (f"sent text, not ECUconnect records: '{text}' (another service on that port: "
+            "check the port)")
+
+
+def logger_ports(address, seconds):
+    """The ECUconnect ports Zeroconf names for loggers at ``address`` (this machine's, for a
+    loopback address), or [] when none answers within ``seconds``."""
+    try:
+        from .discovery import browse, short_hostname
+
+        found = browse(seconds, resolve_timeout=seconds)
+    except Exception:  # no Zeroconf here (no network, no multicast): nothing to say
+        return []
+    local = ipaddress.ip_address(address.split("%")[0]).is_loopback
+    ports = []
+    for logger in found:
+        if address in logger.addresses or (local and logger.txt.get("system") ==
+                                           short_hostname()):
+            if logger.port not in ports:
+                ports.append(logger.port)
+    return sorted(ports)
+
+
+def _with_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _silence(stream):

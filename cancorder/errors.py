@@ -56,6 +56,13 @@ class ConnectError(CancorderError):
     """The logger cannot be reached now (refused, timed out, unreachable): --reconnect retries."""
 
 
+class ForeignStreamError(CancorderError):
+    """``dump``: the port speaks another protocol than ECUconnect (a socketcand port, a web
+    server, a text banner such as SSH's): the message names it and where the logger is."""
+
+    exit_code = EXIT_STREAM
+
+
 class LogFileError(CancorderError):
     """A log file read (``cancorder replay``, ``dump FILE``) is damaged: the message names the
     file and the line or byte where; the frames before the damage have been handed on."""

@@ -3,8 +3,9 @@
 Accepted spellings (ids and masks in hex, an optional 0x):
 - python-can's ``ID:MASK``: a frame passes when ``frame_id & MASK == ID & MASK``;
 - candump's ``ID~MASK``: the inverse, a frame passes when it does not match;
-- several rules after one ``--filter``, or comma-separated, or ``--filter`` repeated; a frame
-  passes when any rule passes it.
+- one rule list after each ``--filter`` (comma-separated: ``--filter 7E0:7F0,7E8:7FF``),
+  and ``--filter`` repeated; a frame passes when any rule passes it. One value per flag, so
+  that flags and a target or file name go in any order (``dump --filter 7E8:7FF HOST``).
 An id above 7FF, or written with 8 digits as candump does, matches 29-bit frames only; a shorter
 one matches both kinds. The rules become one ``_fast.wire.RecordFilter``, built once.
 """
@@ -46,20 +47,20 @@ def can_filter(text):
 
 
 class FilterAction(argparse.Action):
-    """``--filter R [R ...]``, repeatable: every rule in one flat list."""
+    """``--filter R[,R...]``, repeatable: every rule in one flat list."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         rules = list(getattr(namespace, self.dest, None) or [])
-        for value in values:
-            rules.extend(value)
+        rules.extend(values)
         setattr(namespace, self.dest, rules)
 
 
 def add_filter_argument(parser, what="pass only frames whose id matches"):
-    parser.add_argument("--filter", dest="filters", nargs="+", action=FilterAction,
-                        type=can_filter, default=[], metavar="ID:MASK",
+    parser.add_argument("--filter", dest="filters", action=FilterAction,
+                        type=can_filter, default=[], metavar="ID:MASK[,...]",
                         help=f"{what} ID under MASK (hex); ID~MASK passes those that do not; "
-                             "several rules pass a frame that any rule passes")
+                             "several rules (comma-separated, or --filter repeated) pass a "
+                             "frame that any rule passes")
 
 
 def record_filter(rules):

@@ -1,6 +1,6 @@
 """Inside a private network namespace: `cancorder serve` advertises itself; `dump --browse`
-lists it, `dump` without a target finds and connects to it, `detect --network` lists it; once it
-is gone, `dump` says nobody answered. Prints one JSON object."""
+lists it, `dump` without a target finds and connects to it, `detect --network` lists it, `dump` to
+its socketcand port names its ECUconnect port; once it is gone, `dump` says nobody answered. Prints one JSON object."""
 import json
 import os
 import subprocess
@@ -23,7 +23,8 @@ def cancorder(*args):
 def main():
     emu = SlcanEmulator()
     server = CancorderProcess(["serve", "-i", "slcan", "-c", emu.url, "--service-name",
-                               "dump-browse"])
+                               "dump-browse", "--socketcand", "127.0.0.1:29536",
+                               "--no-beacon"])
     result = {}
     dump = None
     try:
@@ -49,6 +50,10 @@ def main():
         result["detect_code"] = detect.returncode
         result["detect"] = json.loads(detect.stdout or "[]")
         result["detect_log"] = detect.stderr
+
+        # its socketcand port by mistake: named, with the ECUconnect port Zeroconf gives
+        wrong = cancorder("dump", "127.0.0.1:29536")
+        result["socketcand_code"], result["socketcand_log"] = wrong.returncode, wrong.stderr
 
         result["exit_code"] = server.terminate()
         empty = cancorder("dump", "--browse-time", "1")

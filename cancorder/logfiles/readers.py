@@ -11,6 +11,8 @@ file and the line or byte, after the batches before it.
 """
 import gzip
 import os
+import re
+import struct
 import zlib
 
 from .._fast import logfile, wire
@@ -19,6 +21,7 @@ from ..report import plural
 from .formats import COMPILED, channel_label, read_format
 
 CHUNK = 256 << 10  # bytes of a .log read at once
+GZIP_PIECE = 16 << 10  # bytes of a .log.gz decompressed at once (a damaged one: retried bytewise)
 MESSAGE_BATCH = 2048  # python-can Messages packed at once
 
 
@@ -42,29 +45,121 @@ def check_log_file(path, missing="no such file"):
 
 # ---- the records of one file ----
 
-class _CountingLines:
-    """A text file that counts the lines python-can's reader takes (for error messages)."""
+#: lines python-can's text readers skip on purpose (headers, comments, events that are no
+#: frame: statistics, status, J1939, markers); any other line they skip is damage
+_SKIPPED_ON_PURPOSE = {
+    ".asc": re.compile(r"(//|date\s|base\s|(no\s+)?internal\s+events\s+logged|begin\s+"
+                       r"triggerblock|end\s+triggerblock|\d+\.\d+\s+\S)", re.IGNORECASE),
+    ".trc": re.compile(r"(;|\d+\)?\s+\d+(\.\d+)?\s+\S)"),
+    ".csv": re.compile(r"timestamp,"),  # its header line
+}
+#: a line shaped like a frame that the reader skipped all the same (a damaged column)
+_FRAME_SHAPED = {
+    # time, channel, id, then the direction or (damaged) anything and the d/r column
+    ".asc": re.compile(r"\d+\.\d+\s+(\d+\s+[0-9a-f]+x?\s+(rx|tx|\S+\s+[dr])|canfd)\s",
+                       re.IGNORECASE),
+    # number, time, [type] [bus], then id and direction (2.x) or direction and id (1.x)
+    ".trc": re.compile(r"\d+\)?\s+\d+(\.\d+)?\s+(\S+\s+)?(\d+\s+)?([0-9a-f]{3,8}\s+(rx|tx)|"
+                       r"(rx|tx)\s+[0-9a-f]{3,8})\s", re.IGNORECASE),
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL bytes, random bytes
+_BEGIN_BLOCK = re.compile(r"begin\s+triggerblock", re.IGNORECASE)
+_END_BLOCK = re.compile(r"end\s+triggerblock", re.IGNORECASE)
+_ENDS_NOTHING = re.compile(r"(//|;|end\s+triggerblock)", re.IGNORECASE)
 
-    def __init__(self, file):
+
+class _TextLines:
+    """A text file handed to python-can's reader that keeps the lines the reader took since
+    its last frame. python-can's text readers skip every line they cannot parse, so a
+    garbage line, NUL bytes or a damaged column would lose a frame silently: each line the
+    reader skipped is checked against what the format holds besides frames (``skipped``),
+    and at the end (``finished``) the file must not stop inside a line or an ASC trigger
+    block (a cut file). Both return ``(line number, why)`` for damage, else None."""
+
+    def __init__(self, file, suffix):
         self._file = file
+        self._purpose = _SKIPPED_ON_PURPOSE.get(suffix)
+        self._frame_shaped = _FRAME_SHAPED.get(suffix)
+        self.suffix = suffix
         self.line = 0
+        self.skipped_lines = 0  # lines taken that held no frame
+        self._taken = []  # the lines taken since the last frame
+        self._last = ""
+        self._open_block = None  # the line of a Begin Triggerblock not ended yet
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        line = next(self._file)
-        self.line += 1
-        return line
+        return self._took(next(self._file))
 
     def readline(self, *args):
         line = self._file.readline(*args)
-        if line:
-            self.line += 1
+        return self._took(line) if line else line
+
+    def _took(self, line):
+        self.line += 1
+        self._taken.append(line)
+        self._last = line
         return line
 
     def __getattr__(self, name):
         return getattr(self._file, name)
+
+    def skipped(self):
+        """The reader made a frame of the line it took last: the lines before it, checked."""
+        taken = self._taken
+        self._taken = []
+        if len(taken) < 2:
+            return None
+        return self._check(taken[:-1], self.line - len(taken) + 1)
+
+    def finished(self):
+        """The reader is done: the lines after its last frame, then the file's end."""
+        taken = self._taken
+        self._taken = []
+        cut = self.cut_short()
+        damage = self._check(taken[:-1] if cut and taken else taken,
+                             self.line - len(taken) + 1)
+        if damage:
+            return damage
+        if cut:
+            return self.line, cut
+        if self._open_block is not None:
+            return self.line, (f"the file ends early: no End TriggerBlock closes the Begin "
+                               f"Triggerblock of line {self._open_block} (a truncated file: "
+                               "the frames after it are missing)")
+        return None
+
+    def cut_short(self):
+        """Why the line taken last is the end of a cut file ("" when it is not): a line
+        without its end of line is the file's last, and every writer ends its lines."""
+        last = self._last.strip()
+        if not last or self._last.endswith(("\n", "\r")) or _ENDS_NOTHING.match(last):
+            return ""
+        return ("the file ends in the middle of this line (a truncated file: the frames "
+                "after it are missing)")
+
+    def _check(self, lines, number):
+        for k, line in enumerate(lines):
+            self.skipped_lines += 1
+            text = line.strip()
+            if not text:
+                continue
+            if _BEGIN_BLOCK.match(text):
+                self._open_block = number + k
+            elif _END_BLOCK.match(text):
+                self._open_block = None
+            shown = ascii(text[:32]) + ("..." if len(text) > 32 else "")
+            if _CONTROL.search(text):
+                return number + k, f"control or NUL bytes where a line should be: {shown}"
+            if self._frame_shaped is not None and self._frame_shaped.match(text):
+                return number + k, (f"a frame line python-can's {self.suffix} reader cannot "
+                                    f"read (it would skip it): {shown}")
+            if self._purpose is not None and not self._purpose.match(text):
+                return number + k, (f"not a frame, nor anything else a {self.suffix} file "
+                                    f"holds: {shown}")
+        return None
 
 
 class LogRecords:
@@ -82,6 +177,7 @@ class LogRecords:
         self.first_channel = None
         self.remote = self.error = self.invalid = self.other_channel = 0
         self.frames = 0
+        self._blf_since = None
 
     def batches(self, by_channel=False):
         """``(channel, records)`` pairs; with ``by_channel`` each batch holds one channel's
@@ -104,31 +200,41 @@ class LogRecords:
     # ---- candump .log: compiled ----
 
     def _chunks(self):
-        """The file's bytes (gzip decompressed here, so that a truncated file still gives
-        everything before the cut, and the cut's byte offset)."""
+        """The file's bytes (gzip decompressed here, so that a damaged or truncated file still
+        gives everything before the damage, and the damage's byte offset)."""
         with open(self.path, "rb") as file:
-            unzip = zlib.decompressobj(wbits=31) if self.gz else None
-            offset = 0
+            if not self.gz:
+                while True:
+                    raw = file.read(CHUNK)
+                    if not raw:
+                        return
+                    yield raw
+            unzip = zlib.decompressobj(wbits=31)
+            offset = 0  # bytes of the file decompressed so far
             member_open = False
             while True:
-                raw = file.read(CHUNK)
+                raw = file.read(GZIP_PIECE)
                 if not raw:
                     break
-                offset += len(raw)
-                if unzip is None:
-                    yield raw
-                    continue
                 while raw:
                     member_open = True
+                    before = unzip.copy()
                     try:
                         out = unzip.decompress(raw)
                     except zlib.error as exc:
-                        raise LogFileError(f"{self.path}: not a valid gzip file near byte "
-                                           f"{offset - len(raw)} ({exc})") from None
+                        # zlib gives nothing of a piece it fails on: take the piece again
+                        # byte by byte, for the data before the damage and its exact place
+                        good, used = _decompress_until_error(before, raw)
+                        if good:
+                            yield good
+                        raise LogFileError(f"{self.path}: byte {offset + used}: damaged gzip "
+                                           f"data ({_gzip_why(exc)})") from None
                     if out:
                         yield out
                     if not unzip.eof:
+                        offset += len(raw)
                         break
+                    offset += len(raw) - len(unzip.unused_data)
                     member_open = False
                     raw = unzip.unused_data  # another gzip member may follow
                     unzip = zlib.decompressobj(wbits=31)
@@ -173,8 +279,8 @@ class LogRecords:
             if self.suffix == ".blf":  # binary through gzip: no lines to count
                 return cls(gzip.open(self.path, "rb"), **kwargs), None
             opener = gzip.open if self.gz else open
-            counter = _CountingLines(opener(self.path, "rt", encoding="utf-8",
-                                            errors="replace"))
+            counter = _TextLines(opener(self.path, "rt", encoding="utf-8", errors="replace"),
+                                 self.suffix)
             return cls(counter, **kwargs), counter
         try:
             return cls(self.path, **kwargs), None
@@ -188,12 +294,21 @@ class LogRecords:
         wanted = self.channel
         batch = []
         batch_channel = None
+        # a BLF's place: where the reader was before the object that failed (see _where)
+        blf = reader.file if self.suffix == ".blf" and not self.gz else None
         try:
             iterator = iter(reader)
             while True:
+                if blf is not None:
+                    self._blf_since = blf.tell()
                 try:
                     msg = next(iterator)
                 except StopIteration:
+                    damage = counter.finished() if counter is not None else None
+                    if damage:
+                        if batch:
+                            yield batch_channel, self._pack(packer, batch, reader, counter)
+                        raise LogFileError(f"{self.path}: line {damage[0]}: {damage[1]}")
                     break
                 except Exception as exc:
                     if batch:  # the frames before the damage go out first
@@ -201,14 +316,23 @@ class LogRecords:
                         batch = []
                     if isinstance(exc, EOFError):
                         raise
-                    raise LogFileError(f"{self.path}: {self._where(reader, counter)}: "
-                                       f"{_why(exc)}") from None
+                    if self.gz and isinstance(exc, (gzip.BadGzipFile, zlib.error)):
+                        raise LogFileError(f"{self.path}: near byte {_raw_offset(reader, counter)}"
+                                           f": damaged gzip data ({_gzip_why(exc)})") from None
+                    cut = counter.cut_short() if counter is not None else ""
+                    raise LogFileError(f"{self.path}: {self._where(reader, counter, exc)}: "
+                                       f"{cut or _why(exc)}") from None
+                damage = counter.skipped() if counter is not None else None
+                if damage:  # a line before this frame was lost: the frames before it go out
+                    if batch:
+                        yield batch_channel, self._pack(packer, batch, reader, counter)
+                    raise LogFileError(f"{self.path}: line {damage[0]}: {damage[1]}")
                 label = channel_label(msg.channel, self.format)
                 if wanted is not None and label != wanted:
                     self.other_channel += 1
                     continue
-                damage = _damage(msg)
-                if damage:
+                damage = _damage(msg) or (counter.cut_short() if counter is not None else "")
+                if damage:  # (a frame on a cut line: its last byte may be cut too, "08" to "0")
                     if batch:
                         yield batch_channel, self._pack(packer, batch, reader, counter)
                     raise LogFileError(f"{self.path}: {self._where(reader, counter)}: {damage}")
@@ -252,10 +376,15 @@ class LogRecords:
         self.frames = packer.packed
         return records
 
-    def _where(self, reader, counter):
+    def _where(self, reader, counter, exc=None):
         if counter is not None:
             return f"line {counter.line}"
         file = getattr(reader, "file", None)
+        if self._blf_since is not None:
+            try:
+                return _blf_place(self.path, self._blf_since, file.tell(), exc)
+            except (OSError, ValueError, struct.error):
+                pass
         try:
             return f"byte {file.tell()}"
         except Exception:
@@ -280,6 +409,77 @@ def _damage(msg):
     return ""
 
 
+_BLF_OBJECT = struct.Struct("<4sHHLL")  # python-can's OBJ_HEADER_BASE: LOBJ, sizes, type
+_BLF_CONTAINER = struct.Struct("<H6xL4x")  # a LOG_CONTAINER's head: method, size
+_BLF_ZLIB = 2
+
+
+def _blf_place(path, since, until, exc):
+    """Where in a BLF the reader failed: python-can reads a whole container (a compressed
+    run of frames) before it parses any of it, so its file position is that container's end.
+    The containers from ``since`` (the position before the failing read) to ``until`` are
+    walked to name the one that holds the damage, and a zlib error in it is located by
+    decompressing its data again."""
+    with open(path, "rb") as file:
+        start = since
+        while True:
+            file.seek(start)
+            head = file.read(_BLF_OBJECT.size)
+            if len(head) < _BLF_OBJECT.size:
+                return f"byte {start}"
+            signature, _, _, size, _ = _BLF_OBJECT.unpack(head)
+            if signature != b"LOBJ" or size < _BLF_OBJECT.size:
+                return f"byte {start} (an object header)"
+            end = start + size + size % 4
+            if end >= until:
+                break
+            start = end
+        place = f"the container at bytes {start}-{end}"
+        if not isinstance(exc, zlib.error):
+            return place
+        method, _ = _BLF_CONTAINER.unpack(file.read(_BLF_CONTAINER.size))
+        data_at = start + _BLF_OBJECT.size + _BLF_CONTAINER.size
+        if method != _BLF_ZLIB:
+            return place
+        if "incorrect data check" in str(exc):  # found by its checksum: anywhere in it
+            return f"{place} (its checksum does not match: a byte of its data is damaged)"
+        _, used = _decompress_until_error(zlib.decompressobj(), file.read(end - data_at))
+        return f"damage noticed at byte {data_at + used}, in {place}"
+
+
+def _decompress_until_error(unzip, raw):
+    """(the bytes ``unzip`` gives of ``raw`` before it fails, how many bytes of ``raw`` it
+    took without failing)."""
+    out = []
+    for used in range(len(raw)):
+        try:
+            out.append(unzip.decompress(raw[used:used + 1]))
+        except zlib.error:
+            return b"".join(out), used
+    return b"".join(out), len(raw)
+
+
+def _raw_offset(reader, counter):
+    """How far python-can's reader has read the compressed file (gzip reads ahead a little)."""
+    zipped = counter.buffer if counter is not None else reader.file
+    try:
+        return zipped.fileobj.tell()
+    except (AttributeError, OSError, ValueError):
+        return "?"
+
+
+def _gzip_why(exc):
+    """zlib's words for a gzip that fails, said plainly where they are cryptic."""
+    text = str(exc)
+    if any(words in text for words in ("incorrect data check", "incorrect length check",
+                                       "CRC check failed", "Incorrect length of data")):
+        return ("its checksum does not match the data: some byte of it is damaged, and the "
+                "frames read may hold it")
+    return text
+
+
 def _why(exc):
     text = " ".join(str(exc).split())
+    if isinstance(exc, zlib.error):  # its class is called "error"
+        return f"zlib: {text}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -614,6 +614,85 @@ def test_the_client_over_max_clients_is_told_it_was_refused(slcan_emulator, canc
         first.close()
 
 
+def error_lines(log):
+    return [line for line in log.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("greeting,said", [
+    (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
+     "sent text, not ECUconnect records: 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3' (another "
+     "service on that port: check the port)"),
+    (b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n",
+     "answers in HTTP ('HTTP/1.1 408 Request Timeout'), not in ECUconnect records: a web server "
+     "(a logger's --metrics port?), not a logger's port"),
+    (b"220 mail.example.com ESMTP\r\n",  # shorter than a record header: used to hang
+     "sent text, not ECUconnect records: '220 mail.example.com ESMTP'"),
+], ids=["ssh banner", "http", "short banner"])
+def test_another_protocol_is_named_not_called_a_malformed_stream(dump, fake_loggers, greeting,
+                                                                 said):
+    """Issue 22 item 12: dump to the wrong port said "undefined flag bits set (flags 0x53)"
+    for an SSH banner, and hung on a greeting shorter than a record header."""
+    fake = fake_loggers(greeting, close=False)  # a server keeps the connection open
+    run = dump(fake.target, "-f", "candump")
+    assert run.wait() == 3, run.log
+    errors = error_lines(run.log)
+    assert len(errors) == 1 and errors[0].startswith(f"error: {fake.target} {said}"), run.log
+    assert "malformed" not in run.log and "Traceback" not in run.log and run.lines == []
+
+
+def test_the_socketcand_port_of_a_logger_is_named(slcan_emulator, cancorder_process, dump):
+    """The same logger's socketcand port greets with '< hi >' (six bytes, less than a record
+    header: dump used to wait for the rest for ever)."""
+    port = free_port()
+    server = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url,
+                               "--no-zeroconf", "--socketcand", f"127.0.0.1:{port}",
+                               "--no-beacon")
+    server.port()
+    server.wait_for("socketcand serves")
+    run = dump(f"127.0.0.1:{port}", "-f", "candump")
+    assert run.wait(30) == 3, run.log
+    errors = error_lines(run.log)
+    assert len(errors) == 1, run.log
+    assert errors[0].startswith(f"error: 127.0.0.1:{port} is a socketcand port (it greets with "
+                                "'< hi >'), not an ECUconnect Logger's port: ")
+    assert "ECUconnect port" in errors[0] and "Traceback" not in run.log
+
+
+def test_a_silent_port_is_said_once_and_dump_keeps_waiting(dump, fake_loggers):
+    """A port that accepts and says nothing (a --metrics port, any server waiting to be spoken
+    to) used to look like a quiet bus for ever: after 5 s one line says so; a quiet bus is
+    possible, so dump keeps waiting, and the frames that come later are shown."""
+    fake = fake_loggers(b"", close=False)
+    run = dump(fake.target, "-f", "candump")
+    run.wait_for(r"connected to")
+    started = time.monotonic()
+    run.wait_for(r"not a byte in 5 s", timeout=15)
+    assert 4.5 <= time.monotonic() - started < 10
+    assert (f"connected to {fake.target}, but not a byte in 5 s: a quiet bus sends nothing, and "
+            "neither does a port that is not a logger's") in run.log
+    fake.send(GOOD)  # the bus was only quiet
+    assert run.wait_lines(2) == KNOWN_CANDUMP[:2]
+    time.sleep(6)
+    assert run.log.count("not a byte in") == 1  # said once
+    assert run.terminate() == 0, run.log
+
+
+def test_filter_before_the_target(dump, fake_loggers):
+    """Issue 22 item 14: --filter took several values and swallowed the target
+    (`dump --filter 7E8:7FF HOST` was refused); one rule list per flag, in any order."""
+    frames = [(1700000000000000 + i, can_id, 0, b"\x01") for i, can_id in
+              enumerate((0x7E8, 0x123, 0x7E0, 0x7E8, 0x456))]
+    data = b"".join(wire.pack_frame(*frame) for frame in frames)
+    fake = fake_loggers(data)
+    run = dump("--filter", "7E8:7FF", fake.target, "-f", "candump")
+    assert run.wait() == 0, run.log
+    assert run.lines == [expected_candump(frames[0]), expected_candump(frames[3])]
+    run = dump("--filter", "7E0:7FF,456:7FF", "--filter", "123:7FF", fake.target, "-f",
+               "candump")
+    assert run.wait() == 0, run.log
+    assert run.lines == [expected_candump(frame) for frame in frames if frame[1] != 0x7E8]
+
+
 def test_connection_refused_is_one_line(dump):
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -701,6 +780,12 @@ def test_browse_and_connect_without_a_target():
     assert loggers[0]["command"] == f"cancorder dump 127.0.0.1:{port}"
     assert result["empty_browse_code"] == 1
     assert "no logger answered on _ecuconnect-log._tcp.local. within 1 s" in result["empty_log"]
+    # issue 22 item 12: its socketcand port by mistake names the ECUconnect port, exit 3
+    assert result["socketcand_code"] == 3, result["socketcand_log"]
+    assert result["socketcand_log"].splitlines()[-1] == (
+        "error: 127.0.0.1:29536 is a socketcand port (it greets with '< hi >'), not an "
+        f"ECUconnect Logger's port: the ECUconnect port of this logger is {port} (cancorder "
+        f"dump 127.0.0.1:{port})")
 
 
 def test_no_file_is_left_when_the_logger_cannot_be_reached(dump, tmp_path):

@@ -260,6 +260,18 @@ def _run(*args, env=None):
     (["mock-uds", "--bogus"], 2, "(see cancorder mock-uds --help)"),
     (["serve", "-b", "fast"], 2, "(see cancorder serve --help)"),
     (["touCAN", "--filter", "7E8"], 2, "(see cancorder touCAN --help)"),
+    # issue 22 item 15: a prefix of a long flag was taken for it (--bitrat was --bitrate)
+    (["serve", "-i", "slcan", "-c", "/dev/ttyNOPE", "--bitrat", "500000"], 2,
+     "unrecognized arguments: --bitrat 500000 (flags are written in full: --bitrate) (see "
+     "cancorder serve --help)"),
+    (["serve", "-i", "slcan", "-c", "/dev/ttyNOPE", "--socketcand", "0", "--allow-t"], 2,
+     "unrecognized arguments: --allow-t (flags are written in full: --allow-transmit)"),
+    (["dump", "127.0.0.1:9", "--coun", "5"], 2,
+     "unrecognized arguments: --coun 5 --no-zeroconf (flags are written in full: --count) "
+     "(see cancorder dump --help)"),  # (dump has no --no-zeroconf: _run adds it)
+    (["replay", "x.log", "--spee", "max"], 2, "(flags are written in full: --speed)"),
+    (["mock-uds", "--tester-i", "7E0"], 2, "(flags are written in full: --tester-id)"),
+    (["serve", "--log-form", "json"], 2, "(flags are written in full: --log-format)"),
 ])
 def test_bad_input_one_clear_line(args, code, message):
     """Ours and argparse's alike: exactly one line, no usage block, no library warnings."""

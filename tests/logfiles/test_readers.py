@@ -164,6 +164,148 @@ def test_damage_names_the_file_and_place_after_the_frames_before_it(core, tmp_pa
             assert 0 < len(got) < 20000, name
 
 
+def many_frames(count):
+    return [(BASE + i * 10_000, (0x10000 + i) if i % 3 == 0 else 0x100 + i % 0x600,
+             1 if i % 3 == 0 else 0, bytes([i % 256]) * (i % 9)) for i in range(count)]
+
+
+def read_until_damage(path):
+    """(frames read before the LogFileError, its message); the message is None if none."""
+    records = readers.LogRecords(str(path))
+    got = []
+    try:
+        for _, batch in records.batches():
+            got.extend(readers.wire.StreamDecoder().feed(batch))
+    except LogFileError as exc:
+        return got, str(exc)
+    return got, None
+
+
+def skipped_line_cases(tmp_path):
+    """Issue 22 item 5: lines python-can's text readers skip without a word, each in place of
+    frame 20 of 40: (file, the line's number, the words of the error)."""
+    frames = frames_of(40)
+    write_all_formats(tmp_path, frames)
+    cases = []
+    for ext, marker in ((".asc", " Rx "), (".trc", " DT ")):
+        text = (tmp_path / f"x{ext}").read_bytes().splitlines(True)
+        k = [n for n, line in enumerate(text) if marker.encode() in line][20]
+        for kind, line, why in (
+                ("garbage", b"this line is not a frame\n", f"not a frame, nor anything else a "
+                                                          f"{ext} file holds: 'this line is "
+                                                          "not a frame'"),
+                ("nul", b"\0" * 40 + b"\n", "control or NUL bytes where a line should be"),
+                ("random", bytes(range(1, 256, 7)) + b"\n", "control or NUL bytes"),
+                ("column", text[k].replace(marker.encode(), b" Qx " if ext == ".asc" else
+                                           b" DQ "),
+                 f"a frame line python-can's {ext} reader cannot read (it would skip it)")):
+            damaged_text = list(text)
+            damaged_text[k] = line
+            (tmp_path / f"{kind}{ext}").write_bytes(b"".join(damaged_text))
+            cases.append((f"{kind}{ext}", k + 1, why))
+    return cases
+
+
+def test_a_line_the_reader_would_skip_is_damage(core, tmp_path):
+    for name, number, why in skipped_line_cases(tmp_path):
+        got, message = read_until_damage(tmp_path / name)
+        assert message is not None and message.startswith(
+            f"{tmp_path / name}: line {number}: {why}"), (name, message)
+        assert [f[1:] for f in got] == [f[1:] for f in frames_of(40)[:20]], name
+
+
+def test_a_cut_text_file_is_damage_after_the_frames_before_the_cut(core, tmp_path):
+    """A truncated .asc served the frames before the cut and said nothing; a .trc or .csv cut
+    inside a line lost the rest of it."""
+    frames = many_frames(4260)
+    write_all_formats(tmp_path, frames)
+    data = (tmp_path / "x.asc").read_bytes()
+    half = data[:len(data) // 2]
+    at_line_end = half[:half.rindex(b"\n") + 1]
+    (tmp_path / "cut.asc").write_bytes(at_line_end)  # between two lines: no End TriggerBlock
+    got, message = read_until_damage(tmp_path / "cut.asc")
+    lines = at_line_end.count(b"\n")
+    assert message == (f"{tmp_path / 'cut.asc'}: line {lines}: the file ends early: no End "
+                       "TriggerBlock closes the Begin Triggerblock of line 4 (a truncated "
+                       "file: the frames after it are missing)")
+    assert 1500 < len(got) < 2700 and [f[1:] for f in got] == [f[1:] for f in frames[:len(got)]]
+    for ext in (".asc", ".trc", ".csv"):
+        data = (tmp_path / f"x{ext}").read_bytes()
+        end = data.index(b"\n", len(data) // 2)
+        for cut in (end - 1, end - 9):  # inside the last data byte; a few columns earlier
+            (tmp_path / f"cut{ext}").write_bytes(data[:cut])
+            got, message = read_until_damage(tmp_path / f"cut{ext}")
+            number = data[:cut].count(b"\n") + 1
+            assert message is not None and message.startswith(
+                f"{tmp_path / f'cut{ext}'}: line {number}: "), (ext, cut, message)
+            assert [f[1:] for f in got] == [f[1:] for f in frames[:len(got)]], ext
+            assert len(got) > 1500, ext
+
+
+def test_lines_that_are_no_frame_on_purpose_are_not_damage(core, tmp_path):
+    """What Vector's tools write besides frames (comments, statistics, status, J1939, system
+    variables, markers) and PCAN's comments and other record types are skipped quietly."""
+    (tmp_path / "canoe.asc").write_text(
+        "date Wed Jan 10 10:00:00.000 am 2024\n"
+        "base hex  timestamps absolute\n"
+        "internal events logged\n"
+        "// version 13.0.0\n"
+        "// Measurement UUID: 3f1c2d4e-0000-0000-0000-000000000000\n"
+        "Begin Triggerblock Wed Jan 10 10:00:00.000 am 2024\n"
+        "   0.000000 Start of measurement\n"
+        "   0.001000 1  Statistic: D 0 R 0 XD 0 XR 0 E 0 O 0 B 0.00%\n"
+        "   0.002000 CAN 1 Status:chip status error active\n"
+        "   0.010000 1  123             Rx   d 2 01 02  Length = 0 BitCount = 0 ID = 291\n"
+        "   0.011000 SV: 2 0 1 ::System::var = 1\n"
+        "   0.012000 1  J1939TP FEE3p 6 0 0 - Rx d 23 01 02 03 04 05 06 07 08\n"
+        "   0.013000 log trigger event\n"
+        "\n"
+        "   0.020000 2  7E8             Tx   d 1 55\n"
+        "End TriggerBlock\n")
+    got, message = read_until_damage(tmp_path / "canoe.asc")
+    assert message is None and [f[1:] for f in got] == [(0x123, 0, b"\x01\x02"),
+                                                        (0x7E8, 0, b"\x55")]
+
+
+def test_damaged_gzip_serves_every_frame_before_the_damage(core, tmp_path):
+    """A gzip whose checksum was changed served 0 frames and said "near byte 0"."""
+    frames = many_frames(4260)
+    write_all_formats(tmp_path, frames)
+    for name in ("z.log.gz", "z.asc.gz"):
+        zipped = bytearray((tmp_path / name).read_bytes())
+        zipped[-8] ^= 0xFF  # the CRC-32 of the data
+        (tmp_path / f"crc-{name}").write_bytes(zipped)
+        got, message = read_until_damage(tmp_path / f"crc-{name}")
+        assert [f[1:] for f in got] == [f[1:] for f in frames], name
+        assert message is not None and "damaged gzip data (its checksum does not match the " \
+                                       "data" in message, message
+        if name == "z.log.gz":  # in its trailer (CRC-32, length), where zlib finds it
+            assert len(zipped) - 8 <= int(message.split(": byte ")[1].split(":")[0]) < len(zipped)
+
+
+def test_damaged_blf_names_the_container_and_the_byte(core, tmp_path):
+    """Two BLF files damaged at different places both said "byte 9902" (where python-can's
+    reader stood: the end of what it had read)."""
+    frames = many_frames(4260)
+    write_all_formats(tmp_path, frames)
+    data = (tmp_path / "x.blf").read_bytes()
+    places = []
+    for at in (300, len(data) - 300):
+        damaged = bytearray(data)
+        damaged[at:at + 40] = bytes(40)
+        (tmp_path / f"d{at}.blf").write_bytes(damaged)
+        got, message = read_until_damage(tmp_path / f"d{at}.blf")
+        assert message is not None, at
+        place = message.split(": ")[1]
+        start, end = (int(x) for x in place.split("the container at bytes ")[1].split(" ")[0]
+                      .split("-"))
+        assert start <= at < end, message
+        places.append(place)
+        assert [f[1:] for f in got] == [f[1:] for f in frames[:len(got)]]
+    assert places[0] != places[1]
+    assert places[0].startswith("damage noticed at byte "), places[0]
+
+
 class _Shown:
     """A formatter that keeps the frames dump hands it."""
 

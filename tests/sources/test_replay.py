@@ -239,6 +239,43 @@ def test_damage_one_line_with_its_place_the_frames_before_served(replay, tmp_pat
         assert 0 < served < 20000
 
 
+def test_a_damaged_or_truncated_asc_exits_1_after_the_frames_before_it(replay, tmp_path):
+    """Issue 22 item 5: a garbage or NUL line in an .asc lost its frame silently, and an .asc
+    cut in half served 2,128 of 4,260 frames and exited 0 (python-can's reader skips what it
+    cannot parse). Now: the frames before the damage, one line naming it, exit 1."""
+    frames = source_frames(4260)
+    write_log(tmp_path / "x.log", frames)
+    with can.Logger(str(tmp_path / "x.asc")) as writer:
+        for msg in can.LogReader(str(tmp_path / "x.log")):
+            writer.on_message_received(msg)
+    text = (tmp_path / "x.asc").read_bytes().splitlines(True)
+    k = [n for n, line in enumerate(text) if b" Rx " in line][2000]
+    for name, line in (("garbage.asc", b"garbage\n"), ("nul.asc", b"\0" * 64 + b"\n")):
+        (tmp_path / name).write_bytes(b"".join(text[:k] + [line] + text[k + 1:]))
+    data = (tmp_path / "x.asc").read_bytes()
+    (tmp_path / "cut.asc").write_bytes(data[:data.index(b"\n", len(data) // 2) + 6])  # a time
+    for name, served, says in (
+            ("garbage.asc", 2000, f"line {k + 1}: not a frame, nor anything else a .asc file "
+                                  "holds: 'garbage'"),
+            ("nul.asc", 2000, f"line {k + 1}: control or NUL bytes where a line should be"),
+            ("cut.asc", None, "the file ends in the middle of this line (a truncated file: "
+                              "the frames after it are missing)")):
+        server = replay(tmp_path / name, "--speed", "max")
+        client = StreamClient(server.port())
+        assert server.proc.wait(30) == 1, server.log
+        errors = [line for line in server.lines if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / name}: "), errors
+        assert says in errors[0], errors
+        assert "Traceback" not in server.log
+        client.closed.wait(10)
+        got = client.frames
+        if served is not None:
+            assert fields(got) == fields(frames[:served]), name
+        else:
+            assert 1500 < len(got) < 2700 and fields(got) == fields(frames[:len(got)])
+        client.close()
+
+
 def test_remote_and_error_frames_counted_and_skipped(replay, tmp_path):
     with open(tmp_path / "re.log", "w") as file:
         file.write("(1.000000) can0 123#11\n(1.1) can0 456#R\n(1.2) can0 20000080#0000000000"

@@ -573,7 +573,7 @@ def test_record_while_serving(toucan_server, control, tmp_path):
 def test_filter_reaches_toucan_too(toucan_server, control):
     """Issue 10: --filter is applied by every source in one place, touCAN included (candump's
     inverse spelling and comma-separated rules too)."""
-    server = toucan_server("--filter", "123:7FF,7DF:7FF", "18DAF110:1FFFFFFF")
+    server = toucan_server("--filter", "123:7FF,7DF:7FF", "--filter", "18DAF110:1FFFFFFF")
     client = connect(server)
     try:
         control.send(control.frame_line(0x123, b"\x01"),
