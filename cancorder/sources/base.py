@@ -87,6 +87,10 @@ class Source(abc.ABC):
     can_transmit = False
     #: True where the source applies ``record_filter`` itself (the SLCAN parser's loop)
     filters_itself = False
+    #: True when the bus is open in CAN FD mode: only then may ``send`` put CAN FD frames on it
+    fd = False
+    #: how to open the bus in CAN FD mode, for the refusal of a CAN FD frame
+    fd_advice = "this source is classic CAN only"
 
     def __init__(self, record_filter=None):
         self.packer = wire.Packer()
@@ -132,6 +136,15 @@ class Source(abc.ABC):
         Raises TransmitError when the frame could not be sent.
         """
         raise TransmitError(f"{self.description}: this source cannot transmit")
+
+    def transmit_refusal(self, flags, data):
+        """Why this bus cannot carry the frame, said before anything reaches the adapter
+        (None: it can): a CAN FD frame (more than 8 bytes, or sent as FD) on a bus that is
+        not open in CAN FD mode, which an adapter would refuse or cut short."""
+        if (flags & wire.FLAG_FD or len(data) > 8) and not self.fd:
+            return (f"a CAN FD frame ({len(data)} bytes) on a bus not opened in CAN FD mode "
+                    f"({self.fd_advice})")
+        return None
 
     def counters(self):
         """Frame totals: data frames handed over and what was skipped (SourceCounters)."""

@@ -44,6 +44,7 @@ class SlcanEmulator:
         self.commands = []
         self.connections = 0
         self.opened = threading.Event()
+        self.refuse_transmits = False  # answer transmits with BEL, as a bus-off adapter does
         self._conn = None
         self._lock = threading.Lock()
         self._unplugged = False
@@ -146,7 +147,8 @@ class SlcanEmulator:
         elif command == "N":
             reply = b"NA123\r"
         elif command and command[0] in TRANSMIT_COMMANDS:
-            reply = b"Z\r" if command[0].isupper() else b"z\r"
+            reply = b"\a" if self.refuse_transmits else \
+                b"Z\r" if command[0].isupper() else b"z\r"
         try:
             conn.sendall(reply)
         except OSError:
