@@ -10,11 +10,12 @@ accepts, counts (--max-clients, --max-clients-per-host over every protocol), kee
 buffers, drops laggards on a line boundary and closes; ``Socketcand`` tells it how records
 become lines, where a line ends, and gives each client a ``Session`` that reads its commands.
 
-A client is greeted with ``< hi >``, opens the bus by its channel name or the bus's name
-(--name, a config's ``name``: python-can's ``channel="can0"``) (``< open can0 >`` -> ``< ok >``,
-a wrong name -> ``< error could not open bus: ... >`` naming the ones that work, and the
-connection closes as socketcand closes it), switches to raw mode (``< rawmode >``, or ``< rawmode fd >`` to also get
-CAN FD frames as ``< fdframe ... >``) and then receives every frame. ``< echo >`` is echoed.
+A client is greeted with ``< hi >``, opens the bus by its channel name or by the bus's name
+(--name, a config's ``name``: python-can's ``channel="can0"``) (``< open can0 >`` ->
+``< ok >``; a wrong name -> ``< error could not open bus: open ... >`` naming the ones that
+work, and the connection closes as socketcand closes it), switches to raw mode
+(``< rawmode >``, or ``< rawmode fd >`` to also get CAN FD frames as ``< fdframe ... >``) and
+then receives every frame. ``< echo >`` is echoed.
 
 A client is closed at its MAX_ERRORS-th bad command; its input never costs more than the
 reader's bound; one that has not reached raw mode within HANDSHAKE_TIMEOUT s is closed. Transmit (``< send >``/``< sendfd >``) is off unless the bus

@@ -45,7 +45,6 @@ class PythonCanSource(Source):
     """Reads a python-can Bus; batches what the driver already holds; maps timestamps."""
 
     can_transmit = True
-    fd_advice = "serve it with --fd"
 
     def __init__(self, interface, channel=None, bitrate=500000, fd=False, data_bitrate=None,
                  record_filter=None, listen_only=False, timestamps="adapter", options=None):

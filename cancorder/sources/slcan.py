@@ -91,7 +91,6 @@ def _option_number(key, text, convert):
 class SlcanSource(Source):
     can_transmit = True
     filters_itself = True  # inside the compiled parser
-    fd_advice = "serve it with --fd"
 
     def __init__(self, channel, bitrate=500000, data_bitrate=None, listen_only=False,
                  record_filter=None, timestamps="adapter", options=None, fd=False):

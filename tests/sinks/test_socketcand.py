@@ -313,9 +313,9 @@ def test_fd_frame_for_a_classic_bus_is_refused_before_the_source(make_server):
     peer.send(b"< sendfd 123 8 " + b"1 " * 8 + b">< send 7e0 12 " + b"2 " * 12 + b">")
     assert peer.elements(2) == [
         b"< error transmit refused: a CAN FD frame (8 bytes) on a bus not opened in CAN FD "
-        b"mode (this source is classic CAN only) >",
+        b"mode (serve it with --fd) >",
         b"< error transmit refused: a CAN FD frame (12 bytes) on a bus not opened in CAN FD "
-        b"mode (this source is classic CAN only) >"]
+        b"mode (serve it with --fd) >"]
     peer.send(b"< send 123 1 5 >")
     wait(lambda: len(source.sent) == 1)
     assert source.sent == [(0x123, 0, b"\x05")]
