@@ -220,7 +220,7 @@ def explain_open_error(exc, interface, channel, bitrate):
                                    f"{channel} up type can bitrate {bitrate or 500000}")
     if isinstance(exc, can.CanInterfaceNotImplementedError) or isinstance(exc, ImportError):
         return SourceInitError(f"the {interface} interface is not usable here: {text}")
-    if errno.ENOENT in errnos or "could not open port" in text:
+    if errno.ENOENT in errnos or "could not open port" in text.lower():
         # pyserial's message quotes its cause's, errno text and path included: say it once
         reason = "no such device" if errno.ENOENT in errnos else \
             os.strerror(min(errnos)) if errnos else text
