@@ -134,7 +134,7 @@ def test_a_client_gone_while_sent_to_is_disconnected_not_a_failure(fast, harness
         time.sleep(0.05)
     assert h.b.client_count == 0
     closed = [(level, text) for level, text in h.events if "client 127.0.0.1:" in text and
-              "connected (" not in text]
+              " connected (" not in text]
     assert len(closed) == 1, h.events
     assert closed[0][0] == "info" and " disconnected (" in closed[0][1], closed
     assert not any("send failed" in text for _, text in h.events)
