@@ -27,7 +27,7 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     net = parser.add_argument_group("network")
     # a config file names each [[bus]] with its own name key
     parser.command_line_flags.append(
-        net.add_argument("--name", type=argtypes.bus_name, default=None,
+        net.add_argument("--bus-name", type=argtypes.bus_name, default=None, metavar="NAME",
                          help="name the bus (default: its channel): the bus of log lines and "
                               "metrics, the channel of --record's candump lines, and a name "
                               "socketcand clients may open it by (python-can's "
@@ -83,7 +83,7 @@ def bus_options(args):
           f"--client-buffer-total ({args.client_buffer_total:,} bytes) is less than "
           f"--client-buffer ({args.client_buffer:,} bytes): all clients together cannot hold "
           "less than one; raise --client-buffer-total or lower --client-buffer")
-    return BusOptions(name=args.name, bind=args.bind, port=args.port,
+    return BusOptions(name=args.bus_name, bind=args.bind, port=args.port,
                       max_clients=args.max_clients,
                       max_clients_per_host=args.max_clients_per_host,
                       client_buffer=args.client_buffer,

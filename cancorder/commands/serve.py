@@ -119,8 +119,8 @@ def _serve_config(args):
     from . import _config
 
     beside = _config.flags_given_beside(args.command_parser, args)
-    if args.name is not None:  # a command-line flag, not a key: each [[bus]] has its name
-        beside.append("--name")
+    if args.bus_name is not None:  # a command-line flag, not a key: a [[bus]] has its name
+        beside.append("--bus-name")
     sa.check(not beside, f"--config {args.config} holds the bus settings: "
                          f"{', '.join(beside)} cannot be given beside it (put it in the file)")
     resolved = _config.load(args.config, args.sources)
