@@ -37,6 +37,17 @@ def listen_address(text, free_port_allowed=False):
     return Address(host, port_number(match.group(3)))
 
 
+#: a bus's name (--bus-name, a config's ``name``): the metrics label, the log field, a socketcand name
+BUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def bus_name(text):
+    if not BUS_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text}: letters, digits, '.', '_', ':' or '-', at "
+                                         "most 64, e.g. can0 or powertrain")
+    return text
+
+
 def positive_int(text):
     value = _int(text, "a whole number")
     if value < 1:

@@ -404,11 +404,17 @@ def open_first_usable(make_source, reporter, found=None):
     found = detect() if found is None else found
     candidates = [f for f in found if f.usable and f.interface]
     if not candidates:
-        notes = "".join(f" {f.name}: {f.details}" + (f" ({f.fix})." if f.fix else ".")
-                        for f in found if f.kind != "serial" and (f.fix or f.kind == "toucan"))
+        # what was found but cannot serve, a line each; the error itself stays one short line
+        for f in found:
+            if f.kind != "serial" and (f.fix or f.kind == "toucan"):
+                reporter.warning(f"--auto: {f.name}: {f.details}"
+                                 + (f" ({f.fix})" if f.fix else ""))
         if any(f.kind == "toucan" for f in found):
-            notes += " The TouCAN library is served by `cancorder touCAN`, not serve."
-        raise SourceInitError("--auto: " + nothing_found_message() + "." + notes)
+            reporter.warning("--auto: the TouCAN library is served by `cancorder touCAN`, "
+                             "not serve")
+        places = "; ".join(place.split(" (")[0] for place in looked_for())
+        raise SourceInitError(f"--auto: no CAN adapter found. Looked for: {places} "
+                              "(cancorder detect says where, and how to make one appear)")
     failures = []
     for candidate in candidates:
         try:
@@ -416,10 +422,11 @@ def open_first_usable(make_source, reporter, found=None):
             source.open()
         except CancorderError as exc:
             reporter.warning(f"--auto: {candidate.name} does not open: {exc}")
-            failures.append(f"{candidate.name}: {exc}")
+            failures.append(candidate.name)
             continue
         source.close()
         reporter.info(f"--auto: using {candidate.kind} {candidate.name}"
                       + (f" ({candidate.details})" if candidate.details else ""))
         return source
-    raise SourceInitError("--auto: no detected adapter opens: " + "; ".join(failures))
+    raise SourceInitError(f"--auto: no detected adapter opens (tried {', '.join(failures)}; "
+                          "each one's reason is above)")

@@ -354,6 +354,20 @@ class Bus:
                 text += f"; {extra}"
         return text
 
+    def totals_fields(self):
+        """What ``totals`` says, as figures: the fields of the totals line in JSON logs."""
+        from .supervision import snapshot_of
+
+        b = self.broadcaster
+        counters = self.source.counters()
+        skipped = dataclasses.asdict(counters)
+        out = skipped.pop("frames")
+        return {"frames": {"in": counters.received, "out": out, **skipped},
+                "clients_served": b.clients_accepted,
+                "clients_dropped_lag": b.clients_dropped_lag,
+                "clients_refused": b.clients_refused, "bytes_sent": b.bytes_sent,
+                "sinks": snapshot_of(self).sinks}  # by name, as on the metrics page
+
 
 class Server:
     """Runs its buses until a signal, until every source has finished, or until one crashes.
@@ -477,5 +491,6 @@ class Server:
                              f"{b.clients_dropped_lag} dropped for lag{extra}")
 
     def _log_totals(self, bus):
-        bus.log.info(f"totals: {bus.totals()}")
+        bus.log.info(f"totals: {bus.totals()}",
+                     extra={"event": "totals", **bus.totals_fields()})
 

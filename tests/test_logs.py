@@ -1,6 +1,7 @@
 """--log-format json: one JSON object per line."""
 import json
 import logging
+import time
 
 from cancorder.logs import JsonFormatter
 
@@ -50,3 +51,32 @@ def test_the_final_error_line_is_json_too(tmp_path):
     assert line["level"] == "error" and line["event"] == "exit"
     assert line["message"].startswith(f"config {tmp_path / 'nope.toml'}: cannot read it")
     assert line["fields"] == {"exit_code": 2}
+
+
+def test_the_totals_line_carries_its_figures_as_fields(cancorder_process, slcan_emulator):
+    """--log-format json: the totals are fields, not only words in the message."""
+    import can
+
+    from tests.helpers import StreamClient
+
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--log-format", "json")
+    client = StreamClient(proc.port())
+    proc.wait_for(r"connected \(1 connected\)")
+    slcan_emulator.send_messages([can.Message(arbitration_id=0x100 + i, is_extended_id=False,
+                                              data=bytes([i] * i)) for i in range(5)])
+    client.wait_frames(5)
+    slcan_emulator.send_lines(b"#junk\r")
+    time.sleep(0.3)
+    assert proc.terminate() == 0
+    client.close()
+    lines = [json.loads(line) for line in proc.lines if line.startswith("{")]
+    (totals,) = [line for line in lines if line["event"] == "totals"]
+    assert totals["message"].startswith("totals: frames in 6, out 5, ")
+    fields = totals["fields"]
+    assert fields["frames"] == {"in": 6, "out": 5, "remote": 0, "error": 0, "invalid": 0,
+                                "garbage": 1, "filtered": 0, "overruns": 0, "bus_errors": 0}
+    assert fields["clients_served"] == 1 and fields["clients_dropped_lag"] == 0
+    assert fields["clients_refused"] == 0
+    assert fields["bytes_sent"] == len(client.raw) == 5 * 14 + sum(range(5))
+    assert fields["sinks"] == {}

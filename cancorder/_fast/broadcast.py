@@ -62,6 +62,8 @@ CHURN_FREE = 20  # connection events per second logged one by one; beyond, summa
 #: closed after about two minutes
 KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6))
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# what a send meets when the client simply went away: a disconnect, not a failure
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED)
 #: A submit at least this fraction of a window after the last flush, with nothing pending,
 #: finds a quiet link and is sent at once. Half a window, so that frames arriving about once
 #: per window (1,000 frames/s, bursts of a USB adapter, a source that gathers a window per
@@ -500,7 +502,7 @@ class Broadcaster:
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self._close(client, f"send failed: {exc.strerror or exc}")
+            self._close(client, _send_failure(exc))
             return
         client.sent += sent
         client.service.bytes_sent += sent
@@ -551,7 +553,7 @@ class Broadcaster:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._close(client, f"send failed: {exc.strerror or exc}")
+            self._close(client, _send_failure(exc))
             return
         client.sent += sent
         client.service.bytes_sent += sent
@@ -981,6 +983,14 @@ def _phase(data, boundary, upto):
     while pos < upto:
         pos += HEADER_SIZE + data[pos + HEADER_SIZE - 1]  # the header's last byte: the length
     return pos - upto
+
+
+def _send_failure(exc):
+    """Why a client is closed after its send raised: a client that left is "disconnected", as
+    its reset is when a read meets it; anything else is a failure."""
+    if exc.errno in _GONE:
+        return f"disconnected ({exc.strerror or exc})"
+    return f"send failed: {exc.strerror or exc}"
 
 
 def _no_log(level, text, rate_key=None):

@@ -16,9 +16,9 @@ Every mistake is one line naming the file, the bus and the key (ConfigError, exi
 import argparse
 import dataclasses
 import json
-import re
 
 from .. import argtypes
+from ..argtypes import BUS_NAME
 from ..errors import ConfigError, UsageError
 from . import _server_args as sa
 
@@ -28,7 +28,7 @@ NAME_KEY, SOURCE_KEY = "name", "source"
 BUS_KEYS = (NAME_KEY, SOURCE_KEY)
 #: a process flag's value may also be written as a table of this one key ([metrics] listen = ...)
 TABLE_KEY = "listen"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+NAME_PATTERN = BUS_NAME
 
 
 @dataclasses.dataclass

@@ -25,6 +25,13 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                                               "lines are skipped when the terminal lags)"):
     add_filter_argument(parser.add_argument_group("frames"))
     net = parser.add_argument_group("network")
+    # a config file names each [[bus]] with its own name key
+    parser.command_line_flags.append(
+        net.add_argument("--bus-name", type=argtypes.bus_name, default=None, metavar="NAME",
+                         help="name the bus (default: its channel): the bus of log lines and "
+                              "metrics, the channel of --record's candump lines, and a name "
+                              "socketcand clients may open it by (python-can's "
+                              "channel='can0')"))
     net.add_argument("-p", "--port", type=argtypes.port_number, default=None,
                      help="TCP port (default: the first free port from 42420)")
     net.add_argument("--bind", metavar="ADDR", default=None,
@@ -76,7 +83,8 @@ def bus_options(args):
           f"--client-buffer-total ({args.client_buffer_total:,} bytes) is less than "
           f"--client-buffer ({args.client_buffer:,} bytes): all clients together cannot hold "
           "less than one; raise --client-buffer-total or lower --client-buffer")
-    return BusOptions(bind=args.bind, port=args.port, max_clients=args.max_clients,
+    return BusOptions(name=args.bus_name, bind=args.bind, port=args.port,
+                      max_clients=args.max_clients,
                       max_clients_per_host=args.max_clients_per_host,
                       client_buffer=args.client_buffer,
                       client_buffer_total=args.client_buffer_total, zeroconf=not args.no_zeroconf,

@@ -80,7 +80,8 @@ def source_from_args(args):
         if interface == "slcan" and backend == "cancorder":
             from ..sources.slcan import SlcanSource
 
-            return SlcanSource(channel, bitrate=args.bitrate, data_bitrate=args.data_bitrate,
+            return SlcanSource(channel, bitrate=args.bitrate, fd=args.fd,
+                               data_bitrate=args.data_bitrate,
                                listen_only=args.listen_only, record_filter=record_filter,
                                timestamps=args.timestamps, options=options)
         return PythonCanSource(
@@ -118,6 +119,8 @@ def _serve_config(args):
     from . import _config
 
     beside = _config.flags_given_beside(args.command_parser, args)
+    if args.bus_name is not None:  # a command-line flag, not a key: a [[bus]] has its name
+        beside.append("--bus-name")
     sa.check(not beside, f"--config {args.config} holds the bus settings: "
                          f"{', '.join(beside)} cannot be given beside it (put it in the file)")
     resolved = _config.load(args.config, args.sources)

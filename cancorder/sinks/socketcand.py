@@ -10,15 +10,19 @@ accepts, counts (--max-clients, --max-clients-per-host over every protocol), kee
 buffers, drops laggards on a line boundary and closes; ``Socketcand`` tells it how records
 become lines, where a line ends, and gives each client a ``Session`` that reads its commands.
 
-A client is greeted with ``< hi >``, opens the bus by its channel name (``< open can0 >`` ->
-``< ok >``, a wrong name -> ``< error could not open bus >`` and the connection closes as
-socketcand closes it), switches to raw mode (``< rawmode >``, or ``< rawmode fd >`` to also get
-CAN FD frames as ``< fdframe ... >``) and then receives every frame. ``< echo >`` is echoed.
+A client is greeted with ``< hi >``, opens the bus by its channel name or by the bus's name
+(--bus-name, a config's ``name``: python-can's ``channel="can0"``) (``< open can0 >`` ->
+``< ok >``; a wrong name -> ``< error could not open bus: open ... >`` naming the ones that
+work, and the connection closes as socketcand closes it), switches to raw mode
+(``< rawmode >``, or ``< rawmode fd >`` to also get CAN FD frames as ``< fdframe ... >``) and
+then receives every frame. ``< echo >`` is echoed.
 
 A client is closed at its MAX_ERRORS-th bad command; its input never costs more than the
 reader's bound; one that has not reached raw mode within HANDSHAKE_TIMEOUT s is closed. Transmit (``< send >``/``< sendfd >``) is off unless the bus
 allows it, and then only for peers inside the allowed networks; frames go to the source's
-``send`` from a thread of their own, so a slow adapter never stalls the loop.
+``send`` from a thread of their own, so a slow adapter never stalls the loop. Every refusal
+(transmit off, a CAN FD frame for a classic bus) and every failure (the adapter said no) is
+an ``< error ... >`` to the client, a count, and a line in the log (rate-limited).
 
 A UDP beacon (``<CANBeacon ...>`` to port 42000 every BEACON_INTERVAL s, as socketcand sends
 it) names the bus so that ``can.detect_available_configs("socketcand")`` and SavvyCAN find it.
@@ -134,11 +138,13 @@ class Session:
         elif kind == protocol.OPEN:
             if self.state != "nobus":
                 self._bad("the bus is already open")
-            elif item[1] != server.bus_name:
+            elif item[1] not in server.bus_names:
+                names = " or ".join(f"'{name}'" for name in server.bus_names)
                 server._log("info", f"socketcand client {self.name} asked for bus "
-                                    f"'{item[1]}'; this server has '{server.bus_name}'",
+                                    f"'{item[1]}'; this server has {names}",
                             f"socketcand-wrong-bus {self.client.host}")
-                self.core.send(self.client, b"< error could not open bus >")
+                self.core.send(self.client, error_reply(
+                    "could not open bus: open " + " or ".join(server.bus_names)))
                 self.core.close_after_sending(self.client, "closed")
             else:
                 self.state = "bcm"
@@ -182,6 +188,18 @@ class Session:
         if not self.may_transmit:
             server.transmit_refused += 1
             self.core.send(self.client, TRANSMIT_DISABLED)
+            server._log("warning", f"socketcand client {self.name}: transmit of "
+                                   f"{frame_text(can_id, flags, data)} refused: "
+                                   f"{server.transmit_off_reason(self.client.host)}",
+                        ("socketcand-transmit-off", server.bus_name))
+            return
+        refusal = server.source.transmit_refusal(flags, data)
+        if refusal is not None:  # refused here: nothing the bus cannot carry reaches it
+            server.transmit_refused += 1
+            self.core.send(self.client, error_reply(f"transmit refused: {refusal}"))
+            server._log("warning", f"socketcand client {self.name}: transmit of "
+                                   f"{frame_text(can_id, flags, data)} refused: {refusal}",
+                        ("socketcand-transmit-refused", server.bus_name))
             return
         try:
             server._transmit_queue.put_nowait((self, can_id, flags, data))
@@ -241,7 +259,8 @@ class SocketcandServer(RecordSink):
         allow = parse_networks(args.allow)
 
         def build(bus, server_options):
-            return cls(bus.channel or bus.name, bind=host or args.bind, port=port,
+            return cls(bus.channel or bus.name, aliases=(bus.name,), bind=host or args.bind,
+                       port=port,
                        allow_transmit=args.allow_transmit, allow=allow,
                        listen_only=bus.listen_only, beacon=not args.no_beacon,
                        description=f"{bus.txt.get('process')}: {bus.source.description}")
@@ -250,15 +269,18 @@ class SocketcandServer(RecordSink):
 
     def __init__(self, bus_name, bind=None, port=DEFAULT_PORT, source=None,
                  allow_transmit=False, allow=(), listen_only=False, beacon=True, log=None,
-                 description="cancorder"):
-        if not bus_name or any(not (" " < ch <= "~") or ch in "<>\"'&" for ch in bus_name):
-            raise UsageError(f"socketcand bus name {bus_name!r}: it is the channel name, and "
-                             "socketcand clients need one word of printable ASCII (set one "
-                             "with -c)")
-        if len(bus_name) > protocol.MAX_BUS_NAME:
-            raise UsageError(f"socketcand bus name {bus_name!r} is longer than "
-                             f"{protocol.MAX_BUS_NAME} characters")
-        self.bus_name = bus_name
+                 description="cancorder", aliases=()):
+        for name in (bus_name, *aliases):
+            if not name or any(not (" " < ch <= "~") or ch in "<>\"'&" for ch in name):
+                raise UsageError(f"socketcand bus name {name!r}: it is the channel name, and "
+                                 "socketcand clients need one word of printable ASCII (set "
+                                 "one with -c, or name the bus with --bus-name)")
+            if len(name) > protocol.MAX_BUS_NAME:
+                raise UsageError(f"socketcand bus name {name!r} is longer than "
+                                 f"{protocol.MAX_BUS_NAME} characters")
+        self.bus_name = bus_name  # the one the beacon announces
+        #: every name a client may open the bus by: the channel, and the bus's own name
+        self.bus_names = list(dict.fromkeys((bus_name, *aliases)))
         self.bind = bind
         self.port = port
         self.source = source
@@ -303,8 +325,9 @@ class SocketcandServer(RecordSink):
         if self.beacon:
             self._spawn(self._beacon_loop, "socketcand-beacon")
         where = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
+        also = "".join(f", also opened as '{name}'" for name in self.bus_names[1:])
         self._log("info", f"socketcand serves bus '{self.bus_name}' at {where}:{self.port}"
-                          + (", beacon on UDP 42000" if self.beacon else "")
+                          + also + (", beacon on UDP 42000" if self.beacon else "")
                           + self._transmit_phrase())
 
     def put(self, records):
@@ -373,6 +396,16 @@ class SocketcandServer(RecordSink):
         thread.start()
         self._threads.append(thread)
 
+    def transmit_off_reason(self, host):
+        """Why a client on ``host`` may not transmit, and the flag that would let it."""
+        if self.transmit_networks is not None:
+            return (f"{host} is outside the networks allowed to transmit "
+                    f"({', '.join(str(n) for n in self.transmit_networks)}): add it with "
+                    "--allow")
+        if self.listen_only:
+            return "the bus is listen-only (--listen-only wins over --allow-transmit)"
+        return "transmit is off: serve with --allow-transmit to let socketcand clients send"
+
     def _transmit_phrase(self):
         if self.transmit_networks is None:
             return ", transmit off" + (" (--listen-only wins)" if self.listen_only else "")
@@ -399,8 +432,7 @@ class SocketcandServer(RecordSink):
 
     def _log_transmit(self, session, can_id, flags, data, exc):
         """Rate-limited by the shared filter: a line per interval, saying how many it held."""
-        frame = (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
-            ("##" if flags & 2 else "#") + data.hex().upper()
+        frame = frame_text(can_id, flags, data)
         if exc is not None:
             self._log("warning", f"socketcand client {session.name}: transmit of {frame} "
                                  f"failed: {exc}", "socketcand-transmit-failed")
@@ -432,6 +464,12 @@ class SocketcandServer(RecordSink):
                                                  f"{exc.strerror or exc}")
                 if self._beacon_stop.wait(BEACON_INTERVAL):
                     return
+
+
+def frame_text(can_id, flags, data):
+    """A frame for the log: ``123#01F1``, 29-bit ids in 8 digits, ``##`` before CAN FD data."""
+    return (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
+        ("##" if flags & 2 else "#") + data.hex().upper()
 
 
 def beacon_datagrams(bus_name, bind, port, description):

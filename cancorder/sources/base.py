@@ -87,6 +87,11 @@ class Source(abc.ABC):
     can_transmit = False
     #: True where the source applies ``record_filter`` itself (the SLCAN parser's loop)
     filters_itself = False
+    #: True when the bus is open in CAN FD mode, False when it is not (then ``send`` refuses
+    #: CAN FD frames), None where the source cannot tell (its adapter decides)
+    fd = None
+    #: how to open the bus in CAN FD mode, said when a CAN FD frame is refused
+    fd_advice = "serve it with --fd"
 
     def __init__(self, record_filter=None):
         self.packer = wire.Packer()
@@ -132,6 +137,15 @@ class Source(abc.ABC):
         Raises TransmitError when the frame could not be sent.
         """
         raise TransmitError(f"{self.description}: this source cannot transmit")
+
+    def transmit_refusal(self, flags, data):
+        """Why this bus cannot carry the frame, said before anything reaches the adapter
+        (None: it can): a CAN FD frame (more than 8 bytes, or sent as FD) on a bus that is
+        not open in CAN FD mode, which an adapter would refuse or cut short."""
+        if self.fd is False and (flags & wire.FLAG_FD or len(data) > 8):
+            return (f"a CAN FD frame ({len(data)} bytes) on a bus not opened in CAN FD mode "
+                    f"({self.fd_advice})")
+        return None
 
     def counters(self):
         """Frame totals: data frames handed over and what was skipped (SourceCounters)."""

@@ -1,5 +1,6 @@
 """Frames from any python-can interface (socketcan, gs_usb, slcan, pcan, kvaser, vector...)."""
 import errno
+import os
 import sys
 import time
 
@@ -63,6 +64,7 @@ class PythonCanSource(Source):
             kwargs.setdefault("bitrate", bitrate)
         if fd:
             kwargs.setdefault("fd", True)
+        self.fd = bool(kwargs.get("fd"))  # --fd, or --opt fd=true
         if data_bitrate:
             kwargs.setdefault("data_bitrate", data_bitrate)
         if listen_only:
@@ -159,6 +161,14 @@ def _chain(exc):
     return seen
 
 
+def _chain_text(chain):
+    """The messages of an exception chain, each once: one already quoted inside another
+    (pyserial's "could not open port X: [Errno 2] ..." quotes its cause) is left out."""
+    messages = list(dict.fromkeys(str(e) for e in chain if str(e)))
+    return " / ".join(m for m in messages
+                      if not any(m != other and m in other for other in messages))
+
+
 def _root_message(exc):
     return str(exc) or type(exc).__name__
 
@@ -169,7 +179,7 @@ def explain_open_error(exc, interface, channel, bitrate):
 
     chain = _chain(exc)
     names = {type(e).__name__ for e in chain}
-    text = " / ".join(dict.fromkeys(str(e) for e in chain if str(e)))
+    text = _chain_text(chain)
     errnos = {getattr(e, "errno", None) for e in chain} - {None}
     where = f"{interface} channel {channel}"
 
@@ -210,8 +220,11 @@ def explain_open_error(exc, interface, channel, bitrate):
                                    f"{channel} up type can bitrate {bitrate or 500000}")
     if isinstance(exc, can.CanInterfaceNotImplementedError) or isinstance(exc, ImportError):
         return SourceInitError(f"the {interface} interface is not usable here: {text}")
-    if errno.ENOENT in errnos or "could not open port" in text:
-        return SourceInitError(f"cannot open {where}: {text} (is the adapter plugged in? "
+    if errno.ENOENT in errnos or "could not open port" in text.lower():
+        # pyserial's message quotes its cause's, errno text and path included: say it once
+        reason = "no such device" if errno.ENOENT in errnos else \
+            os.strerror(min(errnos)) if errnos else text
+        return SourceInitError(f"cannot open {where}: {reason} (is the adapter plugged in? "
                                "cancorder detect lists what it finds)")
     if isinstance(exc, can.CanInitializationError) and (
             "find" in text.lower() or "found" in text.lower()):

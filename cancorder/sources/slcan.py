@@ -38,6 +38,8 @@ GATHER = 0.001
 log = logging.getLogger("cancorder.source")
 #: seconds after opening without one reply or frame before saying the port may not be SLCAN
 NOT_SLCAN_AFTER = 5.0
+#: seconds an adapter that answers commands has to answer a transmit (z/Z, or BEL: refused)
+TRANSMIT_ANSWER_TIMEOUT = 0.5
 
 
 def _reads_plain_fd(port):
@@ -91,8 +93,9 @@ class SlcanSource(Source):
     filters_itself = True  # inside the compiled parser
 
     def __init__(self, channel, bitrate=500000, data_bitrate=None, listen_only=False,
-                 record_filter=None, timestamps="adapter", options=None):
+                 record_filter=None, timestamps="adapter", options=None, fd=False):
         super().__init__(record_filter)
+        self.fd = fd
         if not channel:
             raise UsageError("the slcan interface needs -c/--channel: a serial port "
                              "(/dev/ttyACM0, COM8, /dev/ttyUSB0@115200) or a pyserial URL")
@@ -138,6 +141,10 @@ class SlcanSource(Source):
         self._poll = self._raw_fd = None
         self._last_read_ns = 0
         self._write_lock = threading.Lock()  # transmit lines never interleave
+        # the read thread parses the adapter's answers; a transmit waits for its own
+        self._answered = threading.Condition()
+        self._answers_seen = 0
+        self._answers_transmits = True  # until a transmit went unanswered
         self._seen_garbage = 0
         self._seen_bell = 0
         self._opened_at = None  # while nothing SLCAN was heard since opening
@@ -173,6 +180,7 @@ class SlcanSource(Source):
         self._poll = self._raw_fd = None
         self._last_read_ns = 0
         self._opened_at = time.monotonic()
+        self._answers_transmits = True
         try:
             fileno = port.fileno()
         except Exception:  # Windows handles, rfc2217: no select, fall back to timed reads
@@ -227,6 +235,11 @@ class SlcanSource(Source):
         records = parser.feed(chunk, now_us)
         if parser.garbage != self._seen_garbage or parser.bell != self._seen_bell:
             self._warn_bad_input()
+        answers = parser.replies + parser.bell
+        if answers != self._answers_seen:  # a transmit may be waiting for its answer
+            self._answers_seen = answers
+            with self._answered:
+                self._answered.notify_all()
         return records
 
     def _check_heard(self):
@@ -261,16 +274,46 @@ class SlcanSource(Source):
                     extra={"rate_key": ("slcan bad input", self.channel)})
 
     def send(self, can_id, flags, data):
+        """Write the frame's line and wait for the adapter's answer: ``z``/``Z`` (sent) or BEL
+        (refused: TransmitError). A frame the bus cannot carry never reaches the adapter.
+
+        An adapter answers every command in order and one transmit is out at a time, so the
+        next answer after the line is its own. Adapters that answer nothing (some firmwares)
+        are not waited for: one that answered no command since opening, or left a transmit
+        unanswered for TRANSMIT_ANSWER_TIMEOUT s, is taken at its silence.
+        """
+        refusal = self.transmit_refusal(flags, data)
+        if refusal is not None:
+            raise TransmitError(f"{self.description}: {refusal}")
         port = self.port
         if port is None:
             raise TransmitError(f"{self.description} is not open")
         line = frame_line(can_id, flags, bytes(data))
-        try:
-            with self._write_lock:
+        parser = self.parser
+        with self._write_lock:
+            answers, refusals = parser.replies + parser.bell, parser.bell
+            try:
                 port.write(line)
                 port.flush()
-        except Exception as exc:  # SerialException, OSError, a write timeout
-            raise TransmitError(f"{self.description}: {exc}") from exc
+            except Exception as exc:  # SerialException, OSError, a write timeout
+                raise TransmitError(f"{self.description}: {exc}") from exc
+            if not answers or not self._answers_transmits:
+                return
+            deadline = time.monotonic() + TRANSMIT_ANSWER_TIMEOUT
+            with self._answered:
+                while parser.replies + parser.bell == answers:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self.port is not port:
+                        break
+                    self._answered.wait(left)
+            if parser.bell != refusals:
+                raise TransmitError(f"{self.description}: the adapter refused the frame "
+                                    "(it answered BEL: its channel closed, bus off or its "
+                                    "transmit buffer full)")
+            if parser.replies + parser.bell == answers and self.port is port:
+                self._answers_transmits = False
+                log.info(f"{self.description}: the adapter does not answer transmits; frames "
+                         "it refuses cannot be told from frames it sent")
 
     def close(self):
         port, self.port = self.port, None

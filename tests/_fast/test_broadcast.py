@@ -116,6 +116,31 @@ def test_closed_client_noticed_and_client_bytes_discarded(fast, harness):
     h.stop()
 
 
+def test_a_client_gone_while_sent_to_is_disconnected_not_a_failure(fast, harness):
+    """A reset met by a send (EPIPE, ECONNRESET) is a normal disconnect: said as a read says
+    it, never "send failed"."""
+    import struct
+
+    h = harness()
+    leaving = socket.create_connection(("127.0.0.1", h.port))
+    assert h.b.wait_for_clients(1, 5)
+    leaving.shutdown(socket.SHUT_WR)  # its EOF: the core reads no more from it
+    time.sleep(0.3)
+    leaving.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    leaving.close()  # a reset, which only the next send meets
+    deadline = time.monotonic() + 5
+    while h.b.client_count and time.monotonic() < deadline:
+        h.b.submit(records(fast, 3))
+        time.sleep(0.05)
+    assert h.b.client_count == 0
+    closed = [(level, text) for level, text in h.events if "client 127.0.0.1:" in text and
+              " connected (" not in text]
+    assert len(closed) == 1, h.events
+    assert closed[0][0] == "info" and " disconnected (" in closed[0][1], closed
+    assert not any("send failed" in text for _, text in h.events)
+    h.stop()
+
+
 def test_max_clients_refuses_the_extra_one(fast, harness):
     h = harness(max_clients=1)
     first = StreamClient(h.port)

@@ -352,6 +352,30 @@ def test_serve_auto_without_adapters_is_a_clear_error(no_hardware, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_serve_auto_errors_are_one_short_line(no_hardware, monkeypatch, capsys):
+    """What was found but cannot serve is a warning line each; the error stays short."""
+    import usb.core
+    from gs_usb.gs_usb import GsUsb
+
+    def no_libusb(cls):
+        raise usb.core.NoBackendError("No backend available")
+
+    monkeypatch.setattr(GsUsb, "scan", classmethod(no_libusb))
+    assert cli.main(["serve", "--auto", "--no-zeroconf"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert "warning: --auto: gs_usb: libusb is missing" in lines[0] and "apt install" in lines[0]
+    assert lines[-1].startswith("error: --auto: no CAN adapter found. Looked for: SocketCAN "
+                                "interfaces; serial ports with SLCAN adapters; gs_usb devices")
+    assert "cancorder detect" in lines[-1] and len(lines[-1]) < 250, len(lines[-1])
+    net = fake_sysfs(no_hardware, {"can9": (280, "up", True)})
+    monkeypatch.setenv("CANCORDER_SYSFS_NET", str(net))
+    assert cli.main(["serve", "--auto", "--no-zeroconf"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert any("warning: --auto: can9 does not open: " in line for line in lines)
+    assert lines[-1] == "error: --auto: no detected adapter opens (tried can9; each one's " \
+                        "reason is above)"
+
+
 def test_serve_auto_refuses_an_interface_too(capsys):
     assert cli.main(["serve", "--auto", "-i", "slcan"]) == 2
     assert "--auto chooses the interface and channel itself" in capsys.readouterr().err

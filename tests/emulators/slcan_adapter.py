@@ -2,8 +2,9 @@
 
 pyserial opens ``socket://127.0.0.1:PORT`` like a serial port, so python-can's slcan backend and
 cancorder's own SLCAN source talk to this as to a CANable. It answers every command with ``\\r``
-(``\\a`` for one it does not know), records the commands, and once the channel is opened (``O``
-or ``L``) writes the frame lines it is given. ``drop()`` closes the connection and refuses new
+(``\\a`` for one it does not know; a transmit ``z``/``Z``, or ``\\a`` while
+``refuse_transmits``), records the commands, and once the channel is opened (``O`` or ``L``)
+writes the frame lines it is given. ``drop()`` closes the connection and refuses new
 ones (the port is closed: connecting is refused) for a while, then listens again on the same
 port: that is what an unplugged and replugged adapter looks like.
 """
@@ -44,6 +45,7 @@ class SlcanEmulator:
         self.commands = []
         self.connections = 0
         self.opened = threading.Event()
+        self.refuse_transmits = False  # answer transmits with BEL, as a bus-off adapter does
         self._conn = None
         self._lock = threading.Lock()
         self._unplugged = False
@@ -146,7 +148,8 @@ class SlcanEmulator:
         elif command == "N":
             reply = b"NA123\r"
         elif command and command[0] in TRANSMIT_COMMANDS:
-            reply = b"Z\r" if command[0].isupper() else b"z\r"
+            reply = b"\a" if self.refuse_transmits else \
+                b"Z\r" if command[0].isupper() else b"z\r"
         try:
             conn.sendall(reply)
         except OSError:

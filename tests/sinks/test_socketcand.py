@@ -20,10 +20,11 @@ from cancorder.sources.base import Source
 class FakeSource(Source):
     can_transmit = True
 
-    def __init__(self, fail=False):
+    def __init__(self, fail=False, fd=False):
         super().__init__()
         self.sent = []
         self.fail = fail
+        self.fd = fd  # a bus open in CAN FD mode
 
     description = "fake bus"
 
@@ -210,7 +211,7 @@ def test_wrong_bus_name_gets_an_error_and_is_closed(make_server):
     peer = Peer(server.port)
     assert peer.element() == b"< hi >"
     peer.send(b"< open can0 >")
-    assert peer.element() == b"< error could not open bus >"
+    assert peer.element() == b"< error could not open bus: open socket://127.0.0.1:5000 >"
     assert peer.closed()
     good = Peer(server.port).open_raw("socket://127.0.0.1:5000")
     good.send(b"< echo >")
@@ -257,7 +258,7 @@ def test_transmit_is_off_by_default(make_server):
 
 
 def test_transmit_allowed_reaches_the_source_and_is_counted(make_server):
-    source = FakeSource()
+    source = FakeSource(fd=True)
     server = make_server(source=source, allow_transmit=True)
     peer = Peer(server.port).open_raw()
     peer.send(b"< send 123 2 1 f1 >< send 1AAAAAAA 0 >< sendfd 7e0 12 "
@@ -267,6 +268,58 @@ def test_transmit_allowed_reaches_the_source_and_is_counted(make_server):
                            (0x7E0, 2, b"\x01" * 12), (0x1AAAAAAA, 1, b"\xff")]
     assert server.transmitted == 4 and server.stats()["transmitted"] == 4
     assert any("transmitted 123#01F1 from 127.0.0.1:" in text for _, text in server.log)
+
+
+def test_a_bus_opens_by_its_channel_and_by_its_name(make_server):
+    server = make_server(bus_name="socket://127.0.0.1:5000", aliases=("can0",))
+    for name in ("can0", "socket://127.0.0.1:5000"):
+        peer = Peer(server.port).open_raw(name)
+        peer.send(b"< echo >")
+        assert peer.element() == b"< echo >"
+        peer.close()
+    peer = Peer(server.port)
+    assert peer.element() == b"< hi >"
+    peer.send(b"< open vcan0 >")
+    assert peer.element() == b"< error could not open bus: open socket://127.0.0.1:5000 or " \
+                             b"can0 >"
+    assert any("asked for bus 'vcan0'; this server has 'socket://127.0.0.1:5000' or 'can0'" in
+               text for _, text in server.log)
+    with pytest.raises(UsageError, match="--bus-name"):
+        socketcand.SocketcandServer("COM 8", beacon=False)
+
+
+def test_refused_transmits_say_why_and_name_the_flag(make_server):
+    server = make_server(source=FakeSource())
+    peer = Peer(server.port).open_raw()
+    peer.send(b"< send 123 2 1 f1 >")
+    assert peer.element() == b"< error transmit disabled >"
+    warnings = [text for level, text in server.log if level == "warning"]
+    assert len(warnings) == 1 and "transmit of 123#01F1 refused: transmit is off: serve with " \
+        "--allow-transmit" in warnings[0]
+    outside = make_server(source=FakeSource(), allow_transmit=True,
+                          allow=[ipaddress.ip_network("127.0.0.0/8")])
+    outside.server.transmit_networks = [ipaddress.ip_network("10.0.0.0/8")]  # may connect
+    peer = Peer(outside.port).open_raw()
+    peer.send(b"< send 123 0 >")
+    assert peer.element() == b"< error transmit disabled >"
+    assert "127.0.0.1 is outside the networks allowed to transmit (10.0.0.0/8): add it with " \
+        "--allow" in outside.log[-1][1]
+
+
+def test_fd_frame_for_a_classic_bus_is_refused_before_the_source(make_server):
+    source = FakeSource()
+    server = make_server(source=source, allow_transmit=True)
+    peer = Peer(server.port).open_raw()
+    peer.send(b"< sendfd 123 8 " + b"1 " * 8 + b">< send 7e0 12 " + b"2 " * 12 + b">")
+    assert peer.elements(2) == [
+        b"< error transmit refused: a CAN FD frame (8 bytes) on a bus not opened in CAN FD "
+        b"mode (serve it with --fd) >",
+        b"< error transmit refused: a CAN FD frame (12 bytes) on a bus not opened in CAN FD "
+        b"mode (serve it with --fd) >"]
+    peer.send(b"< send 123 1 5 >")
+    wait(lambda: len(source.sent) == 1)
+    assert source.sent == [(0x123, 0, b"\x05")]
+    assert (server.transmit_refused, server.transmit_failed, server.transmitted) == (2, 0, 1)
 
 
 def test_transmit_failure_is_reported_to_the_client(make_server):

@@ -8,7 +8,7 @@ import time
 import can
 import pytest
 
-from tests.helpers import StreamClient, cancorder_env
+from tests.helpers import StreamClient, cancorder_env, wait_until
 from tests.netns import run_in_netns
 from tests.sinks.test_socketcand import Peer
 from tests.sources.test_toucan import control, fake_library_path  # noqa: F401 (fixtures)
@@ -318,7 +318,7 @@ def test_python_can_backend_transmits_and_listen_only_wins(cancorder_process, sl
 
 
 def test_fd_frames_and_fd_transmit_over_slcan(cancorder_process, slcan_emulator):
-    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit")
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit", "--fd")
     fd_peer = Peer(scd).open_raw(slcan_emulator.url, mode=b"< rawmode fd >")
     classic = Peer(scd).open_raw(slcan_emulator.url)
     time.sleep(0.3)
@@ -338,6 +338,79 @@ def test_fd_frames_and_fd_transmit_over_slcan(cancorder_process, slcan_emulator)
         time.sleep(0.05)
     fd_peer.close()
     classic.close()
+    assert proc.terminate() == 0
+
+
+def test_slcan_refusals_reach_the_client_and_the_counters(cancorder_process, slcan_emulator):
+    """A CAN FD frame on a bus opened without --fd is refused before the adapter; a frame the
+    adapter refuses (BEL) is an error to the client and counted failed, never "sent"."""
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit")
+    peer = Peer(scd).open_raw(slcan_emulator.url)
+    try:
+        peer.send(b"< sendfd 123 12 " + b"1 " * 12 + b">")
+        refused = peer.element()
+        assert refused.startswith(b"< error transmit refused: a CAN FD frame (12 bytes) on a "
+                                  b"bus not opened in CAN FD mode"), refused
+        assert b"--fd" in refused
+        slcan_emulator.refuse_transmits = True
+        peer.send(b"< send 7e0 2 3e 0 >")
+        failed = peer.element()
+        assert failed.startswith(b"< error transmit failed: ") and b"BEL" in failed, failed
+        slcan_emulator.refuse_transmits = False
+        peer.send(b"< send 7e0 2 3e 1 >")
+        assert wait_until(lambda: "t7E023E01" in slcan_emulator.commands)
+        proc.wait_for(r"socketcand: transmitted 7E0#3E01 from ")
+    finally:
+        peer.close()
+    transmits = [c for c in slcan_emulator.commands if c[:1] in "tTdDbB"]
+    assert transmits == ["t7E023E00", "t7E023E01"]  # nothing of the FD frame reached it
+    assert "transmit of 123##" + "01" * 12 + " refused: a CAN FD frame" in proc.log
+    assert "transmit of 7E0#3E00 failed: " in proc.log
+    assert proc.terminate() == 0
+    assert "frames transmitted 1 (refused 1, failed 1)" in proc.log
+
+
+def test_transmit_without_allow_transmit_is_said_naming_the_flag(cancorder_process,
+                                                                 slcan_emulator):
+    """Refused sends are counted and answered, and said in the log, once per interval."""
+    proc, port, scd = serve(cancorder_process, slcan_emulator)
+    peer = Peer(scd).open_raw(slcan_emulator.url)
+    try:
+        for index in range(50):
+            peer.send(f"< send 7e0 1 {index:x} >".encode())
+        assert peer.elements(50) == [b"< error transmit disabled >"] * 50
+    finally:
+        peer.close()
+    assert proc.terminate() == 0
+    lines = [line for line in proc.log.splitlines() if "refused: transmit is off" in line]
+    assert len(lines) == 1, lines
+    assert "warning: socketcand client 127.0.0.1:" in lines[0] and "transmit of 7E0#00" in \
+        lines[0] and "serve with --allow-transmit" in lines[0]
+    assert "frames transmitted 0 (refused 50, failed 0)" in proc.log
+
+
+def test_python_can_opens_a_named_bus_by_its_name(cancorder_process, slcan_emulator):
+    """--bus-name can0: python-can's usual channel="can0" opens the bus (the channel still does);
+    a wrong name is told the ones that work."""
+    proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit",
+                            "--bus-name", "can0")
+    assert f"socketcand serves bus '{slcan_emulator.url}' at 127.0.0.1:{scd}, also opened as " \
+           "'can0'" in proc.log
+    bus = python_can_bus(scd, "can0")
+    try:
+        time.sleep(0.3)  # past the rawmode grace
+        slcan_emulator.send_messages([FRAMES[0]])
+        received = bus.recv(10)
+        assert received is not None and received.arbitration_id == FRAMES[0].arbitration_id
+        bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x01"))
+        assert wait_until(lambda: "t7E0101" in slcan_emulator.commands)
+    finally:
+        bus.shutdown()
+    with pytest.raises(can.CanError) as refused:
+        python_can_bus(scd, "can1")
+    assert f"could not open bus: open {slcan_emulator.url} or can0" in str(refused.value)
+    proc.wait_for(r"socketcand client \S+ asked for bus 'can1'; this server has "
+                  rf"'{re.escape(slcan_emulator.url)}' or 'can0'")
     assert proc.terminate() == 0
 
 

@@ -404,3 +404,50 @@ def test_source_line_by_line_every_frame_in_order(slcan_emulator, pause):
     assert source.counters().frames == count
     if pause == 0.0:
         assert len(reads) < count  # gathered: fewer reads than lines
+
+
+def test_transmit_waits_for_the_adapters_answer(slcan_emulator):
+    """send returns once the adapter said z/Z; its BEL is a TransmitError; a CAN FD frame on
+    a bus opened without --fd never reaches it."""
+    from cancorder._fast.wire import FLAG_FD
+    from cancorder.errors import TransmitError
+    from cancorder.sources.slcan import SlcanSource
+    from tests.helpers import wait_until
+
+    source = SlcanSource(slcan_emulator.url)
+    source.open()
+    stop = threading.Event()
+
+    def pump():  # the bus's source thread: it parses the answers
+        while not stop.is_set():
+            source.read(0.05)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: source.parser.replies >= len(source.setup))
+        source.send(0x123, 0, b"\x01")
+        slcan_emulator.refuse_transmits = True
+        with pytest.raises(TransmitError, match=r"the adapter refused the frame \(it answered "
+                                                r"BEL"):
+            source.send(0x123, 0, b"\x02")
+        with pytest.raises(TransmitError, match=r"a CAN FD frame \(12 bytes\) on a bus not "
+                                                r"opened in CAN FD mode \(serve it with --fd\)"):
+            source.send(0x123, FLAG_FD, bytes(12))
+    finally:
+        stop.set()
+        thread.join(5)
+        source.close()
+    assert [c for c in slcan_emulator.commands if c[:1] in "tdb"] == ["t123101", "t123102"]
+
+
+@pytest.mark.parametrize("backend", [[], ["--opt", "slcan_backend=python-can"]])
+def test_a_missing_device_is_said_once(tmp_path, capsys, backend):
+    """No errno text twice, no path three times: one plain reason."""
+    from cancorder import cli
+
+    path = str(tmp_path / "ttyACM9")
+    assert cli.main(["serve", "-i", "slcan", "-c", path, "--no-zeroconf", *backend]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot open slcan channel {path}: no such device (is the adapter " \
+                  "plugged in? cancorder detect lists what it finds)\n"
