@@ -243,7 +243,7 @@ def test_recording_bytes_files_errors_on_the_metrics_page(emulators, tmp_path):
         # the disk fills under the first recording: one error, its frames counted as lost
         first = running.server.buses[0].sinks[0]._rotating
 
-        def disk_full(records, count):
+        def disk_full(records, count, channel=None):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         first._file.write = disk_full
