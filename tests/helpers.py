@@ -161,6 +161,16 @@ class StreamClient:
         self._thread.join(5)
 
 
+def served_client(proc, port=None):
+    """A StreamClient of a cancorder process, returned once the server logged it connected:
+    the kernel completes a connection before the server's loop accepts it, and frames
+    broadcast in between are not this client's (a test that sends at once would lose them)."""
+    client = StreamClient(port or proc.port())
+    local_port = client.sock.getsockname()[1]
+    proc.wait_for(rf"client 127\.0\.0\.1:{local_port} connected")
+    return client
+
+
 def http_get(port, path, host="127.0.0.1"):
     """(status, body text) of a GET, error statuses included (metrics, /healthz)."""
     import urllib.error

@@ -7,7 +7,7 @@ import threading
 import time
 
 from tests.emulators.slcan_adapter import build_lines
-from tests.helpers import ROOT, StreamClient
+from tests.helpers import ROOT, served_client
 from tests.netns import run_in_netns
 from tests.test_monitor import tmux_session  # noqa: F401 (a fixture)
 
@@ -126,7 +126,7 @@ def test_broker_down_ten_seconds_every_frame_exactly_once(broker, slcan_emulator
     rate, seconds = 20000, 16
     total = rate * seconds
     stream = Stream(slcan_emulator, total, rate)
-    client = StreamClient(serve.port())  # a TCP client is served all along
+    client = served_client(serve)  # a TCP client is served all along
     stream.send_until(total)
     stream.wait_sent(3 * rate)
     mosquitto.stop()
@@ -274,7 +274,7 @@ def test_relay_serves_the_remote_bus_to_tcp_clients(broker, slcan_emulator, canc
     relay = cancorder_process("relay", mosquitto.url(f"cancorder/truck42/{channel}"),
                               "--no-zeroconf", "--record", str(recorded))
     port = relay.port()
-    client = StreamClient(port)
+    client = served_client(relay, port)
     slcan_emulator.wait_open()
     time.sleep(0.5)
     stream = Stream(slcan_emulator, 20000, 10000)
@@ -304,7 +304,7 @@ def serve_despite(cancorder_process, emulator, url, *extra, pattern, retries_in=
     connections in the 4 s watched, neither one (no retry) nor one every 0.5 s (no backoff)."""
     before = connection_attempts(retries_in) if retries_in is not None else 0
     serve = start_serve(cancorder_process, emulator, url, *extra)
-    client = StreamClient(serve.port())
+    client = served_client(serve)
     emulator.wait_open()
     stream = Stream(emulator, 5000, 5000)
     stream.send_until(5000)
@@ -581,7 +581,7 @@ def test_a_frozen_broker_never_slows_the_tcp_clients(broker, slcan_emulator, can
     serve = start_serve(cancorder_process, slcan_emulator, mosquitto.url(SERVE_TOPIC),
                         "--mqtt-spool", str(tmp_path / "spool"))
     serve.wait_for("MQTT: publishing to")
-    client = StreamClient(serve.port())
+    client = served_client(serve)
     slcan_emulator.wait_open()
     total = 80000
     stream = Stream(slcan_emulator, total, 20000)
@@ -705,7 +705,7 @@ def test_relay_as_a_bus_of_a_config(broker, slcan_emulator, cancorder_process, t
     config.write_text(f'[[bus]]\nname = "truck42"\nsource = "relay"\n'
                       f'url = "{mosquitto.url("fleet/truck42/can0")}"\nzeroconf = false\n')
     relay = cancorder_process("serve", "--config", str(config))
-    client = StreamClient(relay.port())
+    client = served_client(relay)
     slcan_emulator.wait_open()
     time.sleep(0.5)
     Stream(slcan_emulator, 3000, 10000).send_until(3000)

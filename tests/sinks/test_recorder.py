@@ -12,7 +12,7 @@ import pytest
 
 from cancorder.logfiles.naming import PART
 from tests.emulators.slcan_adapter import build_lines
-from tests.helpers import ROOT, StreamClient, cancorder_env
+from tests.helpers import ROOT, StreamClient, cancorder_env, served_client
 
 
 def send_paced(emulator, lines, rate, chunk=200):
@@ -44,7 +44,7 @@ def test_20000_frames_per_second_for_30_s_rotated_every_frame_once(
         "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
         "--record", str(tmp_path / "gz-{n}.log.gz"), "--record", str(tmp_path / "b-{n}.blf"),
         "--rotate-size", "1M")
-    client = StreamClient(proc.port())
+    client = served_client(proc)
     count, rate = 600_000, 20_000
     slcan_emulator.wait_open()
     send_paced(slcan_emulator, build_lines(count), rate)
@@ -69,7 +69,7 @@ def test_kill_9_leaves_closed_files_whole_and_the_open_one_readable(
         "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
         "--record", str(tmp_path / "k-{n}.log.gz"), "--record", str(tmp_path / "t-{n}.log"),
         "--rotate-size", "64K")
-    client = StreamClient(proc.port())
+    client = served_client(proc)
     count = 30_000
     slcan_emulator.wait_open()
     send_paced(slcan_emulator, build_lines(count), 10_000)
