@@ -193,9 +193,9 @@ class MetricsServer:
         asyncio.set_event_loop(loop)
         servers = []
         try:
-            for sock in listeners:  # bound and listening already: clients queue meanwhile
-                servers.append(loop.run_until_complete(asyncio.start_server(
-                    self._connection, sock=sock, limit=MAX_REQUEST)))
+            # started as a task, not run_until_complete: a close() that comes first then just
+            # stops the loop (stopping run_until_complete early raises in this thread)
+            loop.create_task(self._start_servers(listeners, servers))
             loop.run_forever()
         finally:
             for server in servers:
@@ -209,6 +209,11 @@ class MetricsServer:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+
+    async def _start_servers(self, listeners, servers):
+        for sock in listeners:  # bound and listening already: clients queue meanwhile
+            servers.append(await asyncio.start_server(self._connection, sock=sock,
+                                                      limit=MAX_REQUEST))
 
     async def _connection(self, reader, writer):
         self._open[writer] = True
