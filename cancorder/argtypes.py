@@ -37,7 +37,7 @@ def listen_address(text, free_port_allowed=False):
     return Address(host, port_number(match.group(3)))
 
 
-#: a bus's name (--bus-name, a config's ``name``): the metrics label, the log field, a socketcand name
+#: a bus's name (--name, a config's ``name``): the metrics label, the log field, a socketcand name
 BUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 

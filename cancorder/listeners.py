@@ -30,20 +30,22 @@ def open_listeners(bind=None, port=None):
                      "choose one with --port") from last
 
 
-def bind_listener(bind, port, flag="--bind"):
-    """One listening socket on ``bind`` (None: every IPv4 and IPv6 address), ``port``."""
+def bind_listener(bind, port, flag="--bind", backlog=64):
+    """One listening socket on ``bind`` (None: every IPv4 and IPv6 address), ``port``.
+    ``backlog``: connections the kernel completes before the server accepts them; beyond it a
+    connection's SYN is dropped and retried a second later."""
     if bind is None:
         if socket.has_dualstack_ipv6():
             sock = socket.create_server(("::", port), family=socket.AF_INET6,
-                                        dualstack_ipv6=True, backlog=64)
+                                        dualstack_ipv6=True, backlog=backlog)
             return [sock], port, ["::", "0.0.0.0"]
-        return [socket.create_server(("0.0.0.0", port), backlog=64)], port, ["0.0.0.0"]
+        return [socket.create_server(("0.0.0.0", port), backlog=backlog)], port, ["0.0.0.0"]
     try:
         infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise UsageError(f"{flag} {bind}: not an address of this machine ({exc.strerror})")
     family, _, _, _, address = infos[0]
-    sock = socket.create_server(address, family=family, backlog=64)
+    sock = socket.create_server(address, family=family, backlog=backlog)
     return [sock], port, [address[0]]
 
 

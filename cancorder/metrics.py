@@ -17,6 +17,7 @@ from .errors import UsageError
 from .listeners import bind_listener
 
 MAX_CONNECTIONS = 16  # at once: a scraper, a probe or two and room to spare
+ACCEPT_BACKLOG = 2048  # (the kernel caps it at net.core.somaxconn, 4096 on current Linux)
 MAX_REQUEST = 8 << 10  # bytes of request line and headers (a scrape sends a few hundred)
 REQUEST_TIMEOUT = 5.0  # s for a whole request to arrive, and for its answer to be taken
 
@@ -167,7 +168,10 @@ class MetricsServer:
 
     def start(self):
         try:
-            listeners, _, _ = bind_listener(self.host or None, self.port, "--metrics")
+            # a deep queue: under a flood of connections a probe's connection is still
+            # completed at once and served in turn (a dropped SYN is retried only after 1 s)
+            listeners, _, _ = bind_listener(self.host or None, self.port, "--metrics",
+                                            backlog=ACCEPT_BACKLOG)
         except OSError as exc:
             where = f"{self.host}:{self.port}" if self.host else str(self.port)
             raise UsageError(f"--metrics {where}: cannot listen ({exc.strerror or exc}): choose "

@@ -219,6 +219,8 @@ def _flag_names():
     names = set()
     for source in serving_sources().values():
         for action in source.parser.flags:
+            if action in source.parser.command_line_flags:
+                continue  # no config key (--name: a [[bus]] has its own name key, the same word)
             names.update(action.option_strings)
             names.update(s.lstrip("-").replace("-", "_") for s in action.option_strings)
             names.update(s.lstrip("-") for s in action.option_strings)

@@ -166,8 +166,9 @@ def test_1100_idle_connections_leave_frames_recording_and_healthz(slcan_emulator
             started = time.monotonic()
             status, text = fetch(metrics_port, "/healthz")
             took = time.monotonic() - started
-            # the issue asks for 1 s; one loaded CI-like run measured 1.02 s: 2 s here, said in the note
-            assert (status, text) == (200, "ok: 1 bus up\n") and took < 2.0, (status, took)
+            print(f"/healthz under attack: {took:.3f} s")
+            # (1.02 s once with a 64-deep accept queue: the probe's dropped SYN was retried)
+            assert (status, text) == (200, "ok: 1 bus up\n") and took < 1.0, (status, took)
             time.sleep(0.5)
         status = open(f"/proc/{proc.proc.pid}/status").read()
         threads = int(status.split("Threads:")[1].split()[0])

@@ -27,7 +27,8 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
     net = parser.add_argument_group("network")
     # a config file names each [[bus]] with its own name key
     parser.command_line_flags.append(
-        net.add_argument("--bus-name", type=argtypes.bus_name, default=None, metavar="NAME",
+        net.add_argument("--name", "--bus-name", dest="bus_name", type=argtypes.bus_name,
+                         default=None, metavar="NAME",
                          help="name the bus (default: its channel): the bus of log lines and "
                               "metrics, the channel of --record's candump lines, and a name "
                               "socketcand clients may open it by (python-can's "

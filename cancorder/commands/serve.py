@@ -120,7 +120,7 @@ def _serve_config(args):
 
     beside = _config.flags_given_beside(args.command_parser, args)
     if args.bus_name is not None:  # a command-line flag, not a key: a [[bus]] has its name
-        beside.append("--bus-name")
+        beside.append("--name")
     sa.check(not beside, f"--config {args.config} holds the bus settings: "
                          f"{', '.join(beside)} cannot be given beside it (put it in the file)")
     resolved = _config.load(args.config, args.sources)

@@ -11,7 +11,7 @@ buffers, drops laggards on a line boundary and closes; ``Socketcand`` tells it h
 become lines, where a line ends, and gives each client a ``Session`` that reads its commands.
 
 A client is greeted with ``< hi >``, opens the bus by its channel name or by the bus's name
-(--bus-name, a config's ``name``: python-can's ``channel="can0"``) (``< open can0 >`` ->
+(--name, a config's ``name``: python-can's ``channel="can0"``) (``< open can0 >`` ->
 ``< ok >``; a wrong name -> ``< error could not open bus: open ... >`` naming the ones that
 work, and the connection closes as socketcand closes it), switches to raw mode
 (``< rawmode >``, or ``< rawmode fd >`` to also get CAN FD frames as ``< fdframe ... >``) and
@@ -274,7 +274,7 @@ class SocketcandServer(RecordSink):
             if not name or any(not (" " < ch <= "~") or ch in "<>\"'&" for ch in name):
                 raise UsageError(f"socketcand bus name {name!r}: it is the channel name, and "
                                  "socketcand clients need one word of printable ASCII (set "
-                                 "one with -c, or name the bus with --bus-name)")
+                                 "one with -c, or name the bus with --name)")
             if len(name) > protocol.MAX_BUS_NAME:
                 raise UsageError(f"socketcand bus name {name!r} is longer than "
                                  f"{protocol.MAX_BUS_NAME} characters")

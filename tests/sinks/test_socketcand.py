@@ -284,7 +284,7 @@ def test_a_bus_opens_by_its_channel_and_by_its_name(make_server):
                              b"can0 >"
     assert any("asked for bus 'vcan0'; this server has 'socket://127.0.0.1:5000' or 'can0'" in
                text for _, text in server.log)
-    with pytest.raises(UsageError, match="--bus-name"):
+    with pytest.raises(UsageError, match="--name"):
         socketcand.SocketcandServer("COM 8", beacon=False)
 
 

@@ -390,10 +390,10 @@ def test_transmit_without_allow_transmit_is_said_naming_the_flag(cancorder_proce
 
 
 def test_python_can_opens_a_named_bus_by_its_name(cancorder_process, slcan_emulator):
-    """--bus-name can0: python-can's usual channel="can0" opens the bus (the channel still does);
+    """--name can0: python-can's usual channel="can0" opens the bus (the channel still does);
     a wrong name is told the ones that work."""
     proc, port, scd = serve(cancorder_process, slcan_emulator, "--allow-transmit",
-                            "--bus-name", "can0")
+                            "--name", "can0")
     assert f"socketcand serves bus '{slcan_emulator.url}' at 127.0.0.1:{scd}, also opened as " \
            "'can0'" in proc.log
     bus = python_can_bus(scd, "can0")
