@@ -194,7 +194,7 @@ def anchors(path):
             count = seen.get(base, 0)
             seen[base] = count + 1
             found.add(base if count == 0 else f"{base}-{count}")
-    return found
+    return found | set(re.findall(r'<a id="([^"]+)"></a>', text))  # the README's moved sections
 
 
 def links(path):
