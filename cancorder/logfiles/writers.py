@@ -13,6 +13,7 @@ Text (candump and python-can's text formats, plain or gzip) goes to the disk thr
 of a flush leaves the file cut back to the last whole frame that fits, never half a line.
 """
 import bisect
+import ctypes
 import errno
 import os
 import re
@@ -26,6 +27,11 @@ from .._fast import logfile, wire
 LAST_DATED_US = 253402300800 * 1000000  # 10000-01-01 00:00:00 UTC
 FLUSH_BYTES = 256 << 10  # text: also written out once this much is pending
 COMMIT_ROWS = 10_000  # SQLite: also committed once this many frames are pending
+# MF4: the most a saved file takes (measured with asammdf 8.8 uncompressed: 8 KiB of blocks,
+# then 84 bytes a frame: an 8-byte timestamp and a 76-byte record; compressed is smaller)
+MF4_BASE_BYTES = 16 << 10
+MF4_FRAME_BYTES = 96
+RESERVE_FRAMES = 1024  # room is reserved for this many frames at a time (or for what fits)
 GZIP_LEVEL = 6
 ZIP_SYNC_BYTES = 64 << 10  # text through zlib between two sync points (what it may hold back)
 
@@ -293,6 +299,65 @@ def _os_error(exc):
                    os.strerror(errno.ENOSPC) if full else f"SQLite: {exc}")
 
 
+class RoomReservation:
+    """Room on the recording's disk for a file that is written only when it is closed (MF4:
+    asammdf keeps the frames in a temporary file elsewhere and writes the whole file in
+    ``save``). Room for each frame is reserved (``fallocate``, the file's size unchanged)
+    before the writer takes it: a full disk is noticed when it comes (``take`` raises OSError),
+    every frame taken has its room, and the file is saved whole at the end. ``release`` gives
+    back what the saved file did not use."""
+
+    KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
+
+    def __init__(self, fd, base, per_frame):
+        self.fd = fd
+        self._base, self._per_frame = base, per_frame
+        self.frames = 0
+        self.reserved = 0
+        self._fallocate = _libc_fallocate()
+
+    def take(self):
+        """Room for one more frame, or OSError (ENOSPC) when the disk has none."""
+        need = self._base + (self.frames + 1) * self._per_frame
+        if need > self.reserved and self._fallocate is not None:
+            ahead = self._base + (self.frames + RESERVE_FRAMES) * self._per_frame
+            try:
+                self._reserve(ahead)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                    self._fallocate = None  # a file system without it: written unreserved
+                else:
+                    self._reserve(need)  # the room that is left, frame by frame
+        self.frames += 1
+
+    def _reserve(self, size):
+        if self._fallocate(self.fd, self.KEEP_SIZE, 0, size) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        self.reserved = size
+
+    def release(self):
+        """After the save: the room beyond the file's end goes back to the disk."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, os.fstat(fd).st_size)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _libc_fallocate():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return function
+
+
 class CandumpFile:
     """candump lines from the records, by the compiled encoder (one line per frame); gzip with
     zlib directly. Everything reaches the disk in flushes (at least once a second, or when
@@ -392,6 +457,7 @@ class PythonCanFile:
         self._channel = channel
         cls = MESSAGE_WRITERS[fmt.suffix]
         self.disk = None
+        self.room = None
         if issubclass(cls, TextIOMessageWriter):
             self.disk = DiskText(_create(path), fmt.gz)
             try:
@@ -400,8 +466,18 @@ class PythonCanFile:
                 self.disk.close()
                 raise
         else:
-            os.close(_create(path))  # the name is ours (O_EXCL), then the writer opens it
-            self.writer = SqliteWriter(path) if fmt.suffix == ".db" else cls(file=path)
+            fd = _create(path)  # the name is ours (O_EXCL), then the writer opens it
+            self.room = None
+            if fmt.suffix == ".mf4":
+                self.room = RoomReservation(fd, MF4_BASE_BYTES, MF4_FRAME_BYTES)
+            else:
+                os.close(fd)
+            try:
+                self.writer = SqliteWriter(path) if fmt.suffix == ".db" else cls(file=path)
+            except BaseException:
+                if self.room is not None:
+                    self.room.release()
+                raise
         self._sqlite = self.writer if fmt.suffix == ".db" else None
         self._path = path
         self._decoder = wire.StreamDecoder()
@@ -440,6 +516,7 @@ class PythonCanFile:
         no_fd = self._spec.fd_lost == "frames"
         counts_fd = bool(self._spec.fd_lost)
         dated = self._spec.dated
+        room = self.room
         written = skipped = 0
         try:
             for frame in self._decoder.feed(records):
@@ -454,7 +531,10 @@ class PythonCanFile:
                     skipped += 1
                     continue
                 try:
-                    receive(frame_to_message(frame, channel))
+                    message = frame_to_message(frame, channel)
+                    if room is not None:
+                        room.take()  # OSError: this frame and the rest of the batch are lost
+                    receive(message)
                 except (ValueError, OverflowError, struct.error) as exc:
                     # a valid record this format cannot hold: counted and skipped
                     self.unholdable += 1
@@ -510,6 +590,8 @@ class PythonCanFile:
     def close(self):
         try:
             self.writer.stop()  # text: the writer's last lines (ASC's End TriggerBlock)
+            if self.room is not None:
+                self.room.release()
             if self.disk is not None:
                 self.disk.flush(finish=True)
                 self.disk.close()
@@ -549,6 +631,8 @@ class PythonCanFile:
             self.writer.file.close()
         except Exception:
             pass
+        if self.room is not None:
+            self.room.release()
         if keep:
             if self.suffix == ".blf":
                 _cut_blf(self._path)
