@@ -11,6 +11,8 @@ raises OSError has already counted the frames it took in ``unflushed``.
 Text (candump and python-can's text formats, plain or gzip) goes to the disk through
 ``DiskText``, which knows the file offset after each whole frame: a disk that takes only part
 of a flush leaves the file cut back to the last whole frame that fits, never half a line.
+SQLite (``SqliteWriter``) holds exactly its committed frames; MF4 reserves the disk room of each
+frame before asammdf takes it (``RoomReservation``), as its file is written only at the end.
 """
 import bisect
 import ctypes
@@ -621,7 +623,10 @@ class PythonCanFile:
             return
         if self._sqlite is not None:  # what is committed is whole: the rest is lost
             self._sqlite.abort()
-            self._good = self.size
+            try:
+                self._good = os.path.getsize(self._path)
+            except OSError:
+                pass
             return
         try:
             self.writer.stop()
