@@ -20,9 +20,10 @@ class Recorder(RecordSink):
     MAX_QUEUED_BYTES = 32 << 20
     MAX_LAG = 10.0  # a batch older than this when the writer gets to it is dropped, counted
     CLOSE_WAIT = 30.0  # on a stop: the most the file may take to be finished
-    STOP_WRITING = 2.0  # ...and queued batches are written for this long at most (a third of
-    # CLOSE_WAIT if less; the rest dropped and counted): a writer that fell behind (asammdf's at
-    # 30,000 frames/s) would keep a stopping serve waiting for the whole of its backlog
+    STOP_WRITING = 10.0  # ...and queued batches are written for this long at most (the rest
+    # dropped and counted): a writer that fell behind (asammdf's at 30,000 frames/s) would keep a
+    # stopping serve waiting for the whole of its backlog; 10 s keeps what a slow disk can still
+    # take, well inside a supervisor's stop timeout (systemd's 90 s)
     metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
     @classmethod

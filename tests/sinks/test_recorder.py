@@ -285,5 +285,5 @@ def test_mf4_at_30000_frames_per_second_stops_at_once_and_counts_what_the_file_h
     assert numbers == sorted(set(numbers)), "twice or out of order"
     if lost:
         assert "recording cannot keep up" in log, log
-    assert exit_time < 5, (exit_time, log)
+    assert exit_time < 13, (exit_time, log)  # 10 s at most writing the backlog, then finished
     assert not glob.glob(str(tmp_path / ("*" + PART)))
