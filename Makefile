@@ -38,7 +38,14 @@ $(TEST_STAMP): $(STAMP)
 	@CANCORDER_SKIP_CYTHON=1 $(PIP) --no-build-isolation -e '.[test]'
 	@touch $@
 
-dev: $(STAMP)
+# `man cancorder` with $(BIN) on PATH: setuptools installs no data files in editable mode, so
+# the page setup.py puts in a wheel is made here, by the same code, when a flag may have changed.
+MAN_PAGE := $(VENV)/share/man/man1/cancorder.1
+$(MAN_PAGE): $(STAMP) $(shell find cancorder -name '*.py' ! -path 'cancorder/_fast/*')
+	@mkdir -p $(@D)
+	@$(BIN)/cancorder man > $@.tmp && mv $@.tmp $@
+
+dev: $(STAMP) $(MAN_PAGE)
 	@echo "make: [compiling] the compiled core (cancorder/_fast), where it changed"
 	@$(BIN)/python setup.py -q build_ext --inplace
 
