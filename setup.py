@@ -16,7 +16,8 @@ from setuptools.command.build_py import build_py
 FAST_MODULES = ["wire", "broadcast", "slcan", "socketcand", "logfile"]
 REQUIRE = os.environ.get("CANCORDER_REQUIRE_CYTHON", "") not in ("", "0")
 SKIP = os.environ.get("CANCORDER_SKIP_CYTHON", "") not in ("", "0")
-# the modules compile side by side: on 2 cores, five one after another took twice as long
+# Cython and the C compiler take the modules side by side: on 2 cores, one after another took
+# twice as long
 JOBS = os.cpu_count() or 1
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANUAL_PAGE = os.path.join("build", "man", "cancorder.1")
@@ -81,22 +82,22 @@ def extensions():
 
 
 class BuildPyWithManual(build_py):
-    """Also writes the manual page, made from the command line of the source being built
-    (cancorder.manual, the same text `cancorder man` prints), for the wheel's share/man/man1."""
+    """Also writes the manual page, made from the command line of the source being built (the
+    text `cancorder man` prints), for the wheel's share/man/man1."""
 
     def run(self):
         super().run()
-        os.makedirs(os.path.dirname(MANUAL_PAGE), exist_ok=True)
         # in a child process: it imports the package being built, from this folder
-        command = ("import sys; from cancorder.cli import build_parser; "
-                   "from cancorder.manual import manual_page; "
-                   "sys.stdout.write(manual_page(build_parser()))")
-        page = subprocess.run([sys.executable, "-c", command], cwd=HERE, check=True,
+        page = subprocess.run([sys.executable, "-m", "cancorder", "man"], cwd=HERE, check=True,
                               stdout=subprocess.PIPE, text=True).stdout
+        os.makedirs(os.path.join(HERE, os.path.dirname(MANUAL_PAGE)), exist_ok=True)
         with open(os.path.join(HERE, MANUAL_PAGE), "w", encoding="utf-8") as f:
             f.write(page)
 
 
-setup(ext_modules=extensions(),
-      data_files=[("share/man/man1", [MANUAL_PAGE])],
-      cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithManual})
+# cythonize's worker processes import this file again where they start by spawning (macOS, and
+# Linux from Python 3.14): there it must not build anything
+if __name__ == "__main__":
+    setup(ext_modules=extensions(),
+          data_files=[("share/man/man1", [MANUAL_PAGE])],
+          cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithManual})
