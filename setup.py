@@ -87,8 +87,13 @@ class BuildPyWithManual(build_py):
 
     def run(self):
         super().run()
-        # in a child process: it imports the package being built, from this folder
-        page = subprocess.run([sys.executable, "-m", "cancorder", "man"], cwd=HERE, check=True,
+        # in a child process: it imports the package being built, from this folder; the parser
+        # alone, which needs nothing the build environment lacks (`cancorder man` would set up
+        # logging with rich, a run-time dependency)
+        command = ("import sys; from cancorder.cli import build_parser; "
+                   "from cancorder.manual import manual_page; "
+                   "sys.stdout.write(manual_page(build_parser()))")
+        page = subprocess.run([sys.executable, "-c", command], cwd=HERE, check=True,
                               stdout=subprocess.PIPE, text=True).stdout
         os.makedirs(os.path.join(HERE, os.path.dirname(MANUAL_PAGE)), exist_ok=True)
         with open(os.path.join(HERE, MANUAL_PAGE), "w", encoding="utf-8") as f:
