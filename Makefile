@@ -1,5 +1,5 @@
-# make run   - set everything up, then serve the UDS simulator (ARGS="serve -i slcan -c /dev/ttyACM0" for a real bus)
-# make test  - set everything up, then run the tests (compiled core demanded)
+# make run   - set up what running needs, then serve the UDS simulator (ARGS="serve -i slcan -c /dev/ttyACM0" for a real bus)
+# make test  - set everything up (with the test extra), then run the tests (compiled core demanded)
 # make dev   - rebuild the compiled core in place after editing cancorder/_fast/*.py|pxd
 # make bench - the benchmarks whose figures are in the README
 # make exe   - the standalone executable dist/cancorder (PyInstaller, its own venv .venv-exe)
@@ -9,6 +9,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-installed-stamp
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 ARGS ?= mock-uds
 export CANCORDER_REQUIRE_CYTHON ?= 1
 
@@ -18,22 +20,43 @@ EXE_VENV ?= .venv-exe
 EXE_BIN := $(EXE_VENV)/bin
 EXE_STAMP := $(EXE_VENV)/.tools-stamp
 
+# One line per stage, so that a first run that takes a minute never looks hung. Running needs
+# only the package's own dependencies; the test extra (asammdf, hypothesis, atheris...) is
+# installed by the targets that run tests. The build tools (with argparse-manpage: setup.py
+# writes the manual page) come first, for --no-build-isolation. pip installs cancorder without
+# its compiled core; `dev` compiles it in place, all modules at once (setup.py).
 $(STAMP): pyproject.toml setup.py
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel "Cython>=3.0"
-	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation -e '.[test]'
-	touch $@
+	@echo "make: [venv] creating $(VENV) with $(PY)"
+	@$(PY) -m venv $(VENV)
+	@echo "make: [dependencies] installing cancorder's dependencies and build tools (pip)"
+	@$(PIP) "setuptools>=77" wheel "Cython>=3.0" "argparse-manpage>=4"
+	@CANCORDER_SKIP_CYTHON=1 $(PIP) --no-build-isolation -e .
+	@touch $@
 
-dev: $(STAMP)
-	$(BIN)/python setup.py -q build_ext --inplace
+$(TEST_STAMP): $(STAMP)
+	@echo "make: [dependencies] installing the test extra (pip)"
+	@CANCORDER_SKIP_CYTHON=1 $(PIP) --no-build-isolation -e '.[test]'
+	@touch $@
+
+# `man cancorder` with $(BIN) on PATH: setuptools installs no data files in editable mode, so
+# the page setup.py puts in a wheel is made here, by the same code, when a flag may have changed.
+MAN_PAGE := $(VENV)/share/man/man1/cancorder.1
+$(MAN_PAGE): $(STAMP) $(shell find cancorder -name '*.py' ! -path 'cancorder/_fast/*')
+	@mkdir -p $(@D)
+	@$(BIN)/cancorder man > $@.tmp && mv $@.tmp $@
+
+dev: $(STAMP) $(MAN_PAGE)
+	@echo "make: [compiling] the compiled core (cancorder/_fast), where it changed"
+	@$(BIN)/python setup.py -q build_ext --inplace
 
 run: dev
-	$(BIN)/cancorder $(ARGS)
+	@echo "make: [starting] cancorder $(ARGS)"
+	@$(BIN)/cancorder $(ARGS)
 
-test: dev
+test: dev $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: dev
+bench: dev $(TEST_STAMP)
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.mock_uds
@@ -53,7 +76,7 @@ bench: dev
 $(EXE_STAMP):
 	$(PY) -m venv $(EXE_VENV)
 	$(EXE_BIN)/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel \
-		"Cython>=3.0" "pyinstaller>=6"
+		"Cython>=3.0" "argparse-manpage>=4" "pyinstaller>=6"
 	touch $@
 
 exe: $(EXE_STAMP)
@@ -69,14 +92,15 @@ exe: $(EXE_STAMP)
 NOCY_VENV ?= .venv-nocython
 test-nocython: dev
 	$(PY) -m venv $(NOCY_VENV)
-	$(NOCY_VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel
+	$(NOCY_VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel \
+		"argparse-manpage>=4"
 	CANCORDER_SKIP_CYTHON=1 $(NOCY_VENV)/bin/pip install -q --disable-pip-version-check \
 		--no-build-isolation -e '.[test]'
 	$(NOCY_VENV)/bin/python -c "import importlib.util as u, sys; \
 		sys.exit('Cython is installed in $(NOCY_VENV)' if u.find_spec('cython') else 0)"
 	CANCORDER_REQUIRE_CYTHON=0 $(NOCY_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-test-exe: dev
+test-exe: dev $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m exe $(PYTEST_ARGS)
 
 clean:

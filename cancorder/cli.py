@@ -12,7 +12,8 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay"]
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "man",
+            "completion"]
 
 
 def version_text():
@@ -99,7 +100,8 @@ def build_parser():
 def _build():
     """The whole command line, and its registry of sources (source kind -> SourceKind with its
     command's parser: what a config file's buses may be, gathered from the commands' SOURCES).
-    Every subparser's defaults hold ``command_parser`` (its own parser) and ``sources``."""
+    Every subparser's defaults hold ``command_parser`` (its own parser), ``sources`` and
+    ``whole_parser`` (this one: what the manual page and the completion scripts are made of)."""
     common = _Parser(add_help=False)
     common.command_line_flags.append(
         common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -123,7 +125,7 @@ def _build():
         for kind, source in module.SOURCES.items():
             sources[kind] = dataclasses.replace(source, parser=command_parser)
     for sub in subparsers.choices.values():
-        sub.set_defaults(command_parser=sub, sources=sources)
+        sub.set_defaults(command_parser=sub, sources=sources, whole_parser=parser)
     return parser, sources
 
 

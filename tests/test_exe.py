@@ -132,6 +132,15 @@ def test_help_lists_every_subcommand(exe, scratch):
         assert name.replace("_", "-") in out, f"{name} missing from --help:\n{out}"
 
 
+@pytest.mark.parametrize("args", [["man"], ["completion", "bash"], ["completion", "zsh"]])
+def test_manual_page_and_completion_inside_the_executable(exe, scratch, args):
+    """The executable carries argparse-manpage and shtab: the same texts as the Python install."""
+    code, out, err = run_exe(scratch, *args)
+    assert (code, err) == (0, "")
+    python_code, python_out, _ = run_python(*args)
+    assert (code, out) == (python_code, python_out)
+
+
 def test_pure_core_asked_for_is_one_clear_line(exe, scratch):
     """The executable carries the compiled core only: CANCORDER_PURE=1 says so, no traceback."""
     for args in (["--version"], ["dump", "127.0.0.1:9", "--count", "1"]):

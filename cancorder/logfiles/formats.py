@@ -12,6 +12,7 @@ cannot do, so cancorder never writes ``.blf.gz`` (a BLF is compressed inside alr
 """
 import dataclasses
 import os
+import shlex
 import sys
 
 from ..errors import UsageError
@@ -108,8 +109,11 @@ def log_format(path, flag="--record"):
             import asammdf  # noqa: F401
         except ImportError:
             # the standalone executable leaves asammdf out: pip cannot add it there
+            # into this very Python: a `make run` set-up leaves asammdf out (the mf4 extra), and
+            # a bare `pip` may be another Python's
             where = ("which the standalone executable leaves out: use a Python install"
-                     if getattr(sys, "frozen", False) else "pip install asammdf")
+                     if getattr(sys, "frozen", False)
+                     else f"install it: {shlex.quote(sys.executable)} -m pip install asammdf")
             raise UsageError(f"{flag} {path}: writing MF4 needs asammdf ({where}), "
                              "or record to .blf/.asc/.log instead") from None
     return LogFormat(suffix, gz)
