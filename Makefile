@@ -1,5 +1,6 @@
 # make run   - set everything up, then serve the UDS simulator (ARGS="serve -i slcan -c /dev/ttyACM0" for a real bus)
-# make test  - set everything up, then run the tests (compiled core demanded)
+# make test  - set everything up, then run the tests (compiled core demanded; TEST_WORKERS=auto
+#              processes, then the tests marked serial one at a time)
 # make dev   - rebuild the compiled core in place after editing cancorder/_fast/*.py|pxd
 # make bench - the benchmarks whose figures are in the README
 # make exe   - the standalone executable dist/cancorder (PyInstaller, its own venv .venv-exe)
@@ -30,8 +31,19 @@ dev: $(STAMP)
 run: dev
 	$(BIN)/cancorder $(ARGS)
 
+# The suite in two passes: every test not marked serial spread over TEST_WORKERS processes
+# (pytest-xdist), then the serial ones alone (a frame rate or a time limit that a test beside
+# it would eat, the 42420 default port). Both passes always run; a pass with nothing selected
+# (exit 5, e.g. PYTEST_ARGS names one file) is no failure. $(1) is the venv's python.
+TEST_WORKERS ?= auto
+define run_suite
+$(1) -m pytest -q -n $(TEST_WORKERS) -m 'not exe and not serial' $(PYTEST_ARGS); a=$$?; \
+$(1) -m pytest -q -p no:xdist -m 'serial and not exe' $(PYTEST_ARGS); b=$$?; \
+	[ $$a -ne 5 ] || a=0; [ $$b -ne 5 ] || b=0; exit $$(( a ? a : b ))
+endef
+
 test: dev
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(call run_suite,$(BIN)/python)
 
 bench: dev
 	$(BIN)/python -m bench.serve
@@ -74,7 +86,7 @@ test-nocython: dev
 		--no-build-isolation -e '.[test]'
 	$(NOCY_VENV)/bin/python -c "import importlib.util as u, sys; \
 		sys.exit('Cython is installed in $(NOCY_VENV)' if u.find_spec('cython') else 0)"
-	CANCORDER_REQUIRE_CYTHON=0 $(NOCY_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	export CANCORDER_REQUIRE_CYTHON=0; $(call run_suite,$(NOCY_VENV)/bin/python)
 
 test-exe: dev
 	$(BIN)/python -m pytest -q -m exe $(PYTEST_ARGS)
