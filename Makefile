@@ -1,6 +1,6 @@
 # make run   - set everything up, then serve the UDS simulator (ARGS="serve -i slcan -c /dev/ttyACM0" for a real bus)
-# make test  - set everything up, then run the tests (compiled core demanded; the tests marked
-#              serial one at a time, then the others in TEST_WORKERS=4 processes)
+# make test  - set everything up, then run the tests (compiled core demanded; TEST_WORKERS=4
+#              processes, then the tests marked serial one at a time)
 # make dev   - rebuild the compiled core in place after editing cancorder/_fast/*.py|pxd
 # make bench - the benchmarks whose figures are in the README
 # make exe   - the standalone executable dist/cancorder (PyInstaller, its own venv .venv-exe)
@@ -31,17 +31,16 @@ dev: $(STAMP)
 run: dev
 	$(BIN)/cancorder $(ARGS)
 
-# The suite in two passes: the tests marked serial alone (a frame rate or a time limit that a
-# test beside it would eat, the 42420 default port), first, before the parallel pass has left
-# thousands of loopback sockets in TIME_WAIT (/healthz under attack took 1.02 s twice right
-# after it); then every other test spread over TEST_WORKERS processes (pytest-xdist). Both
-# passes always run; a pass with nothing selected (exit 5, e.g. PYTEST_ARGS names one file) is
-# no failure. $(1) is the venv's python. Four workers on two cores: the tests wait (timers,
-# subprocesses, sockets) more than they compute (that pass took 226 s with 4 workers, 347 s with 2).
+# The suite in two passes: every test not marked serial spread over TEST_WORKERS processes
+# (pytest-xdist), then the serial ones alone (a frame rate or a time limit that a test beside
+# it would eat, the 42420 default port). Both passes always run; a pass with nothing selected
+# (exit 5, e.g. PYTEST_ARGS names one file) is no failure. $(1) is the venv's python.
+# Four workers on two cores: the tests wait (timers, subprocesses, sockets) more than they
+# compute (the parallel pass took 226 s with 4 workers, 347 s with 2).
 TEST_WORKERS ?= 4
 define run_suite
-$(1) -m pytest -q -p no:xdist -m 'serial and not exe' $(PYTEST_ARGS); a=$$?; \
-$(1) -m pytest -q -n $(TEST_WORKERS) -m 'not exe and not serial' $(PYTEST_ARGS); b=$$?; \
+$(1) -m pytest -q -n $(TEST_WORKERS) -m 'not exe and not serial' $(PYTEST_ARGS); a=$$?; \
+$(1) -m pytest -q -p no:xdist -m 'serial and not exe' $(PYTEST_ARGS); b=$$?; \
 	[ $$a -ne 5 ] || a=0; [ $$b -ne 5 ] || b=0; exit $$(( a ? a : b ))
 endef
 
