@@ -231,6 +231,8 @@ def stats_rows(text):
     return rows
 
 
+# serial: run beside another test (pytest -n 2) a --stats signal line once lacked its '='
+@pytest.mark.serial
 def test_mock_uds_session_decoded_in_json_pretty_and_stats(cancorder_process, dbc_path,
                                                             database, tmp_path):
     """A whole mock-uds session (OBD polling and a UDS download) through a real logger: json

@@ -125,6 +125,7 @@ def _hold_idle_connections(port, count, wait=5.0):
     return sockets
 
 
+@pytest.mark.serial
 def test_1100_idle_connections_leave_frames_recording_and_healthz(slcan_emulator, tmp_path):
     """The issue's attack: ``ulimit -n 1024``, 1,100 connections that send the start of a
     request and hold. Every frame still reaches the client and the recording, a client

@@ -323,6 +323,7 @@ def test_permission_denied_is_explained():
     assert "dialout" in str(error)
 
 
+@pytest.mark.serial
 def test_default_port_is_first_free_from_42420(cancorder_process, slcan_emulator):
     from cancorder.protocol import DEFAULT_PORT
 

@@ -6,6 +6,8 @@ import re
 import threading
 import time
 
+import pytest
+
 from tests.emulators.slcan_adapter import build_lines
 from tests.helpers import ROOT, served_client
 from tests.netns import run_in_netns
@@ -114,6 +116,7 @@ def test_every_frame_in_order_through_the_broker(broker, slcan_emulator, cancord
     assert "20,000 frames" in json_dump.log
 
 
+@pytest.mark.serial
 def test_broker_down_ten_seconds_every_frame_exactly_once(broker, slcan_emulator,
                                                           cancorder_process, tmp_path):
     mosquitto = broker()

@@ -36,6 +36,7 @@ def closed_files(folder, pattern):
 
 
 @pytest.mark.long
+@pytest.mark.serial
 def test_20000_frames_per_second_for_30_s_rotated_every_frame_once(
         cancorder_process, slcan_emulator, tmp_path):
     """The acceptance test: .log.gz and .blf at 1M rotation, all files read back by

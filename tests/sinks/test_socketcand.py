@@ -15,6 +15,7 @@ from cancorder.sinks import socketcand
 from cancorder._fast.wire import pack_frame
 from cancorder.errors import TransmitError, UsageError
 from cancorder.sources.base import Source
+from tests.helpers import wait_until
 
 
 class FakeSource(Source):
@@ -288,12 +289,17 @@ def test_a_bus_opens_by_its_channel_and_by_its_name(make_server):
         socketcand.SocketcandServer("COM 8", beacon=False)
 
 
+def warnings_of(served):
+    return [text for level, text in served.log if level == "warning"]
+
+
 def test_refused_transmits_say_why_and_name_the_flag(make_server):
     server = make_server(source=FakeSource())
     peer = Peer(server.port).open_raw()
     peer.send(b"< send 123 2 1 f1 >")
     assert peer.element() == b"< error transmit disabled >"
-    warnings = [text for level, text in server.log if level == "warning"]
+    assert wait_until(lambda: warnings_of(server))  # the reply is sent first, then the line
+    warnings = warnings_of(server)
     assert len(warnings) == 1 and "transmit of 123#01F1 refused: transmit is off: serve with " \
         "--allow-transmit" in warnings[0]
     outside = make_server(source=FakeSource(), allow_transmit=True,
@@ -302,8 +308,10 @@ def test_refused_transmits_say_why_and_name_the_flag(make_server):
     peer = Peer(outside.port).open_raw()
     peer.send(b"< send 123 0 >")
     assert peer.element() == b"< error transmit disabled >"
-    assert "127.0.0.1 is outside the networks allowed to transmit (10.0.0.0/8): add it with " \
-        "--allow" in outside.log[-1][1]
+    assert wait_until(lambda: warnings_of(outside))
+    warnings = warnings_of(outside)  # not the log's last line: the core thread logs "connected"
+    assert len(warnings) == 1 and "127.0.0.1 is outside the networks allowed to transmit " \
+        "(10.0.0.0/8): add it with --allow" in warnings[0]
 
 
 def test_fd_frame_for_a_classic_bus_is_refused_before_the_source(make_server):

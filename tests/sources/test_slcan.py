@@ -195,6 +195,7 @@ def test_bad_settings(kwargs, message):
         SlcanSource("socket://127.0.0.1:1", **kwargs)
 
 
+@pytest.mark.serial
 def test_serve_30000_frames_per_second_every_frame_intact(cancorder_process, slcan_emulator):
     """A paced stream at 30,000 frames/s for 3 s through serve: nothing lost or altered."""
     proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
