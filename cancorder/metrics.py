@@ -18,6 +18,9 @@ from .listeners import bind_listener
 
 MAX_CONNECTIONS = 16  # at once: a scraper, a probe or two and room to spare
 ACCEPT_BACKLOG = 2048  # (the kernel caps it at net.core.somaxconn, 4096 on current Linux)
+ACCEPT_BATCH = 32  # connections taken from that queue per turn of the loop: a flood never
+# holds many more descriptors than MAX_CONNECTIONS, and a probe behind it comes in turn
+ACCEPT_RETRY = 0.1  # s before accepting again after accept() failed (out of descriptors)
 MAX_REQUEST = 8 << 10  # bytes of request line and headers (a scrape sends a few hundred)
 REQUEST_TIMEOUT = 5.0  # s for a whole request to arrive, and for its answer to be taken
 
@@ -195,15 +198,14 @@ class MetricsServer:
     def _run(self, listeners):
         loop = self._loop
         asyncio.set_event_loop(loop)
-        servers = []
         try:
-            # started as a task, not run_until_complete: a close() that comes first then just
-            # stops the loop (stopping run_until_complete early raises in this thread)
-            loop.create_task(self._start_servers(listeners, servers))
+            for sock in listeners:  # bound and listening already: clients queue meanwhile
+                sock.setblocking(False)
+                loop.add_reader(sock, self._accept, sock)
             loop.run_forever()
         finally:
-            for server in servers:
-                server.close()
+            for sock in listeners:
+                loop.remove_reader(sock)
             for writer in list(self._open):
                 writer.transport.abort()
             for sock in listeners:
@@ -214,10 +216,31 @@ class MetricsServer:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
-    async def _start_servers(self, listeners, servers):
-        for sock in listeners:  # bound and listening already: clients queue meanwhile
-            servers.append(await asyncio.start_server(self._connection, sock=sock,
-                                                      limit=MAX_REQUEST))
+    def _accept(self, listener):
+        """Take a few connections from the kernel's queue (asyncio's own server takes as many
+        as its backlog at once: under a flood, more descriptors than the process may have, and
+        then it stops accepting for a whole second)."""
+        loop = self._loop
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, mostly: said, and tried again soon
+                self._loop_error(loop, {"message": "accepting a connection failed",
+                                        "exception": exc})
+                loop.remove_reader(listener)
+                loop.call_later(ACCEPT_RETRY, loop.add_reader, listener, self._accept, listener)
+                return
+            loop.create_task(self._serve(sock))
+
+    async def _serve(self, sock):
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_REQUEST)
+        except OSError:
+            sock.close()
+            return
+        await self._connection(reader, writer)
 
     async def _connection(self, reader, writer):
         self._open[writer] = True
