@@ -39,6 +39,7 @@ class BusSnapshot:
     clients: int = 0
     clients_dropped_lag: int = 0
     reopens: int = 0
+    frames_dropped: int = 0  # frames the kernel dropped before the source read them
     seconds_since_frame: float = math.nan  # NaN: no frame yet
     skipped: dict = dataclasses.field(default_factory=dict)  # kind -> count
     sinks: dict = dataclasses.field(default_factory=dict)  # sink name -> its stats() dict
@@ -63,6 +64,8 @@ class BusCollector:
             "bytes_sent": "Bytes written to ECUconnect clients (all clients together)",
             "clients_dropped_lag": "Clients dropped because they fell too far behind",
             "adapter_reopens": "Times the adapter was lost and opened again",
+            "frames_dropped": "Frames lost before cancorder read them (SocketCAN: the "
+                              "kernel's drop counter, SO_RXQ_OVFL)",
         }
         gauges = {
             "clients_connected": "ECUconnect clients connected now",
@@ -75,6 +78,7 @@ class BusCollector:
             "bytes_sent": lambda b: b.bytes_sent,
             "clients_dropped_lag": lambda b: b.clients_dropped_lag,
             "adapter_reopens": lambda b: b.reopens,
+            "frames_dropped": lambda b: b.frames_dropped,
             "clients_connected": lambda b: b.clients,
             "adapter_up": lambda b: 1 if b.up else 0,
             "seconds_since_last_frame": lambda b: b.seconds_since_frame,
