@@ -12,7 +12,7 @@ generator and a client at the same time); the host waits for whatever files it n
 
 ``python vm.py collect HOST PORT FILE COUNT SECONDS`` (in the guest) connects to an ECUconnect
 port and writes the bytes it receives to FILE until COUNT records came or SECONDS passed
-without any.
+without any after the first.
 
 Booting needs an initramfs that can mount a 9p root: one is built once per kernel with
 ``mkinitramfs`` into CACHE (the image Debian installs has no 9p modules).
@@ -22,6 +22,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -162,6 +163,26 @@ class Command:
                 raise TimeoutError(f"guest command {self.number} still running after "
                                    f"{timeout} s:\n{self.stdout}\n{self.stderr}")
             time.sleep(0.05)
+
+    def wait_for(self, pattern, timeout=120.0, stream="stderr"):
+        """Wait for a line of the command's output matching ``pattern``; returns the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        ended = False
+        while True:
+            text = getattr(self, stream)
+            for line in text.splitlines():
+                match = regex.search(line)
+                if match:
+                    return match
+            if ended:  # its whole output was read after it ended
+                raise AssertionError(f"command {self.number} ended (exit {self.returncode}) "
+                                     f"without a line matching {pattern!r}:\n{text}")
+            ended = self.returncode is not None
+            self.vm.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} in {timeout} s:\n{text}")
+            time.sleep(0.1)
 
     def signal(self, sig=signal.SIGTERM):
         """Send ``sig`` to the command (inside the guest)."""
@@ -335,11 +356,11 @@ def _write_atomic(path, text):
 def collect(host, port, path, count, idle):
     """Receive ECUconnect bytes into ``path`` until ``count`` records or ``idle`` s of silence."""
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.settimeout(float(idle))
+    sock.settimeout(120.0)  # for the first bytes; then ``idle``
     count = int(count)
     data = bytearray()
     records = pos = 0
-    print("connected", flush=True)
+    print(f"connected {sock.getsockname()[1]}", flush=True)
     with open(path, "wb") as out:
         while records < count:
             try:
@@ -348,6 +369,7 @@ def collect(host, port, path, count, idle):
                 break
             if not chunk:
                 break
+            sock.settimeout(float(idle))
             out.write(chunk)
             out.flush()
             data += chunk

@@ -10,8 +10,9 @@ compiled code (cancorder._fast.socketcan). What the kernel knows comes with them
   process), and still applied in ``Source.read`` like every source's;
 - receive times from SO_TIMESTAMPING: the adapter's hardware stamp where the driver gives one,
   the kernel's software stamp otherwise (said once, at the first frame);
-- the socket's drop counter (SO_RXQ_OVFL): frames the kernel dropped because this process did
-  not read them in time are counted (``dropped``), not invisible;
+- the socket's drop counter (SO_RXQ_OVFL with the frames, SO_MEMINFO when the bus is quiet):
+  frames the kernel dropped because this process did not read them in time are counted
+  (``dropped``), not invisible;
 - error frames (CAN_RAW_ERR_FILTER): the bus state (error active / warning / passive / bus
   off, restarted) is logged when it changes and counted;
 - the interface going down (ENETDOWN) or away (ENODEV) is a lost adapter: the server reopens
@@ -49,6 +50,8 @@ CAN_INV_FILTER = 0x20000000
 CAN_ERR_MASK = 0x1FFFFFFF
 SO_TIMESTAMPING = 37
 SO_RXQ_OVFL = 40
+SO_MEMINFO = 55
+SK_MEMINFO_DROPS = 8  # the index of the socket's drop counter in SO_MEMINFO's u32 array
 # SOF_TIMESTAMPING_RX_HARDWARE | RX_SOFTWARE | SOFTWARE | RAW_HARDWARE
 TIMESTAMPING_FLAGS = 0x04 | 0x08 | 0x10 | 0x40
 MSG_DONTWAIT = 0x40
@@ -240,6 +243,7 @@ class SocketcanSource(Source):
             if count < 0 and failure not in (errno.EAGAIN, errno.EINTR):
                 self._lost(failure)
             if not self._poll.poll(timeout * 1000.0):
+                self._refresh_drops(self.sock)
                 return b""
             count = _recvmmsg()(self._fd, self._headers_address, BATCH, MSG_DONTWAIT, None)
             if count < 0:
@@ -267,6 +271,18 @@ class SocketcanSource(Source):
                 how = "stamped on arrival (the kernel gave no timestamps)"
             log.info(f"{self.description}: {how}")
         return records
+
+    def _refresh_drops(self, sock):
+        """The socket's drop counter asked directly: SO_RXQ_OVFL tells it only with the next
+        frame received after a drop, and a flood may be followed by silence."""
+        try:
+            info = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * (SK_MEMINFO_DROPS + 1))
+        except OSError:
+            return
+        drops = struct.unpack_from("=I", info, 4 * SK_MEMINFO_DROPS)[0] \
+            if len(info) >= 4 * (SK_MEMINFO_DROPS + 1) else 0
+        if drops > self.unpacker.dropped:
+            self.unpacker.dropped = drops
 
     def _lost(self, failure):
         why = {errno.ENETDOWN: "the interface went down", errno.ENODEV: "the interface is gone"}
@@ -328,6 +344,7 @@ class SocketcanSource(Source):
         sock, self.sock = self.sock, None
         if sock is None:
             return
+        self._refresh_drops(sock)  # a last look at its drop counter
         self.dropped_before += self.unpacker.dropped
         self.unpacker.dropped = 0
         self._poll = None
