@@ -93,6 +93,10 @@ class Source(abc.ABC):
     fd = None
     #: how to open the bus in CAN FD mode, said when a CAN FD frame is refused
     fd_advice = "serve it with --fd"
+    #: the CAN controller's state as the adapter reports it ("error active", "error warning",
+    #: "error passive", "bus off"); None where the source cannot tell. The status line,
+    #: /healthz and the metrics show it.
+    bus_state = None
 
     def __init__(self, record_filter=None):
         self.packer = wire.Packer()

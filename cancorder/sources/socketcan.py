@@ -132,8 +132,9 @@ class SocketcanSource(Source):
                              "SocketCAN source; add --opt backend=python-can to hand options "
                              "to python-can")
         if listen_only:
-            raise UsageError(f"--listen-only: set it on the interface: ip link set {channel} "
-                             "type can bitrate 500000 listen-only on")
+            raise UsageError(f"--listen-only: a socketcan interface cannot be put in listen-only "
+                             f"mode by a reader: set it on the interface (ip link set {channel} "
+                             "type can bitrate 500000 listen-only on)")
         self.channel = str(channel or "can0")
         self.kernel_stamps = timestamps == "adapter"
         self.requested_bitrate = bitrate

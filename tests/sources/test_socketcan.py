@@ -81,6 +81,17 @@ class Served:
         return figures
 
 
+HTTP_GET = ("import sys; from tests.helpers import http_get; "
+            "status, body = http_get(int(sys.argv[1]), sys.argv[2]); print(status); print(body)")
+
+
+def http_get_in(vm, port, path):
+    """(status, body) of a GET inside the guest (the metrics port is the guest's)."""
+    out = vm.run([PY, "-c", HTTP_GET, str(port), path], env={"PYTHONPATH": ROOT}).stdout
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
 def records_of(client, timeout=120):
     client.wait(timeout)
     with open(client.host_path, "rb") as f:
@@ -121,6 +132,31 @@ def test_every_frame_reaches_a_client_byte_for_byte_with_kernel_times(socketcan_
     assert states == ["error passive", "bus off", "error active"], log
 
 
+def test_bus_state_in_metrics_and_healthz(socketcan_vm):
+    """Error frames (from cansend, as a controller's driver sends them) set the bus state on
+    the metrics page and /healthz: error passive is said, bus off is unhealthy (503), a
+    restart makes it error active and healthy again."""
+    vm = socketcan_vm
+    served = Served(vm, "--metrics", "127.0.0.1:29700")
+    assert http_get_in(vm, 29700, "/healthz")[0] == 200
+
+    def state_after(frame, state):
+        vm.run(["cansend", "vcan0", frame])
+        served.proc.wait_for(rf"bus state {state} ")
+        return http_get_in(vm, 29700, "/metrics")[1], http_get_in(vm, 29700, "/healthz")
+
+    page, (status, body) = state_after("20000004#0010000000000000", "error passive")
+    assert re.search(r'cancorder_bus_state\{bus="[^"]+",state="error passive"\} 1\.0', page)
+    assert status == 200 and "error passive" in body
+    page, (status, body) = state_after("20000040#0000000000000000", "bus off")
+    assert 'state="bus off"} 1.0' in page and 'state="error passive"' not in page
+    assert status == 503 and "bus off" in body
+    page, (status, body) = state_after("20000100#0000000000000000", "error active")
+    assert 'state="error active"} 1.0' in page
+    assert status == 200 and body.startswith("ok")
+    served.stop()
+
+
 def test_filter_is_applied_in_the_kernel(socketcan_vm):
     """--filter 123:7FF: the frames outside it never reach the process (nothing is left for
     cancorder's own filter to count), those inside all arrive."""
@@ -141,7 +177,7 @@ def test_kernel_drops_are_counted_exactly(socketcan_vm):
     """While serve is stopped (SIGSTOP), a flood overfills its socket's receive buffer: the
     kernel drops frames, and the count cancorder reports equals what it did not receive."""
     vm = socketcan_vm
-    served = Served(vm)
+    served = Served(vm, "--metrics", "127.0.0.1:29701")
     client = served.client(idle=8)
     served.proc.signal(19)  # SIGSTOP
     try:
@@ -149,8 +185,11 @@ def test_kernel_drops_are_counted_exactly(socketcan_vm):
     finally:
         served.proc.signal(18)  # SIGCONT
     got = records_of(client)
+    page = http_get_in(vm, 29701, "/metrics")[1]
     figures = served.stop()
     assert figures.get("dropped", 0) > 0, served.proc.stderr
+    assert re.search(rf'cancorder_frames_dropped_total\{{bus="[^"]+"\}} {figures["dropped"]}\.0',
+                     page), page
     assert len(got) + figures["dropped"] == 5000
     assert figures["in"] == len(got)
     # what arrived is in order: the counter's data bytes climb (with gaps where drops were)
