@@ -50,9 +50,9 @@ class Served:
 
     ports = iter(range(29500, 29600))  # the guest's own loopback: nobody else listens there
 
-    def __init__(self, vm, *args, channel="vcan0"):
+    def __init__(self, vm, *args, channel="vcan0", program=(PY, "-m", "cancorder")):
         self.vm = vm
-        self.proc = vm.start([PY, "-m", "cancorder", "serve", "-i", "socketcan", "-c", channel,
+        self.proc = vm.start([*program, "serve", "-i", "socketcan", "-c", channel,
                               "--no-zeroconf", "--bind", "127.0.0.1", "-p",
                               str(next(self.ports)), *args],
                              env={"PYTHONPATH": ROOT})
