@@ -50,12 +50,12 @@ class Served:
 
     ports = iter(range(29500, 29600))  # the guest's own loopback: nobody else listens there
 
-    def __init__(self, vm, *args, channel="vcan0", program=(PY, "-m", "cancorder")):
+    def __init__(self, vm, *args, channel="vcan0", program=(PY, "-m", "cancorder"), env=None):
         self.vm = vm
         self.proc = vm.start([*program, "serve", "-i", "socketcan", "-c", channel,
                               "--no-zeroconf", "--bind", "127.0.0.1", "-p",
                               str(next(self.ports)), *args],
-                             env={"PYTHONPATH": ROOT})
+                             env={"PYTHONPATH": ROOT, **(env or {})})
         self.port = int(self.proc.wait_for(r"on TCP \S*:(\d+)").group(1))
         self._clients = 0
 
@@ -130,6 +130,19 @@ def test_every_frame_reaches_a_client_byte_for_byte_with_kernel_times(socketcan_
     assert "the kernel's software receive timestamps" in log
     states = re.findall(r"bus state (error passive|bus off|error active)", log)
     assert states == ["error passive", "bus off", "error active"], log
+
+
+def test_the_pure_twin_reads_the_kernel_alike(socketcan_vm):
+    """CANCORDER_PURE=1 (a Python install without the compiled core): the same records."""
+    vm = socketcan_vm
+    served = Served(vm, channel="vcanfd0", env={"CANCORDER_PURE": "1"})
+    client = served.client()
+    dump = vm.start(["candump", "-L", "-n", "200", "vcanfd0"])
+    vm.run("sleep 0.5; cangen vcanfd0 -m -g 1 -n 200", timeout=300)
+    assert dump.wait(120) == 0
+    assert records_of(client) == [frame[1:] for frame in parse_candump(dump.stdout)
+                                  if frame[0] == "data"]
+    served.stop()
 
 
 def test_bus_state_in_metrics_and_healthz(socketcan_vm):
