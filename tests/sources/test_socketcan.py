@@ -216,8 +216,11 @@ def test_interface_down_and_up_reopens_and_serves_on(socketcan_vm):
     client = served.client(count=200, idle=60)
     vm.run("cangen vcan0 -g 1 -n 100 -I 100 -L 8 -D i", timeout=300)
     vm.run("sleep 0.5; ip link set vcan0 down")
-    served.proc.wait_for(r"the interface went down; the server stays up and reopens it")
-    vm.run("sleep 1; ip link set vcan0 up")
+    try:
+        served.proc.wait_for(r"the interface went down; the server stays up and reopens it")
+        vm.run("sleep 1")
+    finally:  # the next tests need vcan0 up, whatever happened here
+        vm.run("ip link set vcan0 up")
     served.proc.wait_for(r"socketcan channel vcan0 is back; frames flow again")
     vm.run("cangen vcan0 -g 1 -n 100 -I 101 -L 8 -D i", timeout=300)
     got = records_of(client)
