@@ -98,13 +98,15 @@ def _read(path):
         return None
 
 
-def _ip_link_details():
-    """``ip -details -json link``, by interface name ({} when ip is missing or says nothing)."""
+def ip_link_details(name=None):
+    """``ip -details -json link`` (of one interface, or all), by interface name ({} when ip
+    is missing or says nothing). The SocketCAN source reads its bit rate and state here."""
     ip = shutil.which("ip")
     if ip is None:
         return {}
     try:
-        done = subprocess.run([ip, "-details", "-json", "link", "show"], capture_output=True,
+        done = subprocess.run([ip, "-details", "-json", "link", "show"]
+                              + (["dev", name] if name else []), capture_output=True,
                               text=True, timeout=5)
         links = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
     except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -122,7 +124,7 @@ def socketcan_interfaces():
                  if _read(os.path.join(root, name, "type")) == str(ARPHRD_CAN)]
     if not can_names:
         return []
-    details = _ip_link_details()
+    details = ip_link_details()
     found = []
     for name in can_names:
         operstate = (_read(os.path.join(root, name, "operstate")) or "unknown").lower()

@@ -42,6 +42,8 @@ class BusSnapshot:
     clients: int = 0
     clients_dropped_lag: int = 0
     reopens: int = 0
+    frames_dropped: int = 0  # frames the kernel dropped before the source read them
+    bus_state: str = ""  # the controller's state where the source knows it ("error passive")
     seconds_since_frame: float = math.nan  # NaN: no frame yet
     skipped: dict = dataclasses.field(default_factory=dict)  # kind -> count
     sinks: dict = dataclasses.field(default_factory=dict)  # sink name -> its stats() dict
@@ -66,6 +68,8 @@ class BusCollector:
             "bytes_sent": "Bytes written to ECUconnect clients (all clients together)",
             "clients_dropped_lag": "Clients dropped because they fell too far behind",
             "adapter_reopens": "Times the adapter was lost and opened again",
+            "frames_dropped": "Frames lost before cancorder read them (SocketCAN: the "
+                              "kernel's drop counter, SO_RXQ_OVFL)",
         }
         gauges = {
             "clients_connected": "ECUconnect clients connected now",
@@ -78,6 +82,7 @@ class BusCollector:
             "bytes_sent": lambda b: b.bytes_sent,
             "clients_dropped_lag": lambda b: b.clients_dropped_lag,
             "adapter_reopens": lambda b: b.reopens,
+            "frames_dropped": lambda b: b.frames_dropped,
             "clients_connected": lambda b: b.clients,
             "adapter_up": lambda b: 1 if b.up else 0,
             "seconds_since_last_frame": lambda b: b.seconds_since_frame,
@@ -100,6 +105,14 @@ class BusCollector:
                 if kind in bus.skipped:
                     skipped.add_metric([bus.name, kind], bus.skipped[kind])
         yield skipped
+        states = GaugeMetricFamily("cancorder_bus_state",
+                                   "1 for the CAN controller's present state (error active, "
+                                   "error warning, error passive, bus off), where the adapter "
+                                   "reports it", labels=["bus", "state"])
+        for bus in buses:
+            if bus.bus_state:
+                states.add_metric([bus.name, bus.bus_state], 1)
+        yield states
         # every number a sink reports in stats(): cancorder_<sink>_<stat>{bus}, e.g.
         # cancorder_recording_bytes, cancorder_recording_files, cancorder_recording_errors
         sink_families = {}
@@ -124,10 +137,17 @@ def _metric_name(text):
 def health(buses):
     """(ok, one line) for /healthz."""
     down = [bus for bus in buses if not bus.up]
+    # a controller that is not error active is said; one that is bus off carries no frames
+    troubled = [f'bus "{bus.name}" {bus.bus_state}' for bus in buses
+                if bus.up and bus.bus_state and bus.bus_state != "error active"]
+    bus_off = any(bus.up and bus.bus_state == "bus off" for bus in buses)
     if not down:
-        return True, f"ok: {len(buses)} bus{'es' if len(buses) != 1 else ''} up"
-    return False, "; ".join(f'bus "{bus.name}" down: {bus.down_reason or "not open"}'
-                            for bus in down)
+        line = f"ok: {len(buses)} bus{'es' if len(buses) != 1 else ''} up"
+        if troubled:
+            line = "; ".join(troubled) if bus_off else f"{line}; " + "; ".join(troubled)
+        return not bus_off, line
+    return False, "; ".join([f'bus "{bus.name}" down: {bus.down_reason or "not open"}'
+                             for bus in down] + troubled)
 
 
 def build_registry(snapshot):

@@ -279,6 +279,22 @@ def test_serve_virtual(exe_process):
     assert _stop(server.proc) == 0
 
 
+def test_serve_socketcan_in_the_vm(exe, socketcan_vm):
+    """The executable's own SocketCAN reader (its compiled unpacker) serves vcan0 in the test
+    VM: every frame cangen sends reaches a client as candump saw it."""
+    from tests.sources.test_socketcan import Served, parse_candump, records_of
+
+    vm = socketcan_vm
+    served = Served(vm, program=(exe,))
+    client = served.client()
+    dump = vm.start(["candump", "-L", "-n", "300", "vcan0"])
+    vm.run("sleep 0.5; cangen vcan0 -g 1 -n 300 -L i -D i", timeout=300)
+    assert dump.wait(120) == 0
+    assert records_of(client) == [frame[1:] for frame in parse_candump(dump.stdout)]
+    served.stop()
+    assert "the kernel's software receive timestamps" in served.proc.stderr
+
+
 def test_socketcand_in_the_executable(exe_process, slcan_emulator):
     """The compiled socketcand encoder and reader are in the executable: python-can's own
     socketcand client receives from it and transmits through it."""

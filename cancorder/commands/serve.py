@@ -36,7 +36,9 @@ def add_subparser(subparsers, common):
                           "Unix time); host: stamped on arrival (default: adapter)")
     bus.add_argument("--opt", dest="options", action="append", type=argtypes.backend_option,
                      default=[], metavar="KEY=VALUE",
-                     help="pass an option to the python-can backend (repeatable)")
+                     help="pass an option to the python-can backend (repeatable); "
+                          "backend=python-can reads socketcan and slcan through python-can "
+                          "instead of cancorder's own readers")
     sa.add_server_arguments(parser)
     several = parser.add_argument_group("several buses")
     parser.command_line_flags += [
@@ -74,9 +76,18 @@ def source_from_args(args):
 
     def make_source(interface, channel):
         options = dict(args.options)
-        backend = options.pop("slcan_backend", "cancorder")
+        backend = options.pop("backend", None)
+        backend = options.pop("slcan_backend", None) or backend or "cancorder"
         sa.check(backend in ("cancorder", "python-can"),
-                 "--opt slcan_backend: use cancorder (the default) or python-can")
+                 "--opt backend: use cancorder (the default) or python-can")
+        if interface == "socketcan" and backend == "cancorder":
+            from ..sources.socketcan import SocketcanSource
+
+            sa.check(not args.data_bitrate, "--data-bitrate: set it on the interface (ip link "
+                                            "set CHANNEL type can ... dbitrate N fd on)")
+            return SocketcanSource(channel or "can0", record_filter=record_filter,
+                                   timestamps=args.timestamps, bitrate=args.bitrate,
+                                   listen_only=args.listen_only, options=options)
         if interface == "slcan" and backend == "cancorder":
             from ..sources.slcan import SlcanSource
 

@@ -37,6 +37,7 @@ class SourceCounters:
     filtered: int = 0  # frames --filter held back
     overruns: int = 0  # the adapter reported lost frames
     bus_errors: int = 0  # the adapter reported bus errors
+    dropped: int = 0  # frames the kernel dropped before cancorder read them (SO_RXQ_OVFL)
 
     @property
     def received(self):
@@ -48,7 +49,7 @@ class SourceCounters:
         """``frames in N, out N, skipped remote N, ...`` for the totals line."""
         text = (f"frames in {self.received:,}, out {self.frames:,}, skipped remote "
                 f"{self.remote:,}, error {self.error:,}, invalid {self.invalid:,}")
-        for name in ("garbage", "filtered", "overruns", "bus_errors"):
+        for name in ("garbage", "filtered", "overruns", "bus_errors", "dropped"):
             value = getattr(self, name)
             if value:
                 text += f", {name.replace('_', ' ')} {value:,}"
@@ -92,6 +93,10 @@ class Source(abc.ABC):
     fd = None
     #: how to open the bus in CAN FD mode, said when a CAN FD frame is refused
     fd_advice = "serve it with --fd"
+    #: the CAN controller's state as the adapter reports it ("error active", "error warning",
+    #: "error passive", "bus off"); None where the source cannot tell. The status line,
+    #: /healthz and the metrics show it.
+    bus_state = None
 
     def __init__(self, record_filter=None):
         self.packer = wire.Packer()

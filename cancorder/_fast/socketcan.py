@@ -1,0 +1,173 @@
+"""SocketCAN frames, as one ``recvmmsg`` call leaves them, straight into wire records.
+
+The SocketCAN source (cancorder/sources/socketcan.py) owns the socket and calls ``recvmmsg``
+(through ctypes: one call per batch) on the buffers of a ``FrameUnpacker``: ``headers`` (one
+``struct mmsghdr`` per slot), ``frames`` (one ``struct canfd_frame`` per slot) and ``control``
+(each slot's ancillary data). ``unpack(count, now_us)`` then walks them once: the frame, its
+kernel receive time (SO_TIMESTAMPING: the hardware stamp where the driver gives one, else the
+software one) and the socket's drop counter (SO_RXQ_OVFL), and writes the records. No
+python-can Message, no Python object per frame. It also resets each slot's control length for
+the next call (the kernel overwrites it).
+
+Layouts (Linux, 64-bit, little-endian: the only place AF_CAN exists for cancorder):
+    struct mmsghdr    64 bytes: msg_control at 32, msg_controllen at 40, msg_len at 56
+    struct canfd_frame 72 bytes: can_id (u32, with EFF/RTR/ERR flags), len, flags, 2 pad,
+                       data at 8; a classic frame is its first 16 bytes (msg_len 16)
+    struct cmsghdr    16 bytes (u64 len, i32 level, i32 type), data 8-aligned
+"""
+try:
+    import cython
+except ImportError:  # Cython is a build dependency only; the pure twin runs without it
+    from . import _nocython as cython
+
+from .wire import FLAG_BRS, FLAG_ESI, FLAG_EXT, FLAG_FD, MAX_RECORD_SIZE
+
+if not cython.compiled:  # compiled, socketcan.pxd cimports them: C calls
+    from .wire import put_header, valid_length
+
+CAN_EFF_FLAG = 0x80000000
+CAN_RTR_FLAG = 0x40000000
+CAN_ERR_FLAG = 0x20000000
+CAN_EFF_MASK = 0x1FFFFFFF
+CAN_SFF_MASK = 0x7FF
+CANFD_BRS = 0x01
+CANFD_ESI = 0x02
+CANFD_FDF = 0x04
+CAN_MTU = 16
+CANFD_MTU = 72
+HEADER_SLOT = 64  # sizeof(struct mmsghdr)
+FRAME_SLOT = 72  # sizeof(struct canfd_frame)
+#: one SCM_TIMESTAMPING (16 + 48) and one SO_RXQ_OVFL (16 + 4, padded to 24) per frame
+CONTROL_SLOT = 128
+SOL_SOCKET = 1
+SCM_TIMESTAMPING = 37  # SO_TIMESTAMPING_OLD: three struct timespec (software, -, hardware)
+SO_RXQ_OVFL = 40
+
+
+def le32(p, pos):
+    """The little-endian 32-bit number at p[pos:pos + 4]."""
+    return p[pos] | (p[pos + 1] << 8) | (p[pos + 2] << 16) | (p[pos + 3] << 24)
+
+
+def le64(p, pos):
+    """The little-endian 64-bit number at p[pos:pos + 8] (timestamps, lengths: below 2^63)."""
+    return le32(p, pos) | (le32(p, pos + 4) << 32)
+
+
+def put_le64(p, pos, value):
+    i = 0
+    while i < 8:
+        p[pos + i] = (value >> (8 * i)) & 0xFF
+        i += 1
+
+
+class FrameUnpacker:
+    """The buffers of ``slots`` messages for recvmmsg, and the loop that reads them.
+
+    Counters: ``frames`` (data frames turned into records), ``remote``, ``error`` (error
+    frames: each also kept in ``error_frames`` as ``(class bits, data)`` for the bus state),
+    ``invalid``, ``hardware``/``software`` (frames stamped by the adapter / by the kernel;
+    neither: stamped with ``now_us``), ``dropped`` (the socket's drop counter, as last seen).
+    """
+
+    def __init__(self, slots):
+        self.slots = slots
+        self.headers = bytearray(slots * HEADER_SLOT)
+        self.frames = bytearray(slots * FRAME_SLOT)
+        self.control = bytearray(slots * CONTROL_SLOT)
+        self._out = bytearray(slots * MAX_RECORD_SIZE)
+        self.packed = 0
+        self.remote = 0
+        self.error = 0
+        self.invalid = 0
+        self.hardware = 0
+        self.software = 0
+        self.dropped = 0
+        self.error_frames = []
+        i = 0
+        while i < slots:
+            put_le64(self.headers, i * HEADER_SLOT + 40, CONTROL_SLOT)
+            i += 1
+
+    def unpack(self, count, now_us):
+        """Records of the first ``count`` messages recvmmsg filled; bytes."""
+        if cython.compiled:
+            h = cython.cast(cython.p_uchar, self.headers)
+            f = cython.cast(cython.p_uchar, self.frames)
+            c = cython.cast(cython.p_uchar, self.control)
+            out = cython.cast(cython.p_uchar, self._out)
+        else:
+            h, f, c, out = self.headers, self.frames, self.control, self._out
+        ext_flag, fd_flag, brs_flag, esi_flag = FLAG_EXT, FLAG_FD, FLAG_BRS, FLAG_ESI
+        o = 0
+        i = 0
+        while i < count:
+            hp = i * HEADER_SLOT
+            fp = i * FRAME_SLOT
+            size = le32(h, hp + 56)
+            # the ancillary data: when the kernel received the frame, and its drop counter
+            cp = i * CONTROL_SLOT
+            cend = cp + le64(h, hp + 40)
+            put_le64(h, hp + 40, CONTROL_SLOT)  # for the next call
+            micros = now_us
+            while cp + 16 <= cend:
+                clen = le64(c, cp)
+                if clen < 16:
+                    break
+                if le32(c, cp + 8) == SOL_SOCKET:
+                    kind = le32(c, cp + 12)
+                    if kind == SCM_TIMESTAMPING and clen >= 64:
+                        seconds = le64(c, cp + 48)
+                        nanos = le64(c, cp + 56)
+                        if seconds or nanos:
+                            self.hardware += 1
+                        else:
+                            seconds = le64(c, cp + 16)
+                            nanos = le64(c, cp + 24)
+                            if seconds or nanos:
+                                self.software += 1
+                        if seconds or nanos:
+                            micros = seconds * 1000000 + nanos // 1000
+                    elif kind == SO_RXQ_OVFL and clen >= 20:
+                        self.dropped = le32(c, cp + 16)
+                cp += (clen + 7) & ~7
+            i += 1
+            raw_id = le32(f, fp)
+            n = f[fp + 4]
+            if raw_id & CAN_ERR_FLAG:
+                self.error += 1
+                if n > 8:
+                    n = 8
+                self.error_frames.append((raw_id & CAN_EFF_MASK, bytes(self.frames[fp + 8:fp + 8 + n])))
+                continue
+            if raw_id & CAN_RTR_FLAG:
+                self.remote += 1
+                continue
+            if raw_id & CAN_EFF_FLAG:
+                can_id = raw_id & CAN_EFF_MASK
+                flags = ext_flag
+            else:
+                can_id = raw_id & CAN_SFF_MASK
+                flags = 0
+            if size == CANFD_MTU:
+                flags |= fd_flag
+                if f[fp + 5] & CANFD_BRS:
+                    flags |= brs_flag
+                if f[fp + 5] & CANFD_ESI:
+                    flags |= esi_flag
+                if n > 64 or not valid_length(n, True):
+                    self.invalid += 1
+                    continue
+            elif size != CAN_MTU or n > 8:
+                self.invalid += 1
+                continue
+            start = put_header(out, o, micros, can_id, flags, n)
+            if cython.compiled:
+                memcpy(out + start, f + fp + 8, n)
+            else:
+                out[start:start + n] = f[fp + 8:fp + 8 + n]
+            o = start + n
+            self.packed += 1
+        if cython.compiled:
+            return PyBytes_FromStringAndSize(cython.cast(cython.p_char, out), o)
+        return bytes(memoryview(self._out)[:o])
