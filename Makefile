@@ -62,7 +62,7 @@ run: dev
 # compute (the parallel pass took 226 s with 4 workers, 347 s with 2).
 TEST_WORKERS ?= 4
 define run_suite
-$(1) -m pytest -q -n $(TEST_WORKERS) -m 'not exe and not serial' $(PYTEST_ARGS); a=$$?; \
+$(1) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m 'not exe and not serial' $(PYTEST_ARGS); a=$$?; \
 $(1) -m pytest -q -p no:xdist -m 'serial and not exe' $(PYTEST_ARGS); b=$$?; \
 	[ $$a -ne 5 ] || a=0; [ $$b -ne 5 ] || b=0; exit $$(( a ? a : b ))
 endef

@@ -35,6 +35,14 @@ def pytest_configure(config):
                         "(run `make dev`)", 2)
 
 
+def pytest_collection_modifyitems(config, items):
+    # the VM is booted once per test process: under pytest-xdist (make test's --dist loadgroup)
+    # every test that uses it goes to one worker, so the suite boots one VM, not one a worker
+    for item in items:
+        if "socketcan_vm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("socketcan_vm"))
+
+
 @pytest.fixture(params=["compiled", "pure"])
 def fast(request):
     """The _fast modules of one variant: every test that takes it runs on both."""

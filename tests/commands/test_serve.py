@@ -240,6 +240,18 @@ def _run(*args, env=None):
                           text=True, env=env or cancorder_env(), timeout=60)
 
 
+def _without_libusb(tmp_path):
+    """An environment whose Python finds no libusb (pyusb looks it up through
+    ctypes.util.find_library), whether or not this machine has it (installing qemu brings it)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import ctypes.util\n"
+        "_find = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda name: None if 'usb' in name else _find(name)\n")
+    env = cancorder_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    return env
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["serve", "-i", "nosuch"], 2, "unknown interface 'nosuch': use one of"),
     (["serve", "-i", "gs_usb"], 1, "gs_usb needs libusb"),
@@ -273,9 +285,10 @@ def _run(*args, env=None):
     (["mock-uds", "--tester-i", "7E0"], 2, "(flags are written in full: --tester-id)"),
     (["serve", "--log-form", "json"], 2, "(flags are written in full: --log-format)"),
 ])
-def test_bad_input_one_clear_line(args, code, message):
+def test_bad_input_one_clear_line(args, code, message, tmp_path):
     """Ours and argparse's alike: exactly one line, no usage block, no library warnings."""
-    done = _run(*args, "--no-zeroconf")
+    env = _without_libusb(tmp_path) if "libusb" in message else None
+    done = _run(*args, "--no-zeroconf", env=env)
     assert done.returncode == code, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
