@@ -1,0 +1,47 @@
+"""``cancorder gen`` served like a bus, as a subprocess, to real stream clients."""
+import time
+
+from cancorder.generator import Timeline, TrafficSettings
+from tests.helpers import StreamClient
+
+
+def receive_until_closed(client, timeout=60.0):
+    assert client.closed.wait(timeout), \
+        f"the server did not end the stream ({len(client.frames)} frames so far)"
+    assert client.error is None, client.error
+    client.decoder.finish()
+    return client.frames
+
+
+def test_exact_count_at_an_exact_rate_from_the_first_client_then_exit_0(cancorder_process):
+    server = cancorder_process("gen", "--no-zeroconf", "--data-mode", "quality-test", "--id",
+                               "7E0", "--test-id", "9", "-r", "2000", "-n", "3000", "--seed",
+                               "11")
+    port = server.port()
+    server.wait_for("starts when a client connects")
+    time.sleep(1.0)  # nothing is generated (or lost) before a client comes
+    client = StreamClient(port)
+    frames = receive_until_closed(client)
+    assert server.proc.wait(30) == 0, server.log
+    assert len(frames) == 3000
+    # the payloads are the generator's with the same seed, byte for byte
+    timeline = Timeline(TrafficSettings(seed=11, rate=2000.0, count=3000,
+                                        data_mode="quality-test", exact_id=0x7E0, test_id=9))
+    expected = timeline.frames(3000)
+    assert [(f[1], f[2], bytes(f[3])) for f in frames] == expected
+    # stamped at their due instants: exactly 500 us apart
+    stamps = [f[0] for f in frames]
+    assert {b - a for a, b in zip(stamps, stamps[1:])} == {500}
+    assert "frames in 3,000, out 3,000" in server.log
+
+
+def test_bad_combinations_are_one_error_line(cancorder_process):
+    for args, words in ((("--data-mode", "quality-test"), "needs --id"),
+                        (("--id-max", "1FFFFFFF"), "--id-kind extended"),
+                        (("--dlc-max", "12"), "add --fd"),
+                        (("--brs",), "add --fd"),
+                        (("--pty", "--record", "x.log"), "--record cannot apply")):
+        proc = cancorder_process("gen", "--no-zeroconf", *args)
+        assert proc.proc.wait(20) == 2
+        lines = [line for line in proc.log.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.log
