@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "gen"]
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "gen", "mock_slcan"]
 
 
 def version_text():

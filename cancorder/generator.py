@@ -126,6 +126,15 @@ class Timeline:
         self.started = time.monotonic()
         self.started_us = time.time_ns() // 1000
 
+    def resume(self):
+        """After a pause (the pty's channel closed): the next frame is due now, not all those
+        that fell due meanwhile at once."""
+        if self.started is not None and self.schedule.rate:
+            late = -self.wait_time()
+            if late > 0:
+                self.started += late
+                self.started_us += round(late * 1e6)
+
     @property
     def sent(self):
         return self.maker.sent
