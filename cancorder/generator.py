@@ -6,6 +6,7 @@ The frames themselves come from ``_fast/traffic.FrameMaker``; this module only c
 """
 import dataclasses
 import math
+import sys
 import time
 
 from ._fast import traffic
@@ -172,3 +173,36 @@ class Timeline:
     def frames(self, n):
         """The next ``n`` frames as (id, flags, data)."""
         return self.maker.frames(n, [us // 1000 for us in self._instants(n)])
+
+
+class LiveStats:
+    """On a terminal, one line rewritten every second: frames sent, the rate, outages (the
+    --pty adapter and gen -i; a served generator has --stats)."""
+
+    def __init__(self, stream=None, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.clock = clock
+        self.enabled = self.stream.isatty()
+        self._started = self._next = None
+        self._last_sent = 0
+        self._last_at = None
+
+    def tick(self, sent, note=""):
+        if not self.enabled:
+            return
+        now = self.clock()
+        if self._next is None:
+            self._started, self._next, self._last_at = now, now + 1.0, now
+            return
+        if now < self._next:
+            return
+        rate = (sent - self._last_sent) / (now - self._last_at)
+        self.stream.write(f"\r{sent:,} frames sent, {rate:,.0f} frames/s, "
+                          f"{now - self._started:,.0f} s{note}   ")
+        self.stream.flush()
+        self._next, self._last_sent, self._last_at = now + 1.0, sent, now
+
+    def done(self):
+        if self.enabled and self._next is not None:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -2,6 +2,7 @@
 data modes, byte for byte), served like a bus (every serving flag), or as a virtual SLCAN
 adapter on a pseudo-terminal (--pty; ``cancorder mock-slcan`` is that mode)."""
 from . import _server_args as sa
+from ._adapter_args import adapter_source, add_adapter_arguments
 from ._traffic_args import add_traffic_arguments, traffic_settings
 
 
@@ -23,6 +24,9 @@ def add_subparser(subparsers, common):
                                    "pseudo-terminal (its path is printed), for cancorder serve "
                                    "-i slcan -c /dev/pts/N or any SLCAN client; it sends once "
                                    "its channel is opened")
+    add_adapter_arguments(parser.add_argument_group(
+        "onto a bus (-i: send instead of serving; -c, -b, --data-bitrate, --opt as in serve)"),
+        reads=False)
     dump = output.add_argument("--dump", action="store_true",
                                help="with --pty: print each frame sent as a candump line "
                                     "(serving: -v prints them)")
@@ -41,12 +45,24 @@ SOURCES = {"gen": sa.SourceKind()}
 def _do_gen(args):
     settings = traffic_settings(args)
     reporter = sa.make_reporter(args)
+    sa.check(not (args.pty and args.interface), "--pty offers an adapter, -i sends onto one: "
+                                                "choose one")
+    serving_only = [flag for flag, given in (("--async", args.free_running),
+                                             ("-p/--port", args.port),
+                                             ("--record", args.record),
+                                             ("--mqtt", getattr(args, "mqtt", None)),
+                                             ("--socketcand", getattr(args, "socketcand", None)))
+                    if given]
+    if args.interface:
+        sa.check(not serving_only, f"-i sends onto a bus instead of serving: "
+                                   f"{', '.join(serving_only)} cannot apply (leave it out)")
+        return _onto_bus(args, settings, reporter)
+    sa.check(args.channel is None, "-c/--channel names the adapter of -i: add -i (e.g. -i "
+                                   "socketcan -c can0)")
     if args.pty:
-        serving = [flag for flag, given in (("--async", args.free_running),
-                                            ("-p/--port", args.port), ("--record", args.record))
-                   if given]
-        sa.check(not serving, f"--pty offers the traffic on a pseudo-terminal instead of "
-                              f"serving it: {', '.join(serving)} cannot apply (leave it out)")
+        sa.check(not serving_only, f"--pty offers the traffic on a pseudo-terminal instead of "
+                                   f"serving it: {', '.join(serving_only)} cannot apply (leave "
+                                   "it out)")
         from ..slcan_pty import run_adapter
 
         return run_adapter(settings, reporter, dump=args.dump)
@@ -56,6 +72,24 @@ def _do_gen(args):
                   + ("" if args.free_running else "; it starts when a client connects "
                                                   "(--async: at once)"))
     return sa.serve(_source(args, settings), args)
+
+
+def _onto_bus(args, settings, reporter):
+    from ..bus_sender import BusSender
+    from ..generator import LiveStats, Timeline
+    from ..report import plural
+
+    source = adapter_source(args, args.interface, args.channel)
+    sender = BusSender(Timeline(settings), source, live=LiveStats())
+    reporter.info(f"sending {settings.describe()} onto {source.description}")
+    try:
+        reason = sender.run()
+    finally:
+        sender.live.done()
+    outages = f", {plural(sender.outages, 'outage')} survived" if sender.outages else ""
+    reporter.info(f"sent {plural(sender.sent, 'frame')} onto {source.description}{outages}; "
+                  f"stopped: {reason}")
+    return 0
 
 
 def source_from_args(args):
