@@ -10,7 +10,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-FAST_MODULES = ["wire", "broadcast", "slcan", "socketcand", "logfile"]
+FAST_MODULES = ["wire", "broadcast", "slcan", "socketcand", "logfile", "traffic"]
 REQUIRE = os.environ.get("CANCORDER_REQUIRE_CYTHON", "") not in ("", "0")
 SKIP = os.environ.get("CANCORDER_SKIP_CYTHON", "") not in ("", "0")
 

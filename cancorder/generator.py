@@ -170,6 +170,10 @@ class Timeline:
         return self.maker.records(n, [base + us for us in offsets],
                                   [us // 1000 for us in offsets])
 
+    def slcan_lines(self, n):
+        """The next ``n`` frames as SLCAN lines (an adapter's, for the --pty output)."""
+        return self.maker.slcan_lines(n, [us // 1000 for us in self._instants(n)])
+
     def frames(self, n):
         """The next ``n`` frames as (id, flags, data)."""
         return self.maker.frames(n, [us // 1000 for us in self._instants(n)])

@@ -11,17 +11,19 @@ stopped: none is skipped). Writes the reader does not take yet wait (the schedul
 them), so a reader that keeps up gets every frame, and the exact count.
 """
 import errno
+import logging
 import os
 import select
 import sys
 import time
 import tty
 
-from .generator import Timeline
+from .generator import LiveStats, Timeline
 from .report import plural
 from .signals import stop_on_signals
 from .sources.slcan import frame_line
 
+log = logging.getLogger("cancorder")
 #: set-up commands answered with CR (a CANable's firmware accepts these)
 SETUP_COMMANDS = set("SsYMmXZFWUQ")
 VERSION_REPLY = b"V1013\r"
@@ -33,9 +35,10 @@ PENDING_LIMIT = 1 << 16
 
 
 class SlcanPtyAdapter:
-    def __init__(self, timeline, on_frame=None):
+    def __init__(self, timeline, on_frame=None, live=None):
         self.timeline = timeline
         self.on_frame = on_frame  # called with each sent frame's (id, flags, data): --dump
+        self.live = live  # generator.LiveStats, or None
         self.master, self._slave = os.openpty()
         # raw: no echo, no CR->NL, no line editing; the client sets its own modes on its fd
         tty.setraw(self._slave)
@@ -84,11 +87,15 @@ class SlcanPtyAdapter:
         if self.is_open and len(self._pending) < PENDING_LIMIT and timeline.started is not None:
             n = timeline.due_now(BATCH)
             if n:
-                frames = timeline.frames(n)
-                self._pending += b"".join(frame_line(*frame) for frame in frames)
-                if self.on_frame is not None:
+                if self.on_frame is None:
+                    self._pending += timeline.slcan_lines(n)  # one compiled loop
+                else:
+                    frames = timeline.frames(n)
+                    self._pending += b"".join(frame_line(*frame) for frame in frames)
                     for frame in frames:
                         self.on_frame(frame)
+                if self.live is not None:
+                    self.live.tick(timeline.sent)
                 self._flush()
 
     def _flush(self):
@@ -137,6 +144,9 @@ class SlcanPtyAdapter:
             self.is_open, self.listen_only = True, kind == "L"
             return b"\r"
         if kind == "C":
+            if self.is_open:
+                log.info(f"the client closed the channel: {plural(self.timeline.sent, 'frame')} "
+                         f"sent, {plural(self.received, 'transmitted frame')} taken so far")
             self.is_open = False
             return b"\r"
         if kind == "V":
@@ -166,7 +176,8 @@ def run_adapter(settings, reporter, dump=False):
             stamp = time.time_ns() // 1000
             sys.stdout.write(formatter.format([(stamp, frame[0], frame[1], frame[2])]))
 
-    adapter = SlcanPtyAdapter(timeline, on_frame=on_frame)
+    live = None if dump else LiveStats()  # --dump has stdout; the line would mix in
+    adapter = SlcanPtyAdapter(timeline, on_frame=on_frame, live=live)
     try:
         print(adapter.path, flush=True)
         reporter.info(f"a virtual SLCAN adapter on {adapter.path} ({settings.describe()}); "
@@ -175,6 +186,8 @@ def run_adapter(settings, reporter, dump=False):
         reason = adapter.run()
     finally:
         adapter.close()
+        if live is not None:
+            live.done()
     reporter.info(f"sent {plural(timeline.sent, 'frame')}, took "
                   f"{plural(adapter.received, 'transmitted frame')}; stopped: {reason}")
     return 0

@@ -57,7 +57,8 @@ def test_python_can_slcan_opens_it_reads_the_version_receives_and_transmits(canc
         bus.send(can.Message(arbitration_id=0x42, data=b"\x01\x02", is_extended_id=False))
         bus.send(can.Message(arbitration_id=0x1ABCDEF, data=b"", is_extended_id=True))
     finally:
-        bus.shutdown()
+        bus.shutdown()  # C: the adapter says what it took
+    adapter.wait_for("the client closed the channel: 300 frames sent, 2 transmitted frames")
     assert adapter.terminate() == 0
     assert "took 2 transmitted frames" in adapter.log
 

@@ -91,3 +91,34 @@ def test_burst_alternates_its_two_rates():
     assert schedule.due(0.5 + 0.55) == 506  # the low phase: 10 frames/s
     assert schedule.due(1.5) == 510 + 1  # the next high phase begins
     assert schedule.at(510) == pytest.approx(1.5) and schedule.at(505) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(data_mode="random", id_kind="mixed", id_max=0x1FFFFFFF, fd=True, brs=True,
+         length_max=64),
+    dict(data_mode="quality-test", exact_id=0x7E0, test_id=200),
+    dict(data_mode="quality-test", exact_id=0x18DAF110, fd=True, length_min=8, length_max=64),
+    dict(data_mode="counter", id_mode="sequential", id_min=0x7F0, id_max=0x7FF),
+    dict(data_mode="sequence", id_kind="extended", id_max=0x1FFFFFFF),
+])
+def test_the_compiled_loop_and_its_pure_twin_make_the_same_bytes(fast, settings):
+    """records, SLCAN lines and (id, flags, data) of one variant against the frames the
+    generator makes, encoded by the tested encoders (wire records, SLCAN transmit lines)."""
+    from cancorder._fast import wire
+    from cancorder.sources.slcan import frame_line
+
+    count = 3000
+    millis = [k * 7 for k in range(count)]
+    stamps = [1_700_000_000_000_000 + k * 250 for k in range(count)]
+
+    def maker():
+        return fast.traffic.FrameMaker(77, **settings)
+
+    frames = maker().frames(count, millis)
+    assert len(frames) == count
+    assert maker().records(count, stamps, millis) == b"".join(
+        wire.pack_frame(stamp, *frame) for stamp, frame in zip(stamps, frames))
+    assert maker().slcan_lines(count, millis) == b"".join(frame_line(*f) for f in frames)
+    twin = fast.traffic.FrameMaker(77, **settings)
+    halves = twin.frames(1000, millis) + twin.frames(2000, millis[1000:])
+    assert halves == frames and twin.sent == count
