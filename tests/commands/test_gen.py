@@ -1,5 +1,8 @@
 """``cancorder gen`` served like a bus, as a subprocess, to real stream clients."""
+import re
 import time
+
+import pytest
 
 from cancorder.generator import Timeline, TrafficSettings
 from tests.helpers import StreamClient
@@ -45,3 +48,36 @@ def test_bad_combinations_are_one_error_line(cancorder_process):
         assert proc.proc.wait(20) == 2
         lines = [line for line in proc.log.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.log
+
+
+PROOF_RATE, PROOF_SECONDS = 10_000, 60
+
+
+@pytest.mark.long
+def test_proof_gen_to_serve_to_dump_check_60_s_at_10000_frames_per_second(cancorder_process,
+                                                                         tmp_path):
+    """The user's proof, end to end: gen's SLCAN adapter (pty) -> serve -i slcan -> dump
+    --check --strict: every one of 600,000 quality-test frames, nothing missing."""
+    count = PROOF_RATE * PROOF_SECONDS
+    adapter = cancorder_process("gen", "--pty", "--data-mode", "quality-test", "--id", "7E0",
+                                "-r", str(PROOF_RATE), "-n", str(count), "--seed", "26")
+    path = adapter.wait_for(r"virtual SLCAN adapter on (/dev/pts/\d+)").group(1)
+    # serve opens the port, waits sleep_after_open (as for a USB adapter), then opens the
+    # channel: the checker connects in between and sees the first frame
+    server = cancorder_process("serve", "-i", "slcan", "-c", path, "-b", "1M",
+                               "--no-zeroconf", "--opt", "sleep_after_open=3")
+    out = tmp_path / "proof.txt"
+    dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "--check", "--strict",
+                             "--expect", str(count), stdout=open(out, "w"))
+    deadline = time.monotonic() + PROOF_SECONDS * 3
+    while not re.search(rf"received {count:,},", dump.log):  # its status line, every 5 s
+        assert time.monotonic() < deadline, dump.log[-3000:]
+        time.sleep(1)
+    assert dump.terminate() == 0, dump.log  # --strict: 0, nothing lost
+    assert server.terminate() == 0
+    assert adapter.terminate() == 0
+    summary = out.read_text()
+    print(summary)
+    assert f"check: 7E0 quality-test: received {count:,}, missing 0, duplicate 0, reordered " \
+           "0, corrupt 0" in summary
+    assert "check: OK: nothing lost" in summary
