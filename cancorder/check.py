@@ -59,9 +59,10 @@ class Spacing:
 class Stream:
     """One checked stream: the frames of one id with sequence numbers (``width`` bits)."""
 
-    def __init__(self, can_id, kind):
+    def __init__(self, can_id, kind, channel=None):
         self.can_id = can_id
         self.kind = kind
+        self.channel = channel  # dump mqtt://: each logger's streams are their own
         self.width = 16 if kind == "quality-test" else 64
         self.received = 0
         self.duplicates = 0
@@ -197,10 +198,12 @@ class Stream:
     @property
     def label(self):
         width = 8 if self.can_id > 0x7FF else 3
-        return f"{self.can_id:0{width}X} {self.kind}"
+        where = f"{self.channel} " if self.channel else ""
+        return f"{where}{self.can_id:0{width}X} {self.kind}"
 
     def as_dict(self):
-        out = {"id": self.can_id, "mode": self.kind, "received": self.received,
+        out = {"id": self.can_id, "mode": self.kind, "channel": self.channel,
+               "received": self.received,
                "missing": self.missing, "gaps": self.gaps, "duplicates": self.duplicates,
                "reordered": self.reordered, "corrupt": self.corrupt,
                "corrupt_examples": self.corrupt_examples, "first": self.first,
@@ -252,14 +255,15 @@ class StreamCheck:
     def add(self, frames, channel=None):
         streams = self.streams
         for t_us, can_id, flags, data in frames:
-            stream = streams.get(can_id)
+            key = (channel, can_id)
+            stream = streams.get(key)
             if stream is None:
                 kind = self._kind(data)
                 if kind is None:
                     self.unchecked += 1
                     continue
-                stream = streams[can_id] = Stream(can_id, kind)
-            if can_id in self._unseen_since_close:
+                stream = streams[key] = Stream(can_id, kind, channel)
+            if key in self._unseen_since_close:
                 self._first_after_close(stream, t_us, data)
                 continue
             stream.add(t_us, data)
@@ -267,7 +271,7 @@ class StreamCheck:
     def _first_after_close(self, stream, t_us, data):
         """The first frame of a stream after the logger closed the connection (dump
         --reconnect): the numbers it skipped went out while this client was away."""
-        self._unseen_since_close.discard(stream.can_id)
+        self._unseen_since_close.discard((stream.channel, stream.can_id))
         before, gaps = stream.missing, len(stream.gaps)
         stream.add(t_us, data)
         skipped = stream.missing - before

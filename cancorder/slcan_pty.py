@@ -77,7 +77,9 @@ class SlcanPtyAdapter:
         if self.is_open and not want_write and not timeline.finished:
             if timeline.started is None:
                 timeline.start()
-            timeout = max(0.0, min(timeout, timeline.wait_time()))
+            # at most one wake-up a millisecond: a write then carries the frames due by then
+            # (a USB adapter's rhythm), not one frame each
+            timeout = min(timeout, max(0.001, timeline.wait_time()))
         readable, writable, _ = select.select([self.master], [self.master] if want_write else [],
                                               [], timeout)
         if readable:

@@ -4,18 +4,9 @@ import io
 import json
 
 from cancorder.check import StreamCheck
-from cancorder.generator import Timeline, TrafficSettings
+from tests.helpers import generated_frames
 
 QUALITY = dict(data_mode="quality-test", exact_id=0x7E0, test_id=3)
-
-
-def generated(count, rate=10000.0, **settings):
-    """``count`` frames of gen as decoded records: (t_us, id, flags, data)."""
-    timeline = Timeline(TrafficSettings(rate=rate, count=count, seed=1, **settings))
-    timeline.started, timeline.started_us = 0.0, 1_700_000_000_000_000
-    stamps = [timeline.started_us + round(timeline.schedule.at(k) * 1e6) for k in range(count)]
-    return [(stamp, can_id, flags, data) for stamp, (can_id, flags, data)
-            in zip(stamps, timeline.frames(count))]
 
 
 def checked(frames, batch=100, **options):
@@ -28,7 +19,7 @@ def checked(frames, batch=100, **options):
 
 
 def test_clean_traffic_across_the_16_bit_wrap_is_ok():
-    check, result = checked(generated(150_000, **QUALITY))
+    check, result = checked(generated_frames(150_000, **QUALITY))
     stream, = result["streams"]
     assert result["ok"] and not check.lost
     assert (stream["received"], stream["missing"], stream["duplicates"], stream["reordered"],
@@ -40,7 +31,7 @@ def test_clean_traffic_across_the_16_bit_wrap_is_ok():
 
 
 def test_every_1000th_frame_dropped_is_found_at_its_number():
-    frames = generated(100_000, **QUALITY)
+    frames = generated_frames(100_000, **QUALITY)
     dropped = list(range(999, 100_000, 1000))
     kept = [f for k, f in enumerate(frames) if k % 1000 != 999]
     check, result = checked(kept, expect=100_000)  # the last one (99,999) too
@@ -51,7 +42,7 @@ def test_every_1000th_frame_dropped_is_found_at_its_number():
 
 
 def test_sequence_mode_dropped_frames_at_64_bit_numbers():
-    frames = generated(5000, data_mode="sequence", exact_id=0x100)
+    frames = generated_frames(5000, data_mode="sequence", exact_id=0x100)
     kept = [f for k, f in enumerate(frames) if k % 1000 != 0 or k == 0]
     _, result = checked(kept)
     stream, = result["streams"]
@@ -60,7 +51,7 @@ def test_sequence_mode_dropped_frames_at_64_bit_numbers():
 
 
 def test_a_duplicated_batch_two_swapped_batches_and_a_flipped_bit():
-    frames = generated(10_000, **QUALITY)
+    frames = generated_frames(10_000, **QUALITY)
     batches = [frames[k:k + 100] for k in range(0, 10_000, 100)]
     batches.insert(11, list(batches[10]))  # batch 10 again
     batches[40], batches[41] = batches[41], batches[40]  # 39 <-> 40 of the original
@@ -80,7 +71,7 @@ def test_a_duplicated_batch_two_swapped_batches_and_a_flipped_bit():
 
 
 def test_expect_counts_what_never_came_at_both_ends_and_no_frame_is_a_loss():
-    frames = generated(1000, **QUALITY)
+    frames = generated_frames(1000, **QUALITY)
     _, result = checked(frames[10:990], expect=1000)
     assert result["streams"][0]["gaps"] == [[0, 9], [990, 999]]
     check, result = checked([], expect=1000)
@@ -88,7 +79,7 @@ def test_expect_counts_what_never_came_at_both_ends_and_no_frame_is_a_loss():
 
 
 def test_a_logger_close_then_a_reconnect_names_the_skipped_frames_as_the_loggers():
-    frames = generated(3000, **QUALITY)
+    frames = generated_frames(3000, **QUALITY)
     check = StreamCheck(out=io.StringIO())
     check.add(frames[:1000])
     check.connection_ended("the logger closed the connection")
@@ -102,14 +93,14 @@ def test_a_logger_close_then_a_reconnect_names_the_skipped_frames_as_the_loggers
 
 
 def test_other_ids_are_not_checked():
-    frames = generated(100, **QUALITY) + generated(100, data_mode="random", id_min=1,
+    frames = generated_frames(100, **QUALITY) + generated_frames(100, data_mode="random", id_min=1,
                                                    id_max=5, length_min=3, length_max=3)
     check, result = checked(frames)
     assert result["unchecked"] == 100 and len(result["streams"]) == 1 and result["ok"]
 
 
 def test_a_gap_longer_than_half_the_16_bit_range_is_measured_by_the_clock():
-    frames = generated(200_000, **QUALITY)
+    frames = generated_frames(200_000, **QUALITY)
     _, result = checked(frames[:1000] + frames[51_000:])  # 50,000 frames (5 s) gone
     stream, = result["streams"]
     assert stream["gaps"] == [[1000, 50_999]] and stream["duplicates"] == 0

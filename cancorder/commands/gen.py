@@ -94,6 +94,8 @@ def _onto_bus(args, settings, reporter):
 
 def source_from_args(args):
     """The generator one set of gen flags describes (a command line or a [[bus]] table)."""
+    sa.check(not args.interface, "a [[bus]] of gen serves its traffic: sending it onto a bus "
+                                 "(interface) is for the command line (leave it out)")
     return _source(args, traffic_settings(args))
 
 

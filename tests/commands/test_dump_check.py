@@ -6,7 +6,7 @@ import signal
 import time
 
 from cancorder.formats import CandumpFormatter
-from cancorder.generator import Timeline, TrafficSettings
+from tests.helpers import generated_frames
 
 QUALITY = ("--data-mode", "quality-test", "--id", "7E0", "--test-id", "2")
 
@@ -57,15 +57,8 @@ def write_candump(path, frames):
         handle.write(formatter.format(frames))
 
 
-def generated(count, **settings):
-    timeline = Timeline(TrafficSettings(rate=10000.0, count=count, seed=1, **settings))
-    timeline.started, timeline.started_us = 0.0, 1_700_000_000_000_000
-    stamps = [timeline.started_us + round(timeline.schedule.at(k) * 1e6) for k in range(count)]
-    return [(s, i, f, d) for s, (i, f, d) in zip(stamps, timeline.frames(count))]
-
-
 def test_a_log_file_with_loss_injected_is_found_exactly(cancorder_process, tmp_path):
-    frames = generated(70000, data_mode="quality-test", exact_id=0x7E0, test_id=1)
+    frames = generated_frames(70000, data_mode="quality-test", exact_id=0x7E0, test_id=1)
     kept = [f for k, f in enumerate(frames) if k % 1000 != 999]  # every 1,000th dropped
     kept[500:500] = kept[400:450]  # a duplicated batch of 50
     kept[2000:2100], kept[2100:2200] = kept[2100:2200], kept[2000:2100]  # two swapped
@@ -111,7 +104,7 @@ def test_mqtt_traffic_checked_and_a_publishing_gap_named_the_loggers(broker, can
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
-    frames = generated(600, data_mode="quality-test", exact_id=0x7E0)
+    frames = generated_frames(600, data_mode="quality-test", exact_id=0x7E0)
     for sequence, first in ((1, 0), (2, 100), (3, 400)):  # 200 frames never published
         records = b"".join(wire.pack_frame(*f) for f in frames[first:first + 100])
         publisher.publish("cancorder/x/can0", payload.encode(7, sequence, first, 100, records),

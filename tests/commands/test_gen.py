@@ -1,5 +1,7 @@
 """``cancorder gen`` served like a bus, as a subprocess, to real stream clients."""
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -43,7 +45,11 @@ def test_bad_combinations_are_one_error_line(cancorder_process):
                         (("--id-max", "1FFFFFFF"), "--id-kind extended"),
                         (("--dlc-max", "12"), "add --fd"),
                         (("--brs",), "add --fd"),
-                        (("--pty", "--record", "x.log"), "--record cannot apply")):
+                        (("--pty", "--record", "x.log"), "--record cannot apply"),
+                        (("-i", "slcan", "-c", "socket://127.0.0.1:1", "--mqtt",
+                          "mqtt://127.0.0.1/x"), "--mqtt cannot apply"),
+                        (("-c", "can0"), "add -i"),
+                        (("--pty", "-i", "slcan"), "choose one")):
         proc = cancorder_process("gen", "--no-zeroconf", *args)
         assert proc.proc.wait(20) == 2
         lines = [line for line in proc.log.splitlines() if line.strip()]
@@ -62,13 +68,19 @@ def test_proof_gen_to_serve_to_dump_check_60_s_at_10000_frames_per_second(cancor
     adapter = cancorder_process("gen", "--pty", "--data-mode", "quality-test", "--id", "7E0",
                                 "-r", str(PROOF_RATE), "-n", str(count), "--seed", "26")
     path = adapter.wait_for(r"virtual SLCAN adapter on (/dev/pts/\d+)").group(1)
-    # serve opens the port, waits sleep_after_open (as for a USB adapter), then opens the
-    # channel: the checker connects in between and sees the first frame
-    server = cancorder_process("serve", "-i", "slcan", "-c", path, "-b", "1M",
-                               "--no-zeroconf", "--opt", "sleep_after_open=3")
-    out = tmp_path / "proof.txt"
-    dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "--check", "--strict",
-                             "--expect", str(count), stdout=open(out, "w"))
+    # The user's order: the logger and the checker are up before the traffic starts. The
+    # adapter is held while serve opens it (its commands wait in the terminal) and the checker
+    # connects; then it takes the open command and sends from frame 0.
+    os.kill(adapter.proc.pid, signal.SIGSTOP)
+    try:
+        server = cancorder_process("serve", "-i", "slcan", "-c", path, "-b", "1M",
+                                   "--no-zeroconf", "--opt", "sleep_after_open=0")
+        out = tmp_path / "proof.txt"
+        dump = cancorder_process("dump", f"127.0.0.1:{server.port()}", "--check", "--strict",
+                                 "--expect", str(count), stdout=open(out, "w"))
+        server.wait_for(r"client 127\.0\.0\.1:\d+ connected")
+    finally:
+        os.kill(adapter.proc.pid, signal.SIGCONT)
     deadline = time.monotonic() + PROOF_SECONDS * 3
     while not re.search(rf"received {count:,},", dump.log):  # its status line, every 5 s
         assert time.monotonic() < deadline, dump.log[-3000:]
