@@ -1,6 +1,6 @@
 """How fast `cancorder dump` turns a stream into text, with its output on a pipe or in a file.
 
-    .venv/bin/python bench/dump_rate.py                  # every case, figures for the README
+    .venv/bin/python bench/dump_rate.py                  # every case, figures for docs/performance.md
     .venv/bin/python bench/dump_rate.py --frames 100000 --formats candump --sinks pipe
 
 Two measurements per format and output:

@@ -1,6 +1,6 @@
 """What `cancorder dump --monitor` costs on a busy bus, in a real terminal (tmux).
 
-    .venv/bin/python -m bench.monitor                      # the README's figures
+    .venv/bin/python -m bench.monitor                      # the figures of docs/performance.md
     .venv/bin/python -m bench.monitor --rate 30000 --ids 2000 --seconds 12
 
 A logger in this process sends ``--rate`` frames/s (30,000: a saturated CAN FD bus) from

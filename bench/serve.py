@@ -346,7 +346,9 @@ class Bench:
             if ref is None or ours is None:
                 continue
             _count(unpaced, ours >= ref / 2)
-            print(f"| {clients} | {_f(ref, 0)} | {_f(ours, 0)} | {ours / ref:.2f} | "
+            # a C proxy client that missed frames has no rate (0): then there is no ratio
+            ratio = f"{ours / ref:.2f}" if ref else "- (C proxy missed frames)"
+            print(f"| {clients} | {_f(ref, 0)} | {_f(ours, 0)} | {ratio} | "
                   f"{self.delivered(key, 'cancorder')} (C proxy: "
                   f"{self.delivered(key, REFERENCE)}) | "
                   f"{_f(self.get(key, REFERENCE, 'cpu_per_10k'), 4)} | "

@@ -9,7 +9,7 @@ line turns into one line.
 from ._fast import CoreUnavailableError
 from ._fast.wire import WireFormatError
 
-#: exit codes (README, "Exit codes"): what a supervisor such as systemd reads
+#: exit codes (README.md, "Exit codes"): what a supervisor such as systemd reads
 EXIT_OK = 0  # a signal, or a source that finished (a --no-loop simulation, a replay)
 EXIT_FAILURE = 1  # a runtime failure: a source that crashed, a logger that cannot be reached
 EXIT_USAGE = 2  # bad usage or configuration: restarting will not help

@@ -1,4 +1,4 @@
-"""Make docs/monitor.svg, the README's picture of `cancorder dump --monitor`.
+"""Make docs/monitor.svg, docs/dump.md's picture of `cancorder dump --monitor`.
 
     .venv/bin/python docs/monitor_screenshot.py [OUT.svg]     (default: docs/monitor.svg)
 

@@ -462,7 +462,7 @@ def test_a_log_file_target_that_cannot_be_read_is_one_line(tmp_path, name, conte
 def test_the_readme_picture_is_what_the_script_makes(tmp_path):
     """docs/monitor.svg is the script's output (rich's save_svg of the real monitor), byte for
     byte: made again here from the same frames, it must not differ (a hand-edited or stale
-    picture fails), and it shows the rows and decoded signals the README says it does."""
+    picture fails), and it shows the rows and decoded signals docs/dump.md says it does."""
     out = tmp_path / "monitor.svg"
     run = subprocess.run([sys.executable, os.path.join("docs", "monitor_screenshot.py"),
                           str(out)], cwd=ROOT, env=cancorder_env(), capture_output=True,

@@ -18,7 +18,7 @@ import struct
 import sys
 import types
 
-import atheris
+from _atheris import atheris  # tools/_atheris.py: one line when it is missing
 
 # Coverage comes from the pure twin (Python bytecode atheris can instrument): the same body
 # as the compiled one, so what is new to one is new to the other.

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of socketcand's command reader and frame encoder (atheris).
 
-    pip install -e '.[fuzz]'
-    python tools/fuzz_socketcand.py -atheris_runs=2000000        # or -max_total_time=600
+    .venv/bin/pip install -e '.[fuzz]'      # atheris (the test extra has it too, on Linux)
+    .venv/bin/python tools/fuzz_socketcand.py -atheris_runs=2000000        # or -max_total_time=600
 
 Not part of the test suite (the suite fuzzes the same code with hypothesis on a fixed budget).
 The pure-Python twin is instrumented, so atheris steers by its coverage; every input also goes
@@ -13,7 +13,7 @@ is given parse back to the same frames.
 import os
 import sys
 
-import atheris
+from _atheris import atheris  # tools/_atheris.py: one line when it is missing
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

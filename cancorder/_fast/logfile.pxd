@@ -73,6 +73,8 @@ cdef class CandumpParser:
     cdef public object error_reason
     cdef public Py_ssize_t error_line
     cdef bytearray _out
+    cdef Py_ssize_t _blank_line
+    cdef bint _started
 
     @cython.locals(data=bytes, size=Py_ssize_t, last=Py_ssize_t, stop=Py_ssize_t,
                    need=Py_ssize_t, src=cython.p_uchar, dst=cython.p_uchar, o=Py_ssize_t,

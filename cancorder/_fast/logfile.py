@@ -256,6 +256,8 @@ class CandumpParser:
     rest). Remote frames and error frames are counted (``remote``, ``error``) and skipped.
     A line that is not a candump frame stops the parser: ``feed`` returns the records of the
     lines before it and sets ``error`` (what is wrong) and ``error_line`` (its number, from 1).
+    candump writes no blank lines: one between two lines (a frame line lost) is such damage;
+    blank lines before the first line and after the last are not.
     ``first_channel`` is the channel name of the first frame line (bytes, b"" before one).
     ``runs`` tells the channels of what the last ``feed`` returned: ``(offset, name)`` where a
     run of records of one channel starts (a multi-channel log shown per channel).
@@ -275,6 +277,8 @@ class CandumpParser:
         self.error_reason = None
         self.error_line = 0
         self._out = bytearray(64 * MAX_RECORD_SIZE)
+        self._blank_line = 0  # the first blank line since the last line with text (0: none)
+        self._started = False  # a line with text was read
 
     def feed(self, chunk, final=False):
         self.runs = []
@@ -316,9 +320,18 @@ class CandumpParser:
             seconds = fraction = can_id = 0
             chan_start = chan_end = n = flags = 0
             remote = False
-            if p == end:  # blank line
+            if p == end:  # blank line: damage if another line follows (see finish)
+                if self._started and self._blank_line == 0:
+                    self._blank_line = self.line
                 pos = next_pos
                 continue
+            self._started = True
+            if self._blank_line != 0:
+                self.error_reason = ("a blank line between two frame lines (candump writes "
+                                     "none: a frame line was lost there)")
+                self.error_line = self._blank_line
+                self._tail = b""
+                break
             reason = None
             # "(" seconds "." fraction ")"
             if src[p] != 0x28:

@@ -20,7 +20,7 @@ def add_subparser(subparsers, common):
     parser.command_line_flags += [
         several.add_argument("--config", metavar="FILE.toml", default=None,
                              help="serve every [[bus]] of this TOML file in one process (the "
-                                  "keys are these flags' long names; see README, Production)"),
+                                  "keys are these flags' long names; see docs/production.md)"),
         several.add_argument("--check", action="store_true",
                              help="with --config: validate the file, print the resolved buses, "
                                   "exit")]

@@ -294,13 +294,10 @@ class LogRecords:
         wanted = self.channel
         batch = []
         batch_channel = None
-        # a BLF's place: where the reader was before the object that failed (see _where)
         blf = reader.file if self.suffix == ".blf" and not self.gz else None
         try:
-            iterator = iter(reader)
+            iterator = self._blf_messages(reader, blf) if blf is not None else iter(reader)
             while True:
-                if blf is not None:
-                    self._blf_since = blf.tell()
                 try:
                     msg = next(iterator)
                 except StopIteration:
@@ -355,6 +352,23 @@ class LogRecords:
                 reader.stop()
             except Exception:
                 pass
+
+    def _blf_messages(self, reader, blf):
+        """python-can's BLF reader, and where it was before the object that failed (see
+        ``_where``). A container whose compressed data is damaged: python-can loses all of
+        it; here the frames of the whole objects before the damage come first, then the
+        error."""
+        iterator = iter(reader)
+        while True:
+            self._blf_since = blf.tell()
+            try:
+                msg = next(iterator)
+            except StopIteration:
+                return
+            except zlib.error as exc:
+                yield from _blf_salvage(reader, self.path, self._blf_since, blf.tell(), exc)
+                raise
+            yield msg
 
     def _check_complete(self, reader):
         """python-can's BLF reader stops quietly at a cut: the header knows the real size."""
@@ -414,37 +428,86 @@ _BLF_CONTAINER = struct.Struct("<H6xL4x")  # a LOG_CONTAINER's head: method, siz
 _BLF_ZLIB = 2
 
 
+def _blf_failed_object(file, since, until):
+    """python-can reads a whole container (a compressed run of frames) before it parses any of
+    it, so its file position is that container's end: the objects from ``since`` (the position
+    before the failing read) to ``until`` are walked to find the one that failed. Returns
+    (start, end), or a string naming the place when an object header there is damaged."""
+    start = since
+    while True:
+        file.seek(start)
+        head = file.read(_BLF_OBJECT.size)
+        if len(head) < _BLF_OBJECT.size:
+            return f"byte {start}"
+        signature, _, _, size, _ = _BLF_OBJECT.unpack(head)
+        if signature != b"LOBJ" or size < _BLF_OBJECT.size:
+            return f"byte {start} (an object header)"
+        end = start + size + size % 4
+        if end >= until:
+            return start, end
+        start = end
+
+
+def _blf_zlib_data(file, start, end):
+    """The compressed data of the container at ``start``-``end`` (the file is positioned
+    after its object header) and where it begins; None for data that is not zlib."""
+    method, _ = _BLF_CONTAINER.unpack(file.read(_BLF_CONTAINER.size))
+    data_at = start + _BLF_OBJECT.size + _BLF_CONTAINER.size
+    if method != _BLF_ZLIB:
+        return None, data_at
+    return file.read(end - data_at), data_at
+
+
+def _checksum_failed(exc):
+    """zlib found the damage only by the checksum at the end: it may be anywhere before."""
+    return "incorrect data check" in str(exc)
+
+
 def _blf_place(path, since, until, exc):
-    """Where in a BLF the reader failed: python-can reads a whole container (a compressed
-    run of frames) before it parses any of it, so its file position is that container's end.
-    The containers from ``since`` (the position before the failing read) to ``until`` are
-    walked to name the one that holds the damage, and a zlib error in it is located by
-    decompressing its data again."""
+    """Where in a BLF the reader failed: the container that holds the damage (see
+    ``_blf_failed_object``), and a zlib error in it located by decompressing its data
+    again."""
     with open(path, "rb") as file:
-        start = since
-        while True:
-            file.seek(start)
-            head = file.read(_BLF_OBJECT.size)
-            if len(head) < _BLF_OBJECT.size:
-                return f"byte {start}"
-            signature, _, _, size, _ = _BLF_OBJECT.unpack(head)
-            if signature != b"LOBJ" or size < _BLF_OBJECT.size:
-                return f"byte {start} (an object header)"
-            end = start + size + size % 4
-            if end >= until:
-                break
-            start = end
+        found = _blf_failed_object(file, since, until)
+        if isinstance(found, str):
+            return found
+        start, end = found
         place = f"the container at bytes {start}-{end}"
         if not isinstance(exc, zlib.error):
             return place
-        method, _ = _BLF_CONTAINER.unpack(file.read(_BLF_CONTAINER.size))
-        data_at = start + _BLF_OBJECT.size + _BLF_CONTAINER.size
-        if method != _BLF_ZLIB:
+        data, data_at = _blf_zlib_data(file, start, end)
+        if data is None:
             return place
-        if "incorrect data check" in str(exc):  # found by its checksum: anywhere in it
-            return f"{place} (its checksum does not match: a byte of its data is damaged)"
-        _, used = _decompress_until_error(zlib.decompressobj(), file.read(end - data_at))
+        if _checksum_failed(exc):
+            return (f"{place} (its checksum does not match: a byte of its data is damaged, "
+                    "and the frames read from it may hold it)")
+        _, used = _decompress_until_error(zlib.decompressobj(), data)
         return f"damage noticed at byte {data_at + used}, in {place}"
+
+
+def _blf_salvage(reader, path, since, until, exc):
+    """The Messages of the whole objects a damaged container holds before its damage (its data
+    decompressed as far as it goes, parsed by python-can's reader after what the containers
+    before left over, up to an object that cannot be one). When zlib found the damage by the
+    checksum only, it may be anywhere in the data: the error says so (as for gzip)."""
+    parse = getattr(reader, "_parse_container", None)  # python-can's own object parser
+    if parse is None:
+        return
+    try:
+        with open(path, "rb") as file:
+            found = _blf_failed_object(file, since, until)
+            if isinstance(found, str):
+                return
+            data, _ = _blf_zlib_data(file, *found)
+    except (OSError, struct.error):
+        return
+    if data is None:
+        return
+    good, _ = _decompress_until_error(zlib.decompressobj(), data)
+    try:
+        yield from parse(good)
+    except Exception:  # the objects after the damage: what came before has been served
+        return
 
 
 def _decompress_until_error(unzip, raw):

@@ -11,11 +11,15 @@ raises OSError has already counted the frames it took in ``unflushed``.
 Text (candump and python-can's text formats, plain or gzip) goes to the disk through
 ``DiskText``, which knows the file offset after each whole frame: a disk that takes only part
 of a flush leaves the file cut back to the last whole frame that fits, never half a line.
+SQLite (``SqliteWriter``) holds exactly its committed frames; MF4 reserves the disk room of each
+frame before asammdf takes it (``RoomReservation``), as its file is written only at the end.
 """
 import bisect
+import ctypes
 import errno
 import os
 import re
+import sqlite3
 import struct
 import zlib
 
@@ -24,6 +28,12 @@ from .._fast import logfile, wire
 #: formats that write calendar dates (python-can's datetime): nothing after the year 9999
 LAST_DATED_US = 253402300800 * 1000000  # 10000-01-01 00:00:00 UTC
 FLUSH_BYTES = 256 << 10  # text: also written out once this much is pending
+COMMIT_ROWS = 10_000  # SQLite: also committed once this many frames are pending
+# MF4: the most a saved file takes (measured with asammdf 8.8 uncompressed: 8 KiB of blocks,
+# then 84 bytes a frame: an 8-byte timestamp and a 76-byte record; compressed is smaller)
+MF4_BASE_BYTES = 16 << 10
+MF4_FRAME_BYTES = 96
+RESERVE_FRAMES = 1024  # room is reserved for this many frames at a time (or for what fits)
 GZIP_LEVEL = 6
 ZIP_SYNC_BYTES = 64 << 10  # text through zlib between two sync points (what it may hold back)
 
@@ -210,6 +220,146 @@ class DiskText:
         return len(data), (points[low - 1][1] if low else 0)
 
 
+class SqliteWriter:
+    """python-can's SQLite table (``messages``, the columns its SqliteReader reads), written
+    in the recording's thread. python-can's own SqliteWriter commits in a thread of its own,
+    which dies unseen when the disk is full; here a commit that fails is rolled back (the file
+    holds exactly the committed frames) and the pending frames are committed again in ever
+    smaller pieces, so that the whole frames that fit are kept; then OSError is raised.
+
+    ``committed``: frames in the file; ``pending``: taken, not committed yet."""
+
+    TABLE = "messages"
+    INSERT = f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+    def __init__(self, path):
+        self.path = path
+        self._rows = []
+        self.committed = 0
+        try:
+            self._db = sqlite3.connect(path)
+            try:
+                with self._db:
+                    self._db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (ts REAL, "
+                                     "arbitration_id INTEGER, extended INTEGER, remote INTEGER, "
+                                     "error INTEGER, dlc INTEGER, data BLOB)")
+            except BaseException:
+                self._db.close()
+                raise
+        except sqlite3.Error as exc:
+            raise _os_error(exc) from exc
+
+    @property
+    def pending(self):
+        return len(self._rows)
+
+    def on_message_received(self, msg):
+        self._rows.append((msg.timestamp, msg.arbitration_id, msg.is_extended_id,
+                           msg.is_remote_frame, msg.is_error_frame, msg.dlc, bytes(msg.data)))
+
+    def commit(self):
+        rows, self._rows = self._rows, []
+        done, piece, failure = 0, len(rows), None
+        while done < len(rows) and piece:
+            try:
+                with self._db:  # committed, or rolled back on an error
+                    self._db.executemany(self.INSERT, rows[done:done + piece])
+            except sqlite3.Error as exc:
+                failure = exc
+                piece //= 2
+                continue
+            done += piece
+            self.committed += piece
+            piece = min(piece, len(rows) - done)
+        if done < len(rows):
+            self._rows = rows[done:]
+            raise _os_error(failure)
+
+    def file_size(self):
+        """The file, and what its pending frames will add (about 40 bytes each)."""
+        return os.path.getsize(self.path) + 40 * len(self._rows)
+
+    def stop(self):
+        """Commit what is pending and close (on failure: still open, for ``abort``)."""
+        self.commit()
+        self._db.close()
+
+    def abort(self):
+        """Close without committing what is pending (rolled back: the file holds the committed
+        frames; ``pending`` still counts the frames lost)."""
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+
+
+def _os_error(exc):
+    """An SQLite error as the OSError the recording handles (a full disk: ENOSPC)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    full = code == sqlite3.SQLITE_FULL or "full" in str(exc)
+    return OSError(errno.ENOSPC if full else errno.EIO,
+                   os.strerror(errno.ENOSPC) if full else f"SQLite: {exc}")
+
+
+class RoomReservation:
+    """Room on the recording's disk for a file that is written only when it is closed (MF4:
+    asammdf keeps the frames in a temporary file elsewhere and writes the whole file in
+    ``save``). Room for each frame is reserved (``fallocate``, the file's size unchanged)
+    before the writer takes it: a full disk is noticed when it comes (``take`` raises OSError),
+    every frame taken has its room, and the file is saved whole at the end. ``release`` gives
+    back what the saved file did not use."""
+
+    KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
+
+    def __init__(self, fd, base, per_frame):
+        self.fd = fd
+        self._base, self._per_frame = base, per_frame
+        self.frames = 0
+        self.reserved = 0
+        self._fallocate = _libc_fallocate()
+
+    def take(self):
+        """Room for one more frame, or OSError (ENOSPC) when the disk has none."""
+        need = self._base + (self.frames + 1) * self._per_frame
+        if need > self.reserved and self._fallocate is not None:
+            ahead = self._base + (self.frames + RESERVE_FRAMES) * self._per_frame
+            try:
+                self._reserve(ahead)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                    self._fallocate = None  # a file system without it: written unreserved
+                else:
+                    self._reserve(need)  # the room that is left, frame by frame
+        self.frames += 1
+
+    def _reserve(self, size):
+        if self._fallocate(self.fd, self.KEEP_SIZE, 0, size) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        self.reserved = size
+
+    def release(self):
+        """After the save: the room beyond the file's end goes back to the disk."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, os.fstat(fd).st_size)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _libc_fallocate():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return function
+
+
 class CandumpFile:
     """candump lines from the records, by the compiled encoder (one line per frame); gzip with
     zlib directly. Everything reaches the disk in flushes (at least once a second, or when
@@ -296,8 +446,9 @@ class _TextSink:
 
 class PythonCanFile:
     """Every other format, through python-can's writer for the extension. Text formats write
-    into a DiskText (whole frames on disk, cut at a whole frame); the others (.blf .db .mf4)
-    are opened on the ``.part`` path directly and hold their frames once closed."""
+    into a DiskText (whole frames on disk, cut at a whole frame); SQLite (.db) through
+    SqliteWriter (whole frames after every commit); the others (.blf .mf4) are opened on the
+    ``.part`` path directly and hold their frames once closed."""
 
     def __init__(self, path, fmt, channel):
         from can.io.generic import TextIOMessageWriter
@@ -308,6 +459,7 @@ class PythonCanFile:
         self._channel = channel
         cls = MESSAGE_WRITERS[fmt.suffix]
         self.disk = None
+        self.room = None
         if issubclass(cls, TextIOMessageWriter):
             self.disk = DiskText(_create(path), fmt.gz)
             try:
@@ -316,8 +468,19 @@ class PythonCanFile:
                 self.disk.close()
                 raise
         else:
-            os.close(_create(path))  # the name is ours (O_EXCL), then the writer opens it
-            self.writer = cls(file=path)
+            fd = _create(path)  # the name is ours (O_EXCL), then the writer opens it
+            self.room = None
+            if fmt.suffix == ".mf4":
+                self.room = RoomReservation(fd, MF4_BASE_BYTES, MF4_FRAME_BYTES)
+            else:
+                os.close(fd)
+            try:
+                self.writer = SqliteWriter(path) if fmt.suffix == ".db" else cls(file=path)
+            except BaseException:
+                if self.room is not None:
+                    self.room.release()
+                raise
+        self._sqlite = self.writer if fmt.suffix == ".db" else None
         self._path = path
         self._decoder = wire.StreamDecoder()
         self._frames = 0  # binary formats: frames in the file once it is closed
@@ -328,8 +491,18 @@ class PythonCanFile:
         self._good = 0
         self._aborted = False
 
-    frames = property(lambda self: self.disk.frames if self.disk else self._frames)
-    unflushed = property(lambda self: self.disk.unflushed if self.disk else self._unflushed)
+    @property
+    def frames(self):
+        if self.disk is not None:
+            return self.disk.frames
+        return self._sqlite.committed if self._sqlite is not None else self._frames
+
+    @property
+    def unflushed(self):
+        if self.disk is not None:
+            return self.disk.unflushed
+        return self._sqlite.pending if self._sqlite is not None else self._unflushed
+
     good = property(lambda self: self.disk.good if self.disk else self._good)
 
     def write(self, records, count, channel=None):
@@ -345,6 +518,7 @@ class PythonCanFile:
         no_fd = self._spec.fd_lost == "frames"
         counts_fd = bool(self._spec.fd_lost)
         dated = self._spec.dated
+        room = self.room
         written = skipped = 0
         try:
             for frame in self._decoder.feed(records):
@@ -359,7 +533,10 @@ class PythonCanFile:
                     skipped += 1
                     continue
                 try:
-                    receive(frame_to_message(frame, channel))
+                    message = frame_to_message(frame, channel)
+                    if room is not None:
+                        room.take()  # OSError: this frame and the rest of the batch are lost
+                    receive(message)
                 except (ValueError, OverflowError, struct.error) as exc:
                     # a valid record this format cannot hold: counted and skipped
                     self.unholdable += 1
@@ -370,13 +547,16 @@ class PythonCanFile:
                 if disk is not None:
                     disk.mark(1)
         except OSError:
-            if disk is None:  # a binary writer failed mid-batch: the batch is lost with it
-                self._unflushed += count - skipped
+            if disk is None and self._sqlite is None:  # a binary writer failed mid-batch:
+                self._unflushed += count - skipped   # the batch is lost with it
             raise
         if disk is not None:
             disk.settle()
             if disk.pending >= FLUSH_BYTES:
                 disk.flush()
+        elif self._sqlite is not None:
+            if self._sqlite.pending >= COMMIT_ROWS:
+                self._sqlite.commit()
         else:
             self._unflushed += written
         return written
@@ -384,6 +564,10 @@ class PythonCanFile:
     def flush(self):
         if self.disk is not None:
             self.disk.flush()
+            return
+        if self._sqlite is not None:
+            self._sqlite.commit()
+            self._good = self.size
             return
         file = getattr(self.writer, "file", None)
         if file is not None and hasattr(file, "flush"):
@@ -408,6 +592,8 @@ class PythonCanFile:
     def close(self):
         try:
             self.writer.stop()  # text: the writer's last lines (ASC's End TriggerBlock)
+            if self.room is not None:
+                self.room.release()
             if self.disk is not None:
                 self.disk.flush(finish=True)
                 self.disk.close()
@@ -415,8 +601,9 @@ class PythonCanFile:
             self.abort()
             raise
         if self.disk is None:
-            self._frames += self._unflushed
-            self._unflushed = 0
+            if self._sqlite is None:
+                self._frames += self._unflushed
+                self._unflushed = 0
             self._good = self.size
 
     def abort(self, keep=True):
@@ -434,6 +621,13 @@ class PythonCanFile:
             except OSError:
                 pass
             return
+        if self._sqlite is not None:  # what is committed is whole: the rest is lost
+            self._sqlite.abort()
+            try:
+                self._good = os.path.getsize(self._path)
+            except OSError:
+                pass
+            return
         try:
             self.writer.stop()
         except Exception:
@@ -442,6 +636,8 @@ class PythonCanFile:
             self.writer.file.close()
         except Exception:
             pass
+        if self.room is not None:
+            self.room.release()
         if keep:
             if self.suffix == ".blf":
                 _cut_blf(self._path)

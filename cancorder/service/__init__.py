@@ -44,10 +44,10 @@ def program():
     return [os.path.abspath(sys.executable), "-m", "cancorder"]
 
 
-#: where the README's production set-up puts cancorder (the advice when the program is hidden)
+#: where docs/production.md's set-up puts cancorder (the advice when the program is hidden)
 PRODUCTION_SETUP = ("sudo /usr/bin/python3 -m venv /opt/cancorder && sudo /opt/cancorder/bin/pip "
                     "install . && sudo /opt/cancorder/bin/cancorder service install {name} "
-                    "(README, \"Running it as a service\")")
+                    "(docs/production.md, \"Running it as a service\")")
 
 
 @dataclasses.dataclass

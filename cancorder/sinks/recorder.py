@@ -19,8 +19,11 @@ class Recorder(RecordSink):
 
     MAX_QUEUED_BYTES = 32 << 20
     MAX_LAG = 10.0  # a batch older than this when the writer gets to it is dropped, counted
-    CLOSE_WAIT = 30.0  # on a stop: queued batches are written for a third of it at most (the
-    # rest dropped and counted), then the file is finished
+    CLOSE_WAIT = 30.0  # on a stop: the most the file may take to be finished
+    STOP_WRITING = 10.0  # ...and queued batches are written for this long at most (the rest
+    # dropped and counted): a writer that fell behind (asammdf's at 30,000 frames/s) would keep a
+    # stopping serve waiting for the whole of its backlog; 10 s keeps what a slow disk can still
+    # take, well inside a supervisor's stop timeout (systemd's 90 s)
     metrics_name = "recording"  # cancorder_recording_<stat>{bus} on the metrics page
 
     @classmethod
@@ -91,7 +94,8 @@ class Recorder(RecordSink):
                              "recording and counted; serving goes on")
 
     def close(self, timeout=5.0):
-        self._stop_writing_at = time.monotonic() + max(timeout, self.CLOSE_WAIT) / 3
+        self._stop_writing_at = time.monotonic() + min(self.STOP_WRITING,
+                                                       max(timeout, self.CLOSE_WAIT) / 3)
         self._stopping = True
         self._ready.set()
         if self._thread is not None:

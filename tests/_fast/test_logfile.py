@@ -83,11 +83,25 @@ def test_parser_reads_python_can_lines_and_skips_remote_and_error_frames(fast):
 
 
 def test_parser_last_line_without_newline_and_blank_lines(fast):
+    """Blank lines before the first line and after the last are skipped; one between two lines
+    is damage (candump writes none: a frame line was lost there), wherever the chunks end."""
     parser = fast.logfile.CandumpParser()
-    records = parser.feed(b"\n(1.000001) can0 001#AA\r\n\n(2.5) can0 002#")
+    records = parser.feed(b"\n(1.000001) can0 001#AA\r\n(2.5) can0 002#")
     records += parser.finish()
     assert fast.wire.StreamDecoder().feed(records) == [(1_000_001, 1, 0, b"\xaa"),
                                                        (2_500_000, 2, 0, b"")]
+    parser = fast.logfile.CandumpParser()
+    records = parser.feed(b"(1.000001) can0 001#AA\r\n(2.5) can0 002#\n\n \r\n")
+    records += parser.finish()
+    assert len(fast.wire.StreamDecoder().feed(records)) == 2 and parser.error_reason is None
+    for chunks in ([b"(1.000001) can0 001#AA\r\n\n(2.5) can0 002#\n"],
+                   [b"(1.000001) can0 001#AA\r\n\n", b"(2.5) can0 002#\n"]):
+        parser = fast.logfile.CandumpParser()
+        records = b"".join(parser.feed(chunk) for chunk in chunks) + parser.finish()
+        assert fast.wire.StreamDecoder().feed(records) == [(1_000_001, 1, 0, b"\xaa")]
+        assert (parser.error_line, parser.error_reason) == (
+            2, "a blank line between two frame lines (candump writes none: a frame line was "
+               "lost there)")
 
 
 @pytest.mark.parametrize("line,reason", [

@@ -399,3 +399,89 @@ def test_dump_of_a_log_file_prints_its_frames_and_says_what_it_skipped(tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["(1.000000) can0 123#11", "(1.300000) can0 124#22"]
     assert "2 remote, error or impossible frames in" in done.stderr
+
+
+def blf_containers(data):
+    """(start, end) of each object in a BLF file's bytes (its containers of frames)."""
+    from can.io.blf import FILE_HEADER_SIZE
+
+    found, start = [], FILE_HEADER_SIZE
+    while start + 16 <= len(data):
+        size = int.from_bytes(data[start + 8:start + 12], "little")
+        found.append((start, start + size + size % 4))
+        start += size + size % 4
+    return found
+
+
+def test_a_damaged_blf_container_serves_its_frames_before_the_damage(core, tmp_path):
+    """Issue 22 item 5: a BLF container whose compressed data was damaged lost every frame of
+    it (python-can decompresses a whole container before it parses any): the whole objects
+    before the damage are served, then one error names the file and the byte."""
+    frames = many_frames(4260)
+    write_all_formats(tmp_path, frames)
+    data = (tmp_path / "x.blf").read_bytes()
+    containers = blf_containers(data)
+    assert len(containers) >= 2, containers
+    for number, (start, end) in enumerate(containers[:2]):
+        whole_before = containers_frames(data, containers[:number])
+        # a sixth into its compressed data zlib notices the damage there; halfway, only by
+        # the checksum at the end (then the frames served may hold the damage: said)
+        for sixths, where in ((1, "damage noticed at byte "), (3, "the container at bytes ")):
+            at = start + 32 + (end - start - 32) * sixths // 6
+            damaged = bytearray(data)
+            damaged[at:at + 40] = b"\xff" * 40
+            name = f"c{number}-{sixths}.blf"
+            (tmp_path / name).write_bytes(damaged)
+            got, message = read_until_damage(tmp_path / name)
+            assert message is not None and message.startswith(f"{tmp_path / name}: {where}"), \
+                message
+            assert f"the container at bytes {start}-{end}" in message, message
+            if sixths == 1:
+                place = int(message.split("damage noticed at byte ")[1].split(",")[0])
+                assert at <= place < end, message
+            else:
+                assert "the frames read from it may hold it" in message, message
+            # the container's frames before the damage are served (python-can: none of them);
+            # at most the few decoded from the damaged bytes differ
+            assert len(got) > whole_before + 100, (name, len(got), whole_before)
+            right = next((k for k, f in enumerate(got) if f[1:] != frames[k][1:]), len(got))
+            assert right >= len(got) - 5, (name, right, len(got))
+
+
+def containers_frames(data, containers):
+    """The frames the given first containers of a BLF hold (the file cut after them)."""
+    import io
+
+    from can.io.blf import BLFReader
+
+    if not containers:
+        return 0
+    cut = data[:containers[-1][1]]
+    return sum(1 for _ in BLFReader(io.BytesIO(cut)))
+
+
+def test_a_blank_line_between_candump_frames_is_damage(core, tmp_path):
+    """Issue 22 item 5: a candump .log whose frame line was replaced by an empty line read
+    without complaint (the parser skipped blank lines; candump writes none): the frames
+    before it are served, then one error names the file and the line. A final newline, and
+    blank lines after the last frame, are not damage."""
+    frames = frames_of(40)
+    lines = [candump_line(frame, "can0") + "\n" for frame in frames]
+    for blank in ("\n", "  \r\n"):
+        damaged = list(lines)
+        damaged[20] = blank
+        (tmp_path / "blank.log").write_text("".join(damaged))
+        got, message = read_until_damage(tmp_path / "blank.log")
+        assert message == (f"{tmp_path / 'blank.log'}: line 21: a blank line between two "
+                           "frame lines (candump writes none: a frame line was lost there)")
+        assert [f[1:] for f in got] == [f[1:] for f in frames[:20]]
+        with gzip.open(tmp_path / "blank.log.gz", "wt") as file:
+            file.write("".join(damaged))
+        got, message = read_until_damage(tmp_path / "blank.log.gz")
+        assert message is not None and message.endswith("line 21: a blank line between two "
+                                                        "frame lines (candump writes none: a "
+                                                        "frame line was lost there)"), message
+        assert [f[1:] for f in got] == [f[1:] for f in frames[:20]]
+    (tmp_path / "end.log").write_text("".join(lines) + "\n\n")
+    got, message = read_until_damage(tmp_path / "end.log")
+    assert message is None and [f[1:] for f in got] == [f[1:] for f in frames]

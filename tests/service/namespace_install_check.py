@@ -1,11 +1,11 @@
 """Run by tests/service/test_service_files.py as root inside ``unshare -m`` (argv[1]: a work
-folder, argv[2]: a free TCP port): the README's production path for the systemd unit, checked
+folder, argv[2]: a free TCP port): docs/production.md's production path for the systemd unit, checked
 where the unit's sandbox is rebuilt by mounts. /etc is a copy (install writes the real paths,
 /etc/systemd/system/cancorder@.service and /etc/cancorder/car.toml, into it), /opt and /var/lib
 are empty tmpfs; then ProtectHome= and PrivateTmp= are tmpfs over /home, /root, /run/user, /tmp
 and /var/tmp, and DynamicUser= a uid of no account. Prints "ok" last, or fails an assertion.
 
-The one step not taken as the README says: ``pip install .`` has no network here, so the venv
+The one step not taken as docs/production.md says: ``pip install .`` has no network here, so the venv
 gets what it would install (this checkout and the test venv's packages, both outside the
 hidden folders) through a .pth file, and the console script pip would write.
 """
@@ -55,7 +55,7 @@ def main(work, port):
     assert not os.path.exists("/etc/cancorder") and \
         not os.path.exists("/etc/systemd/system/cancorder@.service")
 
-    # 2. The README: sudo /usr/bin/python3 -m venv /opt/cancorder && ... pip install .
+    # 2. docs/production.md: sudo /usr/bin/python3 -m venv /opt/cancorder && ... pip install .
     done = sh("/usr/bin/python3", "-m", "venv", "--without-pip", "/opt/cancorder")
     assert done.returncode == 0, done.stderr
     packages = sh("/opt/cancorder/bin/python", "-c",

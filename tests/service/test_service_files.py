@@ -128,7 +128,7 @@ def test_install_refuses_a_bad_config_before_writing(tmp_path):
 def test_readme_production_path_in_the_units_sandbox(tmp_path):
     """In a mount namespace that hides what the unit hides (tests/service/
     namespace_install_check.py): install refuses the checkout's venv (pyenv's Python is in
-    /root) and a config writing outside /var/lib/cancorder or in /tmp, and the README's
+    /root) and a config writing outside /var/lib/cancorder or in /tmp, and docs/production.md's
     /opt/cancorder set-up installs a unit whose ExecStart runs as a user of its own and
     records."""
     from tests.helpers import cancorder_env, free_port

@@ -243,3 +243,47 @@ def test_mock_uds_output_takes_the_rotation_flags(tmp_path):
     files = closed_files(str(tmp_path), "r-*.log")
     assert len(files) >= 3 and all(os.path.getsize(p) <= 8192 + 2048 for p in files), files
     assert frames(*files) == frames(str(tmp_path / "one.log"))
+
+
+def test_mf4_at_30000_frames_per_second_stops_at_once_and_counts_what_the_file_holds(
+        cancorder_process, slcan_emulator, tmp_path):
+    """Issue 22 item 9 with the real asammdf writer (which falls behind at this rate): on
+    SIGINT serve exits 0 within a few seconds, the .mf4 is finished and readable, "recorded N"
+    is what it holds, and every frame received is recorded or said to be lost."""
+    import re
+    import signal
+
+    path = tmp_path / "x.mf4"
+    proc = cancorder_process(
+        "serve", "-i", "slcan", "-c", slcan_emulator.url, "-b", "1000000", "--no-zeroconf",
+        "--record", str(path))
+    proc.port()
+    slcan_emulator.wait_open()
+    count, rate = 300_000, 30_000
+    started = time.monotonic()
+    send_paced(slcan_emulator, build_lines(count), rate)
+    sending = time.monotonic() - started
+    time.sleep(0.5)  # the last lines reach the server
+    stopped = time.monotonic()
+    proc.proc.send_signal(signal.SIGINT)
+    code = proc.proc.wait(60)
+    exit_time = time.monotonic() - stopped
+    proc._reader.join(5)
+    log = proc.log
+    totals = re.search(r"frames in ([\d,]+),.*recorded ([\d,]+) frames? to (\S+?)(?:;|,|$)"
+                       r"(?: ([\d,]+) frames? could not be recorded)?", log)
+    assert code == 0 and totals, log
+    received, recorded = int(totals[1].replace(",", "")), int(totals[2].replace(",", ""))
+    lost = int((totals[4] or "0").replace(",", ""))
+    assert totals[3] == str(path), log
+    with can.LogReader(str(path)) as reader:
+        numbers = [int.from_bytes(bytes(m.data), "big") for m in reader]
+    print(f"sent {count:,} in {sending:.1f} s; received {received:,}, recorded {recorded:,}, "
+          f"lost {lost:,}; exit {exit_time:.1f} s after SIGINT; file {path.stat().st_size:,} B")
+    assert received == count, log
+    assert recorded == len(numbers) > 0 and received == recorded + lost, log
+    assert numbers == sorted(set(numbers)), "twice or out of order"
+    if lost:
+        assert "recording cannot keep up" in log, log
+    assert exit_time < 13, (exit_time, log)  # 10 s at most writing the backlog, then finished
+    assert not glob.glob(str(tmp_path / ("*" + PART)))
