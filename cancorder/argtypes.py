@@ -93,6 +93,10 @@ def ranged(convert, what, low, high, complaint):
     return parse
 
 
+#: a CAN id in hex, with or without 0x (mock-uds --tester-id, gen --id)
+can_id = ranged(lambda text: int(text, 16), "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
+                "a CAN id is at most 1FFFFFFF")
+
 #: a duration in seconds, more than 0 (``--duration``, ``--timeout``, ``--browse-time``)
 seconds = ranged(float, "a number of seconds", 1e-9, float("inf"), "must be more than 0 seconds")
 

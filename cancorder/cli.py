@@ -12,8 +12,8 @@ import sys
 
 from . import __version__
 
-COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "man",
-            "completion"]
+COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "gen",
+            "mock_slcan", "man", "completion"]
 
 
 def version_text():

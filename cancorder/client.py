@@ -247,6 +247,9 @@ class Dump:
                 sock.close()
             if lost is None:
                 return
+            ended = getattr(self.stats, "connection_ended", None)  # dump --check counts it
+            if ended is not None:
+                ended(lost)
             if not self.reconnect:
                 if not clean:  # a crash or a network failure, not an end: exit non-zero
                     raise ConnectError(f"{lost} (--reconnect keeps trying)")

@@ -181,3 +181,16 @@ def http_get(port, path, host="127.0.0.1"):
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def generated_frames(count, rate=10000.0, **settings):
+    """The first ``count`` frames of ``cancorder gen`` with these TrafficSettings, as decoded
+    records (t_us, id, flags, data), stamped at their due instants from a fixed start."""
+    from cancorder.generator import Timeline, TrafficSettings
+
+    settings.setdefault("seed", 1)
+    timeline = Timeline(TrafficSettings(rate=rate, count=count, **settings))
+    timeline.started, timeline.started_us = 0.0, 1_700_000_000_000_000
+    stamps = [timeline.started_us + round(timeline.schedule.at(k) * 1e6) for k in range(count)]
+    return [(stamp, can_id, flags, data) for stamp, (can_id, flags, data)
+            in zip(stamps, timeline.frames(count))]

@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan")
+MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -61,6 +61,23 @@ def add_subparser(subparsers, common):
                         help="a full-screen live table, one row per id: count, rate, period "
                              "and jitter, the bytes that changed lit up (keys: q quit, p pause, "
                              "s sort, c clear, / filter, arrows and PageUp/PageDown scroll)")
+    check = parser.add_argument_group("checking test traffic (cancorder gen, mcangen)")
+    check.add_argument("--check", nargs="?", const="auto", default=None,
+                       choices=("auto", "quality-test", "sequence"), metavar="MODE",
+                       help="instead of one line per frame, verify sequence and quality-test "
+                            "frames per id (--filter picks the ids): missing (with the gaps), "
+                            "duplicate, reordered, corrupt, jitter, latency, and what the "
+                            "logger itself dropped; a status line every 5 s, a summary at the "
+                            "end. MODE: auto (default: CA FE payloads are quality-test, 8-byte "
+                            "ones below 2^48 sequence), quality-test or sequence")
+    check.add_argument("--expect", type=argtypes.positive_int, default=None, metavar="N",
+                       help="with --check: each stream's sender sent N frames (gen -n N): "
+                            "those never received, at the start or the end, count as missing")
+    check.add_argument("--json", action="store_true",
+                       help="with --check: the summary as one JSON object on stdout")
+    check.add_argument("--strict", action="store_true",
+                       help="with --check: exit 2 when a frame was missing, corrupt or dropped "
+                            "by the logger, or no checked frame arrived")
     parser.add_argument("--dbc", action="append", default=[], metavar="FILE",
                         help="decode signals with this database (.dbc .arxml .kcd .sym, "
                              "through cantools; repeatable): in pretty, json, --stats and "
@@ -90,6 +107,11 @@ def _do_dump(args):
                                                 "same counts: choose one")
     sa.check(not (args.monitor and args.browse), "--browse only lists loggers: leave out "
                                                  "--monitor")
+    for flag, given in (("--expect", args.expect), ("--json", args.json),
+                        ("--strict", args.strict)):
+        sa.check(args.check or not given, f"{flag} is a setting of --check: add --check")
+    sa.check(not (args.check and (args.stats or args.monitor)),
+             "--check shows its own counts: leave out --stats and --monitor")
     is_file = bool(args.target) and _is_log_file(args.target)
     given = [flag for flag, value in (("--speed", "speed" in args),  # no default: given or not
                                       ("--start", args.start is not None),
@@ -118,6 +140,11 @@ def _do_dump(args):
     target = mqtt or (_log_file(args) if is_file else _target(args, reporter))
     screen = Console(highlight=False)
     stats = StatsTable(screen, signals=signals) if args.stats else None
+    if args.check:
+        from ..check import StreamCheck
+
+        stats = StreamCheck(args.check, out=sys.stdout, report=reporter.info,
+                            as_json=args.json, expect=args.expect)
     if args.monitor:
         from ..monitor import Monitor
 
@@ -131,6 +158,9 @@ def _do_dump(args):
     dump = make_dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
                 reconnect=args.reconnect, timeout=args.timeout)
+    if args.check:
+        code = dump.run()
+        return 2 if args.strict and stats.lost else code
     if not args.monitor:
         return dump.run()
     stats.on_quit = lambda: dump.stop("q pressed")

@@ -178,8 +178,7 @@ def _whole(text):
         return int(text, 0)  # 0x2A
 
 
-can_id = argtypes.ranged(_hex, "a CAN id in hex, e.g. 7E0", 0, 0x1FFFFFFF,
-                         "a CAN id is at most 1FFFFFFF")
+can_id = argtypes.can_id
 padding_byte = argtypes.ranged(_hex, "one byte in hex, e.g. CC or 0x55", 0, 0xFF,
                                "expected one byte in hex, e.g. CC or 0x55")
 speed_factor = argtypes.ranged(float, "a factor such as 10 or 0.5", 0.001, 10000,

@@ -1,9 +1,9 @@
 """``cancorder serve``: any python-can adapter, served to every client."""
 import json
 
-from .. import argtypes
 from ..argtypes import Claim
 from . import _server_args as sa
+from ._adapter_args import adapter_source, add_adapter_arguments
 
 #: what a config file's ``source`` key may name for these flags
 SOURCES = {"python-can": sa.SourceKind(), "slcan": sa.SourceKind(("--interface=slcan",))}
@@ -14,31 +14,7 @@ def add_subparser(subparsers, common):
         "serve", parents=[common], help="serve frames from a python-can adapter",
         description="Read CAN frames from any python-can interface and stream them to TCP "
                     "clients in the ECUconnect Logger format.")
-    bus = parser.add_argument_group("adapter")
-    bus.add_argument("-i", "--interface", default=None,
-                     help="python-can interface: socketcan, gs_usb, slcan, pcan, kvaser, "
-                          "vector... (default: socketcan on Linux, gs_usb elsewhere)")
-    bus.add_argument("-c", "--channel", default=None,
-                     help="channel: can0, a device index, /dev/ttyACM0, COM8, a pyserial URL "
-                          "(socket://host:port)")
-    bus.add_argument("-b", "--bitrate", type=argtypes.bitrate, default=500000,
-                     help="bit rate in bit/s: 500000, 500k, 1M, 83.3k (default: 500k)")
-    bus.add_argument("--auto", action="store_true",
-                     help="use the first adapter that opens among those cancorder detect finds")
-    bus.add_argument("--fd", action="store_true", help="open the bus in CAN FD mode")
-    bus.add_argument("--data-bitrate", "--data_bitrate", type=argtypes.bitrate, default=None,
-                     help="CAN FD data-phase bit rate in bit/s, e.g. 2M (with --fd; "
-                          "--data_bitrate as python-can spells it works too)")
-    bus.add_argument("--listen-only", action="store_true",
-                     help="never acknowledge or send on the bus (where the backend can)")
-    bus.add_argument("--timestamps", choices=("adapter", "host"), default="adapter",
-                     help="adapter: the frame's own receive time (device clocks mapped to "
-                          "Unix time); host: stamped on arrival (default: adapter)")
-    bus.add_argument("--opt", dest="options", action="append", type=argtypes.backend_option,
-                     default=[], metavar="KEY=VALUE",
-                     help="pass an option to the python-can backend (repeatable); "
-                          "backend=python-can reads socketcan and slcan through python-can "
-                          "instead of cancorder's own readers")
+    add_adapter_arguments(parser.add_argument_group("adapter"))
     sa.add_server_arguments(parser)
     several = parser.add_argument_group("several buses")
     parser.command_line_flags += [
@@ -66,7 +42,7 @@ def _do_serve(args):
 
 def source_from_args(args):
     """The source one set of serve flags describes (a command line or a [[bus]] table)."""
-    from ..sources.pycan import PythonCanSource, default_interface
+    from ..sources.pycan import default_interface
 
     sa.check(not args.data_bitrate or args.fd, "--data-bitrate needs --fd")
     sa.check(not (args.auto and (args.interface or args.channel)),
@@ -75,31 +51,7 @@ def source_from_args(args):
     record_filter = sa.record_filter(args)
 
     def make_source(interface, channel):
-        options = dict(args.options)
-        backend = options.pop("backend", None)
-        backend = options.pop("slcan_backend", None) or backend or "cancorder"
-        sa.check(backend in ("cancorder", "python-can"),
-                 "--opt backend: use cancorder (the default) or python-can")
-        if interface == "socketcan" and backend == "cancorder":
-            from ..sources.socketcan import SocketcanSource
-
-            sa.check(not args.data_bitrate, "--data-bitrate: set it on the interface (ip link "
-                                            "set CHANNEL type can ... dbitrate N fd on)")
-            return SocketcanSource(channel or "can0", record_filter=record_filter,
-                                   timestamps=args.timestamps, bitrate=args.bitrate,
-                                   listen_only=args.listen_only, options=options)
-        if interface == "slcan" and backend == "cancorder":
-            from ..sources.slcan import SlcanSource
-
-            return SlcanSource(channel, bitrate=args.bitrate, fd=args.fd,
-                               data_bitrate=args.data_bitrate,
-                               listen_only=args.listen_only, record_filter=record_filter,
-                               timestamps=args.timestamps, options=options)
-        return PythonCanSource(
-            interface, channel, bitrate=args.bitrate, fd=args.fd,
-            data_bitrate=args.data_bitrate, record_filter=record_filter,
-            listen_only=args.listen_only,
-            timestamps=args.timestamps, options=options)
+        return adapter_source(args, interface, channel, record_filter)
 
     if args.auto:
         from ..detection import open_first_usable

@@ -114,6 +114,10 @@ class MqttDump(Dump):
 
     def _on_gap(self, label, missing):
         self.reporter.warning(f"{label}: {plural(missing, 'frame')} missing")
+        dropped = getattr(self.stats, "logger_dropped", None)  # dump --check names it
+        if dropped is not None:
+            dropped(f"{label}: {plural(missing, 'frame')} missing in the MQTT sequence numbers "
+                    "(not published, or lost on the way)", missing)
 
     def _on_restart(self, label):
         self.reporter.warning(f"{label}: the logger restarted (a new session): frames its last "
