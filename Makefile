@@ -44,7 +44,7 @@ $(TEST_STAMP): $(STAMP)
 MAN_PAGE := $(VENV)/share/man/man1/cancorder.1
 $(MAN_PAGE): $(STAMP) $(shell find cancorder -name '*.py' ! -path 'cancorder/_fast/*')
 	@mkdir -p $(@D)
-	@$(BIN)/cancorder man > $@.tmp && mv $@.tmp $@
+	@CANCORDER_PURE=1 $(BIN)/cancorder man > $@.tmp && mv $@.tmp $@  # (before compiling)
 
 dev: $(STAMP) $(MAN_PAGE)
 	@echo "make: [compiling] the compiled core (cancorder/_fast), where it changed"

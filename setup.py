@@ -93,8 +93,11 @@ class BuildPyWithManual(build_py):
         command = ("import sys; from cancorder.cli import build_parser; "
                    "from cancorder.manual import manual_page; "
                    "sys.stdout.write(manual_page(build_parser()))")
+        # the pure core: the page needs no compiled module, and one left from an earlier build
+        # may be older than its source
         page = subprocess.run([sys.executable, "-c", command], cwd=HERE, check=True,
-                              stdout=subprocess.PIPE, text=True).stdout
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, CANCORDER_PURE="1")).stdout
         os.makedirs(os.path.join(HERE, os.path.dirname(MANUAL_PAGE)), exist_ok=True)
         with open(os.path.join(HERE, MANUAL_PAGE), "w", encoding="utf-8") as f:
             f.write(page)

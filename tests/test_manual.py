@@ -75,13 +75,15 @@ def test_the_manual_page_reads_cleanly_in_man():
     """man renders it without a warning (help text that wrapped to a line starting with "."
     would be read as a request)."""
     page = _cancorder("man")
+    env = {key: value for key, value in os.environ.items() if key != "MAN_KEEP_FORMATTING"}
     shown = subprocess.run(["man", "-l", "-"], input=page, capture_output=True, text=True,
-                           env={**os.environ, "MANWIDTH": "100", "MAN_KEEP_FORMATTING": "0"},
-                           timeout=60)
+                           env={**env, "MANWIDTH": "100"}, timeout=60)
     assert shown.returncode == 0
     assert shown.stderr == ""
-    assert "cancorder service install" in shown.stdout
-    assert "only this channel of a multi-channel file" in shown.stdout
+    # the words as a reader sees them: no overstrike (bold), justified spaces as one
+    text = re.sub(r"\s+", " ", re.sub(".\b", "", shown.stdout))
+    assert "cancorder service install" in text
+    assert "only this channel of a multi-channel file" in text
 
 
 def _bash_completes(script, words):

@@ -763,6 +763,7 @@ def test_ipv6_target(dump, cancorder_process, slcan_emulator):
 
 # ---- Zeroconf, in a private network namespace ----
 
+@pytest.mark.serial  # dump asks Zeroconf for the ECUconnect port within 1.5 s: not beside other tests
 def test_browse_and_connect_without_a_target():
     result = run_in_netns("tests/netns_dump_browse.py")
     port = result["port"]

@@ -60,6 +60,7 @@ PROOF_RATE, PROOF_SECONDS = 10_000, 60
 
 
 @pytest.mark.long
+@pytest.mark.serial  # 10,000 frames/s for 60 s, every frame: not beside other tests
 def test_proof_gen_to_serve_to_dump_check_60_s_at_10000_frames_per_second(cancorder_process,
                                                                          tmp_path):
     """The user's proof, end to end: gen's SLCAN adapter (pty) -> serve -i slcan -> dump
