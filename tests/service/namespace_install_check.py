@@ -61,8 +61,10 @@ def main(work, port):
     packages = sh("/opt/cancorder/bin/python", "-c",
                   "import site; print(site.getsitepackages()[0])").stdout.strip()
     # the checkout and its venv's packages stand in for `pip install .` (no network here),
-    # seen through /opt, which the unit does not hide, wherever the checkout lies (/tmp, /home)
-    for source, seen_as in ((ROOT, "/opt/checkout"), (site.getsitepackages()[0], "/opt/site")):
+    # seen through /opt, which the unit does not hide, wherever the checkout lies (/tmp, /home;
+    # the package folder, not the checkout's own, which a private clone may close: mktemp -d)
+    for source, seen_as in ((os.path.join(ROOT, "cancorder"), "/opt/checkout/cancorder"),
+                            (site.getsitepackages()[0], "/opt/site")):
         os.makedirs(seen_as)
         mount("--bind", source, seen_as)
     with open(os.path.join(packages, "cancorder-test.pth"), "w") as handle:
