@@ -24,6 +24,8 @@ def _stale_compiled_modules():
 
 
 def pytest_configure(config):
+    # pytest-xdist registers it; the serial pass runs without xdist (-p no:xdist)
+    config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker")
     stale = _stale_compiled_modules()
     if stale:
         pytest.exit("stale compiled core (" + "; ".join(stale) + "): run `make dev`", 2)
