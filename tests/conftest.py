@@ -39,10 +39,13 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     # the VM is booted once per test process: under pytest-xdist (make test's --dist loadgroup)
-    # every test that uses it goes to one worker, so the suite boots one VM, not one a worker
+    # every test that uses it goes to one worker, so the suite boots one VM, not one a worker;
+    # and it runs in make test's serial pass: a TCG guest starved by four workers beside it
+    # missed frames of cangen's and took over 120 s to start a serve (a fresh-clone CI run)
     for item in items:
         if "socketcan_vm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("socketcan_vm"))
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(params=["compiled", "pure"])
