@@ -8,9 +8,15 @@ as fast as it goes) into, one after the other:
   - ``candump -L vcan0 > /dev/null`` (C, the reference),
   - ``cancorder serve -i socketcan`` (cancorder's reader) with 1 and 4 ECUconnect clients,
   - the same with ``--opt backend=python-can``.
-CPU per frame is the reader's utime + stime from /proc/PID/stat over the frames it read;
-every frame is counted at each client; kernel drops are the serve totals' ``dropped``.
-Prints one table (and JSON with --json).
+CPU per frame is the reader's utime + stime from /proc/PID/stat over the frames it read
+(candump's lines counted by ``wc -l`` through a pipe; cancorder's reads are the frames sent
+less its kernel drops; python-can's what its clients got); every frame is counted at each
+client; kernel drops are the serve totals' ``dropped``.
+
+Then the senders (``--senders``, on by default): ``cangen vcan0 -g 0 -n N`` beside
+``cancorder gen -i socketcan -c vcan0 -r 0 -n N``, CPU per frame from the children's rusage,
+gen's start-up (the same command with ``-n 1``) taken off.
+Prints the tables (and JSON with --json).
 """
 import argparse
 import json
@@ -36,8 +42,14 @@ def guest_run(reader, rate, frames, clients):
     """In the guest: one measurement; prints one JSON line."""
     port = PORT + clients
     env = dict(os.environ, PYTHONPATH=ROOT)
+    counter = None
     if reader == "candump":
-        proc = subprocess.Popen(["candump", "-L", "vcan0"], stdout=subprocess.DEVNULL)
+        # its lines counted by wc in a process of its own (a pipe costs candump what
+        # /dev/null does: the same buffered writes), so a frame candump missed shows
+        proc = subprocess.Popen(["candump", "-L", "vcan0"], stdout=subprocess.PIPE)
+        counter = subprocess.Popen(["wc", "-l"], stdin=proc.stdout, stdout=subprocess.PIPE,
+                                   text=True)
+        proc.stdout.close()
         time.sleep(0.5)
         collectors = []
     else:
@@ -77,9 +89,38 @@ def guest_run(reader, rate, frames, clients):
                           if "clients served" in rest else "")
         dropped = int(match.group(1).replace(",", "")) if match else 0
     proc.wait(30)
+    if counter is not None:
+        received.append(int(counter.communicate(timeout=30)[0]))
     print(json.dumps({"reader": reader, "rate": rate, "clients": clients, "frames": frames,
                       "ticks": ticks, "hz": os.sysconf("SC_CLK_TCK"), "seconds": sent_in,
                       "received": received, "dropped": dropped}), flush=True)
+
+
+def _child_cpu(command):
+    before = os.times()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHONPATH=ROOT))
+    after = os.times()
+    return (after.children_user - before.children_user) + \
+        (after.children_system - before.children_system)
+
+
+def guest_senders(frames):
+    """In the guest: cangen's and gen's CPU per frame sent (median of 3 each)."""
+    import statistics
+    cangen = ["cangen", "vcan0", "-g", "0", "-i", "-I", "123", "-L", "8", "-D", "i"]
+    gen = [sys.executable, "-m", "cancorder", "gen", "-i", "socketcan", "-c", "vcan0",
+           "-r", "0", "--id", "123", "--dlc-min", "8", "--dlc-max", "8",
+           "--data-mode", "counter"]
+    rows = {}
+    for name, command in (("cangen", cangen), ("cancorder gen", gen)):
+        runs = []
+        for _ in range(3):
+            whole = _child_cpu([*command, "-n", str(frames)])
+            start_up = _child_cpu([*command, "-n", "1"])
+            runs.append(max(whole - start_up, 0.0) / frames * 1e6)
+        rows[name] = statistics.median(runs)
+    print(json.dumps(rows), flush=True)
 
 
 def main():
@@ -88,12 +129,16 @@ def main():
     parser.add_argument("--rates", default="1000,10000,max")
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-senders", dest="senders", action="store_false",
+                        help="leave out cangen vs gen -i socketcan")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     import tempfile
 
     from tests.vm import Vm
 
+    load_before = os.getloadavg()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         vm = Vm(work).boot()
@@ -106,28 +151,48 @@ def main():
                     done = vm.run([sys.executable, "-m", "bench.socketcan", "--guest", reader,
                                    rate, str(args.frames), str(clients)], timeout=1800)
                     rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            senders = None
+            if args.senders:
+                done = vm.run([sys.executable, "-m", "bench.socketcan", "--guest-senders",
+                               str(args.frames)], timeout=1800)
+                senders = json.loads(done.stdout.strip().splitlines()[-1])
         finally:
             vm.stop()
     print("SocketCAN readers in a QEMU/TCG VM (ratios are the result; absolute times are "
           "the emulator's)")
-    print(f"{'rate':>6} {'reader':>10} {'clients':>7} {'us CPU/frame':>12} {'x candump':>9} "
-          f"{'received (each client)':>24} {'kernel drops':>12}")
+    print(f"{'rate':>6} {'reader':>10} {'clients':>7} {'read':>6} {'us CPU/frame read':>17} "
+          f"{'x candump':>9} {'received (each client)':>24} {'kernel drops':>12}")
     base = {}
     for row in rows:
-        per_frame = row["ticks"] / row["hz"] / row["frames"] * 1e6
+        # per frame the reader got from the kernel: a reader that loses frames (python-can's
+        # at 10k/s in this guest) is not cheaper for it; cancorder's reads = sent - its
+        # kernel drops, the others' = what reached (every one of) their clients
+        read = (row["frames"] - row["dropped"] if row["reader"] == "cancorder"
+                else min(row["received"]))
+        row["read"] = read
+        per_frame = row["ticks"] / row["hz"] / max(read, 1) * 1e6
         if row["reader"] == "candump":
             base[row["rate"]] = per_frame
         ratio = per_frame / base[row["rate"]] if base.get(row["rate"]) else float("nan")
         row["us_per_frame"], row["x_candump"] = per_frame, ratio
-        print(f"{row['rate']:>6} {row['reader']:>10} {row['clients']:>7} {per_frame:>12.1f} "
+        print(f"{row['rate']:>6} {row['reader']:>10} {row['clients']:>7} {read:>6} {per_frame:>17.1f} "
               f"{ratio:>9.2f} {','.join(map(str, row['received'])) or '-':>24} "
               f"{row['dropped']:>12}")
+    if senders:
+        print(f"\nSenders onto vcan0, {args.frames} frames as fast as they go (us CPU per frame "
+              "sent, start-up taken off, median of 3):")
+        for name, per_frame in senders.items():
+            print(f"{name:>14} {per_frame:8.1f} us  {per_frame / senders['cangen']:5.2f}x cangen")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"readers": rows, "senders": senders}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--guest":
+    if len(sys.argv) > 1 and sys.argv[1] == "--guest-senders":
+        guest_senders(int(sys.argv[2]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--guest":
         guest_run(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()
