@@ -114,6 +114,18 @@ def ip_link_details(name=None):
     return {link.get("ifname"): link for link in links if isinstance(link, dict)}
 
 
+def link_bitrates(info_data):
+    """(bit rate, data bit rate) of a CAN link from ``ip -details -json``'s ``info_data``
+    (None where unset): a driver that calculates its bit timing gives them under
+    ``bittiming``/``data_bittiming``, one with a fixed list of rates (the kernel's slcan) as
+    flat ``bittiming_bitrate``/``data_bittiming_bitrate``."""
+    def rate(section):
+        value = (info_data.get(section) or {}).get("bitrate") or \
+            info_data.get(f"{section}_bitrate")
+        return value if isinstance(value, int) and 0 < value < 0xFFFFFFFF else None
+    return rate("bittiming"), rate("data_bittiming")
+
+
 def socketcan_interfaces():
     root = sysfs_net()
     try:
@@ -133,8 +145,7 @@ def socketcan_interfaces():
         kind = info.get("info_kind") or ("can" if os.path.exists(os.path.join(root, name, "device"))
                                          else "virtual")
         data = info.get("info_data", {}) or {}
-        bitrate = (data.get("bittiming") or {}).get("bitrate")
-        data_bitrate = (data.get("data_bittiming") or {}).get("bitrate")
+        bitrate, data_bitrate = link_bitrates(data)
         # operstate is "unknown" for interfaces without carrier (vcan): then IFF_UP decides
         sys_flags = _read(os.path.join(root, name, "flags")) or "0"
         admin_up = "UP" in (link.get("flags") or []) or (

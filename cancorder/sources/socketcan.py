@@ -32,7 +32,7 @@ import time
 
 from .._fast import socketcan as fastcan
 from .._fast import wire
-from ..detection import ip_link_details
+from ..detection import ip_link_details, link_bitrates
 from ..errors import SourceInitError, SourceLostError, TransmitError, UsageError
 from .base import Source, SourceCounters
 
@@ -217,7 +217,7 @@ class SocketcanSource(Source):
         self.unpacker.dropped = 0  # a new socket's counter starts at 0
         info = details.get("linkinfo", {}).get("info_data", {})
         self.fd = details.get("mtu") == fastcan.CANFD_MTU if "mtu" in details else None
-        bitrate = info.get("bittiming", {}).get("bitrate")
+        bitrate = link_bitrates(info)[0]
         self.bitrate = str(bitrate) if bitrate else ""
         state = STATE_NAMES.get(info.get("state", ""))
         if state:

@@ -6,6 +6,7 @@ In the guest, ``serve -i socketcan`` runs from this checkout, an ECUconnect clie
 records what the kernel delivered: the reference every record is compared with, timestamps
 included (candump's are the kernel's software receive stamps too).
 """
+import json
 import re
 import sys
 
@@ -228,10 +229,50 @@ def test_interface_down_and_up_reopens_and_serves_on(socketcan_vm):
     finally:  # the next tests need vcan0 up, whatever happened here
         vm.run("ip link set vcan0 up")
     served.proc.wait_for(r"socketcan channel vcan0 is back; frames flow again")
-    vm.run("cangen vcan0 -g 1 -n 100 -I 101 -L 8 -D i", timeout=300)
+    dump = vm.start(["candump", "-L", "-n", "100", "vcan0"])
+    vm.run("sleep 0.5; cangen vcan0 -g 1 -n 100 -I 101 -L 8 -D i", timeout=300)
+    assert dump.wait(60) == 0
+    kernel = [frame[2] for frame in parse_candump(dump.stdout)]
     got = records_of(client)
-    assert [can_id for _, can_id, _, _ in got] == [0x100] * 100 + [0x101] * 100
+    ids = [can_id for _, can_id, _, _ in got]
+    assert kernel == [0x101] * 100
+    assert ids == [0x100] * 100 + [0x101] * 100, (ids.count(0x100), ids.count(0x101),
+                                                   served.proc.stderr)
     served.stop()
+
+
+def test_a_real_can_driver_its_bit_rate_and_its_frames(socketcan_vm):
+    """The kernel's slcan driver (a CAN driver with a fixed list of bit rates, set up by
+    can-utils' slcand as for a CANable) on ``cancorder mock-slcan``'s pseudo-terminal: the
+    bit rate set with ip link is what detect shows and what serve reads (and says, when -b
+    asks for another), and the frames arrive through the driver, none missing."""
+    vm = socketcan_vm
+    env = {"PYTHONPATH": ROOT}
+    vm.run("modprobe slcan")
+    adapter = vm.start([PY, "-m", "cancorder", "mock-slcan", "-r", "200", "--id", "123",
+                        "--dlc-min", "8", "--data-mode", "sequence"], env=env)
+    path = adapter.wait_for(r"(/dev/pts/\d+)", stream="stdout").group(1)
+    attach = vm.start(["slcand", "-F", path, "slcan0"])  # in the foreground: stopped by pid
+    try:
+        vm.run("for i in $(seq 100); do ip link show slcan0 >/dev/null 2>&1 && exit 0; "
+               "sleep 0.1; done; exit 1")
+        vm.run("ip link set slcan0 type can bitrate 500000 && ip link set slcan0 up")
+        found = json.loads(vm.run([PY, "-m", "cancorder", "detect", "--json"], env=env,
+                                  timeout=180).stdout)
+        slcan0 = next(row for row in found if row["name"] == "slcan0")
+        assert slcan0["usable"] and "500,000 bit/s" in slcan0["details"], slcan0
+        served = Served(vm, "-b", "250000", channel="slcan0")
+        served.proc.wait_for(r"slcan0: the interface runs at 500000 bit/s")
+        client = served.client(count=200)
+        got = records_of(client)
+        assert len(got) == 200
+        assert {(can_id, flags) for _, can_id, flags, _ in got} == {(0x123, 0)}
+        numbers = [int.from_bytes(data, "big") for _, _, _, data in got]
+        assert numbers == list(range(numbers[0], numbers[0] + 200))  # none missing
+        served.stop()
+    finally:
+        attach.stop()
+        adapter.stop()
 
 
 SOCKETCAND_SEND = """
