@@ -143,7 +143,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         vm = Vm(work).boot()
         try:
-            for rate in args.rates.split(","):
+            for rate in filter(None, args.rates.split(",")):  # --rates '': the senders only
                 runs = [("candump", 1)] + [(reader, int(n)) for reader in
                                            ("cancorder", "python-can")
                                            for n in args.clients.split(",")]
