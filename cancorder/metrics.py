@@ -43,6 +43,8 @@ class BusSnapshot:
     clients_dropped_lag: int = 0
     reopens: int = 0
     frames_dropped: int = 0  # frames the kernel dropped before the source read them
+    bus_errors: int = 0  # bus errors the adapter reported (SocketCAN: error frames)
+    controller_restarts: int = 0  # the CAN controller restarted (after bus off)
     bus_state: str = ""  # the controller's state where the source knows it ("error passive")
     seconds_since_frame: float = math.nan  # NaN: no frame yet
     skipped: dict = dataclasses.field(default_factory=dict)  # kind -> count
@@ -70,6 +72,9 @@ class BusCollector:
             "adapter_reopens": "Times the adapter was lost and opened again",
             "frames_dropped": "Frames lost before cancorder read them (SocketCAN: the "
                               "kernel's drop counter, SO_RXQ_OVFL)",
+            "bus_errors": "Bus errors the adapter reported (SocketCAN: error frames)",
+            "controller_restarts": "Times the CAN controller restarted after bus off, where "
+                                   "the adapter reports it",
         }
         gauges = {
             "clients_connected": "ECUconnect clients connected now",
@@ -83,6 +88,8 @@ class BusCollector:
             "clients_dropped_lag": lambda b: b.clients_dropped_lag,
             "adapter_reopens": lambda b: b.reopens,
             "frames_dropped": lambda b: b.frames_dropped,
+            "bus_errors": lambda b: b.bus_errors,
+            "controller_restarts": lambda b: b.controller_restarts,
             "clients_connected": lambda b: b.clients,
             "adapter_up": lambda b: 1 if b.up else 0,
             "seconds_since_last_frame": lambda b: b.seconds_since_frame,

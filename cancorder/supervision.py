@@ -54,7 +54,8 @@ def snapshot_of(bus, now=None):
         frames_sent=counters.frames, bytes_sent=b.bytes_sent if b is not None else 0,
         clients=b.main_clients if b is not None else 0,  # ECUconnect's (socketcand: its own)
         clients_dropped_lag=b.clients_dropped_lag if b is not None else 0,
-        reopens=bus.reopens, frames_dropped=counters.dropped,
+        reopens=bus.reopens, frames_dropped=counters.dropped, bus_errors=counters.bus_errors,
+        controller_restarts=counters.restarts,
         bus_state=getattr(bus.source, "bus_state", None) or "",  # None: cannot tell
         seconds_since_frame=(now - bus.last_frame) if bus.last_frame is not None else math.nan,
         skipped={kind: getattr(counters, kind) for kind in

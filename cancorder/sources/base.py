@@ -37,6 +37,7 @@ class SourceCounters:
     filtered: int = 0  # frames --filter held back
     overruns: int = 0  # the adapter reported lost frames
     bus_errors: int = 0  # the adapter reported bus errors
+    restarts: int = 0  # the CAN controller restarted (after bus off)
     dropped: int = 0  # frames the kernel dropped before cancorder read them (SO_RXQ_OVFL)
 
     @property
@@ -49,7 +50,8 @@ class SourceCounters:
         """``frames in N, out N, skipped remote N, ...`` for the totals line."""
         text = (f"frames in {self.received:,}, out {self.frames:,}, skipped remote "
                 f"{self.remote:,}, error {self.error:,}, invalid {self.invalid:,}")
-        for name in ("garbage", "filtered", "overruns", "bus_errors", "dropped"):
+        for name in ("garbage", "filtered", "overruns", "bus_errors", "restarts",
+                     "dropped"):
             value = getattr(self, name)
             if value:
                 text += f", {name.replace('_', ' ')} {value:,}"

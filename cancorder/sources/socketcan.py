@@ -360,5 +360,5 @@ class SocketcanSource(Source):
         filtered = self.record_filter.filtered if self.record_filter is not None else 0
         return SourceCounters(frames=u.packed - filtered, remote=u.remote, error=u.error,
                               invalid=u.invalid, filtered=filtered,
-                              bus_errors=self.bus_errors,
+                              bus_errors=self.bus_errors, restarts=self.restarts,
                               dropped=self.dropped_before + u.dropped)

@@ -167,8 +167,10 @@ def test_bus_state_in_metrics_and_healthz(socketcan_vm):
     page, (status, body) = state_after("20000040#0000000000000000", "bus off")
     assert 'state="bus off"} 1.0' in page and 'state="error passive"' not in page
     assert status == 503 and "bus off" in body
+    assert re.search(r'cancorder_controller_restarts_total\{bus="[^"]+"\} 0\.0', page)
     page, (status, body) = state_after("20000100#0000000000000000", "error active")
     assert 'state="error active"} 1.0' in page
+    assert re.search(r'cancorder_controller_restarts_total\{bus="[^"]+"\} 1\.0', page)
     assert status == 200 and body.startswith("ok")
     served.stop()
 
