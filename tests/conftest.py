@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(config, items):
         if "socketcan_vm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("socketcan_vm"))
             item.add_marker(pytest.mark.serial)
+            item.add_marker(pytest.mark.vm)
 
 
 @pytest.fixture(params=["compiled", "pure"])

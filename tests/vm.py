@@ -327,6 +327,9 @@ def agent(share):
             with open(os.path.join(share, name)) as f:
                 spec = json.load(f)
             env = dict(os.environ, **spec["env"])
+            # python-can without asammdf in the guest: see vm_guest/asammdf.py
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [os.path.join(HERE, "vm_guest"), env.get("PYTHONPATH")]))
             try:
                 proc = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=env,
                                         stdin=subprocess.DEVNULL,

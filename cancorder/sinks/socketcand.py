@@ -33,7 +33,6 @@ import logging
 import queue
 import socket
 import threading
-from xml.sax.saxutils import quoteattr
 
 from .._fast import socketcand as protocol
 from .._fast.broadcast import Protocol
@@ -497,6 +496,10 @@ def beacon_datagrams(bus_name, bind, port, description):
         chosen = [n for n in networks if not n.ip.is_loopback and not n.ip.is_link_local]
         if not chosen:
             chosen = [n for n in networks if n.ip.is_loopback]
+    # imported here: xml.sax.saxutils brings urllib.request and http.client, a tenth of
+    # serve's start-up, for a beacon most buses never send
+    from xml.sax.saxutils import quoteattr
+
     hostname = socket.gethostname()
     out = []
     for iface in chosen:
