@@ -1,8 +1,25 @@
 import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport memcpy
 
 from cancorder._fast.wire cimport put_header, valid_length
+
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef extern from "<sys/socket.h>" nogil:
+    # struct mmsghdr *, struct timespec *: the buffers are laid out by the Python side
+    int recvmmsg(int sockfd, void *msgvec, unsigned int vlen, int flags, void *timeout)
+
+
+cdef int MSG_DONTWAIT
 
 
 cdef unsigned long long le32(const unsigned char *p, Py_ssize_t pos) noexcept
@@ -37,3 +54,7 @@ cdef class FrameUnpacker:
                    n=cython.uchar, can_id=cython.ulonglong, flags=cython.uchar,
                    start=Py_ssize_t)
     cpdef bytes unpack(self, Py_ssize_t count, unsigned long long now_us)
+
+    @cython.locals(headers=cython.p_void, slots=cython.uint, n=cython.int, failure=cython.int,
+                   waiting=pollfd)
+    cpdef int receive(self, int fd, int timeout_ms)

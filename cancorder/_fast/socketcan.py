@@ -23,7 +23,13 @@ except ImportError:  # Cython is a build dependency only; the pure twin runs wit
 from .wire import FLAG_BRS, FLAG_ESI, FLAG_EXT, FLAG_FD, MAX_RECORD_SIZE
 
 if not cython.compiled:  # compiled, socketcan.pxd cimports them: C calls
+    import ctypes
+    import errno as _errno
+    import select as _select
+
     from .wire import put_header, valid_length
+
+    _LIBC = []  # ctypes' recvmmsg, looked up on first use
 
 CAN_EFF_FLAG = 0x80000000
 CAN_RTR_FLAG = 0x40000000
@@ -42,6 +48,7 @@ CONTROL_SLOT = 128
 SOL_SOCKET = 1
 SCM_TIMESTAMPING = 37  # SO_TIMESTAMPING_OLD: three struct timespec (software, -, hardware)
 SO_RXQ_OVFL = 40
+MSG_DONTWAIT = 0x40
 
 
 def le32(p, pos):
@@ -88,6 +95,59 @@ class FrameUnpacker:
         while i < slots:
             put_le64(self.headers, i * HEADER_SLOT + 40, CONTROL_SLOT)
             i += 1
+        if not cython.compiled:
+            self._poller = None
+            self._poll_fd = -1
+
+    def receive(self, fd, timeout_ms):
+        """One ``recvmmsg`` into the slots (their headers set up by the caller); when nothing is
+        waiting, first a wait of at most ``timeout_ms`` for a frame. Compiled, both system
+        calls run in C with the GIL released: a wake-up costs no Python call but this one.
+        The count of messages (0: none came), or minus the errno of a failure other than
+        EAGAIN/EINTR (ENETDOWN: the interface went down)."""
+        if cython.compiled:
+            headers = cython.cast(cython.p_void, cython.cast(cython.p_uchar, self.headers))
+            slots = self.slots
+            with cython.nogil:
+                n = recvmmsg(fd, headers, slots, MSG_DONTWAIT, cython.NULL)
+                failure = errno if n < 0 else 0
+                if n < 0 and (failure == EAGAIN or failure == EINTR):
+                    waiting.fd = fd
+                    waiting.events = POLLIN
+                    waiting.revents = 0
+                    if poll(cython.address(waiting), 1, timeout_ms) > 0:
+                        n = recvmmsg(fd, headers, slots, MSG_DONTWAIT, cython.NULL)
+                        failure = errno if n < 0 else 0
+                    else:
+                        n = 0
+                        failure = 0
+            if n < 0:
+                return 0 if failure == EAGAIN or failure == EINTR else -failure
+            return n
+        if not _LIBC:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint,
+                                      ctypes.c_int, ctypes.c_void_p]
+            libc.recvmmsg.restype = ctypes.c_int
+            _LIBC.append(libc.recvmmsg)
+        call = _LIBC[0]
+        headers = ctypes.addressof((ctypes.c_char * len(self.headers)).from_buffer(self.headers))
+        n = call(fd, headers, self.slots, MSG_DONTWAIT, None)
+        if n < 0:
+            failure = ctypes.get_errno()
+            if failure not in (_errno.EAGAIN, _errno.EINTR):
+                return -failure
+            if self._poll_fd != fd:
+                self._poller = _select.poll()
+                self._poller.register(fd, _select.POLLIN)
+                self._poll_fd = fd
+            if not self._poller.poll(timeout_ms):
+                return 0
+            n = call(fd, headers, self.slots, MSG_DONTWAIT, None)
+            if n < 0:
+                failure = ctypes.get_errno()
+                return 0 if failure in (_errno.EAGAIN, _errno.EINTR) else -failure
+        return n
 
     def unpack(self, count, now_us):
         """Records of the first ``count`` messages recvmmsg filled; bytes."""

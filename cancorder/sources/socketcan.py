@@ -3,7 +3,8 @@
 python-can's socketcan backend costs a recvmsg call, a struct unpack and a Message per frame
 (tens of microseconds each on a small board: frames are lost on a busy bus). This source asks
 the kernel for up to BATCH frames per ``recvmmsg`` call and turns them into wire records in
-compiled code (cancorder._fast.socketcan). What the kernel knows comes with them:
+compiled code (cancorder._fast.socketcan: `FrameUnpacker.receive` waits and reads with the GIL
+released, `unpack` makes the records). What the kernel knows comes with them:
 
 - CAN FD frames (CAN_RAW_FD_FRAMES is always on; an interface with ``mtu 72`` carries them);
 - ``--filter`` is handed to the kernel as CAN_RAW_FILTER (frames outside it never reach this
@@ -24,7 +25,6 @@ import ctypes
 import errno
 import logging
 import os
-import select
 import socket
 import struct
 import threading
@@ -54,7 +54,6 @@ SO_MEMINFO = 55
 SK_MEMINFO_DROPS = 8  # the index of the socket's drop counter in SO_MEMINFO's u32 array
 # SOF_TIMESTAMPING_RX_HARDWARE | RX_SOFTWARE | SOFTWARE | RAW_HARDWARE
 TIMESTAMPING_FLAGS = 0x04 | 0x08 | 0x10 | 0x40
-MSG_DONTWAIT = 0x40
 IFF_UP = 0x1
 # error frame classes (linux/can/error.h) and the controller status bits of data[1]
 CAN_ERR_CRTL = 0x04
@@ -68,19 +67,6 @@ CAN_ERR_CRTL_OVERFLOW = 0x01 | 0x02  # the controller's RX or TX buffer overflow
 #: the bus states, as ``ip -details link`` says them
 STATE_NAMES = {"ERROR-ACTIVE": "error active", "ERROR-WARNING": "error warning",
                "ERROR-PASSIVE": "error passive", "BUS-OFF": "bus off", "STOPPED": "stopped"}
-
-_libc = None
-
-
-def _recvmmsg():
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
-                                   ctypes.c_void_p]
-        _libc.recvmmsg.restype = ctypes.c_int
-    return _libc.recvmmsg
-
 
 def _address(buffer):
     """Where a bytearray's bytes are (it is never resized after this)."""
@@ -143,8 +129,6 @@ class SocketcanSource(Source):
         self._fd = -1
         self.unpacker = fastcan.FrameUnpacker(BATCH)
         self._headers = self.unpacker.headers
-        self._headers_address = 0
-        self._poll = None
         self._stamps_said = False
         self._send_lock = threading.Lock()
         # totals over every socket this source opened (each reopen starts new counters)
@@ -167,7 +151,6 @@ class SocketcanSource(Source):
             base = i * fastcan.HEADER_SLOT
             struct.pack_into("=QI4xQQQQ", self._headers, base, 0, 0, iovecs + 16 * i, 1,
                              control + i * fastcan.CONTROL_SLOT, fastcan.CONTROL_SLOT)
-        self._headers_address = _address(self._headers)
 
     @property
     def description(self):
@@ -212,8 +195,6 @@ class SocketcanSource(Source):
         sock.setblocking(False)
         self.sock = sock
         self._fd = sock.fileno()
-        self._poll = select.poll()
-        self._poll.register(self._fd, select.POLLIN)
         self.unpacker.dropped = 0  # a new socket's counter starts at 0
         info = details.get("linkinfo", {}).get("info_data", {})
         self.fd = details.get("mtu") == fastcan.CANFD_MTU if "mtu" in details else None
@@ -238,23 +219,13 @@ class SocketcanSource(Source):
     def _read(self, timeout):
         if self.sock is None:
             raise SourceLostError(f"{self.description} is not open")
-        count = _recvmmsg()(self._fd, self._headers_address, BATCH, MSG_DONTWAIT, None)
-        if count <= 0:
-            failure = ctypes.get_errno() if count < 0 else 0
-            if count < 0 and failure not in (errno.EAGAIN, errno.EINTR):
-                self._lost(failure)
-            if not self._poll.poll(timeout * 1000.0):
-                self._refresh_drops(self.sock)
-                return b""
-            count = _recvmmsg()(self._fd, self._headers_address, BATCH, MSG_DONTWAIT, None)
-            if count < 0:
-                failure = ctypes.get_errno()
-                if failure in (errno.EAGAIN, errno.EINTR):
-                    return b""
-                self._lost(failure)
-            if count == 0:
-                return b""
         u = self.unpacker
+        count = u.receive(self._fd, max(int(timeout * 1000.0), 0))
+        if count < 0:
+            self._lost(-count)
+        if count == 0:
+            self._refresh_drops(self.sock)
+            return b""
         records = u.unpack(count, time.time_ns() // 1000)
         if u.error_frames:
             frames, u.error_frames = u.error_frames, []
@@ -348,7 +319,6 @@ class SocketcanSource(Source):
         self._refresh_drops(sock)  # a last look at its drop counter
         self.dropped_before += self.unpacker.dropped
         self.unpacker.dropped = 0
-        self._poll = None
         self._fd = -1
         try:
             sock.close()

@@ -2,7 +2,12 @@
 
 The kernel itself is exercised in the VM (tests/sources/test_socketcan.py); here each field's
 place is checked against struct layouts written independently with ``struct``."""
+import ctypes
+import errno
+import socket
 import struct
+import threading
+import time
 
 from cancorder._fast import wire
 
@@ -61,3 +66,55 @@ def test_impossible_lengths_are_invalid(fast):
     u.frames[72 + 4] = 9  # the second: a classic frame of 9 bytes
     assert u.unpack(2, 5) == b""
     assert u.invalid == 2
+
+
+def aim(u):
+    """Point each ``struct mmsghdr`` of ``u`` at one iovec (its frame slot) and its control
+    slot, as the SocketCAN source does; returns what must outlive the calls."""
+    def address(buffer):
+        return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    iovecs = bytearray(16 * u.slots)
+    for i in range(u.slots):
+        struct.pack_into("=QQ", iovecs, 16 * i, address(u.frames) + 72 * i, 72)
+        struct.pack_into("=QI4xQQQQ", u.headers, 64 * i, 0, 0, address(iovecs) + 16 * i, 1,
+                         address(u.control) + 128 * i, 128)
+    return iovecs
+
+
+def can_frame(can_id, data):
+    return struct.pack("=IBxxx8s", can_id, len(data), data)
+
+
+def test_receive_batches_waits_with_the_gil_released_and_reports_failures(fast):
+    """``receive`` on datagrams (a Unix socket pair stands in for the kernel's CAN socket: the
+    same recvmmsg): 0 when nothing comes, at most ``slots`` a call, other threads run while it
+    waits (a wait holding the GIL would keep the sender below from sending until it timed
+    out), and a failure is minus its errno."""
+    u = fast.socketcan.FrameUnpacker(4)
+    keep = aim(u)
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        fd = reader.fileno()
+        assert u.receive(fd, 0) == 0
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(u.receive(fd, 3000)))
+        started = time.monotonic()
+        waiter.start()
+        time.sleep(0.2)
+        writer.send(can_frame(0x123, b"\x01\x02"))
+        waiter.join(10)
+        assert got == [1] and time.monotonic() - started < 2.0
+        assert wire.StreamDecoder().feed(u.unpack(1, 7)) == [(7, 0x123, 0, b"\x01\x02")]
+        for k in range(5):
+            writer.send(can_frame(0x100 + k, bytes([k])))
+        assert u.receive(fd, 100) == 4
+        assert [f[1] for f in wire.StreamDecoder().feed(u.unpack(4, 8))] == \
+            [0x100, 0x101, 0x102, 0x103]
+        assert u.receive(fd, 100) == 1
+        assert wire.StreamDecoder().feed(u.unpack(1, 9)) == [(9, 0x104, 0, b"\x04")]
+        assert u.receive(fd, 50) == 0  # nothing more: the wait ends empty
+    finally:
+        reader.close()
+        writer.close()
+    assert u.receive(-1, 0) == -errno.EBADF
+    del keep
