@@ -21,7 +21,7 @@ def add_subparser(subparsers, common):
                     "exactly one answers.")
     parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE|mqtt://...",
                         help="the logger (default port 42420), or a log file to read (.asc "
-                             ".blf .csv .db .log .mf4 .trc; --monitor and --stats replay it in "
+                             ".blf .csv .db .log .mf4 .pcapng .trc; --monitor and --stats replay it in "
                              "real time, --speed at any pace), or "
                              "mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe to loggers "
                              "publishing to a broker (wildcards allowed: cancorder/+/+); leave "
@@ -38,7 +38,7 @@ def add_subparser(subparsers, common):
                              "one object per line")
     add_record_arguments(parser, "-o", "--output", repeatable=True,
                             help="also record to FILE, format by extension: .log .log.gz .asc "
-                                 ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
+                                 ".asc.gz .blf .csv .trc .txt .db .pcapng (.mf4 with asammdf); "
                                  "strftime fields and {channel} {n} in the name; repeatable")
     sa.add_playback_arguments(
         parser.add_argument_group("a log file (FILE), played like cancorder replay plays it"),
