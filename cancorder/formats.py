@@ -24,6 +24,35 @@ def candump_line(frame, channel="can0"):
     return CandumpFormatter(channel).format([frame])[:-1]
 
 
+def parse_cansend(text):
+    """can-utils cansend's frame ``ID#DATA`` (3 hex digits a standard id, 8 an extended one),
+    CAN FD's ID, two '#', F and DATA (F the flags digit: BRS 1, ESI 2), ``ID#R`` (remote), data
+    bytes optionally separated by dots -> ``(can_id, flags, data)``; ValueError says what is
+    wrong.
+    Read by the candump parser (the same text after a candump line's time and channel)."""
+    frame = text.strip()
+    head, mark, rest = frame.partition("#")
+    if mark:
+        frame = head + mark + rest.replace(".", "")
+    if not frame.isascii() or any(ch.isspace() for ch in frame):
+        raise ValueError(f"{text!r}: expected ID#DATA, ID##FLAGSDATA or ID#R (hex, no spaces)")
+    parser = logfile.CandumpParser()
+    records = parser.feed(b"(0.0) x " + frame.encode("ascii") + b"\n")
+    if parser.error_reason is not None:
+        raise ValueError(f"{text!r}: {parser.error_reason}")
+    if parser.remote:
+        raise ValueError(f"{text!r}: a remote frame (ID#R), which a logger cannot send (its "
+                         "records and transmit carry no RTR bit)")
+    if parser.error:
+        raise ValueError(f"{text!r}: an error frame (CAN_ERR_FLAG in the id), which no bus "
+                         "takes as a frame to send")
+    try:  # the id's range: the decoder's check
+        _, can_id, flags, data = wire.StreamDecoder().feed(records)[0]
+    except wire.WireFormatError as exc:
+        raise ValueError(f"{text!r}: {exc.reason}") from None
+    return can_id, flags, data
+
+
 def frame_to_message(frame, channel=None):
     """A python-can Message for the log writers."""
     import can
