@@ -35,7 +35,8 @@ def parse_cansend(text):
     if mark:
         frame = head + mark + rest.replace(".", "")
     if not frame.isascii() or any(ch.isspace() for ch in frame):
-        raise ValueError(f"{text!r}: expected ID#DATA, ID#R or, for CAN FD, ID, two "#", FLAGS and DATA (hex, no spaces)")
+        raise ValueError(f"{text!r}: expected ID#DATA, ID#R or, for CAN FD, ID, two '#', "
+                         "FLAGS and DATA (hex, no spaces)")
     parser = logfile.CandumpParser()
     records = parser.feed(b"(0.0) x " + frame.encode("ascii") + b"\n")
     if parser.error_reason is not None:
