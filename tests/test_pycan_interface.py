@@ -131,3 +131,20 @@ def test_send_through_socketcand_and_a_refusal(cancorder_process, slcan_emulator
             bus.send(can.Message(arbitration_id=0x7E0, is_extended_id=False, data=b"\x01"))
     with pytest.raises(can.CanInitializationError, match="connection refused"):
         CancorderBus(channel="127.0.0.1:1")
+
+
+def test_zeroconf_finds_and_opens_the_logger():
+    """In a network namespace of its own: detect_available_configs lists the logger, and the
+    bus opens it by its Zeroconf name, and with no channel at all."""
+    from tests.netns import run_in_netns
+
+    result = run_in_netns("tests/netns_zeroconf_pycan.py")
+    port = result["port"]
+    assert [(c["interface"], c["channel"].rsplit(":", 1)[1]) for c in result["configs"]] == [
+        ("cancorder", str(port))], result
+    name = result["configs"][0]["name"]
+    assert "bench-pycan" in name
+    assert result["received"]["named"][1:] == [0x123, "00"], result
+    assert result["received"]["omitted"][1:] == [0x123, "01"], result
+    assert f"'{name}'" in result["received"]["named"][0]
+    assert result["exit_code"] == 0, result["log"]
