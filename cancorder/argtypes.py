@@ -194,3 +194,14 @@ def offset(text):
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text}: must be 0 or more seconds")
     return value
+
+
+def cansend_frame(text):
+    """A frame in can-utils cansend's syntax (``123#11.22``, ``1ABCDEF0##1...``) ->
+    ``(can_id, flags, data)``."""
+    from .formats import parse_cansend
+
+    try:
+        return parse_cansend(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

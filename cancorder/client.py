@@ -56,10 +56,10 @@ class Target:
         return self.label
 
 
-def parse_target(text):
+def parse_target(text, default_port=DEFAULT_PORT):
     """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> Target."""
     text = text.strip()
-    host, port = text, DEFAULT_PORT
+    host, port = text, default_port
     if text.startswith("["):
         end = text.find("]")
         if end < 0:

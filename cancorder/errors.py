@@ -84,6 +84,12 @@ class ConfigError(UsageError):
     """A ``--config`` file is wrong: the message names the file, the bus and the key."""
 
 
+class RemoteTransmitError(CancorderError):
+    """A logger would not put a frame on its bus for a client (``cancorder send``, the python-can
+    interface): its transmit is off, this host is not allowed, or its adapter refused; the
+    message says which, as the logger answered."""
+
+
 #: what the command line shows as one ``error:`` line (each has an ``exit_code``)
 USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)
 

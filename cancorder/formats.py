@@ -4,6 +4,7 @@ A frame is the decoder's tuple ``(timestamp_us, can_id, flags, data)``. The form
 whole batch of frames into one string (``format(frames)``), so a caller writes once per batch
 instead of once per frame: that is what lets `dump` keep up with a saturated bus on a pipe.
 """
+import math
 import time
 
 from ._fast import logfile, wire
@@ -22,6 +23,36 @@ def candump_line(frame, channel="can0"):
     recorder's compiled encoder (CandumpFormatter does whole batches).
     """
     return CandumpFormatter(channel).format([frame])[:-1]
+
+
+def parse_cansend(text):
+    """can-utils cansend's frame ``ID#DATA`` (3 hex digits a standard id, 8 an extended one),
+    CAN FD's ID, two '#', F and DATA (F the flags digit: BRS 1, ESI 2), ``ID#R`` (remote), data
+    bytes optionally separated by dots -> ``(can_id, flags, data)``; ValueError says what is
+    wrong.
+    Read by the candump parser (the same text after a candump line's time and channel)."""
+    frame = text.strip()
+    head, mark, rest = frame.partition("#")
+    if mark:
+        frame = head + mark + rest.replace(".", "")
+    if not frame.isascii() or any(ch.isspace() for ch in frame):
+        raise ValueError(f"{text!r}: expected ID#DATA, ID#R or, for CAN FD, ID, two '#', "
+                         "FLAGS and DATA (hex, no spaces)")
+    parser = logfile.CandumpParser()
+    records = parser.feed(b"(0.0) x " + frame.encode("ascii") + b"\n")
+    if parser.error_reason is not None:
+        raise ValueError(f"{text!r}: {parser.error_reason}")
+    if parser.remote:
+        raise ValueError(f"{text!r}: a remote frame (ID#R), which a logger cannot send (its "
+                         "records and transmit carry no RTR bit)")
+    if parser.error:
+        raise ValueError(f"{text!r}: an error frame (CAN_ERR_FLAG in the id), which no bus "
+                         "takes as a frame to send")
+    try:  # the id's range: the decoder's check
+        _, can_id, flags, data = wire.StreamDecoder().feed(records)[0]
+    except wire.WireFormatError as exc:
+        raise ValueError(f"{text!r}: {exc.reason}") from None
+    return can_id, flags, data
 
 
 def frame_to_message(frame, channel=None):
@@ -119,6 +150,78 @@ class JsonFormatter:
 
     def finish(self):
         return ""
+
+
+class InfluxFormatter:
+    """``--format influx`` (with ``--dbc``): InfluxDB line protocol, one line per decoded
+    message, for ``influx write``, Telegraf's ``execd`` or ``socket_listener``::
+
+        can,logger=10.0.0.5:42420,channel=can0,message=EngineData EngineRPM=1234.5,Gear="Drive" 1700000000123456000
+
+    Tags: ``logger`` (where the frames come from), ``channel``, ``message``; fields: the
+    signals (integers as ``5i``, floats as they are, choices as quoted strings); the time in
+    nanoseconds. Escaped as the line protocol's grammar says: commas, spaces and ``=`` in tags
+    and field keys, ``"`` and backslashes in string values; a line break (which the protocol
+    cannot carry) becomes a space. Frames no database knows, frames that do not decode, and
+    values InfluxDB cannot store (NaN, infinity) are left out."""
+
+    MEASUREMENT = "can"
+
+    def __init__(self, channel="can0", signals=None, logger=""):
+        if signals is None:
+            raise ValueError("the influx format needs a database (--dbc)")
+        self.signals = signals
+        self.logger = logger
+        self.channel = channel
+
+    @property
+    def channel(self):
+        return self._channel
+
+    @channel.setter
+    def channel(self, name):  # dump mqtt:// names each batch's channel
+        self._channel = name
+        self._tags = self.MEASUREMENT + "".join(
+            f",{key}={_influx_key(value)}"
+            for key, value in (("logger", self.logger), ("channel", name)) if value)
+
+    def format(self, frames):
+        decode = self.signals.decode
+        lines = []
+        for micros, can_id, flags, data in frames:
+            decoded = decode(can_id, flags, data)
+            if decoded is None or decoded.error:
+                continue
+            fields = ",".join(f"{_influx_key(name)}={text}"
+                              for name, text in ((name, _influx_field(value))
+                                                 for name, value in decoded.signals.items())
+                              if text is not None)
+            if fields:
+                lines.append(f"{self._tags},message={_influx_key(decoded.name)} {fields} "
+                             f"{micros * 1000}\n")
+        return "".join(lines)
+
+    def finish(self):
+        return ""
+
+
+def _influx_key(text):
+    """A tag key or value, or a field key: commas, ``=`` and spaces escaped."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    return (text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+            .replace(" ", "\\ "))
+
+
+def _influx_field(value):
+    """A field value: ``5i``, ``1.5``, ``"text"`` (None: one InfluxDB cannot store)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class XxdFormatter:
@@ -387,9 +490,12 @@ def _byte_colour(value):
     return Color.from_rgb(r * 255, g * 255, b * 255)
 
 
-def make_formatter(name, channel="can0", color_system=None, signals=None):
+def make_formatter(name, channel="can0", color_system=None, signals=None, logger=""):
     """The formatter for ``--format NAME``; ``color_system`` only matters for pretty,
-    ``signals`` (a dbc.SignalDecoder) for pretty and json."""
+    ``signals`` (a dbc.SignalDecoder) for pretty, json and influx (which needs them),
+    ``logger`` (where the frames come from) for influx."""
+    if name == "influx":
+        return InfluxFormatter(channel, signals, logger)
     if name == "pretty":
         return PrettyFormatter(color_system, signals)
     if name == "candump":

@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic")
+MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic", "pcap")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

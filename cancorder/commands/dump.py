@@ -21,7 +21,7 @@ def add_subparser(subparsers, common):
                     "exactly one answers.")
     parser.add_argument("target", nargs="?", metavar="HOST[:PORT]|FILE|mqtt://...",
                         help="the logger (default port 42420), or a log file to read (.asc "
-                             ".blf .csv .db .log .mf4 .trc; --monitor and --stats replay it in "
+                             ".blf .csv .db .log .mf4 .pcapng .trc; --monitor and --stats replay it in "
                              "real time, --speed at any pace), or "
                              "mqtt[s]://[USER@]HOST[:PORT]/TOPIC to subscribe to loggers "
                              "publishing to a broker (wildcards allowed: cancorder/+/+); leave "
@@ -30,15 +30,18 @@ def add_subparser(subparsers, common):
                         help="only list the loggers that answer on the network, then exit")
     parser.add_argument("--browse-time", type=argtypes.seconds, default=3.0, metavar="S",
                         help="how long to listen for loggers (default: 3 s)")
-    parser.add_argument("-f", "--format", choices=("pretty", "candump", "raw", "json"),
+    parser.add_argument("-f", "--format", choices=("pretty", "candump", "raw", "json",
+                                                   "influx"),
                         default="pretty",
                         help="pretty: time, id, flags, length, hex and ASCII (colour on a "
                              "terminal); candump: can-utils log lines; raw: xxd-style hex "
                              "dump of the records received (those --filter passes); json: "
-                             "one object per line")
+                             "one object per line; influx: InfluxDB line protocol, one line "
+                             "per message --dbc decodes (tags logger, channel, message; the "
+                             "signals as fields)")
     add_record_arguments(parser, "-o", "--output", repeatable=True,
                             help="also record to FILE, format by extension: .log .log.gz .asc "
-                                 ".asc.gz .blf .csv .trc .txt .db (.mf4 with asammdf); "
+                                 ".asc.gz .blf .csv .trc .txt .db .pcapng (.mf4 with asammdf); "
                                  "strftime fields and {channel} {n} in the name; repeatable")
     sa.add_playback_arguments(
         parser.add_argument_group("a log file (FILE), played like cancorder replay plays it"),
@@ -112,6 +115,8 @@ def _do_dump(args):
         sa.check(args.check or not given, f"{flag} is a setting of --check: add --check")
     sa.check(not (args.check and (args.stats or args.monitor)),
              "--check shows its own counts: leave out --stats and --monitor")
+    sa.check(args.format != "influx" or args.dbc, "--format influx writes decoded signals: "
+                                                  "add --dbc FILE (the database of the bus)")
     is_file = bool(args.target) and _is_log_file(args.target)
     given = [flag for flag, value in (("--speed", "speed" in args),  # no default: given or not
                                       ("--start", args.start is not None),
@@ -150,7 +155,8 @@ def _do_dump(args):
 
         stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target))
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
-    formatter = make_formatter(args.format, channel, colour, signals)
+    formatter = make_formatter(args.format, channel, colour, signals,
+                               logger=args.target or str(target))
     recording = Recording(recordings, channel)  # opened once connected
     make_dump = Dump
     if mqtt is not None:

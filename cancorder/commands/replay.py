@@ -6,7 +6,7 @@ from . import _server_args as sa
 def add_subparser(subparsers, common):
     parser = subparsers.add_parser(
         "replay", parents=[common], help="serve the frames of log files like a live bus",
-        description="Serve the frames of log files (.log .asc .blf .csv .trc .db, .mf4 with "
+        description="Serve the frames of log files (.log .asc .blf .csv .trc .db .pcapng, .mf4 with "
                     "asammdf, .gz of the text ones) to ECUconnect clients with their recorded "
                     "spacing, re-based to now, like a live bus: same server, Zeroconf, "
                     "--record, --stats, -v. Several files play as one timeline, in order.")

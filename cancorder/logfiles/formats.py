@@ -17,8 +17,9 @@ import sys
 
 from ..errors import UsageError
 
-#: who reads or writes a format: the compiled candump code (_fast.logfile: records straight
-#: to lines and back, no python-can Message per frame), or python-can's reader/writer
+#: who reads or writes a format: the compiled code (_fast.logfile for candump, _fast.pcap for
+#: pcapng: records straight to lines or blocks and back, no python-can Message per frame), or
+#: python-can's reader/writer
 COMPILED = "compiled"
 PYTHON_CAN = "python-can"
 
@@ -58,6 +59,8 @@ FORMATS = {fmt.suffix: fmt for fmt in (
                fd_why="python-can's SQLite table has no FD, BRS or ESI columns"),
     FileFormat(".log", reader=COMPILED, writer=COMPILED, channel_column="name"),
     FileFormat(".mf4", gzip_read=False, gzip_write=False, channel_base=0),
+    # Wireshark's capture format: SocketCAN frames (link type 227), written by _fast.pcap
+    FileFormat(".pcapng", reader=COMPILED, writer=COMPILED, channel_column="name"),
     FileFormat(".trc", fd_lost="frames", dated=True, text=True,
                fd_why="python-can's TRC writer has no CAN FD support"),
     # python-can's Printer: written, never read back

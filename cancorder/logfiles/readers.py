@@ -1,8 +1,9 @@
 """Reading log files: the one reader of every log python-can reads, for ``cancorder replay``
 and ``dump FILE`` (both through sources/replay.py).
 
-``LogRecords`` turns a file into batches of wire records: candump ``.log``/``.log.gz`` by the
-compiled parser (``_fast.logfile``, no python-can Message per frame), every other format
+``LogRecords`` turns a file into batches of wire records: candump ``.log``/``.log.gz`` and
+``.pcapng``/``.pcapng.gz`` by the compiled parsers (``_fast.logfile``, ``_fast.pcap``: no
+python-can Message per frame), every other format
 (``.asc .blf .csv .db .trc``, ``.mf4`` with asammdf, gzip of the text ones and of ``.blf``)
 through python-can's reader for the extension, with the recorded (absolute) timestamps. Remote
 and error frames are counted and skipped (the wire format carries neither). Damage (a line that
@@ -15,7 +16,7 @@ import re
 import struct
 import zlib
 
-from .._fast import logfile, wire
+from .._fast import logfile, pcap, wire
 from ..errors import LogFileError, UsageError
 from ..report import plural
 from .formats import COMPILED, channel_label, read_format
@@ -185,7 +186,7 @@ class LogRecords:
         channel is None."""
         try:
             if self.format.reader == COMPILED:
-                yield from self._candump(by_channel)
+                yield from self._compiled(by_channel)
             else:
                 yield from self._python_can(by_channel)
         except LogFileError:
@@ -242,28 +243,36 @@ class LogRecords:
                 raise LogFileError(f"{self.path}: the file ends early at byte {offset} (a "
                                    "truncated gzip)")
 
-    def _candump(self, by_channel):
-        parser = logfile.CandumpParser(self.channel.encode() if self.channel else None)
+    def _compiled(self, by_channel):
+        """candump .log and pcapng: the compiled parsers (one interface: feed, finish, the
+        counts, runs of channels, the damage)."""
+        want = self.channel.encode() if self.channel else None
+        pcapng = self.suffix == ".pcapng"
+        parser = pcap.PcapngParser(want) if pcapng else logfile.CandumpParser(want)
+        names = "utf-8" if pcapng else "ascii"  # pcapng's if_name is UTF-8
         chunks = self._chunks()
         while True:
             chunk = next(chunks, b"")
             records = parser.feed(chunk) if chunk else parser.finish()
             self.remote, self.error = parser.remote, parser.error
+            if pcapng:  # packets of other link types, CAN XL frames: no record holds them
+                self.invalid = parser.other
             self.other_channel = parser.other_channel
             if self.first_channel is None and parser.first_channel:
-                self.first_channel = parser.first_channel.decode("ascii", "replace")
+                self.first_channel = parser.first_channel.decode(names, "replace")
             if records:
                 self.frames += logfile.count_records(records)
                 if by_channel:
                     runs = parser.runs
                     for k, (start, name) in enumerate(runs):
                         end = runs[k + 1][0] if k + 1 < len(runs) else len(records)
-                        yield name.decode("ascii", "replace"), records[start:end]
+                        yield name.decode(names, "replace"), records[start:end]
                 else:
                     yield None, records
             if parser.error_reason is not None:
-                raise LogFileError(f"{self.path}: line {parser.error_line}: "
-                                   f"{parser.error_reason}")
+                where = (f"byte {parser.error_offset}" if pcapng
+                         else f"line {parser.error_line}")
+                raise LogFileError(f"{self.path}: {where}: {parser.error_reason}")
             if not chunk:
                 return
 

@@ -1,6 +1,7 @@
 """One open log file, written from wire records: ``CandumpFile`` (candump ``.log``/``.log.gz``
-by the compiled encoder) and ``PythonCanFile`` (every other format, through python-can's writer
-for the extension). ``open_file`` picks by the format table.
+by the compiled encoder), ``PcapngFile`` (``.pcapng``/``.pcapng.gz``, compiled too) and
+``PythonCanFile`` (every other format, through python-can's writer for the extension).
+``open_file`` picks by the format table.
 
 Both offer the same small interface to ``rotation.RotatingLog``: ``write(records, count)``
 (frames the file holds), ``flush``, ``size``, ``close``, ``abort`` (after a failure: keep what
@@ -23,7 +24,7 @@ import sqlite3
 import struct
 import zlib
 
-from .._fast import logfile, wire
+from .._fast import logfile, pcap, wire
 
 #: formats that write calendar dates (python-can's datetime): nothing after the year 9999
 LAST_DATED_US = 253402300800 * 1000000  # 10000-01-01 00:00:00 UTC
@@ -62,17 +63,19 @@ class DiskText:
 
     ``add(data)`` takes text (bytes); ``mark(frames)`` says that the text so far ends after
     ``frames`` more whole frames (``lines_are_frames``: every line is one frame, and the cut
-    may fall after any of them). ``flush`` writes out what is pending (gzip: up to a sync
+    may fall after any of them; ``frame_ends``: the same for frames that are not lines). ``flush`` writes out what is pending (gzip: up to a sync
     point). When the disk takes only part of it, the file is cut back to the last whole frame
     that fits (gzip: the stream is finished right there, so it reads to its end) and the OSError
     is raised: then ``frames`` is what the file holds and ``unflushed`` what it could not take.
     """
 
-    def __init__(self, fd, gz, lines_are_frames=False):
+    def __init__(self, fd, gz, lines_are_frames=False, frame_ends=None):
         self.fd = fd
+        # where whole frames end in text: one per line, or ``frame_ends(text)`` (binary
+        # blocks), or else the marks
+        self._frame_ends = _line_ends if lines_are_frames else frame_ends
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None
         self._z_at_good = self._z.copy() if gz else None
-        self._lines_are_frames = lines_are_frames
         self._text = []  # pending text, as written (gzip: before compression)
         self._text_bytes = 0
         self._compressed = 0  # gzip: pieces of _text compressed already
@@ -92,7 +95,7 @@ class DiskText:
 
     def mark(self, frames):
         self.unflushed += frames
-        if not self._lines_are_frames:
+        if self._frame_ends is None:
             self._marks.append((self._text_bytes, self.unflushed))
 
     def settle(self):
@@ -158,8 +161,8 @@ class DiskText:
 
     def _whole_frames(self, text):
         """Where whole frames end in the pending ``text``: [(end, frames up to there)]."""
-        if self._lines_are_frames:
-            return [(m.end(), k + 1) for k, m in enumerate(re.finditer(b"\n", text))]
+        if self._frame_ends is not None:
+            return self._frame_ends(text)
         return self._marks
 
     def _cut(self, written):
@@ -360,29 +363,21 @@ def _libc_fallocate():
     return function
 
 
-class CandumpFile:
-    """candump lines from the records, by the compiled encoder (one line per frame); gzip with
-    zlib directly. Everything reaches the disk in flushes (at least once a second, or when
-    FLUSH_BYTES are pending), each ending at a gzip sync point."""
+class _CompiledFile:
+    """A file whose frames the compiled code writes (``_encode``), whole frames only, into a
+    DiskText (gzip with zlib directly). Everything reaches the disk in flushes (at least once
+    a second, or when FLUSH_BYTES are pending), each ending at a gzip sync point."""
 
-    def __init__(self, path, channel, gz):
-        self.disk = DiskText(_create(path), gz, lines_are_frames=True)
-        self._encoder = logfile.CandumpEncoder(channel or "can0")
-        self._encoders = {}  # channel -> encoder, for batches of other channels (dump mqtt://)
+    disk = None
 
     def write(self, records, count, channel=None):
-        encoder = self._encoder
-        if channel is not None:
-            encoder = self._encoders.get(channel)
-            if encoder is None:
-                encoder = self._encoders[channel] = logfile.CandumpEncoder(channel)
         disk = self.disk
-        disk.add(encoder.encode(records))
+        disk.add(self._encode(records, channel))
         disk.mark(count)
         disk.settle()
         if disk.pending >= FLUSH_BYTES:
             disk.flush()
-        return count  # candump lines hold every frame
+        return count  # every frame is held
 
     def flush(self):
         self.disk.flush()
@@ -408,6 +403,47 @@ class CandumpFile:
             self.disk.close()
         except OSError:
             pass
+
+
+class CandumpFile(_CompiledFile):
+    """candump lines from the records, by the compiled encoder (one line per frame)."""
+
+    def __init__(self, path, channel, gz):
+        self.disk = DiskText(_create(path), gz, lines_are_frames=True)
+        self._encoder = logfile.CandumpEncoder(channel or "can0")
+        self._encoders = {}  # channel -> encoder, for batches of other channels (dump mqtt://)
+
+    def _encode(self, records, channel):
+        encoder = self._encoder
+        if channel is not None:
+            encoder = self._encoders.get(channel)
+            if encoder is None:
+                encoder = self._encoders[channel] = logfile.CandumpEncoder(channel)
+        return encoder.encode(records)
+
+
+class PcapngFile(_CompiledFile):
+    """pcapng from the records, by the compiled encoder: a Section Header Block, an Interface
+    Description Block per channel (added where its first frame comes), a packet block per
+    frame."""
+
+    def __init__(self, path, channel, gz):
+        self.disk = DiskText(_create(path), gz, frame_ends=pcap.block_ends)
+        self._encoder = pcap.PcapngEncoder()
+        self._channel = channel or "can0"
+        self._interfaces = {}  # channel name -> interface number
+        self.disk.add(pcap.section_header())
+        self._interface(self._channel)
+
+    def _interface(self, name):
+        number = self._interfaces.get(name)
+        if number is None:
+            number = self._interfaces[name] = len(self._interfaces)
+            self.disk.add(pcap.interface_block(name))
+        return number
+
+    def _encode(self, records, channel):
+        return self._encoder.encode(records, self._interface(channel or self._channel))
 
 
 class _TextSink:
@@ -690,11 +726,12 @@ def finish_leftover(part, final, fmt):
     readable prefix, recompressed and finished); a binary format rewritten by python-can from
     the frames its reader takes before any damage (a BLF's header is completed that way). Returns the frames the file holds (0: there
     was nothing to keep, and ``part`` is removed); raises OSError when it cannot be done."""
-    text_kind = fmt.fast or fmt.spec.text or fmt.suffix == ".txt"
+    text_kind = fmt.fast or fmt.spec.text or fmt.suffix == ".txt"  # cut at a whole frame
+    ends = _whole_frame_ends(fmt)
     if text_kind and not fmt.gz:
         with open(part, "r+b") as file:
             data = file.read()
-            end = data.rfind(b"\n") + 1
+            end = _last_end(ends, data)
             file.truncate(end)
         kept = data[:end]
     elif text_kind:
@@ -709,7 +746,7 @@ def finish_leftover(part, final, fmt):
                 break
             if unzip.eof:
                 break
-        kept = text[:text.rfind(b"\n") + 1]
+        kept = text[:_last_end(ends, text)]
     else:
         kept = None
     if text_kind and not fmt.gz:
@@ -743,11 +780,35 @@ def finish_leftover(part, final, fmt):
             _write_new(final, rewrite, close=False)
             os.remove(part)
     # candump and python-can's printer (never read back): one line a frame
-    frames = (kept.count(b"\n") if fmt.fast or not fmt.spec.reader else
+    frames = (_frames_in(ends, kept) if fmt.fast or not fmt.spec.reader else
               count_frames(final, fmt.suffix))
     if not frames:
         os.remove(final)  # nothing whole in it: no empty recording is left
     return frames
+
+
+def _line_ends(text):
+    """[(end, lines up to there)] of every whole line of ``text``."""
+    return [(m.end(), k + 1) for k, m in enumerate(re.finditer(b"\n", text))]
+
+
+def _whole_frame_ends(fmt):
+    """Where whole frames end in a file of ``fmt``: after each line, or each pcapng block."""
+    return pcap.block_ends if fmt.suffix == ".pcapng" else _line_ends
+
+
+def _last_end(ends, data):
+    if ends is _line_ends:  # (no list of every line of a large file)
+        return data.rfind(b"\n") + 1
+    found = ends(data)
+    return found[-1][0] if found else 0
+
+
+def _frames_in(ends, data):
+    if ends is _line_ends:
+        return data.count(b"\n")
+    found = ends(data)
+    return found[-1][1] if found else 0
 
 
 def _gzip(text):
@@ -773,6 +834,8 @@ def _write_new(path, write, close=True):
 
 
 def open_file(path, fmt, channel):
+    if fmt.suffix == ".pcapng":
+        return PcapngFile(path, channel, fmt.gz)
     if fmt.fast:
         return CandumpFile(path, channel, fmt.gz)
     return PythonCanFile(path, fmt, channel)

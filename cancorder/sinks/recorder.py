@@ -204,8 +204,8 @@ def add_record_arguments(parser, *flags, repeatable=False, help=None):
                        action="append" if repeatable else "store",
                        default=[] if repeatable else None,
                        help=help or "record every frame to PATH, format by extension (.log "
-                                    ".log.gz .asc .asc.gz .blf .csv .trc .txt .db, .mf4 with "
-                                    "asammdf); strftime fields and {channel} {interface} "
+                                    ".log.gz .asc .asc.gz .blf .csv .trc .txt .db .pcapng, .mf4 "
+                                    "with asammdf); strftime fields and {channel} {interface} "
                                     "{port} {n} make the names, e.g. "
                                     "logs/%%Y%%m%%d/%%H%%M%%S-{channel}.log.gz")
     group.add_argument("--rotate-size", type=byte_size, default=None, metavar="SIZE",

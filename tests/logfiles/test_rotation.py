@@ -18,6 +18,7 @@ from cancorder.logfiles.naming import PART
 from cancorder.logfiles.rotation import RecordOptions, RotatingLog, check_record_options
 from cancorder.sinks.recorder import Recorder
 from tests.helpers import ROOT, cancorder_env
+from tests.tshark import tshark_frames
 
 T0 = time.mktime((2026, 3, 1, 10, 59, 58, 0, 0, -1))  # local time 10:59:58
 
@@ -57,6 +58,8 @@ def records(start, count, micros=None, size=8):
 
 
 def read_back(path):
+    if ".pcapng" in str(path):  # python-can has no pcapng reader: Wireshark's reads it
+        return [(micros, can_id, data) for _, micros, can_id, _, data in tshark_frames(path)]
     return [(round(m.timestamp * 1e6), m.arbitration_id, bytes(m.data))
             for m in can.LogReader(str(path))]
 
@@ -115,9 +118,9 @@ def test_time_rotation_on_wall_clock_boundaries(tmp_path):
 
 
 def test_size_rotation_keeps_every_frame_once_in_order(tmp_path):
-    for ext in (".log", ".log.gz", ".blf", ".asc", ".csv"):
+    for ext in (".log", ".log.gz", ".blf", ".asc", ".csv", ".pcapng", ".pcapng.gz"):
         clock = Clock()
-        compressed = ext in (".log.gz", ".blf")
+        compressed = ext in (".log.gz", ".blf", ".pcapng.gz")
         options = RecordOptions(str(tmp_path / ext[1:] / f"part-{{n}}{ext}"),
                                 rotate_size=4_000 if compressed else 20_000)
         log = RotatingLog(options, {}, Lines(), clock)
@@ -137,7 +140,7 @@ def test_size_rotation_keeps_every_frame_once_in_order(tmp_path):
 
 def test_every_python_can_writer_and_gzip_text(tmp_path):
     for ext in (".asc", ".asc.gz", ".blf", ".csv", ".csv.gz", ".db", ".log", ".log.gz",
-                ".mf4", ".trc", ".txt", ".txt.gz"):
+                ".mf4", ".trc", ".txt", ".txt.gz", ".pcapng", ".pcapng.gz"):
         path = tmp_path / f"x{ext}"
         log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
         log.write(records(0, 50))
@@ -288,11 +291,14 @@ def test_flags_and_timestamps_survive_every_format_that_holds_them(tmp_path):
         frames.append((int(T0 * 1e6) + i * 1234 + (i % 7), (0x1ABCDE00 + i) if flags & 1 else
                        0x7F0 + i % 16, flags, bytes([i]) * length))
     batch = b"".join(wire.pack_frame(*frame) for frame in frames)
-    for ext in (".log", ".log.gz", ".blf", ".asc"):
+    for ext in (".log", ".log.gz", ".blf", ".asc", ".pcapng"):
         path = tmp_path / f"f{ext}"
         log = RotatingLog(RecordOptions(str(path)), {}, Lines(), Clock())
         log.write(batch)
         log.close()
+        if ext == ".pcapng":  # Wireshark's reader: every flag, to the microsecond
+            assert [f[1:] for f in tshark_frames(path)] == frames
+            continue
         reader = (can.ASCReader(str(path), relative_timestamp=False) if ext == ".asc" else
                   can.LogReader(str(path)))
         back = list(reader)
@@ -379,10 +385,14 @@ def test_one_table_of_formats_serves_reading_and_writing():
     from can.io.logger import MESSAGE_WRITERS
     from can.io.player import MESSAGE_READERS
 
-    from cancorder.logfiles.formats import FORMATS, read_format
+    from cancorder.logfiles.formats import COMPILED, FORMATS, read_format
 
-    assert sorted(s for s, f in FORMATS.items() if f.writer) == sorted(MESSAGE_WRITERS)
-    assert sorted(s for s, f in FORMATS.items() if f.reader) == sorted(MESSAGE_READERS)
+    # every format python-can has, and pcapng (cancorder's own, compiled, both ways)
+    assert sorted(s for s, f in FORMATS.items() if f.writer) == sorted(
+        [*MESSAGE_WRITERS, ".pcapng"])
+    assert sorted(s for s, f in FORMATS.items() if f.reader) == sorted(
+        [*MESSAGE_READERS, ".pcapng"])
+    assert FORMATS[".pcapng"].reader == FORMATS[".pcapng"].writer == COMPILED
     for suffix, fmt in FORMATS.items():
         if fmt.writer and suffix != ".mf4":
             assert log_format(f"x{suffix}").spec is fmt
@@ -406,7 +416,7 @@ def test_one_table_of_formats_serves_reading_and_writing():
 # ---- issue 22: retention, a full disk, crash leftovers, a writer that falls behind ----
 
 def _frames_of(path):
-    return [(m.arbitration_id, bytes(m.data)) for m in can.LogReader(str(path))]
+    return [frame[1:] for frame in read_back(path)]
 
 
 def test_retention_deletes_only_files_this_recording_created(tmp_path):
@@ -478,7 +488,8 @@ def test_a_full_disk_keeps_every_whole_frame_of_every_format(tmp_path):
                                str(folder), str(size)], capture_output=True, text=True,
                               env=cancorder_env(), cwd=ROOT, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.count("ok ") == 9, done.stdout  # .log .log.gz .asc .asc.gz .csv .trc .blf .db .mf4
+        # .log .log.gz .asc .asc.gz .csv .trc .blf .db .mf4 .pcapng .pcapng.gz
+        assert done.stdout.count("ok ") == 11, done.stdout
 
 
 def _crash_script(template, count):
@@ -501,10 +512,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 HALF_LINES = {".log": b"(1700000009.000000) can0 7FF#8", ".asc": b"   9.000000 1  7FF   Rx   d 8 8",
-              ".csv": b"1700000009.000000,0x7FF,0,0,0,8,j"}
+              ".csv": b"1700000009.000000,0x7FF,0,0,0,8,j",
+              ".pcapng": b"\x06\x00\x00\x00\x30\x00\x00\x00\x00\x00"}  # half a block
 
 
-@pytest.mark.parametrize("ext", [".log", ".log.gz", ".asc", ".csv", ".blf"])
+@pytest.mark.parametrize("ext", [".log", ".log.gz", ".asc", ".csv", ".blf", ".pcapng",
+                                 ".pcapng.gz"])
 def test_crash_leftovers_are_cut_back_renamed_said_and_counted(tmp_path, ext):
     """A .part left by kill -9 (with half a line after it, as a power cut leaves): the next
     run of the same recording cuts it back to its last whole frame, gives it its final name,
