@@ -154,6 +154,11 @@ class SignalDecoder:
         self._cache[key] = message
         return message
 
+    def signal_names(self):
+        """{message name: set of its signal names}, over every database (``--where``)."""
+        return {message.name: {signal.name for signal in message.signals}
+                for message in list(self._by_id.values()) + list(self._by_pgn.values())}
+
     def name_for(self, can_id, flags):
         message = self.message_for(can_id, flags)
         return message.name if message is not None else None
