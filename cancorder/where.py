@@ -53,7 +53,7 @@ def tokens(text):
                 float(value) if any(c in value for c in ".eE") else int(value))
         elif kind == "text":
             value = value[1:-1]
-        out.append((kind, value, match.start(kind) + 1))
+        out.append((kind, value, match.start(match.lastgroup) + 1))
         position = match.end()
     return out
 
