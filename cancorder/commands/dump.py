@@ -173,7 +173,8 @@ def _do_dump(args):
     if args.monitor:
         from ..monitor import Monitor
 
-        stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target))
+        stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target),
+                        reassembler=reassembler)
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, channel, colour, signals)
     if reassembler is not None and not args.monitor:
