@@ -156,7 +156,11 @@ class SignalDecoder:
 
     def signal_names(self):
         """{message name: set of its signal names}, over every database (``--where``)."""
-        return {message.name: {signal.name for signal in message.signals}
+        return {name: set(units) for name, units in self.signal_units().items()}
+
+    def signal_units(self):
+        """{message name: {signal name: unit ('' when none)}}, over every database."""
+        return {message.name: {signal.name: signal.unit or "" for signal in message.signals}
                 for message in list(self._by_id.values()) + list(self._by_pgn.values())}
 
     def name_for(self, can_id, flags):
