@@ -11,6 +11,8 @@ a bus it listens to (it never sends a flow control). A transfer that loses a fra
 out of order or is cut short comes out as a Message with ``error`` set and the bytes received:
 never silently wrong. It imports nothing of the server (client side).
 """
+import functools
+
 from ._fast import wire
 from .errors import UsageError
 
@@ -74,6 +76,14 @@ class Message:
 
 
 def uds_summary(data):
+    """What a UDS (or OBD-II) payload is (see _uds_summary), by its first three bytes."""
+    if not data:
+        return ""
+    return _uds_summary(bytes(data[:3]) if data[0] == 0x7F else bytes(data[:1]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _uds_summary(data):
     """What a UDS (or OBD-II) payload is: ``ReadDataByIdentifier request``, ``... positive
     response``, ``TransferData negative response: RequestCorrectlyReceived_ResponsePending
     (0x78, pending)``. Names come from udsoncan; "" for an empty payload."""
@@ -150,6 +160,11 @@ class Reassembler:
     def __init__(self, isotp_pairs=(), isotp_auto=False, j1939=False):
         self.isotp_auto = isotp_auto
         self.j1939 = j1939
+        if isotp_pairs or isotp_auto:  # can-isotp imports python-can: only when it is used
+            from isotp import CanMessage
+            from isotp.protocol import PDU
+
+            self._pdu, self._can_message = PDU, CanMessage
         self._partner = {}  # id key -> the id key of the other end of its pair
         self._offset = {}  # id key -> 1 with extended addressing
         for tx, rx, extended_addressing in isotp_pairs:
@@ -245,13 +260,11 @@ class Reassembler:
 
     def _isotp(self, frame, key, out):
         """True when the frame belongs to a transfer (it is not shown on its own)."""
-        import isotp
-        from isotp.protocol import PDU
-
         micros, can_id, flags, data = frame
+        PDU = self._pdu
         try:
-            pdu = PDU(isotp.CanMessage(arbitration_id=can_id, data=data,
-                                       extended_id=bool(flags & FLAG_EXT)),
+            pdu = PDU(self._can_message(arbitration_id=can_id, data=data,
+                                  extended_id=bool(flags & FLAG_EXT)),
                       start_of_data=self._offset.get(key, 0))
         except ValueError:
             return False  # not ISO-TP (on a diagnostic id, still shown as a frame)
