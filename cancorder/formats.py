@@ -279,7 +279,7 @@ class PrettyFormatter:
                     about += "  " + decoded.text()
             if message.error:
                 about += f"  !{message.error}"
-            label = message.label()
+            label = f"{message.label():<7}"  # 7E0>7E8 and 7DF in one column
             if self._style is not None:
                 label = self._paint(label, "magenta", bold=True)
                 about = self._paint(about, "red" if message.error else "cyan")

@@ -192,6 +192,8 @@ class Reassembler:
             can_id, flags = frame[1], frame[2]
             key = can_id | (0x80000000 if flags & FLAG_EXT else 0)
             if key in partner or (auto and _diagnostic(can_id, flags)):
+                if key not in partner:
+                    self._conventional_pair(can_id, flags, key)
                 if self._isotp(frame, key, out):
                     continue
             elif j1939 and flags & FLAG_EXT and (can_id >> 16) & 0xFF in (PF_TP_CM, PF_TP_DT):
@@ -245,6 +247,22 @@ class Reassembler:
                 self._isotp(first_frame, first_key, out)
                 return self._isotp(frame, key, out)
         return False
+
+    def _conventional_pair(self, can_id, flags, key):
+        """auto: the partner the conventions give a diagnostic id (ISO 15765-4: 7E0+n asks,
+        7E8+n answers; normal-fixed 18DA<target><source> is answered by 18DA<source><target>);
+        none for the functional ids 7DF and 18DB...."""
+        if flags & FLAG_EXT:
+            if can_id >> 16 != 0x18DA:
+                return
+            other = (can_id & 0xFFFF0000) | (can_id & 0xFF) << 8 | (can_id >> 8) & 0xFF
+        elif can_id >= 0x7E0:
+            other = can_id ^ 0x08
+        else:
+            return
+        other_key = _key(other, flags)
+        if other_key != key and other_key not in self._partner:
+            self._learn(key, other_key)
 
     def _pair_with_waiting(self, key, micros):
         """auto: a flow control from an id without a partner answers the first frame that
