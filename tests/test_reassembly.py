@@ -239,3 +239,24 @@ def test_reassembly_usage_errors(tmp_path, args, message):
     assert run.returncode == 2
     assert run.stderr.startswith("error: ") and message in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_extended_addressing_pair(tmp_path):
+    """--isotp TX:RX/ext: the first data byte is the target address (ISO 15765-2 extended
+    addressing), the PCI follows it."""
+    payload = bytes(range(0x40, 0x4C))  # 12 bytes: FF with 5, CFs with 6 each
+    frames = [(0x6F1, 0, bytes([0x12, 0x10, len(payload)]) + payload[:5]),
+              (0x612, 0, bytes([0xF1, 0x30, 0x00, 0x00, 0xCC, 0xCC, 0xCC, 0xCC])),
+              (0x6F1, 0, bytes([0x12, 0x21]) + payload[5:11]),
+              (0x6F1, 0, bytes([0x12, 0x22]) + payload[11:] + b"\xcc" * 5),
+              (0x612, 0, bytes([0xF1, 0x03, 0x7F, 0x36, 0x78, 0xCC, 0xCC, 0xCC]))]
+    log = write_candump(tmp_path / "ext.log", timed(frames, step=1000))
+    run = run_dump(log, "--isotp", "6F1:612/ext", "-f", "json")
+    assert run.returncode == 0, run.stderr
+    got = messages_of(run.stdout)
+    assert [bytes.fromhex(item["data"]) for item in got] == [payload, bytes.fromhex("7f3678")]
+    assert got[0]["frames"] == 4 and got[0]["duration_us"] == 3000
+    assert got[1]["uds"].endswith("(0x78, pending)")
+    # read as normal addressing, the same frames are no such transfer
+    run = run_dump(log, "--isotp", "6F1:612", "-f", "json")
+    assert payload.hex() not in run.stdout
