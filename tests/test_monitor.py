@@ -509,3 +509,20 @@ def test_key_m_shows_the_reassembled_messages(tmp_path, monkeypatch):
     assert "m frames" in text
     monitor.handle_keys(b"m")
     assert "m messages" in screen_text(monitor)
+
+
+def test_dump_monitor_isotp_key_m_end_to_end(tmux_session, tmp_path, monkeypatch):
+    from cancorder.uds.simulation import SimulationConfig
+    from tests.test_reassembly import simulated, write_candump
+
+    frames, sent = simulated(SimulationConfig(seed=9, blocks=4, error_rate=0.0, loop=False),
+                             monkeypatch)
+    log = write_candump(tmp_path / "uds.log", frames)
+    session = tmux_session(monitor_command(tmp_path, log, "--isotp", "auto", "--speed", "1000"))
+    session.wait_for(lambda s: "press q to quit" in s and s, timeout=40, what="the end")
+    session.keys("m")
+    screen = session.wait_for(lambda s: "7E0>7E8" in s and s, what="the messages view")
+    line = next(line for line in screen.splitlines() if line.startswith("7E0>7E8"))
+    assert int(line.split()[2]) == sum(1 for can_id, _ in sent if can_id == 0x7E0), line
+    session.keys("q")
+    assert wait_status(tmp_path) == 0, _read(tmp_path / "stderr")
