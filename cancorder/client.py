@@ -149,7 +149,7 @@ class Dump:
 
     def __init__(self, target, reporter, formatter=None, out=None, recording=None, stats=None,
                  filters=None, count=None, duration=None, reconnect=False,
-                 timeout=CONNECT_TIMEOUT):
+                 timeout=CONNECT_TIMEOUT, where=None):
         self.target = target
         self.reporter = reporter
         self.formatter = formatter
@@ -157,6 +157,7 @@ class Dump:
         self.recording = recording
         self.stats = stats
         self.passes = frame_filter(filters)
+        self.where = where  # where.SignalCondition: --where on decoded signals, after --filter
         self.count = count
         self.duration = duration
         self.reconnect = reconnect
@@ -422,6 +423,8 @@ class Dump:
         self.received += len(frames)
         if self.passes is not None:
             frames = self.passes(frames)
+        if self.where is not None:
+            frames = self.where.keep(frames)
         done = False
         if self.count is not None and len(frames) >= self.count - self.shown:
             frames = frames[:self.count - self.shown]

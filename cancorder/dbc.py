@@ -154,6 +154,15 @@ class SignalDecoder:
         self._cache[key] = message
         return message
 
+    def signal_names(self):
+        """{message name: set of its signal names}, over every database (``--where``)."""
+        return {name: set(units) for name, units in self.signal_units().items()}
+
+    def signal_units(self):
+        """{message name: {signal name: unit ('' when none)}}, over every database."""
+        return {message.name: {signal.name: signal.unit or "" for signal in message.signals}
+                for message in list(self._by_id.values()) + list(self._by_pgn.values())}
+
     def name_for(self, can_id, flags):
         message = self.message_for(can_id, flags)
         return message.name if message is not None else None

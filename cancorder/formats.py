@@ -148,6 +148,44 @@ class JsonFormatter:
             lines[index] = lines[index][:-2] + ", " + json.dumps(extra)[1:] + "\n"
         return "".join(lines)
 
+    def format_messages(self, messages):
+        """Reassembled messages (reassembly.Message): one object per line, beside the frames'."""
+        import json
+
+        from .dbc import json_value
+        from .reassembly import uds_summary
+
+        lines = []
+        for message in messages:
+            micros = message.start_us
+            item = {"timestamp": None, "timestamp_us": micros, "channel": self.channel,
+                    message.kind: _transfer_fields(message), "frames": message.frames,
+                    "duration_us": message.duration_us, "length": len(message.data),
+                    "data": bytes(message.data).hex()}
+            if message.kind == "isotp" and message.data:
+                item["uds"] = uds_summary(message.data)
+            decoded = self._decode_message(message)
+            if decoded is not None:
+                item["message"] = decoded.name
+                if decoded.error:
+                    item["decode_error"] = decoded.error
+                else:
+                    item["signals"] = {name: json_value(value)
+                                       for name, value in decoded.signals.items()}
+            if message.error:
+                item["error"] = message.error
+            text = json.dumps(item)
+            # the time as text with six decimals, like a frame's (no float rounding)
+            text = text.replace('"timestamp": null',
+                                f'"timestamp": {micros // 1000000}.{micros % 1000000:06d}', 1)
+            lines.append(text + "\n")
+        return "".join(lines)
+
+    def _decode_message(self, message):
+        if self.signals is None or message.kind != "j1939" or message.error:
+            return None
+        return self.signals.decode(message.j1939_id(), FLAG_EXT, bytes(message.data))
+
     def finish(self):
         return ""
 
@@ -323,6 +361,35 @@ class PrettyFormatter:
                             for frame in frames])
         return "".join([self.line(frame) + "\n" for frame in frames])
 
+    def format_messages(self, messages):
+        """Reassembled messages: ``time  7E0>7E8  ISO-TP  20  62 F1 90 ...  3 frames 1.2 ms
+        ReadDataByIdentifier positive response`` (``!why`` when broken)."""
+        from .reassembly import uds_summary
+
+        lines = []
+        for message in messages:
+            data = bytes(message.data)
+            shown = data[:PRETTY_MESSAGE_BYTES].hex(" ").upper()
+            if len(data) > PRETTY_MESSAGE_BYTES:
+                shown += f" ... (+{len(data) - PRETTY_MESSAGE_BYTES})"
+            kind = "ISO-TP" if message.kind == "isotp" else "J1939 TP"
+            about = f"{plural(message.frames, 'frame')} {message.duration_us / 1000:.3f} ms"
+            if message.kind == "isotp":
+                about += "  " + uds_summary(data)
+            elif self.signals is not None and not message.error:
+                decoded = self.signals.decode(message.j1939_id(), FLAG_EXT, data)
+                if decoded is not None:
+                    about += "  " + decoded.text()
+            if message.error:
+                about += f"  !{message.error}"
+            label = f"{message.label():<7}"  # 7E0>7E8 and 7DF in one column
+            if self._style is not None:
+                label = self._paint(label, "magenta", bold=True)
+                about = self._paint(about, "red" if message.error else "cyan")
+            lines.append(f"{self._time_text(message.start_us)}  {label}  {kind:<10}  "
+                         f"{len(data):2d}  {shown}  {about}\n")
+        return "".join(lines)
+
     def decoded_text(self, frame):
         """``  Name sig=value unit ...`` (``  Name !reason`` when it does not decode)."""
         decoded = self.signals.decode(frame[1], frame[2], frame[3])
@@ -351,6 +418,58 @@ class PrettyFormatter:
 
     def finish(self):
         return ""
+
+
+#: the bytes of a reassembled message a pretty line shows (json has them all)
+PRETTY_MESSAGE_BYTES = 32
+
+
+def _transfer_fields(message):
+    if message.kind == "j1939":
+        return {"pgn": message.pgn, "source": message.source,
+                "destination": message.destination}
+    return {"id": message.can_id, "extended": bool(message.flags & FLAG_EXT),
+            "partner_id": message.partner_id}
+
+
+class Reassembled:
+    """A pretty or json formatter that shows each ISO-TP / J1939 transfer as one message line
+    (reassembly.Reassembler) instead of its frames; every other frame as before."""
+
+    def __init__(self, formatter, reassembler):
+        self.formatter = formatter
+        self.reassembler = reassembler
+
+    @property
+    def channel(self):
+        return getattr(self.formatter, "channel", None)
+
+    @channel.setter
+    def channel(self, name):  # dump mqtt:// names each batch's channel
+        self.formatter.channel = name
+
+    def format(self, frames):
+        return self._text(self.reassembler.feed(frames))
+
+    def _text(self, items):
+        from .reassembly import Message
+
+        parts = []
+        run = []
+        for item in items:
+            if isinstance(item, Message):
+                if run:
+                    parts.append(self.formatter.format(run))
+                    run = []
+                parts.append(self.formatter.format_messages([item]))
+            else:
+                run.append(item)
+        if run:
+            parts.append(self.formatter.format(run))
+        return "".join(parts)
+
+    def finish(self):
+        return self._text(self.reassembler.finish()) + self.formatter.finish()
 
 
 class StatsTable:

@@ -125,8 +125,11 @@ class Monitor:
 
     def __init__(self, console=None, signals=None, title="", on_quit=None,
                  keys=sys.stdin, refresh_interval=REFRESH_INTERVAL, clock=time.monotonic,
-                 capture_log=True):
+                 capture_log=True, reassembler=None):
         self.console = console
+        self.reassembler = reassembler  # reassembly.Reassembler: the messages view (key m)
+        self.showing_messages = False
+        self._messages = {}  # label -> MessageRow
         self.signals = signals  # dbc.SignalDecoder or None
         self.title = title
         self.on_quit = on_quit
@@ -199,6 +202,21 @@ class Monitor:
                     row.changed = now
                 row.flags = flags
             self.total += len(frames)
+            if self.reassembler is not None:
+                self._add_messages(self.reassembler.feed(frames))
+
+    def _add_messages(self, items):
+        from .reassembly import Message
+
+        messages = self._messages
+        for item in items:
+            if isinstance(item, Message):
+                label = item.label()
+                row = messages.get(label)
+                if row is None:
+                    messages[label] = MessageRow(item)
+                else:
+                    row.add(item)
 
     def add_labelled(self, frames):
         """Count ``(timestamp_us, can_id, flags, data, channel)`` frames (any mix of channels)."""
@@ -447,6 +465,7 @@ class Monitor:
         elif char in "cC":
             with self._lock:
                 self._tables.clear()
+                self._messages.clear()
                 self.total = self._total_counted = 0
                 self.total_rate = 0.0
             if self.paused:
@@ -454,6 +473,9 @@ class Monitor:
             self.offset = 0
         elif char == "/":
             self.editing_filter = True
+        elif char in "mM" and self.reassembler is not None:
+            self.showing_messages = not self.showing_messages
+            self.offset = 0
 
     def _edit_filter(self, char):
         if char in "\r\n":
@@ -539,6 +561,8 @@ class Monitor:
 
         now = self.clock() if now is None else now
         lines_free = max(1, self._page_rows())
+        if self.showing_messages:
+            return self._render_messages(lines_free)
         candidates, matching = self._page(lines_free)  # no empty last page: offset clamped
         with self._lock:
             several_channels = len(self._tables) > 1
@@ -595,9 +619,69 @@ class Monitor:
                 title.append("▏ (Enter keeps it, Esc clears)", style="cyan")
         status = Text(f" {self.status}", style="yellow", no_wrap=True, overflow="ellipsis")
         first = self.offset + 1 if matching else 0
-        footer = Text(f" {KEYS_HELP}    rows {first:,}-{self.offset + rows_shown:,} of "
+        footer = Text(f" {self._keys_help()}    rows {first:,}-{self.offset + rows_shown:,} of "
                       f"{matching:,}", style="dim", no_wrap=True, overflow="ellipsis")
         return Group(title, status, *lines, footer)
+
+    def _keys_help(self):
+        if self.reassembler is None:
+            return KEYS_HELP
+        return KEYS_HELP.replace("/ filter", "/ filter  m " + (
+            "frames" if self.showing_messages else "messages"))
+
+    def _render_messages(self, lines_free):
+        """The second view (key m): one row per ISO-TP pair or J1939 PGN and addresses, with
+        how many messages, their rate (by the frames' own times), the last one's length,
+        bytes and what it is (its UDS service, its DBC decoding, or why it is broken)."""
+        from rich.console import Group
+        from rich.text import Text
+
+        with self._lock:
+            rows = sorted(self._messages.values(), key=lambda row: row.label)
+        wanted = self.filter_text.strip().lower()
+        if wanted:
+            rows = [row for row in rows if wanted in row.label.lower()]
+        self.offset = max(0, min(self.offset, len(rows) - lines_free))
+        page = rows[self.offset:self.offset + lines_free]
+        header = (f"{'Pair / PGN':<20} {'Kind':<8} {'Messages':>9} {'Rate/s':>8} "
+                  f"{'Broken':>7} {'Len':>5}  Last message")
+        lines = [Text(header, style="bold reverse", no_wrap=True, overflow="ellipsis")]
+        for row in page:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(f"{row.label:<20} ", style="bold")
+            line.append(f"{'ISO-TP' if row.last.kind == 'isotp' else 'J1939':<8} "
+                        f"{row.count:>9,} {row.rate:>8,.1f} {row.broken:>7,} "
+                        f"{len(row.last.data):>5}  ")
+            line.append(bytes(row.last.data[:16]).hex(" ").upper()
+                        + (" ..." if len(row.last.data) > 16 else ""))
+            about = self._message_about(row.last)
+            if about:
+                line.append("  " + about, style="red" if row.last.error else "cyan")
+            lines.append(line)
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(" cancorder monitor ", style="bold reverse")
+        title.append(f" {self.title}  " if self.title else "  ")
+        title.append(f"{self.total:,} frames  {len(rows):,} pairs and PGNs  (messages)")
+        if self.paused:
+            title.append("  PAUSED", style="bold yellow reverse")
+        status = Text(f" {self.status}", style="yellow", no_wrap=True, overflow="ellipsis")
+        footer = Text(f" {self._keys_help()}    rows {self.offset + 1 if rows else 0:,}-"
+                      f"{self.offset + len(page):,} of {len(rows):,}", style="dim",
+                      no_wrap=True, overflow="ellipsis")
+        return Group(title, status, *lines, footer)
+
+    def _message_about(self, message):
+        from .reassembly import uds_summary
+
+        if message.error:
+            return f"!{message.error}"
+        if message.kind == "isotp":
+            return uds_summary(bytes(message.data))
+        if self.signals is not None:
+            decoded = self.signals.decode(message.j1939_id(), FLAG_EXT, bytes(message.data))
+            if decoded is not None:
+                return decoded.text()
+        return ""
 
     # ---- the terminal ----
 
@@ -632,6 +716,31 @@ _SEQUENCES = {
     "\x1b[H": "home", "\x1b[F": "end", "\x1bOH": "home", "\x1bOF": "end",
     "\x1b[1~": "home", "\x1b[4~": "end", "\x1b[7~": "home", "\x1b[8~": "end",
 }
+
+
+class MessageRow:
+    """One ISO-TP pair or J1939 PGN (with its addresses) in the messages view."""
+
+    __slots__ = ("label", "count", "broken", "first_us", "last")
+
+    def __init__(self, message):
+        self.label = message.label()
+        self.count = 1
+        self.broken = 1 if message.error else 0
+        self.first_us = message.start_us
+        self.last = message
+
+    def add(self, message):
+        self.count += 1
+        self.broken += 1 if message.error else 0
+        self.last = message
+
+    @property
+    def rate(self):
+        """Messages per second over the time they span (the frames' own clock: a log file
+        read at any speed gives the bus's rate)."""
+        span = self.last.start_us - self.first_us
+        return (self.count - 1) / (span / 1e6) if span > 0 else 0.0
 
 
 def _channel_order(channel):

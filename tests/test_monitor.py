@@ -475,3 +475,54 @@ def test_the_readme_picture_is_what_the_script_makes(tmp_path):
     assert made.startswith("<svg") and "cancorder monitor" in made.replace("&#160;", " ")
     for text in ("7DF", "7E8", "0CF00400", "EEC1", "EngineSpeed"):
         assert text in made, text
+
+
+# ---- the messages view (key m, dump --isotp / --j1939) ----
+
+def test_key_m_shows_the_reassembled_messages(tmp_path, monkeypatch):
+    from cancorder.reassembly import Reassembler
+    from cancorder.uds.simulation import SimulationConfig
+    from tests.test_reassembly import bam, simulated, timed
+
+    config = SimulationConfig(seed=4, blocks=6, error_rate=0.0, loop=False)
+    frames, sent = simulated(config, monkeypatch)
+    j1939 = timed(bam(0x00, bytes(range(20))), start=frames[-1][0] + 1000)
+    monitor, clock = make_monitor(height=30)
+    monitor.reassembler = Reassembler(isotp_auto=True, j1939=True)
+    monitor.add([frame[:4] for frame in frames + j1939])
+    assert "7E0" in screen_text(monitor)  # the frames' view first, every frame counted
+    assert monitor.total == len(frames) + len(j1939)
+    monitor.handle_keys(b"m")
+    text = screen_text(monitor)
+    rows = {line.split()[0]: line for line in text.splitlines()
+            if line.split() and re.fullmatch(r"7[0-9A-F]{2}(>7[0-9A-F]{2})?|PGN", line.split()[0])}
+    by_sender = {}
+    for can_id, payload in sent:
+        by_sender.setdefault(can_id, []).append(payload)
+    request = rows["7E0>7E8"].split()
+    assert request[1] == "ISO-TP" and int(request[2]) == len(by_sender[0x7E0])
+    last = by_sender[0x7E8][-1]
+    assert last[:8].hex(" ").upper() in rows["7E8>7E0"]
+    assert int(rows["7DF"].split()[2]) == len(by_sender[0x7DF])
+    pgn = next(line for line in text.splitlines() if line.startswith("PGN 0FEE3 00>FF"))
+    assert " J1939 " in pgn and "00 01 02 03" in pgn
+    assert "m frames" in text
+    monitor.handle_keys(b"m")
+    assert "m messages" in screen_text(monitor)
+
+
+def test_dump_monitor_isotp_key_m_end_to_end(tmux_session, tmp_path, monkeypatch):
+    from cancorder.uds.simulation import SimulationConfig
+    from tests.test_reassembly import simulated, write_candump
+
+    frames, sent = simulated(SimulationConfig(seed=9, blocks=4, error_rate=0.0, loop=False),
+                             monkeypatch)
+    log = write_candump(tmp_path / "uds.log", frames)
+    session = tmux_session(monitor_command(tmp_path, log, "--isotp", "auto", "--speed", "1000"))
+    session.wait_for(lambda s: "press q to quit" in s and s, timeout=40, what="the end")
+    session.keys("m")
+    screen = session.wait_for(lambda s: "7E0>7E8" in s and s, what="the messages view")
+    line = next(line for line in screen.splitlines() if line.startswith("7E0>7E8"))
+    assert int(line.split()[2]) == sum(1 for can_id, _ in sent if can_id == 0x7E0), line
+    session.keys("q")
+    assert wait_status(tmp_path) == 0, _read(tmp_path / "stderr")

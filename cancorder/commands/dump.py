@@ -85,6 +85,24 @@ def add_subparser(subparsers, common):
                         help="decode signals with this database (.dbc .arxml .kcd .sym, "
                              "through cantools; repeatable): in pretty, json, --stats and "
                              "--monitor")
+    understand = parser.add_argument_group("messages over many frames, signal filters")
+    understand.add_argument("--isotp", action="append", default=[], metavar="TX:RX|auto",
+                            help="show each ISO-TP transfer between these two hex ids as one "
+                                 "line (payload, frame count, duration, the UDS service named) "
+                                 "instead of its frames; TX:RX/ext: extended addressing; auto: "
+                                 "the diagnostic ids (7DF-7EF, 18DA/18DB....) and pairs found "
+                                 "from first frames and flow control; repeatable; in pretty, "
+                                 "json and --monitor (key m)")
+    understand.add_argument("--j1939", action="store_true",
+                            help="show each J1939 transport-protocol transfer (BAM, RTS/CTS) "
+                                 "as one PGN message with its source and destination, "
+                                 "decoded by --dbc when it knows the PGN")
+    understand.add_argument("--where", default=None, metavar="CONDITION",
+                            help="only frames whose decoded signals (--dbc) meet CONDITION, "
+                                 "e.g. 'EngineSpeed > 3000 and Gear == \"Drive\"': "
+                                 "comparisons (== != < <= > >=), and, or, not, parentheses, "
+                                 "Message.Signal for one message's signal; in every format, "
+                                 "-o and --monitor")
     parser.add_argument("--reconnect", action="store_true",
                         help="when the logger goes away (or is not up yet), keep retrying "
                              "with backoff")
@@ -135,6 +153,13 @@ def _do_dump(args):
         from ..dbc import load_databases
 
         signals = load_databases(args.dbc)  # a bad database stops here, before connecting
+    where = None
+    if args.where is not None:
+        sa.check(signals is not None, "--where tests decoded signals: add --dbc FILE")
+        from ..where import SignalCondition
+
+        where = SignalCondition(args.where, signals)
+    reassembler = _reassembler(args)
     if args.monitor:
         from ..monitor import require_terminal
 
@@ -153,17 +178,22 @@ def _do_dump(args):
     if args.monitor:
         from ..monitor import Monitor
 
-        stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target))
+        stats = Monitor(screen, signals=signals, title=args.target if is_file else str(target),
+                        reassembler=reassembler)
     colour = screen.color_system if screen.is_terminal and not screen.no_color else None
     formatter = make_formatter(args.format, channel, colour, signals,
                                logger=args.target or str(target))
+    if reassembler is not None and not args.monitor:
+        from ..formats import Reassembled
+
+        formatter = Reassembled(formatter, reassembler)
     recording = Recording(recordings, channel)  # opened once connected
     make_dump = Dump
     if mqtt is not None:
         from ..mqtt.dump import MqttDump as make_dump  # the same client, subscribing
     dump = make_dump(target, reporter, formatter=formatter, out=sys.stdout, recording=recording,
                 stats=stats, filters=args.filters, count=args.count, duration=args.duration,
-                reconnect=args.reconnect, timeout=args.timeout)
+                reconnect=args.reconnect, timeout=args.timeout, where=where)
     if args.check:
         code = dump.run()
         return 2 if args.strict and stats.lost else code
@@ -176,6 +206,25 @@ def _do_dump(args):
 
         raise CancorderError(f"the monitor failed: {stats.error!r}") from stats.error
     return code
+
+
+def _reassembler(args):
+    """The reassembly.Reassembler --isotp and --j1939 ask for, or None (checked first)."""
+    if not args.isotp and not args.j1939:
+        return None
+    flags = " and ".join(flag for flag, given in (("--isotp", args.isotp),
+                                                  ("--j1939", args.j1939)) if given)
+    sa.check(args.format in ("pretty", "json") or args.monitor,
+             f"{flags} show reassembled messages in -f pretty, -f json and --monitor: -f "
+             f"{args.format} writes frames as they are (leave out {flags}, or use -o FILE to "
+             "keep the frames too)")
+    sa.check(not args.stats and not args.check, f"{flags} show messages, --stats and --check "
+                                                "count frames: choose one")
+    from ..reassembly import Reassembler, parse_isotp_pair
+
+    pairs = [parse_isotp_pair(text) for text in args.isotp]
+    return Reassembler([pair for pair in pairs if pair is not None], isotp_auto=None in pairs,
+                       j1939=args.j1939)
 
 
 def _is_log_file(target):

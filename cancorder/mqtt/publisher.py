@@ -41,8 +41,9 @@ class MqttPublisher(RecordSink):
     metrics_name = "mqtt"  # cancorder_mqtt_<stat>{bus} on the metrics page
 
     def __init__(self, settings, spool_dir=None, spool_size=DEFAULT_SPOOL_SIZE, session=None,
-                 batch_interval=BATCH_INTERVAL, batch_bytes=BATCH_BYTES):
+                 batch_interval=BATCH_INTERVAL, batch_bytes=BATCH_BYTES, signal_topics=None):
         self.settings = settings
+        self.signal_topics = signal_topics  # mqtt.signals.SignalTopics: --mqtt-signals
         self._failed = None  # BusInfo.failed: a crash of the publishing thread stops the server
         self.spool_dir = spool_dir
         self.spool_size = spool_size
@@ -96,6 +97,8 @@ class MqttPublisher(RecordSink):
         self.topic = self.settings.topic_for(self._txt.get("system"), bus.channel,
                                              bus.interface)
         self.status_topic = self.topic + "/status"
+        if self.signal_topics is not None:
+            self.signal_topics.start(self.topic, self._txt)
         if self.spool_dir:
             self._outbox = DiskSpool(self.spool_dir, self.spool_size, self._log)
         else:
@@ -183,6 +186,8 @@ class MqttPublisher(RecordSink):
             chunks = list(self._queue)
             self._queue.clear()
             self._queued = 0
+        if chunks and self.signal_topics is not None:
+            self._publish_signals(chunks, now)
         if chunks:
             if not self._pending:
                 self._pending_since = now
@@ -205,6 +210,14 @@ class MqttPublisher(RecordSink):
         if start:
             del pending[:start]
             self._pending_since = now
+
+    def _publish_signals(self, chunks, now):
+        """--mqtt-signals: the due messages' values, live (QoS 0, dropped while offline)."""
+        due = self.signal_topics.due(b"".join(chunks), now)
+        if self._client is None or not self._connected:
+            return
+        for topic, payload in due:
+            self._client.publish(topic, payload, qos=0)
 
     def _timeout(self, now):
         timeouts = [1.0]
@@ -306,6 +319,9 @@ class MqttPublisher(RecordSink):
             return
         self._connected = True
         client.publish(self.status_topic, self._status(True), qos=1, retain=True)
+        if self.signal_topics is not None and self.signal_topics.homeassistant:
+            for topic, config in self.signal_topics.discovery():
+                client.publish(topic, config, qos=1, retain=True)
         if self._last_problem is None and self.published_batches == 0:
             self._log.info(f"MQTT: publishing to {self.settings.where}/{self.topic}")
         elif self._last_problem is not None and not self._refused:
@@ -381,6 +397,10 @@ class MqttPublisher(RecordSink):
         client = self._client
         if client is None or not self._connected:
             return
+        if self.signal_topics is not None and self.signal_topics.homeassistant:
+            # Home Assistant removes the entities: a logger stopped on purpose is gone
+            for topic, empty in self.signal_topics.removals():
+                client.publish(topic, empty, qos=1, retain=True)
         info = client.publish(self.status_topic, self._status(False), qos=1, retain=True)
         deadline = time.monotonic() + 1.0
         while not info.is_published() and time.monotonic() < deadline and self._client:
