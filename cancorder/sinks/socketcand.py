@@ -28,7 +28,6 @@ A UDP beacon (``<CANBeacon ...>`` to port 42000 every BEACON_INTERVAL s, as sock
 it) names the bus so that ``can.detect_available_configs("socketcand")`` and SavvyCAN find it.
 """
 import errno
-import ipaddress
 import logging
 import queue
 import socket
@@ -40,8 +39,8 @@ from .._fast.broadcast import Protocol
 from ..access import LOOPBACK, parse_networks, peer_allowed
 from ..argtypes import Claim, listen_address
 from ..errors import UsageError
-from ..listeners import bind_error, bind_listener
-from .base import RecordSink
+from ..listeners import bind_error, bind_listener, broadcast_networks, broadcast_target
+from .base import RecordSink, frame_text
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -225,9 +224,10 @@ class SocketcandServer(RecordSink):
                            help="also serve socketcand's raw mode on this port (default port "
                                 "29536); clients open the bus by its channel name")
         group.add_argument("--no-beacon", action="store_true",
-                           help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+                           help="do not broadcast the discovery beacons (socketcand's on UDP "
+                                "42000, GVRET's on UDP 17222)")
         group.add_argument("--allow-transmit", action="store_true",
-                           help="let socketcand clients put frames on the bus (< send >): only "
+                           help="let socketcand and GVRET clients put frames on the bus: only "
                                 "peers inside --allow, or this machine when --allow is not "
                                 "given; --listen-only always wins")
 
@@ -251,9 +251,9 @@ class SocketcandServer(RecordSink):
         """``--socketcand``: one server on the bus's --bind (or the address given), its
         --allow (who may transmit) and listen-only state."""
         if args.socketcand is None:
-            if args.no_beacon or args.allow_transmit:
+            if (args.no_beacon or args.allow_transmit) and getattr(args, "gvret", None) is None:
                 raise UsageError("--no-beacon and --allow-transmit are socketcand options: add "
-                                 "--socketcand [PORT]")
+                                 "--socketcand [PORT] (or GVRET's --gvret [PORT])")
             return []
         host, port = args.socketcand
         allow = parse_networks(args.allow)
@@ -466,37 +466,13 @@ class SocketcandServer(RecordSink):
                     return
 
 
-def frame_text(can_id, flags, data):
-    """A frame for the log: ``123#01F1``, 29-bit ids in 8 digits, ``##`` before CAN FD data."""
-    return (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
-        ("##" if flags & 2 else "#") + data.hex().upper()
-
-
 def beacon_datagrams(bus_name, bind, port, description):
     """(broadcast address, payload) for each IPv4 network the listener is reachable on.
 
     socketcand sends one beacon to the broadcast address of the network it serves, with a
-    ``can://IP:PORT`` URL clients connect to. Bound to every address, cancorder sends one per
-    IPv4 network of this machine (loopback only when there is nothing else).
+    ``can://IP:PORT`` URL clients connect to (the networks: listeners.broadcast_networks).
     """
-    import ifaddr
-
-    networks = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if not isinstance(ip.ip, str):
-                continue
-            try:
-                iface = ipaddress.ip_interface(f"{ip.ip}/{ip.network_prefix}")
-            except ValueError:
-                continue
-            networks.append(iface)
-    if bind not in (None, "", "0.0.0.0", "::"):
-        chosen = [n for n in networks if str(n.ip) == bind]
-    else:
-        chosen = [n for n in networks if not n.ip.is_loopback and not n.ip.is_link_local]
-        if not chosen:
-            chosen = [n for n in networks if n.ip.is_loopback]
+    chosen = broadcast_networks(bind)
     hostname = socket.gethostname()
     out = []
     for iface in chosen:
@@ -504,7 +480,5 @@ def beacon_datagrams(bus_name, bind, port, description):
                    f"description={quoteattr(description)}>"
                    f"<URL>can://{iface.ip}:{port}</URL>"
                    f"<Bus name={quoteattr(bus_name)}/></CANBeacon>")
-        target = str(iface.network.broadcast_address) if iface.network.prefixlen < 32 \
-            else str(iface.ip)
-        out.append((target, payload.encode("utf-8")[:1024]))
+        out.append((broadcast_target(iface), payload.encode("utf-8")[:1024]))
     return out
