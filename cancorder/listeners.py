@@ -84,3 +84,33 @@ def broadcast_target(network):
     """Where a beacon for ``network`` goes: its broadcast address (a /32: the address itself)."""
     return str(network.network.broadcast_address) if network.network.prefixlen < 32 \
         else str(network.ip)
+
+
+def beacon_loop(datagrams, port, interval, stop, log, what, source=None):
+    """Send ``datagrams()`` ((target, payload) pairs) to UDP ``port`` every ``interval`` s until
+    ``stop`` (an Event) is set; ``source``: the address to send from (None: the kernel's
+    choice). A target that fails is said once (``log(level, text)``); returns how many were
+    sent."""
+    sent = 0
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if source:
+            sock.bind((source, 0))
+    except OSError as exc:
+        log("warning", f"{what} beacon off: {exc.strerror or exc}")
+        return sent
+    warned = set()
+    with sock:
+        while True:
+            for target, payload in datagrams():
+                try:
+                    sock.sendto(payload, (target, port))
+                    sent += 1
+                except OSError as exc:
+                    if target not in warned:
+                        warned.add(target)
+                        log("warning", f"{what} beacon to {target} failed: "
+                                       f"{exc.strerror or exc}")
+            if stop.wait(interval):
+                return sent

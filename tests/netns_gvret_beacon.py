@@ -1,5 +1,5 @@
 """Inside a private network namespace with two networks (10.27.1.1/24 and 10.27.2.1/24 on
-dummy links): `cancorder serve --gvret` on the SLCAN emulator, and a listener on UDP 17222 as
+veth links): `cancorder serve --gvret` on the SLCAN emulator, and a listener on UDP 17222 as
 SavvyCAN's connection window binds it. Records who sent each beacon, to which address, and
 what it held: bound to one address, then to every address, then with --no-beacon. Prints one
 JSON object."""
@@ -21,9 +21,10 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 def networks():
     for name, address in (("gv1", "10.27.1.1/24"), ("gv2", "10.27.2.1/24")):
-        subprocess.run(["ip", "link", "add", name, "type", "dummy"], check=True)
-        subprocess.run(["ip", "addr", "add", address, "dev", name], check=True)
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        for command in (f"ip link add {name} type veth peer name {name}p",
+                        f"ip addr add {address} dev {name}", f"ip link set {name}p up",
+                        f"ip link set {name} up"):
+            subprocess.run(command.split(), check=True)
 
 
 def heard(seconds):

@@ -28,16 +28,17 @@ the networks the listener is bound to, unless --no-beacon.
 """
 import errno
 import logging
-import socket
 import threading
 import time
 
 from .._fast import gvret as protocol
 from .._fast.broadcast import Protocol
-from ..access import LOOPBACK, parse_networks, peer_allowed
+from ..access import (parse_networks, peer_allowed, transmit_networks, transmit_off_reason,
+                      transmit_phrase)
 from ..argtypes import Claim, listen_address
 from ..errors import UsageError
-from ..listeners import bind_error, bind_listener, broadcast_networks, broadcast_target
+from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
+    broadcast_target
 from .base import RecordSink, TransmitThread, frame_text
 
 DEFAULT_PORT = 23  # the only port SavvyCAN connects to
@@ -239,9 +240,7 @@ class GvretServer(RecordSink):
         self.source = source
         self.listen_only = listen_only
         self.bitrate = bitrate
-        self.transmit_networks = None
-        if allow_transmit and not listen_only:
-            self.transmit_networks = list(allow) or list(LOOPBACK)
+        self.transmit_networks = transmit_networks(allow_transmit, listen_only, allow)
         self.beacon = beacon
         self.protocol = Gvret(self)
         self.service = None
@@ -250,6 +249,7 @@ class GvretServer(RecordSink):
         self._log_to = log
         self._beacon_stop = threading.Event()
         self._beacon_thread = None
+        self._core = None
         self.bound_host = None
         self.clients_closed_errors = 0
         self.transmitted = 0
@@ -316,11 +316,9 @@ class GvretServer(RecordSink):
                                                    name="gvret-beacon", daemon=True)
             self._beacon_thread.start()
         where = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
-        transmit = ", transmit off" + (" (--listen-only wins)" if self.listen_only else "") \
-            if self.transmit_networks is None else \
-            ", transmit allowed from " + ", ".join(str(n) for n in self.transmit_networks)
         self._log("info", f"GVRET serves bus '{self.bus_name}' at {where}:{self.port}"
-                          + (", beacon on UDP 17222" if self.beacon else "") + transmit)
+                          + (", beacon on UDP 17222" if self.beacon else "")
+                          + transmit_phrase(self.transmit_networks, self.listen_only))
 
     def put(self, records):
         """Nothing to do: the bus hands every batch to its connection core."""
@@ -360,13 +358,8 @@ class GvretServer(RecordSink):
         self._logger.log(_LEVELS[level], "%s", text, extra=extra)
 
     def transmit_off_reason(self, host):
-        if self.transmit_networks is not None:
-            return (f"{host} is outside the networks allowed to transmit "
-                    f"({', '.join(str(n) for n in self.transmit_networks)}): add it with "
-                    "--allow")
-        if self.listen_only:
-            return "the bus is listen-only (--listen-only wins over --allow-transmit)"
-        return "transmit is off: serve with --allow-transmit to let GVRET clients send"
+        return transmit_off_reason(self.transmit_networks, self.listen_only, host,
+                                   "GVRET clients")
 
     # ---- set-up ----
 
@@ -410,28 +403,11 @@ class GvretServer(RecordSink):
     # ---- beacon (its own thread) ----
 
     def _beacon_loop(self):
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            if self.bind and self.bound_host and ":" not in self.bound_host:
-                # from the listener's own address: SavvyCAN connects to the sender
-                sock.bind((self.bound_host, 0))
-        except OSError as exc:
-            self._log("warning", f"GVRET beacon off: {exc.strerror or exc}")
-            return
-        warned = set()
-        with sock:
-            while True:
-                for network in broadcast_networks(self.bind):
-                    target = broadcast_target(network)
-                    try:
-                        sock.sendto(BEACON, (target, BEACON_PORT))
-                        self.beacons_sent += 1
-                    except OSError as exc:
-                        if target not in warned:
-                            warned.add(target)
-                            self._log("warning", f"GVRET beacon to {target} failed: "
-                                                 f"{exc.strerror or exc}")
-                if self._beacon_stop.wait(BEACON_INTERVAL):
-                    return
+        def datagrams():
+            return [(broadcast_target(network), BEACON)
+                    for network in broadcast_networks(self.bind)]
 
+        # bound to one address, sent from it: SavvyCAN connects to the sender
+        source = self.bound_host if self.bind and ":" not in self.bound_host else None
+        self.beacons_sent = beacon_loop(datagrams, BEACON_PORT, BEACON_INTERVAL,
+                                        self._beacon_stop, self._log, "GVRET", source)

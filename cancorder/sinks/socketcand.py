@@ -36,10 +36,12 @@ from xml.sax.saxutils import quoteattr
 
 from .._fast import socketcand as protocol
 from .._fast.broadcast import Protocol
-from ..access import LOOPBACK, parse_networks, peer_allowed
+from ..access import (parse_networks, peer_allowed, transmit_networks, transmit_off_reason,
+                      transmit_phrase)
 from ..argtypes import Claim, listen_address
 from ..errors import UsageError
-from ..listeners import bind_error, bind_listener, broadcast_networks, broadcast_target
+from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
+    broadcast_target
 from .base import RecordSink, frame_text
 
 DEFAULT_PORT = 29536
@@ -286,11 +288,8 @@ class SocketcandServer(RecordSink):
         self.source = source
         self.listen_only = listen_only
         self.allow = list(allow)
-        # Transmit is granted per peer: never with --listen-only; without --allow only from
-        # this machine (a bus must not be writable from the whole network by default).
-        self.transmit_networks = None
-        if allow_transmit and not listen_only:
-            self.transmit_networks = self.allow or list(LOOPBACK)
+        # Transmit is granted per peer (access.transmit_networks)
+        self.transmit_networks = transmit_networks(allow_transmit, listen_only, self.allow)
         self.beacon = beacon
         self.description = description
         self.protocol = Socketcand(self)
@@ -398,18 +397,11 @@ class SocketcandServer(RecordSink):
 
     def transmit_off_reason(self, host):
         """Why a client on ``host`` may not transmit, and the flag that would let it."""
-        if self.transmit_networks is not None:
-            return (f"{host} is outside the networks allowed to transmit "
-                    f"({', '.join(str(n) for n in self.transmit_networks)}): add it with "
-                    "--allow")
-        if self.listen_only:
-            return "the bus is listen-only (--listen-only wins over --allow-transmit)"
-        return "transmit is off: serve with --allow-transmit to let socketcand clients send"
+        return transmit_off_reason(self.transmit_networks, self.listen_only, host,
+                                   "socketcand clients")
 
     def _transmit_phrase(self):
-        if self.transmit_networks is None:
-            return ", transmit off" + (" (--listen-only wins)" if self.listen_only else "")
-        return ", transmit allowed from " + ", ".join(str(n) for n in self.transmit_networks)
+        return transmit_phrase(self.transmit_networks, self.listen_only)
 
     # ---- transmit (its own thread) ----
 
@@ -443,27 +435,9 @@ class SocketcandServer(RecordSink):
     # ---- beacon (its own thread) ----
 
     def _beacon_loop(self):
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        except OSError as exc:
-            self._log("warning", f"socketcand beacon off: {exc.strerror or exc}")
-            return
-        warned = set()
-        with sock:
-            while True:
-                for target, payload in beacon_datagrams(self.bus_name, self.bind, self.port,
-                                                        self.description):
-                    try:
-                        sock.sendto(payload, (target, BEACON_PORT))
-                        self.beacons_sent += 1
-                    except OSError as exc:
-                        if target not in warned:
-                            warned.add(target)
-                            self._log("warning", f"socketcand beacon to {target} failed: "
-                                                 f"{exc.strerror or exc}")
-                if self._beacon_stop.wait(BEACON_INTERVAL):
-                    return
+        self.beacons_sent = beacon_loop(
+            lambda: beacon_datagrams(self.bus_name, self.bind, self.port, self.description),
+            BEACON_PORT, BEACON_INTERVAL, self._beacon_stop, self._log, "socketcand")
 
 
 def beacon_datagrams(bus_name, bind, port, description):

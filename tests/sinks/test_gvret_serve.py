@@ -91,8 +91,8 @@ def test_transmit_reaches_the_adapter_only_with_allow_transmit(cancorder_process
                     transmit_command(0x18DA10F1, True, bytes.fromhex("0102030405060708")) +
                     transmit_command(0x123, False, b"") +
                     transmit_command(0x456, False, b"\x01", bus=1))
-        wait_until(lambda: len([c for c in slcan_emulator.commands if c[:1] in "tT"]) == 3,
-                   what="three frames on the adapter")
+        assert wait_until(lambda: len([c for c in slcan_emulator.commands
+                                       if c[:1] in "tT"]) == 3), slcan_emulator.commands
         proc.wait_for(r"transmit of 456#01 refused: bus 1: this GVRET device has bus 0 only")
     finally:
         client.close()
@@ -174,7 +174,7 @@ def test_gvret_counters_are_metrics(cancorder_process, slcan_emulator):
             return metric(http_get(metrics_port, "/metrics")[1], name,
                           bus=slcan_emulator.url)
 
-        wait_until(lambda: value("cancorder_gvret_transmit_refused") == 1, what="the metric")
+        assert wait_until(lambda: value("cancorder_gvret_transmit_refused") == 1)
         assert value("cancorder_gvret_frames_sent") == len(FRAMES)
         assert value("cancorder_gvret_clients") == 1
     finally:
