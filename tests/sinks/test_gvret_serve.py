@@ -212,3 +212,34 @@ def test_the_beacon_is_what_savvycans_connection_window_listens_for():
     assert 3 <= len(out["bound"]) <= 5, out  # one a second, as ESP32RET
     assert out["every_destinations"] == ["10.27.1.255", "10.27.2.255"], out
     assert out["with_no_beacon"] == [], out
+
+
+def test_config_key_gvret_and_its_port_claim(tmp_path):
+    """`gvret = "ADDR:PORT"` in a [[bus]] table is --gvret; GVRET's port on a socketcand port
+    of another bus is refused before anything is served, by --check and by the start alike."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, cancorder_env, free_port
+
+    port_a, port_b, shared = free_port(), free_port(), free_port()
+    path = tmp_path / "cancorder.toml"
+    path.write_text(f'source = "mock-uds"\nzeroconf = false\n'
+                    f'[[bus]]\nname = "a"\nport = {port_a}\nsocketcand = "127.0.0.1:{shared}"\n'
+                    f'beacon = false\n'
+                    f'[[bus]]\nname = "b"\nport = {port_b}\ngvret = "127.0.0.1:{shared}"\n')
+    expected = (f'error: config {path}, bus "b": GVRET port {shared} is also bus "a"\'s: a port '
+                "serves one bus and one protocol: give GVRET another port")
+    for extra in (["--check"], []):
+        run = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(path),
+                              *extra], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2 and run.stderr.startswith(expected), run.stderr
+        assert run.stderr.count("\n") == 1, run.stderr
+    path.write_text(path.read_text().replace(f'gvret = "127.0.0.1:{shared}"',
+                                             'gvret = "127.0.0.1:0"\nno_beacon = true'))
+    run = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config", str(path),
+                          "--check"], cwd=ROOT, env=cancorder_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "\ngvret = " in run.stdout, run.stdout  # the key, resolved
