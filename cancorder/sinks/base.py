@@ -136,3 +136,27 @@ def frame_text(can_id, flags, data):
     """A frame for the log: ``123#01F1``, 29-bit ids in 8 digits, ``##`` before CAN FD data."""
     return (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
         ("##" if flags & 2 else "#") + data.hex().upper()
+
+
+def protocol_stats(service, sink):
+    """The counters of a sink that serves a protocol through the bus's connection core
+    (socketcand, GVRET): the core's for its clients (``service``, None before it started),
+    the sink's for bad commands and transmit."""
+    return {"clients": len(service.clients) if service else 0,
+            "clients_accepted": service.accepted if service else 0,
+            "clients_dropped_lag": service.dropped_lag if service else 0,
+            "clients_closed_errors": sink.clients_closed_errors,
+            "frames_sent": service.units_sent if service else 0,
+            "bytes_sent": service.bytes_sent if service else 0,
+            "transmitted": sink.transmitted,
+            "transmit_refused": sink.transmit_refused,
+            "transmit_failed": sink.transmit_failed}
+
+
+def protocol_summary(name, stats):
+    """Those counters as the phrase of the status and totals lines."""
+    return (f"{name}: {stats['clients']} connected, clients served "
+            f"{stats['clients_accepted']}, dropped for lag {stats['clients_dropped_lag']}, "
+            f"closed for bad commands {stats['clients_closed_errors']}, frames transmitted "
+            f"{stats['transmitted']:,} (refused {stats['transmit_refused']:,}, failed "
+            f"{stats['transmit_failed']:,})")

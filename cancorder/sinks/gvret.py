@@ -39,7 +39,8 @@ from ..argtypes import Claim, listen_address
 from ..errors import UsageError
 from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
     broadcast_target
-from .base import RecordSink, TransmitThread, frame_text
+from .base import (RecordSink, TransmitThread, frame_text, protocol_stats,
+                   protocol_summary)
 
 DEFAULT_PORT = 23  # the only port SavvyCAN connects to
 BEACON_PORT = 17222
@@ -330,25 +331,11 @@ class GvretServer(RecordSink):
             self._beacon_thread.join(timeout + 2.0)
 
     def stats(self):
-        service = self.service
-        return {"clients": len(service.clients) if service else 0,
-                "clients_accepted": service.accepted if service else 0,
-                "clients_dropped_lag": service.dropped_lag if service else 0,
-                "clients_closed_errors": self.clients_closed_errors,
-                "frames_sent": service.units_sent if service else 0,
-                "bytes_sent": service.bytes_sent if service else 0,
-                "transmitted": self.transmitted,
-                "transmit_refused": self.transmit_refused,
-                "transmit_failed": self.transmit_failed,
-                "settings_refused": self.settings_refused}
+        return dict(protocol_stats(self.service, self),
+                    settings_refused=self.settings_refused)
 
     def summary(self):
-        stats = self.stats()
-        return (f"GVRET: {stats['clients']} connected, clients served "
-                f"{stats['clients_accepted']}, dropped for lag {stats['clients_dropped_lag']}, "
-                f"closed for bad commands {self.clients_closed_errors}, frames transmitted "
-                f"{self.transmitted:,} (refused {self.transmit_refused:,}, failed "
-                f"{self.transmit_failed:,})")
+        return protocol_summary("GVRET", self.stats())
 
     def _log(self, level, text, rate_key=None):
         if self._log_to is not None:

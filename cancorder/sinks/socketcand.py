@@ -42,7 +42,7 @@ from ..argtypes import Claim, listen_address
 from ..errors import UsageError
 from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
     broadcast_target
-from .base import RecordSink, frame_text
+from .base import RecordSink, frame_text, protocol_stats, protocol_summary
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -346,24 +346,10 @@ class SocketcandServer(RecordSink):
     metrics_name = "socketcand"  # its stats are the metrics cancorder_socketcand_<stat>{bus}
 
     def stats(self):
-        service = self.service
-        return {"clients": len(service.clients) if service else 0,
-                "clients_accepted": service.accepted if service else 0,
-                "clients_dropped_lag": service.dropped_lag if service else 0,
-                "clients_closed_errors": self.clients_closed_errors,
-                "frames_sent": service.units_sent if service else 0,
-                "bytes_sent": service.bytes_sent if service else 0,
-                "transmitted": self.transmitted,
-                "transmit_refused": self.transmit_refused,
-                "transmit_failed": self.transmit_failed}
+        return protocol_stats(self.service, self)
 
     def summary(self):
-        stats = self.stats()
-        return (f"socketcand: {stats['clients']} connected, clients served "
-                f"{stats['clients_accepted']}, dropped for lag {stats['clients_dropped_lag']}, "
-                f"closed for bad commands {self.clients_closed_errors}, frames transmitted "
-                f"{self.transmitted:,} (refused {self.transmit_refused:,}, failed "
-                f"{self.transmit_failed:,})")
+        return protocol_summary("socketcand", self.stats())
 
     def _log(self, level, text, rate_key=None):
         if self._log_to is not None:
