@@ -29,7 +29,6 @@ it) names the bus so that ``can.detect_available_configs("socketcand")`` and Sav
 """
 import errno
 import logging
-import queue
 import socket
 import threading
 from xml.sax.saxutils import quoteattr
@@ -42,7 +41,7 @@ from ..argtypes import Claim, listen_address
 from ..errors import UsageError
 from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
     broadcast_target
-from .base import RecordSink, frame_text, protocol_stats, protocol_summary
+from .base import RecordSink, TransmitThread, frame_text, protocol_stats, protocol_summary
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -202,9 +201,7 @@ class Session:
                                    f"{frame_text(can_id, flags, data)} refused: {refusal}",
                         ("socketcand-transmit-refused", server.bus_name))
             return
-        try:
-            server._transmit_queue.put_nowait((self, can_id, flags, data))
-        except queue.Full:
+        if not server.transmitter.put((self, can_id, flags, data)):
             server.transmit_failed += 1
             self.core.send(self.client,
                            error_reply("transmit queue full: the adapter is not keeping up"))
@@ -297,7 +294,8 @@ class SocketcandServer(RecordSink):
         self._logger = logging.getLogger("cancorder.socketcand")
         self._log_to = log  # tests: a log(level, text) callable instead of the logger
         self._core = None
-        self._transmit_queue = queue.Queue(TRANSMIT_QUEUE)
+        self.transmitter = TransmitThread(self._send, self._sent, "socketcand-transmit",
+                                          TRANSMIT_QUEUE)
         self._threads = []
         self._beacon_stop = threading.Event()
         self.bound_host = None
@@ -320,7 +318,7 @@ class SocketcandServer(RecordSink):
             listener.close()
             raise
         if self.transmit_networks is not None:
-            self._spawn(self._transmit_loop, "socketcand-transmit")
+            self.transmitter.start()
         if self.beacon:
             self._spawn(self._beacon_loop, "socketcand-beacon")
         where = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
@@ -336,10 +334,7 @@ class SocketcandServer(RecordSink):
     def close(self, timeout=2.0):
         """Stop the beacon and the transmit thread (the core closes the clients)."""
         self._beacon_stop.set()
-        try:
-            self._transmit_queue.put_nowait(None)
-        except queue.Full:
-            pass
+        self.transmitter.stop(timeout + 2.0)
         for thread in self._threads:
             thread.join(timeout + 2.0)
 
@@ -391,22 +386,18 @@ class SocketcandServer(RecordSink):
 
     # ---- transmit (its own thread) ----
 
-    def _transmit_loop(self):
-        while True:
-            item = self._transmit_queue.get()
-            if item is None:
-                return
-            session, can_id, flags, data = item
-            try:
-                self.source.send(can_id, flags, data)
-            except Exception as exc:  # the adapter refused or is gone: tell the client
-                self.transmit_failed += 1
-                self._core.reply_later(session.client, error_reply(f"transmit failed: {exc}"))
-                self._log_transmit(session, can_id, flags, data, exc)
-                continue
+    def _send(self, can_id, flags, data):
+        self.source.send(can_id, flags, data)
+
+    def _sent(self, item, exc):
+        session, can_id, flags, data = item
+        if exc is not None:  # the adapter refused or is gone: tell the client
+            self.transmit_failed += 1
+            self._core.reply_later(session.client, error_reply(f"transmit failed: {exc}"))
+        else:
             self.transmitted += 1
             session.transmitted += 1
-            self._log_transmit(session, can_id, flags, data, None)
+        self._log_transmit(session, can_id, flags, data, exc)
 
     def _log_transmit(self, session, can_id, flags, data, exc):
         """Rate-limited by the shared filter: a line per interval, saying how many it held."""
