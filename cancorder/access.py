@@ -31,3 +31,31 @@ def peer_allowed(address, networks):
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in net for net in networks if net.version == ip.version)
+
+
+def transmit_networks(allow_transmit, listen_only, allow):
+    """Who may put frames on the bus through a protocol's clients (socketcand, GVRET): None
+    (nobody) without --allow-transmit or with --listen-only; else the --allow networks, or this
+    machine when --allow is not given (a bus must not be writable from the whole network by
+    default)."""
+    if not allow_transmit or listen_only:
+        return None
+    return list(allow) or list(LOOPBACK)
+
+
+def transmit_off_reason(networks, listen_only, host, clients):
+    """Why a client on ``host`` may not transmit, and the flag that would let it (``clients``:
+    whose, e.g. "socketcand clients")."""
+    if networks is not None:
+        return (f"{host} is outside the networks allowed to transmit "
+                f"({', '.join(str(n) for n in networks)}): add it with --allow")
+    if listen_only:
+        return "the bus is listen-only (--listen-only wins over --allow-transmit)"
+    return f"transmit is off: serve with --allow-transmit to let {clients} send"
+
+
+def transmit_phrase(networks, listen_only):
+    """The end of a protocol's "serves bus ..." line: who may transmit."""
+    if networks is None:
+        return ", transmit off" + (" (--listen-only wins)" if listen_only else "")
+    return ", transmit allowed from " + ", ".join(str(n) for n in networks)

@@ -231,7 +231,7 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert not [_name(page) for page in DOCS if page not in linked]
 
 
-@pytest.mark.parametrize("tool", ["fuzz_socketcand.py", "fuzz_parsers.py"])
+@pytest.mark.parametrize("tool", ["fuzz_socketcand.py", "fuzz_parsers.py", "fuzz_gvret.py"])
 def test_a_fuzzer_run_without_atheris_says_how_to_run_it(tmp_path, tool):
     """`python tools/fuzz_socketcand.py`, as the README once said, ran an interpreter without
     atheris: a traceback. Now one line names the venv's interpreter (atheris hidden here by a

@@ -320,6 +320,32 @@ def test_socketcand_in_the_executable(exe_process, slcan_emulator):
     assert _stop(server.proc) == 0
 
 
+def test_gvret_in_the_executable(exe_process, slcan_emulator):
+    """The compiled GVRET encoder and reader are in the executable: the tests' GVRET client
+    connects as SavvyCAN does, receives a frame and transmits one."""
+    from tests.gvret_client import GvretClient, transmit_command
+
+    server = exe_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                         "--bind", "127.0.0.1", "--gvret", "127.0.0.1:0", "--no-beacon",
+                         "--allow-transmit")
+    server.port()
+    port = int(server.wait_for(r"GVRET serves bus '\S+' at \S+:(\d+)").group(1))
+    client = GvretClient(port)
+    try:
+        assert client.connect_like_savvycan()["buses"] == ("buses", 1)
+        slcan_emulator.send_messages([can.Message(arbitration_id=0x1ABCDEF0, data=b"\x01")])
+        (frame,) = client.wait_frames(1)
+        assert frame[1:] == (0x1ABCDEF0, True, 0, b"\x01", False)
+        client.send(transmit_command(0x7E0, False, b"\x02\x10"))
+        deadline = time.monotonic() + 10
+        while "t7E020210" not in slcan_emulator.commands:
+            assert time.monotonic() < deadline, slcan_emulator.commands
+            time.sleep(0.05)
+    finally:
+        client.close()
+    assert _stop(server.proc) == 0
+
+
 def _error_line(stderr):
     """The one `error:` line, with file paths (a temporary folder, a venv) taken out."""
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]

@@ -12,7 +12,8 @@ import os
 import sys
 import types
 
-MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic", "pcap")
+MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic", "pcap",
+           "gvret")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

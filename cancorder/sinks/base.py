@@ -81,3 +81,82 @@ class BusInfo:
     # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
     failed: object = None
     listen_only: bool = False  # the bus is opened listen-only: nothing may be transmitted
+
+
+class TransmitThread:
+    """Frames that clients put on the bus, handed to the source's ``send`` from a thread of
+    their own behind a bounded queue, so a slow adapter never stalls the connection core.
+
+    ``put((client_state, can_id, flags, data))`` is False when the queue is full; ``done(item,
+    exc)`` is called from the thread after each send (``exc`` None when it went out).
+    """
+
+    def __init__(self, send, done, name, size=256):
+        import queue
+        import threading
+
+        self._queue = queue.Queue(size)
+        self._full = queue.Full
+        self._send = send
+        self._done = done
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def put(self, item):
+        try:
+            self._queue.put_nowait(item)
+        except self._full:
+            return False
+        return True
+
+    def stop(self, timeout):
+        try:
+            self._queue.put_nowait(None)
+        except self._full:
+            pass
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._send(item[1], item[2], item[3])
+            except Exception as exc:  # the adapter refused or is gone: the sink tells the client
+                self._done(item, exc)
+                continue
+            self._done(item, None)
+
+
+def frame_text(can_id, flags, data):
+    """A frame for the log: ``123#01F1``, 29-bit ids in 8 digits, ``##`` before CAN FD data."""
+    return (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
+        ("##" if flags & 2 else "#") + data.hex().upper()
+
+
+def protocol_stats(service, sink):
+    """The counters of a sink that serves a protocol through the bus's connection core
+    (socketcand, GVRET): the core's for its clients (``service``, None before it started),
+    the sink's for bad commands and transmit."""
+    return {"clients": len(service.clients) if service else 0,
+            "clients_accepted": service.accepted if service else 0,
+            "clients_dropped_lag": service.dropped_lag if service else 0,
+            "clients_closed_errors": sink.clients_closed_errors,
+            "frames_sent": service.units_sent if service else 0,
+            "bytes_sent": service.bytes_sent if service else 0,
+            "transmitted": sink.transmitted,
+            "transmit_refused": sink.transmit_refused,
+            "transmit_failed": sink.transmit_failed}
+
+
+def protocol_summary(name, stats):
+    """Those counters as the phrase of the status and totals lines."""
+    return (f"{name}: {stats['clients']} connected, clients served "
+            f"{stats['clients_accepted']}, dropped for lag {stats['clients_dropped_lag']}, "
+            f"closed for bad commands {stats['clients_closed_errors']}, frames transmitted "
+            f"{stats['transmitted']:,} (refused {stats['transmit_refused']:,}, failed "
+            f"{stats['transmit_failed']:,})")

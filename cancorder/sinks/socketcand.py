@@ -28,19 +28,19 @@ A UDP beacon (``<CANBeacon ...>`` to port 42000 every BEACON_INTERVAL s, as sock
 it) names the bus so that ``can.detect_available_configs("socketcand")`` and SavvyCAN find it.
 """
 import errno
-import ipaddress
 import logging
-import queue
 import socket
 import threading
 
 from .._fast import socketcand as protocol
 from .._fast.broadcast import Protocol
-from ..access import LOOPBACK, parse_networks, peer_allowed
+from ..access import (parse_networks, peer_allowed, transmit_networks, transmit_off_reason,
+                      transmit_phrase)
 from ..argtypes import Claim, listen_address
 from ..errors import UsageError
-from ..listeners import bind_error, bind_listener
-from .base import RecordSink
+from ..listeners import beacon_loop, bind_error, bind_listener, broadcast_networks, \
+    broadcast_target
+from .base import RecordSink, TransmitThread, frame_text, protocol_stats, protocol_summary
 
 DEFAULT_PORT = 29536
 BEACON_PORT = 42000
@@ -200,9 +200,7 @@ class Session:
                                    f"{frame_text(can_id, flags, data)} refused: {refusal}",
                         ("socketcand-transmit-refused", server.bus_name))
             return
-        try:
-            server._transmit_queue.put_nowait((self, can_id, flags, data))
-        except queue.Full:
+        if not server.transmitter.put((self, can_id, flags, data)):
             server.transmit_failed += 1
             self.core.send(self.client,
                            error_reply("transmit queue full: the adapter is not keeping up"))
@@ -224,9 +222,10 @@ class SocketcandServer(RecordSink):
                            help="also serve socketcand's raw mode on this port (default port "
                                 "29536); clients open the bus by its channel name")
         group.add_argument("--no-beacon", action="store_true",
-                           help="do not broadcast the socketcand discovery beacon (UDP 42000)")
+                           help="do not broadcast the discovery beacons (socketcand's on UDP "
+                                "42000, GVRET's on UDP 17222)")
         group.add_argument("--allow-transmit", action="store_true",
-                           help="let socketcand clients put frames on the bus (< send >): only "
+                           help="let socketcand and GVRET clients put frames on the bus: only "
                                 "peers inside --allow, or this machine when --allow is not "
                                 "given; --listen-only always wins")
 
@@ -250,9 +249,9 @@ class SocketcandServer(RecordSink):
         """``--socketcand``: one server on the bus's --bind (or the address given), its
         --allow (who may transmit) and listen-only state."""
         if args.socketcand is None:
-            if args.no_beacon or args.allow_transmit:
+            if (args.no_beacon or args.allow_transmit) and getattr(args, "gvret", None) is None:
                 raise UsageError("--no-beacon and --allow-transmit are socketcand options: add "
-                                 "--socketcand [PORT]")
+                                 "--socketcand [PORT] (or GVRET's --gvret [PORT])")
             return []
         host, port = args.socketcand
         allow = parse_networks(args.allow)
@@ -285,11 +284,8 @@ class SocketcandServer(RecordSink):
         self.source = source
         self.listen_only = listen_only
         self.allow = list(allow)
-        # Transmit is granted per peer: never with --listen-only; without --allow only from
-        # this machine (a bus must not be writable from the whole network by default).
-        self.transmit_networks = None
-        if allow_transmit and not listen_only:
-            self.transmit_networks = self.allow or list(LOOPBACK)
+        # Transmit is granted per peer (access.transmit_networks)
+        self.transmit_networks = transmit_networks(allow_transmit, listen_only, self.allow)
         self.beacon = beacon
         self.description = description
         self.protocol = Socketcand(self)
@@ -297,7 +293,8 @@ class SocketcandServer(RecordSink):
         self._logger = logging.getLogger("cancorder.socketcand")
         self._log_to = log  # tests: a log(level, text) callable instead of the logger
         self._core = None
-        self._transmit_queue = queue.Queue(TRANSMIT_QUEUE)
+        self.transmitter = TransmitThread(self._send, self._sent, "socketcand-transmit",
+                                          TRANSMIT_QUEUE)
         self._threads = []
         self._beacon_stop = threading.Event()
         self.bound_host = None
@@ -320,7 +317,7 @@ class SocketcandServer(RecordSink):
             listener.close()
             raise
         if self.transmit_networks is not None:
-            self._spawn(self._transmit_loop, "socketcand-transmit")
+            self.transmitter.start()
         if self.beacon:
             self._spawn(self._beacon_loop, "socketcand-beacon")
         where = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
@@ -336,34 +333,17 @@ class SocketcandServer(RecordSink):
     def close(self, timeout=2.0):
         """Stop the beacon and the transmit thread (the core closes the clients)."""
         self._beacon_stop.set()
-        try:
-            self._transmit_queue.put_nowait(None)
-        except queue.Full:
-            pass
+        self.transmitter.stop(timeout + 2.0)
         for thread in self._threads:
             thread.join(timeout + 2.0)
 
     metrics_name = "socketcand"  # its stats are the metrics cancorder_socketcand_<stat>{bus}
 
     def stats(self):
-        service = self.service
-        return {"clients": len(service.clients) if service else 0,
-                "clients_accepted": service.accepted if service else 0,
-                "clients_dropped_lag": service.dropped_lag if service else 0,
-                "clients_closed_errors": self.clients_closed_errors,
-                "frames_sent": service.units_sent if service else 0,
-                "bytes_sent": service.bytes_sent if service else 0,
-                "transmitted": self.transmitted,
-                "transmit_refused": self.transmit_refused,
-                "transmit_failed": self.transmit_failed}
+        return protocol_stats(self.service, self)
 
     def summary(self):
-        stats = self.stats()
-        return (f"socketcand: {stats['clients']} connected, clients served "
-                f"{stats['clients_accepted']}, dropped for lag {stats['clients_dropped_lag']}, "
-                f"closed for bad commands {self.clients_closed_errors}, frames transmitted "
-                f"{self.transmitted:,} (refused {self.transmit_refused:,}, failed "
-                f"{self.transmit_failed:,})")
+        return protocol_summary("socketcand", self.stats())
 
     def _log(self, level, text, rate_key=None):
         if self._log_to is not None:
@@ -397,37 +377,26 @@ class SocketcandServer(RecordSink):
 
     def transmit_off_reason(self, host):
         """Why a client on ``host`` may not transmit, and the flag that would let it."""
-        if self.transmit_networks is not None:
-            return (f"{host} is outside the networks allowed to transmit "
-                    f"({', '.join(str(n) for n in self.transmit_networks)}): add it with "
-                    "--allow")
-        if self.listen_only:
-            return "the bus is listen-only (--listen-only wins over --allow-transmit)"
-        return "transmit is off: serve with --allow-transmit to let socketcand clients send"
+        return transmit_off_reason(self.transmit_networks, self.listen_only, host,
+                                   "socketcand clients")
 
     def _transmit_phrase(self):
-        if self.transmit_networks is None:
-            return ", transmit off" + (" (--listen-only wins)" if self.listen_only else "")
-        return ", transmit allowed from " + ", ".join(str(n) for n in self.transmit_networks)
+        return transmit_phrase(self.transmit_networks, self.listen_only)
 
     # ---- transmit (its own thread) ----
 
-    def _transmit_loop(self):
-        while True:
-            item = self._transmit_queue.get()
-            if item is None:
-                return
-            session, can_id, flags, data = item
-            try:
-                self.source.send(can_id, flags, data)
-            except Exception as exc:  # the adapter refused or is gone: tell the client
-                self.transmit_failed += 1
-                self._core.reply_later(session.client, error_reply(f"transmit failed: {exc}"))
-                self._log_transmit(session, can_id, flags, data, exc)
-                continue
+    def _send(self, can_id, flags, data):
+        self.source.send(can_id, flags, data)
+
+    def _sent(self, item, exc):
+        session, can_id, flags, data = item
+        if exc is not None:  # the adapter refused or is gone: tell the client
+            self.transmit_failed += 1
+            self._core.reply_later(session.client, error_reply(f"transmit failed: {exc}"))
+        else:
             self.transmitted += 1
             session.transmitted += 1
-            self._log_transmit(session, can_id, flags, data, None)
+        self._log_transmit(session, can_id, flags, data, exc)
 
     def _log_transmit(self, session, can_id, flags, data, exc):
         """Rate-limited by the shared filter: a line per interval, saying how many it held."""
@@ -442,60 +411,18 @@ class SocketcandServer(RecordSink):
     # ---- beacon (its own thread) ----
 
     def _beacon_loop(self):
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        except OSError as exc:
-            self._log("warning", f"socketcand beacon off: {exc.strerror or exc}")
-            return
-        warned = set()
-        with sock:
-            while True:
-                for target, payload in beacon_datagrams(self.bus_name, self.bind, self.port,
-                                                        self.description):
-                    try:
-                        sock.sendto(payload, (target, BEACON_PORT))
-                        self.beacons_sent += 1
-                    except OSError as exc:
-                        if target not in warned:
-                            warned.add(target)
-                            self._log("warning", f"socketcand beacon to {target} failed: "
-                                                 f"{exc.strerror or exc}")
-                if self._beacon_stop.wait(BEACON_INTERVAL):
-                    return
-
-
-def frame_text(can_id, flags, data):
-    """A frame for the log: ``123#01F1``, 29-bit ids in 8 digits, ``##`` before CAN FD data."""
-    return (f"{can_id:08X}" if flags & 1 else f"{can_id:03X}") + \
-        ("##" if flags & 2 else "#") + data.hex().upper()
+        self.beacons_sent = beacon_loop(
+            lambda: beacon_datagrams(self.bus_name, self.bind, self.port, self.description),
+            BEACON_PORT, BEACON_INTERVAL, self._beacon_stop, self._log, "socketcand")
 
 
 def beacon_datagrams(bus_name, bind, port, description):
     """(broadcast address, payload) for each IPv4 network the listener is reachable on.
 
     socketcand sends one beacon to the broadcast address of the network it serves, with a
-    ``can://IP:PORT`` URL clients connect to. Bound to every address, cancorder sends one per
-    IPv4 network of this machine (loopback only when there is nothing else).
+    ``can://IP:PORT`` URL clients connect to (the networks: listeners.broadcast_networks).
     """
-    import ifaddr
-
-    networks = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if not isinstance(ip.ip, str):
-                continue
-            try:
-                iface = ipaddress.ip_interface(f"{ip.ip}/{ip.network_prefix}")
-            except ValueError:
-                continue
-            networks.append(iface)
-    if bind not in (None, "", "0.0.0.0", "::"):
-        chosen = [n for n in networks if str(n.ip) == bind]
-    else:
-        chosen = [n for n in networks if not n.ip.is_loopback and not n.ip.is_link_local]
-        if not chosen:
-            chosen = [n for n in networks if n.ip.is_loopback]
+    chosen = broadcast_networks(bind)
     # imported here: xml.sax.saxutils brings urllib.request and http.client, a tenth of
     # serve's start-up, for a beacon most buses never send
     from xml.sax.saxutils import quoteattr
@@ -507,7 +434,5 @@ def beacon_datagrams(bus_name, bind, port, description):
                    f"description={quoteattr(description)}>"
                    f"<URL>can://{iface.ip}:{port}</URL>"
                    f"<Bus name={quoteattr(bus_name)}/></CANBeacon>")
-        target = str(iface.network.broadcast_address) if iface.network.prefixlen < 32 \
-            else str(iface.ip)
-        out.append((target, payload.encode("utf-8")[:1024]))
+        out.append((broadcast_target(iface), payload.encode("utf-8")[:1024]))
     return out

@@ -1,6 +1,6 @@
 """The connection core's promises, held for every protocol a bus speaks (issue 21): the
-hostile-client tests of issue 11, parametrised over every listener (ECUconnect and socketcand
-today; a new protocol adds its row to LISTENERS), on the compiled core and its pure twin."""
+hostile-client tests of issue 11, parametrised over every listener (ECUconnect, socketcand and
+GVRET today; a new protocol adds its row to LISTENERS), on the compiled core and its pure twin."""
 import socket
 import subprocess
 import sys
@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from cancorder.sinks import socketcand
+from cancorder.sinks import gvret, socketcand
+from tests.gvret_client import GvretParser
 from tests.helpers import ROOT, cancorder_env, wait_until
 
-LISTENERS = ["ecuconnect", "socketcand"]
+LISTENERS = ["ecuconnect", "socketcand", "gvret"]
 
 
 def records(fast, count, start=0):
@@ -39,8 +40,11 @@ class Endpoint:
             self.service = None
         else:
             self.core = fast.broadcast.Broadcaster([], log=self._log, **limits)
-            self.server = socketcand.SocketcandServer("can0", beacon=False,
-                                                      log=lambda *event: None)
+            if kind == "gvret":
+                self.server = gvret.GvretServer("can0", beacon=False, log=lambda *event: None)
+            else:
+                self.server = socketcand.SocketcandServer("can0", beacon=False,
+                                                          log=lambda *event: None)
             self.service = self.core.serve([listener], self.server.protocol)
         self.thread = threading.Thread(target=self.core.run, daemon=True)
         self.thread.start()
@@ -88,6 +92,9 @@ def connect(kind, port, source="127.0.0.1", rcvbuf=None, handshake=True):
         expect(sock, b"< ok >")
         sock.sendall(b"< rawmode fd >")
         expect(sock, b"< ok >")
+    if kind == "gvret" and handshake:
+        sock.sendall(b"\xe7\xf1\x09")  # binary mode; the keep-alive's answer says it was read
+        expect(sock, b"\xf1\x09\xde\xad")
     return sock
 
 
@@ -123,6 +130,11 @@ def frame_numbers(fast, kind, data):
         frames = decoder.feed(data)
         decoder.finish()  # raises if the stream ended inside a record
         return [frame[0] for frame in frames]
+    if kind == "gvret":
+        parser = GvretParser()
+        events = parser.feed(data)
+        assert parser.state == "idle" and not parser.after_frame, data[-80:]  # a whole frame
+        return [event[1][0] for event in events if event[0] == "frame"]
     assert data.endswith(b">"), data[-80:]
     numbers = []
     for element in data.split(b">")[:-1]:
@@ -323,7 +335,7 @@ def test_a_socketcand_client_that_never_reaches_raw_mode_is_closed(fast, monkeyp
 EMFILE_SCRIPT = textwrap.dedent("""
     import resource, socket, sys, threading, time
     import cancorder._fast as fast_package
-    from cancorder.sinks import socketcand
+    from cancorder.sinks import gvret, socketcand
 
     fast = fast_package.variant(sys.argv[1])
     kind = sys.argv[2]
@@ -335,7 +347,10 @@ EMFILE_SCRIPT = textwrap.dedent("""
         accepted = lambda: core.clients_accepted
     else:
         core = fast.broadcast.Broadcaster([], log=lambda *e: events.append(e))
-        server = socketcand.SocketcandServer("can0", beacon=False, log=lambda *e: None)
+        if kind == "gvret":
+            server = gvret.GvretServer("can0", beacon=False, log=lambda *e: None)
+        else:
+            server = socketcand.SocketcandServer("can0", beacon=False, log=lambda *e: None)
         service = core.serve([listener], server.protocol)
         accepted = lambda: service.accepted
     thread = threading.Thread(target=core.run, daemon=True)
