@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from bench import _load  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -88,7 +89,9 @@ def main():
     parser.add_argument("--rates", default="1000,10000,max")
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--json", action="store_true")
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.socketcan", args)
     sys.path.insert(0, ROOT)
     import tempfile
 
@@ -124,6 +127,7 @@ def main():
               f"{row['dropped']:>12}")
     if args.json:
         print(json.dumps(rows))
+    _load.finish(watch, rows)
 
 
 if __name__ == "__main__":
