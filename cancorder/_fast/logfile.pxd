@@ -39,10 +39,10 @@ cpdef Py_ssize_t count_records(records) except -1
 cpdef Py_ssize_t whole_prefix(records, Py_ssize_t start, Py_ssize_t limit) except -1
 
 @cython.locals(src=cython.p_uchar)
-cpdef unsigned long long first_stamp(records) except? 0
+cpdef unsigned long long first_stamp(records, Py_ssize_t start=*) except? 0
 
 @cython.locals(size=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t)
-cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us) except -1
+cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us, Py_ssize_t start=*) except -1
 
 
 cdef class Retimer:

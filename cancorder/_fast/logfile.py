@@ -179,23 +179,24 @@ def whole_prefix(records, start, limit):
     return pos
 
 
-def first_stamp(records):
-    """The timestamp of the first record (``records`` must hold one)."""
-    if len(records) < _HEADER:
+def first_stamp(records, start=0):
+    """The timestamp of the record at byte ``start`` (``records`` must hold one there)."""
+    if start < 0 or len(records) - start < _HEADER:
         raise ValueError("no record")
     if cython.compiled:
-        return _stamp(cython.cast(cython.p_uchar, cython.cast(bytes, records)), 0)
-    return _stamp(records, 0)
+        return _stamp(cython.cast(cython.p_uchar, cython.cast(bytes, records)), start)
+    return _stamp(records, start)
 
 
-def due_prefix(records, limit_us):
-    """Byte length of the leading records whose timestamp is at most ``limit_us``."""
+def due_prefix(records, limit_us, start=0):
+    """Where the records from byte ``start`` whose timestamp is at most ``limit_us`` end
+    (``start`` itself when the first is later): with ``start`` 0, their byte length."""
     size = len(records)
     if cython.compiled:
         src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
     else:
         src = records
-    pos = 0
+    pos = start
     while size - pos >= _HEADER:
         if _stamp(src, pos) > limit_us:
             break

@@ -59,8 +59,10 @@ class ReplaySource(Source):
         self._files = []  # the LogRecords of the current pass
         self._batches = None
         self._ts0 = None  # the recorded time of the first frame
-        self._pending = b""  # records of the current batch, not handed over yet
+        self._pending = b""  # records of the current batch (retimed)...
         self._pending_orig = b""
+        self._taken = 0  # ...of which the first _taken bytes are handed over (never copied
+        # again: slicing off the rest at every hand-over cost a copy of the batch per frame)
         self._pending_channel = None
         self._retimer = None
         self._anchor_mono = None
@@ -113,7 +115,7 @@ class ReplaySource(Source):
         deadline = time.monotonic() + timeout
         if self._anchor_mono is None and not self._anchor(deadline):
             return b""
-        if not self._pending:
+        if self._taken >= len(self._pending):
             if not self._fill():
                 self._finished = True
                 return None
@@ -127,19 +129,19 @@ class ReplaySource(Source):
             return self._hand_over(len(self._pending))
         while True:
             now_us = self._now_us()
-            ready = logfile.due_prefix(self._pending, now_us)
-            if ready:
+            ready = logfile.due_prefix(self._pending, now_us, self._taken)
+            if ready > self._taken:
                 return self._hand_over(ready)
             left = deadline - time.monotonic()
             if left <= 0:
                 return b""
-            wait = (logfile.first_stamp(self._pending) - now_us) / 1e6
+            wait = (logfile.first_stamp(self._pending, self._taken) - now_us) / 1e6
             time.sleep(max(0.0, min(wait, left, MAX_SLEEP)))
 
-    def _hand_over(self, size):
-        out = (self._pending_orig if self.original_time else self._pending)[:size]
-        self._pending = self._pending[size:]
-        self._pending_orig = self._pending_orig[size:]
+    def _hand_over(self, end):
+        """The records of the current batch up to byte ``end``."""
+        out = (self._pending_orig if self.original_time else self._pending)[self._taken:end]
+        self._taken = end
         self.served += logfile.count_records(out)
         self.read_channel = self._pending_channel
         return out
@@ -206,6 +208,7 @@ class ReplaySource(Source):
             self._yielded += 1
             self._pending_channel = channel
             self._pending_orig = batch
+            self._taken = 0
             self._pending = self._retimer.retime(batch) if self._retimer is not None else b""
             return True
 
