@@ -85,7 +85,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for extension, writer in ((".log", "cancorder, compiled"),
                                   (".log.gz", "cancorder, compiled + zlib"),
-                                  (".blf", "python-can BLFWriter"),
+                                  (".blf", "cancorder, compiled + zlib"),
                                   (".asc", "python-can ASCWriter")):
             spent = statistics.median(cpu_seconds(extension, data, args.frames, folder)
                                       for _ in range(args.runs))
