@@ -14,6 +14,7 @@
     copying, and the pure-Python twin, printed beside it, scores about the same. Each run lasts
     about a second (50 million deliveries); medians of 3.
 """
+import argparse
 import json
 import os
 import statistics
@@ -24,6 +25,7 @@ import threading
 import time
 
 import can
+from bench import _load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -134,6 +136,10 @@ def bench_delivery(core, clients, deliveries=50_000_000, batch=10000):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _load.add_arguments(parser)
+    args = parser.parse_args()
+    watch = _load.start("bench.core", args)
     assert fast.IMPLEMENTATION == "compiled", "build the compiled core first (make dev)"
     print(f"cancorder core component microbenchmarks, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, load average "
@@ -155,6 +161,7 @@ def main():
         print(f"    {clients:2d} clients  compiled {delivery[clients]['compiled']:>14,.0f}   "
               f"pure {delivery[clients]['pure']:>14,.0f}")
     print(json.dumps({"packing": packing, "delivery": delivery}))
+    _load.finish(watch, {"packing": packing, "delivery": delivery})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from cancorder._fast import wire  # noqa: E402
+from bench import _load  # noqa: E402
 
 
 def make_records(count, start_us):
@@ -153,7 +154,9 @@ def main():
     parser.add_argument("--formats", default=",".join(CASES),
                         help="comma-separated cases: " + ", ".join(CASES))
     parser.add_argument("--sinks", default="pipe,file", help="pipe, file or both")
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.dump_rate", args)
     from cancorder import _fast
 
     print(f"cancorder dump, core {_fast.IMPLEMENTATION}, Python {sys.version.split()[0]}, "
@@ -161,6 +164,7 @@ def main():
           f"frames/s for {args.seconds:g} s")
     print(f"{'case':<26} {'output':<6} {'max frames/s':>13} {'paced frames/s':>15} "
           f"{'lag s':>6} {'CPU at pace':>11}")
+    figures = []
     for name in args.formats.split(","):
         fmt, extra = CASES[name]
         for sink in args.sinks.split(","):
@@ -168,6 +172,9 @@ def main():
             paced, lag, cpu = run_paced(fmt, sink, args.rate, args.seconds, extra)
             print(f"{name:<26} {sink:<6} {top:>13,.0f} {paced:>15,.0f} {lag:>6.2f} "
                   f"{cpu:>10.0%}", flush=True)
+            figures.append({"case": name, "output": sink, "max_frames_per_s": top,
+                            "paced_frames_per_s": paced, "lag_s": lag, "cpu_at_pace": cpu})
+    _load.finish(watch, figures)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from bench import _load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXE = os.path.join(ROOT, "dist", "cancorder")
@@ -37,14 +38,17 @@ def report(label, values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    _load.add_arguments(parser)
     args = parser.parse_args()
     if not os.path.exists(EXE):
         sys.exit(f"{EXE} does not exist: run `make exe` first")
+    watch = _load.start("bench.exe_startup", args)
     print(f"dist/cancorder: {os.path.getsize(EXE) / 1e6:.1f} MB; {args.runs} runs each")
     report("dist/cancorder --help", timings([EXE, "--help"], args.runs))
     report("dist/cancorder --version", timings([EXE, "--version"], args.runs))
     report("python -m cancorder --help (venv)",
            timings([sys.executable, "-m", "cancorder", "--help"], args.runs))
+    _load.finish(watch)
 
 
 if __name__ == "__main__":

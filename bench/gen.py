@@ -29,6 +29,8 @@ import tty
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench import _load  # noqa: E402
 C_SOURCES = os.path.join(ROOT, "bench", "c")
 QUALITY = ["--data-mode", "quality-test", "--id", "7E0"]
 
@@ -200,17 +202,18 @@ def bench_bus(count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.gen", args)
     count = 20_000 if args.quick else 1_000_000
-    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     results = {"frames": count, "maker": bench_maker(count)}
     results["served"] = bench_served(count)
     results["pty"] = bench_pty(count)
     with tempfile.TemporaryDirectory() as folder:
         results["C slcan_emu (TCP)"] = bench_c_emulator(count, folder)
     results["bus"] = bench_bus(count)
-    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     print(json.dumps(results, indent=2))
+    _load.finish(watch, results)
 
 
 if __name__ == "__main__":

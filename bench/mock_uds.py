@@ -26,6 +26,7 @@ from cancorder.uds import FRAME  # noqa: E402
 from cancorder.logfiles.rotation import RecordOptions  # noqa: E402
 from cancorder.uds.simulation import SimulationConfig, timeline, write_log  # noqa: E402
 from tests.helpers import CancorderProcess, StreamClient  # noqa: E402
+from bench import _load  # noqa: E402
 
 SEED = 1000
 VARIANTS = {
@@ -110,7 +111,13 @@ def bench_serving():
 
 
 def main():
+    import argparse
+
     import cancorder._fast as fast
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _load.add_arguments(parser)
+    watch = _load.start("bench.mock_uds", parser.parse_args())
 
     print(f"cancorder mock-uds benchmark, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores, core {fast.IMPLEMENTATION}")
@@ -129,7 +136,9 @@ def main():
     print(f"(c) one cycle served in real time to one client: {serving['frames']:,} frames in "
           f"{serving['wall_s']:.1f} s, process CPU {serving['process_cpu_s']:.2f} s = "
           f"{serving['cpu_percent_of_a_core']:.1f} % of a core")
-    print(json.dumps({"generation": generation, "output": output, "serving": serving}))
+    figures = {"generation": generation, "output": output, "serving": serving}
+    print(json.dumps(figures))
+    _load.finish(watch, figures)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ sys.path.insert(0, ROOT)
 
 from bench.dump_rate import paced  # noqa: E402
 from cancorder._fast import wire  # noqa: E402
+from bench import _load  # noqa: E402
 
 BATCH_EVERY = 0.01
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -162,11 +163,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=12.0, help="how long to send")
     parser.add_argument("--views", default="monitor,stats,candump",
                         help="comma-separated: monitor, stats, candump")
+    _load.add_arguments(parser)
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("bench.monitor needs tmux (apt-get install tmux)")
     from cancorder import _fast
 
+    watch = _load.start("bench.monitor", args)
+    figures = []
     batches, total = make_batches(args.rate, args.seconds, make_ids(args.ids),
                                   int(time.time() * 1e6))
     print(f"cancorder dump --monitor, core {_fast.IMPLEMENTATION}, Python "
@@ -183,6 +187,9 @@ def main():
                 "candump": "dump -f candump >null"}[view]
         print(f"{name:<22} {sent:>8,.0f} {cpu:>6.0%} {refresh:>23} {shown_text:>15} "
               f"{lag:>6.2f}", flush=True)
+        figures.append({"view": view, "sent_per_s": sent, "cpu": cpu, "refreshes": refreshes,
+                        "shown_per_s": shown, "lag_s": lag})
+    _load.finish(watch, figures)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from bench.serve import process_cpu  # noqa: E402
 from cancorder.mqtt import payload  # noqa: E402
 from tests.helpers import CancorderProcess, cancorder_env  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
+from bench import _load  # noqa: E402
 
 RATE = 30000
 SECONDS = 10
@@ -196,6 +197,11 @@ def spool_alone(folder, total=256 << 20):
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _load.add_arguments(parser)
+    watch = _load.start("bench.mqtt", parser.parse_args())
     folder = tempfile.mkdtemp(prefix="bench-mqtt-")
     broker = Mosquitto(os.path.join(folder, "broker")).start()
     runs = []
@@ -234,8 +240,9 @@ def main():
           f"{spool['replay_lost_or_altered']}")
     print(f"  DiskSpool alone, 64 KB batches: append {alone['append_MBps']:.0f} MB/s, replay "
           f"{alone['replay_MBps']:.0f} MB/s")
-    print(json.dumps({"rate": RATE, "frames": COUNT, "runs": runs, **spool,
-                      "spool_alone": alone}))
+    figures = {"rate": RATE, "frames": COUNT, "runs": runs, **spool, "spool_alone": alone}
+    print(json.dumps(figures))
+    _load.finish(watch, figures)
 
 
 if __name__ == "__main__":

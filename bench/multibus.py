@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tests.helpers import CancorderProcess, cancorder_env  # noqa: E402
+from bench import _load  # noqa: E402
 
 WRITES_PER_S = 200
 RECORD = struct.Struct(">QIBBQ")  # a record of an 8-byte frame: 22 bytes
@@ -305,11 +306,13 @@ def main():
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each mode (default: 3)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    _load.add_arguments(parser)
     args = parser.parse_args()
     if args.emulate:
         return emulate(args.buses, args.rate, args.seconds, args.out)
     if args.read is not None:
         return clients(args.read, args.clients, args.expected, args.out)
+    watch = _load.start("bench.multibus", args)
     # the modes interleaved, so that a change in the machine's load hits all of them; "one bus
     # alone" is the machine's floor: the same per-bus load, one bus in one process
     modes = (("one process", args.buses), ("one process per bus", args.buses),
@@ -339,6 +342,7 @@ def main():
               f"{'yes' if all(r['missing'] == 0 and r['bad'] == 0 for r in mine) else 'NO'}")
     if args.json:
         print(json.dumps(runs))
+    _load.finish(watch, runs)
 
 
 def median(values):

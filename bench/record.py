@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)
 import cancorder._fast as fast  # noqa: E402
 from cancorder._fast import wire  # noqa: E402
 from cancorder.logfiles.rotation import RecordOptions, RotatingLog  # noqa: E402
+from bench import _load  # noqa: E402
 
 RATE = 30_000
 
@@ -72,7 +73,9 @@ def main():
     parser.add_argument("--frames", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.record", args)
     data = batches(args.frames, args.batch, int(time.time() * 1e6))
     print(f"recording {args.frames:,} frames in batches of {args.batch} "
           f"(core: {fast.IMPLEMENTATION}); CPU as a share of one core at {RATE:,} frames/s, "
@@ -82,13 +85,14 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for extension, writer in ((".log", "cancorder, compiled"),
                                   (".log.gz", "cancorder, compiled + zlib"),
-                                  (".blf", "python-can BLFWriter"),
+                                  (".blf", "cancorder, compiled + zlib"),
                                   (".asc", "python-can ASCWriter")):
             spent = statistics.median(cpu_seconds(extension, data, args.frames, folder)
                                       for _ in range(args.runs))
             results[extension] = per_frame = spent / args.frames
             print(f"{extension:<10} {writer:<26} {per_frame * 1e6:>9.2f} "
                   f"{per_frame * RATE * 100:>11.1f}% {per_frame / results['.log']:>7.1f}x")
+    _load.finish(watch, {"seconds_per_frame": results})
 
 
 if __name__ == "__main__":

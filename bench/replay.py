@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 import cancorder._fast as fast  # noqa: E402
 from cancorder._fast import logfile, wire  # noqa: E402
 from cancorder.formats import candump_line  # noqa: E402
+from bench import _load  # noqa: E402
 
 
 def write_log(path, count, spacing_us=100):
@@ -117,7 +118,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--frames", type=int, default=1_000_000)
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.replay", args)
     print(f"core: {fast.IMPLEMENTATION}")
     with tempfile.TemporaryDirectory() as folder:
         paced = os.path.join(folder, "paced.log")
@@ -135,6 +138,7 @@ def main():
         rate = throughput(big, args.frames)
         print(f"--speed max, {args.frames:,} frames of a .log to one client: {rate:,.0f} "
               "frames/s")
+    _load.finish(watch)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from bench import _load  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -131,7 +132,9 @@ def main():
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-senders", dest="senders", action="store_false",
                         help="leave out cangen vs gen -i socketcan")
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.socketcan", args)
     sys.path.insert(0, ROOT)
     import tempfile
 
@@ -187,6 +190,7 @@ def main():
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         print(json.dumps({"readers": rows, "senders": senders}))
+    _load.finish(watch, {"readers": rows, "senders": senders})
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 
 from bench.serve import process_cpu  # noqa: E402
 from tests.helpers import CancorderProcess, cancorder_env  # noqa: E402
+from bench import _load  # noqa: E402
 
 
 # ---- the client process ----
@@ -162,18 +163,20 @@ def run(kinds, rate, seconds):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3,
                         help="the four runs are repeated this many times, interleaved; the "
                              "table shows medians (the machine is shared and noisy)")
     parser.add_argument("--clients", nargs=5, metavar="X", help=argparse.SUPPRESS)
+    _load.add_arguments(parser)
     args = parser.parse_args()
     if args.clients:
         kinds, ecu_port, scd_port, bus, expected = args.clients
         clients_main(kinds.split(","), int(ecu_port), int(scd_port), bus, int(expected))
         return
+    watch = _load.start("bench.socketcand", args)
     rates = encoder_rates()
     print(f"encoding frame lines: compiled {rates['compiled']:,.0f} frames/s, pure "
           f"{rates['pure']:,.0f} frames/s")
@@ -198,6 +201,7 @@ def main():
               f"{statistics.median(r['p99_ms'] for r in runs):7.2f} "
               f"{statistics.median(r['max_ms'] for r in runs):7.2f}")
     print(json.dumps({"encoder": rates, "runs": results}))
+    _load.finish(watch, {"encoder": rates, "runs": results})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ cancorder/_fast/wire.py (write_hex, write_hex_digits, hex_number): compiled, a c
 module into another, which this measures. Medians of 15 runs (compiled, 50 batches a run) and
 5 (pure, one batch).
 """
+import argparse
 import os
 import statistics
 import sys
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cancorder._fast as fast  # noqa: E402
 from cancorder._fast.wire import pack_frame  # noqa: E402
+from bench import _load  # noqa: E402
 
 RECORDS = b"".join(pack_frame(1_700_000_000_000_000 + i * 37,
                               (0x18DA0000 + i) if i & 1 else (i & 0x7FF), i & 1,
@@ -65,12 +67,15 @@ def measure(kind, reps, loops):
 
 
 def main():
-    print(f"Python {sys.version.split()[0]}, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _load.add_arguments(parser)
+    watch = _load.start("bench.text_codecs", parser.parse_args())
+    print(f"Python {sys.version.split()[0]}")
     results = {"compiled": measure("compiled", 15, 50), "pure": measure("pure", 5, 1)}
     for name in results["compiled"]:
         print(f"{name:26s} compiled {results['compiled'][name]:>14,.0f}/s   "
               f"pure {results['pure'][name]:>10,.0f}/s")
+    _load.finish(watch, results)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from cancorder._fast import wire  # noqa: E402
 from cancorder.sources import toucan  # noqa: E402
 from tests import fake_toucan  # noqa: E402
 from tests.helpers import CancorderProcess, StreamClient, cancorder_env  # noqa: E402
+from bench import _load  # noqa: E402
 
 
 class CtypesFieldsSource(toucan.ToucanSource):
@@ -171,7 +172,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=200000)
     parser.add_argument("--runs", type=int, default=5, help="SIGTERM measurements")
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.toucan", args)
     library = fake_toucan.build(tempfile.mkdtemp(prefix="toucan-bench-"))
     fake = fake_toucan.FakeToucanLibrary(library)
     per_batch = min(args.frames, 60000)  # the fake's queue holds 65536
@@ -189,6 +192,8 @@ def main():
     stops = sigterm_latency(library, args.runs)
     print(f"SIGTERM to exit with a client connected: median {statistics.median(stops) * 1000:.0f} ms, "
           f"max {max(stops) * 1000:.0f} ms ({args.runs} runs)")
+    _load.finish(watch, {"end_to_end_frames_per_s": rate, "cpu_s_per_100k": cpu,
+                         "sigterm_s": stops})
 
 
 if __name__ == "__main__":

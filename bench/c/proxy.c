@@ -1,14 +1,23 @@
 /* The reference for bench/serve.py: a minimal SLCAN-to-ECUconnect proxy in C.
  *
- *     proxy ADAPTER_PORT   reads the SLCAN adapter at 127.0.0.1:ADAPTER_PORT, prints its own port
+ *     proxy [--coalesce] ADAPTER_PORT   reads the SLCAN adapter at 127.0.0.1:ADAPTER_PORT
  *
  * What `cancorder serve -i slcan` does, and nothing more: one epoll loop; the adapter is read
  * in 64 KiB reads, lines become the same records (14-byte header, host time of the read in
- * microseconds: the lines carry no adapter stamp); records go to every client at most once per
- * 1 ms (at once when the last flush is 1 ms old), with one non-blocking send per client; what
- * a client does not take waits in its own backlog (sent on EPOLLOUT), and a client more than
- * 4 MiB behind is dropped, as serve's default --client-buffer. Client events are printed on
- * stderr like serve's ("client connected (N connected)").
+ * microseconds: the lines carry no adapter stamp); records go to every client with one
+ * non-blocking send per client per flush; what a client does not take waits in its own
+ * backlog (sent on EPOLLOUT), and a client more than 4 MiB behind is dropped, as serve's
+ * default --client-buffer. Client events are printed on stderr like serve's ("client
+ * connected (N connected)").
+ *
+ * When records are flushed, two policies (a window is 1 ms, serve's default --coalesce):
+ * - by default serve's own (_fast/broadcast.py): a read that finds nothing pending and the
+ *   last flush at least half a window old is sent at once; otherwise its records wait for
+ *   the window's end (one window after the last flush);
+ * - --coalesce: always one flush per window: records wait one window after the first of them
+ *   arrived, however quiet the link was.
+ * Both are minimal: the loop wakes once per adapter read, plus at most once per window (an
+ * epoll_pwait2 timeout in nanoseconds, armed only while records are pending).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -44,6 +53,8 @@ static client_t clients[MAX_CLIENTS];
 static int nclients, ep;
 static buf_t pending;
 static int64_t last_flush = -WINDOW_NS;
+static int64_t flush_due = -1; /* when pending records go out; -1: nothing pending */
+static int coalesce_always;
 static volatile sig_atomic_t stop;
 
 static int64_t mono_ns(void) {
@@ -106,7 +117,21 @@ static void flush(void) {
         if (c->backlog.len > CLIENT_BUFFER) drop(i--, "dropped: over its 4 MiB backlog");
     }
     pending.len = 0;
-    last_flush = mono_ns();
+    flush_due = -1;
+}
+
+/* Records were just added to `pending` by a read at `now` (nothing was pending when
+ * `was_empty`): send them at once, or say when. */
+static void schedule(int64_t now, int was_empty) {
+    if (!pending.len || !was_empty) return; /* nothing new, or already due at a window's end */
+    if (coalesce_always) {
+        flush_due = now + WINDOW_NS;
+    } else if (now - last_flush >= WINDOW_NS / 2) { /* a quiet link */
+        last_flush = now;
+        flush();
+    } else {
+        flush_due = last_flush + WINDOW_NS;
+    }
 }
 
 static void write_backlog(int i) {
@@ -176,8 +201,12 @@ static void on_stop(int sig) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--coalesce")) {
+        coalesce_always = 1;
+        argv++, argc--;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: proxy ADAPTER_PORT\n");
+        fprintf(stderr, "usage: proxy [--coalesce] ADAPTER_PORT\n");
         return 2;
     }
     signal(SIGTERM, on_stop);
@@ -215,8 +244,8 @@ int main(int argc, char **argv) {
     struct epoll_event events[MAX_CLIENTS + 2];
     while (!stop) {
         struct timespec timeout, *tp = NULL;
-        if (pending.len) {
-            int64_t left = last_flush + WINDOW_NS - mono_ns();
+        if (flush_due >= 0) {
+            int64_t left = flush_due - mono_ns();
             if (left < 0) left = 0;
             timeout.tv_sec = left / 1000000000, timeout.tv_nsec = left % 1000000000;
             tp = &timeout;
@@ -233,6 +262,8 @@ int main(int argc, char **argv) {
                     stop = 1;
                     break;
                 }
+                int64_t read_at = mono_ns();
+                int was_empty = pending.len == 0;
                 struct timespec now;
                 clock_gettime(CLOCK_REALTIME, &now);
                 uint64_t stamp = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
@@ -246,6 +277,7 @@ int main(int argc, char **argv) {
                 carried = end - start;
                 if (carried > 255) carried = 0; /* no line is that long: garbage */
                 memmove(in, in + start, carried);
+                schedule(read_at, was_empty);
             } else if (fd == ls) {
                 int c;
                 while ((c = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
@@ -273,7 +305,13 @@ int main(int argc, char **argv) {
                 if (events[e].events & EPOLLOUT) write_backlog(i);
             }
         }
-        if (pending.len && mono_ns() - last_flush >= WINDOW_NS) flush();
+        if (flush_due >= 0) {
+            int64_t now = mono_ns();
+            if (now >= flush_due) {
+                last_flush = now;
+                flush();
+            }
+        }
     }
     if (pending.len) flush();
     return 0;

@@ -39,10 +39,10 @@ cpdef Py_ssize_t count_records(records) except -1
 cpdef Py_ssize_t whole_prefix(records, Py_ssize_t start, Py_ssize_t limit) except -1
 
 @cython.locals(src=cython.p_uchar)
-cpdef unsigned long long first_stamp(records) except? 0
+cpdef unsigned long long first_stamp(records, Py_ssize_t start=*) except? 0
 
 @cython.locals(size=Py_ssize_t, src=cython.p_uchar, pos=Py_ssize_t)
-cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us) except -1
+cpdef Py_ssize_t due_prefix(records, unsigned long long limit_us, Py_ssize_t start=*) except -1
 
 
 cdef class Retimer:
@@ -91,3 +91,39 @@ cdef class CandumpParser:
 
     @cython.locals(run=bytes, n=Py_ssize_t, i=Py_ssize_t)
     cdef bint _same_as_run(self, bytes data, Py_ssize_t start, Py_ssize_t end) except -1
+
+
+cdef Py_ssize_t _BLF_HEADER, _BLF_MESSAGE2, _BLF_FD64, _BLF_MAX_OBJECT
+cdef unsigned int _BLF_TIME_ONE_NANS, _BLF_EXT, _BLF_FD_EDL, _BLF_FD_BRS, _BLF_FD_ESI
+
+@cython.locals(i=cython.int)
+cdef void _put_le(unsigned char *dst, Py_ssize_t o, unsigned long long value, int n) noexcept
+
+cdef int _fd_dlc(Py_ssize_t n) noexcept
+
+cdef Py_ssize_t _blf_object_header(unsigned char *dst, Py_ssize_t o, Py_ssize_t size,
+                                   unsigned int kind, unsigned long long stamp_ns) noexcept
+
+
+cdef class BlfEncoder:
+    cdef public unsigned int channel
+    cdef public unsigned long long last_us
+    cdef bytearray _buffer
+    cdef public Py_ssize_t size
+    cdef public Py_ssize_t frames
+    cdef public bint started
+    cdef public unsigned long long start_us
+    cdef public unsigned long long stop_us
+    cdef public unsigned long long objects
+    cdef public unsigned long long unholdable
+
+    @cython.locals(size=Py_ssize_t, src=cython.p_uchar, dst=cython.p_uchar,
+                   channel=cython.uint, limit=Py_ssize_t, pos=Py_ssize_t, o=Py_ssize_t,
+                   count=Py_ssize_t, end=Py_ssize_t, micros=cython.ulonglong,
+                   offset_ns=cython.ulonglong, can_id=cython.uint, flags=cython.uchar,
+                   n=Py_ssize_t, obj=Py_ssize_t, fd_flags=cython.uint, i=Py_ssize_t)
+    cpdef Py_ssize_t add(self, records, Py_ssize_t start=*) except -1
+
+    cpdef bint full(self)
+
+    cpdef bytes take(self)

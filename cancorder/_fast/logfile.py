@@ -179,23 +179,24 @@ def whole_prefix(records, start, limit):
     return pos
 
 
-def first_stamp(records):
-    """The timestamp of the first record (``records`` must hold one)."""
-    if len(records) < _HEADER:
+def first_stamp(records, start=0):
+    """The timestamp of the record at byte ``start`` (``records`` must hold one there)."""
+    if start < 0 or len(records) - start < _HEADER:
         raise ValueError("no record")
     if cython.compiled:
-        return _stamp(cython.cast(cython.p_uchar, cython.cast(bytes, records)), 0)
-    return _stamp(records, 0)
+        return _stamp(cython.cast(cython.p_uchar, cython.cast(bytes, records)), start)
+    return _stamp(records, start)
 
 
-def due_prefix(records, limit_us):
-    """Byte length of the leading records whose timestamp is at most ``limit_us``."""
+def due_prefix(records, limit_us, start=0):
+    """Where the records from byte ``start`` whose timestamp is at most ``limit_us`` end
+    (``start`` itself when the first is later): with ``start`` 0, their byte length."""
     size = len(records)
     if cython.compiled:
         src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
     else:
         src = records
-    pos = 0
+    pos = start
     while size - pos >= _HEADER:
         if _stamp(src, pos) > limit_us:
             break
@@ -475,3 +476,185 @@ def _hex_value(c):
     if 0x61 <= c <= 0x66:
         return c - 0x57
     return -1
+
+
+# ---- BLF (Vector's Binary Logging Format), the objects as python-can's can/io/blf.py and
+# Vector's tools read them ----
+
+#: uncompressed bytes of objects in one LOG_CONTAINER (python-can's writer and Vector's)
+BLF_CONTAINER_BYTES = 128 * 1024
+BLF_CAN_MESSAGE2 = 86
+BLF_CAN_FD_MESSAGE_64 = 101
+_BLF_HEADER = 32  # an object's base header ("LOBJ", sizes, type: 16) and its header v1 (16)
+_BLF_MESSAGE2 = _BLF_HEADER + 24  # channel, flags, dlc, id, 8 data bytes, frame length, bits
+_BLF_FD64 = _BLF_HEADER + 40  # its fields, then as many data bytes as the frame has
+_BLF_MAX_OBJECT = _BLF_FD64 + 64 + 3
+_BLF_TIME_ONE_NANS = 2  # the header's timestamp is in nanoseconds
+_BLF_EXT = 0x80000000  # a 29-bit id
+_BLF_FD_EDL = 0x1000  # CAN_FD_MESSAGE_64's flags: a CAN FD frame,
+_BLF_FD_BRS = 0x2000  # its bit rate switched,
+_BLF_FD_ESI = 0x4000  # its sender error-passive
+#: after the last moment a BLF can hold: its file header dates the start by calendar, which
+#: ends in the year 9999
+BLF_LAST_US = 253402300800 * 1000000
+BLF_FIRST_DATED_US = 631152000 * 1000000  # 1990-01-01: python-can's first date in a header
+
+
+def _put_le(dst, o, value, n):
+    """``value`` as ``n`` little-endian bytes at ``dst[o]``."""
+    i = 0
+    while i < n:
+        dst[o + i] = value & 0xFF
+        value >>= 8
+        i += 1
+
+
+def _fd_dlc(n):
+    if n <= 8:
+        return n
+    if n <= 24:
+        return 6 + n // 4  # 12 16 20 24 -> 9 10 11 12
+    return 13 if n == 32 else (14 if n == 48 else 15)
+
+
+class BlfEncoder:
+    """Records -> BLF objects, one container's worth at a time, without a python-can Message
+    per frame: a CAN_MESSAGE2 per classic frame, a CAN_FD_MESSAGE_64 per CAN FD frame (its
+    FD, BRS and ESI flags), each with a version-1 header stamped in nanoseconds after the
+    file's start (the first frame's time, cut to the millisecond the file header holds:
+    ``start_us``), channel ``channel`` (BLF counts from 1), received.
+
+    ``add(records, start)`` encodes records from byte ``start`` until they end or the container
+    is full (``full()``) and returns where it stopped; ``take()`` hands over the container's
+    objects (uncompressed: the caller compresses and writes them) and empties it; ``frames``
+    is what it holds, ``objects`` every frame encoded. A frame stamped at or after ``last_us``
+    is not written, and counted in ``unholdable``."""
+
+    def __init__(self, channel=1, last_us=BLF_LAST_US):
+        self.channel = channel
+        self.last_us = last_us
+        self._buffer = bytearray(BLF_CONTAINER_BYTES)
+        self.size = 0
+        self.frames = 0
+        self.started = False
+        self.start_us = 0
+        self.stop_us = 0
+        self.objects = 0
+        self.unholdable = 0
+
+    def add(self, records, start=0):
+        size = len(records)
+        if cython.compiled:
+            src = cython.cast(cython.p_uchar, cython.cast(bytes, records))
+            dst = cython.cast(cython.p_uchar, self._buffer)
+        else:
+            src = records
+            dst = self._buffer
+        channel = self.channel
+        limit = BLF_CONTAINER_BYTES - _BLF_MAX_OBJECT
+        pos = start
+        o = self.size
+        count = 0
+        while size - pos >= _HEADER and o <= limit:
+            end = _record_end(src, pos, size)
+            micros = _stamp(src, pos)
+            if micros >= self.last_us:
+                self.unholdable += 1
+                pos = end
+                continue
+            if not self.started:
+                self.started = True
+                # a start before 1990 is no date (python-can writes the header's start as
+                # zeros then): such stamps are counted from 0, so that they read back as
+                # they were
+                self.start_us = micros - micros % 1000 if micros >= BLF_FIRST_DATED_US else 0
+            self.stop_us = micros
+            offset_ns = (micros - self.start_us) * 1000 if micros > self.start_us else 0
+            can_id = _can_id(src, pos)
+            flags = src[pos + 12]
+            n = end - pos - _HEADER
+            if flags & 1:
+                can_id |= _BLF_EXT
+            if flags & 2:
+                obj = _BLF_FD64 + n
+                o = _blf_object_header(dst, o, obj, BLF_CAN_FD_MESSAGE_64, offset_ns)
+                dst[o] = channel & 0xFF
+                dst[o + 1] = _fd_dlc(n)
+                dst[o + 2] = n
+                dst[o + 3] = 0  # tx count
+                _put_le(dst, o + 4, can_id, 4)
+                _put_le(dst, o + 8, 0, 4)  # frame length (ns on the bus): unknown
+                fd_flags = _BLF_FD_EDL
+                if flags & 4:
+                    fd_flags |= _BLF_FD_BRS
+                if flags & 8:
+                    fd_flags |= _BLF_FD_ESI
+                _put_le(dst, o + 12, fd_flags, 4)
+                # bit timings, time offsets, bit count, direction (0: received), extended
+                # data offset (0: none), CRC
+                i = 16
+                while i < 40:
+                    dst[o + i] = 0
+                    i += 1
+                o += 40
+                i = 0
+                while i < n:
+                    dst[o + i] = src[pos + _HEADER + i]
+                    i += 1
+                o += n
+                i = obj % 4  # padding after the object, as the readers skip it
+                while i > 0:
+                    dst[o] = 0
+                    o += 1
+                    i -= 1
+            else:
+                if n > 8:
+                    raise ValueError(f"a classic frame of {n} bytes (byte {pos} of {size})")
+                o = _blf_object_header(dst, o, _BLF_MESSAGE2, BLF_CAN_MESSAGE2, offset_ns)
+                _put_le(dst, o, channel, 2)
+                dst[o + 2] = 0  # flags: received, not remote
+                dst[o + 3] = n
+                _put_le(dst, o + 4, can_id, 4)
+                i = 0
+                while i < n:
+                    dst[o + 8 + i] = src[pos + _HEADER + i]
+                    i += 1
+                while i < 16:  # the rest of the 8 data bytes, frame length, bit count
+                    dst[o + 8 + i] = 0
+                    i += 1
+                o += 24
+            count += 1
+            pos = end
+        if o <= limit and pos != size:
+            raise ValueError(f"records end inside a record (byte {pos} of {size})")
+        self.size = o
+        self.frames += count
+        self.objects += count
+        return pos
+
+    def full(self):
+        """No room in this container for one more object of the largest kind."""
+        return self.size > BLF_CONTAINER_BYTES - _BLF_MAX_OBJECT
+
+    def take(self):
+        """The container's objects; it starts empty again."""
+        data = bytes(self._buffer[:self.size])
+        self.size = 0
+        self.frames = 0
+        return data
+
+
+def _blf_object_header(dst, o, size, kind, stamp_ns):
+    """An object's base header and header v1 at ``dst[o]``; returns where its body starts."""
+    dst[o] = 0x4C  # LOBJ
+    dst[o + 1] = 0x4F
+    dst[o + 2] = 0x42
+    dst[o + 3] = 0x4A
+    _put_le(dst, o + 4, _BLF_HEADER, 2)
+    _put_le(dst, o + 6, 1, 2)  # header version 1
+    _put_le(dst, o + 8, size, 4)
+    _put_le(dst, o + 12, kind, 4)
+    _put_le(dst, o + 16, _BLF_TIME_ONE_NANS, 4)
+    _put_le(dst, o + 20, 0, 4)  # client index, object version
+    _put_le(dst, o + 24, stamp_ns, 8)
+    return o + _BLF_HEADER

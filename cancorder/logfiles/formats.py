@@ -17,9 +17,9 @@ import sys
 
 from ..errors import UsageError
 
-#: who reads or writes a format: the compiled code (_fast.logfile for candump, _fast.pcap for
-#: pcapng: records straight to lines or blocks and back, no python-can Message per frame), or
-#: python-can's reader/writer
+#: who reads or writes a format: compiled code (_fast.logfile: records straight to candump
+#: lines and back, and to BLF objects; _fast.pcap for pcapng: records to blocks and back; no
+#: python-can Message per frame), or python-can's reader/writer
 COMPILED = "compiled"
 PYTHON_CAN = "python-can"
 
@@ -52,7 +52,7 @@ class FileFormat:
 
 FORMATS = {fmt.suffix: fmt for fmt in (
     FileFormat(".asc", dated=True, text=True, channels_from_one=True),
-    FileFormat(".blf", gzip_write=False, dated=True, channels_from_one=True),
+    FileFormat(".blf", writer=COMPILED, gzip_write=False, dated=True, channels_from_one=True),
     FileFormat(".csv", fd_lost="flags", text=True, channel_column="",
                fd_why="python-can's CSV format has no FD, BRS or ESI columns"),
     FileFormat(".db", gzip_read=False, gzip_write=False, fd_lost="flags", channel_column="",
@@ -83,13 +83,17 @@ def _split(path):
 
 class LogFormat:
     """The format a path to write names: ``suffix`` (".log"), ``gz``, ``spec`` (its FileFormat),
-    ``fast`` (the compiled candump writer), ``extension`` (".log.gz": what names end with)."""
+    ``fast`` (written by compiled code from the records: candump, BLF, pcapng), ``candump``
+    (candump lines), ``cut_at_frames`` (candump lines, pcapng blocks: a file cut short keeps
+    every whole frame before the cut), ``extension`` (".log.gz": what names end with)."""
 
     def __init__(self, suffix, gz):
         self.suffix = suffix
         self.gz = gz
         self.spec = FORMATS[suffix]
         self.fast = self.spec.writer == COMPILED
+        self.candump = suffix == ".log"
+        self.cut_at_frames = suffix in (".log", ".pcapng")
         self.extension = suffix + (".gz" if gz else "")
 
 

@@ -7,6 +7,7 @@ import time
 
 from .._fast import logfile
 from ..argtypes import byte_size, duration, positive_int, write_pattern
+from ..logfiles import writers
 from ..errors import UsageError
 from ..report import plural
 from .base import RecordSink
@@ -69,6 +70,11 @@ class Recorder(RecordSink):
         self._rotating = RotatingLog(self.options, fields, self.log, self.clock,
                                      log_channel=bus.log_channel)
         self._rotating.open()  # from the moment the source opens, clients or not
+        if self._rotating.format.suffix == ".mf4":  # the one format slower than a busy bus
+            self.log.info(f"recording {self._rotating.format.extension}: asammdf writes about "
+                          f"{writers.MF4_FRAMES_PER_S:,} frames/s; on a busier bus the frames "
+                          "it cannot take are dropped from the recording, counted and said "
+                          "(.blf or .log keep up)")
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 

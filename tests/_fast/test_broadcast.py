@@ -395,3 +395,58 @@ def test_a_batch_larger_than_the_total_bound_drops_the_clients_by_itself(fast, h
     assert [int.from_bytes(f[3], "big") for f in client.frames] == [0]
     assert h.b.clients_dropped_lag == 1 and h.b.bytes_overflowed > 8192
     h.stop()
+
+
+def test_a_protocol_encodes_only_for_clients_streaming_it(fast, harness):
+    """A second protocol on the core (socketcand's place) costs no encode while none of its
+    clients streams: not with nobody connected, not with only ECUconnect clients, not with
+    its own client still in its handshake; once one streams, one encode per flush."""
+    encoded = []
+
+    class Session:
+        def __init__(self, core, client):
+            self.core, self.client = core, client
+
+        def feed(self, data):
+            if b"go" in data:
+                self.core.start_stream(self.client, 0)
+
+    class Counting(fast.broadcast.Protocol):
+        name = "counting"
+        passthrough = False
+
+        def encode(self, records):
+            encoded.append(len(records))
+            return (b"<" + records + b">",)
+
+        def connected(self, core, client):
+            return Session(core, client)
+
+    h = harness()
+    second = socket.create_server(("127.0.0.1", 0))
+    h.b.serve([second], Counting())
+    for i in range(20):  # nobody connected
+        h.b.submit(records(fast, 3, i * 3))
+        time.sleep(0.002)
+    ecu = StreamClient(h.port)
+    assert h.b.wait_for_clients(1, 5)
+    for i in range(20):  # an ECUconnect client only
+        h.b.submit(records(fast, 3, i * 3))
+        time.sleep(0.002)
+    assert ecu.wait_frames(60)
+    own = socket.create_connection(second.getsockname())
+    assert h.b.wait_for_clients(2, 5)
+    for i in range(20):  # its own client, not streaming yet
+        h.b.submit(records(fast, 3, i * 3))
+        time.sleep(0.002)
+    assert ecu.wait_frames(120)
+    assert encoded == []
+    own.sendall(b"go\n")
+    batch = records(fast, 3)
+    assert wait_until(lambda: (h.b.submit(batch), time.sleep(0.01), encoded)[2], 5)
+    own.settimeout(5)
+    assert own.recv(1) == b"<"
+    flushes = len(encoded)
+    assert flushes >= 1 and all(size % len(batch) == 0 for size in encoded)
+    own.close()
+    h.stop()

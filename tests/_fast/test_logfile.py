@@ -174,3 +174,16 @@ def test_whole_prefix_cuts_at_record_boundaries(fast):
     decoded = [f for cut in cuts for f in fast.wire.StreamDecoder().feed(cut)]
     assert decoded == frames
     assert fast.logfile.whole_prefix(records, 0, 1) == 14 + len(frames[0][3])  # one at least
+
+
+def test_due_prefix_and_first_stamp_go_on_from_an_offset(fast):
+    """Paced replay hands its batch over piece by piece from an offset (slicing off the rest
+    at every hand-over copied the whole batch once per frame)."""
+    lf = fast.logfile
+    records = pack(fast, [(1000, 1, 0, b""), (2000, 2, 0, b"\x01"), (3000, 3, 0, b""),
+                          (4000, 4, 0, b"")])
+    assert lf.first_stamp(records, 14) == 2000 and lf.first_stamp(records, 29) == 3000
+    assert lf.due_prefix(records, 2999, 14) == 29 and lf.due_prefix(records, 1500, 14) == 14
+    assert lf.due_prefix(records, 10 ** 6, 29) == len(records) == 57
+    with pytest.raises(ValueError):
+        lf.first_stamp(records, 57)

@@ -288,3 +288,19 @@ def test_mf4_at_30000_frames_per_second_stops_at_once_and_counts_what_the_file_h
         assert "recording cannot keep up" in log, log
     assert exit_time < 13, (exit_time, log)  # 10 s at most writing the backlog, then finished
     assert not glob.glob(str(tmp_path / ("*" + PART)))
+
+
+def test_mf4_says_at_start_the_rate_it_can_hold(cancorder_process, slcan_emulator, tmp_path):
+    """asammdf is slower than a busy bus: --record x.mf4 says at once, in one line, how many
+    frames/s it writes and what happens beyond; a format that keeps up says nothing of it."""
+    from cancorder.logfiles.writers import MF4_FRAMES_PER_S
+
+    proc = cancorder_process("serve", "-i", "slcan", "-c", slcan_emulator.url, "--no-zeroconf",
+                             "--record", str(tmp_path / "x.mf4"), "--record",
+                             str(tmp_path / "x.blf"))
+    proc.port()
+    line = proc.wait_for(r"recording \.mf4: asammdf writes about ([\d,]+) frames/s; on a "
+                         r"busier bus the frames it cannot take are dropped from the "
+                         r"recording, counted and said")
+    assert int(line.group(1).replace(",", "")) == MF4_FRAMES_PER_S
+    assert "recording .blf:" not in proc.log

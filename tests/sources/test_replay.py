@@ -555,3 +555,38 @@ def test_replay_source_by_channel_names_the_channel_of_each_read(tmp_path):
         if records:
             runs.append((source.read_channel, len(wire.StreamDecoder().feed(records))))
     assert runs == [("can0", 5), ("can1", 5)] * 3
+
+
+@pytest.mark.serial
+def test_paced_frames_closer_than_gather_go_out_together_never_early(tmp_path):
+    """10,000 frames/s: the source wakes at most about once per GATHER (0.5 ms), not once per
+    frame (a wake-up a frame cost a quarter of a core), and never hands a frame over before
+    its time; a lone frame after a pause is handed over on time, not a gather later."""
+    from cancorder._fast import logfile
+    from cancorder.sources.replay import GATHER, ReplaySource
+
+    count = 5000
+    frames = [(BASE + i * 100, i % 0x800, 0, b"\x01") for i in range(count)]
+    frames.append((BASE + count * 100 + 300_000, 0x7FF, 0, b"\x02"))  # after a 0.3 s pause
+    write_log(tmp_path / "dense.log", frames)
+    source = ReplaySource([str(tmp_path / "dense.log")], wait_for_client=False)
+    source.open()
+    hand_overs, early, last_late = 0, 0, None
+    while True:
+        records = source.read(0.1)
+        if records is None:
+            break
+        if not records:
+            continue
+        hand_overs += 1
+        now_us = source._now_us()
+        pos = 0
+        while pos < len(records):
+            late = now_us - logfile.first_stamp(records, pos)
+            early += late < -1000  # a millisecond of slack for the two clocks' reading
+            pos += 14 + records[pos + 13]
+        last_late = late
+    assert early == 0
+    seconds = count * 100 / 1e6
+    assert hand_overs <= 1.5 * seconds / GATHER + 1, hand_overs  # 5,000 before
+    assert last_late < 50_000, last_late  # the frame after the pause: a scheduler's delay only
