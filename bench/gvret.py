@@ -26,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import _load  # noqa: E402
 from bench.serve import process_cpu  # noqa: E402
 from bench.socketcand import _socketcand_client  # noqa: E402
 from tests.helpers import CancorderProcess, cancorder_env  # noqa: E402
@@ -194,11 +195,13 @@ def main():
                         help="the runs are repeated this many times, interleaved; the table "
                              "shows medians (the machine is shared and noisy)")
     parser.add_argument("--clients", nargs=4, metavar="X", help=argparse.SUPPRESS)
+    _load.add_arguments(parser)
     args = parser.parse_args()
     if args.clients:
         kinds, ports, bus, expected = args.clients
         clients_main(kinds.split(","), json.loads(ports), bus, int(expected))
         return
+    watch = _load.start("bench.gvret", args)
     rates = encoder_rates()
     print(f"encoding GVRET frames: compiled {rates['compiled']:,.0f} frames/s, pure "
           f"{rates['pure']:,.0f} frames/s")
@@ -228,6 +231,7 @@ def main():
         print(f"{label:40s} {cpu:8.1f}% {per_frame:8.2f} {max(r['lost'] for r in runs):>5d}   "
               + "   ".join(f"{c:>21s}" for c in cells))
     print(json.dumps({"encoder": rates, "runs": results}))
+    _load.finish(watch, {"encoder": rates, "runs": results})
 
 
 if __name__ == "__main__":

@@ -140,8 +140,6 @@ def main():
 
     from tests.vm import Vm
 
-    load_before = os.getloadavg()
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         vm = Vm(work).boot()
@@ -186,8 +184,6 @@ def main():
               "sent, start-up taken off, median of 3):")
         for name, per_frame in senders.items():
             print(f"{name:>14} {per_frame:8.1f} us  {per_frame / senders['cangen']:5.2f}x cangen")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         print(json.dumps({"readers": rows, "senders": senders}))
     _load.finish(watch, {"readers": rows, "senders": senders})
