@@ -79,7 +79,9 @@ def status_of(bus, now=None):
     else:
         state = snap.bus_state if snap.bus_state not in ("", "error active") else "up"
     b = bus.broadcaster
-    clients = [{"protocol": label, "address": name, "queued": queued, "sent": sent}
+    # the core's own protocol (ECUconnect) has no label in its log lines
+    clients = [{"protocol": label.strip() or "ECUconnect", "address": name, "queued": queued,
+                "sent": sent}
                for label, name, queued, sent in (b.client_list() if b is not None else [])]
     sinks = []
     for sink in bus.sinks:

@@ -3,7 +3,7 @@
     .venv/bin/python tools/web_screenshot.py [FOLDER]      (default: docs/)
 
 A real logger and a real browser: `cancorder mock-uds` (seed 7, its OBD and UDS traffic) with
---web, --dbc docs/example-obd.dbc and a --record rotating every 16 KiB in a scratch folder,
+--web, --dbc docs/example-obd.dbc and a --record rotating every 4 KiB in a scratch folder,
 one ECUconnect client connected, and Debian's Chromium (Playwright, headless, nothing
 downloaded) at a laptop's width; after 12 s (for the rate chart and a few closed recordings)
 the status page and the live view are captured.
@@ -34,7 +34,7 @@ def main():
         logger = CancorderProcess(
             ["mock-uds", "--no-zeroconf", "--bind", "127.0.0.1", "--seed", "7",
              "--web", f"127.0.0.1:{web}", "--dbc", os.path.join(ROOT, "docs", "example-obd.dbc"),
-             "--record", os.path.join(folder, "drive-{n}.log"), "--rotate-size", "16K"])
+             "--record", os.path.join(folder, "drive-{n}.log"), "--rotate-size", "4K"])
         client = None
         try:
             logger.wait_for("web page on")

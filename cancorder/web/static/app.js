@@ -44,6 +44,13 @@ function badgeClass(busState) {
   return "badge down";
 }
 
+function clock(seconds) {  // a frame's timestamp as the time of day, to the microsecond
+  const date = new Date(seconds * 1000);
+  const pad = (n, w) => String(n).padStart(w || 2, "0");
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.` +
+    pad(Math.round((seconds % 1) * 1e6) % 1000000, 6);
+}
+
 // ---- status ----
 
 function drawChart(canvas, history) {
@@ -178,7 +185,7 @@ function renderLive() {
     `${number(live.total)} frames, ${number(live.rate)}/s, ${rows.length} of ${live.ids} ids` +
     (live.dropped ? `, about ${number(live.dropped)} frames not counted (the page fell behind)` : "");
   const trace = document.querySelector("#trace tbody");
-  trace.replaceChildren(...live.trace.map((f) => el("tr", {}, el("td", {}, f.t.toFixed(6)),
+  trace.replaceChildren(...live.trace.map((f) => el("tr", {}, el("td", {}, clock(f.t)),
     el("td", {}, f.id), el("td", {}, f.data))));
 }
 
