@@ -93,8 +93,9 @@ class LiveFeed(RecordSink):
                     table.add(frames)
                     self.trace.extend(frames[-TRACE_ROWS:])
         except Exception as exc:  # a bug: said like any consumer's (exit 1)
-            if self._failed is not None:
-                self._failed("the web page's live feed", exc)
+            if self._failed is None:
+                raise
+            self._failed("the web page's live feed", exc)
 
     def view(self, now=None):
         """The table and the trace as the page shows them (a dict ready for JSON)."""

@@ -96,6 +96,14 @@ def test_page_shows_the_bus_its_rate_and_a_connected_client(cancorder_process, p
                                   page.page.query_selector_all(f"{bus} table.clients td.address")])
         assert "version" in text_of(page, "#process")
         assert page.outside() == []
+        # a phone's screen: nothing wider than it (wide tables scroll inside their box)
+        phone = page_on(web, viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone.open()
+        until(lambda: text_of(phone, f"{bus} .state") == "up")
+        for view in ("status", "live"):
+            phone.page.click(f"#tab-{view}")
+            phone.page.wait_for_timeout(300)
+            assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390, view
     finally:
         client.close()
 
