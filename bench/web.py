@@ -37,14 +37,15 @@ SUBJECT = "cancorder --web"
 
 
 def watch(browser, port, viewers):
-    """``viewers`` pages on the live view, each showing rows before it counts as watching."""
+    """``viewers`` pages on the live view, each with its event stream open (the bus is
+    silent between runs: the rows come with the run's frames)."""
     pages = []
     for _ in range(viewers):
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/#live")
         pages.append(page)
     for page in pages:
-        page.wait_for_selector("#live tbody tr", timeout=30000)
+        page.wait_for_selector("#connection.live", timeout=30000)
     return pages
 
 

@@ -17,7 +17,10 @@ from ..sinks.base import RecordSink
 
 MAX_QUEUED = 4 << 20  # bytes of records waiting for the feed's thread (about 0.5 s at 30,000/s)
 TRACE_ROWS = 40  # the latest frames shown under the table
-MAX_ROWS = 2000  # ids sent in one update (the page filters and sorts them)
+MAX_ROWS = 1000  # ids sent in one update, the first in id order (the page filters and sorts
+# them): what a live update costs to build and send stays bounded
+MAX_IDS = 4096  # ids counted per bus: every 11-bit id and room for 29-bit ones (a flood of
+# distinct ids beyond it is counted in the total only, so the table's cost stays bounded)
 
 
 class LiveFeed(RecordSink):
@@ -41,7 +44,8 @@ class LiveFeed(RecordSink):
         self._failed = None
 
     def _new_table(self):
-        return Monitor(signals=self.signals, keys=None, clock=self.clock, capture_log=False)
+        return Monitor(signals=self.signals, keys=None, clock=self.clock, capture_log=False,
+                       max_rows=MAX_IDS)
 
     def start(self, bus):
         self._failed = bus.failed
@@ -102,10 +106,10 @@ class LiveFeed(RecordSink):
         now = self.clock() if now is None else now
         table = self.table
         table.tick(now)
-        views = sorted(table.snapshot(), key=lambda view: view.key)
+        views, ids = table.first_views(MAX_ROWS)
         recent = now - CHANGED_FOR
         rows = []
-        for view in views[:MAX_ROWS]:
+        for view in views:
             decoded = (self.signals.decode(view.can_id, view.flags, view.data)
                        if view.name is not None else None)
             rows.append({
@@ -121,8 +125,9 @@ class LiveFeed(RecordSink):
                   "id": f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}",
                   "data": data.hex(" ").upper()}
                  for micros, can_id, flags, data in list(self.trace)]
-        return {"total": table.total, "rate": round(table.total_rate, 1), "ids": len(views),
-                "rows": rows, "trace": trace[::-1], "dropped": self.dropped}
+        return {"total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
+                "unlisted": table.unlisted, "rows": rows, "trace": trace[::-1],
+                "dropped": self.dropped}
 
 
 def _signals(decoded):

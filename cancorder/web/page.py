@@ -27,6 +27,8 @@ import time
 from ..metrics import reply
 
 LIVE_INTERVAL = 0.2  # s: at most 5 live updates a second
+LIVE_BUDGET = 0.01  # of a core per bus for the live table: a table that takes longer to
+# compute (thousands of ids) is sent less often
 STATUS_INTERVAL = 1.0  # s between two status updates (and rate samples)
 HISTORY = 300  # rate samples kept per bus: the chart's 5 minutes
 WARNINGS = 30  # the last warnings shown
@@ -100,6 +102,7 @@ class WebPage:
         self._status_json = b"{}"
         self._live_json = {}  # bus name -> bytes
         self._viewers = set()
+        self._live_due = {}  # bus name -> when its table is computed next
         self._loop = None
         self._files = self._read_static()
 
@@ -166,8 +169,12 @@ class WebPage:
         watched = collections.Counter(viewer.bus for viewer in self._viewers)
         for name, feed in self.feeds.items():
             feed.watch(watched[name] > 0)
-            if watched[name]:
+            if watched[name] and now >= self._live_due.get(name, 0.0):
+                started = time.perf_counter()
                 data = json.dumps(feed.view(now)).encode()
+                cost = time.perf_counter() - started
+                self._live_due[name] = now + max(LIVE_INTERVAL, cost / LIVE_BUDGET) - 0.02
+                self._live_json[name] = data
                 for viewer in self._viewers:
                     if viewer.bus == name:
                         viewer.offer("live", data)
@@ -252,7 +259,8 @@ class WebPage:
         viewer.offer("status", self._status_json if self._status_json != b"{}"
                      else json.dumps(self.status()).encode())
         self._viewers.add(viewer)
-        self._update_live(self.clock())  # the table at once, not after a tick
+        if bus in self._live_json:  # the latest table at once, not after a tick
+            viewer.offer("live", self._live_json[bus])
         gone = asyncio.ensure_future(reader.read(1))  # the viewer leaving (or sending junk)
         transport = writer.transport
         taken_at = self.clock()
@@ -279,6 +287,7 @@ class WebPage:
             gone.cancel()
             if not any(v.bus == bus for v in self._viewers):
                 self.feeds[bus].watch(False)
+                self._live_json.pop(bus, None)  # the next viewer starts a fresh table
 
     async def _download(self, request, writer, timeout, head_only):
         """A closed recording of one bus, as it is on disk (only files its sinks list)."""

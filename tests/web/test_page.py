@@ -65,7 +65,8 @@ def test_the_table_is_computed_once_per_tick_for_any_number_of_viewers():
         web.close()
 
 
-def test_a_viewer_that_reads_nothing_holds_a_bounded_backlog():
+def test_a_viewer_that_reads_nothing_holds_a_bounded_backlog(monkeypatch):
+    monkeypatch.setattr(web_page, "LIVE_BUDGET", 1.0)  # every tick's table sent: 5 a second
     web, feed, server = _serve()
     sock = _viewer(server.port, rcvbuf=4096)
     try:

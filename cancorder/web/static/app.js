@@ -183,6 +183,7 @@ function renderLive() {
   }));
   document.getElementById("live-summary").textContent =
     `${number(live.total)} frames, ${number(live.rate)}/s, ${rows.length} of ${live.ids} ids` +
+    (live.unlisted ? `, ${number(live.unlisted)} frames of ids beyond the first ${number(live.ids)} not listed` : "") +
     (live.dropped ? `, about ${number(live.dropped)} frames not counted (the page fell behind)` : "");
   const trace = document.querySelector("#trace tbody");
   trace.replaceChildren(...live.trace.map((f) => el("tr", {}, el("td", {}, clock(f.t)),
