@@ -225,3 +225,18 @@ def test_web_shares_the_metrics_port(cancorder_process):
     until(lambda: http_get(port, "/healthz")[0] == 200, 10, "/healthz")
     assert "cancorder_frames_sent_total" in http_get(port, "/metrics")[1]
     assert re.search(r'"buses": \[\{"name": "', http_get(port, "/api/status")[1])
+
+
+def test_a_config_file_serves_the_page(cancorder_process, tmp_path):
+    web, port = free_port(), free_port()
+    dbc = tmp_path / "obd.dbc"
+    dbc.write_text(DBC)
+    config = tmp_path / "cancorder.toml"
+    config.write_text(f'web = "127.0.0.1:{web}"\nweb_token = "abc-123"\ndbc = ["{dbc}"]\n'
+                      f'[[bus]]\nsource = "mock-uds"\nasync = true\nzeroconf = false\n'
+                      f'bind = "127.0.0.1"\nport = {port}\n')
+    proc = cancorder_process("serve", "--config", str(config))
+    proc.wait_for(rf"web page on http://127\.0\.0\.1:{web}/")
+    assert http_get(web, "/api/status")[0] == 401
+    until(lambda: '"state": "up"' in http_get(web, "/api/status?token=abc-123")[1], 10,
+          "/api/status")
