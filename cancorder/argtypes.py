@@ -37,6 +37,17 @@ def listen_address(text, free_port_allowed=False):
     return Address(host, port_number(match.group(3)))
 
 
+#: a --web-token: characters that go into a URL and a cookie as they are
+WEB_TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,256}")
+
+
+def web_token(text):
+    if not WEB_TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError("a token of letters, digits, '.', '_', '~' or '-' "
+                                         "(e.g. from: openssl rand -hex 16)")
+    return text
+
+
 #: a bus's name (--name, a config's ``name``): the metrics label, the log field, a socketcand name
 BUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 

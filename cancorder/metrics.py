@@ -185,10 +185,15 @@ class MetricsServer:
     """
 
     def __init__(self, address, snapshot, max_connections=MAX_CONNECTIONS,
-                 request_timeout=REQUEST_TIMEOUT):
+                 request_timeout=REQUEST_TIMEOUT, web=None, metrics=True, flag="--metrics"):
         self.host, self.port = address
         self._snapshot = snapshot
-        self.registry = build_registry(snapshot)
+        #: the web page's routes (web.page.WebPage), served on this port too; ``metrics``
+        #: False: a port of the web page alone (--web on a port of its own)
+        self.web = web
+        self.serves_metrics = metrics
+        self.flag = flag
+        self.registry = build_registry(snapshot) if metrics else None
         self.max_connections = max_connections
         self.request_timeout = request_timeout
         self.connections_closed = 0  # closed before a complete request: slow, too big, evicted
@@ -200,15 +205,17 @@ class MetricsServer:
         try:
             # a deep queue: under a flood of connections a probe's connection is still
             # completed at once and served in turn (a dropped SYN is retried only after 1 s)
-            listeners, _, _ = bind_listener(self.host or None, self.port, "--metrics",
+            listeners, _, _ = bind_listener(self.host or None, self.port, self.flag,
                                             backlog=ACCEPT_BACKLOG)
         except OSError as exc:
             where = f"{self.host}:{self.port}" if self.host else str(self.port)
-            raise UsageError(f"--metrics {where}: cannot listen ({exc.strerror or exc}): choose "
-                             "another port") from None
+            raise UsageError(f"{self.flag} {where}: cannot listen ({exc.strerror or exc}): "
+                             "choose another port") from None
         self.port = listeners[0].getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(self._loop_error)
+        if self.web is not None:
+            self.web.attach(self._loop)
         self._thread = threading.Thread(target=self._run, args=(listeners,), name="metrics",
                                         daemon=True)
         self._thread.start()
@@ -287,7 +294,15 @@ class MetricsServer:
             except (asyncio.IncompleteReadError, ConnectionError):
                 return  # closed by the peer, or to make room for a newer connection
             self._open[writer] = False  # answering: no longer the first to make room
-            writer.write(self._answer(head))
+            request = parse_request(head)
+            if isinstance(request, bytes):  # a malformed or refused request: its answer
+                writer.write(request)
+            elif self.web is not None and self.web.serves(request):
+                # the page, its data, a live stream or a download: written as it goes, each
+                # write taken within request_timeout (web.page)
+                await self.web.respond(request, reader, writer, self.request_timeout)
+            else:
+                writer.write(self._answer(request))
             writer.close()  # once the answer is sent
             await asyncio.wait_for(writer.wait_closed(), self.request_timeout)
             answered = True
@@ -322,29 +337,54 @@ class MetricsServer:
         log.warning(f"metrics: {context.get('message', 'error')}: {what}",
                     extra={"rate_key": ("metrics", "loop", type(exc).__name__)})
 
-    def _answer(self, head):
-        """The reply to one request's head (its request line; the headers do not matter)."""
-        words = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-        if len(words) != 3 or not words[2].startswith("HTTP/"):
-            return _reply(400, b"bad request\n", "text/plain")
-        method, target = words[0], words[1]
-        if method not in ("GET", "HEAD"):
-            return _reply(405, b"only GET\n", "text/plain", extra="Allow: GET, HEAD\r\n")
-        path = target.split("?", 1)[0]
-        if path == "/metrics":
+    def _answer(self, request):
+        """The reply to /metrics, /healthz or anything else not the web page's."""
+        path = request.path
+        if path == "/metrics" and self.serves_metrics:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
             code, body, kind = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
-        elif path == "/healthz":
+        elif path == "/healthz" and self.serves_metrics:
             ok, line = health(self._snapshot())
             code, body, kind = 200 if ok else 503, (line + "\n").encode(), \
                 "text/plain; charset=utf-8"
-        else:
+        elif self.serves_metrics:
             code, body, kind = 404, b"not found: try /metrics or /healthz\n", "text/plain"
-        return _reply(code, body, kind, head_only=method == "HEAD")
+        else:
+            code, body, kind = 404, b"not found: try /\n", "text/plain"
+        return reply(code, body, kind, head_only=request.method == "HEAD")
 
 
-def _reply(code, body, content_type, extra="", head_only=False):
+@dataclasses.dataclass
+class Request:
+    """What the server reads of a request: its line and headers (names in lower case)."""
+    method: str
+    path: str
+    query: dict  # name -> its last value
+    headers: dict
+
+
+def parse_request(head):
+    """A Request, or the bytes of the answer to one that cannot be served (400, 405)."""
+    from urllib.parse import parse_qsl
+
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split()
+    if len(words) != 3 or not words[2].startswith("HTTP/"):
+        return reply(400, b"bad request\n", "text/plain")
+    method, target = words[0], words[1]
+    if method not in ("GET", "HEAD"):
+        return reply(405, b"only GET\n", "text/plain", extra="Allow: GET, HEAD\r\n")
+    path, _, query = target.partition("?")
+    headers = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return Request(method, path, dict(parse_qsl(query, keep_blank_values=True)), headers)
+
+
+def reply(code, body, content_type, extra="", head_only=False):
     """One HTTP/1.1 response that closes the connection."""
     head = (f"HTTP/1.1 {code} {http.HTTPStatus(code).phrase}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"

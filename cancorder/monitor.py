@@ -125,7 +125,7 @@ class Monitor:
 
     def __init__(self, console=None, signals=None, title="", on_quit=None,
                  keys=sys.stdin, refresh_interval=REFRESH_INTERVAL, clock=time.monotonic,
-                 capture_log=True, reassembler=None):
+                 capture_log=True, reassembler=None, max_rows=None):
         self.console = console
         self.reassembler = reassembler  # reassembly.Reassembler: the messages view (key m)
         self.showing_messages = False
@@ -140,6 +140,10 @@ class Monitor:
         self.capture_log = capture_log  # the cancorder log to the status line while shown
         self._log = None
         self.total = 0
+        # rows per channel at most (None: no limit); frames of ids beyond it are counted in
+        # total and unlisted only (the web page's bound against a flood of distinct ids)
+        self.max_rows = max_rows
+        self.unlisted = 0
         self.status = ""  # the last log line or state worth saying (the line under the title)
         self.sort = SORTS[0]
         self.filter_text = ""
@@ -183,6 +187,9 @@ class Monitor:
                 key = can_id | _EXT_BIT if flags & FLAG_EXT else can_id
                 row = rows.get(key)
                 if row is None:
+                    if self.max_rows is not None and len(rows) >= self.max_rows:
+                        self.unlisted += 1
+                        continue
                     rows[key] = Row(key, channel, can_id, flags, data, micros, now)
                     continue
                 period = micros - row.last_us
@@ -509,6 +516,16 @@ class Monitor:
         """Views of every row, taken under the lock (what a pause freezes)."""
         with self._lock:
             return [self._view(row) for row in self._all_rows()]
+
+    def first_views(self, limit):
+        """(Views of the first ``limit`` rows in id order, how many rows there are): the rest
+        is neither sorted nor copied."""
+        import heapq
+
+        with self._lock:
+            count = sum(len(rows) for rows in self._tables.values())
+            first = heapq.nsmallest(limit, self._all_rows(), key=lambda row: row.key)
+            return [self._view(row) for row in first], count
 
     def _view(self, row):
         return View(row, self._name(row))

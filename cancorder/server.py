@@ -66,6 +66,10 @@ class ServerOptions:
     metrics: tuple = None  # --metrics: (host, port) of /metrics and /healthz
     notifier: object = None  # sdnotify.Notifier (default: from $NOTIFY_SOCKET)
     stuck_after: float = None  # seconds without a source-thread heartbeat = stuck (watchdog)
+    web: object = None  # --web: web.page.WebPage, served by the ServiceMonitor
+    # consumers every bus gets besides its own (the web page's live feed): factories as in
+    # BusOptions.sinks
+    bus_sinks: list = dataclasses.field(default_factory=list)
 
 
 class _BusLog(logging.LoggerAdapter):
@@ -138,7 +142,7 @@ class Bus:
         (socketcand's port, the spool) is taken before any bus serves or is advertised. They
         get no batch before ``start``."""
         info = self.info()
-        for make in self.options.sinks:
+        for make in list(self.options.sinks) + list(server_options.bus_sinks):
             sink = make(info, server_options)
             sink.start(info)
             self.sinks.append(sink)  # only a started sink is closed
@@ -388,7 +392,8 @@ class Server:
         opts = self.options
         #: sd_notify and the metrics page (supervision.py)
         self.monitor = ServiceMonitor(self.buses, metrics=opts.metrics, notifier=opts.notifier,
-                                      stuck_after=opts.stuck_after or STUCK_AFTER)
+                                      stuck_after=opts.stuck_after or STUCK_AFTER,
+                                      web=opts.web)
 
     def run(self):
         opts = self.options

@@ -11,6 +11,7 @@ the pings, and systemd's WatchdogSec= restarts the service.
 """
 import logging
 import math
+import os
 import time
 
 from .metrics import BusSnapshot, MetricsServer, health
@@ -63,14 +64,54 @@ def snapshot_of(bus, now=None):
         sinks=sinks)
 
 
+def status_of(bus, now=None):
+    """One bus as the web page shows it (a dict ready for JSON): its source and adapter state,
+    clients, consumers and their files."""
+    now = time.monotonic() if now is None else now
+    snap = snapshot_of(bus, now)
+    if bus.crash is not None:
+        state = "crashed"
+    elif bus.finished:
+        state = "finished"
+    elif bus.broadcaster is None:
+        state = "starting"
+    elif not snap.up:
+        state = "reopening"
+    else:
+        state = snap.bus_state if snap.bus_state not in ("", "error active") else "up"
+    b = bus.broadcaster
+    # the core's own protocol (ECUconnect) has no label in its log lines
+    clients = [{"protocol": label.strip() or "ECUconnect", "address": name, "queued": queued,
+                "sent": sent}
+               for label, name, queued, sent in (b.client_list() if b is not None else [])]
+    sinks = []
+    for sink in bus.sinks:
+        name = sink.metrics_name or type(sink).__name__.lower()
+        if name == "web":  # the page's own feed
+            continue
+        files = [{"path": path, "name": os.path.basename(path), "size": size, "open": is_open}
+                 for path, size, is_open in sink.files()]
+        sinks.append({"name": name, "summary": sink.summary(), "stats": sink.stats(),
+                      "files": files})
+    return {"name": bus.name, "source": bus.source.description, "state": state,
+            "up": snap.up, "reason": snap.down_reason, "bus_state": snap.bus_state,
+            "bitrate": bus.source.txt().get("bitrate", ""), "frames": snap.frames_sent,
+            "received": snap.frames_received, "reopens": snap.reopens,
+            "seconds_since_frame": None if math.isnan(snap.seconds_since_frame)
+            else round(snap.seconds_since_frame, 1),
+            "port": bus.port, "clients": clients, "sinks": sinks}
+
+
 def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class ServiceMonitor:
-    def __init__(self, buses, metrics=None, notifier=None, stuck_after=STUCK_AFTER):
+    def __init__(self, buses, metrics=None, notifier=None, stuck_after=STUCK_AFTER, web=None):
         self.buses = buses
         self.metrics_address = metrics
+        self.web = web  # web.page.WebPage (--web), served with the metrics or on its own port
+        self.web_server = None
         self.notifier = notifier if notifier is not None else Notifier()
         self.stuck_after = stuck_after
         self.metrics = None
@@ -83,10 +124,28 @@ class ServiceMonitor:
         return [snapshot_of(bus, now) for bus in self.buses]
 
     def start(self):
+        web = self.web
+        shared = web is not None and self.metrics_address is not None and \
+            tuple(web.address) == tuple(self.metrics_address)
+        if web is not None:
+            web.watch(self.status)
         if self.metrics_address is not None:
-            self.metrics = MetricsServer(self.metrics_address, self.snapshot).start()
+            # one port for both when --web equals --metrics: / for people, /metrics, /healthz
+            self.metrics = MetricsServer(self.metrics_address, self.snapshot,
+                                         web=web if shared else None).start()
             host = self.metrics_address[0] or "*"
             log.info(f"metrics on http://{host}:{self.metrics.port}/metrics (health: /healthz)")
+        if web is not None:
+            server = self.metrics if shared else MetricsServer(
+                web.address, self.snapshot, web=web, metrics=False, flag="--web").start()
+            self.web_server = None if shared else server
+            host = web.address[0]
+            log.info(f"web page on http://{f'[{host}]' if ':' in host else host}:{server.port}/")
+
+    def status(self, now=None):
+        """Every bus as the web page shows it."""
+        now = time.monotonic() if now is None else now
+        return [status_of(bus, now) for bus in self.buses]
 
     def ready(self):
         self.notifier.ready(self._status_line(time.monotonic()))
@@ -137,4 +196,8 @@ class ServiceMonitor:
     def close(self):
         if self.metrics is not None:
             self.metrics.close()
+        if self.web_server is not None:
+            self.web_server.close()
+        if self.web is not None:
+            self.web.close()
         self.notifier.close()

@@ -302,6 +302,12 @@ class Broadcaster:
         """Clients of the listeners given at construction (ECUconnect's, on a bus)."""
         return len(self._main.clients)
 
+    def client_list(self):
+        """(protocol label, client name, bytes queued for it, bytes sent to it) of every
+        client, for the status page: read from another thread, so only copies are taken."""
+        return [(client.service.label, client.name, client.backlog_bytes, client.sent)
+                for client in list(self._clients.values())]
+
     def wait_for_clients(self, count=1, timeout=None):
         """Block until at least ``count`` clients are connected; False on timeout or stop."""
         with self._changed:

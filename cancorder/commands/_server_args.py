@@ -63,6 +63,20 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                          metavar="[ADDR:]PORT",
                          help="serve Prometheus metrics on http://ADDR:PORT/metrics and a "
                               "health check on /healthz (default ADDR: every address)"),
+        net.add_argument("--web", type=argtypes.listen_address, default=None,
+                         metavar="[ADDR:]PORT",
+                         help="serve a status page and a live monitor on http://ADDR:PORT/ "
+                              "(default ADDR: 127.0.0.1; the --metrics port may be given: "
+                              "then both share it); on any other address it needs a token"),
+        net.add_argument("--web-token", type=argtypes.web_token, default=None, metavar="TOKEN",
+                         help="the token every request to --web must carry "
+                              "(open http://ADDR:PORT/?token=TOKEN)"),
+        net.add_argument("--web-token-file", type=argtypes.read_path, default=None,
+                         metavar="FILE", help="read --web-token from this file (its first line)"),
+        net.add_argument("--dbc", action="append", default=[], type=argtypes.read_path,
+                         metavar="FILE",
+                         help="decode signals in --web's live view with this database (.dbc, "
+                              ".arxml, .kcd, .sym; repeatable)"),
         parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help),
         parser.add_argument("--stats", action="store_true",
                             help="a status line (frames/s, clients, drops) every 2 seconds")]
@@ -115,18 +129,77 @@ def opens_no_adapter(args):
 
 
 def process_claims(args):
-    """What the process's flags take: the metrics port."""
-    if not args.metrics:
-        return []
-    return [Claim(("tcp port", args.metrics[1]), f"port {args.metrics[1]}", "choose another",
-                  owner="the metrics port")]
+    """What the process's flags take: the metrics port, the web page's (unless they share)."""
+    found = []
+    if args.metrics:
+        found.append(Claim(("tcp port", args.metrics[1]), f"port {args.metrics[1]}",
+                           "choose another", owner="the metrics port"))
+    if args.web and not (args.metrics and args.metrics[1] == args.web[1]):
+        found.append(Claim(("tcp port", args.web[1]), f"port {args.web[1]}", "choose another",
+                           owner="the web page's port"))
+    return found
+
+
+def web_page(args):
+    """The --web page of these process flags (None without --web); every flag checked now."""
+    import ipaddress
+
+    from ..argtypes import Address
+
+    if args.web is None:
+        check(args.web_token is None and args.web_token_file is None and not args.dbc,
+              "--web-token, --web-token-file and --dbc are for the web page: give --web "
+              "[ADDR:]PORT too")
+        return None
+    check(args.web_token is None or args.web_token_file is None,
+          "--web-token and --web-token-file both given: give one")
+    address = args.web
+    if args.metrics and args.metrics[1] == address[1]:
+        address = args.metrics  # one port, on the metrics' address
+    elif not address[0]:
+        address = Address("127.0.0.1", address[1])  # people's page: loopback unless asked
+    token = args.web_token
+    if args.web_token_file is not None:
+        token = _read_token(args.web_token_file)
+    host = address[0]
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    where = f"{host or '*'}:{address[1]}"
+    check(token or loopback,
+          f"--web {where} is reachable from other machines: give --web-token TOKEN or "
+          f"--web-token-file FILE (or --web 127.0.0.1:{address[1]} for this machine only)")
+    signals = None
+    if args.dbc:
+        from ..dbc import load_databases
+
+        signals = load_databases(args.dbc)
+    from ..web.page import WebPage
+
+    return WebPage(address, token=token, signals=signals)
+
+
+def _read_token(path):
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--web-token-file {path}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return argtypes.web_token(text)
+    except Exception as exc:  # argparse.ArgumentTypeError: the same rule as --web-token
+        raise UsageError(f"--web-token-file {path}: {'empty' if not text else exc}") from None
 
 
 def server_options(args):
     from ..server import ServerOptions
 
+    web = web_page(args)
     return ServerOptions(print_frames=args.verbose and args.prints_frames, stats=args.stats,
-                         metrics=args.metrics)
+                         metrics=args.metrics, web=web,
+                         bus_sinks=[web.feed] if web is not None else [])
 
 
 def record_filter(args):
@@ -147,9 +220,11 @@ def serve_buses(buses, process_args):
     """Serve the buses of a config file, with its process flags; returns the exit code."""
     from ..server import Server, ServerOptions
 
+    web = web_page(process_args)
     return Server(buses, ServerOptions(print_frames=process_args.verbose,
                                        stats=process_args.stats,
-                                       metrics=process_args.metrics)).run()
+                                       metrics=process_args.metrics, web=web,
+                                       bus_sinks=[web.feed] if web is not None else [])).run()
 
 
 def make_reporter(args):

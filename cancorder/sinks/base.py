@@ -59,6 +59,11 @@ class RecordSink:
         """A short phrase for the status and totals lines ("" when there is nothing to say)."""
         return ""
 
+    def files(self):
+        """The files it writes, for the web page: ``(path, size, open)`` each, oldest first
+        (only closed ones may be downloaded from there)."""
+        return []
+
 
 @dataclasses.dataclass
 class BusInfo:

@@ -2,6 +2,7 @@
 thread of its own; and the recording flags, shared with ``dump -o`` and ``mock-uds --output``."""
 import collections
 import logging
+import os
 import threading
 import time
 
@@ -9,6 +10,7 @@ from .._fast import logfile
 from ..argtypes import byte_size, duration, positive_int, write_pattern
 from ..logfiles import writers
 from ..errors import UsageError
+from ..logfiles.naming import PART
 from ..report import plural
 from .base import RecordSink
 
@@ -179,6 +181,19 @@ class Recorder(RecordSink):
                     "errors": 0}
         return {"frames": r.frames, "lost_frames": r.lost + self.dropped,
                 "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
+
+    def files(self):
+        r = self._rotating
+        if r is None:
+            return []
+        found = [(path, size, False) for path, size in r.closed_files()]
+        current = r.current
+        if current is not None:
+            try:
+                found.append((current, os.stat(current + PART).st_size, True))
+            except OSError:  # between two files
+                pass
+        return found
 
     def summary(self):
         r = self._rotating

@@ -1,0 +1,142 @@
+"""The live view's frames: a RecordSink per bus that counts them while someone watches.
+
+The source thread's whole cost is ``put``: nothing while no one watches the bus, else a bounded
+append (a batch that does not fit is dropped and counted: the view may miss frames, the bus
+never waits). The feed's own thread decodes the records and counts them into a
+``monitor.Monitor`` (the per-id table of ``dump --monitor``, used without its screen); the
+page's ticker calls ``view`` at most 5 times a second, once per bus whatever the number of
+viewers.
+"""
+import collections
+import threading
+import time
+
+from .._fast import wire
+from ..monitor import CHANGED_FOR, Monitor
+from ..sinks.base import RecordSink
+
+MAX_QUEUED = 4 << 20  # bytes of records waiting for the feed's thread (about 0.5 s at 30,000/s)
+TRACE_ROWS = 40  # the latest frames shown under the table
+MAX_ROWS = 1000  # ids sent in one update, the first in id order (the page filters and sorts
+# them): what a live update costs to build and send stays bounded
+MAX_IDS = 4096  # ids counted per bus: every 11-bit id and room for 29-bit ones (a flood of
+# distinct ids beyond it is counted in the total only, so the table's cost stays bounded)
+
+
+class LiveFeed(RecordSink):
+    """One bus's live table; ``watched`` is switched by the page as viewers come and go."""
+
+    metrics_name = "web"
+
+    def __init__(self, signals=None, clock=time.monotonic):
+        self.signals = signals  # dbc.SignalDecoder or None
+        self.clock = clock
+        self.watched = False
+        self.dropped = 0  # frames not counted: the feed's queue was full
+        self.table = self._new_table()
+        self.trace = collections.deque(maxlen=TRACE_ROWS)
+        self._queue = collections.deque()
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stopping = False
+        self._thread = None
+        self._failed = None
+
+    def _new_table(self):
+        return Monitor(signals=self.signals, keys=None, clock=self.clock, capture_log=False,
+                       max_rows=MAX_IDS)
+
+    def start(self, bus):
+        self._failed = bus.failed
+        self._thread = threading.Thread(target=self._run, name=f"web {bus.name}", daemon=True)
+        self._thread.start()
+
+    def watch(self, on):
+        """The first viewer starts a fresh table; the last one leaving stops the counting."""
+        if on and not self.watched:
+            with self._lock:
+                self.table = self._new_table()
+                self.trace.clear()
+        self.watched = on
+
+    def put(self, records):
+        if not self.watched:
+            return
+        size = len(records)
+        with self._lock:
+            if self._queued + size > MAX_QUEUED:
+                full = True
+            else:
+                full = False
+                self._queue.append(records)
+                self._queued += size
+        if full:
+            self.dropped += size // wire.HEADER_SIZE  # at most: the view says "about"
+            return
+        self._ready.set()
+
+    def close(self, timeout):
+        self._stopping = True
+        self._ready.set()
+        if self._thread is not None:
+            self._thread.join(min(timeout, 2.0) if timeout else 0.5)
+
+    def _run(self):
+        try:
+            while not self._stopping:
+                self._ready.wait(0.5)
+                self._ready.clear()
+                with self._lock:
+                    batches = list(self._queue)
+                    self._queue.clear()
+                    self._queued = 0
+                    table = self.table
+                for records in batches:
+                    frames = wire.StreamDecoder().feed(records)  # a batch holds whole records
+                    table.add(frames)
+                    self.trace.extend(frames[-TRACE_ROWS:])
+        except Exception as exc:  # a bug: said like any consumer's (exit 1)
+            if self._failed is None:
+                raise
+            self._failed("the web page's live feed", exc)
+
+    def view(self, now=None):
+        """The table and the trace as the page shows them (a dict ready for JSON)."""
+        now = self.clock() if now is None else now
+        table = self.table
+        table.tick(now)
+        views, ids = table.first_views(MAX_ROWS)
+        recent = now - CHANGED_FOR
+        rows = []
+        for view in views:
+            decoded = (self.signals.decode(view.can_id, view.flags, view.data)
+                       if view.name is not None else None)
+            rows.append({
+                "id": view.ident(), "ext": bool(view.flags & wire.FLAG_EXT),
+                "fd": bool(view.flags & wire.FLAG_FD), "count": view.count,
+                "rate": round(view.rate, 1),
+                "period": None if view.period is None else round(view.period, 2),
+                "len": len(view.data), "data": view.data.hex(" ").upper(),
+                "changed": [i for i, at in enumerate(view.changed_at) if at >= recent],
+                "age": round(now - view.seen, 2), "last_change": round(now - view.changed, 2),
+                "name": view.name, "signals": _signals(decoded)})
+        trace = [{"t": micros / 1e6,
+                  "id": f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}",
+                  "data": data.hex(" ").upper()}
+                 for micros, can_id, flags, data in list(self.trace)]
+        return {"total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
+                "unlisted": table.unlisted, "rows": rows, "trace": trace[::-1],
+                "dropped": self.dropped}
+
+
+def _signals(decoded):
+    if decoded is None:
+        return None
+    if decoded.error:
+        return {"error": decoded.error}
+    from ..dbc import format_value
+
+    return {name: format_value(value) + (" " + decoded.units[name]
+                                         if decoded.units.get(name) else "")
+            for name, value in decoded.signals.items()}
