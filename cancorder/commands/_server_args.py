@@ -75,8 +75,9 @@ def add_server_arguments(parser, verbose_help="log one line per frame (never slo
                          metavar="FILE", help="read --web-token from this file (its first line)"),
         net.add_argument("--dbc", action="append", default=[], type=argtypes.read_path,
                          metavar="FILE",
-                         help="decode signals in --web's live view with this database (.dbc, "
-                              ".arxml, .kcd, .sym; repeatable)"),
+                         help="decode signals with this database (.dbc, .arxml, .kcd, .sym, "
+                              "through cantools; repeatable): in --web's live view and for "
+                              "--mqtt-signals"),
         parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help),
         parser.add_argument("--stats", action="store_true",
                             help="a status line (frames/s, clients, drops) every 2 seconds")]
@@ -147,9 +148,12 @@ def web_page(args):
     from ..argtypes import Address
 
     if args.web is None:
-        check(args.web_token is None and args.web_token_file is None and not args.dbc,
-              "--web-token, --web-token-file and --dbc are for the web page: give --web "
+        check(args.web_token is None and args.web_token_file is None,
+              "--web-token and --web-token-file are for the web page: give --web "
               "[ADDR:]PORT too")
+        check(not args.dbc or getattr(args, "mqtt_signals", False),
+              "--dbc decodes signals for the web page and for MQTT: give --web [ADDR:]PORT "
+              "or --mqtt-signals too")
         return None
     check(args.web_token is None or args.web_token_file is None,
           "--web-token and --web-token-file both given: give one")

@@ -48,9 +48,6 @@ class MqttSink(MqttPublisher):
                            help="with --mqtt-signals: publish Home Assistant discovery configs "
                                 "for the signals (retained under homeassistant/sensor/; removed "
                                 "when cancorder stops cleanly)")
-        group.add_argument("--dbc", action="append", default=[], metavar="FILE",
-                           help="with --mqtt-signals: the database to decode with (.dbc .arxml "
-                                ".kcd .sym, through cantools; repeatable)")
         add_login_arguments(group)
 
     @classmethod
@@ -58,8 +55,7 @@ class MqttSink(MqttPublisher):
         """What ``--mqtt`` asks for; every flag (the URL, the TLS files) is checked now."""
         signal_flags = [flag for flag, given in (
             ("--mqtt-signals", args.mqtt_signals), ("--mqtt-homeassistant",
-                                                    args.mqtt_homeassistant),
-            ("--dbc", args.dbc)) if given]
+                                                    args.mqtt_homeassistant)) if given]
         if not args.mqtt:
             if args.mqtt_spool:
                 raise UsageError("--mqtt-spool needs --mqtt URL")
