@@ -21,6 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import _load  # noqa: E402
 from bench.dump_rate import Dump, listener, paced  # noqa: E402
 from cancorder._fast import wire  # noqa: E402
 
@@ -119,9 +120,12 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the paced run")
     parser.add_argument("--cases", default=",".join(CASES),
                         help="comma-separated: " + ", ".join(CASES))
+    _load.add_arguments(parser)
     args = parser.parse_args()
     from cancorder import _fast
 
+    watch = _load.start("bench.reassembly", args)
+    figures = {}
     traffic = {"uds": uds_frames(), "j1939": j1939_frames()}
     print(f"cancorder dump reassembly, core {_fast.IMPLEMENTATION}, Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs; max over {args.frames:,} frames, "
@@ -136,6 +140,9 @@ def main():
         alone = f"{feed_rate(pattern, args.frames, **settings):,.0f}" if settings else "-"
         print(f"{name:<15} {top:>13,.0f} {rate:>15,.0f} {lag:>6.2f} {cpu:>10.0%} "
               f"{alone:>16}", flush=True)
+        figures[name] = {"max_frames_per_s": top, "paced_frames_per_s": rate, "lag_s": lag,
+                         "cpu_at_pace": cpu, "feed_frames_per_s": alone}
+    _load.finish(watch, figures)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import _load  # noqa: E402
 from bench.serve import SUBJECTS, Subject, build_c, run_stream  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -54,7 +55,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0, help="of traffic per run")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=4)
+    _load.add_arguments(parser)
     args = parser.parse_args()
+    watch = _load.start("bench.web", args)
 
     from playwright.sync_api import sync_playwright
 
@@ -62,7 +65,6 @@ def main():
     SUBJECTS[SUBJECT] = (["--web", f"127.0.0.1:{web}"], {})
     count = int(RATE * args.seconds)
     results = {0: [], args.viewers: []}
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         binaries = build_c(folder)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -82,7 +84,6 @@ def main():
         finally:
             subject.close()
             browser.close()
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"\nserve -i slcan at {RATE:,} frames/s (1 ms bursts), 1 ECUconnect client, "
           f"{args.seconds:g} s per run, medians of {args.reps}")
     print(f"{'viewers':>8} {'CPU % core':>11} {'p99 ms':>8} {'max ms':>8}  every frame")
@@ -97,6 +98,7 @@ def main():
             base = cpu
         else:
             print(f"the {viewers} viewers together: {cpu - base:+.1f} % of a core")
+    _load.finish(watch, {str(viewers): runs for viewers, runs in results.items()})
 
 
 if __name__ == "__main__":
