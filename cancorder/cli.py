@@ -13,7 +13,7 @@ import sys
 from . import __version__
 
 COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "gen",
-            "mock_slcan", "man", "completion"]
+            "mock_slcan", "man", "completion", "upload"]
 
 
 def version_text():

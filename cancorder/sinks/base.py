@@ -81,3 +81,7 @@ class BusInfo:
     # server then stops with exit 1, as for a crashed source (a supervisor restarts it all)
     failed: object = None
     listen_only: bool = False  # the bus is opened listen-only: nothing may be transmitted
+
+    def template_fields(self):
+        """The fields of a recording's path (``logfiles.naming.PathTemplate``) on this bus."""
+        return {"channel": self.channel, "interface": self.interface, "port": self.port}

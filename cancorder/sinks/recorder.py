@@ -65,8 +65,7 @@ class Recorder(RecordSink):
 
         self.log = bus.log
         self._failed = bus.failed
-        fields = {"channel": bus.channel, "interface": bus.interface, "port": bus.port}
-        self._rotating = RotatingLog(self.options, fields, self.log, self.clock,
+        self._rotating = RotatingLog(self.options, bus.template_fields(), self.log, self.clock,
                                      log_channel=bus.log_channel)
         self._rotating.open()  # from the moment the source opens, clients or not
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -172,7 +171,8 @@ class Recorder(RecordSink):
             return {"frames": 0, "lost_frames": self.dropped, "files": 0, "bytes": 0,
                     "errors": 0}
         return {"frames": r.frames, "lost_frames": r.lost + self.dropped,
-                "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
+                "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors,
+                "deleted_unsent_files": r.deleted_unsent}
 
     def summary(self):
         r = self._rotating
@@ -239,7 +239,8 @@ def record_options(args):
     for path in paths:
         options = RecordOptions(path, rotate_size=args.rotate_size,
                                 rotate_time=args.rotate_time, keep_files=args.keep_files,
-                                keep_size=args.keep_size, flag=flag)
+                                keep_size=args.keep_size, flag=flag,
+                                keep_unsent=bool(getattr(args, "upload", None)))
         check_record_options(options)  # a UsageError naming the flag
         result.append(options)
     return result

@@ -13,8 +13,9 @@ def consumers():
     from .printer import FramePrinter
     from .recorder import Recorder
     from .socketcand import SocketcandServer
+    from .upload import UploadSink
 
-    return (FramePrinter, SocketcandServer, Recorder, MqttSink)
+    return (FramePrinter, SocketcandServer, Recorder, MqttSink, UploadSink)
 
 
 def add_arguments(parser):
