@@ -11,7 +11,8 @@ from .base import RecordSink
 
 class UploadSink(RecordSink):
     metrics_name = "upload"  # cancorder_upload_<stat>{bus} on the metrics page
-    CLOSE_WAIT = 5.0  # a part being sent when the bus stops is abandoned (resumed next start)
+    CLOSE_WAIT = 10.0  # on a stop: the most spent sending what waits (the last file); a part
+    # still being sent then is abandoned, and resumed on the next start
 
     @classmethod
     def add_arguments(cls, parser):
@@ -79,9 +80,8 @@ class UploadSink(RecordSink):
 
     def close(self, timeout=5.0):
         if self.uploader is not None:
-            # the recorder finishing its last file happens beside this: that file waits for
-            # the next start (the folder is the queue)
-            self.uploader.close(min(timeout, self.CLOSE_WAIT))
+            # the recorder, closed before (registry order), has finished its last file
+            self.uploader.close(max(timeout, self.CLOSE_WAIT))
 
     def stats(self):
         return self.uploader.stats() if self.uploader is not None else {}

@@ -58,6 +58,11 @@ class Target:
     def where(self):
         return f"s3://{self.bucket}" + (f" at {self.endpoint}" if self.endpoint else "")
 
+    def identity(self):
+        """What a confirmation mark names: a file sent to one store is still to send to
+        another."""
+        return {"bucket": self.bucket, "prefix": self.prefix, "endpoint": self.endpoint}
+
     def key_for(self, name, start, fields):
         """The object key of a file: the prefix (filled from ``fields`` and the file's start,
         a Unix time) and ``name``, its path below the recording's folder."""

@@ -88,10 +88,12 @@ class Uploader:
         self.max_age = max_age
         self.part_size = part_size
         self._stop = threading.Event()
+        self._closing = False
         self._wake = threading.Event()
         self.limit = RateLimit(limit, self._stop) if limit else None
         self._client = None
         self._thread = None
+        self._confirmed = set()  # paths confirmed (marked): not looked at again
         self._outage = None  # what was said about the store being away (said once)
         self._backoff = BACKOFF_FIRST
         # counters (read by the metrics page from another thread: plain attributes)
@@ -118,11 +120,16 @@ class Uploader:
         self._wake.set()
 
     def close(self, timeout):
-        """Stop (a part being sent is abandoned: its multipart upload resumes next time)."""
-        self._stop.set()
+        """Send what waits for up to ``timeout`` s (the last file the recorder closed too),
+        then stop: a part still being sent is abandoned (its multipart upload resumes on the
+        next start)."""
+        self._closing = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
 
     def run_until_done(self):
         """Send every file waiting now, in line; offline, retry with backoff; a refusal
@@ -142,6 +149,8 @@ class Uploader:
             while not self._stop.is_set():
                 waiting = self._waiting()
                 pause = POLL_INTERVAL
+                if self._closing and (not waiting or self._outage or self.problem):
+                    break  # nothing left, or no store to send it to: the next start will
                 if waiting:
                     refused = self._round(waiting)
                     if refused:
@@ -161,7 +170,7 @@ class Uploader:
     def _waiting(self):
         waiting, size, oldest = [], 0, None
         for path in self.pending():
-            if marks.is_uploaded(path):
+            if path in self._confirmed or self._marked(path):
                 continue
             try:
                 stat = os.stat(path)
@@ -172,6 +181,14 @@ class Uploader:
             oldest = stat.st_mtime if oldest is None else min(oldest, stat.st_mtime)
         self.waiting_files, self.waiting_bytes, self.oldest_waiting = len(waiting), size, oldest
         return waiting
+
+    def _marked(self, path):
+        """The store named here confirmed ``path`` (a run before this one, or this one)."""
+        mark = marks.read_mark(path)
+        if mark is None or any(mark.get(k) != v for k, v in self.target.identity().items()):
+            return False
+        self._confirmed.add(path)
+        return True
 
     def _round(self, waiting):
         """Send ``waiting`` in order until one fails; the refusal's text, or None."""
@@ -189,7 +206,8 @@ class Uploader:
                 self.failures += 1
                 refused, text = describe_failure(exc, self.target)
                 if refused:
-                    if self.problem != text:
+                    # in line (the upload command), the caller raises it: said there, once
+                    if self.problem != text and self._thread is not None:
                         self.log.error(f"upload: {text}; recording goes on, the files wait "
                                        f"(tried again every {REFUSED_RETRY:g} s)")
                     self.problem = text
@@ -231,13 +249,15 @@ class Uploader:
         if head.get("ContentLength") != size or etag != expected:
             raise UploadMismatch(f"{self.target.where}/{key} holds {head.get('ContentLength')} "
                             f"bytes (ETag {etag}), not {path} whole ({size} bytes, {expected})")
-        marks.write_mark(path, size=size, bucket=bucket, key=key, etag=etag)
+        marks.write_mark(path, size=size, key=key, etag=etag, **self.target.identity())
         self.files += 1
         self.bytes += size
         self.last_success = time.time()
         if self.delete:
             marks.remove_with_mark(path)
             self.deleted += 1
+        else:
+            self._confirmed.add(path)
 
     def _multipart(self, client, bucket, key, file, size):
         """Send ``file`` in parts (those already on the store from an interrupted upload of
@@ -332,6 +352,8 @@ class Uploader:
                 f"{self.target.where}")
         if self.waiting_files:
             text += f", {plural(self.waiting_files, 'file')} waiting"
+        if self.resumed_parts:
+            text += f", {plural(self.resumed_parts, 'part')} resumed"
         if self.deleted:
             text += f", {self.deleted} deleted after upload"
         return text
