@@ -90,9 +90,24 @@ class Target:
             s3={"addressing_style": "path"} if self.endpoint else None,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required")
-        return session.client("s3", endpoint_url=self.endpoint,
-                              region_name=session.region_name or "us-east-1",
-                              verify=self.ca if self.ca else True, config=config)
+        client = session.client("s3", endpoint_url=self.endpoint,
+                                region_name=session.region_name or "us-east-1",
+                                verify=self.ca if self.ca else True, config=config)
+        # botocore reads a body once to sign it (over http://) before sending it: only the
+        # sending goes through --upload-limit
+        client.meta.events.register("before-sign.s3", _signing)
+        client.meta.events.register("before-send.s3", _sending)
+        return client
+
+
+def _signing(request, **kwargs):
+    if hasattr(request.body, "limited"):
+        request.body.limited = False
+
+
+def _sending(request, **kwargs):
+    if hasattr(request.body, "limited"):
+        request.body.limited = True
 
 
 def target_from_args(args, url, flag="--upload"):

@@ -54,11 +54,12 @@ class _Body(io.BytesIO):
         super().__init__(data)
         self._limit = limit
         self._stop = stop
+        self.limited = True  # False while botocore reads it to sign it (target._signing)
 
     def read(self, size=-1):
         if self._stop.is_set():
             raise UploadStopped()
-        if self._limit is None:
+        if self._limit is None or not self.limited:
             return super().read(size)
         size = CHUNK if size is None or size < 0 else min(size, CHUNK)
         chunk = super().read(size)

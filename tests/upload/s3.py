@@ -94,6 +94,7 @@ class CuttableRelay:
             except OSError:
                 client.close()
                 continue
+            server.settimeout(None)  # a slow request (--upload-limit) waits long for its answer
             with self._lock:
                 self._sockets += [client, server]
             for a, b in ((client, server), (server, client)):

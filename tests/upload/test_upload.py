@@ -45,7 +45,7 @@ def candump_file(path, count, start=0):
 def serve_gen(cancorder_process, tmp_path, endpoint, count, rate, *extra):
     return cancorder_process(
         "gen", "-r", str(rate), "-n", str(count), "--data-mode", "sequence", "--id", "0x123",
-        "--seed", "1", "--no-zeroconf", "-p", "0",
+        "--seed", "1", "--async", "--no-zeroconf", "-p", str(free_port()),
         "--record", str(tmp_path / "rec" / "r-{n}.log"), "--rotate-size", "1M",
         "--upload", "s3://logs/car/{channel}", "--upload-endpoint", endpoint, *extra,
         env=cancorder_env(**s3_env()))
@@ -62,7 +62,7 @@ def _record_with_outage(cancorder_process, s3_server, tmp_path, seconds, cut_for
     count = rate * seconds
     try:
         proc = serve_gen(cancorder_process, tmp_path, relay.endpoint, count, rate)
-        proc.wait_for(r"on TCP", 30)
+        proc.wait_for(r"started", 30)
         start = time.monotonic()
         time.sleep(max(1.0, (seconds - cut_for) / 2))
         relay.cut()
@@ -76,9 +76,9 @@ def _record_with_outage(cancorder_process, s3_server, tmp_path, seconds, cut_for
     objects = s3_server.objects("logs")
     files = [p for p in glob.glob(str(tmp_path / "rec" / "r-*.log"))]
     assert len(files) >= seconds // 2, files  # rotated into many files
-    assert sorted(objects) == sorted(f"car/can0/{os.path.basename(p)}" for p in files), log
+    assert sorted(objects) == sorted(f"car/gen/{os.path.basename(p)}" for p in files), log
     for path in files:
-        assert objects[f"car/can0/{os.path.basename(path)}"] == open(path, "rb").read()
+        assert objects[f"car/gen/{os.path.basename(path)}"] == open(path, "rb").read()
         assert os.path.exists(mark_path(path))
     numbers = sequence_of(objects, tmp_path)
     assert len(numbers) == count
