@@ -351,6 +351,8 @@ class Uploader:
     def summary(self):
         text = (f"uploaded {plural(self.files, 'file')} ({self.bytes:,} bytes) to "
                 f"{self.target.where}")
+        if self.last_success:
+            text += f", the last at {time.strftime('%H:%M:%S', time.localtime(self.last_success))}"
         if self.waiting_files:
             text += f", {plural(self.waiting_files, 'file')} waiting"
         if self.resumed_parts:

@@ -272,3 +272,20 @@ def test_usage_errors_are_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "add --record PATH" in proc.stderr, proc.stderr
     assert not glob.glob(str(tmp_path / ("*" + PART)))
+
+
+def test_retention_keeps_files_not_yet_uploaded(cancorder_process, s3_server, tmp_path):
+    """--keep-files 2 with the store refusing: every file stays (the disk has room); once a
+    bucket is there, they are sent and retention deletes the oldest sent ones."""
+    proc = serve_gen(cancorder_process, tmp_path, s3_server.endpoint, 0, 5_000,
+                     "--keep-files", "2")
+    proc.wait_for(r"no bucket named logs", 30)
+    assert wait_until(lambda: len(glob.glob(str(tmp_path / "rec" / "r-*.log"))) >= 4, 30)
+    assert "deleted the oldest recording" not in proc.log
+    assert proc.terminate() == 0
+    kept = glob.glob(str(tmp_path / "rec" / "r-*.log"))
+    assert len(kept) >= 4
+    s3_server.client().create_bucket(Bucket="logs")
+    result = run_upload(str(tmp_path / "rec"), "s3://logs/car/gen", "--upload-endpoint",
+                        s3_server.endpoint)
+    assert result.returncode == 0 and f"uploaded {len(kept)} files" in result.stderr
