@@ -82,6 +82,8 @@ class BusInfo:
     failed: object = None
     listen_only: bool = False  # the bus is opened listen-only: nothing may be transmitted
 
-    def template_fields(self):
-        """The fields of a recording's path (``logfiles.naming.PathTemplate``) on this bus."""
-        return {"channel": self.channel, "interface": self.interface, "port": self.port}
+
+def recording_fields(bus):
+    """The fields of a recording's path (``logfiles.naming.PathTemplate``) on ``bus``: the
+    recorder writes by them, the uploader finds the recording's index by them."""
+    return {"channel": bus.channel, "interface": bus.interface, "port": bus.port}

@@ -9,7 +9,7 @@ from .._fast import logfile
 from ..argtypes import byte_size, duration, positive_int, write_pattern
 from ..errors import UsageError
 from ..report import plural
-from .base import RecordSink
+from .base import RecordSink, recording_fields
 
 
 class Recorder(RecordSink):
@@ -65,7 +65,7 @@ class Recorder(RecordSink):
 
         self.log = bus.log
         self._failed = bus.failed
-        self._rotating = RotatingLog(self.options, bus.template_fields(), self.log, self.clock,
+        self._rotating = RotatingLog(self.options, recording_fields(bus), self.log, self.clock,
                                      log_channel=bus.log_channel)
         self._rotating.open()  # from the moment the source opens, clients or not
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -170,9 +170,11 @@ class Recorder(RecordSink):
         if r is None:
             return {"frames": 0, "lost_frames": self.dropped, "files": 0, "bytes": 0,
                     "errors": 0}
-        return {"frames": r.frames, "lost_frames": r.lost + self.dropped,
-                "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors,
-                "deleted_unsent_files": r.deleted_unsent}
+        stats = {"frames": r.frames, "lost_frames": r.lost + self.dropped,
+                 "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
+        if self.options.keep_unsent:  # --upload: files retention had to delete unsent
+            stats["deleted_unsent_files"] = r.deleted_unsent
+        return stats
 
     def summary(self):
         r = self._rotating

@@ -6,7 +6,7 @@ import os
 
 from ..errors import UsageError
 from ..upload.target import add_upload_arguments, target_from_args
-from .base import RecordSink
+from .base import RecordSink, recording_fields
 
 
 class UploadSink(RecordSink):
@@ -53,7 +53,7 @@ class UploadSink(RecordSink):
         from ..logfiles.naming import PathTemplate
         from ..upload.uploader import Uploader
 
-        template = PathTemplate(self.record_path, bus.template_fields())
+        template = PathTemplate(self.record_path, recording_fields(bus))
         self._index = RecordingIndex(template)
         folder = self._index.folder
         fields = {"system": bus.txt.get("system"), "channel": bus.channel,
