@@ -150,10 +150,12 @@ class Uploader:
             while not self._stop.is_set():
                 waiting = self._waiting()
                 pause = POLL_INTERVAL
-                if self._closing and (not waiting or self._outage or self.problem):
-                    break  # nothing left, or no store to send it to: the next start will
+                if self._closing and not waiting:
+                    break
                 if waiting:
                     refused = self._round(waiting)
+                    if self._closing and (refused or self._outage is not None):
+                        break  # tried once more since the stop: what is left, the next start
                     if refused:
                         pause = REFUSED_RETRY
                     elif self._outage is not None:
