@@ -87,6 +87,8 @@ def _record_with_outage(cancorder_process, s3_server, tmp_path, seconds, cut_for
     assert log.count("the files wait and are sent when it answers again") == 1, log
     assert "answers again" in log
     assert f"uploaded {len(files)} files" in log and "waiting" not in log, log
+    print(f"outage of {cut_for} s at {cut_at:.1f} s: {count:,} frames, {len(files)} files, "
+          f"{len(objects)} objects, {len(numbers):,} frames read back in order")
     return cut_at
 
 
