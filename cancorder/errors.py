@@ -76,6 +76,11 @@ class MqttError(CancorderError):
     """The MQTT broker cannot be used: unknown host, refused, TLS, credentials, ACL."""
 
 
+class UploadError(CancorderError):
+    """The object store refused the uploads (a wrong key or bucket, TLS): ``cancorder upload``
+    ends with it, with the exit code of an MQTT login error (EXIT_FAILURE)."""
+
+
 class SpoolError(UsageError):
     """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
 
@@ -99,6 +104,16 @@ USER_ERRORS = (CancorderError, WireFormatError, CoreUnavailableError)
 class OutputClosed(Exception):
     """``dump``: the reader of its output went away (``dump | head`` has enough); the receive
     loop ends as if asked to stop."""
+
+
+class UploadStopped(Exception):
+    """The uploader was asked to stop in the middle of sending a part: the request is abandoned
+    (a multipart upload resumes on the next start)."""
+
+
+class UploadMismatch(Exception):
+    """The store holds something else than the file just sent (size or checksum): the file is
+    sent again, as after an outage."""
 
 
 class DurationReached(Exception):

@@ -148,11 +148,16 @@ def health(buses):
     troubled = [f'bus "{bus.name}" {bus.bus_state}' for bus in buses
                 if bus.up and bus.bus_state and bus.bus_state != "error active"]
     bus_off = any(bus.up and bus.bus_state == "bus off" for bus in buses)
+    # a sink may say in its stats why the bus is not healthy (the uploader's old backlog)
+    sick = [f'bus "{bus.name}" {stats["unhealthy"]}' for bus in buses
+            for stats in bus.sinks.values() if stats.get("unhealthy")]
+    troubled += sick
     if not down:
         line = f"ok: {len(buses)} bus{'es' if len(buses) != 1 else ''} up"
         if troubled:
-            line = "; ".join(troubled) if bus_off else f"{line}; " + "; ".join(troubled)
-        return not bus_off, line
+            line = ("; ".join(troubled) if bus_off or sick else f"{line}; "
+                    + "; ".join(troubled))
+        return not bus_off and not sick, line
     return False, "; ".join([f'bus "{bus.name}" down: {bus.down_reason or "not open"}'
                              for bus in down] + troubled)
 

@@ -48,6 +48,8 @@ def snapshot_of(bus, now=None):
             for key, value in stats.items():
                 if _number(value) and _number(merged.get(key, 0)):
                     merged[key] = merged.get(key, 0) + value
+                elif isinstance(value, str) and value and not merged.get(key):
+                    merged[key] = value  # a sink's "unhealthy" reason: the first one said
             continue
         sinks[name] = dict(stats)
     return BusSnapshot(

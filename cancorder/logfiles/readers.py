@@ -555,3 +555,13 @@ def _why(exc):
     if isinstance(exc, zlib.error):  # its class is called "error"
         return f"zlib: {text}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def first_timestamp(path):
+    """The Unix time of a log file's first frame (python-can's reader), or None (no frame)."""
+    import can
+
+    with can.LogReader(path) as reader:
+        for message in reader:
+            return message.timestamp
+    return None

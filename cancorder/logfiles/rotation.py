@@ -24,6 +24,7 @@ import time
 from .._fast import logfile
 from ..errors import UsageError
 from ..report import plural
+from . import marks
 from .index import RecordingIndex
 from .naming import PART, PathTemplate, next_boundary
 from .writers import finish_leftover, open_file
@@ -36,6 +37,7 @@ SLICE_BYTES = 64 << 10  # ...and after how many record bytes at most (see Rotati
 RETRY_INTERVAL = 5.0  # after a failure, how often a new file is tried
 MIN_FREE = 256 << 10  # ...and the free space it needs before trying (on a small file system,
 # an eighth of it)
+LOW_FREE = 16 << 20  # --upload: below this, retention deletes files not yet uploaded
 
 
 # ---- the writer of one template ----
@@ -51,6 +53,9 @@ class RecordOptions:
     keep_files: int = None
     keep_size: int = None
     flag: str = "--record"
+    # --upload: retention keeps a file the store has not confirmed (logfiles.marks) unless the
+    # disk would fill otherwise
+    keep_unsent: bool = False
 
 
 def check_record_options(options):
@@ -114,6 +119,7 @@ class RotatingLog:
         self.closed_bytes = 0  # bytes of the finished files of this run
         self.files = []  # the closed files of this run, in order
         self.deleted = []  # files retention removed
+        self.deleted_unsent = 0  # ...of which the store had not confirmed (--upload)
         self.current = None  # final name of the file being written
         self.fd_frames = collections.Counter()  # path -> CAN FD frames a format could not keep
         self.unholdable = {}  # path -> (frames the format cannot store, why)
@@ -485,8 +491,11 @@ class RotatingLog:
             over_size = keep_size and total > keep_size
             if not over_count and not over_size or os.path.abspath(path) == last:
                 break
+            unsent = self.options.keep_unsent and not marks.is_uploaded(path)
+            if unsent and not self._disk_filling():
+                continue  # it waits for the uploader; newer files that are sent may go
             try:
-                os.remove(path)
+                marks.remove_with_mark(path)
             except OSError as exc:
                 self.log.warning(f"retention: could not delete {path}: {exc.strerror or exc}")
                 continue
@@ -496,7 +505,12 @@ class RotatingLog:
             removed.append(path)
             why = (f"--keep-files {keep_files}" if over_count else
                    f"--keep-size {_size_text(keep_size)}")
-            self.log.info(f"deleted the oldest recording {path} ({why})")
+            if unsent:
+                self.deleted_unsent += 1
+                self.log.warning(f"deleted the oldest recording {path} before it was uploaded "
+                                 f"({why}: the disk would fill otherwise)")
+            else:
+                self.log.info(f"deleted the oldest recording {path} ({why})")
         if not removed:
             return
         try:  # only these: a name of this run may be taken again by a newer file
@@ -504,6 +518,17 @@ class RotatingLog:
         except OSError as exc:  # the names stay listed: deleted files are skipped anyway
             self.log.warning(f"retention: could not update {self.index.path}: "
                              f"{exc.strerror or exc}")
+
+    def _disk_filling(self):
+        """Little room left where the files are: less than two files' worth (16M at least),
+        or an eighth of a small file system."""
+        try:
+            stat = os.statvfs(self.index.folder)
+        except OSError:
+            return False
+        needed = min(max(2 * (self.options.rotate_size or 0), LOW_FREE),
+                     stat.f_blocks * stat.f_frsize // 8)
+        return stat.f_bavail * stat.f_frsize < needed
 
     # ---- reporting ----
 

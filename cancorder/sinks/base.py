@@ -165,3 +165,9 @@ def protocol_summary(name, stats):
             f"closed for bad commands {stats['clients_closed_errors']}, frames transmitted "
             f"{stats['transmitted']:,} (refused {stats['transmit_refused']:,}, failed "
             f"{stats['transmit_failed']:,})")
+
+
+def recording_fields(bus):
+    """The fields of a recording's path (``logfiles.naming.PathTemplate``) on ``bus``: the
+    recorder writes by them, the uploader finds the recording's index by them."""
+    return {"channel": bus.channel, "interface": bus.interface, "port": bus.port}

@@ -12,7 +12,7 @@ from ..logfiles import writers
 from ..errors import UsageError
 from ..logfiles.naming import PART
 from ..report import plural
-from .base import RecordSink
+from .base import RecordSink, recording_fields
 
 
 class Recorder(RecordSink):
@@ -68,8 +68,7 @@ class Recorder(RecordSink):
 
         self.log = bus.log
         self._failed = bus.failed
-        fields = {"channel": bus.channel, "interface": bus.interface, "port": bus.port}
-        self._rotating = RotatingLog(self.options, fields, self.log, self.clock,
+        self._rotating = RotatingLog(self.options, recording_fields(bus), self.log, self.clock,
                                      log_channel=bus.log_channel)
         self._rotating.open()  # from the moment the source opens, clients or not
         if self._rotating.format.suffix == ".mf4":  # the one format slower than a busy bus
@@ -179,8 +178,11 @@ class Recorder(RecordSink):
         if r is None:
             return {"frames": 0, "lost_frames": self.dropped, "files": 0, "bytes": 0,
                     "errors": 0}
-        return {"frames": r.frames, "lost_frames": r.lost + self.dropped,
-                "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
+        stats = {"frames": r.frames, "lost_frames": r.lost + self.dropped,
+                 "files": r.file_count, "bytes": r.bytes_written, "errors": r.errors}
+        if self.options.keep_unsent:  # --upload: files retention had to delete unsent
+            stats["deleted_unsent_files"] = r.deleted_unsent
+        return stats
 
     def files(self):
         r = self._rotating
@@ -260,7 +262,8 @@ def record_options(args):
     for path in paths:
         options = RecordOptions(path, rotate_size=args.rotate_size,
                                 rotate_time=args.rotate_time, keep_files=args.keep_files,
-                                keep_size=args.keep_size, flag=flag)
+                                keep_size=args.keep_size, flag=flag,
+                                keep_unsent=bool(getattr(args, "upload", None)))
         check_record_options(options)  # a UsageError naming the flag
         result.append(options)
     return result

@@ -14,8 +14,9 @@ def consumers():
     from .recorder import Recorder
     from .socketcand import SocketcandServer
     from .gvret import GvretServer
+    from .upload import UploadSink
 
-    return (FramePrinter, SocketcandServer, Recorder, MqttSink, GvretServer)
+    return (FramePrinter, SocketcandServer, Recorder, MqttSink, GvretServer, UploadSink)
 
 
 def add_arguments(parser):

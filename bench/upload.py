@@ -1,0 +1,160 @@
+"""Uploading recordings to a local S3 API (moto's server, started here on a loopback port).
+
+    python -m bench.upload [--smoke]
+
+Reported, in one run:
+
+- `cancorder upload DIR URL` of a folder of candump files (FILES files of FILE_MB MB each, and
+  one of 40 MB: multipart): MB/s from the command's start to its end, and its CPU-seconds per
+  uploaded MB (the process's utime + stime over the whole run, start-up included);
+- the reference: boto3's own managed transfer (`upload_file`, what `aws s3 cp` does) of the
+  same files, in this process: MB/s and CPU-seconds per MB (this process's CPU over the
+  transfer);
+- recording + upload: `cancorder gen` at 30,000 frames/s for SECONDS s into 1 MB files with
+  --upload, beside the same without --upload: CPU-seconds of the process per second of
+  traffic, as a share of one core (the issue asks < 10 % for what the upload adds); every file
+  checked to be in the bucket.
+
+moto's server takes CPU of its own (not counted: it is another process); on a shared machine
+single runs vary, so each figure is the median of RUNS runs.
+"""
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.serve import process_cpu  # noqa: E402
+from tests.helpers import cancorder_env, free_port  # noqa: E402
+from tests.upload.s3 import MotoServer, s3_env  # noqa: E402
+from tests.upload.test_upload import candump_file  # noqa: E402
+
+SMOKE = "--smoke" in sys.argv
+FILES, FILE_MB = (2, 1) if SMOKE else (20, 4)
+BIG_FRAMES = 30_000 if SMOKE else 900_000  # about 40 MB of candump text
+RATE = 30_000
+SECONDS = 3 if SMOKE else 20
+RUNS = 1 if SMOKE else 3
+
+
+def make_folder(folder):
+    os.makedirs(folder, exist_ok=True)
+    frames = FILE_MB * (1 << 20) // 46
+    for n in range(FILES):
+        candump_file(os.path.join(folder, f"r-{n + 1}.log"), frames, n * frames)
+    candump_file(os.path.join(folder, "big-1.log"), BIG_FRAMES)
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+
+
+def self_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_command(server, folder, prefix):
+    env = cancorder_env(**s3_env())
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "cancorder", "upload", folder,
+                             f"s3://bench/{prefix}", "--upload-endpoint", server.endpoint],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    cpu = 0.0
+    while proc.poll() is None:  # the CPU of the process read while it is there
+        try:
+            cpu = process_cpu(proc.pid)
+        except OSError:
+            break
+        time.sleep(0.05)
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        raise SystemExit(f"cancorder upload failed: {err}")
+    return time.monotonic() - start, cpu
+
+
+def run_boto3(server, folder, prefix):
+    client = server.client()
+    names = sorted(os.listdir(folder))
+    before, start = self_cpu(), time.monotonic()
+    for name in names:
+        if name.startswith("."):
+            continue
+        client.upload_file(os.path.join(folder, name), "bench", f"{prefix}/{name}")
+    return time.monotonic() - start, self_cpu() - before
+
+
+def record(server, tmp, upload):
+    folder = os.path.join(tmp, f"rec-{upload}-{time.monotonic_ns()}")
+    args = [sys.executable, "-m", "cancorder", "gen", "-r", str(RATE), "-n",
+            str(RATE * SECONDS), "--async", "--data-mode", "sequence", "--no-zeroconf",
+            "-p", str(free_port()), "--record", os.path.join(folder, "r-{n}.log"),
+            "--rotate-size", "1M"]
+    if upload:
+        args += ["--upload", f"s3://bench/{os.path.basename(folder)}", "--upload-endpoint",
+                 server.endpoint]
+    proc = subprocess.Popen(args, env=cancorder_env(**s3_env()), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    cpu = 0.0
+    while proc.poll() is None:
+        try:
+            cpu = process_cpu(proc.pid)
+        except OSError:
+            break
+        time.sleep(0.05)
+    if proc.wait() != 0:
+        raise SystemExit("cancorder gen failed")
+    if upload:
+        files = [n for n in os.listdir(folder) if n.endswith(".log")]
+        keys = server.client().list_objects_v2(Bucket="bench",
+                                               Prefix=os.path.basename(folder) + "/")
+        if keys.get("KeyCount", 0) != len(files):
+            raise SystemExit(f"{len(files)} files recorded, {keys.get('KeyCount')} uploaded")
+    return cpu / SECONDS
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="bench-upload-")
+    server = MotoServer()
+    try:
+        server.client().create_bucket(Bucket="bench")
+        folder = os.path.join(tmp, "files")
+        size = make_folder(folder)
+        mb = size / 1e6
+        command, boto = [], []
+        for run in range(RUNS):
+            for mark in [n for n in os.listdir(folder) if n.startswith(".")]:
+                os.remove(os.path.join(folder, mark))  # sent again: the same work each run
+            seconds, cpu = run_command(server, folder, f"cmd{run}")
+            command.append((mb / seconds, cpu / mb))
+            seconds, cpu = run_boto3(server, folder, f"boto{run}")
+            boto.append((mb / seconds, cpu / mb))
+        plain = [record(server, tmp, False) for _ in range(RUNS)]
+        uploading = [record(server, tmp, True) for _ in range(RUNS)]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def median(rows, i):
+        return statistics.median(row[i] for row in rows)
+
+    print(f"{FILES} files of {FILE_MB} MB and one of {BIG_FRAMES * 46 / 1e6:.0f} MB "
+          f"({mb:.0f} MB) to moto on 127.0.0.1, median of {RUNS}:")
+    print("| what | MB/s | CPU-s per MB |")
+    print("|---|---:|---:|")
+    print(f"| cancorder upload (start-up included) | {median(command, 0):.1f} | "
+          f"{median(command, 1):.4f} |")
+    print(f"| boto3 upload_file (aws s3 cp's transfer) | {median(boto, 0):.1f} | "
+          f"{median(boto, 1):.4f} |")
+    print(f"gen at {RATE:,} frames/s for {SECONDS} s into 1 MB files, CPU share of one core: "
+          f"recording {statistics.median(plain):.1%}, recording + upload "
+          f"{statistics.median(uploading):.1%} (the upload adds "
+          f"{statistics.median(uploading) - statistics.median(plain):.1%})")
+
+
+if __name__ == "__main__":
+    main()
