@@ -18,6 +18,7 @@ Reported, in one run:
 moto's server takes CPU of its own (not counted: it is another process); on a shared machine
 single runs vary, so each figure is the median of RUNS runs.
 """
+import argparse
 import os
 import resource
 import shutil
@@ -30,6 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import _load  # noqa: E402
 from bench.serve import process_cpu  # noqa: E402
 from tests.helpers import cancorder_env, free_port  # noqa: E402
 from tests.upload.s3 import MotoServer, s3_env  # noqa: E402
@@ -118,6 +120,11 @@ def record(server, tmp, upload):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a few MB: a check, not figures")
+    _load.add_arguments(parser)
+    args = parser.parse_args()
+    watch = _load.start("bench.upload", args)
     tmp = tempfile.mkdtemp(prefix="bench-upload-")
     server = MotoServer()
     try:
@@ -154,6 +161,11 @@ def main():
           f"recording {statistics.median(plain):.1%}, recording + upload "
           f"{statistics.median(uploading):.1%} (the upload adds "
           f"{statistics.median(uploading) - statistics.median(plain):.1%})")
+    _load.finish(watch, None if args.smoke else {
+        "upload_mb_per_s": median(command, 0), "upload_cpu_s_per_mb": median(command, 1),
+        "boto3_mb_per_s": median(boto, 0), "boto3_cpu_s_per_mb": median(boto, 1),
+        "recording_cpu": statistics.median(plain),
+        "recording_and_upload_cpu": statistics.median(uploading)})
 
 
 if __name__ == "__main__":

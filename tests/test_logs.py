@@ -76,7 +76,7 @@ def test_the_totals_line_carries_its_figures_as_fields(cancorder_process, slcan_
     fields = totals["fields"]
     assert fields["frames"] == {"in": 6, "out": 5, "remote": 0, "error": 0, "invalid": 0,
                                 "garbage": 1, "filtered": 0, "overruns": 0, "bus_errors": 0,
-                                "dropped": 0}
+                                "restarts": 0, "dropped": 0}
     assert fields["clients_served"] == 1 and fields["clients_dropped_lag"] == 0
     assert fields["clients_refused"] == 0
     assert fields["bytes_sent"] == len(client.raw) == 5 * 14 + sum(range(5))

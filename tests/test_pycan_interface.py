@@ -53,13 +53,21 @@ def _queued(local_port, remote_port):
     return total
 
 
+def _interruptible():
+    """In the child: SIGINT as a terminal gives it. A suite started in the background of a
+    shell (``make test &``) has SIGINT ignored, the children inherit that, and Python then
+    never turns SIGINT into KeyboardInterrupt, which is how can.logger stops."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_can_logger_writes_every_frame(cancorder_process, slcan_emulator, plugin_env,
                                        tmp_path):
     proc, port, _ = serve(cancorder_process, slcan_emulator)
     out = tmp_path / "python-can.log"
     logger = subprocess.Popen([sys.executable, "-m", "can.logger", "-i", "cancorder", "-c",
                                f"127.0.0.1:{port}", "-f", str(out)], env=plugin_env, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=_interruptible)
     try:
         logger_port = int(proc.wait_for(r"client 127\.0\.0\.1:(\d+) connected").group(1))
         observer = served_client(proc, port)  # sees the same broadcast, in the same flushes
