@@ -301,6 +301,26 @@ def test_socketcand_send_reaches_the_bus(socketcan_vm):
     served.stop()
 
 
+def test_cancorder_send_reaches_candump_classic_and_fd(socketcan_vm):
+    """``cancorder send`` (cansend's syntax, through the logger's socketcand transmit) onto an
+    FD interface: candump sees each frame as sent, the CAN FD one with its FD length."""
+    vm = socketcan_vm
+    served = Served(vm, "--socketcand", "127.0.0.1:0", "--no-beacon", "--allow-transmit",
+                    channel="vcanfd0")
+    scd = served.proc.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1)
+    dump = vm.start(["candump", "-L", "-n", "3", "vcanfd0"])
+    vm.run(["sleep", "1"])
+    vm.run([PY, "-m", "cancorder", "send", f"127.0.0.1:{scd}", "123#CAFE01",
+            "1ABCDE02#0001020304050607", "7E0##0" + bytes(range(12)).hex()],
+           env={"PYTHONPATH": ROOT}, timeout=120)
+    assert dump.wait(60) == 0
+    frames = [frame[2:] for frame in parse_candump(dump.stdout)]
+    assert frames == [(0x123, 0, bytes.fromhex("CAFE01")),
+                      (0x1ABCDE02, wire.FLAG_EXT, bytes(range(8))),
+                      (0x7E0, wire.FLAG_FD, bytes(range(12)))]
+    served.stop()
+
+
 def test_python_can_backend_still_serves(socketcan_vm):
     """--opt backend=python-can reads through python-can's socketcan bus, as before."""
     vm = socketcan_vm
