@@ -173,3 +173,30 @@ def test_damage_is_named_by_byte_after_the_frames_before_it(core, tmp_path):
     zipped = tmp_path / "z.pcapng.gz"
     zipped.write_bytes(gzip.compress(data))
     assert [f for _, f in read(zipped)[1]] == frames
+
+
+def test_scapy_reads_every_frame_as_recorded(core, tmp_path):
+    """A second reader nobody here wrote: scapy's CAN layers (link type 227, CAN FD from the
+    frame's FD flag) give every frame's id, flags, data and time as recorded."""
+    from scapy.all import load_layer, rdpcap
+
+    load_layer("can")
+    from scapy.layers.can import CANFD
+
+    frames = mixed_frames()
+    path = tmp_path / "x.pcapng"
+    record(path, [(None, frames)])
+    got = []
+    for packet in rdpcap(str(path)):
+        flags = 0
+        if "extended" in packet.flags:
+            flags |= wire.FLAG_EXT
+        if isinstance(packet, CANFD):
+            flags |= wire.FLAG_FD
+            if "bit_rate_switch" in packet.fd_flags:
+                flags |= wire.FLAG_BRS
+            if "error_state_indicator" in packet.fd_flags:
+                flags |= wire.FLAG_ESI
+        got.append((round(packet.time * 1_000_000), packet.identifier, flags,
+                    bytes(packet.data)[:packet.length]))
+    assert got == frames
