@@ -38,8 +38,11 @@ GATHER = 0.001
 log = logging.getLogger("cancorder.source")
 #: seconds after opening without one reply or frame before saying the port may not be SLCAN
 NOT_SLCAN_AFTER = 5.0
-#: seconds an adapter that answers commands has to answer a transmit (z/Z, or BEL: refused)
-TRANSMIT_ANSWER_TIMEOUT = 0.5
+#: seconds an adapter that answers commands has to answer a transmit (z/Z, or BEL: refused).
+#: Waited once for an adapter that never answers transmits (then taken at its silence for good),
+#: so it is generous: at 0.5 s a loaded machine whose reader thread read a BEL late took an
+#: answering adapter for a silent one, and a refused frame for a sent one
+TRANSMIT_ANSWER_TIMEOUT = 2.0
 
 
 def _reads_plain_fd(port):

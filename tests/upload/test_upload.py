@@ -291,3 +291,21 @@ def test_retention_keeps_files_not_yet_uploaded(cancorder_process, s3_server, tm
     result = run_upload(str(tmp_path / "rec"), "s3://logs/car/gen", "--upload-endpoint",
                         s3_server.endpoint)
     assert result.returncode == 0 and f"uploaded {len(kept)} files" in result.stderr
+
+
+def test_a_backlog_older_than_max_age_makes_healthz_unhealthy(cancorder_process, s3_server,
+                                                             tmp_path):
+    """--upload-max-age alone (the store answers, but slowly: --upload-limit 2K): healthy while
+    nothing waits, 503 naming the backlog once a closed file has waited longer than 2 s."""
+    s3_server.client().create_bucket(Bucket="logs")
+    metrics_port = free_port()
+    proc = serve_gen(cancorder_process, tmp_path, s3_server.endpoint, 0, 5_000,
+                     "--upload-limit", "2K", "--upload-max-age", "2s",
+                     "--metrics", f"127.0.0.1:{metrics_port}")
+    assert wait_until(lambda: os.path.exists(tmp_path / "rec"), 30)
+    assert http_get(metrics_port, "/healthz")[0] == 200  # nothing closed, nothing waiting
+    assert wait_until(lambda: http_get(metrics_port, "/healthz")[0] == 503, 40), proc.log
+    status, body = http_get(metrics_port, "/healthz")
+    assert status == 503 and "waiting, the oldest for" in body, body
+    assert "no bucket" not in body  # the store answers: the age alone made it unhealthy
+    assert proc.terminate() == 0
