@@ -302,9 +302,17 @@ def test_a_backlog_older_than_max_age_makes_healthz_unhealthy(cancorder_process,
     proc = serve_gen(cancorder_process, tmp_path, s3_server.endpoint, 0, 5_000,
                      "--upload-limit", "2K", "--upload-max-age", "2s",
                      "--metrics", f"127.0.0.1:{metrics_port}")
-    assert wait_until(lambda: os.path.exists(tmp_path / "rec"), 30)
-    assert http_get(metrics_port, "/healthz")[0] == 200  # nothing closed, nothing waiting
-    assert wait_until(lambda: http_get(metrics_port, "/healthz")[0] == 503, 40), proc.log
+
+    def health():
+        try:
+            return http_get(metrics_port, "/healthz")[0]
+        except OSError:  # the metrics port is not up yet
+            return None
+
+    proc.wait_for(r"metrics on http", 30)
+    assert wait_until(lambda: health() is not None, 30)
+    assert health() == 200  # nothing closed, nothing waiting
+    assert wait_until(lambda: health() == 503, 40), proc.log
     status, body = http_get(metrics_port, "/healthz")
     assert status == 503 and "waiting, the oldest for" in body, body
     assert "no bucket" not in body  # the store answers: the age alone made it unhealthy
