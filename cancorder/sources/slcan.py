@@ -148,6 +148,7 @@ class SlcanSource(Source):
         self._answered = threading.Condition()
         self._answers_seen = 0
         self._answers_transmits = True  # until a transmit went unanswered
+        self._setup_answered_by = 0.0  # monotonic time the setup commands' answers are due
         self._seen_garbage = 0
         self._seen_bell = 0
         self._opened_at = None  # while nothing SLCAN was heard since opening
@@ -183,6 +184,7 @@ class SlcanSource(Source):
         self._poll = self._raw_fd = None
         self._last_read_ns = 0
         self._opened_at = time.monotonic()
+        self._setup_answered_by = self._opened_at + TRANSMIT_ANSWER_TIMEOUT
         self._answers_transmits = True
         try:
             fileno = port.fileno()
@@ -294,6 +296,7 @@ class SlcanSource(Source):
         line = frame_line(can_id, flags, bytes(data))
         parser = self.parser
         with self._write_lock:
+            self._wait_for_setup_answers(port)
             answers, refusals = parser.replies + parser.bell, parser.bell
             try:
                 port.write(line)
@@ -317,6 +320,18 @@ class SlcanSource(Source):
                 self._answers_transmits = False
                 log.info(f"{self.description}: the adapter does not answer transmits; frames "
                          "it refuses cannot be told from frames it sent")
+
+    def _wait_for_setup_answers(self, port):
+        """A transmit right after opening: the read thread may not have read the setup
+        commands' answers yet, and without them this adapter would be taken for a silent one
+        (its refusal for a sent frame). Wait for them, at most until they are due."""
+        parser = self.parser
+        with self._answered:
+            while parser.replies + parser.bell < len(self.setup):
+                left = self._setup_answered_by - time.monotonic()
+                if left <= 0 or self.port is not port:
+                    break
+                self._answered.wait(left)
 
     def close(self):
         port, self.port = self.port, None
