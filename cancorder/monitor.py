@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from ._fast import wire
+from ._fast import idcount, wire
 from .errors import UsageError
 
 FLAG_EXT = wire.FLAG_EXT
@@ -32,8 +32,6 @@ CHANGED_FOR = 1.0  # a byte that changed within this many seconds is highlighted
 ADD_CHUNK = 4096  # frames counted per hold of the lock
 STALE_AFTER = 2.0  # a row not seen for this long (and 3 of its periods) is dimmed
 SORTS = ("id", "rate", "last change")
-_EXT_BIT = 1 << 32  # in a row key: 29-bit ids sort after 11-bit ones
-_NEVER = float("-inf")
 
 KEYS_HELP = "q quit  p pause  s sort  c clear  / filter  ↑↓ PgUp PgDn Home End scroll"
 
@@ -51,31 +49,6 @@ def require_terminal(stdin=None, stdout=None):
             raise UsageError(f"--monitor is a full-screen view and needs a terminal, but the "
                              f"{name} is not one: use --stats (a table that also works in a "
                              "pipe) or --format json")
-
-
-class Row:
-    """One id on one channel. ``diff`` collects the bits that changed since the last refresh
-    (byte i is bits 8i..8i+7); at a refresh they become per-byte change times."""
-
-    __slots__ = ("key", "channel", "can_id", "flags", "data", "count", "last_us", "sum_period",
-                 "sum_period2", "seen", "changed", "diff", "changed_at", "counted", "rate")
-
-    def __init__(self, key, channel, can_id, flags, data, micros, now):
-        self.key = (_channel_order(channel), key)  # the id order: channel, then 11/29-bit id
-        self.channel = channel
-        self.can_id = can_id
-        self.flags = flags
-        self.data = data
-        self.count = 1
-        self.last_us = micros
-        self.sum_period = 0  # microseconds between frames, summed (mean period)
-        self.sum_period2 = 0  # their squares (jitter: the standard deviation)
-        self.seen = now  # monotonic time of the last frame
-        self.changed = now  # ... of the last change of the data
-        self.diff = 0
-        self.changed_at = [_NEVER] * len(data)  # per byte: when it last changed
-        self.counted = 0  # count at the last rate update
-        self.rate = 0.0
 
 
 class View:
@@ -107,6 +80,10 @@ class View:
 
     def ident(self):
         return _ident(self)
+
+
+def _limit(max_rows):
+    return -1 if max_rows is None else max_rows  # idcount's "no limit"
 
 
 def _ident(row):
@@ -180,37 +157,30 @@ class Monitor:
 
     def _add(self, frames, channel, now):
         with self._lock:
-            rows = self._tables.get(channel)
-            if rows is None:
-                rows = self._tables[channel] = {}
-            for micros, can_id, flags, data in frames:
-                key = can_id | _EXT_BIT if flags & FLAG_EXT else can_id
-                row = rows.get(key)
-                if row is None:
-                    if self.max_rows is not None and len(rows) >= self.max_rows:
-                        self.unlisted += 1
-                        continue
-                    rows[key] = Row(key, channel, can_id, flags, data, micros, now)
-                    continue
-                period = micros - row.last_us
-                row.sum_period += period
-                row.sum_period2 += period * period
-                row.last_us = micros
-                row.count += 1
-                row.seen = now
-                if data != row.data:
-                    old = row.data
-                    if len(old) == len(data):
-                        row.diff |= (int.from_bytes(data, "little")
-                                     ^ int.from_bytes(old, "little"))
-                    else:  # a new length: every byte counts as changed
-                        row.diff = -1
-                    row.data = data
-                    row.changed = now
-                row.flags = flags
+            rows = self._rows(channel)
+            self.unlisted += idcount.count_frames(rows, frames, _channel_order(channel), channel,
+                                                  now, _limit(self.max_rows))
             self.total += len(frames)
             if self.reassembler is not None:
                 self._add_messages(self.reassembler.feed(frames))
+
+    def add_records(self, records, channel=None, keep_last=0):
+        """Count wire records (whole ones) without decoding them: the web page's live feed.
+        Returns where the last ``keep_last`` records start (its trace decodes only those)."""
+        now = self.clock()
+        with self._lock:
+            rows = self._rows(channel)
+            frames, unlisted, tail = idcount.count_records(
+                rows, records, _channel_order(channel), channel, now, _limit(self.max_rows), keep_last)
+            self.unlisted += unlisted
+            self.total += frames
+        return tail
+
+    def _rows(self, channel):
+        rows = self._tables.get(channel)
+        if rows is None:
+            rows = self._tables[channel] = {}
+        return rows
 
     def _add_messages(self, items):
         from .reassembly import Message
@@ -405,16 +375,16 @@ class Monitor:
 
     @staticmethod
     def _stamp_row(row, now):
-        diff, row.diff = row.diff, 0
+        diff, row.diff = row.diff, 0  # bit i: byte i changed
         changed_at = row.changed_at
-        if diff < 0 or len(changed_at) != len(row.data):  # a new length: all bytes are new
+        if len(changed_at) != len(row.data):  # a new length: all bytes are new
             row.changed_at = [now] * len(row.data)
             return
         index = 0
-        while diff:
-            if diff & 0xFF:
+        while diff and index < len(changed_at):
+            if diff & 1:
                 changed_at[index] = now
-            diff >>= 8
+            diff >>= 1
             index += 1
 
     def redraw(self, now=None):
