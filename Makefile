@@ -64,11 +64,13 @@ run: dev
 # others, so the second core is not idle for the guest's minutes; its output follows the
 # first's (from a file: interleaved progress lines would be unreadable).
 TEST_WORKERS ?= 4
+# the slowest tests of each pass, listed at its end: where the suite's minutes go (issue 23)
+TEST_DURATIONS ?= --durations=15 --durations-min=5
 VM_PASS_LOG ?= .vm-tests.log
 define run_suite
-$(1) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m 'not exe and not serial' $(PYTEST_ARGS); a=$$?; \
-$(1) -m pytest -q -p no:xdist -m 'serial and vm and not exe' $(PYTEST_ARGS) > $(VM_PASS_LOG) 2>&1 & v=$$!; \
-$(1) -m pytest -q -p no:xdist -m 'serial and not vm and not exe' $(PYTEST_ARGS); b=$$?; \
+$(1) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m 'not exe and not serial' $(TEST_DURATIONS) $(PYTEST_ARGS); a=$$?; \
+$(1) -m pytest -q -p no:xdist -m 'serial and vm and not exe' $(TEST_DURATIONS) $(PYTEST_ARGS) > $(VM_PASS_LOG) 2>&1 & v=$$!; \
+$(1) -m pytest -q -p no:xdist -m 'serial and not vm and not exe' $(TEST_DURATIONS) $(PYTEST_ARGS); b=$$?; \
 	wait $$v; c=$$?; echo "--- the VM's tests (beside the serial pass):"; cat $(VM_PASS_LOG); \
 	[ $$a -ne 5 ] || a=0; [ $$b -ne 5 ] || b=0; [ $$c -ne 5 ] || c=0; \
 	exit $$(( a ? a : b ? b : c ))
