@@ -71,9 +71,11 @@ def s3_env(**extra):
 
 
 def run_upload(*args, timeout=60, env=None):
-    """``cancorder upload ARGS`` to its end (credentials from s3_env, or ``env``)."""
+    """``cancorder upload ARGS`` to its end (credentials from s3_env, or ``env``: a variable
+    set to None there is removed)."""
+    env = cancorder_env(**(s3_env() if env is None else env))
     return subprocess.run([sys.executable, "-m", "cancorder", "upload", *args],
-                          env=cancorder_env(**(s3_env() if env is None else env)),
+                          env={k: v for k, v in env.items() if v is not None},
                           capture_output=True, text=True, timeout=timeout)
 
 

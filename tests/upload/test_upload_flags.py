@@ -126,8 +126,8 @@ def test_upload_profile_takes_the_profiles_keys_and_never_prints_them(tmp_path):
                                f"[other]\naws_access_key_id = AKIAOTHER0000000000\n"
                                f"aws_secret_access_key = {SECRET}\n")
         env = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": os.devnull,
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "",
-               "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": ""}
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": None,
+               "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None}
         folder = tmp_path / "d"
         folder.mkdir()
         candump_file(folder / "a.log", 1000)
