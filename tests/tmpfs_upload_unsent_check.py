@@ -19,7 +19,8 @@ def main(folder, endpoint, frames, rate, rotate_size):
     done = subprocess.run(
         [sys.executable, "-m", "cancorder", "gen", "-r", rate, "-n", frames,
          "--data-mode", "sequence", "--id", "0x123", "--seed", "1", "--async", "--no-zeroconf",
-         "--bind", "127.0.0.1", "-p", str(free_port()), "--stats", "--record", os.path.join(folder, "r-{n}.log"),
+         "--bind", "127.0.0.1", "-p", str(free_port()), "--stats",
+         "--record", os.path.join(folder, "r-{n}.log"),
          "--rotate-size", rotate_size, "--keep-files", "2",
          "--upload", "s3://logs/car", "--upload-endpoint", endpoint],
         env=cancorder_env(**s3_env()), capture_output=True, text=True, timeout=60)
