@@ -183,3 +183,32 @@ def test_upload_keys_in_a_config_file_send_the_recording(s3_server, tmp_path):
     (tmp_path / "got.log").write_bytes(objects["cfg/vcan0/r-1.log"])
     assert frames_of(tmp_path / "got.log") == frames_of(tmp_path / "v.log")
     assert not (tmp_path / "rec" / "r-1.log").exists()  # upload_delete = true was read too
+
+
+def test_upload_keys_in_a_config_file_are_checked_with_the_file_and_bus(tmp_path):
+    """serve --config --check: the upload keys resolved like the flags; a mistake in them is
+    one line naming the file, the bus and the key's flag (exit 2), before anything runs."""
+    (tmp_path / "v.log").write_text("(1700000000.000000) vcan0 123#00\n")
+    bus = (f'[[bus]]\nname = "car"\nsource = "replay"\nfiles = ["{tmp_path}/v.log"]\n'
+           f'record = ["{tmp_path}/rec/r-{{n}}.log"]\n')
+    cases = {
+        'upload = "s3://logs/{channel}"\nupload_limit = "200K"\nupload_delete = true\n':
+            (0, 'upload = "s3://logs/{channel}"\n'),
+        'upload_endpoint = "http://127.0.0.1:9"\n':
+            (2, "--upload-endpoint applies to an upload: add --upload URL"),
+        f'upload = "s3://logs/x"\nupload_ca = "{tmp_path}/none.pem"\n':
+            (2, f"--upload-ca {tmp_path}/none.pem: cannot read it"),
+        'upload = "http://logs/x"\n': (2, "--upload http://logs/x: give s3://BUCKET/PREFIX"),
+    }
+    for keys, (code, expected) in cases.items():
+        (tmp_path / "c.toml").write_text(bus + keys)
+        done = subprocess.run([sys.executable, "-m", "cancorder", "serve", "--config",
+                               str(tmp_path / "c.toml"), "--check"], capture_output=True,
+                              text=True, env=cancorder_env(), timeout=60)
+        assert done.returncode == code, (keys, done.stderr)
+        if code:
+            lines = done.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith(
+                f'error: config {tmp_path}/c.toml, bus "car": {expected}'), lines
+        else:
+            assert expected in done.stdout and "upload_limit = 204800" in done.stdout
