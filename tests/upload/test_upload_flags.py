@@ -53,6 +53,29 @@ def test_a_store_whose_etag_is_no_md5_confirms_by_the_sha256_checksum(s3_server,
     assert again.returncode == 0 and "uploaded 0 files" in again.stderr, again.stderr
 
 
+def test_an_interrupted_upload_begun_without_the_checksum_is_begun_again(s3_server, tmp_path):
+    """A multipart upload of the key left by an earlier version (no checksum algorithm: its
+    parts cannot take one) is aborted, not resumed: the file goes whole, with its SHA-256."""
+    client = s3_server.client()
+    client.create_bucket(Bucket="logs")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    candump_file(folder / "big.log", 200_000)
+    data = (folder / "big.log").read_bytes()
+    upload_id = client.create_multipart_upload(Bucket="logs", Key="m/big.log")["UploadId"]
+    client.upload_part(Bucket="logs", Key="m/big.log", UploadId=upload_id, PartNumber=1,
+                       Body=data[:8 << 20])
+    result = run_upload(str(folder), "s3://logs/m", "--upload-endpoint", s3_server.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert "uploaded 1 file " in result.stderr and "resumed" not in result.stderr
+    assert s3_server.objects("logs") == {"m/big.log": data}
+    assert not client.list_multipart_uploads(Bucket="logs").get("Uploads")
+    head = client.head_object(Bucket="logs", Key="m/big.log", ChecksumMode="ENABLED")
+    assert head.get("ChecksumSHA256")
+    with open(mark_path(str(folder / "big.log"))) as file:
+        assert json.load(file)["confirmed_by"] == "checksum"
+
+
 # ---- --upload-ca ----
 
 def test_upload_ca_trusts_a_private_ca_and_without_it_one_line(tmp_path):
