@@ -85,6 +85,10 @@ def _b64(digest):
     return base64.b64encode(digest).decode()
 
 
+def _etag(answer):
+    return answer.get("ETag", "").strip('"')
+
+
 @dataclasses.dataclass
 class Expected:
     """What the store must say of an object (or a part) sent whole: its ETag when that is
@@ -102,14 +106,13 @@ class Expected:
             # a composite checksum comes with -N from AWS, without it from some stores
             bare = self.checksum.split("-")[0]
             return "checksum" if stored in (self.checksum, bare) else None
-        if answer.get("ETag", "").strip('"') == self.etag:
+        if _etag(answer) == self.etag:
             return "etag"
         return None
 
     def found(self, answer):
         stored = answer.get(f"Checksum{CHECKSUM}")
-        return (f"SHA-256 {stored}" if stored else
-                f"ETag {answer.get('ETag', '').strip(chr(34))}")
+        return f"SHA-256 {stored}" if stored else f"ETag {_etag(answer)}"
 
     def __str__(self):
         return f"SHA-256 {self.checksum}, ETag {self.etag}"
@@ -285,7 +288,7 @@ class Uploader:
                 digest, checksum = _md5(data), _sha256(data)
                 client.put_object(Bucket=bucket, Key=key, Body=self._body(data),
                                   ContentLength=len(data),
-                                  ContentMD5=base64.b64encode(digest.digest()).decode(),
+                                  ContentMD5=_b64(digest.digest()),
                                   ChecksumAlgorithm=CHECKSUM,
                                   ChecksumSHA256=_b64(checksum.digest()))
                 self.sent_bytes += len(data)
@@ -293,13 +296,12 @@ class Uploader:
             else:
                 expected = self._multipart(client, bucket, key, file, size)
         head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        etag = head.get("ETag", "").strip('"')
         proof = expected.confirmed_by(head)
         if head.get("ContentLength") != size or proof is None:
             raise UploadMismatch(f"{self.target.where}/{key} holds {head.get('ContentLength')} "
                                  f"bytes ({expected.found(head)}), not {path} whole ({size} "
                                  f"bytes, {expected})")
-        marks.write_mark(path, size=size, key=key, etag=etag, confirmed_by=proof,
+        marks.write_mark(path, size=size, key=key, etag=_etag(head), confirmed_by=proof,
                          **self.target.identity())
         self.files += 1
         self.bytes += size
@@ -327,16 +329,16 @@ class Uploader:
             digests.append(digest.digest())
             checksums.append(checksum.digest())
             part = Expected(digest.hexdigest(), _b64(checksum.digest()))
-            stored_size, stored = have.get(number, (None, {}))
-            if stored_size == len(data) and part.confirmed_by(stored):
+            stored = have.get(number, {})
+            if stored.get("Size") == len(data) and part.confirmed_by(stored):
                 self.resumed_parts += 1
                 answer = stored
             else:
                 answer = client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
                     Body=self._body(data), ContentLength=len(data),
-                    ContentMD5=base64.b64encode(digest.digest()).decode(),
-                    ChecksumAlgorithm=CHECKSUM, ChecksumSHA256=part.checksum)
+                    ContentMD5=_b64(digest.digest()), ChecksumAlgorithm=CHECKSUM,
+                    ChecksumSHA256=part.checksum)
                 self.sent_bytes += len(data)
                 if part.confirmed_by(answer) is None:
                     raise UploadMismatch(f"{self.target.where}/{key}: part {number} arrived "
@@ -351,8 +353,8 @@ class Uploader:
                         _b64(_sha256(b"".join(checksums)).digest()) + count)
 
     def _interrupted(self, client, bucket, key):
-        """The newest unfinished multipart upload of ``key`` and its parts {number: (size,
-        the store's answer for it)}; older ones are aborted (each holds storage), and so is
+        """The newest unfinished multipart upload of ``key`` and its parts {number: the
+        store's list_parts entry (Size, ETag, its checksum if kept)}; older ones are aborted (each holds storage), and so is
         one begun without the SHA-256 checksum (by an older version: its parts could not
         take one)."""
         answer = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
@@ -369,7 +371,7 @@ class Uploader:
         for page in client.get_paginator("list_parts").paginate(
                 Bucket=bucket, Key=key, UploadId=upload_id):
             for part in page.get("Parts", []):
-                have[part["PartNumber"]] = (part["Size"], part)
+                have[part["PartNumber"]] = part
         return upload_id, have
 
     def _body(self, data):
