@@ -133,7 +133,24 @@ def target_from_args(args, url, flag="--upload"):
         scheme = urllib.parse.urlsplit(endpoint).scheme
         if scheme not in ("http", "https"):
             raise UsageError(f"--upload-endpoint {endpoint}: give http(s)://HOST[:PORT]")
+    if args.upload_ca:
+        _check_ca(args.upload_ca)
     return Target(parsed.netloc, prefix, endpoint, args.upload_ca, args.upload_profile)
+
+
+def _check_ca(path):
+    """A UsageError now if ``path`` holds no CA certificate (else every request would fail
+    with a TLS error that tells to give the CA)."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        raise UsageError(f"--upload-ca {path}: no PEM certificate in it (give the CA that "
+                         "signed the store's certificate, in PEM)") from None
+    except OSError as exc:
+        raise UsageError(f"--upload-ca {path}: cannot read it ({exc.strerror or exc})") \
+            from None
 
 
 def describe_failure(exc, target):
@@ -159,6 +176,9 @@ def describe_failure(exc, target):
             return True, f"{target.where} refused: {code}: {error.get('Message', '')}"
         return False, f"{target.where} answered {code or status}: {error.get('Message', '')}"
     if isinstance(exc, botocore.exceptions.SSLError):
+        if target.ca:
+            return True, (f"{target.where}: TLS failed ({exc}); is --upload-ca {target.ca} "
+                          "the CA that signed the store's certificate?")
         return True, (f"{target.where}: TLS failed ({exc}); give the store's CA with "
                       "--upload-ca")
     if isinstance(exc, UploadMismatch):

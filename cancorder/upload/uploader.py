@@ -4,12 +4,14 @@ The folder is the queue: each round asks ``pending()`` for the closed files (nev
 and sends those without a confirmation mark (``logfiles.marks``). A file up to PART_SIZE goes in
 one PUT, a larger one as a multipart upload; a multipart upload a stop or a crash interrupted is
 found again on the store (same key) and only its missing parts are sent. Each request carries
-Content-MD5, so the store checks every body on arrival; after the last one, the object's size
-and ETag (the store's MD5, or MD5 of the parts' MD5s for multipart) are compared with the file:
-only then is the mark written (and, with ``delete``, the file removed). The key is fixed by the
-file, so a repeat overwrites the same object.
+Content-MD5 and a SHA-256 checksum (S3's additional checksums), so the store checks every body
+on arrival; after the last one, the object's size and its SHA-256 (where the store keeps it:
+AWS, whatever the encryption) or else its ETag (the store's MD5, or MD5 of the parts' MD5s for
+multipart) are compared with the file: only then is the mark written (and, with ``delete``,
+the file removed). The key is fixed by the file, so a repeat overwrites the same object.
 """
 import base64
+import dataclasses
 import hashlib
 import io
 import os
@@ -26,6 +28,9 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 10.0  # offline: how often the store is tried again at most
 REFUSED_RETRY = 60.0  # a refused login or bucket: tried again this often (it may be fixed)
 CHUNK = 16 << 10  # the rate limit takes the body in pieces this size
+# the checksum every request carries and the store keeps (S3's additional checksums): it
+# confirms an object whose ETag is no MD5 (SSE-KMS, SSE-C on AWS)
+CHECKSUM = "SHA256"
 
 
 class RateLimit:
@@ -70,6 +75,47 @@ class _Body(io.BytesIO):
 
 def _md5(data):
     return hashlib.md5(data, usedforsecurity=False)
+
+
+def _sha256(data):
+    return hashlib.sha256(data)
+
+
+def _b64(digest):
+    return base64.b64encode(digest).decode()
+
+
+def _etag(answer):
+    return answer.get("ETag", "").strip('"')
+
+
+@dataclasses.dataclass
+class Expected:
+    """What the store must say of an object (or a part) sent whole: its ETag when that is
+    the MD5 (for multipart, the MD5 of the parts' MD5s, then -N), and its SHA-256 checksum
+    (base64; for multipart, of the parts' checksums, then -N)."""
+    etag: str
+    checksum: str
+
+    def confirmed_by(self, answer):
+        """How ``answer`` (head_object's, upload_part's, a list_parts entry) confirms it:
+        "checksum" where the store keeps the SHA-256 (AWS, whatever the encryption; a store
+        whose ETag is no MD5), else "etag" (a store without checksums); None if it does not."""
+        stored = answer.get(f"Checksum{CHECKSUM}")
+        if stored:
+            # a composite checksum comes with -N from AWS, without it from some stores
+            bare = self.checksum.split("-")[0]
+            return "checksum" if stored in (self.checksum, bare) else None
+        if _etag(answer) == self.etag:
+            return "etag"
+        return None
+
+    def found(self, answer):
+        stored = answer.get(f"Checksum{CHECKSUM}")
+        return f"SHA-256 {stored}" if stored else f"ETag {_etag(answer)}"
+
+    def __str__(self):
+        return f"SHA-256 {self.checksum}, ETag {self.etag}"
 
 
 class Uploader:
@@ -239,20 +285,24 @@ class Uploader:
         with open(path, "rb") as file:
             if size <= self.part_size:
                 data = file.read()
-                digest = _md5(data)
+                digest, checksum = _md5(data), _sha256(data)
                 client.put_object(Bucket=bucket, Key=key, Body=self._body(data),
                                   ContentLength=len(data),
-                                  ContentMD5=base64.b64encode(digest.digest()).decode())
+                                  ContentMD5=_b64(digest.digest()),
+                                  ChecksumAlgorithm=CHECKSUM,
+                                  ChecksumSHA256=_b64(checksum.digest()))
                 self.sent_bytes += len(data)
-                expected = digest.hexdigest()
+                expected = Expected(digest.hexdigest(), _b64(checksum.digest()))
             else:
                 expected = self._multipart(client, bucket, key, file, size)
-        head = client.head_object(Bucket=bucket, Key=key)
-        etag = head.get("ETag", "").strip('"')
-        if head.get("ContentLength") != size or etag != expected:
+        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        proof = expected.confirmed_by(head)
+        if head.get("ContentLength") != size or proof is None:
             raise UploadMismatch(f"{self.target.where}/{key} holds {head.get('ContentLength')} "
-                            f"bytes (ETag {etag}), not {path} whole ({size} bytes, {expected})")
-        marks.write_mark(path, size=size, key=key, etag=etag, **self.target.identity())
+                                 f"bytes ({expected.found(head)}), not {path} whole ({size} "
+                                 f"bytes, {expected})")
+        marks.write_mark(path, size=size, key=key, etag=_etag(head), confirmed_by=proof,
+                         **self.target.identity())
         self.files += 1
         self.bytes += size
         self.last_success = time.time()
@@ -264,51 +314,64 @@ class Uploader:
 
     def _multipart(self, client, bucket, key, file, size):
         """Send ``file`` in parts (those already on the store from an interrupted upload of
-        the same key are kept); the ETag the whole must have."""
+        the same key are kept); what the whole must be (Expected)."""
         upload_id, have = self._interrupted(client, bucket, key)
         if upload_id is None:
-            upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        parts, digests, number = [], [], 0
+            upload_id = client.create_multipart_upload(
+                Bucket=bucket, Key=key, ChecksumAlgorithm=CHECKSUM)["UploadId"]
+        parts, digests, checksums, number = [], [], [], 0
         while True:
             data = file.read(self.part_size)
             if not data:
                 break
             number += 1
-            digest = _md5(data)
+            digest, checksum = _md5(data), _sha256(data)
             digests.append(digest.digest())
-            etag = digest.hexdigest()
-            if have.get(number) == (len(data), etag):
+            checksums.append(checksum.digest())
+            part = Expected(digest.hexdigest(), _b64(checksum.digest()))
+            stored = have.get(number, {})
+            if stored.get("Size") == len(data) and part.confirmed_by(stored):
                 self.resumed_parts += 1
+                answer = stored
             else:
                 answer = client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
                     Body=self._body(data), ContentLength=len(data),
-                    ContentMD5=base64.b64encode(digest.digest()).decode())
+                    ContentMD5=_b64(digest.digest()), ChecksumAlgorithm=CHECKSUM,
+                    ChecksumSHA256=part.checksum)
                 self.sent_bytes += len(data)
-                if answer.get("ETag", "").strip('"') != etag:
+                if part.confirmed_by(answer) is None:
                     raise UploadMismatch(f"{self.target.where}/{key}: part {number} arrived "
-                                    "changed")
-            parts.append({"PartNumber": number, "ETag": f'"{etag}"'})
+                                         f"changed ({part.found(answer)}, not {part})")
+            # the store's own ETag of the part (with SSE-KMS it is no MD5)
+            parts.append({"PartNumber": number, "ETag": answer["ETag"],
+                          "ChecksumSHA256": part.checksum})
         client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                          MultipartUpload={"Parts": parts})
-        return f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+        count = f"-{len(digests)}"
+        return Expected(_md5(b"".join(digests)).hexdigest() + count,
+                        _b64(_sha256(b"".join(checksums)).digest()) + count)
 
     def _interrupted(self, client, bucket, key):
-        """The newest unfinished multipart upload of ``key`` and its parts {number: (size,
-        etag)}; older ones are aborted (each holds storage)."""
+        """The newest unfinished multipart upload of ``key`` and its parts {number: the
+        store's list_parts entry (Size, ETag, its checksum if kept)}; older ones are aborted (each holds storage), and so is
+        one begun without the SHA-256 checksum (by an older version: its parts could not
+        take one)."""
         answer = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
         uploads = sorted((u for u in answer.get("Uploads", []) if u["Key"] == key),
                          key=lambda u: u["Initiated"])
-        if not uploads:
-            return None, {}
+        if uploads and uploads[-1].get("ChecksumAlgorithm") != CHECKSUM:
+            uploads.append(None)  # a fresh one: every one found is aborted
         for old in uploads[:-1]:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=old["UploadId"])
+        if not uploads or uploads[-1] is None:
+            return None, {}
         upload_id = uploads[-1]["UploadId"]
         have = {}
         for page in client.get_paginator("list_parts").paginate(
                 Bucket=bucket, Key=key, UploadId=upload_id):
             for part in page.get("Parts", []):
-                have[part["PartNumber"]] = (part["Size"], part["ETag"].strip('"'))
+                have[part["PartNumber"]] = part
         return upload_id, have
 
     def _body(self, data):

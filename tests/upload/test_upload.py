@@ -15,13 +15,7 @@ import pytest
 from cancorder.logfiles.marks import mark_path
 from cancorder.logfiles.naming import PART
 from tests.helpers import cancorder_env, free_port, http_get, wait_until
-from tests.upload.s3 import SECRET, CuttableRelay, s3_env
-
-
-def run_upload(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "cancorder", "upload", *args],
-                          env=cancorder_env(**s3_env()), capture_output=True, text=True,
-                          timeout=timeout)
+from tests.upload.s3 import SECRET, CuttableRelay, candump_file, run_upload, s3_env
 
 
 def sequence_of(objects, tmp_path):
@@ -33,13 +27,6 @@ def sequence_of(objects, tmp_path):
         local.write_bytes(objects[key])
         numbers.extend(int.from_bytes(bytes(m.data), "big") for m in can.LogReader(str(local)))
     return numbers
-
-
-def candump_file(path, count, start=0):
-    """A candump .log of ``count`` frames numbered from ``start`` (payload: the number)."""
-    with open(path, "w") as file:
-        for n in range(start, start + count):
-            file.write(f"(1700000000.{n % 1000000:06d}) can0 123#{n:016X}\n")
 
 
 def serve_gen(cancorder_process, tmp_path, endpoint, count, rate, *extra):
