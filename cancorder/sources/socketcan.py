@@ -176,6 +176,13 @@ class SocketcanSource(Source):
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING_FLAGS)
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             sock.bind((self.channel,))
+            # bind on a down interface succeeds but leaves ENETDOWN pending on the socket, and
+            # the first read reports it even when the interface is up by then (a reopen while
+            # it comes back): that read would close a working socket and lose the frames of
+            # the next reopen's wait. Reading SO_ERROR clears it; the up check below comes
+            # after, so an interface still (or again) down is refused, and a later down sets
+            # a fresh error the reader sees.
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             details = ip_link_details(self.channel).get(self.channel, {})
             up = self._is_up(details)
             if not up:
