@@ -284,7 +284,8 @@ def test_interface_up_during_the_reopen_loses_nothing(socketcan_vm):
     ids = [can_id for _, can_id, _, _ in records_of(client)]
     assert ids == [0x102] * 100, (len(ids), served.proc.stderr)
     assert_one_outage(served.proc.stderr)
-    served.stop()
+    figures = served.stop()
+    assert figures["in"] == 100 and figures.get("dropped", 0) == 0, figures
 
 
 def test_a_real_can_driver_its_bit_rate_and_its_frames(socketcan_vm):
