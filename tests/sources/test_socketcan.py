@@ -12,8 +12,6 @@ import re
 import shutil
 import sys
 
-import pytest
-
 from cancorder._fast import wire
 from tests.helpers import ROOT
 
