@@ -180,6 +180,11 @@ class SocketcanSource(Source):
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TIMESTAMPING_FLAGS)
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
             sock.bind((self.channel,))
+            # a bind to an interface that is down leaves ENETDOWN pending on the socket, to be
+            # reported by its first send or read even when the interface is up by then (a
+            # reopen right as it came back failed again at once): cleared here, the check
+            # below decides (a later down sets it again)
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             details = ip_link_details(self.channel).get(self.channel, {})
             up = self._is_up(details)
             if not up:

@@ -392,3 +392,43 @@ def test_gen_sending_batches_survives_the_interface_going_down(socketcan_vm):
     assert "socketcan channel vcandn is back; sending again" in gen.stderr
     assert re.search(r"sent 3,000 frames onto socketcan channel vcandn, 1 outage survived; "
                      r"stopped: --count reached", gen.stderr), gen.stderr
+
+
+OPEN_AS_IT_COMES_UP = """
+import sys, subprocess
+from cancorder._fast import wire
+from cancorder.sources import socketcan
+
+real = socketcan.ip_link_details
+
+def up_then_details(channel):  # the interface comes up between open's bind and its check
+    subprocess.run(["ip", "link", "set", channel, "up"], check=True)
+    return real(channel)
+
+socketcan.ip_link_details = up_then_details
+source = socketcan.SocketcanSource(sys.argv[1])
+source.open()
+records = wire.pack_frame(0, 0x123, 0, b"\\x01") + wire.pack_frame(0, 0x124, 0, b"\\x02")
+print(source.send_records(records, 1.0) == len(records), source.read(0.2))
+source.close()
+"""
+
+
+def test_a_socket_opened_as_the_interface_comes_up_sends_at_once(socketcan_vm):
+    """Opened while the interface is still down and checked once it is up (a reopen right as
+    it comes back): the ENETDOWN the kernel left pending at the bind is not taken for a new
+    outage (it was: gen -i reopened a second time at once)."""
+    vm = socketcan_vm
+    vm.run("ip link add dev vcanup type vcan")  # down
+    try:
+        dump = vm.start(["candump", "-L", "-n", "2", "vcanup"])
+        vm.run(["sleep", "1"])
+        done = vm.run([PY, "-c", OPEN_AS_IT_COMES_UP, "vcanup"], env={"PYTHONPATH": ROOT},
+                      check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["True", "b''"]
+        assert dump.wait(60) == 0, dump.stderr
+    finally:
+        vm.run("ip link del vcanup")
+    assert [frame[2:] for frame in parse_candump(dump.stdout)] == \
+        [(0x123, 0, b"\x01"), (0x124, 0, b"\x02")]
