@@ -79,8 +79,8 @@ class SlcanPtyAdapter:
                 timeline.start()
             # at most one wake-up a millisecond: a write then carries the frames due by then
             # (a USB adapter's rhythm), not one frame each
-            pace = 0.0 if timeline.schedule.rate == 0 else 0.001  # -r 0: no pause at all
-            timeout = min(timeout, max(pace, timeline.wait_time()))
+            # (Timeline.pause); -r 0: no pause at all
+            timeout = min(timeout, 0.0 if timeline.schedule.rate == 0 else timeline.pause())
         readable, writable, _ = select.select([self.master], [self.master] if want_write else [],
                                               [], timeout)
         if readable:

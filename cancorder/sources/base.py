@@ -88,6 +88,9 @@ class Source(abc.ABC):
     #: True for sources that can put frames on the bus (``send``); the server refuses
     #: --allow-transmit at start-up for the others
     can_transmit = False
+    #: True where ``send_records`` puts a whole batch of records on the bus in one call
+    #: (SocketCAN: sendmmsg); gen -i sends through it there, frame by frame elsewhere
+    sends_records = False
     #: True where the source applies ``record_filter`` itself (the SLCAN parser's loop)
     filters_itself = False
     #: True when the bus is open in CAN FD mode, False when it is not (then ``send`` refuses

@@ -52,7 +52,7 @@ class GenSource(Source):
                 return b""
         n = timeline.due_now(MAX_BATCH)
         if n == 0:
-            wait = min(timeline.wait_time(), deadline - time.monotonic())
+            wait = min(timeline.pause(), deadline - time.monotonic())
             if wait > 0:
                 time.sleep(wait)
             n = timeline.due_now(MAX_BATCH)

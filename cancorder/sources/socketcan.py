@@ -19,7 +19,8 @@ released, `unpack` makes the records). What the kernel knows comes with them:
 - the interface going down (ENETDOWN) or away (ENODEV) is a lost adapter: the server reopens
   it with backoff, and opening fails (so the server waits) until the interface is up again.
 
-Transmit (socketcand) writes through the same socket.
+Transmit (socketcand) writes through the same socket; ``gen -i socketcan`` hands it whole
+batches of records (``send_records``: one sendmmsg per batch, `FramePacker.send_batch`).
 """
 import ctypes
 import errno
@@ -106,6 +107,7 @@ def frame_bytes(can_id, flags, data):
 
 class SocketcanSource(Source):
     can_transmit = True
+    sends_records = True
     fd_advice = "give the interface CAN FD frames: ip link set CHANNEL mtu 72 (vcan), or " \
                 "ip link set CHANNEL type can ... fd on"
 
@@ -131,6 +133,8 @@ class SocketcanSource(Source):
         self._headers = self.unpacker.headers
         self._stamps_said = False
         self._send_lock = threading.Lock()
+        self.frame_packer = fastcan.FramePacker(BATCH)
+        self._full_said = (0, 0)  # the packer's queue_full, buffer_full when last logged
         # totals over every socket this source opened (each reopen starts new counters)
         self.dropped_before = 0
         self.bus_state = "error active"
@@ -319,10 +323,28 @@ class SocketcanSource(Source):
                 except OSError as exc:  # ENOBUFS, ENETDOWN, EINVAL (FD on a classic bus)
                     raise TransmitError(f"{self.description}: {exc.strerror or exc}") from exc
 
+    def send_records(self, records, timeout):
+        """Put the frames of ``records`` (wire records) on the bus, in order, waiting while
+        the transmit queue is full; how many bytes of them went (fewer than all when the
+        queue stayed full for ``timeout`` seconds: the caller sends the rest). Raises
+        SourceLostError when the interface went down or away, TransmitError when the kernel
+        refused a frame (a CAN FD frame on a classic interface)."""
+        if self.sock is None:
+            raise SourceLostError(f"{self.description} is not open")
+        with self._send_lock:
+            taken = self.frame_packer.send_batch(self._fd, records, max(int(timeout * 1000), 1))
+        if taken >= 0:
+            return taken
+        if -taken in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO, errno.EBADF):
+            self._lost(-taken)
+        advice = f" ({self.fd_advice})" if -taken == errno.EINVAL and self.fd is False else ""
+        raise TransmitError(f"{self.description}: {os.strerror(-taken)}{advice}")
+
     def close(self):
         sock, self.sock = self.sock, None
         if sock is None:
             return
+        self._say_full_queues()
         self._refresh_drops(sock)  # a last look at its drop counter
         self.dropped_before += self.unpacker.dropped
         self.unpacker.dropped = 0
@@ -331,6 +353,17 @@ class SocketcanSource(Source):
             sock.close()
         except OSError:
             pass
+
+    def _say_full_queues(self):
+        """How often sending found no room since last said (a bus slower than the sender, a
+        short txqueuelen): each time waited out, no frame dropped."""
+        p = self.frame_packer
+        queue, buffer = p.queue_full - self._full_said[0], p.buffer_full - self._full_said[1]
+        self._full_said = (p.queue_full, p.buffer_full)
+        if queue or buffer:
+            log.info(f"{self.description}: the transmit queue was full {queue:,} times "
+                     f"(ENOBUFS) and the socket's send buffer {buffer:,} times; each time "
+                     "waited for room, no frame dropped")
 
     def counters(self):
         u = self.unpacker

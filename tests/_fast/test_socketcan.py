@@ -118,3 +118,121 @@ def test_receive_batches_waits_with_the_gil_released_and_reports_failures(fast):
         writer.close()
     assert u.receive(-1, 0) == -errno.EBADF
     del keep
+
+
+# ---- the send side: FramePacker.send_batch ----------------------------------------------------
+# A Unix datagram socket pair stands in for the CAN socket (sendmmsg and write alike: one
+# datagram a frame); the reference layout is the source's own struct-packed frame_bytes.
+
+SENT_FRAMES = [(0x123, 0, b"\x01\x02\x03"), (0x1ABCDEF0, wire.FLAG_EXT, b"\xAA" * 8),
+               (0x7FF, wire.FLAG_FD | wire.FLAG_BRS | wire.FLAG_ESI, bytes(range(64))),
+               (0x42, 0, b""), (0x1FFFFFFF, wire.FLAG_EXT | wire.FLAG_FD, bytes(range(12))),
+               (0x000, 0, b"\xFF" * 8), (0x7E0, wire.FLAG_FD, b"\x05")]
+
+
+def records_of_frames(frames):
+    return b"".join(wire.pack_frame(1000 + k, *frame) for k, frame in enumerate(frames))
+
+
+def sending_pair(sndbuf=None):
+    receiver, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    if sndbuf:
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    return receiver, sender
+
+
+def received(receiver, count, timeout=10.0):
+    receiver.settimeout(timeout)
+    return [receiver.recv(128) for _ in range(count)]
+
+
+def test_send_batch_sends_each_record_as_its_kernel_frame_in_batches(fast):
+    """Every record becomes the struct can_frame / canfd_frame the kernel takes (as
+    frame_bytes packs it with struct), in order, over several batches of ``slots``."""
+    from cancorder.sources.socketcan import frame_bytes
+
+    frames = SENT_FRAMES * 3  # 21 records through 4 slots: 6 sendmmsg batches
+    packer = fast.socketcan.FramePacker(4)
+    records = records_of_frames(frames)
+    receiver, sender = sending_pair()
+    try:
+        assert packer.send_batch(sender.fileno(), records, 1000) == len(records)
+        got = received(receiver, len(frames))
+    finally:
+        receiver.close()
+        sender.close()
+    assert got == [frame_bytes(*frame) for frame in frames]
+    assert [len(frame) for frame in got[:3]] == [16, 16, 72]
+    assert (packer.sent, packer.queue_full, packer.buffer_full) == (21, 0, 0)
+    assert packer.send_batch(-1, b"", 10) == 0  # nothing to send: no call
+
+
+def test_send_batch_waits_for_room_and_drops_nothing(fast):
+    """A receiver that does not read yet fills the sender's queue: the send waits (POLLOUT,
+    the GIL released: the reader thread below runs meanwhile), then sends the rest; every
+    frame arrives once, in order."""
+    packer = fast.socketcan.FramePacker(64)
+    frames = [(k & 0x7FF, 0, k.to_bytes(4, "big")) for k in range(3000)]
+    records = records_of_frames(frames)
+    receiver, sender = sending_pair(sndbuf=4096)
+    got = []
+
+    def read_later():
+        time.sleep(0.3)
+        receiver.settimeout(10.0)
+        for _ in range(len(frames)):
+            got.append(receiver.recv(128))
+
+    reader = threading.Thread(target=read_later)
+    reader.start()
+    try:
+        started = time.monotonic()
+        assert packer.send_batch(sender.fileno(), records, 20000) == len(records)
+        reader.join(30)
+    finally:
+        receiver.close()
+        sender.close()
+    assert time.monotonic() - started >= 0.25  # it waited for the reader
+    assert [int.from_bytes(frame[8:12], "big") for frame in got] == list(range(3000))
+    assert packer.sent == 3000 and packer.buffer_full > 0 and packer.queue_full == 0
+
+
+def test_send_batch_returns_what_went_when_the_queue_stays_full(fast):
+    """Nobody reads: after ``timeout_ms`` the call returns how many bytes of records went (a
+    record boundary), and a later call sends the rest, none twice."""
+    packer = fast.socketcan.FramePacker(16)
+    frames = [(0x100, 0, k.to_bytes(2, "big")) for k in range(5000)]
+    records = records_of_frames(frames)
+    receiver, sender = sending_pair(sndbuf=4096)
+    try:
+        started = time.monotonic()
+        taken = packer.send_batch(sender.fileno(), records, 200)
+        assert 0.15 < time.monotonic() - started < 5.0
+        assert 0 < taken < len(records) and taken % (14 + 2) == 0
+        first = received(receiver, taken // 16)
+        rest = records[taken:]
+        reader = threading.Thread(target=lambda: first.extend(
+            received(receiver, len(rest) // 16)))
+        reader.start()
+        assert packer.send_batch(sender.fileno(), rest, 20000) == len(rest)
+        reader.join(30)
+    finally:
+        receiver.close()
+        sender.close()
+    assert [int.from_bytes(frame[8:10], "big") for frame in first] == list(range(5000))
+
+
+def test_send_batch_failure_is_minus_its_errno(fast):
+    """A failure before any frame went is minus its errno (the source turns ENETDOWN/ENODEV
+    into a lost adapter); one after some went returns what went."""
+    packer = fast.socketcan.FramePacker(8)
+    records = records_of_frames(SENT_FRAMES)
+    assert packer.send_batch(-1, records, 100) == -errno.EBADF
+    receiver, sender = sending_pair()
+    receiver.close()
+    try:
+        assert packer.send_batch(sender.fileno(), records, 100) == -errno.ECONNREFUSED
+    finally:
+        sender.close()
+    assert packer.sent == 0
