@@ -1,0 +1,229 @@
+"""cancorder archive end to end: loggers (the real `cancorder gen --mqtt`) -> Mosquitto (MQTT 5
+shared subscriptions) -> archive workers -> a Parquet lake read back by DuckDB / pyarrow."""
+import os
+import signal
+import time
+
+import pytest
+
+from tests.helpers import free_port, wait_until
+
+duckdb = pytest.importorskip("duckdb")
+
+GROUP = "lake"
+
+
+def start_worker(cancorder_process, mosquitto, lake, name, *extra, group=GROUP, env=None):
+    args = ["archive", mosquitto.url("cancorder/+/+"), "--to", str(lake), "--name", name,
+            "--max-file-age", "1s", "--status-interval", "1", *extra]
+    if group:
+        args += ["--group", group]
+    proc = cancorder_process(*args, env=env)
+    proc.wait_for("archive: subscribed to", 30)
+    return proc
+
+
+def start_logger(cancorder_process, mosquitto, system, rate, count, tmp_path):
+    proc = cancorder_process("gen", "--async", "-r", str(rate), "-n", str(count), "--data-mode",
+                             "sequence", "--seed", "1", "--no-zeroconf", "--bind", "127.0.0.1",
+                             "-p", str(free_port()), "--mqtt",
+                             mosquitto.url(f"cancorder/{system}/{{channel}}"),
+                             "--mqtt-spool", str(tmp_path / f"spool-{system}"))
+    proc.wait_for("MQTT: publishing to", 30)
+    return proc
+
+
+def lake_frames(lake):
+    """{(system, channel): [(frame number, the number in the data, timestamp)]} by frame."""
+    if not list(lake.rglob("*.parquet")):
+        return {}
+    rows = duckdb.sql(f"select system, channel, frame, data, timestamp_us from read_parquet("
+                      f"'{lake}/frames/**/*.parquet') order by system, channel, session, "
+                      f"frame").fetchall()
+    found = {}
+    for system, channel, frame, data, timestamp in rows:
+        found.setdefault((system, channel), []).append((frame, int.from_bytes(data, "big"),
+                                                        timestamp))
+    return found
+
+
+def count_in(lake):
+    if not list(lake.rglob("*.parquet")):
+        return 0
+    return duckdb.sql(f"select count(*) from read_parquet('{lake}/frames/**/*.parquet')"
+                      ).fetchall()[0][0]
+
+
+def assert_exact(lake, systems, count):
+    """Every logger's frames 0..count-1, once each, in order (time never goes back)."""
+    found = lake_frames(lake)
+    assert sorted(found) == sorted((system, "gen") for system in systems), sorted(found)
+    for key, rows in found.items():
+        assert [frame for frame, _, _ in rows] == list(range(count)), key
+        assert [number for _, number, _ in rows] == list(range(count)), key
+        times = [timestamp for _, _, timestamp in rows]
+        assert times == sorted(times), key
+
+
+def run_fleet(broker, cancorder_process, tmp_path, loggers, rate, seconds, workers=2):
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    procs = [start_worker(cancorder_process, mosquitto, lake, f"w{i}") for i in range(workers)]
+    systems = [f"truck{i}" for i in range(loggers)]
+    gens = [start_logger(cancorder_process, mosquitto, system, rate, rate * seconds, tmp_path)
+            for system in systems]
+    for gen in gens:
+        assert gen.proc.wait(seconds * 4 + 30) == 0, gen.log
+    total = loggers * rate * seconds
+    assert wait_until(lambda: count_in(lake) >= total, 60), count_in(lake)
+    for proc in procs:
+        assert proc.terminate() == 0, proc.log
+    assert_exact(lake, systems, rate * seconds)
+    return procs
+
+
+def test_two_workers_in_a_group_lake_holds_every_frame_once(broker, cancorder_process,
+                                                            tmp_path):
+    procs = run_fleet(broker, cancorder_process, tmp_path, loggers=3, rate=2000, seconds=5)
+    shares = [int(p.wait_for(r"archive: done: ([\d,]+) frames").group(1).replace(",", ""))
+              for p in procs]
+    assert sum(shares) == 30000 and min(shares) > 0, shares  # both took a part
+
+
+@pytest.mark.long
+@pytest.mark.serial
+def test_three_loggers_5000_frames_a_second_for_60_s(broker, cancorder_process, tmp_path):
+    run_fleet(broker, cancorder_process, tmp_path, loggers=3, rate=5000, seconds=60)
+
+
+def test_kill_9_of_a_worker_mid_run_nothing_lost_nothing_doubled(broker, cancorder_process,
+                                                                 tmp_path):
+    """One of two workers is killed mid-run; the other goes on with its share. Mosquitto (2.0)
+    keeps handing the dead worker's session its share (and keeps what it never acknowledged):
+    the worker restarted under its name takes it all, and rewrites under the same keys what
+    it had stored but not acknowledged."""
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    survivor = start_worker(cancorder_process, mosquitto, lake, "w0")
+    victim = start_worker(cancorder_process, mosquitto, lake, "w1")
+    gen = start_logger(cancorder_process, mosquitto, "truck0", 2000, 16000, tmp_path)
+    victim.wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(5)
+    time.sleep(1)
+    again = start_worker(cancorder_process, mosquitto, lake, "w1")
+    assert gen.proc.wait(60) == 0, gen.log
+    assert wait_until(lambda: count_in(lake) >= 16000, 60), count_in(lake)
+    for proc in (survivor, again):
+        assert proc.terminate() == 0, proc.log
+    assert_exact(lake, ["truck0"], 16000)
+
+
+def test_a_stored_file_whose_acknowledgement_was_lost_is_rewritten_under_its_key(
+        broker, cancorder_process, tmp_path):
+    """The exactly-once proof: a worker stores files while the broker is away (their
+    acknowledgements go nowhere) and is killed; the broker delivers those batches again to the
+    restarted worker, which writes them under the same keys: the files are replaced, the lake
+    holds each frame once."""
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0", group=None)
+    gen = start_logger(cancorder_process, mosquitto, "truck0", 2000, 4000, tmp_path)
+    assert gen.proc.wait(30) == 0, gen.log
+    time.sleep(0.3)  # the last batches reached the worker, not yet a file (--max-file-age 1s)
+    mosquitto.stop()  # persists the session with what it has not had acknowledged
+    assert wait_until(lambda: count_in(lake) >= 4000, 20), count_in(lake)
+    first = {p.name: p.stat().st_ino for p in lake.rglob("*.parquet")}
+    os.kill(worker.proc.pid, signal.SIGKILL)  # its acknowledgements never reached the broker
+    worker.proc.wait(5)
+    mosquitto.start()
+    again = start_worker(cancorder_process, mosquitto, lake, "w0", group=None)
+    again.wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    assert again.terminate() == 0, again.log
+    second = {p.name: p.stat().st_ino for p in lake.rglob("*.parquet")}
+    assert set(second) == set(first)  # the same keys...
+    rewritten = [name for name in first if second[name] != first[name]]
+    assert rewritten  # ...written again (replaced)
+    assert_exact(lake, ["truck0"], 4000)
+
+
+def test_a_batch_published_twice_is_stored_once(broker, cancorder_process, tmp_path):
+    from paho.mqtt import client as mqtt
+
+    from cancorder._fast import wire
+    from cancorder.mqtt import payload
+
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0")
+    now = int(time.time() * 1e6)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    try:
+        for sequence in (1, 2, 2, 3, 1):  # QoS 1 duplicates, one late
+            first = (sequence - 1) * 10
+            records = b"".join(wire.pack_frame(now + (first + i) * 100, 0x123, 0,
+                                                (first + i).to_bytes(8, "big"))
+                               for i in range(10))
+            info = publisher.publish("cancorder/van/can1",
+                                     payload.encode(0x5EED, sequence, first, 10, records), qos=1)
+            info.wait_for_publish(5)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    assert wait_until(lambda: count_in(lake) >= 30, 20)
+    time.sleep(1.5)
+    assert worker.terminate() == 0, worker.log
+    rows = lake_frames(lake)[("van", "can1")]
+    assert [frame for frame, _, _ in rows] == list(range(30))
+
+
+def test_pyarrow_dataset_reads_the_lake_over_s3(broker, cancorder_process, tmp_path, s3_server):
+    import pyarrow.dataset as ds
+    import pyarrow.fs
+
+    from tests.upload.s3 import KEY_ID, SECRET, s3_env
+
+    s3_server.client().create_bucket(Bucket="fleet")
+    mosquitto = broker()
+    from tests.helpers import cancorder_env
+
+    worker = start_worker(cancorder_process, mosquitto, "s3://fleet/lake", "w0",
+                          "--upload-endpoint", s3_server.endpoint,
+                          env=cancorder_env(**s3_env()))
+    gen = start_logger(cancorder_process, mosquitto, "bus7", 1000, 3000, tmp_path)
+    assert gen.proc.wait(30) == 0, gen.log
+    worker.wait_for(r"archive: 3,000 frames in", 30)
+    assert worker.terminate() == 0, worker.log
+    store = pyarrow.fs.S3FileSystem(access_key=KEY_ID, secret_key=SECRET, region="us-east-1",
+                                    endpoint_override=s3_server.endpoint.split("//")[1],
+                                    scheme="http")
+    table = ds.dataset("fleet/lake/frames", filesystem=store, format="parquet",
+                       partitioning="hive").to_table().sort_by("frame")
+    assert table.column("frame").to_pylist() == list(range(3000))
+    assert [int.from_bytes(d, "big") for d in table.column("data").to_pylist()] == \
+        list(range(3000))
+    assert set(table.column("system").to_pylist()) == {"bus7"}
+
+
+def test_frames_through_a_broker_restart_once_each(broker, cancorder_process, tmp_path):
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    procs = [start_worker(cancorder_process, mosquitto, lake, f"w{i}") for i in range(2)]
+    gen = start_logger(cancorder_process, mosquitto, "truck0", 2000, 16000, tmp_path)
+    procs[0].wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    mosquitto.restart()
+    assert gen.proc.wait(60) == 0, gen.log
+    assert wait_until(lambda: count_in(lake) >= 16000, 60), count_in(lake)
+    for proc in procs:
+        assert proc.terminate() == 0, proc.log
+    assert_exact(lake, ["truck0"], 16000)
+
+
+def test_bad_destination_one_line_and_exit_2(cancorder_process, tmp_path):
+    proc = cancorder_process("archive", "mqtt://127.0.0.1:1/cancorder/+/+", "--to",
+                             "ftp://x/y")
+    assert proc.proc.wait(20) == 2
+    assert "error: --to ftp://x/y: give a folder or s3://BUCKET/PREFIX" in proc.log
+    assert "Traceback" not in proc.log
