@@ -133,8 +133,9 @@ class Subscriber:
         if not self.connected and self._ready.is_set() and self.on_problem:
             self.on_problem(f"MQTT: reconnected to {self.settings.where}")
         self.connected = True
-        if flags.session_present and self._ready.is_set():
-            return  # the broker kept our subscription
+        if flags.session_present and self._ready.is_set() and not self.share_group:
+            return  # the broker kept our subscription (Mosquitto before 2.0.12 forgets a
+            # shared one over its restart: subscribing again is harmless, so a group always does)
         client.subscribe([(self.subscription(topic), 1) for topic in self.topics])
 
     def subscription(self, topic):

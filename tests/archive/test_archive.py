@@ -208,16 +208,19 @@ def test_pyarrow_dataset_reads_the_lake_over_s3(broker, cancorder_process, tmp_p
 
 
 def test_frames_through_a_broker_restart_once_each(broker, cancorder_process, tmp_path):
+    """One worker (no group: Mosquitto 2.0.11 forgets a durable client's shared subscription
+    over its restart, and drops what loggers publish before the workers subscribe again; fixed
+    in 2.0.12, docs/archive.md)."""
     mosquitto = broker()
     lake = tmp_path / "lake"
-    procs = [start_worker(cancorder_process, mosquitto, lake, f"w{i}") for i in range(2)]
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0", group=None)
     gen = start_logger(cancorder_process, mosquitto, "truck0", 2000, 16000, tmp_path)
-    procs[0].wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    worker.wait_for(r"archive: [1-9][\d,]* frames in", 30)
     mosquitto.restart()
     assert gen.proc.wait(60) == 0, gen.log
-    assert wait_until(lambda: count_in(lake) >= 16000, 60), count_in(lake)
-    for proc in procs:
-        assert proc.terminate() == 0, proc.log
+    assert wait_until(lambda: count_in(lake) >= 16000, 60), (count_in(lake), worker.log)
+    assert worker.terminate() == 0, worker.log
+    assert "MQTT: reconnected" in worker.log
     assert_exact(lake, ["truck0"], 16000)
 
 
