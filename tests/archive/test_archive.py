@@ -230,3 +230,41 @@ def test_bad_destination_one_line_and_exit_2(cancorder_process, tmp_path):
     assert proc.proc.wait(20) == 2
     assert "error: --to ftp://x/y: give a folder or s3://BUCKET/PREFIX" in proc.log
     assert "Traceback" not in proc.log
+
+
+def test_dbc_signals_table_equals_cantools_decoding(broker, cancorder_process, tmp_path):
+    """A logger replaying a recording with --mqtt (original times); the signals/ table holds
+    one row per signal value, equal to cantools' decoding of each frame."""
+    import cantools
+
+    from tests.mqtt.test_mqtt_signals import engine_frames
+    from tests.test_dbc import DBC
+    from tests.test_reassembly import write_candump
+
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    database = tmp_path / "engine.dbc"
+    database.write_text(DBC)
+    frames = engine_frames(seconds=2.0)
+    log = write_candump(tmp_path / "engine.log", frames)
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0", "--dbc", str(database))
+    replay = cancorder_process("replay", log, "--async", "--original-time", "--speed", "max",
+                               "--no-zeroconf", "--bind", "127.0.0.1", "-p", str(free_port()),
+                               "--mqtt", mosquitto.url("cancorder/truck7/{channel}"))
+    assert replay.proc.wait(timeout=30) == 0, replay.log
+    worker.wait_for(f"archive: {len(frames):,} frames in", 30)
+    assert worker.terminate() == 0, worker.log
+    rows = duckdb.sql(f"select timestamp_us, message, signal, value, label from read_parquet("
+                      f"'{lake}/signals/**/*.parquet') order by timestamp_us, signal"
+                      ).fetchall()
+    message = cantools.database.load_file(str(database)).get_message_by_name("EEC1")
+    expected = []
+    for t_us, can_id, flags, data in frames:
+        if can_id != 0x0CF00400:
+            continue
+        for name, value in sorted(message.decode(data, decode_choices=True).items()):
+            number = float(getattr(value, "value", value))
+            label = str(value) if not isinstance(value, (int, float)) else None
+            expected.append((t_us, "EEC1", name, number, label))
+    assert len(rows) == len(expected) > 0
+    assert rows == expected
