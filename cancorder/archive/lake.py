@@ -24,6 +24,20 @@ FRAME_COLUMNS = ("system", "channel", "timestamp_us", "id", "extended", "fd", "b
                  "length", "data", "session", "sequence", "frame")
 SIGNAL_COLUMNS = ("system", "channel", "timestamp_us", "message", "signal", "value", "label",
                   "session", "sequence", "frame")
+#: where frames are missing (a logger's spool dropped them, or they never reached the broker):
+#: a query, not a table a worker writes, because in a --group no worker sees a logger's whole
+#: sequence (Mosquitto hands each message to the next member). {frames}: the frames' files
+GAPS_SQL = """
+select system, channel, session, frame_before + 1 as from_frame, frame - 1 as to_frame,
+       frame - frame_before - 1 as missing, make_timestamp(time_before) as after,
+       make_timestamp(timestamp_us) as before
+from (select system, channel, session, frame, timestamp_us,
+             lag(frame) over w as frame_before, lag(timestamp_us) over w as time_before
+      from read_parquet('{frames}')
+      window w as (partition by system, channel, session order by frame))
+where frame - frame_before > 1
+order by system, channel, after
+"""
 ROW_GROUP_ROWS = 128 * 1024  # row groups this big: min/max statistics per 128k frames
 RECORD_OVERHEAD = 16  # bytes a frame counts towards --max-file-size beside its data
 

@@ -76,3 +76,15 @@ def test_layout_hive_partitions_statistics_and_zstd(tmp_path):
     got = duckdb.sql(f"select distinct system, date, hour from read_parquet('{tmp_path}/frames/"
                      f"**/*.parquet', hive_partitioning=true)").fetchall()
     assert [(s, str(d), int(h)) for s, d, h in got] == [("truck/7", "2025-12-06", 5)]
+
+
+def test_the_gaps_query_names_what_a_logger_never_delivered(tmp_path):
+    from cancorder.archive.lake import GAPS_SQL
+
+    sent = batches(3, 6, 10)
+    writer = LakeWriter(FolderStore(str(tmp_path)), max_size=1 << 30, max_age=60)
+    for batch in sent[:2] + sent[4:]:  # batches 3 and 4 (frames 20..39) dropped by the spool
+        writer.add("truck1", "can0", batch, None)
+    writer.close_all()
+    gaps = duckdb.sql(GAPS_SQL.format(frames=f"{tmp_path}/frames/**/*.parquet")).fetchall()
+    assert [row[:6] for row in gaps] == [("truck1", "can0", 3, 20, 39, 20)]
