@@ -240,6 +240,7 @@ class LakeWriter:
         self.files = 0
         self.frames = 0
         self.bytes = 0
+        self.stored_frames = {}  # (system, channel) -> frames stored
 
     def add(self, system, channel, batch, ack):
         """Take a batch; returns the acknowledgements to send now (a batch stored before)."""
@@ -286,6 +287,8 @@ class LakeWriter:
         del self.open[key]  # only once stored: a failed put keeps the rows for the next try
         self.files += 1
         self.frames += opened.rows
+        logger = (opened.system, opened.channel)
+        self.stored_frames[logger] = self.stored_frames.get(logger, 0) + opened.rows
         for sequence in opened.sequences:
             self.stored[(opened.system, opened.channel, opened.session, sequence)] = None
         while len(self.stored) > self.REMEMBERED:

@@ -12,7 +12,6 @@ import logging
 import queue
 import time
 
-from ..errors import MqttError
 from ..mqtt.subscriber import RECEIVE_MAXIMUM, Subscriber
 from ..report import plural
 from .lake import LakeWriter
@@ -50,6 +49,21 @@ class Archiver:
         self.arrived = queue.Queue()
         self.loggers = {}  # (system, channel) -> LoggerStats
         self.subscriber = None
+
+    def snapshot(self):
+        """--metrics: each logger as the metrics' "bus" (its label): frames received, frames
+        stored (sent on), seconds since its newest frame (the lag), the worker's files."""
+        from ..metrics import BusSnapshot
+
+        now_us = time.time() * 1e6
+        writer = self.writer
+        totals = {"files": writer.files, "bytes": writer.bytes, "pending": writer.pending()}
+        return [BusSnapshot(f"{system}/{channel}", True, frames_received=stats.frames,
+                            frames_sent=writer.stored_frames.get((system, channel), 0),
+                            seconds_since_frame=(now_us - stats.last_time_us) / 1e6
+                            if stats.last_time_us is not None else float("nan"),
+                            sinks={"archive": totals})
+                for (system, channel), stats in list(self.loggers.items())]
 
     def run(self, stopping):
         """Until ``stopping`` is set; then new messages stop, every file is stored and
@@ -134,8 +148,16 @@ def run_archive(settings, store, args, stopping, decoder=None):
     client_id = f"cancorder-archive-{args.group or 'solo'}-{args.name}"
     archiver = Archiver(settings, store, args.max_file_size, args.max_file_age, args.group,
                         client_id, decoder, args.status_interval)
+    metrics = None
+    if args.metrics:
+        from ..metrics import MetricsServer
+
+        metrics = MetricsServer(args.metrics, archiver.snapshot).start()
+        log.info(f"archive: metrics on http://{args.metrics[0] or '0.0.0.0'}:{metrics.port}"
+                 "/metrics")
     try:
         archiver.run(stopping)
-    except MqttError:
-        raise
+    finally:
+        if metrics is not None:
+            metrics.close()
     return archiver

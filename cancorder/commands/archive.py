@@ -47,6 +47,12 @@ def add_subparser(subparsers, common):
                              "signal value); may be repeated")
     parser.add_argument("--status-interval", metavar="SECONDS", default=10.0, type=float,
                         help="log a status line (frames, files, lag per logger) this often")
+    parser.add_argument("--metrics", type=argtypes.listen_address, default=None,
+                        metavar="[ADDR:]PORT",
+                        help="serve Prometheus metrics on http://ADDR:PORT/metrics: per "
+                             "logger (label bus=SYSTEM/CHANNEL) frames received and stored, "
+                             "seconds since its newest frame (the lag); files and bytes "
+                             "written (default ADDR: every address)")
     from ..mqtt.connection import add_login_arguments
 
     add_login_arguments(parser.add_argument_group("MQTT login"))

@@ -268,3 +268,31 @@ def test_dbc_signals_table_equals_cantools_decoding(broker, cancorder_process, t
             expected.append((t_us, "EEC1", name, number, label))
     assert len(rows) == len(expected) > 0
     assert rows == expected
+
+
+def test_metrics_per_logger_and_the_status_line(broker, cancorder_process, tmp_path):
+    import urllib.request
+
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    port = free_port()
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0", "--metrics",
+                          f"127.0.0.1:{port}")
+    gen = start_logger(cancorder_process, mosquitto, "truck3", 1000, 2000, tmp_path)
+    assert gen.proc.wait(30) == 0, gen.log
+    worker.wait_for(r"archive: 2,000 frames in \d+ files? .* from 1 logger; 0 batches "
+                    r"waiting for their file; lag: truck3/gen \d+\.\d s", 30)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'cancorder_frames_received_total{bus="truck3/gen"} 2000.0' in text
+    assert 'cancorder_frames_sent_total{bus="truck3/gen"} 2000.0' in text  # stored
+    assert 'cancorder_seconds_since_last_frame{bus="truck3/gen"}' in text
+    assert 'cancorder_archive_files{bus="truck3/gen"}' in text
+    assert worker.terminate() == 0, worker.log
+
+
+def test_no_broker_one_line_and_exit_1(cancorder_process, tmp_path):
+    proc = cancorder_process("archive", f"mqtt://127.0.0.1:{free_port()}/cancorder/+/+",
+                             "--to", str(tmp_path / "lake"))
+    assert proc.proc.wait(20) == 1
+    assert "refused the connection: is the broker running" in proc.log
+    assert "Traceback" not in proc.log
