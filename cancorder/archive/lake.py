@@ -98,6 +98,15 @@ class FolderStore:
             os.close(descriptor)
 
 
+    def read(self, key):
+        """A small object's bytes (the recordings' marks), None when there is none."""
+        try:
+            with open(os.path.join(self.root, *key.split("/")), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+
 class S3Store:
     """An S3-compatible bucket (upload/target.py's Target: endpoint, CA, credentials): one PUT
     per file, which the store makes visible whole or not at all. A network failure is retried
@@ -110,12 +119,23 @@ class S3Store:
         self.log = log
         self._client = target.client()
 
+    def _full(self, key):
+        prefix = self.target.prefix.strip("/")
+        return f"{prefix}/{key}" if prefix else key
+
+    def read(self, key):
+        """A small object's bytes (the recordings' marks), None when there is none."""
+        try:
+            return self._client.get_object(Bucket=self.target.bucket,
+                                           Key=self._full(key))["Body"].read()
+        except self._client.exceptions.NoSuchKey:
+            return None
+
     def put(self, key, data):
         from ..errors import UploadError
         from ..upload.target import describe_failure
 
-        full = f"{self.target.prefix.strip('/')}/{key}" if self.target.prefix.strip("/") \
-            else key
+        full = self._full(key)
         delay = 1.0
         while True:
             try:

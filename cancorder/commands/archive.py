@@ -21,10 +21,11 @@ def add_subparser(subparsers, common):
                     "subscription); a message is acknowledged to the broker only once the file "
                     "holding it is stored, and a batch written twice replaces its file, so the "
                     "lake holds every frame once.")
-    parser.add_argument("url", metavar="mqtt[s]://[USER@]HOST[:PORT]/TOPIC",
+    parser.add_argument("url", metavar="mqtt[s]://[USER@]HOST[:PORT]/TOPIC|s3://BUCKET/PREFIX",
                         help="the broker and the loggers' topics, e.g. "
                              "mqtt://broker/cancorder/+/+ (the last two levels name the "
-                             "logger and its channel)")
+                             "logger and its channel); or the recordings --upload sent, "
+                             "s3://BUCKET/PREFIX (archived once each, then it exits)")
     parser.add_argument("--to", required=True, metavar="DIR|s3://BUCKET/PREFIX",
                         help="the lake: a folder, or a bucket and prefix")
     parser.add_argument("--group", metavar="NAME", default=None,
@@ -63,6 +64,7 @@ def add_subparser(subparsers, common):
 
 
 def _do_archive(args):
+    import logging
     import threading
 
     from ..archive.lake import lake_store
@@ -70,13 +72,26 @@ def _do_archive(args):
     from ..mqtt.connection import settings_from_args
     from ..signals import stop_on_signals
 
-    settings = settings_from_args(args, args.url, subscribe=True)
     decoder = None
     if args.dbc:
         from ..dbc import load_databases
 
         decoder = load_databases(args.dbc)
     stopping = threading.Event()
+    if args.url.startswith("s3://"):  # uploaded recordings: one pass, then exit
+        from ..archive.recordings import archive_recordings
+        from ..report import plural
+        from ..upload.target import target_from_args
+
+        source = target_from_args(args, args.url, flag="archive")
+        store = lake_store(args, args.to, stopping)
+        with stop_on_signals(lambda name: stopping.set()):
+            files, frames = archive_recordings(source, store, args.max_file_size, decoder,
+                                               stopping)
+        logging.getLogger("cancorder.archive").info(
+            f"archive: {plural(files, 'recording')} archived ({plural(frames, 'frame')})")
+        return 0
+    settings = settings_from_args(args, args.url, subscribe=True)
     store = lake_store(args, args.to, stopping)
     with stop_on_signals(lambda name: stopping.set()):
         run_archive(settings, store, args, stopping, decoder)

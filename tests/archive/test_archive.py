@@ -296,3 +296,33 @@ def test_no_broker_one_line_and_exit_1(cancorder_process, tmp_path):
     assert proc.proc.wait(20) == 1
     assert "refused the connection: is the broker running" in proc.log
     assert "Traceback" not in proc.log
+
+
+def test_uploaded_recordings_join_the_lake_once(cancorder_process, tmp_path, s3_server):
+    """Recordings in a bucket (as --upload leaves them: PREFIX/SYSTEM/CHANNEL/NAME) into the
+    lake folder; a second run archives nothing again, and the lake holds each frame once."""
+    from tests.helpers import cancorder_env
+    from tests.test_reassembly import write_candump
+    from tests.upload.s3 import s3_env
+
+    start = 1_765_000_000_000_000
+    frames = [(start + i * 1000, 0x200 + i % 5, 0, i.to_bytes(8, "big")) for i in range(5000)]
+    log = write_candump(tmp_path / "drive.log", frames)
+    client = s3_server.client()
+    client.create_bucket(Bucket="fleet")
+    client.put_object(Bucket="fleet", Key="raw/van9/can0/20251206-054640.log",
+                      Body=log.read_bytes())
+    lake = tmp_path / "lake"
+    for run in range(2):
+        proc = cancorder_process("archive", "s3://fleet/raw", "--to", str(lake),
+                                 "--upload-endpoint", s3_server.endpoint,
+                                 env=cancorder_env(**s3_env()))
+        assert proc.proc.wait(60) == 0, proc.log
+        archived = "1 recording archived (5,000 frames)" if run == 0 else \
+            "0 recordings archived (0 frames)"
+        assert archived in proc.log, proc.log
+    rows = duckdb.sql(f"select system, frame, data, timestamp_us from read_parquet('{lake}/"
+                      f"frames/**/*.parquet') order by frame").fetchall()
+    assert [(s, f) for s, f, _, _ in rows] == [("van9", i) for i in range(5000)]
+    assert [int.from_bytes(d, "big") for _, _, d, _ in rows] == list(range(5000))
+    assert [t for _, _, _, t in rows] == [f[0] for f in frames]
