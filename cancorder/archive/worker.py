@@ -78,6 +78,7 @@ class Archiver:
                  f"{subscriber.subscription(self.settings.topic)}{group}, writing to "
                  f"{self.writer.store.where}")
         next_status = time.monotonic() + self.status_interval
+        finished = False
         try:
             while not stopping.is_set():
                 self._take(TICK)
@@ -92,8 +93,11 @@ class Archiver:
             self._acknowledge(self.writer.close_all())
             time.sleep(0.2)  # paho sends the acknowledgements before the disconnection
             log.info(self.status(final=True))
+            finished = True
         finally:
-            subscriber.close()
+            # a failure (the store refused) leaves the session to the broker: what was not
+            # acknowledged is delivered again to the worker started next under this name
+            subscriber.close(forget=finished)
 
     def _take(self, timeout):
         """Gather what arrived (waiting up to ``timeout`` for the first); False when nothing."""

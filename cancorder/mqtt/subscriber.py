@@ -105,9 +105,15 @@ class Subscriber:
             self.close()
             raise MqttError(self._failure)
 
-    def close(self):
+    def close(self, forget=True):
+        """Disconnect; ``forget``: the broker may drop the session (False: it keeps what was
+        not acknowledged, for this client id's next connection)."""
         client, self._client = self._client, None
         if client is None:
+            return
+        if not forget:
+            client.disconnect()
+            client.loop_stop()
             return
         try:  # we are done: the broker may forget the session now
             from paho.mqtt.packettypes import PacketTypes

@@ -326,3 +326,35 @@ def test_uploaded_recordings_join_the_lake_once(cancorder_process, tmp_path, s3_
     assert [(s, f) for s, f, _, _ in rows] == [("van9", i) for i in range(5000)]
     assert [int.from_bytes(d, "big") for _, _, d, _ in rows] == list(range(5000))
     assert [t for _, _, _, t in rows] == [f[0] for f in frames]
+
+
+def test_a_store_that_refuses_ends_it_with_exit_1_and_loses_nothing(broker, cancorder_process,
+                                                                    tmp_path, s3_server):
+    """No such bucket: one error line, exit 1, nothing acknowledged; once the bucket exists,
+    the worker started again under its name gets every batch again from the broker."""
+    from tests.helpers import cancorder_env
+    from tests.upload.s3 import s3_env
+
+    import io
+
+    import pyarrow.parquet as pq
+
+    mosquitto = broker()
+    flags = ("--upload-endpoint", s3_server.endpoint)
+    env = cancorder_env(**s3_env())
+    missing = start_worker(cancorder_process, mosquitto, "s3://fleet/lake", "w0", *flags,
+                           env=env)
+    gen = start_logger(cancorder_process, mosquitto, "truck0", 1000, 2000, tmp_path)
+    assert gen.proc.wait(30) == 0, gen.log
+    assert missing.proc.wait(30) == 1, missing.log
+    assert "error: s3://fleet" in missing.log and "no bucket named fleet" in missing.log
+    assert "Traceback" not in missing.log
+    s3_server.client().create_bucket(Bucket="fleet")
+    again = start_worker(cancorder_process, mosquitto, "s3://fleet/lake", "w0", *flags,
+                         env=env)
+    again.wait_for("archive: 2,000 frames in", 30)
+    assert again.terminate() == 0, again.log
+    frames = sorted(value for key, body in s3_server.objects("fleet").items()
+                    if key.startswith("lake/frames/")
+                    for value in pq.read_table(io.BytesIO(body)).column("frame").to_pylist())
+    assert frames == list(range(2000))
