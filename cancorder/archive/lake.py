@@ -83,20 +83,30 @@ class FolderStore:
         self.where = root
 
     def put(self, key, data):
+        from ..errors import ArchiveError
+
         path = os.path.join(self.root, *key.split("/"))
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        descriptor = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(descriptor)  # the rename itself survives a power cut
-        finally:
-            os.close(descriptor)
+            os.makedirs(folder, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)  # the rename itself survives a power cut
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise ArchiveError(f"{path}: cannot write it ({exc.strerror or exc}); what was "
+                               "not stored stays with the broker for the next start") from None
 
 
     def read(self, key):

@@ -88,3 +88,14 @@ def test_the_gaps_query_names_what_a_logger_never_delivered(tmp_path):
     writer.close_all()
     gaps = duckdb.sql(GAPS_SQL.format(frames=f"{tmp_path}/frames/**/*.parquet")).fetchall()
     assert [row[:6] for row in gaps] == [("truck1", "can0", 3, 20, 39, 20)]
+
+
+def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path):
+    from cancorder.errors import ArchiveError
+
+    (tmp_path / "frames").write_text("a file where the lake wants a folder")
+    writer = LakeWriter(FolderStore(str(tmp_path)), max_size=1 << 30, max_age=60)
+    writer.add("t", "c", batches(1, 1, 5)[0], "ack")
+    with pytest.raises(ArchiveError, match="cannot write it"):
+        writer.close_all()
+    assert writer.pending() == 1  # kept, not acknowledged
