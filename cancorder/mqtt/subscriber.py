@@ -213,6 +213,9 @@ class Subscriber:
             if qos:
                 client.ack(mid, qos)
 
+        if message.topic.endswith(STATUS_SUFFIX):  # a logger's status (a # filter): not kept
+            acknowledge()
+            return
         try:
             batch = mqtt_payload.decode(message.payload)
         except PayloadError as exc:
