@@ -12,7 +12,9 @@ Reported, in one run:
 - 1 vs 2 workers in one --group (the same queue split between two sessions);
 - the broker's own limit beside it: `mosquitto_sub` (C) draining the same queue to /dev/null;
 - bytes per frame in the lake beside candump `.log.gz` and `.blf` of the same frames (written by
-  `cancorder dump FILE -o`).
+  `cancorder dump FILE -o`);
+- `--signals`: the decoded signals' layout, long (a row per value, what --dbc writes) vs wide
+  (a column per signal, a table per message), timed in DuckDB (docs/archive.md).
 
 The drain time includes the last file's --max-file-age (1 s); the CPU-seconds include each
 worker's start-up (imports). On a shared machine single runs vary: each figure is the median of
@@ -177,9 +179,60 @@ def other_formats(folder, batches):
     return sizes
 
 
+def signals_layout(folder, frames=200_000, messages=10, signals=8):
+    """(query, long ms, wide ms) best of 5, and the two layouts' bytes."""
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    for layout in ("long", "wide"):
+        os.makedirs(os.path.join(folder, layout), exist_ok=True)
+    for m in range(messages):
+        times = START_US + np.arange(frames) * 10_000 + m
+        values = rng.random((signals, frames))
+        wide = {"timestamp_us": times}
+        wide.update({f"sig{s}": values[s] for s in range(signals)})
+        pq.write_table(pa.table(wide), os.path.join(folder, "wide", f"msg{m}.parquet"),
+                       compression="zstd")
+        long = pa.table({"timestamp_us": np.tile(times, signals),
+                         "message": [f"msg{m}"] * (frames * signals),
+                         "signal": np.repeat([f"sig{s}" for s in range(signals)], frames),
+                         "value": values.reshape(-1)})
+        pq.write_table(long, os.path.join(folder, "long", f"msg{m}.parquet"),
+                       compression="zstd", row_group_size=128 * 1024)
+
+    def best(query):
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            duckdb.sql(query).fetchall()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    long_files, wide_file = f"{folder}/long/*.parquet", f"{folder}/wide/msg3.parquet"
+    minute = "time_bucket(interval 1 minute, make_timestamp(timestamp_us))"
+    queries = [
+        ("one signal per minute",
+         f"select {minute} m, avg(value) from read_parquet('{long_files}') where "
+         "message = 'msg3' and signal = 'sig5' group by m",
+         f"select {minute} m, avg(sig5) from read_parquet('{wide_file}') group by m"),
+        ("two signals of one message",
+         "select avg(value) filter (where signal = 'sig1'), avg(value) filter (where signal "
+         f"= 'sig2') from read_parquet('{long_files}') where message = 'msg3'",
+         f"select avg(sig1), avg(sig2) from read_parquet('{wide_file}')")]
+    sizes = {layout: sum(os.path.getsize(os.path.join(folder, layout, name))
+                         for name in os.listdir(os.path.join(folder, layout)))
+             for layout in ("long", "wide")}
+    return [(name, best(long_q), best(wide_q)) for name, long_q, wide_q in queries], sizes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny run: does it work")
+    parser.add_argument("--signals", action="store_true",
+                        help="also time the signals table's layouts (long vs wide) in DuckDB")
     _load.add_arguments(parser)
     args = parser.parse_args()
     watch = _load.start("bench.archive", args)
@@ -210,6 +263,14 @@ def main():
         sizes = other_formats(folder, batches)
         figures["bytes_per_frame"] = sizes
         print("bytes/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in sizes.items()))
+        if args.signals:
+            timings, layout_bytes = signals_layout(
+                folder, frames=20_000 if SMOKE else 200_000)
+            figures["signals_layout"] = {"timings_ms": timings, "bytes": layout_bytes}
+            for name, long_ms, wide_ms in timings:
+                print(f"signals, {name}: long {long_ms:.1f} ms, wide {wide_ms:.1f} ms")
+            print(f"signals, bytes: long {layout_bytes['long']:,}, wide "
+                  f"{layout_bytes['wide']:,}")
     _load.finish(watch, None if args.smoke else figures)
 
 
