@@ -75,6 +75,14 @@ def object_key(table, system, channel, date, hour, session, first_sequence):
             f"{session:016x}-{first_sequence:020d}.parquet")
 
 
+def sequences_key(frames_key):
+    """Beside each frames file, the list of its batches' sequence numbers (``_`` first: DuckDB's
+    *.parquet and pyarrow.dataset skip it), written after the file, before any acknowledgement:
+    a batch the broker delivers again is looked up there (see LakeWriter.add)."""
+    folder, _, name = frames_key.rpartition("/")
+    return f"{folder}/_{name[:-len('.parquet')]}.sequences"
+
+
 class FolderStore:
     """A local folder: a file appears whole (written under a temporary name, synced, renamed)."""
 
@@ -117,6 +125,14 @@ class FolderStore:
         except FileNotFoundError:
             return None
 
+    def names(self, folder, start):
+        """The names in ``folder`` (a key prefix ending in /) that begin with ``start``."""
+        try:
+            return [name for name in os.listdir(os.path.join(self.root, *folder.split("/")))
+                    if name.startswith(start)]
+        except FileNotFoundError:
+            return []
+
 
 class S3Store:
     """An S3-compatible bucket (upload/target.py's Target: endpoint, CA, credentials): one PUT
@@ -141,6 +157,14 @@ class S3Store:
                                            Key=self._full(key))["Body"].read()
         except self._client.exceptions.NoSuchKey:
             return None
+
+    def names(self, folder, start):
+        """The names in ``folder`` (a key prefix ending in /) that begin with ``start``."""
+        found = []
+        for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=self._full(folder + start)):
+            found += [item["Key"].rsplit("/", 1)[-1] for item in page.get("Contents", [])]
+        return found
 
     def put(self, key, data):
         from ..errors import UploadError
@@ -276,9 +300,15 @@ class LakeWriter:
         self.frames = 0
         self.bytes = 0
         self.stored_frames = {}  # (system, channel) -> frames stored
+        self.looked_up = {}  # (partition folder, session) -> sequences found stored there
 
-    def add(self, system, channel, batch, ack):
-        """Take a batch; returns the acknowledgements to send now (a batch stored before)."""
+    def add(self, system, channel, batch, ack, redelivered=False):
+        """Take a batch; returns the acknowledgements to send now (a batch stored before).
+
+        ``redelivered``: the broker sent it before without hearing it arrived. A worker killed
+        while it acknowledged a stored file may have told the broker of only part of it: such a
+        batch is looked up in the lake (the files' sequence lists) and acknowledged, not
+        written twice."""
         if (system, channel, batch.session, batch.sequence) in self.stored:
             return [ack]
         for opened in self.open.values():
@@ -287,6 +317,9 @@ class LakeWriter:
                 opened.acks.append(ack)  # a redelivery of what this file holds
                 return []
         date, hour = partition_of(batch.records[0][0]) if batch.records else ("1970-01-01", "00")
+        if redelivered and batch.sequence in self._stored_in_lake(system, channel, date, hour,
+                                                                   batch.session):
+            return [ack]
         key = (system, channel, batch.session, date, hour)
         opened = self.open.get(key)
         if opened is None:
@@ -295,6 +328,19 @@ class LakeWriter:
         opened.add(batch, self.decoder)
         opened.acks.append(ack)
         return self.close(key) if opened.size >= self.max_size else []
+
+    def _stored_in_lake(self, system, channel, date, hour, session):
+        folder = object_key("frames", system, channel, date, hour, session, 0)
+        folder = folder[:folder.rindex("/") + 1]
+        found = self.looked_up.get((folder, session))
+        if found is None:
+            found = set()
+            for name in self.store.names(folder, f"_{session:016x}-"):
+                data = self.store.read(folder + name)
+                if data:
+                    found.update(int(n) for n in data.split())
+            self.looked_up[(folder, session)] = found
+        return found
 
     def due(self, now=None):
         """Close the files older than max_age; their acknowledgements."""
@@ -316,9 +362,13 @@ class LakeWriter:
     def close(self, key):
         opened = self.open[key]
         for table, data in opened.parquet().items():
-            self.store.put(object_key(table, opened.system, opened.channel, opened.date,
-                                      opened.hour, opened.session, opened.first_sequence), data)
+            name = object_key(table, opened.system, opened.channel, opened.date, opened.hour,
+                              opened.session, opened.first_sequence)
+            self.store.put(name, data)
             self.bytes += len(data)
+            if table == "frames":
+                self.store.put(sequences_key(name), " ".join(
+                    str(n) for n in sorted(opened.sequences)).encode())
         del self.open[key]  # only once stored: a failed put keeps the rows for the next try
         self.files += 1
         self.frames += opened.rows

@@ -106,7 +106,7 @@ class Archiver:
         except queue.Empty:
             return False
         while item is not None:
-            label, batch, acknowledge = item
+            label, batch, acknowledge, redelivered = item
             system, channel = logger_of(label)
             stats = self.loggers.get((system, channel))
             if stats is None:
@@ -115,7 +115,8 @@ class Archiver:
             stats.frames += batch.count
             if batch.records:
                 stats.last_time_us = batch.records[-1][0]
-            self._acknowledge(self.writer.add(system, channel, batch, acknowledge))
+            self._acknowledge(self.writer.add(system, channel, batch, acknowledge,
+                                              redelivered))
             if self.writer.pending() >= MAX_PENDING:
                 self._acknowledge(self.writer.close_all())
             try:
@@ -144,8 +145,8 @@ class Archiver:
 
     # ---- paho's thread ----
 
-    def _arrived(self, label, batch, records, acknowledge):
-        self.arrived.put((label, batch, acknowledge))
+    def _arrived(self, label, batch, records, acknowledge, redelivered):
+        self.arrived.put((label, batch, acknowledge, redelivered))
 
 
 def run_archive(settings, store, args, stopping, decoder=None):

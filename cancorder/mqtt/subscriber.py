@@ -45,8 +45,9 @@ class Subscriber:
     broker hands each message to one member of the group). ``manual_ack`` (the archive): every
     batch is handed on, a redelivery too (under a shared subscription no member sees a
     logger's whole sequence, so none can tell duplicates or gaps), as
-    ``on_batch(label, batch, records, acknowledge)``; the broker counts it delivered only once
-    ``acknowledge()`` is called. ``client_id``: a fixed one resumes the same session (and what
+    ``on_batch(label, batch, records, acknowledge, redelivered)``; the broker counts it
+    delivered only once ``acknowledge()`` is called (``redelivered``: the broker sent it
+    before, and was not told it arrived). ``client_id``: a fixed one resumes the same session (and what
     the broker kept for it) after a restart.
     """
 
@@ -228,4 +229,4 @@ class Subscriber:
             return
         self.batches += 1
         self.frames += batch.count
-        self.on_batch(label, batch, None, acknowledge)
+        self.on_batch(label, batch, None, acknowledge, bool(message.dup))

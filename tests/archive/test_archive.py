@@ -355,6 +355,6 @@ def test_a_store_that_refuses_ends_it_with_exit_1_and_loses_nothing(broker, canc
     again.wait_for("archive: 2,000 frames in", 30)
     assert again.terminate() == 0, again.log
     frames = sorted(value for key, body in s3_server.objects("fleet").items()
-                    if key.startswith("lake/frames/")
+                    if key.startswith("lake/frames/") and key.endswith(".parquet")
                     for value in pq.read_table(io.BytesIO(body)).column("frame").to_pylist())
     assert frames == list(range(2000))

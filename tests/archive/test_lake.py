@@ -99,3 +99,23 @@ def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path):
     with pytest.raises(ArchiveError, match="cannot write it"):
         writer.close_all()
     assert writer.pending() == 1  # kept, not acknowledged
+
+
+def test_a_file_acknowledged_only_in_part_is_not_written_twice(tmp_path):
+    """A worker killed while it acknowledged a stored file: the broker delivers the rest of
+    that file's batches again (flagged as redeliveries) to the worker started next, which finds
+    them in the lake's sequence lists, acknowledges them and writes only what is new."""
+    sent = batches(9, 12, 10)
+    first = LakeWriter(FolderStore(str(tmp_path)), max_size=1 << 30, max_age=60)
+    for batch in sent[:10]:
+        first.add("truck1", "can0", batch, batch.sequence)
+    assert sorted(first.close_all()) == list(range(1, 11))  # killed after acking 1..5
+    again = LakeWriter(FolderStore(str(tmp_path)), max_size=1 << 30, max_age=60)
+    acked = []
+    for batch in sent[5:10]:
+        acked += again.add("truck1", "can0", batch, batch.sequence, redelivered=True)
+    for batch in sent[10:]:
+        acked += again.add("truck1", "can0", batch, batch.sequence)
+    acked += again.close_all()
+    assert sorted(acked) == list(range(6, 13))
+    assert [row[2] for row in frames_in(tmp_path)] == list(range(120))  # once each
