@@ -13,7 +13,7 @@ import sys
 from . import __version__
 
 COMMANDS = ["serve", "toucan", "mock_uds", "replay", "dump", "detect", "service", "relay", "gen",
-            "mock_slcan", "man", "completion", "send", "upload"]
+            "mock_slcan", "man", "completion", "send", "upload", "archive"]
 
 
 def version_text():

@@ -81,6 +81,11 @@ class UploadError(CancorderError):
     ends with it, with the exit code of an MQTT login error (EXIT_FAILURE)."""
 
 
+class ArchiveError(CancorderError):
+    """The archive's lake folder cannot be written (a full disk, no permission): the worker
+    ends (EXIT_FAILURE) and the broker keeps what it did not acknowledge."""
+
+
 class SpoolError(UsageError):
     """The MQTT spool folder cannot be used (not writable, in use by another cancorder)."""
 

@@ -49,12 +49,13 @@ class MqttSettings:
         values = {"system": system, "channel": channel, "interface": interface}
         return self.topic.format(**{k: _topic_level(str(v or "unknown")) for k, v in values.items()})
 
-    def client(self, client_id, will=None):
-        """A paho client (MQTT 5) set up with the credentials, TLS and last will; not connected."""
+    def client(self, client_id, will=None, manual_ack=False):
+        """A paho client (MQTT 5) set up with the credentials, TLS and last will; not connected.
+        ``manual_ack``: a QoS-1 message is acknowledged only by ``client.ack(mid, qos)``."""
         from paho.mqtt import client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
         client.connect_timeout = CONNECT_TIMEOUT
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
@@ -65,19 +66,24 @@ class MqttSettings:
             client.will_set(topic, payload, qos=1, retain=True)
         return client
 
-    def connect(self, client, clean_start=True, session_expiry=None):
+    def connect(self, client, clean_start=True, session_expiry=None, receive_maximum=None):
         """Open the TCP (and TLS) connection and send CONNECT; raises OSError/ssl errors.
 
         ``session_expiry`` (seconds) asks the broker to keep the session (subscriptions and
         QoS-1 messages queued for it) while the client is away, a broker restart included.
+        ``receive_maximum``: how many unacknowledged messages the broker may send us (Mosquitto
+        sends its max_inflight_messages, 20 by default, to a client that does not say).
         """
         properties = None
-        if session_expiry:
+        if session_expiry or receive_maximum:
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties
 
             properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = int(session_expiry)
+            if session_expiry:
+                properties.SessionExpiryInterval = int(session_expiry)
+            if receive_maximum:
+                properties.ReceiveMaximum = int(receive_maximum)
         client.connect(self.host, self.port, keepalive=KEEPALIVE, clean_start=clean_start,
                        properties=properties)
 

@@ -14,6 +14,7 @@ from . import payload as mqtt_payload
 from .connection import CONNECT_TIMEOUT
 
 SESSION_EXPIRY = 3600  # s the broker keeps our subscription and queued batches while we are away
+RECEIVE_MAXIMUM = 65535  # unacknowledged messages (manual_ack) the broker may send: MQTT's most
 STATUS_SUFFIX = "/status"
 
 
@@ -39,10 +40,20 @@ class Subscriber:
     first batch of a new session on a topic (its logger restarted). ``on_status(label,
     dict)``: a logger's retained status. ``on_problem(text)``: a bad message or a lost broker,
     one line.
+
+    ``share_group`` subscribes as an MQTT 5 shared subscription (``$share/GROUP/TOPIC``: the
+    broker hands each message to one member of the group). ``manual_ack`` (the archive): every
+    batch is handed on, a redelivery too (under a shared subscription no member sees a
+    logger's whole sequence, so none can tell duplicates or gaps), as
+    ``on_batch(label, batch, records, acknowledge, redelivered)``; the broker counts it
+    delivered only once ``acknowledge()`` is called (``redelivered``: the broker sent it
+    before, and was not told it arrived). ``client_id``: a fixed one resumes the same session (and what
+    the broker kept for it) after a restart.
     """
 
     def __init__(self, settings, on_batch, on_gap=None, on_status=None, on_problem=None,
-                 role="dump", status=False, on_restart=None):
+                 role="dump", status=False, on_restart=None, share_group=None,
+                 manual_ack=False, client_id=None):
         self.settings = settings
         self.on_batch = on_batch
         self.on_gap = on_gap
@@ -50,6 +61,9 @@ class Subscriber:
         self.on_status = on_status
         self.on_problem = on_problem
         self.role = role
+        self.share_group = share_group
+        self.manual_ack = manual_ack
+        self.client_id = client_id
         self.topics = [settings.topic]
         if status and not settings.topic.endswith("#"):
             self.topics.append(settings.topic + STATUS_SUFFIX)
@@ -67,7 +81,8 @@ class Subscriber:
     def connect(self, timeout=CONNECT_TIMEOUT + 1.0):
         """Connect and subscribe, or raise MqttError with one clear line."""
         settings = self.settings
-        client = settings.client(f"cancorder-{self.role}-{os.urandom(4).hex()}")
+        client = settings.client(self.client_id or f"cancorder-{self.role}-{os.urandom(4).hex()}",
+                                 manual_ack=self.manual_ack)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -79,7 +94,8 @@ class Subscriber:
             # a new random client id has no session to resume: clean_start=False only keeps
             # Mosquitto 2.0 from forgetting the session over its own restart (it does with
             # clean_start=True on the first connect, session expiry or not)
-            settings.connect(client, clean_start=False, session_expiry=SESSION_EXPIRY)
+            settings.connect(client, clean_start=False, session_expiry=SESSION_EXPIRY,
+                             receive_maximum=RECEIVE_MAXIMUM if self.manual_ack else None)
         except Exception as exc:
             raise MqttError(settings.connect_failure(exc)) from None
         self._client = client
@@ -90,9 +106,15 @@ class Subscriber:
             self.close()
             raise MqttError(self._failure)
 
-    def close(self):
+    def close(self, forget=True):
+        """Disconnect; ``forget``: the broker may drop the session (False: it keeps what was
+        not acknowledged, for this client id's next connection)."""
         client, self._client = self._client, None
         if client is None:
+            return
+        if not forget:
+            client.disconnect()
+            client.loop_stop()
             return
         try:  # we are done: the broker may forget the session now
             from paho.mqtt.packettypes import PacketTypes
@@ -118,9 +140,20 @@ class Subscriber:
         if not self.connected and self._ready.is_set() and self.on_problem:
             self.on_problem(f"MQTT: reconnected to {self.settings.where}")
         self.connected = True
-        if flags.session_present and self._ready.is_set():
-            return  # the broker kept our subscription
-        client.subscribe([(topic, 1) for topic in self.topics])
+        if flags.session_present and self._ready.is_set() and not self.share_group:
+            return  # the broker kept our subscription (Mosquitto before 2.0.12 forgets a
+            # shared one over its restart: subscribing again is harmless, so a group always does)
+        client.subscribe([(self.subscription(topic), 1) for topic in self.topics])
+
+    def subscription(self, topic):
+        """The topic filter as subscribed: ``$share/GROUP/...`` in a group."""
+        return f"$share/{self.share_group}/{topic}" if self.share_group else topic
+
+    def unsubscribe(self):
+        """Stop new messages (the archive's clean stop, before it acknowledges the last)."""
+        client = self._client
+        if client is not None:
+            client.unsubscribe([self.subscription(topic) for topic in self.topics])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [code for code in reason_codes if code.is_failure]
@@ -143,6 +176,9 @@ class Subscriber:
     def _on_message(self, client, userdata, message):
         topic = message.topic
         label = self.label(topic)
+        if self.manual_ack:
+            self._on_message_acknowledged(client, message, label)
+            return
         if topic.endswith(STATUS_SUFFIX):
             if self.on_status is not None:
                 try:
@@ -170,3 +206,27 @@ class Subscriber:
         self.batches += 1
         self.frames += batch.count
         self.on_batch(label, batch, message.payload[mqtt_payload.read_header(message.payload)[1]:])
+
+    def _on_message_acknowledged(self, client, message, label):
+        mid, qos = message.mid, message.qos
+
+        def acknowledge():
+            if qos:
+                client.ack(mid, qos)
+
+        if message.topic.endswith(STATUS_SUFFIX):  # a logger's status (a # filter): not kept
+            acknowledge()
+            return
+        try:
+            batch = mqtt_payload.decode(message.payload)
+        except PayloadError as exc:
+            self.bad += 1
+            if message.topic not in self._said_bad and self.on_problem:
+                self._said_bad.add(message.topic)
+                self.on_problem(f"{message.topic}: not a cancorder batch, skipped ({exc}); "
+                                "further ones on this topic are skipped silently")
+            acknowledge()  # nothing to keep: never again
+            return
+        self.batches += 1
+        self.frames += batch.count
+        self.on_batch(label, batch, None, acknowledge, bool(message.dup))

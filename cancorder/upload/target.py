@@ -20,8 +20,9 @@ REFUSALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoSu
             "InvalidToken", "ExpiredToken", "403", "404"}
 
 
-def add_upload_arguments(group, url_flag=True):
-    """The upload flags (``--upload URL`` itself only beside ``--record``)."""
+def add_upload_arguments(group, url_flag=True, store_only=False):
+    """The upload flags (``--upload URL`` itself only beside ``--record``; ``store_only``: only
+    where the store is and how to log in, for another writer to it: the archive)."""
     if url_flag:
         group.add_argument("--upload", metavar="URL", default=None,
                            help="send every closed recording of --record to S3-compatible "
@@ -35,6 +36,8 @@ def add_upload_arguments(group, url_flag=True):
     group.add_argument("--upload-profile", metavar="NAME", default=None,
                        help="the credentials profile (default: boto3's: AWS_ACCESS_KEY_ID... "
                             "in the environment, AWS_PROFILE, ~/.aws/credentials)")
+    if store_only:
+        return
     group.add_argument("--upload-limit", metavar="RATE", default=None,
                        type=byte_size,
                        help="send at most RATE bytes/s (e.g. 200K), so that a cellular link "

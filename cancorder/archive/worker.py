@@ -1,0 +1,168 @@
+"""One archive worker: an MQTT 5 shared subscription in, lake files out, each message
+acknowledged to the broker only once the file holding its frames is stored.
+
+paho's network thread only queues what arrives (``Subscriber`` with ``manual_ack``); this
+thread gathers it into files, writes them (blocking on the disk or the store, while paho keeps
+the connection alive) and sends the acknowledgements. A crash before a file is stored leaves its
+messages unacknowledged: the broker delivers them again to this session (a fixed client id per
+``--group`` and ``--name``: the restarted worker resumes it), and they are written again under
+the same keys (lake.py), so the lake holds each frame once.
+"""
+import logging
+import queue
+import time
+
+from ..mqtt.subscriber import RECEIVE_MAXIMUM, Subscriber
+from ..report import plural
+from .lake import LakeWriter
+
+log = logging.getLogger("cancorder.archive")
+
+TICK = 0.2  # s between looks at the files' ages when nothing arrives
+MAX_PENDING = RECEIVE_MAXIMUM // 2  # unacknowledged messages before every file is closed: the
+# broker stops sending at RECEIVE_MAXIMUM, and would wait for files that wait for it
+
+
+def logger_of(label):
+    """(system, channel) from the topic levels the wildcards matched (``truck42/can0``)."""
+    system, _, channel = label.rpartition("/")
+    return (system or channel, channel if system else "")
+
+
+class LoggerStats:
+    __slots__ = ("frames", "batches", "last_time_us")
+
+    def __init__(self):
+        self.frames = 0
+        self.batches = 0
+        self.last_time_us = None
+
+
+class Archiver:
+    def __init__(self, settings, store, max_size, max_age, group=None, client_id=None,
+                 decoder=None, status_interval=10.0):
+        self.settings = settings
+        self.writer = LakeWriter(store, max_size, max_age, decoder)
+        self.group = group
+        self.client_id = client_id
+        self.status_interval = status_interval
+        self.arrived = queue.Queue()
+        self.loggers = {}  # (system, channel) -> LoggerStats
+        self.subscriber = None
+
+    def snapshot(self):
+        """--metrics: each logger as the metrics' "bus" (its label): frames received, frames
+        stored (sent on), seconds since its newest frame (the lag), the worker's files."""
+        from ..metrics import BusSnapshot
+
+        now_us = time.time() * 1e6
+        writer = self.writer
+        totals = {"files": writer.files, "bytes": writer.bytes, "pending": writer.pending()}
+        return [BusSnapshot(f"{system}/{channel}", True, frames_received=stats.frames,
+                            frames_sent=writer.stored_frames.get((system, channel), 0),
+                            seconds_since_frame=(now_us - stats.last_time_us) / 1e6
+                            if stats.last_time_us is not None else float("nan"),
+                            sinks={"archive": totals})
+                for (system, channel), stats in list(self.loggers.items())]
+
+    def run(self, stopping):
+        """Until ``stopping`` is set; then new messages stop, every file is stored and
+        acknowledged, and the broker is told to forget this worker's session."""
+        subscriber = Subscriber(self.settings, self._arrived, on_problem=log.warning,
+                                role="archive", share_group=self.group, manual_ack=True,
+                                client_id=self.client_id)
+        subscriber.connect()
+        self.subscriber = subscriber
+        group = f" in group {self.group}" if self.group else ""
+        log.info(f"archive: subscribed to {self.settings.where}/"
+                 f"{subscriber.subscription(self.settings.topic)}{group}, writing to "
+                 f"{self.writer.store.where}")
+        next_status = time.monotonic() + self.status_interval
+        finished = False
+        try:
+            while not stopping.is_set():
+                self._take(TICK)
+                self._acknowledge(self.writer.due())
+                if time.monotonic() >= next_status:
+                    log.info(self.status())
+                    next_status += self.status_interval
+            subscriber.unsubscribe()
+            time.sleep(0.5)  # what the broker sent before the unsubscription took effect
+            while self._take(0.05):
+                pass
+            self._acknowledge(self.writer.close_all())
+            time.sleep(0.2)  # paho sends the acknowledgements before the disconnection
+            log.info(self.status(final=True))
+            finished = True
+        finally:
+            # a failure (the store refused) leaves the session to the broker: what was not
+            # acknowledged is delivered again to the worker started next under this name
+            subscriber.close(forget=finished)
+
+    def _take(self, timeout):
+        """Gather what arrived (waiting up to ``timeout`` for the first); False when nothing."""
+        try:
+            item = self.arrived.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while item is not None:
+            label, batch, acknowledge, redelivered = item
+            system, channel = logger_of(label)
+            stats = self.loggers.get((system, channel))
+            if stats is None:
+                stats = self.loggers[(system, channel)] = LoggerStats()
+            stats.batches += 1
+            stats.frames += batch.count
+            if batch.records:
+                stats.last_time_us = batch.records[-1][0]
+            self._acknowledge(self.writer.add(system, channel, batch, acknowledge,
+                                              redelivered))
+            if self.writer.pending() >= MAX_PENDING:
+                self._acknowledge(self.writer.close_all())
+            try:
+                item = self.arrived.get_nowait()
+            except queue.Empty:
+                item = None
+        return True
+
+    @staticmethod
+    def _acknowledge(acks):
+        for acknowledge in acks:
+            acknowledge()
+
+    def status(self, final=False):
+        writer = self.writer
+        now_us = time.time() * 1e6
+        lags = ", ".join(
+            f"{system}/{channel} {(now_us - stats.last_time_us) / 1e6:.1f} s"
+            for (system, channel), stats in sorted(self.loggers.items())
+            if stats.last_time_us is not None)
+        head = "archive: done: " if final else "archive: "
+        return (f"{head}{plural(writer.frames, 'frame')} in {plural(writer.files, 'file')} "
+                f"({plural(writer.bytes, 'byte')}) from {plural(len(self.loggers), 'logger')}; "
+                f"{plural(writer.pending(), 'batch')} waiting for their file"
+                + (f"; lag: {lags}" if lags and not final else ""))
+
+    # ---- paho's thread ----
+
+    def _arrived(self, label, batch, records, acknowledge, redelivered):
+        self.arrived.put((label, batch, acknowledge, redelivered))
+
+
+def run_archive(settings, store, args, stopping, decoder=None):
+    client_id = f"cancorder-archive-{args.group or 'solo'}-{args.name}"
+    archiver = Archiver(settings, store, args.max_file_size, args.max_file_age, args.group,
+                        client_id, decoder, args.status_interval)
+    metrics = None
+    if args.metrics:
+        from ..metrics import MetricsServer
+
+        metrics = MetricsServer(args.metrics, archiver.snapshot).start()
+        log.info(f"archive: metrics on http://{args.metrics[0] or '0.0.0.0'}:{metrics.port}"
+                 "/metrics")
+    try:
+        archiver.run(stopping)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    return archiver
