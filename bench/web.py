@@ -57,7 +57,7 @@ def main():
     parser.add_argument("--viewers", type=int, default=4)
     _load.add_arguments(parser)
     args = parser.parse_args()
-    watch = _load.start("bench.web", args)
+    load = _load.start("bench.web", args)
 
     from playwright.sync_api import sync_playwright
 
@@ -98,7 +98,7 @@ def main():
             base = cpu
         else:
             print(f"the {viewers} viewers together: {cpu - base:+.1f} % of a core")
-    _load.finish(watch, {str(viewers): runs for viewers, runs in results.items()})
+    _load.finish(load, {str(viewers): runs for viewers, runs in results.items()})
 
 
 if __name__ == "__main__":
