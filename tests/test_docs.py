@@ -80,7 +80,7 @@ def words(line):
         return None
     out = []
     for token in tokens:
-        if token.startswith("#") or token[0] in SHELL_OPERATORS:
+        if token.startswith("#") or (token and token[0] in SHELL_OPERATORS):  # "" is a word
             break
         out.append(token)
     return out

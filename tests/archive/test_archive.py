@@ -246,10 +246,13 @@ def test_dbc_signals_table_equals_cantools_decoding(broker, cancorder_process, t
     frames = engine_frames(seconds=2.0)
     log = write_candump(tmp_path / "engine.log", frames)
     worker = start_worker(cancorder_process, mosquitto, lake, "w0", "--dbc", str(database))
-    replay = cancorder_process("replay", log, "--async", "--original-time", "--speed", "max",
+    # at the recording's own pace (2 s), not --speed max: a replay that ends at once has 3 s to
+    # publish what it spooled, and a loaded CI machine's first connection took longer
+    replay = cancorder_process("replay", log, "--async", "--original-time",
                                "--no-zeroconf", "--bind", "127.0.0.1", "-p", str(free_port()),
                                "--mqtt", mosquitto.url("cancorder/truck7/{channel}"))
     assert replay.proc.wait(timeout=30) == 0, replay.log
+    assert f"{len(frames):,} frames published" in replay.log, replay.log
     worker.wait_for(f"archive: {len(frames):,} frames in", 30)
     assert worker.terminate() == 0, worker.log
     rows = duckdb.sql(f"select timestamp_us, message, signal, value, label from read_parquet("

@@ -4,7 +4,8 @@ pyserial opens ``socket://127.0.0.1:PORT`` like a serial port, so python-can's s
 cancorder's own SLCAN source talk to this as to a CANable. It answers every command with ``\\r``
 (``\\a`` for one it does not know; a transmit ``z``/``Z``, or ``\\a`` while
 ``refuse_transmits``), records the commands, and once the channel is opened (``O`` or ``L``)
-writes the frame lines it is given. ``drop()`` closes the connection and refuses new
+writes the frame lines it is given. ``drop()`` ends the connection (the writer reads EOF at
+once; bytes that had already reached this side are still taken, then it closes) and refuses new
 ones (the port is closed: connecting is refused) for a while, then listens again on the same
 port: that is what an unplugged and replugged adapter looks like.
 """
@@ -13,6 +14,7 @@ import threading
 
 CAN_FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 KNOWN_COMMANDS = set("CSOLVNsFZMmXYtTdDbB")
+UNPLUG_DRAIN = 5.0  # s an unplugged connection's last bytes are waited for
 TRANSMIT_COMMANDS = "tTdDbB"  # answered z/Z (transmitted), as a CANable does
 
 
@@ -80,12 +82,25 @@ class SlcanEmulator:
         with self._lock:
             conn, self._conn = self._conn, None
             self.opened.clear()
-        if conn is not None:
+        if conn is None:
+            return
+        if refuse_for > 0 and not self._closing:
+            # unplugged: the writer reads EOF at once, and what had already reached this socket
+            # is still taken (the serving thread reads to the writer's close, then closes). A
+            # real adapter loses the few frames in its USB buffer; a loaded test machine's
+            # serving thread can lag by hundreds, and a writer that does not wait for answers
+            # (python-can's slcan) would lose them all to the close: the machine's doing
             try:
-                conn.shutdown(socket.SHUT_RDWR)
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(UNPLUG_DRAIN)
             except OSError:
-                pass
-            conn.close()
+                conn.close()
+            return
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
 
     def _replug(self):
         if self._closing:
@@ -130,8 +145,10 @@ class SlcanEmulator:
             try:
                 chunk = conn.recv(4096)
             except OSError:
+                conn.close()
                 return
             if not chunk:
+                conn.close()
                 return
             pending += chunk
             while b"\r" in pending:
@@ -163,3 +180,4 @@ class SlcanEmulator:
 def build_lines(count):
     """``count`` 29-bit frames whose 8-byte payload is their sequence number."""
     return [f"T{i % 0x20000000:08X}8{i:016X}\r".encode() for i in range(count)]
+

@@ -12,6 +12,8 @@ import re
 import shutil
 import sys
 
+import pytest
+
 from cancorder._fast import wire
 from tests.helpers import ROOT
 
