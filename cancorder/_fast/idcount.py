@@ -10,16 +10,16 @@ reading a logger, a log file, MQTT); ``count_records`` reads the broadcaster's r
 themselves (the web page's live feed), so nothing is decoded into Python objects except the data
 of a row whose bytes changed. Compiled, a frame costs a dict lookup and a few C operations.
 """
-import struct
-
-import cython
+try:
+    import cython
+except ImportError:  # a pure-Python install: only cython.compiled is read at run time
+    from . import _nocython as cython
 
 from .wire import FLAG_EXT, HEADER_SIZE
 
 EXT_BIT = 1 << 32  # in a row key: 29-bit ids sort after 11-bit ones
 ALL_CHANGED = (1 << 64) - 1  # a new length: every byte counts as changed
 _NEVER = float("-inf")
-_HEADER = struct.Struct(">QIBB")
 
 
 MAX_DATA = 64  # CAN FD's longest frame
