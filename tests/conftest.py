@@ -86,6 +86,8 @@ def cancorder_process():
     yield start
     for proc in started:
         proc.stop()
+        # pytest shows this only for a failed test: what the process said, for the CI log
+        print(f"--- {' '.join(map(str, proc.proc.args))}\n{proc.log}")
 
 
 @pytest.fixture

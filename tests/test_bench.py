@@ -74,7 +74,9 @@ def test_every_benchmark_takes_record_and_force():
 @pytest.mark.serial
 def test_the_c_proxy_sends_a_lone_frame_at_once_or_one_window_later(tmp_path):
     """serve's own policy: a frame on a quiet link goes out at once; --coalesce: one window
-    (1 ms) later. 1,000 frames/s, one write per frame, one checking client."""
+    (1 ms) later. 200 frames/s, one write per frame, one checking client: each frame alone in
+    its window (at 1,000 frames/s, a frame read late on a loaded machine joins its
+    predecessor's window and goes out early: CI saw a --coalesce median of 0.77 ms)."""
     from bench.serve import Emulator, build_c
     from tests.helpers import CancorderProcess
 
@@ -91,7 +93,7 @@ def test_the_c_proxy_sends_a_lone_frame_at_once_or_one_window_later(tmp_path):
                                        stdout=subprocess.PIPE, text=True)
             assert clients.stdout.readline().strip() == "ready"
             proxy.wait_for(r"client connected \(1 connected\)")
-            emulator.go("frame", 1000, 400)
+            emulator.go("frame", 200, 400)
             result = json.loads(clients.stdout.readline())
             emulator.wait_sent()
             assert result["complete"] == 1 and result["bad"] == 0, result
@@ -102,5 +104,5 @@ def test_the_c_proxy_sends_a_lone_frame_at_once_or_one_window_later(tmp_path):
                 clients.wait()
             proxy.stop()
             emulator.close()
-    assert p50[()] < 0.6, p50  # at once (the frames are 1 ms apart: a quiet link each time)
+    assert p50[()] < 0.6, p50  # at once (the frames are 5 ms apart: a quiet link each time)
     assert p50[("--coalesce",)] >= 0.95, p50  # a whole window later
