@@ -3,9 +3,10 @@
     python -m bench.socketcand [--seconds 10] [--rate 30000]
 
 An SLCAN emulator in its own process writes 29-bit 8-byte frames at RATE frames/s for SECONDS;
-`cancorder serve -i slcan --socketcand` reads them. Four runs in one go: no client (the
+`cancorder serve -i slcan --socketcand` reads them. Five runs in one go: no client (the
 reference: what reading and parsing SLCAN costs), four ECUconnect clients, four socketcand
-clients (raw mode, as python-can opens it), and both at once. The
+clients (raw mode, as python-can opens it), both at once, and four ECUconnect clients of a
+serve without --socketcand (what the option costs when nobody uses it). The
 clients live in one helper process (one select loop); each counts frames and, for the first
 whole frame of every read, its delay (read time minus the frame's timestamp, which the SLCAN
 source takes from the host clock at the read): the oldest frame of each read, so the figures
@@ -115,7 +116,7 @@ def encoder_rates():
 
 # ---- one run ----
 
-def run(kinds, rate, seconds):
+def run(kinds, rate, seconds, socketcand=True):
     count = rate * seconds
     emulator = subprocess.Popen(
         [sys.executable, "-m", "bench._slcan_blast", "--count", str(count),
@@ -124,11 +125,14 @@ def run(kinds, rate, seconds):
     url = f"socket://127.0.0.1:{int(emulator.stdout.readline())}"
     server = CancorderProcess(["serve", "-i", "slcan", "-c", url, "-b", "1000000",
                                "--no-zeroconf", "--bind", "127.0.0.1", "--client-buffer",
-                               "64M", "--socketcand", "127.0.0.1:0", "--no-beacon"])
+                               "64M"] +
+                              (["--socketcand", "127.0.0.1:0", "--no-beacon"] if socketcand
+                               else []))
     clients = None
     try:
         ecu_port = server.port()
-        scd_port = int(server.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1))
+        scd_port = int(server.wait_for(r"socketcand serves bus '\S+' at \S+:(\d+)").group(1)) \
+            if socketcand else 0
         if kinds:
             clients = subprocess.Popen(
                 [sys.executable, "-m", "bench.socketcand", "--clients", ",".join(kinds),
@@ -180,22 +184,26 @@ def main():
     rates = encoder_rates()
     print(f"encoding frame lines: compiled {rates['compiled']:,.0f} frames/s, pure "
           f"{rates['pure']:,.0f} frames/s")
-    configs = [[], ["ecu"] * 4, ["scd"] * 4, ["ecu"] * 4 + ["scd"] * 4]
+    # (clients, serve with --socketcand)
+    configs = [([], True), (["ecu"] * 4, True), (["scd"] * 4, True),
+               (["ecu"] * 4 + ["scd"] * 4, True), (["ecu"] * 4, False)]
     results = {i: [] for i in range(len(configs))}
     for _ in range(args.rounds):
-        for i, kinds in enumerate(configs):
-            results[i].append(run(kinds, args.rate, args.seconds))
+        for i, (kinds, socketcand) in enumerate(configs):
+            results[i].append(run(kinds, args.rate, args.seconds, socketcand))
     names = {"ecu": "ECUconnect", "scd": "socketcand"}
     print(f"{args.rate:,} frames/s for {args.seconds} s through cancorder serve -i slcan, "
           f"median of {args.rounds} rounds (CPU range in brackets)")
-    print(f"{'clients':28s} {'serve CPU':>18s} {'lost':>5s} {'p50 ms':>7s} {'p99 ms':>7s} "
+    print(f"{'clients':44s} {'serve CPU':>18s} {'lost':>5s} {'p50 ms':>7s} {'p99 ms':>7s} "
           f"{'max ms':>7s}")
-    for i, kinds in enumerate(configs):
+    for i, (kinds, socketcand) in enumerate(configs):
         runs = results[i]
         label = " + ".join(f"{kinds.count(k)} {names[k]}" for k in ("ecu", "scd")
                            if k in kinds) or "none (the source alone)"
+        if not socketcand:
+            label += ", no --socketcand"
         cpu = sorted(r["serve_cpu_per_s"] * 100 for r in runs)
-        print(f"{label:28s} {statistics.median(cpu):5.1f}% [{cpu[0]:4.1f}-{cpu[-1]:4.1f}] "
+        print(f"{label:44s} {statistics.median(cpu):5.1f}% [{cpu[0]:4.1f}-{cpu[-1]:4.1f}] "
               f"{max(r['lost'] for r in runs):>5d} "
               f"{statistics.median(r['p50_ms'] for r in runs):7.2f} "
               f"{statistics.median(r['p99_ms'] for r in runs):7.2f} "
