@@ -60,6 +60,7 @@ class MqttPublisher(RecordSink):
         self._queued = 0
         self._queue_dropped = 0
         self._said_behind = False
+        self._armed = False  # set by the publisher thread under _lock: see put()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -117,7 +118,10 @@ class MqttPublisher(RecordSink):
                 was_idle = not self._queue
                 self._queue.append(records)
                 self._queued += len(records)
-                wake = was_idle or self._queued >= self.batch_bytes
+                # armed: the thread holds pending bytes and wakes within batch_interval by
+                # itself, so a batch finding the queue empty need not wake it (it used to: a
+                # pipe write and a thread wake-up for every batch of the source, ~1,000 a second)
+                wake = (was_idle and not self._armed) or self._queued >= self.batch_bytes
                 first = False
         if first:
             self._log.warning("MQTT publisher falls behind the bus: frames are dropped (the "
@@ -210,6 +214,11 @@ class MqttPublisher(RecordSink):
         if start:
             del pending[:start]
             self._pending_since = now
+        with self._lock:
+            self._armed = bool(pending)  # _timeout wakes the thread within batch_interval
+            missed = bool(self._queue) and not pending
+        if missed:  # put while still armed, and nothing pending now: nobody else will wake us
+            self._wake()
 
     def _publish_signals(self, chunks, now):
         """--mqtt-signals: the due messages' values, live (QoS 0, dropped while offline)."""

@@ -802,3 +802,48 @@ def test_a_broker_that_requires_a_client_certificate(broker, slcan_emulator, can
     assert refused.proc.wait(30) == 1
     assert refused.log.count("\n") == 0 and "does it require a client certificate" in \
         refused.log, refused.log
+
+
+def test_the_publisher_thread_is_not_woken_for_every_batch(broker):
+    """Issue 24 item 6: a batch that finds the queue empty while the publisher already holds
+    pending bytes (it wakes within batch_interval by itself) writes nothing to its wake-up
+    pipe; at 1,000 batches a second it used to be one wake-up each. Every frame still reaches
+    the broker (acknowledged), soon after the last batch."""
+    import logging
+    import types
+
+    from cancorder.mqtt.publisher import MqttPublisher
+    from cancorder.mqtt.connection import parse_url
+    from tests.mqtt.test_mqtt import records
+
+    mosquitto = broker()
+    publisher = MqttPublisher(parse_url(mosquitto.url(TOPIC), environ={}))
+    wakes = []
+    wake = publisher._wake
+    publisher._wake = lambda: (wakes.append(1), wake())
+    publisher.start(types.SimpleNamespace(log=logging.getLogger("cancorder.test-mqtt"),
+                                          txt={"system": "s"}, channel="can0",
+                                          interface="virtual"))
+    try:
+        deadline = time.monotonic() + 10
+        while not publisher.stats().get("connected") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sent = 0
+        start = time.monotonic()
+        for i in range(1000):  # 5 frames a millisecond: a source's batches at 5,000 frames/s
+            publisher.put(records(sent, 5))
+            sent += 5
+            delay = start + (i + 1) / 1000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        last_put = time.monotonic()
+        while publisher.stats().get("published_frames", 0) < sent and \
+                time.monotonic() < last_put + 5:
+            time.sleep(0.005)
+        published_after = time.monotonic() - last_put
+    finally:
+        publisher.close(2.0)
+    assert publisher.stats()["published_frames"] == sent
+    periods = (last_put - start) / publisher.batch_interval
+    assert len(wakes) <= periods * 2 + 5, (len(wakes), periods)  # was about 1,000
+    assert published_after < 1.0, published_after  # no batch left waiting for an idle timeout
