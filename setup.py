@@ -14,7 +14,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 FAST_MODULES = ["wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic", "pcap",
-                "gvret", "idcount"]
+                "gvret", "idcount", "pump"]
 REQUIRE = os.environ.get("CANCORDER_REQUIRE_CYTHON", "") not in ("", "0")
 SKIP = os.environ.get("CANCORDER_SKIP_CYTHON", "") not in ("", "0")
 # Cython and the C compiler take the modules side by side: on 2 cores, one after another took

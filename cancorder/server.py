@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from ._fast import broadcast
+from ._fast import broadcast, pump
 from .access import peer_allowed
 from .errors import EXIT_FAILURE, EXIT_OK, CancorderError, SourceError, SourceLostError, \
     UsageError
@@ -102,8 +102,8 @@ class Bus:
         self.finished = False
         self.crash = None
         self.reopens = 0
-        self.last_frame = None  # time.monotonic() of the last batch
-        self.heartbeat = None  # time.monotonic() the source thread last came round its loop
+        self._pump_loop = None  # _fast.pump.Pump: the source thread's loop, once started
+        self._beat = None  # the source thread's heartbeat outside the loop (draining, reopening)
         self.down_reason = ""  # why the adapter is lost (while not up)
         self.down_since = None
         self._stop = threading.Event()
@@ -212,32 +212,38 @@ class Bus:
 
     # ---- the source thread ----
 
+    @property
+    def heartbeat(self):
+        """time.monotonic() the source thread last came round its loop (None: not started)."""
+        loop = self._pump_loop
+        beat = loop.heartbeat if loop is not None and loop.heartbeat else None
+        if beat is None or (self._beat is not None and self._beat > beat):
+            return self._beat
+        return beat
+
+    @property
+    def last_frame(self):
+        """time.monotonic() of the last batch (None: none yet)."""
+        loop = self._pump_loop
+        return loop.last_frame if loop is not None and loop.last_frame else None
+
     def _pump(self):
-        """Read, hand every batch to the broadcaster and the sinks; reopen a lost adapter."""
+        """Read, hand every batch to the broadcaster and the sinks (the compiled loop,
+        _fast/pump.py); reopen a lost adapter, drain a finished one."""
         source = self.source
         consumers = [self.broadcaster.submit] + [sink.put for sink in self.sinks]
-        stopping = self._stop.is_set
+        loop = self._pump_loop = pump.Pump(consumers, SourceLostError, self._stop.is_set)
         try:
-            while not stopping():
-                self.heartbeat = time.monotonic()
-                try:
-                    records = source.read(READ_TIMEOUT)
-                except SourceLostError as exc:
-                    lost = exc
-                else:
-                    lost = None
-                if lost is not None:  # outside the except block: no chained contexts
-                    self._reopen(lost)
+            while True:
+                outcome = loop.run(source.reader(), READ_TIMEOUT)
+                if outcome == pump.LOST:
+                    self._reopen(loop.lost)
                     continue
-                if records is None:
+                if outcome == pump.ENDED:
                     self._drain()
                     self.finished = True
                     self.log.info(f"{source.description}: finished")
-                    break
-                if records:
-                    self.last_frame = time.monotonic()
-                    for put in consumers:
-                        put(records)
+                break
         except Exception as exc:  # a bug or an unexpected library error: the process fails
             self.crash = exc
             self.log.error(f"{source.description} failed unexpectedly: "
@@ -258,7 +264,7 @@ class Bus:
         """A finished source: give the clients up to DRAIN_WAIT s to receive everything."""
         give_up = time.monotonic() + DRAIN_WAIT
         while not self._stop.is_set() and time.monotonic() < give_up:
-            self.heartbeat = time.monotonic()  # draining is not being stuck (watchdog)
+            self._beat = time.monotonic()  # draining is not being stuck (watchdog)
             if self.broadcaster.wait_drained(0.1):
                 return
 
@@ -270,7 +276,7 @@ class Bus:
         self.source.close()
         delay = RETRY_FIRST
         while not self._stop.wait(delay):
-            self.heartbeat = time.monotonic()  # waiting for an adapter is not being stuck
+            self._beat = time.monotonic()  # waiting for an adapter is not being stuck
             try:
                 self.source.open()
             except SourceError as again:

@@ -13,7 +13,7 @@ import sys
 import types
 
 MODULES = ("wire", "broadcast", "slcan", "socketcand", "logfile", "socketcan", "traffic", "pcap",
-           "gvret", "idcount")
+           "gvret", "idcount", "pump")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

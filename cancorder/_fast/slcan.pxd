@@ -1,7 +1,19 @@
 import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport errno
+from posix.time cimport CLOCK_REALTIME, clock_gettime, nanosleep, timespec
+from posix.unistd cimport read
 
 from cancorder._fast.wire cimport RecordFilter, hex_number, write_header
+
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum: POLLIN
 
 
 cdef class SlcanParser:
@@ -38,3 +50,25 @@ cdef class SlcanParser:
 
     cdef long long _adapter_time(self, long long stamp_ms, long long now_us)
     cdef _garbage(self, unsigned char *p, Py_ssize_t s, Py_ssize_t e)
+
+
+cdef class SlcanReader:
+    cdef public int fd
+    cdef public SlcanParser parser
+    cdef public long long busy_ns
+    cdef public long long gather_ns
+    cdef public object check
+    cdef public object changed
+    cdef public object lost
+    cdef public str description
+    cdef public bint watching
+    cdef public long long last_read_ns
+    cdef unsigned long long _seen
+    cdef bytearray _buffer
+
+    @cython.locals(wait_ms=cython.int, buffer=cython.p_char, size=Py_ssize_t, fd=cython.int,
+                   last=cython.longlong, busy=cython.longlong, gather=cython.longlong,
+                   failure=cython.int, waiting=pollfd, ready=cython.int, clock=timespec,
+                   pause=timespec, now_ns=cython.longlong, got=Py_ssize_t,
+                   parser=SlcanParser, seen=cython.ulonglong)
+    cpdef bytes read(self, double timeout)

@@ -17,6 +17,10 @@ the stream is split into reads.
 The same code runs compiled and pure: ``p``/``out`` are C pointers when compiled and the
 bytearrays themselves in pure Python, and indexing means the same for both.
 """
+import os as _os
+import select as _select
+import time as _time
+
 try:
     import cython
 except ImportError:  # Cython is a build dependency only; the pure twin runs without it
@@ -219,3 +223,100 @@ class SlcanParser:
         self.garbage += 1
         self.last_garbage = bytes([p[k] for k in range(s, min(e, s + 40))])
 
+
+
+class SlcanReader:
+    """One wake-up of the SLCAN source in one call: wait for the port, read what it holds,
+    parse it. Compiled, the wait (``poll``), the optional gathering pause and the read run in C
+    with the GIL released: a wake-up costs no interpreter work but this call. Pure, the same
+    steps through ``select.poll``, ``time`` and ``os.read``.
+
+    ``fd`` is the port's descriptor, whose bytes are the adapter's (a tty, a socket). A read
+    less than ``busy_ns`` after the previous one waits ``gather_ns`` first, so that it takes
+    what came meanwhile (sources/slcan.py says why). ``check()`` (the source's) runs before each
+    wait while ``watching`` is set; ``changed()`` after a read whose parse counted replies, BELs
+    or garbage. A failed read, or the port's end, raises ``lost`` ("DESCRIPTION failed: ...").
+    """
+
+    def __init__(self, fd, parser, read_size, busy_ns, gather_ns, check, changed, lost,
+                 description):
+        self.fd = fd
+        self.parser = parser
+        self.busy_ns = busy_ns
+        self.gather_ns = gather_ns
+        self.check = check
+        self.changed = changed
+        self.lost = lost
+        self.description = description
+        self.watching = True
+        self.last_read_ns = 0
+        self._seen = 0
+        self._buffer = bytearray(read_size)
+        if not cython.compiled:
+            self._poller = _select.poll()
+            self._poller.register(fd, _select.POLLIN)
+
+    def read(self, timeout):
+        """Bytes of records; b"" when nothing came within ``timeout`` seconds."""
+        if self.watching:
+            self.check()
+        if cython.compiled:
+            wait_ms = cython.cast(cython.int, timeout * 1000.0 + 0.999)
+            buffer = cython.cast(cython.p_char, self._buffer)
+            size = len(self._buffer)
+            fd = self.fd
+            last = self.last_read_ns
+            busy = self.busy_ns
+            gather = self.gather_ns
+            failure = 0
+            with cython.nogil:
+                waiting.fd = fd
+                waiting.events = POLLIN
+                waiting.revents = 0
+                ready = poll(cython.address(waiting), 1, wait_ms)
+                if ready > 0:
+                    # the first bytes' arrival: the timestamp of the lines
+                    clock_gettime(CLOCK_REALTIME, cython.address(clock))
+                    now_ns = clock.tv_sec * 1000000000 + clock.tv_nsec
+                    if now_ns - last < busy:
+                        pause.tv_sec = gather // 1000000000
+                        pause.tv_nsec = gather % 1000000000
+                        nanosleep(cython.address(pause), cython.NULL)
+                        clock_gettime(CLOCK_REALTIME, cython.address(clock))
+                        last = clock.tv_sec * 1000000000 + clock.tv_nsec
+                    else:
+                        last = now_ns
+                    got = read(fd, buffer, size)
+                    if got < 0:
+                        failure = errno
+            if ready <= 0:
+                return b""  # nothing came (or a signal interrupted the wait: the caller loops)
+            self.last_read_ns = last
+            if got < 0:
+                raise self.lost(f"{self.description} failed: "
+                                f"{OSError(failure, _os.strerror(failure))}")
+            chunk = PyBytes_FromStringAndSize(buffer, got)
+        else:
+            if not self._poller.poll(timeout * 1000.0):
+                return b""
+            now_ns = _time.time_ns()
+            if now_ns - self.last_read_ns < self.busy_ns:
+                _time.sleep(self.gather_ns / 1e9)
+                self.last_read_ns = _time.time_ns()
+            else:
+                self.last_read_ns = now_ns
+            try:
+                chunk = _os.read(self.fd, len(self._buffer))
+            except OSError as exc:
+                raise self.lost(f"{self.description} failed: {exc}") from None
+        if not chunk:
+            # readable but empty: the device went away (pyserial says so for sockets)
+            raise self.lost(f"{self.description} failed: the adapter stopped answering "
+                            "(unplugged?)")
+        parser = self.parser
+        records = parser.feed(chunk, now_ns // 1000)
+        seen = parser.replies + parser.bell + parser.garbage
+        if seen != self._seen:
+            self._seen = seen
+            self.changed()
+        return records

@@ -133,6 +133,11 @@ class Source(abc.ABC):
             records = self.record_filter.apply(records)
         return records
 
+    def reader(self):
+        """What the source thread calls instead of ``read`` (the same contract): a source
+        with a compiled wake-up hands out its compiled read (valid until the next open)."""
+        return self.read
+
     @abc.abstractmethod
     def _read(self, timeout):
         """``read`` without the filter: what the adapter gave."""

@@ -181,7 +181,7 @@ class SlcanSource(Source):
             port.close()
             raise SourceInitError(f"cannot configure {self.description}: {exc}") from exc
         self.port = port
-        self._poll = self._raw_fd = None
+        self._poll = self._raw_fd = self._reader = None
         self._last_read_ns = 0
         self._opened_at = time.monotonic()
         self._setup_answered_by = self._opened_at + TRANSMIT_ANSWER_TIMEOUT
@@ -194,8 +194,18 @@ class SlcanSource(Source):
         self._poll.register(fileno, select.POLLIN)
         if _reads_plain_fd(port):
             self._raw_fd = fileno
+            # the whole wake-up (wait, read, parse) in one compiled call
+            self._reader = slcan.SlcanReader(fileno, self.parser, READ_SIZE, BUSY_INTERVAL_NS,
+                                             int(GATHER * 1e9), self._check_heard,
+                                             self._answers_or_bad_input, SourceLostError,
+                                             self.description)
+
+    def reader(self):
+        return self._reader.read if self._reader is not None else self.read
 
     def _read(self, timeout):
+        if self._reader is not None:
+            return self._reader.read(timeout)
         if self._opened_at is not None:
             self._check_heard()
         poll = self._poll
@@ -236,8 +246,13 @@ class SlcanSource(Source):
         return self._parse(chunk, time.time_ns() // 1000)
 
     def _parse(self, chunk, now_us):
+        records = self.parser.feed(chunk, now_us)
+        self._answers_or_bad_input()
+        return records
+
+    def _answers_or_bad_input(self):
+        """After a parse: warn of garbage and BELs, wake a transmit waiting for its answer."""
         parser = self.parser
-        records = parser.feed(chunk, now_us)
         if parser.garbage != self._seen_garbage or parser.bell != self._seen_bell:
             self._warn_bad_input()
         answers = parser.replies + parser.bell
@@ -245,11 +260,14 @@ class SlcanSource(Source):
             self._answers_seen = answers
             with self._answered:
                 self._answered.notify_all()
-        return records
 
     def _check_heard(self):
         """A port that is not an SLCAN adapter (``-c /dev/ttyS0``) would run silently for
         ever: after NOT_SLCAN_AFTER seconds without one reply or frame, say so, once."""
+        if self._opened_at is None:
+            if self._reader is not None:
+                self._reader.watching = False  # decided: the reader stops asking
+            return
         p = self.parser
         if p.frames or p.remote or p.replies or p.bell or p.filtered:
             self._opened_at = None  # it speaks SLCAN
@@ -335,6 +353,7 @@ class SlcanSource(Source):
 
     def close(self):
         port, self.port = self.port, None
+        self._reader = None
         if port is None:
             return
         try:

@@ -32,15 +32,22 @@ def _install():
     if crash_channel is not None:
         from cancorder.sources.slcan import SlcanSource
 
-        real_parse = SlcanSource._parse
+        real_reader = SlcanSource.reader
 
-        def parse(self, chunk, *rest):
-            records = real_parse(self, chunk, *rest)
-            if self.channel == crash_channel and records:
-                raise RuntimeError("the fake driver fell over")
-            return records
+        def reader(self):  # what the source thread reads through
+            read = real_reader(self)
+            if self.channel != crash_channel:
+                return read
 
-        SlcanSource._parse = parse
+            def crashing(timeout):
+                records = read(timeout)
+                if records:
+                    raise RuntimeError("the fake driver fell over")
+                return records
+
+            return crashing
+
+        SlcanSource.reader = reader
 
 
 _install()
