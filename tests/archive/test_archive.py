@@ -119,6 +119,38 @@ def test_kill_9_of_a_worker_mid_run_nothing_lost_nothing_doubled(broker, cancord
     assert_exact(lake, ["truck0"], 16000)
 
 
+def test_kill_9_of_a_worker_not_restarted_the_other_adopts_its_session(broker,
+                                                                       cancorder_process,
+                                                                       tmp_path):
+    """One of two workers is killed mid-run and stays dead: its will tells the other, which
+    adopts its session at the broker (what was queued for it, and again what it had not
+    acknowledged), stops its share going there, and stores it all: each frame once."""
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    port = free_port()
+    survivor = start_worker(cancorder_process, mosquitto, lake, "w0", "--metrics",
+                            f"127.0.0.1:{port}")
+    victim = start_worker(cancorder_process, mosquitto, lake, "w1")
+    systems = ["truck0", "truck1", "truck2"]
+    gens = [start_logger(cancorder_process, mosquitto, system, 2000, 12000, tmp_path)
+            for system in systems]
+    victim.wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(5)
+    survivor.wait_for(r"worker w1 died \(its will came\); adopted its session", 10)
+    for gen in gens:
+        assert gen.proc.wait(60) == 0, gen.log
+    assert wait_until(lambda: count_in(lake) >= 36000, 30), (count_in(lake), survivor.log)
+    survivor.wait_for(r"let go of worker w1's adopted session: ([\d,]+) frames", 10)
+    survivor.wait_for(r"adopted 1 session of dead workers \([1-9][\d,]* frames stored\)", 10)
+    import urllib.request
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b"cancorder_archive_adopted_sessions{bus=\"truck0/gen\"} 1.0" in metrics, metrics
+    assert survivor.terminate() == 0, survivor.log
+    assert_exact(lake, systems, 12000)
+
+
 def test_stored_batches_whose_acknowledgements_were_lost_are_not_written_again(
         broker, cancorder_process, tmp_path):
     """The exactly-once proof across a crash: a worker stores files while the broker is away
