@@ -16,7 +16,7 @@ import time
 from ..mqtt.subscriber import RECEIVE_MAXIMUM, Subscriber
 from ..report import plural
 from . import takeover
-from .lake import LakeWriter
+from .lake import GAPS_QUIET, LakeWriter
 
 log = logging.getLogger("cancorder.archive")
 
@@ -100,6 +100,7 @@ class Archiver:
                 self._take(TICK)
                 self._acknowledge(self.writer.due())
                 self._tend_adoptions()
+                self._write_gaps()
                 if time.monotonic() >= next_status:
                     log.info(self.status())
                     next_status += self.status_interval
@@ -110,6 +111,7 @@ class Archiver:
             self._acknowledge(self.writer.close_all())
             for adoption in list(self.adoptions.values()):
                 self._release(adoption)
+            self._write_gaps(quiet=0)  # the ended hours this worker wrote in
             time.sleep(0.2)  # paho sends the acknowledgements before the disconnection
             log.info(self.status(final=True))
             finished = True
@@ -138,6 +140,7 @@ class Archiver:
             if not adoption.subscriber.connected:
                 stored = writer.frames
                 writer.open.clear()  # not stored, not acknowledged: the broker has them still
+                self.writer.touched.update(writer.touched)  # their gaps: written by ours
                 del self.adoptions[adoption.peer]
                 adoption.subscriber.close(forget=False)
                 self.adopted_frames += stored
@@ -178,11 +181,20 @@ class Archiver:
         time.sleep(0.2)  # paho sends the acknowledgements before the disconnection
         adoption.subscriber.close(forget=False)
         del self.adoptions[adoption.peer]
+        self.writer.touched.update(adoption.writer.touched)  # their gaps: written by ours
         self.adopted += 1
         self.adopted_frames += adoption.writer.frames
         log.info(f"archive: let go of worker {adoption.peer}'s adopted session: "
                  f"{plural(adoption.frames, 'frame')} in {plural(adoption.batches, 'batch')} "
                  f"taken over, {plural(adoption.writer.frames, 'frame')} stored")
+
+    def _write_gaps(self, quiet=GAPS_QUIET):
+        """The gaps table of the hour partitions that are complete (lake.LakeWriter)."""
+        for (system, channel, date, hour), gaps in self.writer.write_gaps(quiet):
+            if gaps:
+                missing = sum(gap["missing"] for gap in gaps)
+                log.info(f"archive: gaps in {system}/{channel} on {date} hour {hour}: "
+                         f"{plural(len(gaps), 'gap')}, {plural(missing, 'frame')} missing")
 
     def _take(self, timeout):
         """Gather what arrived (waiting up to ``timeout`` for the first); False when nothing."""
