@@ -87,7 +87,7 @@ class Subscriber:
         """Connect and subscribe, or raise MqttError with one clear line."""
         settings = self.settings
         client = settings.client(self.client_id or f"cancorder-{self.role}-{os.urandom(4).hex()}",
-                                 manual_ack=self.manual_ack)
+                                 manual_ack=self.manual_ack, reconnect=not self.adopting)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -177,9 +177,8 @@ class Subscriber:
             # closed before any CONNACK (a TLS alert: the broker wants a client certificate)
             self._failure = self.settings.closed_early(reason_code)
             self._ready.set()
-        if self.adopting:
+        if self.adopting:  # no retry (reconnect=False): its owner took the session back
             self.connected = False
-            client.disconnect()  # no retry: the session's owner took it back (or the broker went)
             return
         if self.connected and self.on_problem and self._client is not None:
             self.on_problem(f"MQTT: lost the broker {self.settings.where} ({reason_code}); "

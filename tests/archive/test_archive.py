@@ -446,3 +446,39 @@ def test_a_store_that_refuses_ends_it_with_exit_1_and_loses_nothing(broker, canc
                     if key.startswith("lake/frames/") and key.endswith(".parquet")
                     for value in pq.read_table(io.BytesIO(body)).column("frame").to_pylist())
     assert frames == list(range(2000))
+
+
+def test_an_adopted_session_taken_back_by_its_worker_is_let_go_without_reconnecting(broker):
+    """The adopter's client under a dead worker's id: when the worker comes back (the same id,
+    its session kept), the broker closes the adopter's connection; the adopter never connects
+    again (it would take the session back from its owner), and the owner stays connected."""
+    from paho.mqtt import client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from cancorder.archive import takeover
+    from cancorder.mqtt.connection import parse_url
+
+    mosquitto = broker()
+    settings = parse_url(mosquitto.url("cancorder/+/+"), subscribe=True)
+    adopted = takeover.adopt(settings, GROUP, "w1", lambda *args: None)
+    try:
+        assert adopted.connected
+        owner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                            client_id=takeover.client_id_of(GROUP, "w1"), protocol=mqtt.MQTTv5)
+        kicked = []
+        owner.on_disconnect = lambda *args: kicked.append(args[3])
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        owner.connect("127.0.0.1", mosquitto.port, clean_start=False, properties=properties)
+        owner.loop_start()
+        try:
+            assert wait_until(lambda: not adopted.connected, 10)
+            time.sleep(3)  # paho's reconnect delay is 1 s: time for it to try
+            assert not adopted.connected and not kicked, kicked
+            assert owner.is_connected()
+        finally:
+            owner.loop_stop()
+            owner.disconnect()
+    finally:
+        adopted.close(forget=False)
