@@ -33,6 +33,7 @@ log = logging.getLogger("cancorder.archive")
 PRESENCE_ROOT = "cancorder-archive"
 UP, DOWN, ADOPTED = "up", "down", "adopted"
 QUIET = 1.0  # s with nothing more from an adopted session (unsubscribed) before letting it go
+RETRY = 5.0  # s before trying again to adopt a session the broker would not give
 
 
 def client_id_of(group, name):

@@ -51,6 +51,7 @@ class Archiver:
         self.client_id = takeover.client_id_of(group, name)
         self.presence = None
         self.adoptions = {}  # peer name -> takeover.Adoption
+        self.adopt_failed = {}  # peer name -> when adopting it last failed
         self.adopted = 0  # sessions adopted and let go, and their frames stored
         self.adopted_frames = 0
         self.status_interval = status_interval
@@ -131,16 +132,17 @@ class Archiver:
         sessions once they are drained, or at once when their owner took them back."""
         if self.presence is None:
             return
+        now = time.monotonic()
         for peer in takeover.choose_adoptions(self.name, self.presence.states(),
                                               self.adoptions):
-            self._adopt(peer)
-        now = time.monotonic()
+            if now - self.adopt_failed.get(peer, -takeover.RETRY) >= takeover.RETRY:
+                self._adopt(peer)
         for adoption in list(self.adoptions.values()):
             writer = adoption.writer
             if not adoption.subscriber.connected:
                 stored = writer.frames
                 writer.open.clear()  # not stored, not acknowledged: the broker has them still
-                self.writer.touched.update(writer.touched)  # their gaps: written by ours
+                self._absorb(writer)
                 del self.adoptions[adoption.peer]
                 adoption.subscriber.close(forget=False)
                 self.adopted_frames += stored
@@ -167,8 +169,9 @@ class Archiver:
         adoption = takeover.Adoption(peer, None, self.new_writer())
         try:
             adoption.subscriber = takeover.adopt(self.settings, self.group, peer, arrived)
-        except Exception as exc:  # the broker went: the next tick tries again
+        except Exception as exc:  # the broker went: tried again a little later
             log.warning(f"archive: could not adopt the session of worker {peer}: {exc}")
+            self.adopt_failed[peer] = time.monotonic()
             return
         self.adoptions[peer] = adoption
         log.warning(f"archive: worker {peer} died (its will came); adopted its session: "
@@ -181,12 +184,19 @@ class Archiver:
         time.sleep(0.2)  # paho sends the acknowledgements before the disconnection
         adoption.subscriber.close(forget=False)
         del self.adoptions[adoption.peer]
-        self.writer.touched.update(adoption.writer.touched)  # their gaps: written by ours
+        self._absorb(adoption.writer)
         self.adopted += 1
         self.adopted_frames += adoption.writer.frames
         log.info(f"archive: let go of worker {adoption.peer}'s adopted session: "
                  f"{plural(adoption.frames, 'frame')} in {plural(adoption.batches, 'batch')} "
                  f"taken over, {plural(adoption.writer.frames, 'frame')} stored")
+
+    def _absorb(self, adopted):
+        """An adopted session's writer, let go of: what it stored counts as stored here (the
+        metrics' frames sent per logger), and its hours get their gaps written by ours."""
+        self.writer.touched.update(adopted.touched)
+        for logger, frames in adopted.stored_frames.items():
+            self.writer.stored_frames[logger] = self.writer.stored_frames.get(logger, 0) + frames
 
     def _write_gaps(self, quiet=GAPS_QUIET):
         """The gaps table of the hour partitions that are complete (lake.LakeWriter)."""
@@ -206,7 +216,8 @@ class Archiver:
             label, batch, acknowledge, redelivered, adoption = item
             writer = self.writer
             if adoption is not None:
-                if adoption.peer not in self.adoptions:  # let go of since: delivered again
+                if self.adoptions.get(adoption.peer) is not adoption:  # let go of since:
+                    # unacknowledged, the broker delivers it again to the session's holder
                     item = self._next()
                     continue
                 writer = adoption.writer
