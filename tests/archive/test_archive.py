@@ -100,8 +100,9 @@ def test_kill_9_of_a_worker_mid_run_nothing_lost_nothing_doubled(broker, cancord
                                                                  tmp_path):
     """One of two workers is killed mid-run; the other goes on with its share. Mosquitto (2.0)
     keeps handing the dead worker's session its share (and keeps what it never acknowledged):
-    the worker restarted under its name takes it all, and rewrites under the same keys what
-    it had stored but not acknowledged."""
+    the other adopts that session meanwhile, and the worker restarted under its name takes it
+    back with what is left, and rewrites under the same keys what it had stored but not
+    acknowledged."""
     mosquitto = broker()
     lake = tmp_path / "lake"
     survivor = start_worker(cancorder_process, mosquitto, lake, "w0")
