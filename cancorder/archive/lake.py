@@ -3,6 +3,7 @@ S3-compatible store, written so that the same batches written twice replace, nev
 
     frames/system=S/channel=C/date=YYYY-MM-DD/hour=HH/SESSION-FIRSTSEQ.parquet
     signals/system=S/channel=C/date=YYYY-MM-DD/hour=HH/SESSION-FIRSTSEQ.parquet  (--dbc)
+    gaps/system=S/channel=C/date=YYYY-MM-DD/hour=HH/gaps.parquet  (frames missing: see below)
 
 A file holds batches of one logger (system, channel), one publishing session and one hour (the
 hour of each batch's first frame: a batch is never split). Its name is the session id and the
@@ -24,9 +25,8 @@ FRAME_COLUMNS = ("system", "channel", "timestamp_us", "id", "extended", "fd", "b
                  "length", "data", "session", "sequence", "frame")
 SIGNAL_COLUMNS = ("system", "channel", "timestamp_us", "message", "signal", "value", "label",
                   "session", "sequence", "frame")
-#: where frames are missing (a logger's spool dropped them, or they never reached the broker):
-#: a query, not a table a worker writes, because in a --group no worker sees a logger's whole
-#: sequence (Mosquitto hands each message to the next member). {frames}: the frames' files
+#: where frames are missing (a logger's spool dropped them, or they never reached the broker),
+#: over any frames files ({frames}); the gaps table holds the same per hour partition
 GAPS_SQL = """
 select system, channel, session, frame_before + 1 as from_frame, frame - 1 as to_frame,
        frame - frame_before - 1 as missing, make_timestamp(time_before) as after,
@@ -40,6 +40,7 @@ order by system, channel, after
 """
 ROW_GROUP_ROWS = 128 * 1024  # row groups this big: min/max statistics per 128k frames
 DELTA_COLUMNS = ("timestamp_us", "sequence", "frame")
+GAPS_QUIET = 5.0  # s after a partition's last file (its hour ended) before its gaps are written
 RECORD_OVERHEAD = 16  # bytes a frame counts towards --max-file-size beside its data
 
 
@@ -73,6 +74,24 @@ def object_key(table, system, channel, date, hour, session, first_sequence):
 
     return (f"{table}/system={value(system)}/channel={value(channel)}/date={date}/hour={hour}/"
             f"{session:016x}-{first_sequence:020d}.parquet")
+
+
+def partition_folder(table, system, channel, date, hour):
+    """A partition's folder below the lake's root, ending in /."""
+    key = object_key(table, system, channel, date, hour, 0, 0)
+    return key[:key.rindex("/") + 1]
+
+
+def gaps_key(system, channel, date, hour):
+    """The gaps of one hour partition: one object, whoever computes them (written again, it
+    replaces)."""
+    return partition_folder("gaps", system, channel, date, hour) + "gaps.parquet"
+
+
+def hour_start(date, hour):
+    """Unix seconds at the start of a partition's hour (UTC)."""
+    moment = datetime.datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H")
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def sequences_key(frames_key):
@@ -281,6 +300,70 @@ def _parquet(pa, schema, system, channel, columns):
     return sink.getvalue()
 
 
+GAPS_COLUMNS = ("system", "channel", "session", "from_frame", "to_frame", "missing",
+                "after_us", "before_us")
+
+
+def _frames_files(store, system, channel, date, hour):
+    folder = partition_folder("frames", system, channel, date, hour)
+    return [folder + name for name in store.names(folder, "")
+            if name.endswith(".parquet") and not name.startswith((".", "_"))]
+
+
+def gaps_parquet(store, system, channel, date, hour):
+    """The gaps table's file of one hour partition, from the frames files in the store: (its
+    bytes, the gaps). A gap belongs to the hour of the frame after it; the hour before is read
+    too, so a gap across the hour's start is found (a logger silent longer than an hour: only
+    GAPS_SQL over the whole lake finds that one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    before = datetime.datetime.fromtimestamp(hour_start(date, hour) - 3600,
+                                             datetime.timezone.utc)
+    pieces = []
+    for (d, h), current in (((before.strftime("%Y-%m-%d"), before.strftime("%H")), False),
+                            ((date, hour), True)):
+        for key in _frames_files(store, system, channel, d, h):
+            data = store.read(key)
+            if not data:
+                continue
+            piece = pq.read_table(io.BytesIO(data), columns=["session", "frame", "timestamp_us"])
+            pieces.append(piece.append_column("current", pa.repeat(pa.scalar(current),
+                                                                   piece.num_rows)))
+    columns = {name: [] for name in GAPS_COLUMNS[2:]}
+    rows = sum(piece.num_rows for piece in pieces)
+    if rows > 1:
+        table = pa.concat_tables(pieces).sort_by([("session", "ascending"),
+                                                  ("frame", "ascending")])
+        session = table["session"]
+        frame = table["frame"].cast(pa.int64())
+        after, following = frame.slice(0, rows - 1), frame.slice(1)
+        jump = pc.and_(pc.and_(pc.equal(session.slice(0, rows - 1), session.slice(1)),
+                               pc.greater(pc.subtract(following, after), 1)),
+                       table["current"].slice(1))
+        at = pc.indices_nonzero(jump)
+        next_at = pc.add(at, 1)
+        first = pc.add(pc.take(frame, at), 1)
+        last = pc.subtract(pc.take(frame, next_at), 1)
+        columns = {"session": pc.take(session, next_at).to_pylist(),
+                   "from_frame": first.to_pylist(), "to_frame": last.to_pylist(),
+                   "missing": pc.add(pc.subtract(last, first), 1).to_pylist(),
+                   "after_us": pc.take(table["timestamp_us"], at).to_pylist(),
+                   "before_us": pc.take(table["timestamp_us"], next_at).to_pylist()}
+    count = len(columns["session"])
+    schema = pa.schema([("system", pa.string()), ("channel", pa.string()),
+                        ("session", pa.uint64()), ("from_frame", pa.uint64()),
+                        ("to_frame", pa.uint64()), ("missing", pa.uint64()),
+                        ("after_us", pa.int64()), ("before_us", pa.int64())])
+    arrays = [pa.array([system] * count, pa.string()), pa.array([channel] * count, pa.string())]
+    arrays += [pa.array(columns[field.name], field.type) for field in list(schema)[2:]]
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink, compression="zstd")
+    return sink.getvalue(), [dict(zip(GAPS_COLUMNS[2:], row))
+                             for row in zip(*(columns[name] for name in GAPS_COLUMNS[2:]))]
+
+
 class LakeWriter:
     """Batches in, lake files out. ``add`` gathers a batch into its file (a batch seen before,
     already in an open file or stored, only adds its acknowledgement); ``due`` closes the files
@@ -301,6 +384,8 @@ class LakeWriter:
         self.bytes = 0
         self.stored_frames = {}  # (system, channel) -> frames stored
         self.looked_up = {}  # (partition folder, session) -> sequences found stored there
+        self.touched = {}  # (system, channel, date, hour) -> when a file was last stored there
+        self.gaps = 0  # gaps written to the gaps table (each computation's, summed)
 
     def add(self, system, channel, batch, ack, redelivered=False):
         """Take a batch; returns the acknowledgements to send now (a batch stored before).
@@ -350,6 +435,25 @@ class LakeWriter:
             acks += self.close(key)
         return acks
 
+    def write_gaps(self, quiet=GAPS_QUIET, now=None):
+        """Write the gaps table of each hour partition this writer stored files in, once the
+        hour has ended and no file of it came for ``quiet`` s (late files: written again);
+        returns [((system, channel, date, hour), [gap dicts])] of the partitions written."""
+        now = time.monotonic() if now is None else now
+        wall = time.time()
+        written = []
+        for partition, stored_at in list(self.touched.items()):
+            if now - stored_at < quiet or hour_start(*partition[2:]) + 3600 > wall or any(
+                    (f.system, f.channel, f.date, f.hour) == partition
+                    for f in self.open.values()):
+                continue
+            data, gaps = gaps_parquet(self.store, *partition)
+            self.store.put(gaps_key(*partition), data)
+            del self.touched[partition]
+            self.gaps += len(gaps)
+            written.append((partition, gaps))
+        return written
+
     def pending(self):
         return sum(len(f.acks) for f in self.open.values())
 
@@ -370,6 +474,8 @@ class LakeWriter:
                 self.store.put(sequences_key(name), " ".join(
                     str(n) for n in sorted(opened.sequences)).encode())
         del self.open[key]  # only once stored: a failed put keeps the rows for the next try
+        self.touched[(opened.system, opened.channel, opened.date, opened.hour)] = \
+            time.monotonic()
         self.files += 1
         self.frames += opened.rows
         logger = (opened.system, opened.channel)

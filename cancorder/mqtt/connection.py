@@ -49,13 +49,15 @@ class MqttSettings:
         values = {"system": system, "channel": channel, "interface": interface}
         return self.topic.format(**{k: _topic_level(str(v or "unknown")) for k, v in values.items()})
 
-    def client(self, client_id, will=None, manual_ack=False):
+    def client(self, client_id, will=None, manual_ack=False, reconnect=True):
         """A paho client (MQTT 5) set up with the credentials, TLS and last will; not connected.
-        ``manual_ack``: a QoS-1 message is acknowledged only by ``client.ack(mid, qos)``."""
+        ``manual_ack``: a QoS-1 message is acknowledged only by ``client.ack(mid, qos)``.
+        ``reconnect``: False, a lost connection ends paho's loop (no retry)."""
         from paho.mqtt import client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+                             protocol=mqtt.MQTTv5, manual_ack=manual_ack,
+                             reconnect_on_failure=reconnect)
         client.connect_timeout = CONNECT_TIMEOUT
         if self.username is not None:
             client.username_pw_set(self.username, self.password)

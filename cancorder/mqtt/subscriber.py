@@ -49,11 +49,15 @@ class Subscriber:
     delivered only once ``acknowledge()`` is called (``redelivered``: the broker sent it
     before, and was not told it arrived). ``client_id``: a fixed one resumes the same session (and what
     the broker kept for it) after a restart.
+
+    ``adopting`` (archive/takeover.py): the session is a dead group member's; it is unsubscribed
+    at once (the broker still sends what it kept for it), and a lost connection is never
+    retried (the broker gave the session back to its owner).
     """
 
     def __init__(self, settings, on_batch, on_gap=None, on_status=None, on_problem=None,
                  role="dump", status=False, on_restart=None, share_group=None,
-                 manual_ack=False, client_id=None):
+                 manual_ack=False, client_id=None, adopting=False):
         self.settings = settings
         self.on_batch = on_batch
         self.on_gap = on_gap
@@ -64,6 +68,7 @@ class Subscriber:
         self.share_group = share_group
         self.manual_ack = manual_ack
         self.client_id = client_id
+        self.adopting = adopting
         self.topics = [settings.topic]
         if status and not settings.topic.endswith("#"):
             self.topics.append(settings.topic + STATUS_SUFFIX)
@@ -82,7 +87,7 @@ class Subscriber:
         """Connect and subscribe, or raise MqttError with one clear line."""
         settings = self.settings
         client = settings.client(self.client_id or f"cancorder-{self.role}-{os.urandom(4).hex()}",
-                                 manual_ack=self.manual_ack)
+                                 manual_ack=self.manual_ack, reconnect=not self.adopting)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -140,6 +145,10 @@ class Subscriber:
         if not self.connected and self._ready.is_set() and self.on_problem:
             self.on_problem(f"MQTT: reconnected to {self.settings.where}")
         self.connected = True
+        if self.adopting:
+            client.unsubscribe([self.subscription(topic) for topic in self.topics])
+            self._ready.set()
+            return
         if flags.session_present and self._ready.is_set() and not self.share_group:
             return  # the broker kept our subscription (Mosquitto before 2.0.12 forgets a
             # shared one over its restart: subscribing again is harmless, so a group always does)
@@ -168,6 +177,9 @@ class Subscriber:
             # closed before any CONNACK (a TLS alert: the broker wants a client certificate)
             self._failure = self.settings.closed_early(reason_code)
             self._ready.set()
+        if self.adopting:  # no retry (reconnect=False): its owner took the session back
+            self.connected = False
+            return
         if self.connected and self.on_problem and self._client is not None:
             self.on_problem(f"MQTT: lost the broker {self.settings.where} ({reason_code}); "
                             "reconnecting, the broker keeps what comes meanwhile")

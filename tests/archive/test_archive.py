@@ -100,8 +100,9 @@ def test_kill_9_of_a_worker_mid_run_nothing_lost_nothing_doubled(broker, cancord
                                                                  tmp_path):
     """One of two workers is killed mid-run; the other goes on with its share. Mosquitto (2.0)
     keeps handing the dead worker's session its share (and keeps what it never acknowledged):
-    the worker restarted under its name takes it all, and rewrites under the same keys what
-    it had stored but not acknowledged."""
+    the other adopts that session meanwhile, and the worker restarted under its name takes it
+    back with what is left, and rewrites under the same keys what it had stored but not
+    acknowledged."""
     mosquitto = broker()
     lake = tmp_path / "lake"
     survivor = start_worker(cancorder_process, mosquitto, lake, "w0")
@@ -117,6 +118,38 @@ def test_kill_9_of_a_worker_mid_run_nothing_lost_nothing_doubled(broker, cancord
     for proc in (survivor, again):
         assert proc.terminate() == 0, proc.log
     assert_exact(lake, ["truck0"], 16000)
+
+
+def test_kill_9_of_a_worker_not_restarted_the_other_adopts_its_session(broker,
+                                                                       cancorder_process,
+                                                                       tmp_path):
+    """One of two workers is killed mid-run and stays dead: its will tells the other, which
+    adopts its session at the broker (what was queued for it, and again what it had not
+    acknowledged), stops its share going there, and stores it all: each frame once."""
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    port = free_port()
+    survivor = start_worker(cancorder_process, mosquitto, lake, "w0", "--metrics",
+                            f"127.0.0.1:{port}")
+    victim = start_worker(cancorder_process, mosquitto, lake, "w1")
+    systems = ["truck0", "truck1", "truck2"]
+    gens = [start_logger(cancorder_process, mosquitto, system, 2000, 12000, tmp_path)
+            for system in systems]
+    victim.wait_for(r"archive: [1-9][\d,]* frames in", 30)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(5)
+    survivor.wait_for(r"worker w1 died \(its will came\); adopted its session", 10)
+    for gen in gens:
+        assert gen.proc.wait(60) == 0, gen.log
+    assert wait_until(lambda: count_in(lake) >= 36000, 30), (count_in(lake), survivor.log)
+    survivor.wait_for(r"let go of worker w1's adopted session: ([\d,]+) frames", 10)
+    survivor.wait_for(r"adopted 1 session of dead workers \([1-9][\d,]* frames stored\)", 10)
+    import urllib.request
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b"cancorder_archive_adopted_sessions{bus=\"truck0/gen\"} 1.0" in metrics, metrics
+    assert survivor.terminate() == 0, survivor.log
+    assert_exact(lake, systems, 12000)
 
 
 def test_stored_batches_whose_acknowledgements_were_lost_are_not_written_again(
@@ -145,36 +178,91 @@ def test_stored_batches_whose_acknowledgements_were_lost_are_not_written_again(
     assert_exact(lake, ["truck0"], 4000)
 
 
-def test_a_batch_published_twice_is_stored_once(broker, cancorder_process, tmp_path):
+def publish_batches(mosquitto, topic, session, batches, start_us, step_us=100):
+    """Crafted batches through the project's payload code: (sequence, first frame, count)
+    each; frame n at ``start_us + n * step_us``, its data the number n."""
     from paho.mqtt import client as mqtt
 
     from cancorder._fast import wire
     from cancorder.mqtt import payload
 
-    mosquitto = broker()
-    lake = tmp_path / "lake"
-    worker = start_worker(cancorder_process, mosquitto, lake, "w0")
-    now = int(time.time() * 1e6)
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
     try:
-        for sequence in (1, 2, 2, 3, 1):  # QoS 1 duplicates, one late
-            first = (sequence - 1) * 10
-            records = b"".join(wire.pack_frame(now + (first + i) * 100, 0x123, 0,
+        for sequence, first, count in batches:
+            records = b"".join(wire.pack_frame(start_us + (first + i) * step_us, 0x123, 0,
                                                 (first + i).to_bytes(8, "big"))
-                               for i in range(10))
-            info = publisher.publish("cancorder/van/can1",
-                                     payload.encode(0x5EED, sequence, first, 10, records), qos=1)
+                               for i in range(count))
+            info = publisher.publish(topic, payload.encode(session, sequence, first, count,
+                                                           records), qos=1)
             info.wait_for_publish(5)
     finally:
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def test_a_batch_published_twice_is_stored_once(broker, cancorder_process, tmp_path):
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    worker = start_worker(cancorder_process, mosquitto, lake, "w0")
+    now = int(time.time() * 1e6)
+    # QoS 1 duplicates, one late
+    publish_batches(mosquitto, "cancorder/van/can1", 0x5EED,
+                    [(sequence, (sequence - 1) * 10, 10) for sequence in (1, 2, 2, 3, 1)], now)
     assert wait_until(lambda: count_in(lake) >= 30, 20)
     time.sleep(1.5)
     assert worker.terminate() == 0, worker.log
     rows = lake_frames(lake)[("van", "can1")]
     assert [frame for frame, _, _ in rows] == list(range(30))
+
+
+def test_the_workers_write_the_gaps_table_of_each_ended_hour(broker, cancorder_process,
+                                                            tmp_path):
+    """A logger whose spool dropped batches (its frame numbers jump), one across an hour's
+    start, and a complete one, through two workers of a group: once the hours are over, the
+    gaps table (DuckDB) names exactly the missing frames, in the hour of the frame after each
+    gap, and nothing for the complete logger."""
+    import datetime
+
+    mosquitto = broker()
+    lake = tmp_path / "lake"
+    workers = [start_worker(cancorder_process, mosquitto, lake, name) for name in ("w0", "w1")]
+    hour = (int(time.time()) // 3600 - 3) * 3600  # an hour that ended three hours ago
+    start_us = (hour + 3599) * 1_000_000 + 500_000  # frame n at 59:59.5 + n x 10 ms: 50.. next hour
+    van = [(1, 0, 10), (2, 10, 10), (4, 30, 10), (5, 40, 10), (7, 55, 10), (8, 65, 10)]
+    publish_batches(mosquitto, "cancorder/van/can1", 0x7A, van, start_us, step_us=10_000)
+    publish_batches(mosquitto, "cancorder/bus/can0", 0xB5, [(1, 0, 10), (2, 10, 10),
+                                                           (3, 20, 10)], start_us, 10_000)
+    assert wait_until(lambda: count_in(lake) >= 90, 20), count_in(lake)
+    first, second = (datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+                     for t in (hour, hour + 3600))
+    gaps_of = lake / "gaps" / "system=van" / "channel=can1"
+    wanted = [(first, gaps_of / f"date={first:%Y-%m-%d}" / f"hour={first:%H}" / "gaps.parquet"),
+              (second, gaps_of / f"date={second:%Y-%m-%d}" / f"hour={second:%H}" /
+               "gaps.parquet")]
+    assert wait_until(lambda: all(path.exists() for _, path in wanted), 20), \
+        [w.log for w in workers]
+    for worker in workers:
+        assert worker.terminate() == 0, worker.log
+    logs = "\n".join(worker.log for worker in workers)
+    assert "archive: gaps in van/can1 on" in logs, logs
+    rows = duckdb.sql(f"select system, channel, session, from_frame, to_frame, missing, "
+                      f"after_us, before_us, date::varchar, hour::integer from read_parquet("
+                      f"'{lake}/gaps/**/*.parquet', hive_partitioning = true) "
+                      f"order by system, channel, from_frame").fetchall()
+    at = [start_us + n * 10_000 for n in range(70)]
+    assert rows == [
+        ("van", "can1", 0x7A, 20, 29, 10, at[19], at[30], f"{first:%Y-%m-%d}", first.hour),
+        ("van", "can1", 0x7A, 50, 54, 5, at[49], at[55], f"{second:%Y-%m-%d}", second.hour)]
+    complete = lake / "gaps" / "system=bus" / "channel=can0" / f"date={first:%Y-%m-%d}" / \
+        f"hour={first:%H}" / "gaps.parquet"
+    assert complete.exists()  # written, and empty: no gap rows for the complete logger
+    assert duckdb.sql(f"select count(*) from read_parquet('{complete}')").fetchall() == [(0,)]
+    found = lake_frames(lake)
+    assert [frame for frame, _, _ in found[("van", "can1")]] == \
+        [n for _, first_frame, count in van for n in range(first_frame, first_frame + count)]
+    assert [frame for frame, _, _ in found[("bus", "can0")]] == list(range(30))
 
 
 def test_pyarrow_dataset_reads_the_lake_over_s3(broker, cancorder_process, tmp_path, s3_server):
@@ -359,3 +447,39 @@ def test_a_store_that_refuses_ends_it_with_exit_1_and_loses_nothing(broker, canc
                     if key.startswith("lake/frames/") and key.endswith(".parquet")
                     for value in pq.read_table(io.BytesIO(body)).column("frame").to_pylist())
     assert frames == list(range(2000))
+
+
+def test_an_adopted_session_taken_back_by_its_worker_is_let_go_without_reconnecting(broker):
+    """The adopter's client under a dead worker's id: when the worker comes back (the same id,
+    its session kept), the broker closes the adopter's connection; the adopter never connects
+    again (it would take the session back from its owner), and the owner stays connected."""
+    from paho.mqtt import client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from cancorder.archive import takeover
+    from cancorder.mqtt.connection import parse_url
+
+    mosquitto = broker()
+    settings = parse_url(mosquitto.url("cancorder/+/+"), subscribe=True)
+    adopted = takeover.adopt(settings, GROUP, "w1", lambda *args: None)
+    try:
+        assert adopted.connected
+        owner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                            client_id=takeover.client_id_of(GROUP, "w1"), protocol=mqtt.MQTTv5)
+        kicked = []
+        owner.on_disconnect = lambda *args: kicked.append(args[3])
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        owner.connect("127.0.0.1", mosquitto.port, clean_start=False, properties=properties)
+        owner.loop_start()
+        try:
+            assert wait_until(lambda: not adopted.connected, 10)
+            time.sleep(3)  # paho's reconnect delay is 1 s: time for it to try
+            assert not adopted.connected and not kicked, kicked
+            assert owner.is_connected()
+        finally:
+            owner.loop_stop()
+            owner.disconnect()
+    finally:
+        adopted.close(forget=False)

@@ -90,6 +90,37 @@ def test_the_gaps_query_names_what_a_logger_never_delivered(tmp_path):
     assert [row[:6] for row in gaps] == [("truck1", "can0", 3, 20, 39, 20)]
 
 
+def test_the_gaps_table_of_an_ended_hour_written_the_same_by_any_worker(tmp_path):
+    """Two writers (two workers of a group), each with a part of a logger's batches, both
+    write the hour's gaps table: one object, the same bytes, naming only the frames no one
+    has (batches 3 and 4), and none for a logger without gaps."""
+    from cancorder.archive.lake import gaps_key
+
+    sent = batches(3, 8, 10)
+    store = FolderStore(str(tmp_path))
+    writers = [LakeWriter(store, max_size=1 << 30, max_age=60) for _ in range(2)]
+    for index, batch in enumerate(sent[:2] + sent[4:]):
+        writers[index % 2].add("truck1", "can0", batch, None)
+    for batch in batches(4, 3, 10):
+        writers[0].add("truck2", "can0", batch, None)
+    written = []
+    for writer in writers:
+        writer.close_all()
+        assert writer.write_gaps(quiet=60) == []  # too soon after its files
+    for writer in writers:
+        written.append(writer.write_gaps(quiet=0))
+        gaps = tmp_path / gaps_key("truck1", "can0", "2025-12-06", "05")
+        written[-1].append(gaps.read_bytes())
+    assert written[0][-1] == written[1][-1]
+    assert [(partition, [(g["from_frame"], g["to_frame"], g["missing"]) for g in gaps])
+            for partition, gaps in written[1][:-1]] == \
+        [(("truck1", "can0", "2025-12-06", "05"), [(20, 39, 20)])]
+    rows = duckdb.sql(f"select system, channel, session, from_frame, to_frame, missing from "
+                      f"read_parquet('{tmp_path}/gaps/**/*.parquet')").fetchall()
+    assert rows == [("truck1", "can0", 3, 20, 39, 20)]
+    assert (tmp_path / gaps_key("truck2", "can0", "2025-12-06", "05")).exists()
+
+
 def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path):
     from cancorder.errors import ArchiveError
 
