@@ -2,7 +2,7 @@ import cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from libc.string cimport memcpy, memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, nanosleep, timespec
 
 from cancorder._fast.wire cimport put_header, valid_length
 
@@ -91,6 +91,19 @@ cdef long long monotonic_ms() noexcept nogil
 
 @cython.locals(p=cython.p_uchar)
 cdef Py_ssize_t skip_records(bytes records, Py_ssize_t pos, Py_ssize_t k) except -1
+
+
+cdef class SocketcanReader:
+    cdef public FrameUnpacker unpacker
+    cdef public int fd
+    cdef public object lost
+    cdef public object idle
+    cdef public object after
+    cdef public bint watching
+
+    @cython.locals(unpacker=FrameUnpacker, count=cython.int, now=timespec,
+                   now_us=cython.ulonglong)
+    cpdef bytes read(self, double timeout)
 
 
 cdef class FramePacker:

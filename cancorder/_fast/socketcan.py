@@ -275,6 +275,41 @@ def skip_records(records, pos, k):
     return pos
 
 
+class SocketcanReader:
+    """One wake-up of the SocketCAN source in one call: ``FrameUnpacker.receive`` (the wait and
+    ``recvmmsg``, in C with the GIL released) and ``unpack``. The source's own Python runs only
+    for what is rare: ``lost(errno)`` (raises) when the socket fails, ``idle()`` after a wait
+    that brought nothing, ``after(records)`` when error frames came or while ``watching``."""
+
+    def __init__(self, unpacker, fd, lost, idle, after):
+        self.unpacker = unpacker
+        self.fd = fd
+        self.lost = lost
+        self.idle = idle
+        self.after = after
+        self.watching = True
+
+    def read(self, timeout):
+        """Bytes of records; b"" when nothing came within ``timeout`` seconds."""
+        unpacker = self.unpacker
+        count = unpacker.receive(self.fd, max(int(timeout * 1000.0), 0))
+        if count < 0:
+            self.lost(-count)
+            return b""
+        if count == 0:
+            self.idle()
+            return b""
+        if cython.compiled:
+            clock_gettime(CLOCK_REALTIME, cython.address(now))
+            now_us = now.tv_sec * 1000000 + now.tv_nsec // 1000
+        else:
+            now_us = _time.time_ns() // 1000
+        records = unpacker.unpack(count, now_us)
+        if self.watching or unpacker.error_frames:
+            self.after(records)
+        return records
+
+
 class FramePacker:
     """Wire records onto a CAN socket: ``send_batch`` packs up to ``slots`` of them at a time
     into frame slots and sends each batch with one ``sendmmsg``.

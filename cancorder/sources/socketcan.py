@@ -128,6 +128,7 @@ class SocketcanSource(Source):
         self.requested_bitrate = bitrate
         self.fd_advice = self.fd_advice.replace("CHANNEL", self.channel)
         self.sock = None
+        self._reader = None
         self._fd = -1
         self.unpacker = fastcan.FrameUnpacker(BATCH)
         self._headers = self.unpacker.headers
@@ -165,6 +166,7 @@ class SocketcanSource(Source):
 
     def open(self):
         self._stamps_said = False
+        self._reader = None
         try:
             sock = socket.socket(socket.AF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
         except (OSError, AttributeError) as exc:
@@ -206,6 +208,9 @@ class SocketcanSource(Source):
         sock.setblocking(False)
         self.sock = sock
         self._fd = sock.fileno()
+        # the whole wake-up (wait, recvmmsg, unpack) in one compiled call
+        self._reader = fastcan.SocketcanReader(self.unpacker, self._fd, self._lost, self._idle,
+                                               self._after_unpack)
         self.unpacker.dropped = 0  # a new socket's counter starts at 0
         info = details.get("linkinfo", {}).get("info_data", {})
         self.fd = details.get("mtu") == fastcan.CANFD_MTU if "mtu" in details else None
@@ -227,23 +232,31 @@ class SocketcanSource(Source):
         except (OSError, ValueError):
             return True  # cannot tell: reading will say
 
+    def reader(self):
+        if self._reader is None or self.record_filter is not None:
+            return self.read  # (--filter: the kernel's filter, then the base class's)
+        return self._reader.read
+
     def _read(self, timeout):
         if self.sock is None:
             raise SourceLostError(f"{self.description} is not open")
-        u = self.unpacker
-        count = u.receive(self._fd, max(int(timeout * 1000.0), 0))
-        if count < 0:
-            self._lost(-count)
-        if count == 0:
+        return self._reader.read(timeout)
+
+    def _idle(self):
+        if self.sock is not None:
             self._refresh_drops(self.sock)
-            return b""
-        records = u.unpack(count, time.time_ns() // 1000)
+
+    def _after_unpack(self, records):
+        """Error frames, and the first records' stamps said once."""
+        u = self.unpacker
         if u.error_frames:
             frames, u.error_frames = u.error_frames, []
             for class_bits, data in frames:
                 self._error_frame(class_bits, data)
         if not self._stamps_said and (u.hardware or u.software or records):
             self._stamps_said = True
+            if self._reader is not None:
+                self._reader.watching = False
             if not self.kernel_stamps:
                 how = "stamped on arrival (--timestamps host)"
             elif u.hardware:
@@ -253,7 +266,6 @@ class SocketcanSource(Source):
             else:
                 how = "stamped on arrival (the kernel gave no timestamps)"
             log.info(f"{self.description}: {how}")
-        return records
 
     def _refresh_drops(self, sock):
         """The socket's drop counter asked directly: SO_RXQ_OVFL tells it only with the next

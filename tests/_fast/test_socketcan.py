@@ -9,6 +9,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from cancorder._fast import wire
 
 SOL_SOCKET, SCM_TIMESTAMPING, SO_RXQ_OVFL = 1, 37, 40
@@ -117,6 +119,50 @@ def test_receive_batches_waits_with_the_gil_released_and_reports_failures(fast):
         reader.close()
         writer.close()
     assert u.receive(-1, 0) == -errno.EBADF
+    del keep
+
+
+def test_the_reader_is_one_wake_up_receive_and_unpack_with_hooks_for_the_rare(fast):
+    """SocketcanReader.read: b"" and ``idle()`` when nothing came; the records of what came,
+    stamped with the host time when the kernel gave none; ``after(records)`` while watching
+    (and never after, unless error frames came); a failure goes to ``lost(errno)``."""
+    u = fast.socketcan.FrameUnpacker(4)
+    keep = aim(u)
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    calls = []
+
+    class Lost(Exception):
+        pass
+
+    def lost(failure):
+        raise Lost(failure)
+
+    wake = fast.socketcan.SocketcanReader(u, reader.fileno(), lost,
+                                          lambda: calls.append("idle"),
+                                          lambda records: calls.append(("after", records)))
+    try:
+        assert wake.read(0.05) == b"" and calls == ["idle"]
+        writer.send(can_frame(0x123, b"\x01\x02"))
+        before = time.time_ns() // 1000
+        records = wake.read(1.0)
+        after = time.time_ns() // 1000
+        [(stamp, can_id, flags, data)] = wire.StreamDecoder().feed(records)
+        assert (can_id, flags, data) == (0x123, 0, b"\x01\x02") and before <= stamp <= after
+        assert calls == ["idle", ("after", records)]
+        wake.watching = False
+        for k in range(5):
+            writer.send(can_frame(0x100 + k, bytes([k])))
+        first, second = wake.read(1.0), wake.read(1.0)
+        assert [f[1] for f in wire.StreamDecoder().feed(first + second)] == \
+            [0x100, 0x101, 0x102, 0x103, 0x104]
+        assert len(calls) == 2  # no hook for plain records once the source stopped watching
+    finally:
+        reader.close()
+        writer.close()
+    failing = fast.socketcan.SocketcanReader(u, -1, lost, lambda: None, lambda r: None)
+    with pytest.raises(Lost) as caught:
+        failing.read(0.0)
+    assert caught.value.args == (errno.EBADF,)
     del keep
 
 
