@@ -348,21 +348,24 @@ class Monitor:
         """Once per refresh: rates, and the bytes that changed since the last one."""
         now = self.clock() if now is None else now
         with self._lock:
-            elapsed = now - self._rate_time
-            if elapsed < RATE_WINDOW / 4:
-                self._stamp_changes(now)
-                return
-            weight = min(1.0, elapsed / RATE_WINDOW)
-            for row in self._all_rows():
-                fresh = (row.count - row.counted) / elapsed
-                row.rate += (fresh - row.rate) * weight
-                row.counted = row.count
-                if row.diff:
-                    self._stamp_row(row, now)
-            fresh = (self.total - self._total_counted) / elapsed
-            self.total_rate += (fresh - self.total_rate) * weight
-            self._total_counted = self.total
-            self._rate_time = now
+            self._tick(now)
+
+    def _tick(self, now):
+        elapsed = now - self._rate_time
+        if elapsed < RATE_WINDOW / 4:
+            self._stamp_changes(now)
+            return
+        weight = min(1.0, elapsed / RATE_WINDOW)
+        for row in self._all_rows():
+            fresh = (row.count - row.counted) / elapsed
+            row.rate += (fresh - row.rate) * weight
+            row.counted = row.count
+            if row.diff:
+                self._stamp_row(row, now)
+        fresh = (self.total - self._total_counted) / elapsed
+        self.total_rate += (fresh - self.total_rate) * weight
+        self._total_counted = self.total
+        self._rate_time = now
 
     def _stamp_changes(self, now):
         for row in self._all_rows():
@@ -487,15 +490,18 @@ class Monitor:
         with self._lock:
             return [self._view(row) for row in self._all_rows()]
 
-    def first_views(self, limit):
-        """(Views of the first ``limit`` rows in id order, how many rows there are): the rest
-        is neither sorted nor copied."""
+    def tick_and_show(self, now, limit, show):
+        """``tick``, then ``(show(row, name) for the first limit rows in id order, how many rows
+        there are)``, in one hold of the lock: every frame a row has counted is stamped
+        (changed bytes, rate) when ``show`` reads it, so what it makes of a row stays true
+        until the row's count changes (the web page's per-row cache)."""
         import heapq
 
         with self._lock:
+            self._tick(now)
             count = sum(len(rows) for rows in self._tables.values())
             first = heapq.nsmallest(limit, self._all_rows(), key=lambda row: row.key)
-            return [self._view(row) for row in first], count
+            return [show(row, self._name(row)) for row in first], count
 
     def _view(self, row):
         return View(row, self._name(row))

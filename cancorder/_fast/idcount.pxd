@@ -18,6 +18,8 @@ cdef class Row:
     cdef public list changed_at
     cdef public unsigned long long counted
     cdef public double rate
+    cdef public object shown
+    cdef public unsigned long long shown_count
 
 
 @cython.locals(unlisted=Py_ssize_t, key=cython.ulonglong, ext_flag=cython.uchar,

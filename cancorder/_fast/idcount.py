@@ -30,6 +30,10 @@ class Row:
 
     The data lives in a buffer of its own, updated in place: a frame whose bytes changed costs
     no allocation; ``data`` makes the bytes when a refresh reads them.
+
+    ``shown`` is what a view last made of this row (the web page's JSON), valid while
+    ``count == shown_count``: every frame counted changes ``count``, so a row that took no
+    frame since is not made again (the count is 1 or more once a row exists: 0 is "never").
     """
 
     def __init__(self, key, channel, can_id, flags, micros, now):
@@ -49,6 +53,8 @@ class Row:
         self.changed_at = []  # per byte: when it last changed (stamped at a refresh)
         self.counted = 0  # count at the last rate update
         self.rate = 0.0
+        self.shown = None
+        self.shown_count = 0
 
     @property
     def data(self):

@@ -9,12 +9,15 @@ page's ticker calls ``view`` at most 5 times a second, once per bus whatever the
 viewers.
 """
 import collections
+import json
 import threading
 import time
 
 from .._fast import wire
 from ..monitor import CHANGED_FOR, Monitor
 from ..sinks.base import RecordSink
+
+_NEVER = float("-inf")  # a byte's change time before its first change
 
 MAX_QUEUED = 4 << 20  # bytes of records waiting for the feed's thread (about 0.5 s at 30,000/s)
 GATHER = 0.05  # s the feed's thread lets batches gather between two wake-ups: a source hands
@@ -107,32 +110,51 @@ class LiveFeed(RecordSink):
             self._failed("the web page's live feed", exc)
 
     def view(self, now=None):
-        """The table and the trace as the page shows them (a dict ready for JSON)."""
+        """The table and the trace as the page shows them: one JSON object, as bytes.
+
+        Each row is sent as its frames left it (times, not ages: the page computes the ages),
+        so a row that took no frame since the last update is the same bytes: it is made once
+        and kept with the row (``Row.shown``, valid while its count is unchanged). Only the
+        rates move without frames: they go in ``rates``, beside the rows, in the same order.
+        Row: [id, flags, count, period ms or null, data hex, per byte when it last changed
+        (null: never), last frame, last data change, message name, signals]; times are
+        ``now``'s clock (seconds).
+        """
         now = self.clock() if now is None else now
         table = self.table
-        table.tick(now)
-        views, ids = table.first_views(MAX_ROWS)
-        recent = now - CHANGED_FOR
-        rows = []
-        for view in views:
-            decoded = (self.signals.decode(view.can_id, view.flags, view.data)
-                       if view.name is not None else None)
-            rows.append({
-                "id": view.ident(), "ext": bool(view.flags & wire.FLAG_EXT),
-                "fd": bool(view.flags & wire.FLAG_FD), "count": view.count,
-                "rate": round(view.rate, 1),
-                "period": None if view.period is None else round(view.period, 2),
-                "len": len(view.data), "data": view.data.hex(" ").upper(),
-                "changed": [i for i, at in enumerate(view.changed_at) if at >= recent],
-                "age": round(now - view.seen, 2), "last_change": round(now - view.changed, 2),
-                "name": view.name, "signals": _signals(decoded)})
+        rows, ids = table.tick_and_show(now, MAX_ROWS, self._shown)
         trace = [{"t": micros / 1e6,
                   "id": f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}",
                   "data": data.hex(" ").upper()}
                  for micros, can_id, flags, data in list(self.trace)]
-        return {"total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
-                "unlisted": table.unlisted, "rows": rows, "trace": trace[::-1],
-                "dropped": self.dropped}
+        head = json.dumps({"now": round(now, 3), "hot_for": CHANGED_FOR, "total": table.total,
+                           "rate": round(table.total_rate, 1), "ids": ids,
+                           "unlisted": table.unlisted, "dropped": self.dropped,
+                           "trace": trace[::-1],
+                           "rates": [round(rate, 1) for _, rate in rows]})
+        return b"".join((head[:-1].encode(), b', "rows": [',
+                         b",".join([shown for shown, _ in rows]), b"]}"))
+
+    def _shown(self, row, name):
+        """(The row's JSON, made again only when it took a frame since, its rate)."""
+        if row.shown_count != row.count:
+            row.shown = self._row_json(row, name)
+            row.shown_count = row.count
+        return row.shown, row.rate
+
+    def _row_json(self, row, name):
+        intervals = row.count - 1
+        period = "%.2f" % (row.sum_period / intervals / 1000.0) if intervals > 0 else "null"
+        data = row.data
+        changed_at = ",".join(["null" if at == _NEVER else "%.3f" % at for at in row.changed_at])
+        if name is None:
+            named = "null,null"
+        else:
+            named = json.dumps(name) + "," + json.dumps(
+                _signals(self.signals.decode(row.can_id, row.flags, data)))
+        ident = f"{row.can_id:08X}" if row.flags & wire.FLAG_EXT else f"{row.can_id:03X}"
+        return (f'["{ident}",{row.flags},{row.count},{period},"{data.hex(" ").upper()}",'
+                f'[{changed_at}],{row.seen:.3f},{row.changed:.3f},{named}]').encode()
 
 
 def _signals(decoded):
