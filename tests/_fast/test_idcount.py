@@ -123,3 +123,28 @@ def test_the_first_frame_changes_nothing_and_byte_63_is_seen(kind):
     assert frames == 2 and row.diff == 1 << 63 and row.data == second
     assert row.changed_at == [-math.inf] * 64 and row.changed == 5.0
     assert (row.sum_period, row.sum_period2) == (10.0, 100.0)
+
+
+@given(traffic(), st.integers(0, 60))
+@FUZZ
+def test_a_rows_shown_copy_is_stale_exactly_when_it_counted_a_frame(frames, cut):
+    """The web page keeps what it made of a row (``shown``) while ``count == shown_count``:
+    after more traffic, that holds again for exactly the ids the new frames did not have."""
+    before, after = frames[:cut], frames[cut:]
+    for kind in KINDS:
+        idcount = module(kind)
+        for count, pack in ((idcount.count_frames, list),
+                            (idcount.count_records, lambda fs: b"".join(pack_frame(*f) for f in fs))):
+            rows = {}
+            extra = (1,) if count is idcount.count_records else ()
+            count(rows, pack(before), "order", None, 1.0, -1, *extra)
+            assert all(row.shown is None and row.shown_count == 0 for row in rows.values())
+            for row in rows.values():
+                row.shown, row.shown_count = ("made", row.key), row.count
+            count(rows, pack(after), "order", None, 2.0, -1, *extra)
+            touched = {can_id | (1 << 32) if flags & 1 else can_id
+                       for _, can_id, flags, _ in after}
+            stale = {key for key, row in rows.items() if row.shown_count != row.count}
+            assert stale == touched
+            assert all(row.shown == ("made", row.key) for key, row in rows.items()
+                       if key not in touched)

@@ -1,7 +1,11 @@
 """The web page's server in process: each bus's table computed once per tick whatever the
 number of viewers, and a viewer that reads nothing bounded (updates dropped, not queued)."""
+import json
 import socket
 import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cancorder._fast import wire
 from cancorder.metrics import MetricsServer
@@ -86,3 +90,44 @@ def test_a_viewer_that_reads_nothing_holds_a_bounded_backlog(monkeypatch):
         server.close()
         feed.close(1)
         web.close()
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.booleans()),
+                         max_size=30), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+def test_a_rows_json_is_made_again_exactly_when_the_row_changed(batches):
+    """Batches of frames (id, data, 29-bit) each followed by an update: the rows made are
+    exactly those that took a frame since the last update, and every row sent is what a fresh
+    making of it says (rates and ages aside: the rates go beside the rows, the page ages)."""
+    clock = _Clock()
+    feed = LiveFeed(clock=clock)
+    feed.watch(True)
+    made = []
+    row_json = feed._row_json
+    feed._row_json = lambda row, name: made.append(row.key[1]) or row_json(row, name)
+    feed.view()
+    for batch in batches:
+        clock.now += 0.2
+        records = b"".join(wire.pack_frame(int(clock.now * 1e6) + i, ident,
+                                           wire.FLAG_EXT if ext else 0, bytes([value] * 4))
+                           for i, (ident, value, ext) in enumerate(batch))
+        feed.table.add_records(records)
+        made.clear()
+        clock.now += 0.2
+        update = json.loads(feed.view())
+        assert sorted(made) == sorted({ident | (1 << 32) if ext else ident
+                                       for ident, _, ext in batch})
+        rows = sorted(feed.table._all_rows(), key=lambda row: row.key)
+        assert update["rows"] == [json.loads(row_json(row, None)) for row in rows]
+        assert update["rates"] == [round(row.rate, 1) for row in rows]
+        assert update["now"] == round(clock.now, 3)
+        for sent, row in zip(update["rows"], rows):  # times, not ages
+            assert (sent[2], sent[6]) == (row.count, round(row.seen, 3))
