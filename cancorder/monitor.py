@@ -129,6 +129,9 @@ class Monitor:
         self.offset = 0  # the first visible row, in the sorted and filtered list
         self.refreshes = 0  # screens drawn (the benchmark reads it)
         self._tables = {}  # channel -> {id key: Row}
+        # (how many rows, the first in id order, for tick_and_show): rows are only added (or
+        # all cleared), so the same number of rows is the same rows, sorted once
+        self._first = None
         self._lock = threading.Lock()
         self._frozen = None  # the views shown while paused
         self._rate_time = clock()
@@ -445,6 +448,7 @@ class Monitor:
         elif char in "cC":
             with self._lock:
                 self._tables.clear()
+                self._first = None
                 self._messages.clear()
                 self.total = self._total_counted = 0
                 self.total_rate = 0.0
@@ -500,8 +504,10 @@ class Monitor:
         with self._lock:
             self._tick(now)
             count = sum(len(rows) for rows in self._tables.values())
-            first = heapq.nsmallest(limit, self._all_rows(), key=lambda row: row.key)
-            return [show(row, self._name(row)) for row in first], count
+            if self._first is None or self._first[0] != count:
+                self._first = (count, heapq.nsmallest(limit, self._all_rows(),
+                                                      key=lambda row: row.key))
+            return [show(row, self._name(row)) for row in self._first[1]], count
 
     def _view(self, row):
         return View(row, self._name(row))

@@ -41,3 +41,7 @@ cpdef tuple count_records(dict rows, object records, object order, object channe
                one=cython.ulonglong, mask=cython.ulonglong, differs=bint, i=Py_ssize_t)
 cdef int _take(Row row, long long micros, unsigned char flags, const unsigned char *p,
                Py_ssize_t start, Py_ssize_t n, double now) except -1
+
+@cython.locals(intervals=cython.longlong, period=str, parts=list, at=cython.double, ident=str,
+               data=str)
+cpdef bytes row_json(Row row, str named)

@@ -171,3 +171,26 @@ def _take(row, micros, flags, p, start, n, now):
         row.diff = mask
         row.changed = now
     return 0
+
+
+def row_json(row, named):
+    """The row as the web page's live feed sends it (its JSON array, as bytes): made once per
+    change of the row (``Row.shown``). ``named`` is the JSON of its message name and signals
+    (``null,null`` without a database). Times are the monotonic clock's, to the millisecond."""
+    intervals = row.count - 1
+    if intervals > 0:
+        period = "%.2f" % (row.sum_period / intervals / 1000.0)
+    else:
+        period = "null"
+    parts = []
+    for at in row.changed_at:
+        parts.append("null" if at == _NEVER else "%.3f" % at)
+    if row.flags & FLAG_EXT:
+        ident = "%08X" % row.can_id
+    else:
+        ident = "%03X" % row.can_id
+    data = row._data[:row.length].hex(" ").upper()
+    return ('["%s",%d,%d,%s,"%s",[%s],%.3f,%.3f,%s]' % (
+        ident, row.flags, row.count, period, data, ",".join(parts), row.seen, row.changed,
+        named)).encode()
+

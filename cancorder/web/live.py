@@ -13,11 +13,9 @@ import json
 import threading
 import time
 
-from .._fast import wire
+from .._fast import idcount, wire
 from ..monitor import CHANGED_FOR, Monitor
 from ..sinks.base import RecordSink
-
-_NEVER = float("-inf")  # a byte's change time before its first change
 
 MAX_QUEUED = 4 << 20  # bytes of records waiting for the feed's thread (about 0.5 s at 30,000/s)
 GATHER = 0.05  # s the feed's thread lets batches gather between two wake-ups: a source hands
@@ -143,18 +141,10 @@ class LiveFeed(RecordSink):
         return row.shown, row.rate
 
     def _row_json(self, row, name):
-        intervals = row.count - 1
-        period = "%.2f" % (row.sum_period / intervals / 1000.0) if intervals > 0 else "null"
-        data = row.data
-        changed_at = ",".join(["null" if at == _NEVER else "%.3f" % at for at in row.changed_at])
         if name is None:
-            named = "null,null"
-        else:
-            named = json.dumps(name) + "," + json.dumps(
-                _signals(self.signals.decode(row.can_id, row.flags, data)))
-        ident = f"{row.can_id:08X}" if row.flags & wire.FLAG_EXT else f"{row.can_id:03X}"
-        return (f'["{ident}",{row.flags},{row.count},{period},"{data.hex(" ").upper()}",'
-                f'[{changed_at}],{row.seen:.3f},{row.changed:.3f},{named}]').encode()
+            return idcount.row_json(row, "null,null")
+        signals = _signals(self.signals.decode(row.can_id, row.flags, row.data))
+        return idcount.row_json(row, json.dumps(name) + "," + json.dumps(signals))
 
 
 def _signals(decoded):

@@ -148,3 +148,27 @@ def test_a_rows_shown_copy_is_stale_exactly_when_it_counted_a_frame(frames, cut)
             assert stale == touched
             assert all(row.shown == ("made", row.key) for key, row in rows.items()
                        if key not in touched)
+
+
+@given(traffic())
+@FUZZ
+def test_row_json_says_what_the_row_holds_the_same_in_both_kinds(frames):
+    import json
+
+    expected = model(frames)
+    made = {}
+    for kind in KINDS:
+        idcount = module(kind)
+        rows = {}
+        idcount.count_frames(rows, frames, "order", None, 12.5, -1)
+        for key, row in rows.items():
+            made.setdefault(key, []).append(idcount.row_json(row, '"Msg",null'))
+    for key, (count, data, _, sum_period, _, _) in expected.items():
+        assert len(set(made[key])) == 1, made[key]  # the twins agree byte for byte
+        ident, flags, sent_count, period, hex_data, changed_at, seen, changed, name, signals = (
+            json.loads(made[key][0]))
+        assert (sent_count, bytes.fromhex(hex_data), seen, name, signals) == (
+            count, data, 12.5, "Msg", None)
+        assert int(ident, 16) == key & 0x1FFFFFFF and len(ident) == (8 if key >> 32 else 3)
+        assert period == (None if count == 1 else round(sum_period / (count - 1) / 1000, 2))
+        assert all(at is None for at in changed_at)  # not stamped: no refresh ran
