@@ -27,6 +27,17 @@ MAX_IDS = 4096  # ids counted per bus: every 11-bit id and room for 29-bit ones 
 # distinct ids beyond it is counted in the total only, so the table's cost stays bounded)
 
 
+class LiveUpdate:
+    """One live update, made once for every viewer: ``full`` (JSON, every row) for a viewer
+    that has nothing yet or missed one, ``delta`` (the rows that changed since update
+    ``seq - 1``, by their place in it; None when the rows themselves changed) for the others."""
+
+    __slots__ = ("seq", "full", "delta")
+
+    def __init__(self, seq, full, delta):
+        self.seq, self.full, self.delta = seq, full, delta
+
+
 class LiveFeed(RecordSink):
     """One bus's live table; ``watched`` is switched by the page as viewers come and go."""
 
@@ -47,6 +58,8 @@ class LiveFeed(RecordSink):
         self._stopped = threading.Event()  # wakes the feed's thread from its gathering pause
         self._thread = None
         self._failed = None
+        self._seq = 0  # live updates made (each viewer says which one it has)
+        self._sent_keys = None  # the rows of the last update, in order
 
     def _new_table(self):
         return Monitor(signals=self.signals, keys=None, clock=self.clock, capture_log=False,
@@ -63,6 +76,7 @@ class LiveFeed(RecordSink):
             with self._lock:
                 self.table = self._new_table()
                 self.trace.clear()
+            self._sent_keys = None
         self.watched = on
 
     def put(self, records):
@@ -108,12 +122,13 @@ class LiveFeed(RecordSink):
             self._failed("the web page's live feed", exc)
 
     def view(self, now=None):
-        """The table and the trace as the page shows them: one JSON object, as bytes.
+        """The table and the trace as the page shows them: a LiveUpdate (JSON bytes).
 
         Each row is sent as its frames left it (times, not ages: the page computes the ages),
         so a row that took no frame since the last update is the same bytes: it is made once
-        and kept with the row (``Row.shown``, valid while its count is unchanged). Only the
-        rates move without frames: they go in ``rates``, beside the rows, in the same order.
+        and kept with the row (``Row.shown``, valid while its count is unchanged), and only
+        the rows made again go in the update's delta. The rates move without frames: they go
+        in ``rates``, one per row in id order, in both.
         Row: [id, flags, count, period ms or null, data hex, per byte when it last changed
         (null: never), last frame, last data change, message name, signals]; times are
         ``now``'s clock (seconds).
@@ -125,20 +140,30 @@ class LiveFeed(RecordSink):
                   "id": f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}",
                   "data": data.hex(" ").upper()}
                  for micros, can_id, flags, data in list(self.trace)]
-        head = json.dumps({"now": round(now, 3), "hot_for": CHANGED_FOR, "total": table.total,
-                           "rate": round(table.total_rate, 1), "ids": ids,
+        self._seq += 1
+        head = json.dumps({"seq": self._seq, "now": round(now, 3), "hot_for": CHANGED_FOR,
+                           "total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
                            "unlisted": table.unlisted, "dropped": self.dropped,
                            "trace": trace[::-1],
-                           "rates": [round(rate, 1) for _, rate in rows]})
-        return b"".join((head[:-1].encode(), b', "rows": [',
-                         b",".join([shown for shown, _ in rows]), b"]}"))
+                           "rates": [round(row[2], 1) for row in rows]})[:-1].encode()
+        full = b"".join((head, b', "rows": [', b",".join([row[1] for row in rows]), b"]}"))
+        keys = [row[0] for row in rows]
+        delta = None
+        if keys == self._sent_keys:  # the same rows in the same places: the changed ones will do
+            changed = b",".join([b"[%d,%s]" % (index, row[1])
+                                 for index, row in enumerate(rows) if row[3]])
+            delta = b"".join((head, b', "since": %d, "changed": [' % (self._seq - 1), changed,
+                              b"]}"))
+        self._sent_keys = keys
+        return LiveUpdate(self._seq, full, delta)
 
     def _shown(self, row, name):
-        """(The row's JSON, made again only when it took a frame since, its rate)."""
-        if row.shown_count != row.count:
-            row.shown = self._row_json(row, name)
-            row.shown_count = row.count
-        return row.shown, row.rate
+        """(key, the row's JSON, its rate, whether it was made again: it took a frame since)."""
+        if row.shown_count == row.count:
+            return row.key, row.shown, row.rate, False
+        row.shown = self._row_json(row, name)
+        row.shown_count = row.count
+        return row.key, row.shown, row.rate, True
 
     def _row_json(self, row, name):
         if name is None:

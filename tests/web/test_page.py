@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from cancorder._fast import wire
 from cancorder.metrics import MetricsServer
 from cancorder.web import page as web_page
-from cancorder.web.live import LiveFeed
+from cancorder.web.live import LiveFeed, LiveUpdate
 from cancorder.web.page import WebPage
 from tests.helpers import wait_until
 
@@ -76,11 +76,16 @@ def test_a_viewer_that_reads_nothing_holds_a_bounded_backlog(monkeypatch):
     try:
         assert wait_until(lambda: len(web._viewers) == 1 and feed.watched)
         (viewer,) = web._viewers
-        for counter in range(40):  # 1,500 ids: updates of a few hundred KB each
-            feed.put(_records(1500, counter))
+        # 1,500 ids, every row changing all along: updates of over a hundred KB each (a
+        # delta of every row: with no frame coming they would be a few KB)
+        puts = 0
+        while puts < 40 or (viewer.skipped == 0 and puts < 300):
+            feed.put(_records(1500, puts))
+            puts += 1
             time.sleep(0.05)
         assert wait_until(lambda: viewer.skipped > 0, 10)
-        assert feed.table.total == 40 * 1500  # every frame counted: the feed kept up
+        time.sleep(0.5)  # the feed's last gathering
+        assert feed.table.total == puts * 1500  # every frame counted: the feed kept up
         transports = [w.transport for w in server._open]
         assert transports and all(t.get_write_buffer_size() <= web_page.VIEWER_BUFFER + (1 << 20)
                                   for t in transports)
@@ -113,7 +118,7 @@ def test_a_rows_json_is_made_again_exactly_when_the_row_changed(batches):
     made = []
     row_json = feed._row_json
     feed._row_json = lambda row, name: made.append(row.key[1]) or row_json(row, name)
-    feed.view()
+    shown = json.loads(feed.view().full)["rows"]  # what a viewer of every update has
     for batch in batches:
         clock.now += 0.2
         records = b"".join(wire.pack_frame(int(clock.now * 1e6) + i, ident,
@@ -122,12 +127,42 @@ def test_a_rows_json_is_made_again_exactly_when_the_row_changed(batches):
         feed.table.add_records(records)
         made.clear()
         clock.now += 0.2
-        update = json.loads(feed.view())
+        made_now = feed.view()
+        update = json.loads(made_now.full)
         assert sorted(made) == sorted({ident | (1 << 32) if ext else ident
                                        for ident, _, ext in batch})
         rows = sorted(feed.table._all_rows(), key=lambda row: row.key)
         assert update["rows"] == [json.loads(row_json(row, None)) for row in rows]
+        if made_now.delta is None:  # rows were added: only the whole table will do
+            assert len(rows) != len(shown)
+            shown = update["rows"]
+        else:  # the same rows: the changed ones, by their place, make the table whole
+            delta = json.loads(made_now.delta)
+            assert delta["since"] == update["seq"] - 1
+            assert {k: v for k, v in delta.items() if k not in ("since", "changed")} == {
+                k: v for k, v in update.items() if k != "rows"}
+            assert sorted(rows[place].key[1] for place, _ in delta["changed"]) == sorted(made)
+            for place, row in delta["changed"]:
+                shown[place] = row
+            assert shown == update["rows"]
         assert update["rates"] == [round(row.rate, 1) for row in rows]
         assert update["now"] == round(clock.now, 3)
         for sent, row in zip(update["rows"], rows):  # times, not ages
             assert (sent[2], sent[6]) == (row.count, round(row.seen, 3))
+
+
+def test_a_viewer_gets_the_delta_only_on_top_of_the_update_before():
+    """Written the update before: the changed rows; a newcomer, or a viewer whose update was
+    skipped (slow) or replaced: the whole table."""
+    update = LiveUpdate(7, b'{"rows": []}', b'{"changed": []}')
+    events = web_page._LiveEvents(update)
+    viewer = web_page._Viewer("can0")
+    assert events.for_viewer(viewer) == b'event: live\ndata: {"rows": []}\n\n'  # a newcomer
+    assert events.for_viewer(viewer) == events.full  # has 7 already: not on top of 6
+    viewer.live_seq = 6
+    assert events.for_viewer(viewer) == b'event: live\ndata: {"changed": []}\n\n'
+    viewer.live_seq = 5  # missed 6
+    assert events.for_viewer(viewer) == events.full and viewer.live_seq == 7
+    viewer.live_seq = 6
+    assert web_page._LiveEvents(LiveUpdate(7, b"{}", None)).for_viewer(viewer) == (
+        b"event: live\ndata: {}\n\n")  # rows were added: everyone gets the whole table

@@ -150,12 +150,12 @@ function loggerNow(live) {
   return live.now + (performance.now() - live.receivedAt) / 1000;
 }
 
-function unpackRows(live) {  // [id, flags, count, period, data, changedAt, seen, changed, name, signals]
-  return live.rows.map((r, i) => ({
-    id: r[0], ext: Boolean(r[1] & 1), fd: Boolean(r[1] & 2), count: r[2], rate: live.rates[i],
+function unpackRow(r) {  // [id, flags, count, period, data, changedAt, seen, changed, name, signals]
+  return {
+    id: r[0], ext: Boolean(r[1] & 1), fd: Boolean(r[1] & 2), count: r[2], rate: 0,
     period: r[3], len: r[4] ? (r[4].length + 1) / 3 : 0, data: r[4], changedAt: r[5], seen: r[6],
     changed: r[7], name: r[8], signals: r[9],
-  }));
+  };
 }
 
 function sortRows(rows) {
@@ -172,9 +172,20 @@ function sortRows(rows) {
   });
 }
 
+// An update has every row (``rows``: on connecting, or after a missed update) or only those
+// that changed since update ``since`` (``changed``: [place, row] pairs); the rates of all.
 function showLive(live) {
   live.receivedAt = performance.now();
-  live.rows = unpackRows(live);
+  if (live.rows) {
+    live.rows = live.rows.map(unpackRow);
+  } else if (state.live && state.live.seq === live.since) {
+    live.rows = state.live.rows;
+    for (const [place, row] of live.changed) live.rows[place] = unpackRow(row);
+  } else {  // not the update it builds on (the logger sends whole tables then): start again
+    connect();
+    return;
+  }
+  live.rows.forEach((row, i) => { row.rate = live.rates[i]; });
   state.live = live;
   if (state.paused) return;
   renderLive();
