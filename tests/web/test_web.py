@@ -261,6 +261,15 @@ def test_ages_move_on_between_updates_and_a_new_viewer_sees_every_row(page_on):
             return {row.get_attribute("data-id") for row in on.page.query_selector_all(rows)}
 
         until(lambda: ids(page) == expected, what="the 300 rows")
+        # then only changed rows come (a delta): they are put in their places
+        feed.put(b"".join(_records(300, 2)[i * 22:(i + 1) * 22] for i in range(0, 300, 30)))
+        counts = f"{rows} td.count"
+
+        def shown_counts():
+            return [int(cell.inner_text()) for cell in page.page.query_selector_all(counts)]
+
+        until(lambda: shown_counts() == [2 if i % 30 == 0 else 1 for i in range(300)], 5,
+              "the changed rows' counts")
         web._live_due["can0"] = float("inf")  # no more updates: the page alone ages the rows
         row = f'{rows}[data-id="105"]'
 
