@@ -107,19 +107,29 @@ class LiveFeed(RecordSink):
             while not self._stopping:
                 self._ready.wait(0.5)
                 self._ready.clear()
-                with self._lock:
-                    batches = list(self._queue)
-                    self._queue.clear()
-                    self._queued = 0
-                    table = self.table
-                for records in batches:  # a batch holds whole records
-                    tail = table.add_records(records, keep_last=TRACE_ROWS)
-                    self.trace.extend(wire.StreamDecoder().feed(records[tail:]))
+                self._count_queued()
                 self._stopped.wait(GATHER)
         except Exception as exc:  # a bug: said like any consumer's (exit 1)
             if self._failed is None:
                 raise
             self._failed("the web page's live feed", exc)
+
+    def _count_queued(self):
+        """Count the batches gathered since the last wake-up; decode only the latest
+        TRACE_ROWS frames of them all, for the trace (a source hands over a batch a
+        millisecond: the last few of each would be about every frame)."""
+        with self._lock:
+            batches = list(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            table = self.table
+        tails = [table.add_records(records, keep_last=TRACE_ROWS) for records in batches]
+        latest = []
+        for records, tail in zip(reversed(batches), reversed(tails)):  # a batch holds whole records
+            latest[:0] = wire.StreamDecoder().feed(records[tail:])
+            if len(latest) >= TRACE_ROWS:
+                break
+        self.trace.extend(latest[-TRACE_ROWS:])
 
     def view(self, now=None):
         """The table and the trace as the page shows them: a LiveUpdate (JSON bytes).

@@ -133,8 +133,8 @@ def test_a_rows_shown_copy_is_stale_exactly_when_it_counted_a_frame(frames, cut)
     before, after = frames[:cut], frames[cut:]
     for kind in KINDS:
         idcount = module(kind)
-        for count, pack in ((idcount.count_frames, list),
-                            (idcount.count_records, lambda fs: b"".join(pack_frame(*f) for f in fs))):
+        as_records = lambda fs: b"".join(pack_frame(*f) for f in fs)  # noqa: E731
+        for count, pack in ((idcount.count_frames, list), (idcount.count_records, as_records)):
             rows = {}
             extra = (1,) if count is idcount.count_records else ()
             count(rows, pack(before), "order", None, 1.0, -1, *extra)

@@ -166,3 +166,28 @@ def test_a_viewer_gets_the_delta_only_on_top_of_the_update_before():
     viewer.live_seq = 6
     assert web_page._LiveEvents(LiveUpdate(7, b"{}", None)).for_viewer(viewer) == (
         b"event: live\ndata: {}\n\n")  # rows were added: everyone gets the whole table
+
+
+def test_the_trace_decodes_only_the_latest_frames_of_a_wake_up(monkeypatch):
+    """50 batches of 3 frames gathered in one wake-up: all counted, the trace the last 40 in
+    order, and no more decoded than those (not the last few of every batch: about all)."""
+    from cancorder.web import live
+
+    decoded = []
+
+    class Counting(wire.StreamDecoder):
+        def feed(self, records):
+            frames = super().feed(records)
+            decoded.extend(frames)
+            return frames
+
+    monkeypatch.setattr(live.wire, "StreamDecoder", Counting)
+    feed = LiveFeed()
+    feed.watch(True)
+    frames = [(1_700_000_000_000_000 + n, 0x100 + n % 7, 0, bytes([n & 0xFF])) for n in range(150)]
+    for start in range(0, 150, 3):
+        feed.put(b"".join(wire.pack_frame(*frame) for frame in frames[start:start + 3]))
+    feed._count_queued()
+    assert feed.table.total == 150
+    assert list(feed.trace) == [(m, i, f, d) for m, i, f, d in frames[-live.TRACE_ROWS:]]
+    assert len(decoded) <= live.TRACE_ROWS + 3
