@@ -355,43 +355,21 @@ class Monitor:
 
     def _tick(self, now):
         elapsed = now - self._rate_time
-        if elapsed < RATE_WINDOW / 4:
-            self._stamp_changes(now)
+        if elapsed < RATE_WINDOW / 4:  # too soon for the rates: the changed bytes only
+            for rows in self._tables.values():
+                idcount.tick_rows(rows, now, elapsed, 0.0)
             return
         weight = min(1.0, elapsed / RATE_WINDOW)
-        for row in self._all_rows():
-            fresh = (row.count - row.counted) / elapsed
-            row.rate += (fresh - row.rate) * weight
-            row.counted = row.count
-            if row.diff:
-                self._stamp_row(row, now)
+        for rows in self._tables.values():
+            idcount.tick_rows(rows, now, elapsed, weight)
         fresh = (self.total - self._total_counted) / elapsed
         self.total_rate += (fresh - self.total_rate) * weight
         self._total_counted = self.total
         self._rate_time = now
 
-    def _stamp_changes(self, now):
-        for row in self._all_rows():
-            if row.diff:
-                self._stamp_row(row, now)
-
     def _all_rows(self):
         for rows in self._tables.values():
             yield from rows.values()
-
-    @staticmethod
-    def _stamp_row(row, now):
-        diff, row.diff = row.diff, 0  # bit i: byte i changed
-        changed_at = row.changed_at
-        if len(changed_at) != len(row.data):  # a new length: all bytes are new
-            row.changed_at = [now] * len(row.data)
-            return
-        index = 0
-        while diff and index < len(changed_at):
-            if diff & 1:
-                changed_at[index] = now
-            diff >>= 1
-            index += 1
 
     def redraw(self, now=None):
         if self._live is None:

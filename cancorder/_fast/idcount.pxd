@@ -45,3 +45,9 @@ cdef int _take(Row row, long long micros, unsigned char flags, const unsigned ch
 @cython.locals(intervals=cython.longlong, period=str, parts=list, at=cython.double, ident=str,
                data=str)
 cpdef bytes row_json(Row row, str named)
+
+@cython.locals(row=Row, fresh=cython.double)
+cpdef int tick_rows(dict rows, double now, double elapsed, double weight) except -1
+
+@cython.locals(diff=cython.ulonglong, n=Py_ssize_t, changed_at=list, i=Py_ssize_t)
+cdef int _stamp(Row row, double now) except -1

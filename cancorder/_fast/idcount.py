@@ -173,6 +173,37 @@ def _take(row, micros, flags, p, start, n, now):
     return 0
 
 
+def tick_rows(rows, now, elapsed, weight):
+    """Once per refresh, every row of one table (id key -> Row): its rate, a moving average
+    given ``weight`` of what it counted in the last ``elapsed`` seconds (weight 0: rates left
+    as they are), and the time of the bytes changed since the last refresh (``diff``)."""
+    for row in rows.values():
+        if weight > 0.0:
+            fresh = (row.count - row.counted) / elapsed
+            row.rate += (fresh - row.rate) * weight
+            row.counted = row.count
+        if row.diff:
+            _stamp(row, now)
+    return 0
+
+
+def _stamp(row, now):
+    diff = row.diff  # bit i: byte i changed
+    row.diff = 0
+    n = row.length
+    changed_at = row.changed_at
+    if len(changed_at) != n:  # a new length: all bytes are new
+        row.changed_at = [now] * n
+        return 0
+    i = 0
+    while diff and i < n:
+        if diff & 1:
+            changed_at[i] = now
+        diff >>= 1
+        i += 1
+    return 0
+
+
 def row_json(row, named):
     """The row as the web page's live feed sends it (its JSON array, as bytes): made once per
     change of the row (``Row.shown``). ``named`` is the JSON of its message name and signals

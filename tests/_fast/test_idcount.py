@@ -172,3 +172,31 @@ def test_row_json_says_what_the_row_holds_the_same_in_both_kinds(frames):
         assert int(ident, 16) == key & 0x1FFFFFFF and len(ident) == (8 if key >> 32 else 3)
         assert period == (None if count == 1 else round(sum_period / (count - 1) / 1000, 2))
         assert all(at is None for at in changed_at)  # not stamped: no refresh ran
+
+
+@given(traffic(), st.floats(0.05, 2.0), st.floats(0.0, 1.0))
+@FUZZ
+def test_tick_rows_rates_and_change_times_as_the_model_says(frames, elapsed, weight):
+    """A refresh: each rate moves ``weight`` of the way to what the row counted in
+    ``elapsed`` s, and the bytes changed since (the model's mask) get the refresh's time."""
+    expected = model(frames)
+    for kind in KINDS:
+        idcount = module(kind)
+        rows = {}
+        idcount.count_frames(rows, frames, "order", None, 1.0, -1)
+        for row in rows.values():
+            row.rate = 3.0
+        assert idcount.tick_rows(rows, 7.5, elapsed, weight) == 0
+        for key, (count, data, mask, _, _, _) in expected.items():
+            row = rows[key]
+            if weight:
+                assert row.rate == pytest.approx(3.0 + (count / elapsed - 3.0) * weight)
+                assert row.counted == count
+            else:
+                assert (row.rate, row.counted) == (3.0, 0)
+            if mask is None:  # a new length: every byte new
+                assert row.changed_at == [7.5] * len(data)
+            else:
+                assert row.changed_at == [7.5 if mask >> i & 1 else -math.inf
+                                          for i in range(len(data))]
+            assert row.diff == 0
