@@ -129,6 +129,9 @@ class Monitor:
         self.offset = 0  # the first visible row, in the sorted and filtered list
         self.refreshes = 0  # screens drawn (the benchmark reads it)
         self._tables = {}  # channel -> {id key: Row}
+        # (how many rows, the first in id order, for tick_and_show): rows are only added (or
+        # all cleared), so the same number of rows is the same rows, sorted once
+        self._first = None
         self._lock = threading.Lock()
         self._frozen = None  # the views shown while paused
         self._rate_time = clock()
@@ -348,44 +351,25 @@ class Monitor:
         """Once per refresh: rates, and the bytes that changed since the last one."""
         now = self.clock() if now is None else now
         with self._lock:
-            elapsed = now - self._rate_time
-            if elapsed < RATE_WINDOW / 4:
-                self._stamp_changes(now)
-                return
-            weight = min(1.0, elapsed / RATE_WINDOW)
-            for row in self._all_rows():
-                fresh = (row.count - row.counted) / elapsed
-                row.rate += (fresh - row.rate) * weight
-                row.counted = row.count
-                if row.diff:
-                    self._stamp_row(row, now)
-            fresh = (self.total - self._total_counted) / elapsed
-            self.total_rate += (fresh - self.total_rate) * weight
-            self._total_counted = self.total
-            self._rate_time = now
+            self._tick(now)
 
-    def _stamp_changes(self, now):
-        for row in self._all_rows():
-            if row.diff:
-                self._stamp_row(row, now)
+    def _tick(self, now):
+        elapsed = now - self._rate_time
+        if elapsed < RATE_WINDOW / 4:  # too soon for the rates: the changed bytes only
+            for rows in self._tables.values():
+                idcount.tick_rows(rows, now, elapsed, 0.0)
+            return
+        weight = min(1.0, elapsed / RATE_WINDOW)
+        for rows in self._tables.values():
+            idcount.tick_rows(rows, now, elapsed, weight)
+        fresh = (self.total - self._total_counted) / elapsed
+        self.total_rate += (fresh - self.total_rate) * weight
+        self._total_counted = self.total
+        self._rate_time = now
 
     def _all_rows(self):
         for rows in self._tables.values():
             yield from rows.values()
-
-    @staticmethod
-    def _stamp_row(row, now):
-        diff, row.diff = row.diff, 0  # bit i: byte i changed
-        changed_at = row.changed_at
-        if len(changed_at) != len(row.data):  # a new length: all bytes are new
-            row.changed_at = [now] * len(row.data)
-            return
-        index = 0
-        while diff and index < len(changed_at):
-            if diff & 1:
-                changed_at[index] = now
-            diff >>= 1
-            index += 1
 
     def redraw(self, now=None):
         if self._live is None:
@@ -442,6 +426,7 @@ class Monitor:
         elif char in "cC":
             with self._lock:
                 self._tables.clear()
+                self._first = None
                 self._messages.clear()
                 self.total = self._total_counted = 0
                 self.total_rate = 0.0
@@ -487,15 +472,20 @@ class Monitor:
         with self._lock:
             return [self._view(row) for row in self._all_rows()]
 
-    def first_views(self, limit):
-        """(Views of the first ``limit`` rows in id order, how many rows there are): the rest
-        is neither sorted nor copied."""
+    def tick_and_show(self, now, limit, show):
+        """``tick``, then ``(show(row, name) for the first limit rows in id order, how many rows
+        there are)``, in one hold of the lock: every frame a row has counted is stamped
+        (changed bytes, rate) when ``show`` reads it, so what it makes of a row stays true
+        until the row's count changes (the web page's per-row cache)."""
         import heapq
 
         with self._lock:
+            self._tick(now)
             count = sum(len(rows) for rows in self._tables.values())
-            first = heapq.nsmallest(limit, self._all_rows(), key=lambda row: row.key)
-            return [self._view(row) for row in first], count
+            if self._first is None or self._first[0] != count:
+                self._first = (count, heapq.nsmallest(limit, self._all_rows(),
+                                                      key=lambda row: row.key))
+            return [show(row, self._name(row)) for row in self._first[1]], count
 
     def _view(self, row):
         return View(row, self._name(row))

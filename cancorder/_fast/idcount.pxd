@@ -18,6 +18,8 @@ cdef class Row:
     cdef public list changed_at
     cdef public unsigned long long counted
     cdef public double rate
+    cdef public object shown
+    cdef public unsigned long long shown_count
 
 
 @cython.locals(unlisted=Py_ssize_t, key=cython.ulonglong, ext_flag=cython.uchar,
@@ -39,3 +41,13 @@ cpdef tuple count_records(dict rows, object records, object order, object channe
                one=cython.ulonglong, mask=cython.ulonglong, differs=bint, i=Py_ssize_t)
 cdef int _take(Row row, long long micros, unsigned char flags, const unsigned char *p,
                Py_ssize_t start, Py_ssize_t n, double now) except -1
+
+@cython.locals(intervals=cython.longlong, period=str, parts=list, at=cython.double, ident=str,
+               data=str)
+cpdef bytes row_json(Row row, str named)
+
+@cython.locals(row=Row, fresh=cython.double)
+cpdef int tick_rows(dict rows, double now, double elapsed, double weight) except -1
+
+@cython.locals(diff=cython.ulonglong, n=Py_ssize_t, changed_at=list, i=Py_ssize_t)
+cdef int _stamp(Row row, double now) except -1

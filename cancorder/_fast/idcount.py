@@ -30,6 +30,10 @@ class Row:
 
     The data lives in a buffer of its own, updated in place: a frame whose bytes changed costs
     no allocation; ``data`` makes the bytes when a refresh reads them.
+
+    ``shown`` is what a view last made of this row (the web page's JSON), valid while
+    ``count == shown_count``: every frame counted changes ``count``, so a row that took no
+    frame since is not made again (the count is 1 or more once a row exists: 0 is "never").
     """
 
     def __init__(self, key, channel, can_id, flags, micros, now):
@@ -49,6 +53,8 @@ class Row:
         self.changed_at = []  # per byte: when it last changed (stamped at a refresh)
         self.counted = 0  # count at the last rate update
         self.rate = 0.0
+        self.shown = None
+        self.shown_count = 0
 
     @property
     def data(self):
@@ -165,3 +171,57 @@ def _take(row, micros, flags, p, start, n, now):
         row.diff = mask
         row.changed = now
     return 0
+
+
+def tick_rows(rows, now, elapsed, weight):
+    """Once per refresh, every row of one table (id key -> Row): its rate, a moving average
+    given ``weight`` of what it counted in the last ``elapsed`` seconds (weight 0: rates left
+    as they are), and the time of the bytes changed since the last refresh (``diff``)."""
+    for row in rows.values():
+        if weight > 0.0:
+            fresh = (row.count - row.counted) / elapsed
+            row.rate += (fresh - row.rate) * weight
+            row.counted = row.count
+        if row.diff:
+            _stamp(row, now)
+    return 0
+
+
+def _stamp(row, now):
+    diff = row.diff  # bit i: byte i changed
+    row.diff = 0
+    n = row.length
+    changed_at = row.changed_at
+    if len(changed_at) != n:  # a new length: all bytes are new
+        row.changed_at = [now] * n
+        return 0
+    i = 0
+    while diff and i < n:
+        if diff & 1:
+            changed_at[i] = now
+        diff >>= 1
+        i += 1
+    return 0
+
+
+def row_json(row, named):
+    """The row as the web page's live feed sends it (its JSON array, as bytes): made once per
+    change of the row (``Row.shown``). ``named`` is the JSON of its message name and signals
+    (``null,null`` without a database). Times are the monotonic clock's, to the millisecond."""
+    intervals = row.count - 1
+    if intervals > 0:
+        period = "%.2f" % (row.sum_period / intervals / 1000.0)
+    else:
+        period = "null"
+    parts = []
+    for at in row.changed_at:
+        parts.append("null" if at == _NEVER else "%.3f" % at)
+    if row.flags & FLAG_EXT:
+        ident = "%08X" % row.can_id
+    else:
+        ident = "%03X" % row.can_id
+    data = row._data[:row.length].hex(" ").upper()
+    return ('["%s",%d,%d,%s,"%s",[%s],%.3f,%.3f,%s]' % (
+        ident, row.flags, row.count, period, data, ",".join(parts), row.seen, row.changed,
+        named)).encode()
+

@@ -9,10 +9,11 @@ page's ticker calls ``view`` at most 5 times a second, once per bus whatever the
 viewers.
 """
 import collections
+import json
 import threading
 import time
 
-from .._fast import wire
+from .._fast import idcount, wire
 from ..monitor import CHANGED_FOR, Monitor
 from ..sinks.base import RecordSink
 
@@ -24,6 +25,17 @@ MAX_ROWS = 1000  # ids sent in one update, the first in id order (the page filte
 # them): what a live update costs to build and send stays bounded
 MAX_IDS = 4096  # ids counted per bus: every 11-bit id and room for 29-bit ones (a flood of
 # distinct ids beyond it is counted in the total only, so the table's cost stays bounded)
+
+
+class LiveUpdate:
+    """One live update, made once for every viewer: ``full`` (JSON, every row) for a viewer
+    that has nothing yet or missed one, ``delta`` (the rows that changed since update
+    ``seq - 1``, by their place in it; None when the rows themselves changed) for the others."""
+
+    __slots__ = ("seq", "full", "delta")
+
+    def __init__(self, seq, full, delta):
+        self.seq, self.full, self.delta = seq, full, delta
 
 
 class LiveFeed(RecordSink):
@@ -46,6 +58,8 @@ class LiveFeed(RecordSink):
         self._stopped = threading.Event()  # wakes the feed's thread from its gathering pause
         self._thread = None
         self._failed = None
+        self._seq = 0  # live updates made (each viewer says which one it has)
+        self._sent_keys = None  # the rows of the last update, in order
 
     def _new_table(self):
         return Monitor(signals=self.signals, keys=None, clock=self.clock, capture_log=False,
@@ -62,6 +76,7 @@ class LiveFeed(RecordSink):
             with self._lock:
                 self.table = self._new_table()
                 self.trace.clear()
+            self._sent_keys = None
         self.watched = on
 
     def put(self, records):
@@ -92,47 +107,79 @@ class LiveFeed(RecordSink):
             while not self._stopping:
                 self._ready.wait(0.5)
                 self._ready.clear()
-                with self._lock:
-                    batches = list(self._queue)
-                    self._queue.clear()
-                    self._queued = 0
-                    table = self.table
-                for records in batches:  # a batch holds whole records
-                    tail = table.add_records(records, keep_last=TRACE_ROWS)
-                    self.trace.extend(wire.StreamDecoder().feed(records[tail:]))
+                self._count_queued()
                 self._stopped.wait(GATHER)
         except Exception as exc:  # a bug: said like any consumer's (exit 1)
             if self._failed is None:
                 raise
             self._failed("the web page's live feed", exc)
 
+    def _count_queued(self):
+        """Count the batches gathered since the last wake-up; decode only the latest
+        TRACE_ROWS frames of them all, for the trace (a source hands over a batch a
+        millisecond: the last few of each would be about every frame)."""
+        with self._lock:
+            batches = list(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            table = self.table
+        tails = [table.add_records(records, keep_last=TRACE_ROWS) for records in batches]
+        latest = []
+        for records, tail in zip(reversed(batches), reversed(tails)):  # a batch holds whole records
+            latest[:0] = wire.StreamDecoder().feed(records[tail:])
+            if len(latest) >= TRACE_ROWS:
+                break
+        self.trace.extend(latest[-TRACE_ROWS:])
+
     def view(self, now=None):
-        """The table and the trace as the page shows them (a dict ready for JSON)."""
+        """The table and the trace as the page shows them: a LiveUpdate (JSON bytes).
+
+        Each row is sent as its frames left it (times, not ages: the page computes the ages),
+        so a row that took no frame since the last update is the same bytes: it is made once
+        and kept with the row (``Row.shown``, valid while its count is unchanged), and only
+        the rows made again go in the update's delta. The rates move without frames: they go
+        in ``rates``, one per row in id order, in both.
+        Row: [id, flags, count, period ms or null, data hex, per byte when it last changed
+        (null: never), last frame, last data change, message name, signals]; times are
+        ``now``'s clock (seconds).
+        """
         now = self.clock() if now is None else now
         table = self.table
-        table.tick(now)
-        views, ids = table.first_views(MAX_ROWS)
-        recent = now - CHANGED_FOR
-        rows = []
-        for view in views:
-            decoded = (self.signals.decode(view.can_id, view.flags, view.data)
-                       if view.name is not None else None)
-            rows.append({
-                "id": view.ident(), "ext": bool(view.flags & wire.FLAG_EXT),
-                "fd": bool(view.flags & wire.FLAG_FD), "count": view.count,
-                "rate": round(view.rate, 1),
-                "period": None if view.period is None else round(view.period, 2),
-                "len": len(view.data), "data": view.data.hex(" ").upper(),
-                "changed": [i for i, at in enumerate(view.changed_at) if at >= recent],
-                "age": round(now - view.seen, 2), "last_change": round(now - view.changed, 2),
-                "name": view.name, "signals": _signals(decoded)})
+        rows, ids = table.tick_and_show(now, MAX_ROWS, self._shown)
         trace = [{"t": micros / 1e6,
                   "id": f"{can_id:08X}" if flags & wire.FLAG_EXT else f"{can_id:03X}",
                   "data": data.hex(" ").upper()}
                  for micros, can_id, flags, data in list(self.trace)]
-        return {"total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
-                "unlisted": table.unlisted, "rows": rows, "trace": trace[::-1],
-                "dropped": self.dropped}
+        self._seq += 1
+        head = json.dumps({"seq": self._seq, "now": round(now, 3), "hot_for": CHANGED_FOR,
+                           "total": table.total, "rate": round(table.total_rate, 1), "ids": ids,
+                           "unlisted": table.unlisted, "dropped": self.dropped,
+                           "trace": trace[::-1],
+                           "rates": [round(row[2], 1) for row in rows]})[:-1].encode()
+        full = b"".join((head, b', "rows": [', b",".join([row[1] for row in rows]), b"]}"))
+        keys = [row[0] for row in rows]
+        delta = None
+        if keys == self._sent_keys:  # the same rows in the same places: the changed ones will do
+            changed = b",".join([b"[%d,%s]" % (index, row[1])
+                                 for index, row in enumerate(rows) if row[3]])
+            delta = b"".join((head, b', "since": %d, "changed": [' % (self._seq - 1), changed,
+                              b"]}"))
+        self._sent_keys = keys
+        return LiveUpdate(self._seq, full, delta)
+
+    def _shown(self, row, name):
+        """(key, the row's JSON, its rate, whether it was made again: it took a frame since)."""
+        if row.shown_count == row.count:
+            return row.key, row.shown, row.rate, False
+        row.shown = self._row_json(row, name)
+        row.shown_count = row.count
+        return row.key, row.shown, row.rate, True
+
+    def _row_json(self, row, name):
+        if name is None:
+            return idcount.row_json(row, "null,null")
+        signals = _signals(self.signals.decode(row.can_id, row.flags, row.data))
+        return idcount.row_json(row, json.dumps(name) + "," + json.dumps(signals))
 
 
 def _signals(decoded):

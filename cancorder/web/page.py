@@ -54,15 +54,36 @@ class _Viewer:
 
     def __init__(self, bus):
         self.bus = bus
-        self.pending = {}  # event name -> bytes
+        self.pending = {}  # event name -> its message (bytes, or a _LiveEvents)
         self.wake = asyncio.Event()
         self.skipped = 0
+        self.live_seq = None  # the live update last written to it
 
     def offer(self, event, data):
         if event in self.pending:
             self.skipped += 1  # not yet written: the newer replaces it
         self.pending[event] = data
         self.wake.set()
+
+
+def _event(name, data):
+    return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+
+class _LiveEvents:
+    """A live.LiveUpdate as Server-Sent Events, made once for every viewer of its bus: the
+    delta to a viewer that was written the update before it, the whole table to any other (a
+    newcomer, or one that missed an update: the next one makes it whole again)."""
+
+    def __init__(self, update):
+        self.seq = update.seq
+        self.full = _event(b"live", update.full)
+        self.delta = None if update.delta is None else _event(b"live", update.delta)
+
+    def for_viewer(self, viewer):
+        fits = self.delta is not None and viewer.live_seq == self.seq - 1
+        viewer.live_seq = self.seq
+        return self.delta if fits else self.full
 
 
 class WarningLog(logging.Handler):
@@ -100,7 +121,7 @@ class WebPage:
         self._history = {}  # bus name -> deque of frames/s, one a second
         self._last_frames = {}
         self._status_json = b"{}"
-        self._live_json = {}  # bus name -> bytes
+        self._live = {}  # bus name -> _LiveEvents, the latest
         self._viewers = set()
         self._live_due = {}  # bus name -> when its table is computed next
         self._loop = None
@@ -147,8 +168,9 @@ class WebPage:
                     next_status = max(next_status + STATUS_INTERVAL, now)
                     self._sample(now)
                     self._status_json = json.dumps(self.status(now)).encode()
+                    message = _event(b"status", self._status_json)
                     for viewer in self._viewers:
-                        viewer.offer("status", self._status_json)
+                        viewer.offer("status", message)
                 self._update_live(now)
             except Exception as exc:  # a bug: said, and the page goes on with the next tick
                 log.error(f"web page: {type(exc).__name__}: {exc}",
@@ -171,13 +193,12 @@ class WebPage:
             feed.watch(watched[name] > 0)
             if watched[name] and now >= self._live_due.get(name, 0.0):
                 started = time.perf_counter()
-                data = json.dumps(feed.view(now)).encode()
+                events = self._live[name] = _LiveEvents(feed.view(now))
                 cost = time.perf_counter() - started
                 self._live_due[name] = now + max(LIVE_INTERVAL, cost / LIVE_BUDGET) - 0.02
-                self._live_json[name] = data
                 for viewer in self._viewers:
                     if viewer.bus == name:
-                        viewer.offer("live", data)
+                        viewer.offer("live", events)
 
     def status(self, now=None):
         now = self.clock() if now is None else now
@@ -256,11 +277,11 @@ class WebPage:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      + SECURITY_HEADERS.encode() + b"Connection: close\r\n\r\nretry: 1000\n\n")
         viewer = _Viewer(bus)
-        viewer.offer("status", self._status_json if self._status_json != b"{}"
-                     else json.dumps(self.status()).encode())
+        viewer.offer("status", _event(b"status", self._status_json if self._status_json != b"{}"
+                                      else json.dumps(self.status()).encode()))
         self._viewers.add(viewer)
-        if bus in self._live_json:  # the latest table at once, not after a tick
-            viewer.offer("live", self._live_json[bus])
+        if bus in self._live:  # the latest table at once, not after a tick
+            viewer.offer("live", self._live[bus])
         gone = asyncio.ensure_future(reader.read(1))  # the viewer leaving (or sending junk)
         transport = writer.transport
         taken_at = self.clock()
@@ -280,14 +301,14 @@ class WebPage:
                     continue
                 taken_at = now
                 pending, viewer.pending = viewer.pending, {}
-                for event, data in pending.items():
-                    writer.write(b"event: " + event.encode() + b"\ndata: " + data + b"\n\n")
+                for message in pending.values():
+                    writer.write(message if type(message) is bytes else message.for_viewer(viewer))
         finally:
             self._viewers.discard(viewer)
             gone.cancel()
             if not any(v.bus == bus for v in self._viewers):
                 self.feeds[bus].watch(False)
-                self._live_json.pop(bus, None)  # the next viewer starts a fresh table
+                self._live.pop(bus, None)  # the next viewer starts a fresh table
 
     async def _download(self, request, writer, timeout, head_only):
         """A closed recording of one bus, as it is on disk (only files its sinks list)."""

@@ -123,3 +123,80 @@ def test_the_first_frame_changes_nothing_and_byte_63_is_seen(kind):
     assert frames == 2 and row.diff == 1 << 63 and row.data == second
     assert row.changed_at == [-math.inf] * 64 and row.changed == 5.0
     assert (row.sum_period, row.sum_period2) == (10.0, 100.0)
+
+
+@given(traffic(), st.integers(0, 60))
+@FUZZ
+def test_a_rows_shown_copy_is_stale_exactly_when_it_counted_a_frame(frames, cut):
+    """The web page keeps what it made of a row (``shown``) while ``count == shown_count``:
+    after more traffic, that holds again for exactly the ids the new frames did not have."""
+    before, after = frames[:cut], frames[cut:]
+    for kind in KINDS:
+        idcount = module(kind)
+        as_records = lambda fs: b"".join(pack_frame(*f) for f in fs)  # noqa: E731
+        for count, pack in ((idcount.count_frames, list), (idcount.count_records, as_records)):
+            rows = {}
+            extra = (1,) if count is idcount.count_records else ()
+            count(rows, pack(before), "order", None, 1.0, -1, *extra)
+            assert all(row.shown is None and row.shown_count == 0 for row in rows.values())
+            for row in rows.values():
+                row.shown, row.shown_count = ("made", row.key), row.count
+            count(rows, pack(after), "order", None, 2.0, -1, *extra)
+            touched = {can_id | (1 << 32) if flags & 1 else can_id
+                       for _, can_id, flags, _ in after}
+            stale = {key for key, row in rows.items() if row.shown_count != row.count}
+            assert stale == touched
+            assert all(row.shown == ("made", row.key) for key, row in rows.items()
+                       if key not in touched)
+
+
+@given(traffic())
+@FUZZ
+def test_row_json_says_what_the_row_holds_the_same_in_both_kinds(frames):
+    import json
+
+    expected = model(frames)
+    made = {}
+    for kind in KINDS:
+        idcount = module(kind)
+        rows = {}
+        idcount.count_frames(rows, frames, "order", None, 12.5, -1)
+        for key, row in rows.items():
+            made.setdefault(key, []).append(idcount.row_json(row, '"Msg",null'))
+    for key, (count, data, _, sum_period, _, _) in expected.items():
+        assert len(set(made[key])) == 1, made[key]  # the twins agree byte for byte
+        ident, flags, sent_count, period, hex_data, changed_at, seen, changed, name, signals = (
+            json.loads(made[key][0]))
+        assert (sent_count, bytes.fromhex(hex_data), seen, name, signals) == (
+            count, data, 12.5, "Msg", None)
+        assert int(ident, 16) == key & 0x1FFFFFFF and len(ident) == (8 if key >> 32 else 3)
+        assert period == (None if count == 1 else round(sum_period / (count - 1) / 1000, 2))
+        assert all(at is None for at in changed_at)  # not stamped: no refresh ran
+
+
+@given(traffic(), st.floats(0.05, 2.0), st.floats(0.0, 1.0))
+@FUZZ
+def test_tick_rows_rates_and_change_times_as_the_model_says(frames, elapsed, weight):
+    """A refresh: each rate moves ``weight`` of the way to what the row counted in
+    ``elapsed`` s, and the bytes changed since (the model's mask) get the refresh's time."""
+    expected = model(frames)
+    for kind in KINDS:
+        idcount = module(kind)
+        rows = {}
+        idcount.count_frames(rows, frames, "order", None, 1.0, -1)
+        for row in rows.values():
+            row.rate = 3.0
+        assert idcount.tick_rows(rows, 7.5, elapsed, weight) == 0
+        for key, (count, data, mask, _, _, _) in expected.items():
+            row = rows[key]
+            if weight:
+                assert row.rate == pytest.approx(3.0 + (count / elapsed - 3.0) * weight)
+                assert row.counted == count
+            else:
+                assert (row.rate, row.counted) == (3.0, 0)
+            if mask is None:  # a new length: every byte new
+                assert row.changed_at == [7.5] * len(data)
+            else:
+                assert row.changed_at == [7.5 if mask >> i & 1 else -math.inf
+                                          for i in range(len(data))]
+            assert row.diff == 0

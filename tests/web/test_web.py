@@ -240,3 +240,51 @@ def test_a_config_file_serves_the_page(cancorder_process, tmp_path):
     assert http_get(web, "/api/status")[0] == 401
     until(lambda: '"state": "up"' in http_get(web, "/api/status?token=abc-123")[1], 10,
           "/api/status")
+
+
+def test_ages_move_on_between_updates_and_a_new_viewer_sees_every_row(page_on):
+    """The logger sends times, the page computes the ages: with no frame and no update coming
+    (the table's next update held back), a row's age still grows and the row turns stale; a
+    viewer opening the page then gets the whole table at once (the latest update)."""
+    from tests.web.test_page import _records, _serve
+
+    web, feed, server = _serve()
+    try:
+        page = page_on(server.port)
+        page.open("/#live")
+        until(lambda: feed.watched, what="the first viewer's stream")
+        feed.put(_records(300, 1))
+        rows = "#live tbody tr"
+        expected = {f"{0x100 + i:03X}" for i in range(300)}
+
+        def ids(on):
+            return {row.get_attribute("data-id") for row in on.page.query_selector_all(rows)}
+
+        until(lambda: ids(page) == expected, what="the 300 rows")
+        # then only changed rows come (a delta): they are put in their places
+        feed.put(b"".join(_records(300, 2)[i * 22:(i + 1) * 22] for i in range(0, 300, 30)))
+        counts = f"{rows} td.count"
+
+        def shown_counts():
+            return [int(cell.inner_text()) for cell in page.page.query_selector_all(counts)]
+
+        until(lambda: shown_counts() == [2 if i % 30 == 0 else 1 for i in range(300)], 5,
+              "the changed rows' counts")
+        web._live_due["can0"] = float("inf")  # no more updates: the page alone ages the rows
+        row = f'{rows}[data-id="105"]'
+
+        def age():
+            return float(re.match(r"last frame ([\d.]+) s ago",
+                                  page.page.get_attribute(row, "title")).group(1))
+
+        first = age()
+        until(lambda: age() >= first + 1.5, 5, "a growing age")
+        until(lambda: "stale" in (page.page.get_attribute(row, "class") or ""), 5, "a stale row")
+        newcomer = page_on(server.port)
+        newcomer.open("/#live")
+        until(lambda: ids(newcomer) == expected, 5, "every row to the new viewer")
+        assert page.outside() == [] and newcomer.outside() == []
+    finally:
+        server.close()
+        feed.close(1)
+        web.close()

@@ -2,7 +2,7 @@
 // Server-Sent Events stream of the logger itself (nothing is fetched from anywhere else).
 "use strict";
 
-const state = { bus: null, paused: false, sort: "id", live: null, status: null, source: null };
+const state = { bus: null, paused: false, sort: "id", live: null, status: null, source: null, renderedAt: 0 };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -133,15 +133,29 @@ function showStatus(status) {
 
 // ---- live ----
 
-function dataCell(row) {
+function dataCell(row, now, hotFor) {
   const cell = el("td", { class: "data" });
-  const hot = new Set(row.changed);
   row.data.split(" ").forEach((byte, i) => {
     if (!byte) return;
     if (i) cell.append(" ");
-    cell.append(hot.has(i) ? el("span", { class: "hot" }, byte) : byte);
+    const at = row.changedAt[i];
+    cell.append(at !== null && at !== undefined && at >= now - hotFor ? el("span", { class: "hot" }, byte) : byte);
   });
   return cell;
+}
+
+// The logger sends times on its own clock (``now`` at the update), not ages: a row that took
+// no frame is sent unchanged, and the ages go on growing here between two updates.
+function loggerNow(live) {
+  return live.now + (performance.now() - live.receivedAt) / 1000;
+}
+
+function unpackRow(r) {  // [id, flags, count, period, data, changedAt, seen, changed, name, signals]
+  return {
+    id: r[0], ext: Boolean(r[1] & 1), fd: Boolean(r[1] & 2), count: r[2], rate: 0,
+    period: r[3], len: r[4] ? (r[4].length + 1) / 3 : 0, data: r[4], changedAt: r[5], seen: r[6],
+    changed: r[7], name: r[8], signals: r[9],
+  };
 }
 
 function sortRows(rows) {
@@ -158,7 +172,20 @@ function sortRows(rows) {
   });
 }
 
+// An update has every row (``rows``: on connecting, or after a missed update) or only those
+// that changed since update ``since`` (``changed``: [place, row] pairs); the rates of all.
 function showLive(live) {
+  live.receivedAt = performance.now();
+  if (live.rows) {
+    live.rows = live.rows.map(unpackRow);
+  } else if (state.live && state.live.seq === live.since) {
+    live.rows = state.live.rows;
+    for (const [place, row] of live.changed) live.rows[place] = unpackRow(row);
+  } else {  // not the update it builds on (the logger sends whole tables then): start again
+    connect();
+    return;
+  }
+  live.rows.forEach((row, i) => { row.rate = live.rates[i]; });
   state.live = live;
   if (state.paused) return;
   renderLive();
@@ -171,15 +198,19 @@ function renderLive() {
   let rows = live.rows;
   if (wanted) rows = rows.filter((r) => r.id.toLowerCase().includes(wanted) || (r.name || "").toLowerCase().includes(wanted));
   rows = sortRows(rows);
+  const now = loggerNow(live);
+  state.renderedAt = performance.now();
   const body = document.querySelector("#live tbody");
   body.replaceChildren(...rows.map((r) => {
     const signals = r.signals ? (r.signals.error ? el("div", { class: "signals" }, "!" + r.signals.error)
       : el("div", { class: "signals" }, ...Object.entries(r.signals).map(([k, v]) => el("span", { class: "signal", dataset: { signal: k } }, `${k}=${v}`))))
       : null;
-    return el("tr", { dataset: { id: r.id }, class: r.age > Math.max(2, 3 * (r.period || 0) / 1000) ? "stale" : "" },
+    const age = now - r.seen;
+    return el("tr", { dataset: { id: r.id }, class: age > Math.max(2, 3 * (r.period || 0) / 1000) ? "stale" : "",
+                      title: `last frame ${age.toFixed(1)} s ago, data changed ${(now - r.changed).toFixed(1)} s ago` },
       el("td", { class: "id" }, r.id), el("td", { class: "num count" }, number(r.count)),
       el("td", { class: "num" }, number(r.rate, 1)), el("td", { class: "num" }, r.period === null ? "-" : number(r.period, 2)),
-      el("td", { class: "num" }, r.len), dataCell(r), el("td", {}, r.name || "", signals));
+      el("td", { class: "num" }, r.len), dataCell(r, now, live.hot_for), el("td", {}, r.name || "", signals));
   }));
   document.getElementById("live-summary").textContent =
     `${number(live.total)} frames, ${number(live.rate)}/s, ${rows.length} of ${live.ids} ids` +
@@ -236,5 +267,9 @@ document.addEventListener("DOMContentLoaded", () => {
   if (location.search.includes("token=")) {  // the cookie now carries it: a clean address bar
     history.replaceState(null, "", location.pathname + location.hash);
   }
+  // between two updates (a slow one, or a quiet bus): the ages, stale rows and highlights move on
+  setInterval(() => {
+    if (!state.paused && state.live && performance.now() - (state.renderedAt || 0) > 900) renderLive();
+  }, 1000);
   connect();
 });
