@@ -77,10 +77,12 @@ _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED)
 #: for what little of the window was left; a busy link (a second submit within half a window)
 #: is coalesced by the loop, one flush per window.
 QUIET = 0.5
-#: ... and when no more clients than this are connected. Measured (bench.serve, 1,000 frames/s
-#: in 1 ms bursts): sending from the source thread costs 30 % less CPU than waking the loop with
-#: 4 and 16 clients, but 8 % more with 32 and 30 % more with 64, where the loop sends better.
-DIRECT_CLIENTS = 16
+#: ... and when no more clients than this are connected. Since each send is one C call
+#: (send_bytes), sending from the source thread is worth it up to 64 clients: bench.serve
+#: --quick, quiet, 64 clients: p99 2.2-2.4 -> 0.7 ms (the C proxy's 0.65-0.70), for 10-25 %
+#: more CPU than handing the flush to the loop (still 0.95-1.36x the C proxy's). At 16 the loop
+#: took over from 17 clients on, a whole window later.
+DIRECT_CLIENTS = 64
 
 
 class Protocol:
