@@ -16,7 +16,7 @@ non-blocking ``send`` per client per flush, and a flush happens at most once per
 seconds (1 ms):
 - on a quiet link (the last flush is half a window old, nothing pending) ``submit`` sends at once,
   from the caller's thread: no hand-over, no wake-up of the loop, no delay for a lone frame
-  (up to 16 clients; with more the loop, woken, sends at once if the window has passed);
+  (up to 64 clients; with more the loop, woken, sends at once if the window has passed);
 - under load records wait in ``_pending`` for the loop, which flushes them one window after the
   previous flush (select timeouts), so at 30,000 frames/s there are about a thousand flushes a
   second instead of 30,000. While frames keep coming the loop stays "armed": it looks again one
